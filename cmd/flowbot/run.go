@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/dryrun"
+	"github.com/flowbot/flowbot/flows"
+)
+
+type runFlags struct {
+	flow, contact, name, language, script, mocks, start string
+	trace                                               bool
+}
+
+func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var f runFlags
+	fs.StringVar(&f.flow, "flow", "", "start this flow on the first message instead of matching triggers")
+	fs.StringVar(&f.contact, "contact", "", "the contact's WhatsApp id (default "+dryrun.DefaultContact.ID+")")
+	fs.StringVar(&f.name, "name", "", "the contact's profile name (default "+dryrun.DefaultContact.Name+")")
+	fs.StringVar(&f.language, "language", "", "the contact's language code, e.g. es")
+	fs.StringVar(&f.script, "script", "", "a conversation test file to play instead of chatting; its bot: expectations are checked")
+	fs.StringVar(&f.mocks, "mocks", "", "a YAML file of mocks that answer the flow's HTTP calls instead of the network")
+	fs.StringVar(&f.start, "start-at", "", "the virtual clock's start, e.g. 2026-11-21T09:00:00Z (default: now)")
+	fs.BoolVar(&f.trace, "trace", false, "show each step entered, each condition with its value, and each variable set")
+	dir, err := parseFlags(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	bot, err := mustLoadBot(dir, stderr)
+	if err != nil {
+		return err
+	}
+	if f.flow != "" && bot.Flow(f.flow) == nil {
+		return usageErr("--flow: the bot has no flow %q", f.flow)
+	}
+	var mocks []flows.MockSpec
+	if f.mocks != "" {
+		src, err := os.ReadFile(f.mocks)
+		if err != nil {
+			return usageErr("--mocks: %v", err)
+		}
+		list, diags := flows.ParseMocks(f.mocks, src)
+		if diags.HasErrors() {
+			fmt.Fprintln(stderr, diags.Error())
+			return &exitError{code: 2}
+		}
+		mocks = list
+	}
+	if f.script != "" {
+		return runScript(ctx, bot, f, mocks, stdout, stderr)
+	}
+	return runChat(ctx, bot, f, mocks, stdin, stdout, stderr)
+}
+
+// transcript prints what a dry run does, as it happens.
+type transcript struct {
+	w       io.Writer
+	trace   bool
+	name    string
+	session *dryrun.Session
+}
+
+func clock(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") }
+
+func (p *transcript) user(at time.Time, text string) {
+	fmt.Fprintf(p.w, "%s  %s > %s\n", clock(at), p.name, text)
+}
+
+func (p *transcript) note(at time.Time, text string) {
+	fmt.Fprintf(p.w, "%s  -- %s\n", clock(at), text)
+}
+
+// result prints one event's outbound messages and records.
+func (p *transcript) result(ctx context.Context, ev engine.Event, at time.Time, res *engine.Result) {
+	st, _ := p.session.State(ctx)
+	window := windowText(st, at)
+	sent := map[string]engine.Outbound{}
+	for _, o := range res.Outbound {
+		sent[o.ID] = o
+	}
+	for _, r := range res.Records {
+		switch r.Kind {
+		case engine.RecInbound:
+			continue
+		case engine.RecSent:
+			o := sent[r.Detail]
+			fmt.Fprintf(p.w, "%s  bot < %s   [%s; window %s]\n", clock(o.At), dryrun.Describe(o), how(o), window)
+		case engine.RecStep, engine.RecCondition, engine.RecSet, engine.RecCall:
+			if !p.trace {
+				continue
+			}
+			if r.Kind == engine.RecStep {
+				fmt.Fprintf(p.w, "%18s· step %s/%s\n", "", r.Flow, r.Step)
+			} else {
+				fmt.Fprintf(p.w, "%18s· %s %s\n", "", r.Kind, r.Detail)
+			}
+		case engine.RecError, engine.RecUndeliverable, engine.RecOptedOut:
+			fmt.Fprintf(p.w, "%18s! %s\n", "", r)
+		default:
+			if p.trace || r.Kind == engine.RecHandoff || r.Kind == engine.RecFallback || r.Kind == engine.RecUnmatched {
+				fmt.Fprintf(p.w, "%18s· %s\n", "", r)
+			}
+		}
+	}
+}
+
+// windowText shows the customer service window: open, closes in 23h10m;
+// or closed.
+func windowText(st *engine.State, at time.Time) string {
+	if st == nil || !st.WindowOpen(at) {
+		return "closed"
+	}
+	left := st.WindowExpires().Sub(at).Round(time.Minute)
+	return fmt.Sprintf("open, closes in %dh%02dm", int(left.Hours()), int(left.Minutes())%60)
+}
+
+// how says how a message went out: session, or template NAME(params) CATEGORY.
+func how(o engine.Outbound) string {
+	if o.Via != engine.ViaTemplate {
+		return "session"
+	}
+	t := o.Message.Template
+	var params []string
+	params = append(params, t.HeaderTexts...)
+	params = append(params, t.Params...)
+	for _, n := range t.Named {
+		params = append(params, n.Name+"="+n.Value)
+	}
+	s := fmt.Sprintf("template %s(%s) %s %s", t.Name, strings.Join(params, ", "), strings.ToUpper(string(t.Category)), t.Language)
+	if o.Fallback {
+		s += " fallback"
+	}
+	return s
+}
+
+func (p *transcript) summary(ctx context.Context, bot *flows.Bot) {
+	st, err := p.session.State(ctx)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(p.w, "cost: %s\n", dryrun.CostSummary(bot.Settings.Pricing, st.Cost))
+}
+
+func runScript(ctx context.Context, bot *flows.Bot, f runFlags, extra []flows.MockSpec, stdout, stderr io.Writer) error {
+	src, err := os.ReadFile(f.script)
+	if err != nil {
+		return usageErr("--script: %v", err)
+	}
+	var diags flows.Diagnostics
+	t := flows.ParseTest(f.script, src, bot, &diags)
+	for _, d := range diags {
+		fmt.Fprintln(stderr, d)
+	}
+	if t == nil {
+		return &exitError{code: 2}
+	}
+	spec := t.Spec
+	spec.Mocks = append(spec.Mocks, extra...)
+	if f.flow != "" {
+		spec.Flow = &flows.Ref{Name: f.flow}
+	}
+	if f.contact != "" || f.name != "" || f.language != "" {
+		c := flows.ContactSpec{}
+		if spec.Contact != nil {
+			c = *spec.Contact
+		}
+		c.ID = orStr(f.contact, c.ID)
+		c.Name = orStr(f.name, c.Name)
+		c.Language = orStr(f.language, c.Language)
+		spec.Contact = &c
+	}
+	name := dryrun.DefaultContact.Name
+	if spec.Contact != nil && spec.Contact.Name != "" {
+		name = spec.Contact.Name
+	}
+	p := &transcript{w: stdout, trace: f.trace, name: name}
+	// Print the contact's messages and clock moves as the test plays them.
+	var prevNow time.Time
+	res := dryrun.RunTest(ctx, bot, t, secretsFromEnv(bot.Settings.Secrets), func(s *dryrun.Session) {
+		p.session = s
+		prevNow = s.Now
+		s.OnResult = func(ev engine.Event, at time.Time, r *engine.Result) {
+			if at.After(prevNow) {
+				p.note(at, "the clock moves to "+clock(at))
+				prevNow = at
+			}
+			switch ev.Kind {
+			case engine.EventInbound:
+				p.user(at, describeInbound(ev.Message))
+			case engine.EventStart:
+				p.note(at, "flow "+ev.Flow+" started by the business")
+			case engine.EventRelease:
+				p.note(at, "an agent released the handoff")
+			}
+			p.result(ctx, ev, at, r)
+		}
+	})
+	if res.Session != nil {
+		p.session = res.Session
+		p.summary(ctx, bot)
+	}
+	if !res.Passed() {
+		fmt.Fprintf(stderr, "%s\n", res.Failure)
+		return problems
+	}
+	return nil
+}
+
+func describeInbound(m *engine.Inbound) string {
+	switch {
+	case m.Type == "interactive":
+		return fmt.Sprintf("(taps %q)", m.Choice)
+	case m.Type == "button":
+		return fmt.Sprintf("(taps template button %q)", m.Choice)
+	case m.Type != "text":
+		return fmt.Sprintf("(%s) %s", m.Type, m.Text)
+	}
+	return m.Text
+}
+
+func orStr(s, d string) string {
+	if s != "" {
+		return s
+	}
+	return d
+}
+
+const chatHelp = `Type a message to send it as the contact. Commands:
+  /choice ID   tap the button or list row with this id
+  /wait 25h    move the virtual clock on (timers fire on the way)
+  /state       show the contact's state
+  /release     end a handoff, as an agent would
+  /quit        end the dry run
+`
+
+func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.MockSpec, stdin io.Reader, stdout, stderr io.Writer) error {
+	var doer actions.Doer = &http.Client{}
+	if f.mocks != "" {
+		doer = dryrun.NewMocks(mockList)
+	}
+	e := engine.New(bot, engine.Options{HTTP: doer, Secrets: secretsFromEnv(bot.Settings.Secrets), Trace: true})
+	contact := dryrun.DefaultContact
+	contact.ID = orStr(f.contact, contact.ID)
+	contact.Name = orStr(f.name, contact.Name)
+	contact.Language = f.language
+	start := time.Now().UTC().Truncate(time.Minute)
+	if f.start != "" {
+		t, err := time.Parse(time.RFC3339, f.start)
+		if err != nil {
+			return usageErr("--start-at: %v", err)
+		}
+		start = t
+	}
+	s, err := dryrun.NewSession(ctx, e, contact, start)
+	if err != nil {
+		return err
+	}
+	s.ForceFlow = f.flow
+	p := &transcript{w: stdout, trace: f.trace, name: contact.Name, session: s}
+	s.OnResult = func(ev engine.Event, at time.Time, r *engine.Result) { p.result(ctx, ev, at, r) }
+	interactive := isTerminal(stdin)
+	if interactive {
+		fmt.Fprintf(stdout, "Dry run of %s as %s (%s). /help lists the commands.\n", bot.Dir, contact.Name, contact.ID)
+	}
+	sc := bufio.NewScanner(stdin)
+	for {
+		if interactive {
+			fmt.Fprint(stdout, "> ")
+		}
+		if !sc.Scan() {
+			break
+		}
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		if !strings.HasPrefix(line, "/") {
+			if !interactive {
+				p.user(s.Now, line)
+			}
+			if _, err := s.Say(ctx, engine.Inbound{Type: "text", Text: line}); err != nil {
+				fmt.Fprintln(stderr, "error:", err)
+			}
+			continue
+		}
+		cmd, arg, _ := strings.Cut(line, " ")
+		arg = strings.TrimSpace(arg)
+		switch cmd {
+		case "/quit", "/exit", "/q":
+			p.summary(ctx, bot)
+			return nil
+		case "/help":
+			fmt.Fprint(stdout, chatHelp)
+		case "/choice":
+			if arg == "" {
+				fmt.Fprintln(stderr, "usage: /choice ID")
+				continue
+			}
+			if !interactive {
+				p.user(s.Now, fmt.Sprintf("(taps %q)", arg))
+			}
+			if _, err := s.Say(ctx, choiceMessage(s, ctx, arg)); err != nil {
+				fmt.Fprintln(stderr, "error:", err)
+			}
+		case "/wait":
+			d, err := flows.ParseDuration(arg)
+			if err != nil {
+				fmt.Fprintln(stderr, "usage: /wait 25h:", err)
+				continue
+			}
+			p.note(s.Now, "waiting "+flows.FormatDuration(d))
+			if err := s.Advance(ctx, d); err != nil {
+				fmt.Fprintln(stderr, "error:", err)
+			}
+			p.note(s.Now, "the clock is now "+clock(s.Now))
+		case "/release":
+			if _, err := s.Release(ctx); err != nil {
+				fmt.Fprintln(stderr, "error:", err)
+			}
+		case "/state":
+			st, err := s.State(ctx)
+			if err != nil {
+				fmt.Fprintln(stderr, "error:", err)
+				continue
+			}
+			printState(stdout, st, s.Now)
+		default:
+			fmt.Fprintf(stderr, "unknown command %s\n%s", cmd, chatHelp)
+		}
+	}
+	p.summary(ctx, bot)
+	return sc.Err()
+}
+
+// choiceMessage builds the tap of a button or list row, with its title
+// from the last message that offered it.
+func choiceMessage(s *dryrun.Session, _ context.Context, id string) engine.Inbound {
+	in := engine.Inbound{Type: "interactive", Choice: id, Text: id}
+	for i := len(s.Sent) - 1; i >= 0; i-- {
+		m := s.Sent[i].Message
+		for _, b := range m.Buttons {
+			if b.ID == id {
+				in.Text = b.Title
+				return in
+			}
+		}
+		if m.List != nil {
+			for _, sec := range m.List.Sections {
+				for _, r := range sec.Rows {
+					if r.ID == id {
+						in.Text = r.Title
+						return in
+					}
+				}
+			}
+		}
+	}
+	return in
+}
+
+func printState(w io.Writer, st *engine.State, now time.Time) {
+	window := windowText(st, now)
+	view := map[string]any{
+		"flow": st.Flow, "step": st.Step, "waiting": st.Waiting, "vars": st.Vars,
+		"window": window, "opted_out": st.Contact.OptedOut, "handoff": st.Handoff, "timers": st.Timers,
+	}
+	b, _ := json.MarshalIndent(view, "", "  ")
+	fmt.Fprintln(w, string(b))
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/flowbot/flowbot/engine/dryrun"
+	"github.com/flowbot/flowbot/flows"
+)
+
+func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	runRE := fs.String("run", "", "run only the tests whose name or file matches this regular expression")
+	verbose := fs.Bool("v", false, "print every test, with its trace when it fails")
+	dir, err := parseFlags(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	var filter *regexp.Regexp
+	if *runRE != "" {
+		if filter, err = regexp.Compile(*runRE); err != nil {
+			return usageErr("-run: %v", err)
+		}
+	}
+	bot, err := mustLoadBot(dir, stderr)
+	if err != nil {
+		fmt.Fprintln(stdout, "0 passed, 0 failed")
+		return err
+	}
+	tests, diags := flows.LoadTests(os.DirFS(dir), dir, bot)
+	failedFiles := map[string]bool{}
+	for _, d := range diags {
+		fmt.Fprintln(stdout, d)
+		if d.Severity == flows.SevError {
+			failedFiles[d.File] = true
+		}
+	}
+	if len(tests) == 0 && len(failedFiles) == 0 {
+		fmt.Fprintf(stderr, "no tests in %s/tests\n", dir)
+	}
+	secrets := secretsFromEnv(bot.Settings.Secrets)
+	passed, failed := 0, len(failedFiles)
+	for _, t := range tests {
+		if filter != nil && !filter.MatchString(t.Spec.Name) && !filter.MatchString(t.File) {
+			continue
+		}
+		res := dryrun.RunTest(ctx, bot, t, secrets, nil)
+		if res.Passed() {
+			passed++
+			if *verbose {
+				fmt.Fprintf(stdout, "ok    %s (%s)\n", t.Spec.Name, t.File)
+			}
+			continue
+		}
+		failed++
+		fmt.Fprintf(stdout, "FAIL  %s (%s)\n", t.Spec.Name, t.File)
+		fmt.Fprintf(stdout, "    %s\n", res.Failure)
+		if *verbose && res.Session != nil {
+			fmt.Fprintln(stdout, "    what happened:")
+			for _, r := range res.Session.Records {
+				fmt.Fprintf(stdout, "      %s %s\n", r.At.Format("01-02 15:04"), strings.TrimSpace(r.String()))
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+	if failed > 0 {
+		return problems
+	}
+	return nil
+}

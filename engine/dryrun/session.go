@@ -1,0 +1,254 @@
+// Package dryrun runs a bot for one contact on a virtual clock, through
+// the same engine and store interface as production: `flowbot run`
+// chats with it and `flowbot test` checks conversation tests against it.
+package dryrun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/store"
+	"github.com/flowbot/flowbot/store/memory"
+)
+
+// Session is one contact's conversation on a virtual clock.
+type Session struct {
+	Engine  *engine.Engine
+	Store   store.Contacts
+	Contact string
+	Now     time.Time
+	// ForceFlow starts this flow on the contact's next message when the
+	// contact is in no flow (tests' and run's --flow).
+	ForceFlow string
+	ForceVars map[string]any
+	// OnResult sees every event's result, in order (transcripts).
+	OnResult func(ev engine.Event, at time.Time, res *engine.Result)
+
+	seq int
+	// Sent is every outbound message so far.
+	Sent []engine.Outbound
+	// Records is every record so far.
+	Records []engine.Record
+}
+
+// NewSession prepares a session for a contact on a fresh memory store.
+func NewSession(ctx context.Context, e *engine.Engine, contact engine.Contact, start time.Time) (*Session, error) {
+	s := &Session{Engine: e, Store: memory.New(), Contact: contact.ID, Now: start}
+	st := engine.NewState(contact.ID)
+	st.Contact = contact
+	if err := s.Store.Save(ctx, st); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// State returns the contact's state.
+func (s *Session) State(ctx context.Context) (*engine.State, error) {
+	return s.Store.Load(ctx, s.Contact)
+}
+
+// Update changes the stored state directly (a test's starting point).
+func (s *Session) Update(ctx context.Context, f func(*engine.State)) error {
+	st, err := s.State(ctx)
+	if err != nil {
+		return err
+	}
+	f(st)
+	return s.Store.Save(ctx, st)
+}
+
+// handle runs one event through load, engine and compare-and-swap save,
+// as a production worker does.
+func (s *Session) handle(ctx context.Context, ev engine.Event) (*engine.Result, error) {
+	for attempt := 0; ; attempt++ {
+		st, err := s.State(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res, err := s.Engine.Handle(ctx, st, ev, s.Now)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Store.Save(ctx, st); err != nil {
+			if errors.Is(err, store.ErrConflict) && attempt < 3 {
+				continue
+			}
+			return nil, err
+		}
+		s.Sent = append(s.Sent, res.Outbound...)
+		s.Records = append(s.Records, res.Records...)
+		if s.OnResult != nil {
+			s.OnResult(ev, s.Now, res)
+		}
+		return res, nil
+	}
+}
+
+// Say sends a message from the contact at the current virtual time.
+func (s *Session) Say(ctx context.Context, in engine.Inbound) (*engine.Result, error) {
+	s.seq++
+	if in.ID == "" {
+		in.ID = fmt.Sprintf("wamid.dryrun.%d", s.seq)
+	}
+	in.Timestamp = s.Now
+	if in.Type == "" {
+		in.Type = "text"
+	}
+	return s.handle(ctx, engine.Event{Kind: engine.EventInbound, Message: &in, ForceFlow: s.ForceFlow, Vars: s.ForceVars})
+}
+
+// Start starts a flow from outside (business-initiated).
+func (s *Session) Start(ctx context.Context, flow, step string, vars map[string]any) (*engine.Result, error) {
+	return s.handle(ctx, engine.Event{Kind: engine.EventStart, Flow: flow, Step: step, Vars: vars})
+}
+
+// Release ends a handoff, as an agent would.
+func (s *Session) Release(ctx context.Context) (*engine.Result, error) {
+	return s.handle(ctx, engine.Event{Kind: engine.EventRelease})
+}
+
+// Fail reports WhatsApp refusing an outbound message with a code.
+func (s *Session) Fail(ctx context.Context, o engine.Outbound, code int) (*engine.Result, error) {
+	return s.handle(ctx, engine.Event{Kind: engine.EventSendFailed, Outbound: &o, Code: code})
+}
+
+// Advance moves the virtual clock on by d, firing the timers that fall due
+// on the way, in due order (timers due at the same instant in the order
+// they were set). The clock stands at each timer's due time while it
+// fires.
+func (s *Session) Advance(ctx context.Context, d time.Duration) error {
+	end := s.Now.Add(d)
+	for i := 0; i < 10000; i++ {
+		st, err := s.State(ctx)
+		if err != nil {
+			return err
+		}
+		t, ok := st.NextTimer()
+		if !ok || t.Due.After(end) {
+			break
+		}
+		if t.Due.After(s.Now) {
+			s.Now = t.Due
+		}
+		if _, err := s.handle(ctx, engine.Event{Kind: engine.EventTimer, TimerID: t.ID}); err != nil {
+			return err
+		}
+	}
+	s.Now = end
+	return nil
+}
+
+// Mocks answers `call` requests from a list instead of the network.
+// Unmocked requests fail and are remembered.
+type Mocks struct {
+	mu       sync.Mutex
+	list     []flows.MockSpec
+	used     []int
+	Unmocked []string
+}
+
+// NewMocks returns mocks answering from list.
+func NewMocks(list []flows.MockSpec) *Mocks {
+	return &Mocks{list: list, used: make([]int, len(list))}
+}
+
+// Do implements actions.Doer. Of several mocks for the same request, each
+// is used once in order, and the last one answers again and again.
+func (m *Mocks) Do(req *http.Request) (*http.Response, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	url := req.URL.String()
+	var matches []int
+	for i, mk := range m.list {
+		if mk.Method == req.Method && mk.URL == url {
+			matches = append(matches, i)
+		}
+	}
+	if len(matches) == 0 {
+		m.Unmocked = append(m.Unmocked, req.Method+" "+url)
+		return nil, fmt.Errorf("no mock for %s %s", req.Method, url)
+	}
+	pick := matches[len(matches)-1]
+	for _, i := range matches {
+		if m.used[i] == 0 {
+			pick = i
+			break
+		}
+	}
+	m.used[pick]++
+	mk := m.list[pick]
+	if mk.Timeout {
+		return nil, context.DeadlineExceeded
+	}
+	if mk.Error != "" {
+		return nil, errors.New(mk.Error)
+	}
+	body := []byte(mk.Body)
+	if mk.JSON != nil {
+		b, err := json.Marshal(mk.JSON)
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	h := http.Header{}
+	for k, v := range mk.Headers {
+		h.Set(k, v)
+	}
+	if mk.JSON != nil && h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/json")
+	}
+	return &http.Response{
+		StatusCode: mk.Status, Status: fmt.Sprintf("%d %s", mk.Status, http.StatusText(mk.Status)),
+		Header: h, Body: io.NopCloser(bytes.NewReader(body)), Request: req,
+	}, nil
+}
+
+// Describe renders an outbound message on one line for transcripts and
+// test failures: its text, buttons or list, or the template with its
+// parameters.
+func Describe(o engine.Outbound) string {
+	m := o.Message
+	var b strings.Builder
+	switch m.Kind {
+	case "template":
+		t := m.Template
+		fmt.Fprintf(&b, "[template %s] %s", t.Name, m.Text)
+	case "image", "document", "video", "audio":
+		src := m.Media.Link
+		if src == "" {
+			src = "id:" + m.Media.ID
+		}
+		fmt.Fprintf(&b, "[%s %s]", m.Kind, src)
+		if m.Text != "" {
+			b.WriteString(" " + m.Text)
+		}
+	default:
+		b.WriteString(m.Text)
+	}
+	for _, c := range m.Buttons {
+		fmt.Fprintf(&b, " [%s]", c.Title)
+	}
+	if m.List != nil {
+		fmt.Fprintf(&b, " [%s:", m.List.Button)
+		for _, s := range m.List.Sections {
+			for _, r := range s.Rows {
+				fmt.Fprintf(&b, " %s |", r.Title)
+			}
+		}
+		s := strings.TrimSuffix(b.String(), " |")
+		b.Reset()
+		b.WriteString(s + "]")
+	}
+	return b.String()
+}

@@ -1,0 +1,874 @@
+// Package engine runs one state machine per contact over a compiled bot.
+// Handle is deterministic: given the same bot, state, event and clock it
+// produces the same messages. The clock, HTTP calls and ids come in from
+// outside, so dry runs and production run the very same code. The window
+// rule (FLOW_SPEC.md section 4) lives here and only here.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/flows"
+)
+
+// maxHops bounds the steps one event may run without waiting, so that a
+// goto loop cannot spin forever.
+const maxHops = 100
+
+// EventKind is what happened to a contact.
+type EventKind string
+
+const (
+	// EventInbound is a message from the contact.
+	EventInbound EventKind = "inbound"
+	// EventTimer is a durable timer falling due.
+	EventTimer EventKind = "timer"
+	// EventRelease ends a handoff.
+	EventRelease EventKind = "release"
+	// EventStart starts a flow from outside (business-initiated).
+	EventStart EventKind = "start"
+	// EventSendFailed is WhatsApp refusing an outbound message.
+	EventSendFailed EventKind = "send_failed"
+)
+
+// ErrWindowClosed is the Cloud API error code for a free-form message sent
+// outside the customer service window.
+const ErrWindowClosed = 131047
+
+// Event is one input to the engine.
+type Event struct {
+	Kind    EventKind
+	Message *Inbound // EventInbound
+	TimerID string   // EventTimer
+	// EventStart: the flow to start, the step to start in ("" for the
+	// flow's start) and variables over the defaults.
+	Flow string
+	Step string
+	Vars map[string]any
+	// EventInbound: start this flow instead of matching triggers when the
+	// contact is in no flow (tests, `run --flow`).
+	ForceFlow string
+	// EventSendFailed: the refused message and the error code.
+	Outbound *Outbound
+	Code     int
+}
+
+// Inbound is a message from the contact, already parsed from the channel.
+type Inbound struct {
+	ID        string
+	Type      string // text, interactive, button, image ...
+	Text      string
+	Choice    string
+	Media     flows.MediaEnv
+	Location  flows.LocationEnv
+	Name      string // the profile name, when the channel gives it
+	Timestamp time.Time
+}
+
+// Via is how a message went out.
+type Via string
+
+const (
+	ViaSession  Via = "session"
+	ViaTemplate Via = "template"
+)
+
+// Outbound is a message the engine decided to send.
+type Outbound struct {
+	ID      string          `json:"id"`
+	To      string          `json:"to"`
+	Via     Via             `json:"via"`
+	Message actions.Message `json:"message"`
+	Flow    string          `json:"flow,omitempty"`
+	Step    string          `json:"step,omitempty"`
+	Batch   int64           `json:"batch,omitempty"`
+	At      time.Time       `json:"at"`
+	// Fallback is true for a template sent in place of free-form messages.
+	Fallback bool `json:"fallback,omitempty"`
+	// Cost is what this message adds to the conversation's cost.
+	Cost     float64        `json:"cost,omitempty"`
+	Category flows.Category `json:"category,omitempty"`
+}
+
+// Record kinds: what the engine did, for the contact's event log and for
+// traces. The trace kinds are kept only when tracing.
+const (
+	RecInbound       = "inbound"
+	RecFlowStart     = "flow_start"
+	RecFlowEnd       = "flow_end"
+	RecStep          = "step"      // trace
+	RecCondition     = "condition" // trace
+	RecSet           = "set"       // trace
+	RecCall          = "call"      // trace
+	RecSent          = "sent"
+	RecFallback      = "template_fallback"
+	RecUndeliverable = "undeliverable"
+	RecOptedOut      = "opted_out"
+	RecOptOut        = "opt_out"
+	RecOptIn         = "opt_in"
+	RecHandoff       = "handoff"
+	RecReleased      = "released"
+	RecTimer         = "timer"
+	RecIgnored       = "ignored"
+	RecUnmatched     = "unmatched"
+	RecRetry         = "retry"
+	RecError         = "error"
+)
+
+// Record is one entry of what the engine did.
+type Record struct {
+	At     time.Time `json:"at"`
+	Kind   string    `json:"kind"`
+	Flow   string    `json:"flow,omitempty"`
+	Step   string    `json:"step,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+func (r Record) String() string {
+	where := r.Flow
+	if r.Step != "" {
+		where += "/" + r.Step
+	}
+	if where != "" {
+		return fmt.Sprintf("%s %s: %s", r.Kind, where, r.Detail)
+	}
+	return fmt.Sprintf("%s: %s", r.Kind, r.Detail)
+}
+
+// Result is what handling one event produced.
+type Result struct {
+	Outbound []Outbound
+	Records  []Record
+}
+
+// Options configure an engine.
+type Options struct {
+	// HTTP answers `call` steps; nil uses a client with the call's
+	// timeout.
+	HTTP actions.Doer
+	// Secrets are the values of flowbot.yaml's secrets.
+	Secrets map[string]string
+	// Trace keeps step, condition and set records.
+	Trace bool
+}
+
+// Engine runs a bot. It is safe for concurrent use on different states.
+type Engine struct {
+	bot     *flows.Bot
+	opts    Options
+	steps   map[*flows.Step][]actions.Action
+	secrets map[string]any
+	redact  *strings.Replacer
+}
+
+// New prepares an engine for a bot: every step's actions are built once.
+func New(bot *flows.Bot, opts Options) *Engine {
+	if opts.HTTP == nil {
+		opts.HTTP = http.DefaultClient
+	}
+	e := &Engine{bot: bot, opts: opts, steps: map[*flows.Step][]actions.Action{}, secrets: map[string]any{}}
+	for _, f := range bot.Flows {
+		for _, s := range f.Steps {
+			e.steps[s] = actions.Build(s)
+		}
+	}
+	var pairs []string
+	for _, name := range bot.Settings.Secrets {
+		v := opts.Secrets[name]
+		e.secrets[name] = v
+		if len(v) >= 4 {
+			pairs = append(pairs, v, "***")
+		}
+	}
+	e.redact = strings.NewReplacer(pairs...)
+	return e
+}
+
+// Bot is the engine's bot.
+func (e *Engine) Bot() *flows.Bot { return e.bot }
+
+// Handle runs one event for a contact. It changes st in place (the
+// caller owns st) and returns what to send and what happened. Bad input
+// never panics it: run-time expression errors are recorded as error
+// events and the conversation goes on or stops cleanly.
+func (e *Engine) Handle(ctx context.Context, st *State, ev Event, now time.Time) (*Result, error) {
+	c := &conv{e: e, st: st, now: now, ctx: ctx, res: &Result{}}
+	c.fillEnv()
+	switch ev.Kind {
+	case EventInbound:
+		if ev.Message == nil {
+			return nil, errors.New("inbound event without a message")
+		}
+		c.inbound(ev.Message, ev.ForceFlow, ev.Vars)
+	case EventTimer:
+		c.timer(ev.TimerID)
+	case EventRelease:
+		if st.Handoff == nil {
+			return nil, ErrNotInHandoff
+		}
+		c.release()
+	case EventStart:
+		f := e.bot.Flow(ev.Flow)
+		if f == nil {
+			return nil, fmt.Errorf("%w: %q", ErrUnknownFlow, ev.Flow)
+		}
+		if st.Handoff != nil {
+			return nil, ErrInHandoff
+		}
+		if err := c.checkVars(f, ev.Vars); err != nil {
+			return nil, err
+		}
+		c.startFlow(f, ev.Step, ev.Vars, "started by the business")
+	case EventSendFailed:
+		c.sendFailed(ev.Outbound, ev.Code)
+	default:
+		return nil, fmt.Errorf("unknown event kind %q", ev.Kind)
+	}
+	return c.res, nil
+}
+
+// Errors of Handle that callers branch on.
+var (
+	ErrUnknownFlow  = errors.New("unknown flow")
+	ErrInHandoff    = errors.New("the contact is handed off to an agent")
+	ErrNotInHandoff = errors.New("the contact is not handed off")
+	ErrBadVars      = errors.New("bad variables")
+)
+
+// checkVars checks variables given from outside against the flow's
+// declared types.
+func (c *conv) checkVars(f *flows.Flow, vars map[string]any) error {
+	for k, v := range vars {
+		found := false
+		for _, d := range f.Vars {
+			if d.Name == k {
+				found = true
+				if !sameKind(d.Default, v) {
+					return fmt.Errorf("%w: %s holds %s, got %s", ErrBadVars, k, kindOf(d.Default), kindOf(v))
+				}
+			}
+		}
+		if !found {
+			return fmt.Errorf("%w: flow %q has no variable %q", ErrBadVars, f.ID, k)
+		}
+	}
+	return nil
+}
+
+// conv is one Handle call: the Conversation the actions see.
+type conv struct {
+	e    *Engine
+	st   *State
+	now  time.Time
+	ctx  context.Context
+	res  *Result
+	env  flows.Env
+	flow *flows.Flow
+	step *flows.Step
+
+	pending []actions.Message
+	pause   *actions.Pause
+}
+
+func (c *conv) fillEnv() {
+	st := c.st
+	c.env.Contact = flows.ContactEnv{ID: st.Contact.ID, Name: st.Contact.Name, Language: st.Contact.Language, OptedOut: st.Contact.OptedOut}
+	c.env.Vars = st.Vars
+	c.env.Now = c.now
+	c.env.Attempt = st.Attempt
+	c.env.Secrets = c.e.secrets
+	c.fillWindow()
+	if st.Flow != "" {
+		c.flow = c.e.bot.Flow(st.Flow)
+		if c.flow != nil {
+			c.step = c.flow.Steps[st.Step]
+		}
+		if c.flow == nil || c.step == nil {
+			// The bot changed under a running conversation: stop cleanly.
+			c.record(RecError, fmt.Sprintf("flow %q step %q no longer exists; the flow was stopped", st.Flow, st.Step))
+			c.endFlow("the step no longer exists")
+		}
+	}
+}
+
+func (c *conv) fillWindow() {
+	open := c.st.WindowOpen(c.now)
+	c.env.Window = flows.WindowEnv{Open: open, ExpiresAt: c.st.WindowExpires()}
+	if open {
+		c.env.Window.Left = c.env.Window.ExpiresAt.Sub(c.now)
+	}
+}
+
+// --- actions.Conversation ---
+
+func (c *conv) Env() *flows.Env         { c.env.Attempt = c.st.Attempt; return &c.env }
+func (c *conv) Step() *flows.Step       { return c.step }
+func (c *conv) HTTP() actions.Doer      { return c.e.opts.HTTP }
+func (c *conv) Tracing() bool           { return c.e.opts.Trace }
+func (c *conv) DefaultLanguage() string { return c.e.bot.Settings.Language }
+func (c *conv) Redact(s string) string  { return c.e.redact.Replace(s) }
+func (c *conv) Send(m actions.Message)  { c.pending = append(c.pending, m) }
+func (c *conv) Pause(p actions.Pause)   { c.pause = &p }
+func (c *conv) Fail(err error)          { c.record(RecError, c.Redact(err.Error())) }
+
+func (c *conv) Trace(kind, detail string) {
+	if c.e.opts.Trace {
+		c.record(kind, detail)
+	}
+}
+
+func (c *conv) Render(t *flows.Text) string {
+	if t == nil {
+		return ""
+	}
+	s, err := t.Render(&c.env)
+	if err != nil {
+		c.Fail(err)
+	}
+	return s
+}
+
+func (c *conv) SetVar(name string, v any) bool {
+	if c.st.Vars == nil {
+		c.st.Vars = map[string]any{}
+		c.env.Vars = c.st.Vars
+	}
+	if c.flow != nil {
+		for _, d := range c.flow.Vars {
+			if d.Name == name && !sameKind(d.Default, v) {
+				c.Fail(fmt.Errorf("cannot set vars.%s (%s) to %s", name, kindOf(d.Default), kindOf(v)))
+				return false
+			}
+		}
+	}
+	if i, ok := v.(int); ok && c.flow != nil {
+		for _, d := range c.flow.Vars {
+			if _, isFloat := d.Default.(float64); isFloat && d.Name == name {
+				v = float64(i)
+			}
+		}
+	}
+	c.st.Vars[name] = v
+	return true
+}
+
+func kindOf(v any) string {
+	switch v.(type) {
+	case string:
+		return "text"
+	case int, int64:
+		return "a whole number"
+	case float64:
+		return "a number"
+	case bool:
+		return "true/false"
+	case map[string]any:
+		return "data (a mapping)"
+	case []any:
+		return "a list"
+	case nil:
+		return "nothing (nil)"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func sameKind(def, v any) bool {
+	switch def.(type) {
+	case string:
+		_, ok := v.(string)
+		return ok
+	case int:
+		switch v.(type) {
+		case int, int64:
+			return true
+		}
+	case float64:
+		switch v.(type) {
+		case int, int64, float64:
+			return true
+		}
+	case bool:
+		_, ok := v.(bool)
+		return ok
+	case map[string]any:
+		_, ok := v.(map[string]any)
+		return ok
+	case []any:
+		_, ok := v.([]any)
+		return ok
+	}
+	return false
+}
+
+func (c *conv) record(kind, detail string) {
+	r := Record{At: c.now, Kind: kind, Detail: detail}
+	if c.flow != nil {
+		r.Flow = c.flow.ID
+	}
+	if c.step != nil {
+		r.Step = c.step.Name
+	}
+	c.res.Records = append(c.res.Records, r)
+}
+
+// --- inbound messages ---
+
+func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
+	st := c.st
+	if m.Timestamp.After(st.LastInbound) {
+		st.LastInbound = m.Timestamp
+	}
+	st.WindowClosed = false
+	if m.Name != "" {
+		st.Contact.Name = m.Name
+		c.env.Contact.Name = m.Name
+	}
+	c.fillWindow()
+	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location}
+	c.record(RecInbound, describeInbound(m))
+
+	word := strings.ToLower(strings.TrimSpace(m.Text))
+	set := c.e.bot.Settings
+	if m.Type == "text" || m.Type == "button" || m.Type == "interactive" {
+		if contains(set.OptOut, word) {
+			st.Contact.OptedOut = true
+			c.env.Contact.OptedOut = true
+			c.record(RecOptOut, "the contact opted out")
+			st.Handoff = nil
+			c.endFlow("the contact opted out")
+			c.sendNow(actions.Message{Kind: "text", Text: set.OptOutReply})
+			return
+		}
+		if contains(set.OptIn, word) {
+			st.Contact.OptedOut = false
+			c.env.Contact.OptedOut = false
+			c.record(RecOptIn, "the contact opted in")
+			c.sendNow(actions.Message{Kind: "text", Text: set.OptInReply})
+			return
+		}
+	}
+	if st.Handoff != nil {
+		c.record(RecIgnored, "handed off to "+st.Handoff.Queue+": the bot stays silent")
+		return
+	}
+	if m.Type == "text" || m.Type == "button" || m.Type == "interactive" {
+		for _, k := range set.Keywords {
+			if !contains(k.Match, word) {
+				continue
+			}
+			if k.Handoff != nil {
+				c.endFlow("keyword " + strconv.Quote(word))
+				st.Handoff = &HandoffState{Queue: k.Handoff.Queue, Note: c.Render(k.Handoff.Note), Since: c.now, Keyword: true}
+				c.record(RecHandoff, "keyword "+strconv.Quote(word)+": handed off to "+k.Handoff.Queue)
+				return
+			}
+			f := c.e.bot.Flow(k.Flow)
+			c.startFlow(f, k.Step, nil, "keyword "+strconv.Quote(word))
+			return
+		}
+	}
+	if c.flow != nil {
+		switch st.Waiting {
+		case actions.PauseAsk:
+			c.reply(m)
+		default:
+			c.record(RecIgnored, fmt.Sprintf("the flow is in a %s, not waiting for a reply", orDefault(string(st.Waiting), "step")))
+		}
+		return
+	}
+	if force != "" {
+		if f := c.e.bot.Flow(force); f != nil {
+			c.startFlow(f, "", forceVars, "started by the first message")
+			return
+		}
+	}
+	for _, f := range c.e.bot.Flows {
+		for _, t := range f.Triggers {
+			if contains(t.Keywords, word) {
+				c.startFlow(f, "", nil, "keyword trigger "+strconv.Quote(word))
+				return
+			}
+			if t.When != nil {
+				ok, err := t.When.EvalBool(&c.env)
+				if err != nil {
+					c.Fail(err)
+					continue
+				}
+				if ok {
+					c.startFlow(f, "", nil, "trigger "+t.When.Src)
+					return
+				}
+			}
+		}
+	}
+	if d := set.DefaultFlow; d != "" {
+		c.startFlow(c.e.bot.Flow(d), "", nil, "default flow")
+		return
+	}
+	c.record(RecUnmatched, "no trigger matched and the bot has no default_flow")
+}
+
+func describeInbound(m *Inbound) string {
+	switch {
+	case m.Choice != "":
+		return fmt.Sprintf("%s %q (choice %q)", m.Type, m.Text, m.Choice)
+	case m.Text != "":
+		return fmt.Sprintf("%s %q", m.Type, m.Text)
+	}
+	return m.Type
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// reply handles the contact's answer to an ask.
+func (c *conv) reply(m *Inbound) {
+	st, step := c.st, c.step
+	ask := step.Ask
+	if ask.Validate != nil {
+		ok, err := ask.Validate.EvalBool(&c.env)
+		if err != nil {
+			c.Fail(err)
+		}
+		c.Trace(RecCondition, fmt.Sprintf("validate %s → %t", ask.Validate.Src, ok))
+		if !ok {
+			if ask.Retry != nil && st.Attempt >= ask.Retry.Times {
+				c.record(RecRetry, fmt.Sprintf("retries used up (%d); going to %s", ask.Retry.Times, ask.Retry.Then))
+				c.leavePause()
+				c.run(ask.Retry.Then)
+				return
+			}
+			st.Attempt++
+			c.env.Attempt = st.Attempt
+			c.record(RecRetry, fmt.Sprintf("reply not valid; asking again (retry %d)", st.Attempt))
+			body := ask.Text
+			if ask.Retry != nil && ask.Retry.Say != nil {
+				body = ask.Retry.Say
+			}
+			c.pending = c.pending[:0]
+			c.Send(actions.Question(c, ask, body))
+			st.Batch++
+			if c.flush() {
+				c.armWindowClosing()
+			}
+			return
+		}
+	}
+	if ask.Save != "" {
+		v := m.Choice
+		if v == "" {
+			v = m.Text
+		}
+		if c.SetVar(ask.Save, v) {
+			c.Trace(RecSet, fmt.Sprintf("vars.%s = %q", ask.Save, v))
+		}
+	}
+	c.leavePause()
+	c.routeOn()
+}
+
+// leavePause ends the current wait and its timers.
+func (c *conv) leavePause() {
+	c.st.Waiting = ""
+	c.st.Attempt = 0
+	c.env.Attempt = 0
+	c.st.Timers = c.st.Timers[:0]
+}
+
+// routeOn leaves the current step by its routes.
+func (c *conv) routeOn() {
+	step := c.step
+	if step.End {
+		c.endFlow("end")
+		return
+	}
+	next := c.route(step)
+	if next == "" {
+		c.record(RecError, "no route matched and the step has no else; the flow was stopped")
+		c.endFlow("no route")
+		return
+	}
+	c.run(next)
+}
+
+// route picks the step's next step: the first `on` that holds, else
+// `else`, else `goto`.
+func (c *conv) route(step *flows.Step) string {
+	for _, b := range step.On {
+		ok, err := b.If.EvalBool(&c.env)
+		if err != nil {
+			c.Fail(err)
+		}
+		c.Trace(RecCondition, fmt.Sprintf("if %s → %t", b.If.Src, ok))
+		if ok {
+			return b.Goto
+		}
+	}
+	if step.Else != "" {
+		return step.Else
+	}
+	return step.Goto
+}
+
+// --- running steps ---
+
+// startFlow starts a flow for the contact, leaving any flow it was in.
+func (c *conv) startFlow(f *flows.Flow, stepName string, vars map[string]any, why string) {
+	st := c.st
+	if st.Flow != "" {
+		c.endFlow("interrupted by " + why)
+	}
+	c.flow = f
+	st.Flow = f.ID
+	st.Vars = make(map[string]any, len(f.Vars))
+	for _, v := range f.Vars {
+		st.Vars[v.Name] = cloneValue(v.Default)
+	}
+	for k, v := range vars {
+		st.Vars[k] = cloneValue(v)
+	}
+	c.env.Vars = st.Vars
+	c.record(RecFlowStart, why)
+	if stepName == "" {
+		stepName = f.Start
+	}
+	c.run(stepName)
+}
+
+// endFlow leaves the contact in no flow.
+func (c *conv) endFlow(why string) {
+	st := c.st
+	if st.Flow == "" {
+		return
+	}
+	c.record(RecFlowEnd, why)
+	st.Flow, st.Step, st.Waiting, st.Attempt = "", "", "", 0
+	st.Timers = st.Timers[:0]
+	c.flow, c.step = nil, nil
+}
+
+// run enters a step and goes on until the flow waits or ends.
+func (c *conv) run(name string) {
+	st := c.st
+	for hops := 0; ; hops++ {
+		step := c.flow.Steps[name]
+		if step == nil {
+			c.record(RecError, fmt.Sprintf("undefined step %q; the flow was stopped", name))
+			c.endFlow("undefined step")
+			return
+		}
+		if hops >= maxHops {
+			c.record(RecError, fmt.Sprintf("more than %d steps ran without waiting for the contact (a goto loop?); the flow was stopped", maxHops))
+			c.endFlow("loop")
+			return
+		}
+		c.step = step
+		st.Step = name
+		st.Attempt = 0
+		c.env.Attempt = 0
+		c.Trace(RecStep, "entered")
+		c.pending, c.pause = c.pending[:0], nil
+		st.Batch++
+		jump := ""
+		for _, a := range c.e.steps[step] {
+			if jump = a.Run(c.ctx, c); jump != "" {
+				break
+			}
+		}
+		if jump != "" {
+			c.pending = c.pending[:0]
+			name = jump
+			continue
+		}
+		if !c.flush() {
+			return
+		}
+		if p := c.pause; p != nil {
+			c.enterPause(*p)
+			return
+		}
+		if step.End {
+			c.endFlow("end")
+			return
+		}
+		next := c.route(step)
+		if next == "" {
+			c.record(RecError, "no route matched and the step has no else; the flow was stopped")
+			c.endFlow("no route")
+			return
+		}
+		name = next
+	}
+}
+
+func (c *conv) enterPause(p actions.Pause) {
+	st, step := c.st, c.step
+	st.Waiting = p.Kind
+	st.Timers = st.Timers[:0]
+	switch p.Kind {
+	case actions.PauseAsk:
+		st.AskedAt = c.now
+		if step.Ask.Timeout > 0 {
+			c.addTimer(TimerTimeout, c.now.Add(step.Ask.Timeout))
+		}
+		c.armWindowClosing()
+	case actions.PauseWait:
+		c.addTimer(TimerWait, c.now.Add(step.Wait))
+	case actions.PauseHandoff:
+		st.Handoff = &HandoffState{Queue: p.Queue, Note: p.Note, Since: c.now}
+		c.record(RecHandoff, "handed off to "+p.Queue)
+	}
+}
+
+// armWindowClosing sets the window_closing timer of an ask, unless its
+// moment has already passed.
+func (c *conv) armWindowClosing() {
+	st := c.st
+	wc := c.flow.WindowClosing
+	kept := st.Timers[:0]
+	for _, t := range st.Timers {
+		if t.Kind != TimerWindowClosing {
+			kept = append(kept, t)
+		}
+	}
+	st.Timers = kept
+	if wc == nil || !st.WindowOpen(c.now) {
+		return
+	}
+	at := st.WindowExpires().Add(-wc.Before)
+	if at.After(c.now) {
+		c.addTimer(TimerWindowClosing, at)
+	}
+}
+
+func (c *conv) addTimer(kind TimerKind, due time.Time) {
+	st := c.st
+	st.Seq++
+	st.Timers = append(st.Timers, Timer{
+		ID:   st.Contact.ID + ":t" + strconv.FormatInt(st.Seq, 10),
+		Kind: kind, Due: due, Flow: st.Flow, Step: st.Step, Seq: st.Seq,
+	})
+}
+
+// --- timers, releases, failures ---
+
+func (c *conv) timer(id string) {
+	st := c.st
+	idx := -1
+	for i, t := range st.Timers {
+		if t.ID == id {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		c.record(RecIgnored, "timer "+id+" is no longer pending")
+		return
+	}
+	t := st.Timers[idx]
+	st.Timers = append(st.Timers[:idx], st.Timers[idx+1:]...)
+	if c.step == nil || t.Flow != st.Flow || t.Step != st.Step {
+		c.record(RecIgnored, "timer "+id+" belongs to a step the contact has left")
+		return
+	}
+	c.record(RecTimer, string(t.Kind)+" fired")
+	switch t.Kind {
+	case TimerWait:
+		if st.Waiting != actions.PauseWait {
+			return
+		}
+		c.leavePause()
+		c.routeOn()
+	case TimerTimeout:
+		if st.Waiting != actions.PauseAsk {
+			return
+		}
+		c.leavePause()
+		c.run(c.step.Ask.OnTimeout)
+	case TimerWindowClosing:
+		wc := c.flow.WindowClosing
+		if st.Waiting != actions.PauseAsk || wc == nil || !st.WindowOpen(c.now) {
+			return
+		}
+		st.Batch++
+		c.sendNow(actions.Message{Kind: "text", Text: c.Render(wc.Say)})
+	}
+}
+
+func (c *conv) release() {
+	st := c.st
+	h := st.Handoff
+	st.Handoff = nil
+	c.record(RecReleased, "released from "+h.Queue)
+	if h.Keyword || c.step == nil || st.Waiting != actions.PauseHandoff {
+		c.endFlow("released from a keyword handoff")
+		return
+	}
+	c.leavePause()
+	c.routeOn()
+}
+
+// sendFailed handles WhatsApp refusing an outbound message. A free-form
+// message refused with 131047 means the window is closed after all: the
+// step's fallback template goes out instead, once per batch.
+func (c *conv) sendFailed(o *Outbound, code int) {
+	if o == nil {
+		return
+	}
+	c.record(RecError, fmt.Sprintf("WhatsApp refused message %s with error %d", o.ID, code))
+	if code != ErrWindowClosed || o.Via != ViaSession {
+		return
+	}
+	st := c.st
+	st.WindowClosed = true
+	c.fillWindow()
+	if st.FallbackBatch == o.Batch && o.Batch != 0 {
+		return
+	}
+	st.FallbackBatch = o.Batch
+	f := c.e.bot.Flow(o.Flow)
+	var step *flows.Step
+	if f != nil {
+		step = f.Steps[o.Step]
+	}
+	fb := fallbackFor(f, step)
+	if fb == nil {
+		c.record(RecUndeliverable, fmt.Sprintf("step %s/%s: the window is closed and there is no fallback template", o.Flow, o.Step))
+		return
+	}
+	prevFlow, prevStep := c.flow, c.step
+	c.flow, c.step = f, step
+	m := actions.RenderTemplate(c, fb)
+	c.record(RecFallback, fmt.Sprintf("WhatsApp said the window is closed; sending template %s instead", fb.Name))
+	c.emit(*m, true, o.Batch)
+	c.flow, c.step = prevFlow, prevStep
+}
+
+func fallbackFor(f *flows.Flow, s *flows.Step) *flows.TemplateSend {
+	if s != nil && s.Fallback != nil {
+		return s.Fallback
+	}
+	if f != nil {
+		return f.Fallback
+	}
+	return nil
+}

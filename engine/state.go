@@ -1,0 +1,171 @@
+package engine
+
+import (
+	"maps"
+	"time"
+
+	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/flows"
+)
+
+// WindowLength is WhatsApp's customer service window.
+const WindowLength = 24 * time.Hour
+
+// State is one contact's conversation: everything the engine needs to
+// go on from where it left off. It is plain data, stored whole.
+type State struct {
+	Contact Contact `json:"contact" bson:"contact"`
+	// Flow and Step are where the contact is; "" when in no flow.
+	Flow        string         `json:"flow,omitempty" bson:"flow,omitempty"`
+	Step        string         `json:"step,omitempty" bson:"step,omitempty"`
+	FlowVersion string         `json:"flow_version,omitempty" bson:"flow_version,omitempty"`
+	Vars        map[string]any `json:"vars,omitempty" bson:"vars,omitempty"`
+	// Waiting is what the flow waits for: ask, wait or handoff; "" when
+	// not waiting.
+	Waiting actions.PauseKind `json:"waiting,omitempty" bson:"waiting,omitempty"`
+	Attempt int               `json:"attempt,omitempty" bson:"attempt,omitempty"`
+	AskedAt time.Time         `json:"asked_at,omitzero" bson:"asked_at,omitempty"`
+	// LastInbound is the WhatsApp timestamp of the contact's latest
+	// message: the window is open until LastInbound + 24h.
+	LastInbound time.Time `json:"last_inbound,omitzero" bson:"last_inbound,omitempty"`
+	// WindowClosed is set when WhatsApp answered 131047 (window closed)
+	// before LastInbound + 24h; the next inbound message clears it.
+	WindowClosed bool          `json:"window_closed,omitempty" bson:"window_closed,omitempty"`
+	Handoff      *HandoffState `json:"handoff,omitempty" bson:"handoff,omitempty"`
+	Timers       []Timer       `json:"timers,omitempty" bson:"timers,omitempty"`
+	Cost         Cost          `json:"cost" bson:"cost"`
+	// Seq numbers the outbound messages and timers, so that ids are
+	// deterministic.
+	Seq int64 `json:"seq" bson:"seq"`
+	// Batch numbers each step's sends; a 131047 failure replaces a batch
+	// with its fallback once.
+	Batch         int64 `json:"batch" bson:"batch"`
+	FallbackBatch int64 `json:"fallback_batch,omitempty" bson:"fallback_batch,omitempty"`
+	// Version is the store's compare-and-swap counter.
+	Version int64 `json:"version" bson:"version"`
+}
+
+// Contact is who the conversation is with.
+type Contact struct {
+	ID       string `json:"id" bson:"id"`
+	Name     string `json:"name,omitempty" bson:"name,omitempty"`
+	Language string `json:"language,omitempty" bson:"language,omitempty"`
+	OptedOut bool   `json:"opted_out,omitempty" bson:"opted_out,omitempty"`
+}
+
+// HandoffState is a contact handed to a human agent.
+type HandoffState struct {
+	Queue string    `json:"queue" bson:"queue"`
+	Note  string    `json:"note,omitempty" bson:"note,omitempty"`
+	Since time.Time `json:"since" bson:"since"`
+	// Keyword is true for a handoff started by a global keyword, which has
+	// no step to route on from: its release ends the flow.
+	Keyword bool `json:"keyword,omitempty" bson:"keyword,omitempty"`
+}
+
+// TimerKind is what a timer is for.
+type TimerKind string
+
+const (
+	TimerWait          TimerKind = "wait"
+	TimerTimeout       TimerKind = "timeout"
+	TimerWindowClosing TimerKind = "window_closing"
+)
+
+// Timer is a durable timer, stored with the contact.
+type Timer struct {
+	ID   string    `json:"id" bson:"id"`
+	Kind TimerKind `json:"kind" bson:"kind"`
+	Due  time.Time `json:"due" bson:"due"`
+	Flow string    `json:"flow" bson:"flow"`
+	Step string    `json:"step" bson:"step"`
+	Seq  int64     `json:"seq" bson:"seq"`
+}
+
+// Cost is what the conversation has cost so far, by category.
+type Cost struct {
+	ByCategory map[flows.Category]float64 `json:"by_category,omitempty" bson:"by_category,omitempty"`
+	// Open is, under the conversation model, when each category's
+	// conversation closes.
+	Open map[flows.Category]time.Time `json:"open,omitempty" bson:"open,omitempty"`
+}
+
+// Total sums the cost over categories.
+func (c Cost) Total() float64 {
+	t := 0.0
+	for _, cat := range flows.Categories {
+		t += c.ByCategory[cat]
+	}
+	return t
+}
+
+// NewState is the state of a contact never seen before.
+func NewState(id string) *State { return &State{Contact: Contact{ID: id}} }
+
+// WindowOpen reports whether the customer service window is open at now.
+func (s *State) WindowOpen(now time.Time) bool {
+	return !s.WindowClosed && !s.LastInbound.IsZero() && now.Before(s.LastInbound.Add(WindowLength))
+}
+
+// WindowExpires is when the window closes (or closed).
+func (s *State) WindowExpires() time.Time {
+	if s.LastInbound.IsZero() {
+		return time.Time{}
+	}
+	return s.LastInbound.Add(WindowLength)
+}
+
+// NextTimer returns the timer due first (in the order they were set for
+// timers due at the same instant), or false when none is pending.
+func (s *State) NextTimer() (Timer, bool) {
+	var best Timer
+	found := false
+	for _, t := range s.Timers {
+		if !found || t.Due.Before(best.Due) || t.Due.Equal(best.Due) && t.Seq < best.Seq {
+			best, found = t, true
+		}
+	}
+	return best, found
+}
+
+// Clone returns a deep copy, so that a store's copy and the engine's
+// cannot alias.
+func (s *State) Clone() *State {
+	c := *s
+	c.Vars = cloneMap(s.Vars)
+	if s.Handoff != nil {
+		h := *s.Handoff
+		c.Handoff = &h
+	}
+	if s.Timers != nil {
+		c.Timers = append([]Timer(nil), s.Timers...)
+	}
+	c.Cost.ByCategory = maps.Clone(s.Cost.ByCategory)
+	c.Cost.Open = maps.Clone(s.Cost.Open)
+	return &c
+}
+
+func cloneMap(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = cloneValue(v)
+	}
+	return out
+}
+
+func cloneValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return cloneMap(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = cloneValue(e)
+		}
+		return out
+	}
+	return v
+}

@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/flows"
+)
+
+// The window rule (FLOW_SPEC.md section 4). Inside the customer service
+// window every send goes out as written. Outside it a free-form send is
+// never attempted: the step's free-form messages are replaced by one
+// template, the step's fallback or else the flow's; with neither, nothing
+// is sent, an undeliverable event names the step and the flow stops.
+// Templates go out whatever the window, except to an opted-out contact.
+
+// flush sends the step's queued messages under the window rule. It
+// returns false when the flow had to stop.
+func (c *conv) flush() bool {
+	if len(c.pending) == 0 {
+		return true
+	}
+	batch := c.st.Batch
+	if c.st.WindowOpen(c.now) {
+		for _, m := range c.pending {
+			c.emit(m, false, batch)
+		}
+		c.pending = c.pending[:0]
+		return true
+	}
+	free := 0
+	for i := range c.pending {
+		if c.pending[i].Free() {
+			free++
+		}
+	}
+	if free == 0 {
+		for _, m := range c.pending {
+			c.emit(m, false, batch)
+		}
+		c.pending = c.pending[:0]
+		return true
+	}
+	fb := fallbackFor(c.flow, c.step)
+	if fb == nil {
+		c.record(RecUndeliverable, fmt.Sprintf("the window is closed and step %q has no fallback template: %d message(s) not sent; the flow stopped", c.step.Name, free))
+		c.pending = c.pending[:0]
+		c.endFlow("undeliverable")
+		return false
+	}
+	replaced := false
+	pending := c.pending
+	c.pending = nil
+	for _, m := range pending {
+		if !m.Free() {
+			c.emit(m, false, batch)
+			continue
+		}
+		if replaced {
+			continue
+		}
+		replaced = true
+		c.record(RecFallback, fmt.Sprintf("the window is closed: %d free-form message(s) replaced by template %s", free, fb.Name))
+		c.emit(*actions.RenderTemplate(c, fb), true, batch)
+	}
+	c.pending = pending[:0]
+	return true
+}
+
+// sendNow sends one message outside a step's batch (opt-out confirmations,
+// window-closing nudges), under the same rule.
+func (c *conv) sendNow(m actions.Message) {
+	if m.Free() && !c.st.WindowOpen(c.now) {
+		c.record(RecUndeliverable, "the window is closed: "+strconv.Quote(m.Text)+" not sent")
+		return
+	}
+	c.emit(m, false, c.st.Batch)
+}
+
+// emit records an outbound message and prices it.
+func (c *conv) emit(m actions.Message, fallback bool, batch int64) {
+	st := c.st
+	o := Outbound{To: st.Contact.ID, Via: ViaSession, Message: m, Batch: batch, At: c.now, Fallback: fallback}
+	if c.flow != nil {
+		o.Flow = c.flow.ID
+	}
+	if c.step != nil {
+		o.Step = c.step.Name
+	}
+	if !m.Free() {
+		o.Via = ViaTemplate
+		if st.Contact.OptedOut {
+			c.record(RecOptedOut, "template "+m.Template.Name+" not sent: the contact opted out")
+			return
+		}
+	}
+	st.Seq++
+	o.ID = st.Contact.ID + ":m" + strconv.FormatInt(st.Seq, 10)
+	o.Category, o.Cost = c.price(&m)
+	c.res.Outbound = append(c.res.Outbound, o)
+	c.record(RecSent, o.ID)
+}
+
+// price charges a message under the bot's pricing model (FLOW_SPEC.md
+// section 6) and returns its category and what it added.
+func (c *conv) price(m *actions.Message) (flows.Category, float64) {
+	p := &c.e.bot.Settings.Pricing
+	cat := flows.Service
+	if !m.Free() && m.Template.Category != "" {
+		cat = m.Template.Category
+	}
+	cost := &c.st.Cost
+	var charge float64
+	switch p.Model {
+	case flows.Conversation:
+		if until, ok := cost.Open[cat]; !ok || !c.now.Before(until) {
+			if cost.Open == nil {
+				cost.Open = map[flows.Category]time.Time{}
+			}
+			cost.Open[cat] = c.now.Add(WindowLength)
+			charge = p.Rates[cat]
+		}
+	default:
+		charge = p.Rates[cat]
+		if cat == flows.Utility && !m.Free() && p.UtilityFreeInWindow && c.st.WindowOpen(c.now) {
+			charge = 0
+		}
+	}
+	if cost.ByCategory == nil {
+		cost.ByCategory = make(map[flows.Category]float64, 2)
+	}
+	cost.ByCategory[cat] += charge
+	return cat, charge
+}

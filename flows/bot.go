@@ -1,0 +1,284 @@
+package flows
+
+import (
+	"time"
+)
+
+// The compiled bot: immutable once loaded, safe to share between
+// goroutines. Every expression in it is compiled.
+
+// Bot is a loaded bot directory.
+type Bot struct {
+	Dir       string
+	Settings  Config
+	Flows     []*Flow // in file name order: triggers are tried in this order
+	Templates map[string]*Template
+	flowByID  map[string]*Flow
+}
+
+// Flow returns the flow with the given id, or nil.
+func (b *Bot) Flow(id string) *Flow { return b.flowByID[id] }
+
+// Config is flowbot.yaml, with defaults filled in.
+type Config struct {
+	DefaultFlow  string
+	Language     string
+	Keywords     []Keyword
+	Secrets      []string
+	OptOut       []string
+	OptIn        []string
+	OptOutReply  string
+	OptInReply   string
+	Pricing      Pricing
+	MaxTemplates int
+}
+
+// Keyword is a global keyword: it works in any step of any flow.
+type Keyword struct {
+	Match   []string
+	Flow    string // goto: the flow to start ...
+	Step    string // ... and the step to start in ("" for the flow's start)
+	Handoff *Handoff
+}
+
+// Category is a template's (and a conversation's) pricing category.
+type Category string
+
+const (
+	Marketing      Category = "marketing"
+	Utility        Category = "utility"
+	Authentication Category = "authentication"
+	Service        Category = "service"
+)
+
+// Categories lists the pricing categories in report order.
+var Categories = []Category{Marketing, Utility, Authentication, Service}
+
+// Pricing models.
+const (
+	PerMessage   = "per_message"
+	Conversation = "conversation"
+)
+
+// Pricing prices a conversation for dry runs and tests.
+type Pricing struct {
+	Model               string
+	UtilityFreeInWindow bool
+	Currency            string
+	Rates               map[Category]float64
+}
+
+// Template is an approved template, one entry per language.
+type Template struct {
+	Name      string
+	Languages map[string]*TemplateLang
+	File      string
+	At        Pos
+}
+
+// TemplateLang is one language of a template.
+type TemplateLang struct {
+	Language     string
+	Category     Category
+	Status       string
+	Named        bool     // parameters are named ({{first_name}}) rather than positional
+	BodyParams   []string // positional: "1", "2", ...; named: the names, in order of first use
+	HeaderFormat string   // "", text, image, video, document
+	HeaderText   string
+	HeaderParams []string
+	Body         string
+	Footer       string
+	Buttons      []TemplateButton
+	At           Pos
+}
+
+// TemplateButton is one of a template's buttons.
+type TemplateButton struct {
+	Type string // quick_reply, url, phone_number, copy_code, flow ...
+	Text string
+	URL  string
+}
+
+// TakesParam reports whether the button takes a parameter at send time:
+// a quick reply's payload, or a dynamic URL's suffix.
+func (b TemplateButton) TakesParam() bool {
+	switch b.Type {
+	case "quick_reply", "copy_code":
+		return true
+	case "url":
+		return containsPlaceholder(b.URL)
+	}
+	return false
+}
+
+// Flow is one compiled flow.
+type Flow struct {
+	ID            string
+	Description   string
+	File          string
+	At            Pos
+	Start         string
+	Triggers      []Trigger
+	Vars          []Var
+	Fallback      *TemplateSend
+	WindowClosing *WindowClosing
+	Steps         map[string]*Step
+	StepOrder     []string
+	// BusinessInitiated is true for a flow that only starts from the API
+	// (no trigger, not the default flow, no keyword): it may start with
+	// the window closed.
+	BusinessInitiated bool
+}
+
+// Var is a flow variable with its default value.
+type Var struct {
+	Name    string
+	Default any
+	At      Pos
+}
+
+// Trigger starts a flow for a contact in no flow.
+type Trigger struct {
+	Keywords []string // lower-cased
+	When     *Program
+}
+
+// WindowClosing is the last free-form nudge sent while the contact waits in
+// an ask and the window is about to close.
+type WindowClosing struct {
+	Before time.Duration
+	Say    *Text
+}
+
+// Step is one compiled step.
+type Step struct {
+	Name      string
+	Flow      string
+	At        Pos
+	Set       []Assign
+	Call      *Call
+	Say       []*Text
+	Media     []*Media
+	Template  *TemplateSend
+	Ask       *Ask
+	Wait      time.Duration
+	Handoff   *Handoff
+	Goto      string
+	On        []Branch
+	Else      string
+	End       bool
+	Fallback  *TemplateSend
+	HasWait   bool
+	freeForms int
+}
+
+// SendsFreeForm reports whether the step sends any free-form message
+// (say, media or an ask's question).
+func (s *Step) SendsFreeForm() bool { return len(s.Say) > 0 || len(s.Media) > 0 || s.Ask != nil }
+
+// Assign is one `set` entry.
+type Assign struct {
+	Var  string
+	Expr *Program
+}
+
+// Call is an HTTP request to an integration.
+type Call struct {
+	Method  string
+	URL     *Text
+	Headers []Header
+	JSON    *JSONTemplate
+	Timeout time.Duration
+	Save    string
+	OnError string
+}
+
+// Header is one HTTP header of a call.
+type Header struct {
+	Name  string
+	Value *Text
+}
+
+// Media is a media message.
+type Media struct {
+	Kind     string // image, document, video, audio
+	Link     *Text
+	ID       *Text
+	Caption  *Text
+	Filename *Text
+}
+
+// Ask sends a question and waits for the reply.
+type Ask struct {
+	Text      *Text
+	Buttons   []Button
+	List      *List
+	Save      string
+	Validate  *Program
+	Retry     *Retry
+	Timeout   time.Duration
+	OnTimeout string
+}
+
+// Button is a reply button.
+type Button struct {
+	ID    string
+	Title *Text
+}
+
+// List is an interactive list.
+type List struct {
+	Button   *Text
+	Sections []Section
+}
+
+// Section is one section of a list.
+type Section struct {
+	Title string
+	Rows  []Row
+}
+
+// Row is one row of a list.
+type Row struct {
+	ID          string
+	Title       *Text
+	Description *Text
+}
+
+// Retry bounds the re-asks of an ask.
+type Retry struct {
+	Times int
+	Say   *Text
+	Then  string
+}
+
+// Handoff hands the contact to a human agent.
+type Handoff struct {
+	Queue string
+	Note  *Text
+}
+
+// Branch is one conditional route.
+type Branch struct {
+	If   *Program
+	Goto string
+}
+
+// TemplateSend is a template to send, with its parameters.
+type TemplateSend struct {
+	Name        string
+	Template    *Template
+	Params      []*Text // positional
+	Named       []NamedParam
+	Language    string // "" for the contact's language, else the bot's default
+	HeaderTexts []*Text
+	HeaderMedia *Media
+	Buttons     []*Text
+	At          Pos
+}
+
+// NamedParam is one named template parameter.
+type NamedParam struct {
+	Name  string
+	Value *Text
+}

@@ -1,0 +1,436 @@
+package flows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/types"
+	"github.com/expr-lang/expr/vm"
+)
+
+// The expression environment (FLOW_SPEC.md section 3). Expressions are
+// compiled once, at load time, against these types; at run time only the
+// compiled programs run.
+
+// ContactEnv is `contact`.
+type ContactEnv struct {
+	ID       string `expr:"id"`
+	Name     string `expr:"name"`
+	Language string `expr:"language"`
+	OptedOut bool   `expr:"opted_out"`
+}
+
+// MediaEnv is `message.media`.
+type MediaEnv struct {
+	ID       string `expr:"id"`
+	MimeType string `expr:"mime_type"`
+	Caption  string `expr:"caption"`
+}
+
+// LocationEnv is `message.location`.
+type LocationEnv struct {
+	Latitude  float64 `expr:"latitude"`
+	Longitude float64 `expr:"longitude"`
+	Name      string  `expr:"name"`
+	Address   string  `expr:"address"`
+}
+
+// MessageEnv is `message`: the contact's message being handled.
+type MessageEnv struct {
+	Type     string      `expr:"type"`
+	Text     string      `expr:"text"`
+	Choice   string      `expr:"choice"`
+	Media    MediaEnv    `expr:"media"`
+	Location LocationEnv `expr:"location"`
+}
+
+// WindowEnv is `window`: the customer service window.
+type WindowEnv struct {
+	Open      bool          `expr:"open"`
+	ExpiresAt time.Time     `expr:"expires_at"`
+	Left      time.Duration `expr:"left"`
+}
+
+// Env is the run-time environment of one evaluation. The engine fills it;
+// one Env is not safe for concurrent use.
+type Env struct {
+	Contact ContactEnv
+	Message MessageEnv
+	Window  WindowEnv
+	Vars    map[string]any
+	Now     time.Time
+	Attempt int
+	Secrets map[string]any
+
+	m map[string]any
+}
+
+// values returns the map the compiled programs run against, reusing it.
+func (e *Env) values() map[string]any {
+	if e.m == nil {
+		e.m = make(map[string]any, 8)
+		e.m["contact"] = &e.Contact
+		e.m["message"] = &e.Message
+		e.m["window"] = &e.Window
+	}
+	e.m["vars"] = e.Vars
+	e.m["now"] = e.Now
+	e.m["attempt"] = e.Attempt
+	e.m["secrets"] = e.Secrets
+	return e.m
+}
+
+// typeEnv is the compile-time environment of one flow.
+func typeEnv(vars types.Map, secrets []string) map[string]any {
+	sec := types.Map{}
+	for _, s := range secrets {
+		sec[s] = types.String
+	}
+	if vars == nil {
+		vars = types.Map{}
+	}
+	return map[string]any{
+		"contact": &ContactEnv{},
+		"message": &MessageEnv{},
+		"window":  &WindowEnv{},
+		"vars":    vars,
+		"now":     time.Time{},
+		"attempt": 0,
+		"secrets": sec,
+	}
+}
+
+// typeOfValue is the expression type of a variable's default value.
+func typeOfValue(v any) types.Type {
+	switch v := v.(type) {
+	case string:
+		return types.String
+	case int:
+		return types.Int
+	case float64:
+		return types.Float64
+	case bool:
+		return types.Bool
+	case map[string]any:
+		m := types.Map{types.Extra: types.Any}
+		for k, e := range v {
+			m[k] = typeOfValue(e)
+		}
+		return m
+	case []any:
+		return types.TypeOf([]any{})
+	}
+	return types.Any
+}
+
+var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
+
+// Program is one compiled expression.
+type Program struct {
+	Src  string
+	At   Pos
+	File string
+	prog *vm.Program
+	typ  reflect.Type
+}
+
+// Eval runs the program.
+func (p *Program) Eval(env *Env) (any, error) {
+	v := vmPool.Get().(*vm.VM)
+	out, err := v.Run(p.prog, env.values())
+	vmPool.Put(v)
+	if err != nil {
+		return nil, &EvalError{Src: p.Src, File: p.File, At: p.At, Err: err}
+	}
+	return out, nil
+}
+
+// EvalBool runs a condition.
+func (p *Program) EvalBool(env *Env) (bool, error) {
+	out, err := p.Eval(env)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, &EvalError{Src: p.Src, File: p.File, At: p.At, Err: fmt.Errorf("expected a boolean, got %T", out)}
+	}
+	return b, nil
+}
+
+// EvalError is an expression that failed at run time.
+type EvalError struct {
+	Src  string
+	File string
+	At   Pos
+	Err  error
+}
+
+func (e *EvalError) Error() string {
+	msg := e.Err.Error()
+	var fe *file.Error
+	if errors.As(e.Err, &fe) {
+		msg = fe.Message
+	}
+	return fmt.Sprintf("%s:%d:%d: expression %q: %s", e.File, e.At.Line, e.At.Col, e.Src, msg)
+}
+
+func (e *EvalError) Unwrap() error { return e.Err }
+
+// Text is a text with {{ expression }} parts.
+type Text struct {
+	Src   string
+	At    Pos
+	parts []textPart
+}
+
+type textPart struct {
+	lit  string
+	prog *Program
+}
+
+// Static reports whether the text has no expressions.
+func (t *Text) Static() bool { return len(t.parts) == 1 && t.parts[0].prog == nil || len(t.parts) == 0 }
+
+// Render fills in the text's expressions. A failing expression renders as
+// "" and its error is returned with the rest of the text still rendered.
+func (t *Text) Render(env *Env) (string, error) {
+	if t == nil {
+		return "", nil
+	}
+	if t.Static() {
+		return t.Src, nil
+	}
+	var b strings.Builder
+	var firstErr error
+	for _, p := range t.parts {
+		if p.prog == nil {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, err := p.prog.Eval(env)
+		if err == nil && v == nil {
+			err = &EvalError{Src: p.prog.Src, File: p.prog.File, At: p.prog.At, Err: errors.New("the value is nil (a missing key?)")}
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		b.WriteString(FormatValue(v))
+	}
+	return b.String(), firstErr
+}
+
+// Value renders a text that is exactly one {{ expression }} as the
+// expression's own value (a number stays a number in a JSON body);
+// any other text renders as a string.
+func (t *Text) Value(env *Env) (any, error) {
+	if len(t.parts) == 1 && t.parts[0].prog != nil {
+		v, err := t.parts[0].prog.Eval(env)
+		if err == nil && v == nil {
+			err = &EvalError{Src: t.parts[0].prog.Src, File: t.parts[0].prog.File, At: t.parts[0].prog.At, Err: errors.New("the value is nil (a missing key?)")}
+		}
+		return v, err
+	}
+	return t.Render(env)
+}
+
+// FormatValue renders a value inside a text.
+func FormatValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int:
+		return strconv.Itoa(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	case time.Time:
+		return v.UTC().Format(time.RFC3339)
+	case time.Duration:
+		return FormatDuration(v)
+	case nil:
+		return ""
+	case map[string]any, []any:
+		b, err := json.Marshal(v)
+		if err == nil {
+			return string(b)
+		}
+	}
+	return fmt.Sprint(v)
+}
+
+// exprCompiler compiles the expressions of one flow against its environment.
+type exprCompiler struct {
+	r   reporter
+	env map[string]any
+}
+
+type exprKind int
+
+const (
+	exprAny exprKind = iota
+	exprBool
+)
+
+// compile compiles an expression; src is the scalar it came from and off
+// the expression's offset inside it.
+func (c *exprCompiler) compile(src *Source, code string, off int, kind exprKind) *Program {
+	opts := []expr.Option{expr.Env(c.env)}
+	if kind == exprBool {
+		opts = append(opts, expr.AsBool(), expr.WarnOnAny())
+	}
+	at := src.posAt(off)
+	if strings.TrimSpace(code) == "" {
+		c.r.errorf(at, "empty expression")
+		return nil
+	}
+	prog, err := expr.Compile(code, opts...)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			p := at
+			msg := fe.Message
+			if fe.Line > 0 {
+				lineStart := 0
+				for l := 1; l < fe.Line; l++ {
+					i := strings.IndexByte(code[lineStart:], '\n')
+					if i < 0 {
+						break
+					}
+					lineStart += i + 1
+				}
+				p = src.posAt(off + lineStart + fe.Column)
+			}
+			c.r.errorf(p, "in expression %q: %s", strings.TrimSpace(code), readableExprError(msg))
+		} else {
+			msg := err.Error()
+			if strings.HasPrefix(msg, "expected bool") {
+				msg = "a condition must be true or false, " + strings.TrimPrefix(msg, "expected bool, ")
+			}
+			c.r.errorf(at, "in expression %q: %s", strings.TrimSpace(code), readableExprError(msg))
+		}
+		return nil
+	}
+	return &Program{Src: strings.TrimSpace(code), At: at, File: c.r.file, prog: prog, typ: prog.Node().Type()}
+}
+
+// text compiles a text with {{ }} parts.
+func (c *exprCompiler) text(src *Source) *Text {
+	if src == nil || !src.Set() {
+		return nil
+	}
+	t := &Text{Src: src.Text, At: src.At}
+	s := src.Text
+	i := 0
+	for i < len(s) {
+		j := strings.Index(s[i:], "{{")
+		if j < 0 {
+			t.parts = append(t.parts, textPart{lit: s[i:]})
+			break
+		}
+		if j > 0 {
+			t.parts = append(t.parts, textPart{lit: s[i : i+j]})
+		}
+		start := i + j + 2
+		k := strings.Index(s[start:], "}}")
+		if k < 0 {
+			c.r.errorf(src.posAt(i+j), "unclosed {{ in text: add }}")
+			return t
+		}
+		code := s[start : start+k]
+		lead := len(code) - len(strings.TrimLeft(code, " \t\n"))
+		if p := c.compile(src, code, start+lead, exprAny); p != nil {
+			t.parts = append(t.parts, textPart{prog: p})
+		}
+		i = start + k + 2
+	}
+	if len(t.parts) == 0 {
+		t.parts = []textPart{{lit: ""}}
+	}
+	return t
+}
+
+// staticText compiles a text that may not hold expressions (ids, labels
+// checked against limits).
+func literalLen(t *Text) (n int, static bool) {
+	for _, p := range t.parts {
+		if p.prog != nil {
+			static = false
+		}
+		n += len([]rune(p.lit))
+	}
+	return n, t.Static()
+}
+
+var envTypeNames = strings.NewReplacer(
+	"type *flows.ContactEnv", "contact", "type flows.ContactEnv", "contact",
+	"type *flows.MessageEnv", "message", "type flows.MessageEnv", "message",
+	"type *flows.WindowEnv", "window", "type flows.WindowEnv", "window",
+	"type flows.MediaEnv", "message.media", "type flows.LocationEnv", "message.location",
+	"flows.", "",
+)
+
+var envFields = map[string][]string{
+	"contact":          {"id", "name", "language", "opted_out"},
+	"message":          {"type", "text", "choice", "media", "location"},
+	"window":           {"open", "expires_at", "left"},
+	"message.media":    {"id", "mime_type", "caption"},
+	"message.location": {"latitude", "longitude", "name", "address"},
+}
+
+// readableExprError names the environment as the designer writes it
+// (contact, message ...) instead of Go's type names, with a suggestion.
+func readableExprError(msg string) string {
+	msg = envTypeNames.Replace(msg)
+	for obj, fields := range envFields {
+		prefix := obj + " has no field "
+		if strings.HasPrefix(msg, prefix) {
+			return msg + suggest(strings.TrimPrefix(msg, prefix), fields)
+		}
+	}
+	return msg
+}
+
+// Render builds the JSON body's data, filling in its expressions. The
+// first failing expression is returned as the error.
+func (j *JSONTemplate) Render(env *Env) (any, error) {
+	switch j.Kind {
+	case 1:
+		return j.Text.Value(env)
+	case 2:
+		out := make([]any, len(j.List))
+		for i, e := range j.List {
+			v, err := e.Render(env)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	case 3:
+		out := make(map[string]any, len(j.Map))
+		for i, e := range j.Map {
+			v, err := e.Render(env)
+			if err != nil {
+				return nil, err
+			}
+			out[j.Keys[i]] = v
+		}
+		return out, nil
+	}
+	return j.Value, nil
+}

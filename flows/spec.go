@@ -1,0 +1,335 @@
+package flows
+
+import (
+	"gopkg.in/yaml.v3"
+)
+
+// The spec types: the bot format as written, with positions. The shape
+// check (decode.go) fills them from YAML; compile.go turns them into the
+// immutable compiled Bot. Their `yaml` tags are the format's keys.
+
+// FlowFile is one file of flows/.
+type FlowFile struct {
+	At            Pos
+	Flow          Ref                   `yaml:"flow" flowbot:"required"`
+	Description   string                `yaml:"description"`
+	Start         Ref                   `yaml:"start" flowbot:"required"`
+	Triggers      []TriggerSpec         `yaml:"triggers"`
+	Vars          OrderedMap[any]       `yaml:"vars"`
+	Fallback      *FallbackSpec         `yaml:"fallback"`
+	WindowClosing *WindowClosingSpec    `yaml:"window_closing"`
+	Steps         OrderedMap[*StepSpec] `yaml:"steps" flowbot:"required"`
+}
+
+// TriggerSpec starts a flow for a contact who is in no flow.
+type TriggerSpec struct {
+	At      Pos
+	Keyword *Strings `yaml:"keyword"`
+	When    *Source  `yaml:"when"`
+}
+
+// WindowClosingSpec is the last free-form nudge before the window closes.
+type WindowClosingSpec struct {
+	At     Pos
+	Before Duration `yaml:"before" flowbot:"required"`
+	Say    Source   `yaml:"say" flowbot:"required"`
+}
+
+// FallbackSpec names the template that replaces free-form sends when the
+// window has closed.
+type FallbackSpec struct {
+	At       Pos
+	Template Ref         `yaml:"template" flowbot:"required"`
+	Params   *ParamsSpec `yaml:"params"`
+	Language string      `yaml:"language"`
+	Header   *HeaderSpec `yaml:"header"`
+	Buttons  []Source    `yaml:"buttons"`
+}
+
+// TemplateStepSpec is a `template:` step: a template sent whatever the window.
+type TemplateStepSpec struct {
+	At       Pos
+	Name     Ref         `yaml:"name" flowbot:"required"`
+	Params   *ParamsSpec `yaml:"params"`
+	Language string      `yaml:"language"`
+	Header   *HeaderSpec `yaml:"header"`
+	Buttons  []Source    `yaml:"buttons"`
+}
+
+// StepSpec is one step; its keys run in the order of the table in
+// FLOW_SPEC.md section 2.
+type StepSpec struct {
+	At        Pos
+	Set       OrderedMap[*Source] `yaml:"set"`
+	Call      *CallSpec           `yaml:"call"`
+	Say       *TextsSpec          `yaml:"say"`
+	Image     *MediaSpec          `yaml:"image"`
+	Document  *MediaSpec          `yaml:"document"`
+	Video     *MediaSpec          `yaml:"video"`
+	Audio     *MediaSpec          `yaml:"audio"`
+	Template  *TemplateStepSpec   `yaml:"template"`
+	Ask       *Source             `yaml:"ask"`
+	Buttons   []ButtonSpec        `yaml:"buttons"`
+	List      *ListSpec           `yaml:"list"`
+	Save      *Ref                `yaml:"save"`
+	Validate  *Source             `yaml:"validate"`
+	Retry     *RetrySpec          `yaml:"retry"`
+	Timeout   *Duration           `yaml:"timeout"`
+	OnTimeout *Ref                `yaml:"on_timeout"`
+	Wait      *Duration           `yaml:"wait"`
+	Handoff   *HandoffSpec        `yaml:"handoff"`
+	Goto      *Ref                `yaml:"goto"`
+	On        []OnSpec            `yaml:"on"`
+	Else      *Ref                `yaml:"else"`
+	End       *bool               `yaml:"end"`
+	Fallback  *FallbackSpec       `yaml:"fallback"`
+}
+
+// TextsSpec is one text or a list of texts (`say`).
+type TextsSpec struct {
+	At    Pos
+	Texts []*Source
+}
+
+func (t *TextsSpec) decodeNode(d *decoder, n *yaml.Node) {
+	t.At = posOf(n)
+	switch n.Kind {
+	case yaml.SequenceNode:
+		if len(n.Content) == 0 {
+			d.errorf(posOf(n), "expected at least one text")
+		}
+		for _, c := range n.Content {
+			s := new(Source)
+			s.decodeNode(d, resolve(c))
+			t.Texts = append(t.Texts, s)
+		}
+	default:
+		s := new(Source)
+		s.decodeNode(d, n)
+		t.Texts = []*Source{s}
+	}
+}
+
+// CallSpec is an HTTP request to an integration.
+type CallSpec struct {
+	At      Pos
+	Method  string              `yaml:"method"`
+	URL     Source              `yaml:"url" flowbot:"required"`
+	Headers OrderedMap[*Source] `yaml:"headers"`
+	JSON    *yaml.Node          `yaml:"json"`
+	Timeout *Duration           `yaml:"timeout"`
+	Save    *Ref                `yaml:"save"`
+	OnError Ref                 `yaml:"on_error" flowbot:"required"`
+}
+
+// MediaSpec is an image, document, video or audio message.
+type MediaSpec struct {
+	At       Pos
+	Link     *Source `yaml:"link"`
+	ID       *Source `yaml:"id"`
+	Caption  *Source `yaml:"caption"`
+	Filename *Source `yaml:"filename"`
+}
+
+// ButtonSpec is a reply button.
+type ButtonSpec struct {
+	At    Pos
+	ID    string `yaml:"id" flowbot:"required"`
+	Title Source `yaml:"title" flowbot:"required"`
+}
+
+// ListSpec is an interactive list.
+type ListSpec struct {
+	At       Pos
+	Button   Source        `yaml:"button" flowbot:"required"`
+	Sections []SectionSpec `yaml:"sections" flowbot:"required"`
+}
+
+// SectionSpec is one section of a list.
+type SectionSpec struct {
+	At    Pos
+	Title string    `yaml:"title"`
+	Rows  []RowSpec `yaml:"rows" flowbot:"required"`
+}
+
+// RowSpec is one row of a list.
+type RowSpec struct {
+	At          Pos
+	ID          string  `yaml:"id" flowbot:"required"`
+	Title       Source  `yaml:"title" flowbot:"required"`
+	Description *Source `yaml:"description"`
+}
+
+// RetrySpec bounds how often an `ask` re-asks after a failed validation.
+type RetrySpec struct {
+	At    Pos
+	Times int     `yaml:"times" flowbot:"required"`
+	Say   *Source `yaml:"say"`
+	Then  Ref     `yaml:"then" flowbot:"required"`
+}
+
+// HandoffSpec hands the contact to a human agent.
+type HandoffSpec struct {
+	At    Pos
+	Queue string  `yaml:"queue" flowbot:"required"`
+	Note  *Source `yaml:"note"`
+}
+
+// OnSpec is one conditional route.
+type OnSpec struct {
+	At   Pos
+	If   Source `yaml:"if" flowbot:"required"`
+	Goto Ref    `yaml:"goto" flowbot:"required"`
+}
+
+// ParamsSpec is a template's parameters: a list (positional) or a map (named).
+type ParamsSpec struct {
+	At         Pos
+	Positional []*Source
+	Named      OrderedMap[*Source]
+	IsNamed    bool
+}
+
+func (p *ParamsSpec) decodeNode(d *decoder, n *yaml.Node) {
+	p.At = posOf(n)
+	switch n.Kind {
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			s := new(Source)
+			s.decodeNode(d, resolve(c))
+			p.Positional = append(p.Positional, s)
+		}
+	case yaml.MappingNode:
+		p.IsNamed = true
+		p.Named.decodeNode(d, n)
+	default:
+		d.errorf(posOf(n), "expected a list (positional parameters) or a mapping (named parameters), got %s", kindName(n))
+	}
+}
+
+// HeaderSpec is a template header's parameters at send time: its text
+// parameters, or one media object.
+type HeaderSpec struct {
+	At    Pos
+	Texts []*Source
+	Media string // image, video or document
+	Link  *Source
+	ID    *Source
+}
+
+func (h *HeaderSpec) decodeNode(d *decoder, n *yaml.Node) {
+	h.At = posOf(n)
+	switch n.Kind {
+	case yaml.ScalarNode:
+		s := new(Source)
+		s.decodeNode(d, n)
+		h.Texts = []*Source{s}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			s := new(Source)
+			s.decodeNode(d, resolve(c))
+			h.Texts = append(h.Texts, s)
+		}
+	case yaml.MappingNode:
+		if len(n.Content) != 2 {
+			d.errorf(posOf(n), "expected one of image, video or document in a media header")
+			return
+		}
+		k := resolve(n.Content[0])
+		switch k.Value {
+		case "image", "video", "document":
+			h.Media = k.Value
+		default:
+			d.errorf(posOf(k), "unknown key %q%s", k.Value, suggestKey(k.Value, []string{"image", "video", "document"}))
+			return
+		}
+		var m MediaSpec
+		d.decodeStruct(resolve(n.Content[1]), reflectValue(&m))
+		h.Link, h.ID = m.Link, m.ID
+		if m.Link == nil && m.ID == nil {
+			d.errorf(posOf(k), "a media header needs a link or an id")
+		}
+	default:
+		d.errorf(posOf(n), "expected text parameters or a media object, got %s", kindName(n))
+	}
+}
+
+// Settings is flowbot.yaml.
+type Settings struct {
+	At           Pos
+	DefaultFlow  *Ref          `yaml:"default_flow"`
+	Language     string        `yaml:"language"`
+	Keywords     []KeywordSpec `yaml:"keywords"`
+	Secrets      []string      `yaml:"secrets"`
+	OptOut       *Strings      `yaml:"opt_out"`
+	OptIn        *Strings      `yaml:"opt_in"`
+	OptOutReply  string        `yaml:"opt_out_reply"`
+	OptInReply   string        `yaml:"opt_in_reply"`
+	Pricing      *PricingSpec  `yaml:"pricing"`
+	MaxTemplates int           `yaml:"max_templates"`
+}
+
+// KeywordSpec is a global keyword.
+type KeywordSpec struct {
+	At      Pos
+	Match   Strings      `yaml:"match" flowbot:"required"`
+	Goto    *Ref         `yaml:"goto"`
+	Handoff *HandoffSpec `yaml:"handoff"`
+}
+
+// PricingSpec sets how dry runs and tests price a conversation.
+type PricingSpec struct {
+	At                  Pos
+	Model               string     `yaml:"model"`
+	UtilityFreeInWindow bool       `yaml:"utility_free_in_window"`
+	Currency            string     `yaml:"currency"`
+	Rates               *RatesSpec `yaml:"rates"`
+}
+
+// RatesSpec is the price of one message (or conversation) by category.
+type RatesSpec struct {
+	At             Pos
+	Marketing      *float64 `yaml:"marketing"`
+	Utility        *float64 `yaml:"utility"`
+	Authentication *float64 `yaml:"authentication"`
+	Service        *float64 `yaml:"service"`
+}
+
+// TemplatesFile is templates.yaml.
+type TemplatesFile struct {
+	At        Pos
+	Templates []TemplateSpec `yaml:"templates" flowbot:"required"`
+}
+
+// TemplateSpec is one language of one approved template.
+type TemplateSpec struct {
+	At              Pos
+	Name            Ref                  `yaml:"name" flowbot:"required"`
+	Language        string               `yaml:"language" flowbot:"required"`
+	Category        string               `yaml:"category" flowbot:"required"`
+	Status          string               `yaml:"status" flowbot:"required"`
+	ParameterFormat string               `yaml:"parameter_format"`
+	Header          *TemplateHeaderSpec  `yaml:"header"`
+	Body            Source               `yaml:"body" flowbot:"required"`
+	Footer          *Source              `yaml:"footer"`
+	Buttons         []TemplateButtonSpec `yaml:"buttons"`
+}
+
+// TemplateHeaderSpec is a template's header: text, or a media format.
+type TemplateHeaderSpec struct {
+	At       Pos
+	Text     *Source `yaml:"text"`
+	Format   string  `yaml:"format"`
+	Image    any     `yaml:"image"`
+	Video    any     `yaml:"video"`
+	Document any     `yaml:"document"`
+}
+
+// TemplateButtonSpec is one button of a template.
+type TemplateButtonSpec struct {
+	At          Pos
+	Type        string `yaml:"type" flowbot:"required"`
+	Text        string `yaml:"text" flowbot:"required"`
+	URL         string `yaml:"url"`
+	PhoneNumber string `yaml:"phone_number"`
+}

@@ -1,0 +1,373 @@
+package flows
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Conversation tests (FLOW_SPEC.md section 7): the spec types, and their
+// loading and checking against the bot.
+
+// TestSpec is one file of tests/.
+type TestSpec struct {
+	At      Pos
+	Name    string         `yaml:"name" flowbot:"required"`
+	Flow    *Ref           `yaml:"flow"`
+	Contact *ContactSpec   `yaml:"contact"`
+	StartAt string         `yaml:"start_at"`
+	Mocks   []MockSpec     `yaml:"mocks"`
+	At_     *Ref           `yaml:"at"`
+	Vars    map[string]any `yaml:"vars"`
+	Window  string         `yaml:"window"`
+	Steps   []TestStep     `yaml:"steps" flowbot:"required"`
+}
+
+// ContactSpec is the test's contact.
+type ContactSpec struct {
+	At       Pos
+	ID       string `yaml:"id"`
+	Name     string `yaml:"name"`
+	Language string `yaml:"language"`
+	OptedOut bool   `yaml:"opted_out"`
+}
+
+// MockSpec answers a `call` in tests and `run --mocks`.
+type MockSpec struct {
+	At      Pos
+	Method  string            `yaml:"method"`
+	URL     string            `yaml:"url" flowbot:"required"`
+	Status  int               `yaml:"status"`
+	JSON    any               `yaml:"json"`
+	Body    string            `yaml:"body"`
+	Headers map[string]string `yaml:"headers"`
+	Error   string            `yaml:"error"`
+	Timeout bool              `yaml:"timeout"`
+}
+
+// MocksFile is the file `flowbot run --mocks` reads.
+type MocksFile struct {
+	At    Pos
+	Mocks []MockSpec `yaml:"mocks" flowbot:"required"`
+}
+
+// TestStep is one step of a conversation test: exactly one key.
+type TestStep struct {
+	At     Pos
+	User   *UserSpec   `yaml:"user"`
+	Bot    *BotSpec    `yaml:"bot"`
+	Wait   *Duration   `yaml:"wait"`
+	Expect *ExpectSpec `yaml:"expect"`
+	NoBot  *bool       `yaml:"no_bot"`
+	// Added forms: a business-initiated start, an agent's release of a
+	// handoff, and WhatsApp refusing the last message with an error code.
+	Start   *StartSpec `yaml:"start"`
+	Release *bool      `yaml:"release"`
+	Fail    *int       `yaml:"fail"`
+}
+
+// UserSpec is what the contact sends: text, or a tapped choice.
+type UserSpec struct {
+	At       Pos
+	Text     string       `yaml:"text"`
+	Choice   string       `yaml:"choice"`
+	Payload  string       `yaml:"payload"`
+	Type     string       `yaml:"type"`
+	Caption  string       `yaml:"caption"`
+	Location *LocationSet `yaml:"location"`
+	isText   bool
+}
+
+// LocationSet is a shared location in a test.
+type LocationSet struct {
+	At        Pos
+	Latitude  float64 `yaml:"latitude"`
+	Longitude float64 `yaml:"longitude"`
+	Name      string  `yaml:"name"`
+	Address   string  `yaml:"address"`
+}
+
+func (u *UserSpec) decodeNode(d *decoder, n *yaml.Node) {
+	u.At = posOf(n)
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		u.Text, u.isText = n.Value, true
+		return
+	}
+	type plain UserSpec
+	var p plain
+	d.decodeStruct(n, reflectValue(&p))
+	*u = UserSpec(p)
+}
+
+// BotSpec is what the next outbound message must be.
+type BotSpec struct {
+	At       Pos
+	Text     *string     `yaml:"text"`
+	Contains string      `yaml:"contains"`
+	Buttons  []string    `yaml:"buttons"`
+	List     []string    `yaml:"list"`
+	Template string      `yaml:"template"`
+	Params   *ParamsSpec `yaml:"params"`
+	Language string      `yaml:"language"`
+	Media    string      `yaml:"media"`
+}
+
+func (b *BotSpec) decodeNode(d *decoder, n *yaml.Node) {
+	b.At = posOf(n)
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		s := n.Value
+		b.Text = &s
+		return
+	}
+	type plain BotSpec
+	var p plain
+	d.decodeStruct(n, reflectValue(&p))
+	*b = BotSpec(p)
+}
+
+// ExpectSpec checks the contact's state.
+type ExpectSpec struct {
+	At       Pos
+	Step     *NullableRef       `yaml:"step"`
+	Flow     *NullableRef       `yaml:"flow"`
+	Vars     map[string]any     `yaml:"vars"`
+	Window   string             `yaml:"window"`
+	Cost     map[string]float64 `yaml:"cost"`
+	OptedOut *bool              `yaml:"opted_out"`
+	Handoff  *NullableRef       `yaml:"handoff"`
+	Events   []string           `yaml:"events"`
+}
+
+// NullableRef is a name, or null for "none".
+type NullableRef struct {
+	At   Pos
+	Name string
+	Null bool
+}
+
+func (r *NullableRef) decodeNode(d *decoder, n *yaml.Node) {
+	r.At = posOf(n)
+	if n.Kind != yaml.ScalarNode {
+		d.errorf(posOf(n), "expected a name or null, got %s", kindName(n))
+		return
+	}
+	if n.Tag == "!!null" {
+		r.Null = true
+		return
+	}
+	r.Name = n.Value
+}
+
+// StartSpec starts a flow from outside in a test.
+type StartSpec struct {
+	At   Pos
+	Flow Ref            `yaml:"flow" flowbot:"required"`
+	Step *Ref           `yaml:"step"`
+	Vars map[string]any `yaml:"vars"`
+}
+
+// Test is a loaded conversation test.
+type Test struct {
+	File    string
+	Spec    *TestSpec
+	StartAt time.Time
+}
+
+// DefaultTestStart is the virtual clock's start when a test gives none.
+var DefaultTestStart = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+
+// LoadTests reads every tests/*.yaml of a bot and checks it against the
+// bot.
+func LoadTests(fsys fs.FS, name string, bot *Bot) ([]*Test, Diagnostics) {
+	var diags Diagnostics
+	files, _ := fs.Glob(fsys, "tests/*.yaml")
+	more, _ := fs.Glob(fsys, "tests/*.yml")
+	files = append(files, more...)
+	sort.Strings(files)
+	var out []*Test
+	for _, rel := range files {
+		src, err := fs.ReadFile(fsys, rel)
+		if err != nil {
+			diags = append(diags, Diagnostic{File: filepath.Join(name, rel), Severity: SevError, Message: fmt.Sprintf("cannot read: %v", err)})
+			continue
+		}
+		if t := ParseTest(filepath.Join(name, rel), src, bot, &diags); t != nil {
+			out = append(out, t)
+		}
+	}
+	diags.Sort()
+	return out, diags
+}
+
+// ParseTest reads one test file; nil when it has errors.
+func ParseTest(file string, src []byte, bot *Bot, diags *Diagnostics) *Test {
+	before := diags.Errors()
+	root := parseYAML(file, src, diags)
+	if root == nil {
+		return nil
+	}
+	d := newDecoder(file, src, diags)
+	spec := new(TestSpec)
+	d.decode(root, reflectValue(spec))
+	r := d.reporter
+	t := &Test{File: file, Spec: spec, StartAt: DefaultTestStart}
+	if spec.StartAt != "" {
+		at, err := time.Parse(time.RFC3339, spec.StartAt)
+		if err != nil {
+			r.errorf(spec.At, "start_at: expected a time like 2026-11-21T09:00:00Z, got %q", spec.StartAt)
+		}
+		t.StartAt = at
+	}
+	var flow *Flow
+	if spec.Flow != nil {
+		if flow = bot.Flow(spec.Flow.Name); flow == nil {
+			r.errorf(spec.Flow.At, "undefined flow %q%s", spec.Flow.Name, suggest(spec.Flow.Name, flowIDs(bot)))
+		}
+	}
+	if spec.At_ != nil {
+		switch {
+		case spec.Flow == nil:
+			r.errorf(spec.At_.At, "at needs flow: the flow to start in")
+		case flow != nil && flow.Steps[spec.At_.Name] == nil:
+			r.errorf(spec.At_.At, "undefined step %q in flow %q%s", spec.At_.Name, flow.ID, suggest(spec.At_.Name, flow.StepOrder))
+		}
+	}
+	if len(spec.Vars) > 0 && flow != nil {
+		checkTestVars(r, spec.At, flow, spec.Vars)
+	}
+	switch spec.Window {
+	case "", "open", "closed":
+	default:
+		r.errorf(spec.At, "window: expected open or closed, got %q", spec.Window)
+	}
+	for i := range spec.Mocks {
+		checkMock(r, &spec.Mocks[i])
+	}
+	for i := range spec.Steps {
+		checkTestStep(r, bot, &spec.Steps[i])
+	}
+	if diags.Errors() > before {
+		return nil
+	}
+	return t
+}
+
+// ParseMocks reads a `flowbot run --mocks` file: a list of mocks, or a
+// mapping with mocks:.
+func ParseMocks(file string, src []byte) ([]MockSpec, Diagnostics) {
+	var diags Diagnostics
+	root := parseYAML(file, src, &diags)
+	if root == nil {
+		return nil, diags
+	}
+	d := newDecoder(file, src, &diags)
+	var mocks []MockSpec
+	if root.Kind == yaml.SequenceNode {
+		d.decode(root, reflectValue(&mocks))
+	} else {
+		var mf MocksFile
+		d.decode(root, reflectValue(&mf))
+		mocks = mf.Mocks
+	}
+	for i := range mocks {
+		checkMock(d.reporter, &mocks[i])
+	}
+	return mocks, diags
+}
+
+func checkMock(r reporter, m *MockSpec) {
+	if m.Method == "" {
+		m.Method = "GET"
+	}
+	m.Method = strings.ToUpper(m.Method)
+	if m.Status == 0 {
+		m.Status = 200
+	}
+	if m.Status < 100 || m.Status > 599 {
+		r.errorf(m.At, "mock status %d is not an HTTP status", m.Status)
+	}
+	if m.JSON != nil && m.Body != "" {
+		r.errorf(m.At, "a mock has json or body, not both")
+	}
+}
+
+func flowIDs(bot *Bot) []string {
+	var ids []string
+	for _, f := range bot.Flows {
+		ids = append(ids, f.ID)
+	}
+	return ids
+}
+
+func checkTestVars(r reporter, at Pos, f *Flow, vars map[string]any) {
+	names := make([]string, 0, len(f.Vars))
+	for _, v := range f.Vars {
+		names = append(names, v.Name)
+	}
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !contains(names, k) {
+			r.errorf(at, "vars: flow %q has no variable %q%s", f.ID, k, suggest(k, names))
+		}
+	}
+}
+
+func checkTestStep(r reporter, bot *Bot, s *TestStep) {
+	n := 0
+	for _, set := range []bool{s.User != nil, s.Bot != nil, s.Wait != nil, s.Expect != nil, s.NoBot != nil, s.Start != nil, s.Release != nil, s.Fail != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		r.errorf(s.At, "a test step has exactly one of user, bot, wait, expect, no_bot, start, release, fail")
+		return
+	}
+	switch {
+	case s.User != nil:
+		u := s.User
+		if !u.isText && u.Text == "" && u.Choice == "" && u.Payload == "" && u.Type == "" && u.Location == nil {
+			r.errorf(u.At, "user: give text, choice, payload, or a type")
+		}
+	case s.Bot != nil:
+		b := s.Bot
+		if b.Template != "" {
+			if bot.Templates[b.Template] == nil {
+				r.errorf(b.At, "bot: undefined template %q", b.Template)
+			}
+		} else if b.Params != nil {
+			r.errorf(b.At, "bot: params belongs to template")
+		}
+	case s.Expect != nil:
+		e := s.Expect
+		switch e.Window {
+		case "", "open", "closed":
+		default:
+			r.errorf(e.At, "expect.window: expected open or closed, got %q", e.Window)
+		}
+		for k := range e.Cost {
+			if !contains([]string{"marketing", "utility", "authentication", "service", "total"}, k) {
+				r.errorf(e.At, "expect.cost: unknown category %q (expected marketing, utility, authentication, service or total)", k)
+			}
+		}
+	case s.Start != nil:
+		f := bot.Flow(s.Start.Flow.Name)
+		if f == nil {
+			r.errorf(s.Start.Flow.At, "start: undefined flow %q%s", s.Start.Flow.Name, suggest(s.Start.Flow.Name, flowIDs(bot)))
+			return
+		}
+		if s.Start.Step != nil && f.Steps[s.Start.Step.Name] == nil {
+			r.errorf(s.Start.Step.At, "start: undefined step %q in flow %q", s.Start.Step.Name, f.ID)
+		}
+		checkTestVars(r, s.Start.At, f, s.Start.Vars)
+	}
+}

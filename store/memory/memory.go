@@ -1,0 +1,79 @@
+// Package memory is the in-memory store: for dry runs, tests and the
+// embedded default of `flowbot serve`. State is lost when the process ends.
+package memory
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+)
+
+// Store keeps contacts in a map. It is safe for concurrent use.
+type Store struct {
+	mu       sync.Mutex
+	contacts map[string]*engine.State
+}
+
+// New returns an empty store.
+func New() *Store { return &Store{contacts: map[string]*engine.State{}} }
+
+// Load implements store.Contacts.
+func (s *Store) Load(_ context.Context, id string) (*engine.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.contacts[id]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return st.Clone(), nil
+}
+
+// Save implements store.Contacts.
+func (s *Store) Save(_ context.Context, st *engine.State) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.contacts[st.Contact.ID]
+	switch {
+	case !ok && st.Version != 0, ok && cur.Version != st.Version:
+		return store.ErrConflict
+	}
+	st.Version++
+	s.contacts[st.Contact.ID] = st.Clone()
+	return nil
+}
+
+// Due implements store.Contacts.
+func (s *Store) Due(_ context.Context, t time.Time, limit int) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type due struct {
+		id string
+		at time.Time
+	}
+	var all []due
+	for id, st := range s.contacts {
+		if next, ok := st.NextTimer(); ok && !next.Due.After(t) {
+			all = append(all, due{id, next.Due})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if !all[i].at.Equal(all[j].at) {
+			return all[i].at.Before(all[j].at)
+		}
+		return all[i].id < all[j].id
+	})
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	ids := make([]string, len(all))
+	for i, d := range all {
+		ids[i] = d.id
+	}
+	return ids, nil
+}
+
+var _ store.Contacts = (*Store)(nil)

@@ -1,0 +1,36 @@
+// Package store keeps contacts' conversation state. Contacts is the
+// interface every store implements (store/memory now, store/mongo next);
+// store/storetest is the conformance suite they all pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+)
+
+var (
+	// ErrNotFound: no state is stored for the contact.
+	ErrNotFound = errors.New("store: contact not found")
+	// ErrConflict: the stored version moved on since the state was
+	// loaded; reload and run the event again.
+	ErrConflict = errors.New("store: version conflict")
+)
+
+// Contacts stores each contact's state with compare-and-swap on its
+// version, so that two workers can never both commit a step for one
+// contact.
+type Contacts interface {
+	// Load returns a copy of the contact's state, or ErrNotFound.
+	Load(ctx context.Context, id string) (*engine.State, error)
+	// Save stores st when the stored version still equals st.Version (0
+	// for a contact not stored yet), then increments st.Version. It
+	// returns ErrConflict when another writer got there first; nothing is
+	// written then.
+	Save(ctx context.Context, st *engine.State) error
+	// Due lists the ids of contacts with a timer due at or before t,
+	// earliest first, at most limit of them.
+	Due(ctx context.Context, t time.Time, limit int) ([]string, error)
+}

@@ -1,0 +1,143 @@
+// Package storetest is the conformance suite every store.Contacts passes.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+)
+
+// Run runs the suite; newStore returns an empty store for each subtest.
+func Run(t *testing.T, newStore func(t *testing.T) store.Contacts) {
+	ctx := context.Background()
+	t.Run("load missing", func(t *testing.T) {
+		s := newStore(t)
+		if _, err := s.Load(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Load of an unknown contact: got %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("round trip", func(t *testing.T) {
+		s := newStore(t)
+		st := engine.NewState("15550001111")
+		st.Contact.Name = "Ana"
+		st.Flow, st.Step = "appointments", "confirm"
+		st.Vars = map[string]any{"date": "2026-12-01", "booking": map[string]any{"id": "A-17"}, "n": 3}
+		st.LastInbound = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+		st.Timers = []engine.Timer{{ID: "t1", Kind: engine.TimerTimeout, Due: st.LastInbound.Add(47 * time.Hour), Flow: "appointments", Step: "confirm", Seq: 1}}
+		if err := s.Save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Version != 1 {
+			t.Fatalf("version after first save = %d, want 1", st.Version)
+		}
+		got, err := s.Load(ctx, st.Contact.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Contact.Name != "Ana" || got.Step != "confirm" || got.Version != 1 || fmt.Sprint(got.Vars) != fmt.Sprint(st.Vars) {
+			t.Fatalf("loaded %+v, want %+v", got, st)
+		}
+		if !got.LastInbound.Equal(st.LastInbound) || len(got.Timers) != 1 || !got.Timers[0].Due.Equal(st.Timers[0].Due) {
+			t.Fatalf("loaded times %v %v, want %v %v", got.LastInbound, got.Timers, st.LastInbound, st.Timers)
+		}
+		// The loaded copy does not alias the stored one.
+		got.Vars["booking"].(map[string]any)["id"] = "changed"
+		again, _ := s.Load(ctx, st.Contact.ID)
+		if again.Vars["booking"].(map[string]any)["id"] != "A-17" {
+			t.Fatal("changing a loaded state changed the stored one")
+		}
+	})
+	t.Run("compare and swap", func(t *testing.T) {
+		s := newStore(t)
+		st := engine.NewState("c1")
+		if err := s.Save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := s.Load(ctx, "c1")
+		b, _ := s.Load(ctx, "c1")
+		a.Step = "a"
+		if err := s.Save(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		b.Step = "b"
+		if err := s.Save(ctx, b); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second writer: got %v, want ErrConflict", err)
+		}
+		got, _ := s.Load(ctx, "c1")
+		if got.Step != "a" {
+			t.Fatalf("step = %q, want the first writer's", got.Step)
+		}
+		fresh := engine.NewState("c1")
+		if err := s.Save(ctx, fresh); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("creating an existing contact: got %v, want ErrConflict", err)
+		}
+	})
+	t.Run("concurrent writers lose no update", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Save(ctx, engine.NewState("c")); err != nil {
+			t.Fatal(err)
+		}
+		const workers, each = 4, 10
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					for {
+						st, err := s.Load(ctx, "c")
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						st.Seq++
+						err = s.Save(ctx, st)
+						if err == nil {
+							break
+						}
+						if !errors.Is(err, store.ErrConflict) {
+							t.Error(err)
+							return
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		st, _ := s.Load(ctx, "c")
+		if st.Seq != workers*each {
+			t.Fatalf("seq = %d, want %d: an update was lost", st.Seq, workers*each)
+		}
+	})
+	t.Run("due timers", func(t *testing.T) {
+		s := newStore(t)
+		base := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+		for i, d := range []time.Duration{3 * time.Hour, time.Hour, 2 * time.Hour} {
+			st := engine.NewState(fmt.Sprintf("c%d", i))
+			st.Timers = []engine.Timer{{ID: "t", Kind: engine.TimerWait, Due: base.Add(d), Seq: 1}}
+			if err := s.Save(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Save(ctx, engine.NewState("no-timer")); err != nil {
+			t.Fatal(err)
+		}
+		ids, err := s.Due(ctx, base.Add(2*time.Hour), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids) != "[c1 c2]" {
+			t.Fatalf("due = %v, want [c1 c2] (earliest first, not yet due left out)", ids)
+		}
+		ids, _ = s.Due(ctx, base.Add(5*time.Hour), 1)
+		if fmt.Sprint(ids) != "[c1]" {
+			t.Fatalf("due with limit 1 = %v, want [c1]", ids)
+		}
+	})
+}

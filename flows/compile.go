@@ -434,7 +434,9 @@ func (c *compiler) templateParams(r reporter, src Source, name, part string) (na
 		for i := range params {
 			if params[i] != fmt.Sprint(i+1) {
 				sorted := append([]string(nil), params...)
-				sort.Slice(sorted, func(a, b int) bool { return len(sorted[a]) < len(sorted[b]) || len(sorted[a]) == len(sorted[b]) && sorted[a] < sorted[b] })
+				sort.Slice(sorted, func(a, b int) bool {
+					return len(sorted[a]) < len(sorted[b]) || len(sorted[a]) == len(sorted[b]) && sorted[a] < sorted[b]
+				})
 				for j, s := range sorted {
 					if s != fmt.Sprint(j+1) {
 						r.errorf(src.At, "template %q: %s parameters must be numbered {{1}}, {{2}}, ... without gaps", name, part)

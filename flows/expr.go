@@ -293,7 +293,7 @@ func (c *exprCompiler) compile(src *Source, code string, off int, kind exprKind)
 	if kind == exprBool {
 		opts = append(opts, expr.AsBool(), expr.WarnOnAny())
 	}
-	at := src.posAt(off)
+	at := src.posAt(off + len(code) - len(strings.TrimLeft(code, " \t\n")))
 	if strings.TrimSpace(code) == "" {
 		c.r.errorf(at, "empty expression")
 		return nil
@@ -352,8 +352,7 @@ func (c *exprCompiler) text(src *Source) *Text {
 			return t
 		}
 		code := s[start : start+k]
-		lead := len(code) - len(strings.TrimLeft(code, " \t\n"))
-		if p := c.compile(src, code, start+lead, exprAny); p != nil {
+		if p := c.compile(src, code, start, exprAny); p != nil {
 			t.parts = append(t.parts, textPart{prog: p})
 		}
 		i = start + k + 2

@@ -320,7 +320,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 				fmt.Fprintln(stderr, "usage: /wait 25h:", err)
 				continue
 			}
-			p.note(s.Now, "waiting "+flows.FormatDuration(d))
+			p.note(s.Now, "waiting "+arg)
 			if err := s.Advance(ctx, d); err != nil {
 				fmt.Fprintln(stderr, "error:", err)
 			}

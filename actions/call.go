@@ -92,7 +92,7 @@ func (a *Call) Run(ctx context.Context, c Conversation) string {
 	}
 	resp, err := c.HTTP().Do(req)
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 			return fail(0, fmt.Errorf("no answer within %s", flows.FormatDuration(cl.Timeout)))
 		}
 		return fail(0, err)

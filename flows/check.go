@@ -113,7 +113,7 @@ func (c *compiler) windowCheck(r reporter, f *Flow) {
 				silent[e.to] = d
 				switch {
 				case e.add > 0:
-					via[e.to] = fmt.Sprintf("after %s waiting in step %q", FormatDuration(e.add), name)
+					via[e.to] = fmt.Sprintf("the last wait on the way: %s in step %q", FormatDuration(e.add), name)
 				case !e.reset && via[name] != "":
 					via[e.to] = via[name]
 				}

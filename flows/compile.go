@@ -240,7 +240,8 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 			cfg.Pricing.Currency = p.Currency
 		}
 		if rt := p.Rates; rt != nil {
-			for cat, v := range map[Category]*float64{Marketing: rt.Marketing, Utility: rt.Utility, Authentication: rt.Authentication, Service: rt.Service} {
+			for i, v := range []*float64{rt.Marketing, rt.Utility, rt.Authentication, rt.Service} {
+				cat := Categories[i]
 				if v != nil {
 					if *v < 0 {
 						r.errorf(rt.At, "pricing.rates.%s cannot be negative", cat)
@@ -430,7 +431,7 @@ func (c *compiler) templateParams(r reporter, src Source, name, part string) (na
 	if positional && hasNamed {
 		r.errorf(src.At, "template %q: %s mixes positional and named parameters", name, part)
 	}
-	if positional {
+	if positional && !hasNamed {
 		for i := range params {
 			if params[i] != fmt.Sprint(i+1) {
 				sorted := append([]string(nil), params...)
@@ -785,9 +786,12 @@ func goTypeName(t reflect.Type) string {
 func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 	r, ec := fc.r, fc.ec
 	if sp.Ask == nil {
-		for key, set := range map[string]bool{"buttons": sp.Buttons != nil, "list": sp.List != nil, "save": sp.Save != nil, "validate": sp.Validate != nil, "retry": sp.Retry != nil, "timeout": sp.Timeout != nil, "on_timeout": sp.OnTimeout != nil} {
-			if set {
-				r.errorf(sp.At, "step %q: %s belongs to ask, and the step has no ask", s.Name, key)
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"buttons", sp.Buttons != nil}, {"list", sp.List != nil}, {"save", sp.Save != nil}, {"validate", sp.Validate != nil}, {"retry", sp.Retry != nil}, {"timeout", sp.Timeout != nil}, {"on_timeout", sp.OnTimeout != nil}} {
+			if k.set {
+				r.errorf(sp.At, "step %q: %s belongs to ask, and the step has no ask", s.Name, k.key)
 			}
 		}
 		return
@@ -1048,10 +1052,10 @@ func (fc *flowCompiler) checkParams(ref Ref, ps *ParamsSpec, ts *TemplateSend, t
 		r.errorf(at, "%s takes %d header parameters, got %d", name, len(tl.HeaderParams), len(ts.HeaderTexts))
 	}
 	if ts.HeaderMedia != nil && ts.HeaderMedia.Kind != tl.HeaderFormat {
-		r.errorf(at, "%s has a %s header, but the send gives a %s", name, orNone(tl.HeaderFormat), ts.HeaderMedia.Kind)
+		r.errorf(at, "%s has %s header, but the send gives %s", name, article(orNone(tl.HeaderFormat)), article(ts.HeaderMedia.Kind))
 	}
 	if ts.HeaderMedia == nil && contains([]string{"image", "video", "document"}, tl.HeaderFormat) {
-		r.errorf(at, "%s has a %s header: give header: {%s: {link: ...}}", name, tl.HeaderFormat, tl.HeaderFormat)
+		r.errorf(at, "%s has %s header: give header: {%s: {link: ...}}", name, article(tl.HeaderFormat), tl.HeaderFormat)
 	}
 	takers := 0
 	for _, b := range tl.Buttons {
@@ -1068,6 +1072,13 @@ func (fc *flowCompiler) checkParams(ref Ref, ps *ParamsSpec, ts *TemplateSend, t
 		}
 	}
 	_ = takers
+}
+
+func article(s string) string {
+	if s != "" && strings.ContainsRune("aeiou", rune(s[0])) {
+		return "an " + s
+	}
+	return "a " + s
 }
 
 func orNone(s string) string {

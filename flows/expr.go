@@ -198,7 +198,9 @@ type textPart struct {
 }
 
 // Static reports whether the text has no expressions.
-func (t *Text) Static() bool { return len(t.parts) == 1 && t.parts[0].prog == nil || len(t.parts) == 0 }
+func (t *Text) Static() bool {
+	return t == nil || len(t.parts) == 0 || len(t.parts) == 1 && t.parts[0].prog == nil
+}
 
 // Render fills in the text's expressions. A failing expression renders as
 // "" and its error is returned with the rest of the text still rendered.
@@ -363,45 +365,16 @@ func (c *exprCompiler) text(src *Source) *Text {
 	return t
 }
 
-// staticText compiles a text that may not hold expressions (ids, labels
-// checked against limits).
+// literalLen is the length of a text's literal parts, for the limits;
+// static reports whether that is the whole text.
 func literalLen(t *Text) (n int, static bool) {
+	if t == nil {
+		return 0, true
+	}
 	for _, p := range t.parts {
-		if p.prog != nil {
-			static = false
-		}
 		n += len([]rune(p.lit))
 	}
 	return n, t.Static()
-}
-
-var envTypeNames = strings.NewReplacer(
-	"type *flows.ContactEnv", "contact", "type flows.ContactEnv", "contact",
-	"type *flows.MessageEnv", "message", "type flows.MessageEnv", "message",
-	"type *flows.WindowEnv", "window", "type flows.WindowEnv", "window",
-	"type flows.MediaEnv", "message.media", "type flows.LocationEnv", "message.location",
-	"flows.", "",
-)
-
-var envFields = map[string][]string{
-	"contact":          {"id", "name", "language", "opted_out"},
-	"message":          {"type", "text", "choice", "media", "location"},
-	"window":           {"open", "expires_at", "left"},
-	"message.media":    {"id", "mime_type", "caption"},
-	"message.location": {"latitude", "longitude", "name", "address"},
-}
-
-// readableExprError names the environment as the designer writes it
-// (contact, message ...) instead of Go's type names, with a suggestion.
-func readableExprError(msg string) string {
-	msg = envTypeNames.Replace(msg)
-	for obj, fields := range envFields {
-		prefix := obj + " has no field "
-		if strings.HasPrefix(msg, prefix) {
-			return msg + suggest(strings.TrimPrefix(msg, prefix), fields)
-		}
-	}
-	return msg
 }
 
 // Render builds the JSON body's data, filling in its expressions. The
@@ -433,3 +406,32 @@ func (j *JSONTemplate) Render(env *Env) (any, error) {
 	}
 	return j.Value, nil
 }
+var envTypeNames = strings.NewReplacer(
+	"type *flows.ContactEnv", "contact", "type flows.ContactEnv", "contact",
+	"type *flows.MessageEnv", "message", "type flows.MessageEnv", "message",
+	"type *flows.WindowEnv", "window", "type flows.WindowEnv", "window",
+	"type flows.MediaEnv", "message.media", "type flows.LocationEnv", "message.location",
+	"flows.", "",
+)
+
+var envFields = map[string][]string{
+	"contact":          {"id", "name", "language", "opted_out"},
+	"message":          {"type", "text", "choice", "media", "location"},
+	"window":           {"open", "expires_at", "left"},
+	"message.media":    {"id", "mime_type", "caption"},
+	"message.location": {"latitude", "longitude", "name", "address"},
+}
+
+// readableExprError names the environment as the designer writes it
+// (contact, message ...) instead of Go's type names, with a suggestion.
+func readableExprError(msg string) string {
+	msg = envTypeNames.Replace(msg)
+	for obj, fields := range envFields {
+		prefix := obj + " has no field "
+		if strings.HasPrefix(msg, prefix) {
+			return msg + suggest(strings.TrimPrefix(msg, prefix), fields)
+		}
+	}
+	return msg
+}
+

@@ -1,0 +1,441 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/dryrun"
+	"github.com/flowbot/flowbot/flows"
+)
+
+var t0 = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+
+// loadBot compiles a bot from file contents; it fails the test on errors.
+func loadBot(t testing.TB, files map[string]string) *flows.Bot {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for name, src := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(src)}
+	}
+	bot, diags := flows.LoadFS(fsys, "bot")
+	if bot == nil {
+		t.Fatalf("bot does not load:\n%s", diags.Error())
+	}
+	return bot
+}
+
+func newSession(t testing.TB, bot *flows.Bot, opts engine.Options) *dryrun.Session {
+	t.Helper()
+	s, err := dryrun.NewSession(context.Background(), engine.New(bot, opts), engine.Contact{ID: "c1", Name: "Ana"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func say(t testing.TB, s *dryrun.Session, text string) *engine.Result {
+	t.Helper()
+	res, err := s.Say(context.Background(), engine.Inbound{Type: "text", Text: text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func texts(res *engine.Result) []string {
+	var out []string
+	for _, o := range res.Outbound {
+		out = append(out, dryrun.Describe(o))
+	}
+	return out
+}
+
+func records(res *engine.Result, kind string) []engine.Record {
+	var out []engine.Record
+	for _, r := range res.Records {
+		if r.Kind == kind {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+const windowBot = `
+flow: main
+start: first
+triggers:
+  - keyword: hi
+vars:
+  n: 0
+steps:
+  first:
+    ask: "Ready?"
+    goto: later
+  later:
+    wait: 25h
+    goto: two_says
+  two_says:
+    say: ["one {{ vars.n }}", "two"]
+    image: { link: "https://x.example/a.png" }
+    template: { name: notice }
+    fallback: { template: nudge, params: ["{{ contact.name }}"] }
+    goto: unsent
+  unsent:
+    say: "no fallback here"
+    goto: never
+  never:
+    say: "never sent"
+    end: true
+`
+
+const windowTemplates = `
+templates:
+  - { name: nudge, language: en_US, category: MARKETING, status: APPROVED, body: "Hi {{1}}, still there?" }
+  - { name: notice, language: en_US, category: UTILITY, status: APPROVED, body: "A notice." }
+`
+
+// TestWindowRule checks section 4: outside the window a step's free-form
+// messages become one fallback template, templates still go, and a step
+// with no fallback records undeliverable and stops the flow.
+func TestWindowRule(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": windowBot, "templates.yaml": windowTemplates})
+	s := newSession(t, bot, engine.Options{})
+	ctx := context.Background()
+	say(t, s, "hi")
+	say(t, s, "yes")
+	if err := s.Advance(ctx, 25*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range s.Sent[1:] {
+		got = append(got, string(o.Via)+" "+dryrun.Describe(o))
+	}
+	want := []string{
+		"template [template nudge] Hi Ana, still there?",
+		"template [template notice] A notice.",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("after the window closed, sent:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var undeliverable []engine.Record
+	for _, r := range s.Records {
+		if r.Kind == engine.RecUndeliverable {
+			undeliverable = append(undeliverable, r)
+		}
+	}
+	if len(undeliverable) != 1 || undeliverable[0].Step != "unsent" {
+		t.Fatalf("undeliverable records = %v, want one naming step unsent", undeliverable)
+	}
+	st, _ := s.State(ctx)
+	if st.Flow != "" || st.Step != "" {
+		t.Fatalf("after undeliverable the flow is %q/%q, want stopped", st.Flow, st.Step)
+	}
+}
+
+// TestWindowBoundary: the window is open while now < last inbound + 24h.
+func TestWindowBoundary(t *testing.T) {
+	st := engine.NewState("c")
+	st.LastInbound = t0
+	if !st.WindowOpen(t0.Add(24*time.Hour - time.Second)) {
+		t.Error("window closed one second before 24h")
+	}
+	if st.WindowOpen(t0.Add(24 * time.Hour)) {
+		t.Error("window open at exactly 24h")
+	}
+	if engine.NewState("x").WindowOpen(t0) {
+		t.Error("window open for a contact who never wrote")
+	}
+}
+
+const errorsBot = `
+flow: main
+start: fetch
+triggers:
+  - keyword: go
+vars:
+  data: {}
+  n: 0
+steps:
+  fetch:
+    call:
+      url: "https://api.example/data"
+      save: data
+      on_error: failed
+    goto: use
+  use:
+    set:
+      n: vars.data.count + 1
+    say: "ref {{ vars.data.ref }} count {{ vars.n }}"
+    on:
+      - if: vars.data.count > 3
+        goto: big
+    else: small
+  big:
+    say: big
+    end: true
+  small:
+    say: small
+    end: true
+  failed:
+    say: failed
+    end: true
+`
+
+// TestRuntimeErrors: data from an HTTP call that does not fit the
+// expressions records error events naming flow, step and expression, and
+// the conversation goes on.
+func TestRuntimeErrors(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": errorsBot})
+	mocks := dryrun.NewMocks([]flows.MockSpec{{Method: "GET", URL: "https://api.example/data", Status: 200, JSON: map[string]any{"count": "many"}}})
+	s := newSession(t, bot, engine.Options{HTTP: mocks})
+	res := say(t, s, "go")
+	if got := strings.Join(texts(res), " | "); got != "ref  count 0 | small" {
+		t.Fatalf("sent %q, want the text with the failed parts empty, then the else branch", got)
+	}
+	errs := records(res, engine.RecError)
+	if len(errs) != 3 {
+		t.Fatalf("error records = %v, want 3 (set, missing key, condition)", errs)
+	}
+	for i, want := range []string{`"vars.data.count + 1"`, `"vars.data.ref"`, `"vars.data.count > 3"`} {
+		if errs[i].Flow != "main" || errs[i].Step != "use" || !strings.Contains(errs[i].Detail, want) {
+			t.Errorf("error %d = %+v, want flow main, step use, expression %s", i, errs[i], want)
+		}
+	}
+	if !strings.Contains(errs[0].Detail, "bot/flows/main.yaml:18:10") {
+		t.Errorf("error %q does not point at the expression's place", errs[0].Detail)
+	}
+}
+
+// TestCallFailures: a response that is not JSON, or not the variable's
+// type, or a non-2xx status goes to on_error.
+func TestCallFailures(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": errorsBot})
+	for name, mock := range map[string]flows.MockSpec{
+		"not json":     {Status: 200, Body: "<html>oops</html>"},
+		"a list":       {Status: 200, JSON: []any{1, 2}},
+		"status 500":   {Status: 500},
+		"network down": {Error: "connection refused"},
+		"timeout":      {Timeout: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mock.Method, mock.URL = "GET", "https://api.example/data"
+			s := newSession(t, bot, engine.Options{HTTP: dryrun.NewMocks([]flows.MockSpec{mock})})
+			res := say(t, s, "go")
+			if got := strings.Join(texts(res), " | "); got != "failed" {
+				t.Fatalf("sent %q, want the on_error step", got)
+			}
+			if len(records(res, engine.RecError)) != 1 {
+				t.Fatalf("records %v, want one error", res.Records)
+			}
+		})
+	}
+}
+
+// TestGotoLoop: steps that route to each other without waiting stop
+// cleanly instead of spinning.
+func TestGotoLoop(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": `
+flow: main
+start: a
+triggers: [{ keyword: go }]
+steps:
+  a: { goto: b }
+  b: { goto: a }
+`})
+	s := newSession(t, bot, engine.Options{})
+	res := say(t, s, "go")
+	errs := records(res, engine.RecError)
+	if len(errs) != 1 || !strings.Contains(errs[0].Detail, "goto loop") {
+		t.Fatalf("errors %v, want one about a loop", errs)
+	}
+	st, _ := s.State(context.Background())
+	if st.Flow != "" {
+		t.Fatalf("flow %q still running after the loop", st.Flow)
+	}
+}
+
+// TestDeterministic: the same bot, state, events and clock give the same
+// messages, ids included.
+func TestDeterministic(t *testing.T) {
+	bot, diags := flows.Load("../examples/support")
+	if bot == nil {
+		t.Fatal(diags.Error())
+	}
+	run := func() string {
+		s := newSession(t, bot, engine.Options{Trace: true})
+		ctx := context.Background()
+		say(t, s, "help")
+		if _, err := s.Say(ctx, engine.Inbound{Type: "interactive", Choice: "billing", Text: "Billing"}); err != nil {
+			t.Fatal(err)
+		}
+		say(t, s, "not an email")
+		if err := s.Advance(ctx, 30*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal([]any{s.Sent, s.Records})
+		return string(b)
+	}
+	a, b := run(), run()
+	if a != b {
+		t.Fatalf("two runs differ:\n%s\n%s", a, b)
+	}
+	if !strings.Contains(a, "This chat closes in an hour") || !strings.Contains(a, "We did not hear back") {
+		t.Fatalf("the run did not reach the nudge and the timeout: %s", a)
+	}
+}
+
+// TestSameInstantTimers: timers due at the same instant fire in the order
+// they were set; here the ask's timeout (set first) wins over the
+// window-closing nudge, which then no longer applies.
+func TestSameInstantTimers(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": `
+flow: main
+start: q
+triggers: [{ keyword: go }]
+window_closing: { before: 1h, say: "closing soon" }
+steps:
+  q:
+    ask: "Question?"
+    timeout: 23h
+    on_timeout: gone
+    end: true
+  gone:
+    say: "timed out"
+    end: true
+`})
+	s := newSession(t, bot, engine.Options{})
+	say(t, s, "go")
+	st, _ := s.State(context.Background())
+	if len(st.Timers) != 2 || !st.Timers[0].Due.Equal(st.Timers[1].Due) {
+		t.Fatalf("timers %+v, want two due at the same instant", st.Timers)
+	}
+	if err := s.Advance(context.Background(), 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range s.Sent {
+		got = append(got, o.Message.Text)
+	}
+	if strings.Join(got, "|") != "Question?|timed out" {
+		t.Fatalf("sent %q, want the question then the timeout only", got)
+	}
+}
+
+// TestStartErrors: business-initiated starts check the flow and the
+// variables' types.
+func TestStartErrors(t *testing.T) {
+	bot, diags := flows.Load("../examples/shop")
+	if bot == nil {
+		t.Fatal(diags.Error())
+	}
+	e := engine.New(bot, engine.Options{})
+	ctx := context.Background()
+	st := engine.NewState("c")
+	if _, err := e.Handle(ctx, st, engine.Event{Kind: engine.EventStart, Flow: "nope"}, t0); !errors.Is(err, engine.ErrUnknownFlow) {
+		t.Errorf("unknown flow: %v", err)
+	}
+	if _, err := e.Handle(ctx, st, engine.Event{Kind: engine.EventStart, Flow: "shipping_update", Vars: map[string]any{"order_id": 5}}, t0); !errors.Is(err, engine.ErrBadVars) {
+		t.Errorf("wrong type: %v", err)
+	}
+	if _, err := e.Handle(ctx, st, engine.Event{Kind: engine.EventStart, Flow: "shipping_update", Vars: map[string]any{"nope": "x"}}, t0); !errors.Is(err, engine.ErrBadVars) {
+		t.Errorf("unknown var: %v", err)
+	}
+	if _, err := e.Handle(ctx, st, engine.Event{Kind: engine.EventRelease}, t0); !errors.Is(err, engine.ErrNotInHandoff) {
+		t.Errorf("release without handoff: %v", err)
+	}
+}
+
+// TestSecretsRedacted: secrets reach the call but never the records.
+func TestSecretsRedacted(t *testing.T) {
+	bot := loadBot(t, map[string]string{
+		"flowbot.yaml": "secrets: [API_KEY]\n",
+		"flows/main.yaml": `
+flow: main
+start: a
+triggers: [{ keyword: go }]
+steps:
+  a:
+    call: { url: "https://api.example/x?key={{ secrets.API_KEY }}", on_error: a_failed }
+    end: true
+  a_failed: { end: true }
+`})
+	mocks := dryrun.NewMocks(nil)
+	s := newSession(t, bot, engine.Options{HTTP: mocks, Secrets: map[string]string{"API_KEY": "s3cr3t-value"}, Trace: true})
+	res := say(t, s, "go")
+	if len(mocks.Unmocked) != 1 || !strings.Contains(mocks.Unmocked[0], "key=s3cr3t-value") {
+		t.Fatalf("the call did not carry the secret: %v", mocks.Unmocked)
+	}
+	b, _ := json.Marshal(res.Records)
+	if strings.Contains(string(b), "s3cr3t") {
+		t.Fatalf("a record shows the secret: %s", b)
+	}
+	if !strings.Contains(string(b), "key=***") {
+		t.Fatalf("records do not show the redacted call: %s", b)
+	}
+}
+
+// TestStaleState: a state pointing at a step the bot no longer has stops
+// cleanly.
+func TestStaleState(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": windowBot, "templates.yaml": windowTemplates})
+	e := engine.New(bot, engine.Options{})
+	st := engine.NewState("c")
+	st.Flow, st.Step, st.Waiting = "main", "gone", "ask"
+	res, err := e.Handle(context.Background(), st, engine.Event{Kind: engine.EventInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: t0}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(records(res, engine.RecError)) != 1 || st.Flow != "main" || st.Step != "first" {
+		t.Fatalf("records %v, state %s/%s: want an error and a fresh start by trigger", res.Records, st.Flow, st.Step)
+	}
+}
+
+// TestPricing checks both pricing models of section 6.
+func TestPricing(t *testing.T) {
+	flow := `
+flow: main
+start: a
+triggers: [{ keyword: go }]
+steps:
+  a:
+    say: ["one", "two"]
+    template: { name: notice }
+    end: true
+`
+	for _, tc := range []struct {
+		name, settings string
+		want           map[flows.Category]float64
+	}{
+		{"per message", "pricing: { model: per_message, rates: { utility: 0.01, service: 0.002 } }\n",
+			map[flows.Category]float64{flows.Service: 0.004, flows.Utility: 0.01}},
+		{"utility free in window", "pricing: { model: per_message, utility_free_in_window: true, rates: { utility: 0.01, service: 0.002 } }\n",
+			map[flows.Category]float64{flows.Service: 0.004, flows.Utility: 0}},
+		{"conversation", "pricing: { model: conversation, rates: { utility: 0.01, service: 0.002 } }\n",
+			map[flows.Category]float64{flows.Service: 0.002, flows.Utility: 0.01}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bot := loadBot(t, map[string]string{"flowbot.yaml": tc.settings, "flows/main.yaml": flow, "templates.yaml": windowTemplates})
+			s := newSession(t, bot, engine.Options{})
+			say(t, s, "go")
+			st, _ := s.State(context.Background())
+			for cat, want := range tc.want {
+				if got := st.Cost.ByCategory[cat]; abs(got-want) > 1e-12 {
+					t.Errorf("%s = %g, want %g", cat, got, want)
+				}
+			}
+		})
+	}
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}

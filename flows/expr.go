@@ -406,6 +406,7 @@ func (j *JSONTemplate) Render(env *Env) (any, error) {
 	}
 	return j.Value, nil
 }
+
 var envTypeNames = strings.NewReplacer(
 	"type *flows.ContactEnv", "contact", "type flows.ContactEnv", "contact",
 	"type *flows.MessageEnv", "message", "type flows.MessageEnv", "message",
@@ -434,4 +435,3 @@ func readableExprError(msg string) string {
 	}
 	return msg
 }
-

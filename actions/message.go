@@ -79,7 +79,7 @@ type TemplateButton struct {
 // RenderTemplate fills a template send in for a contact: the language is
 // the send's own, else the contact's when the template has it approved,
 // else the bot's default.
-func RenderTemplate(c Conversation, ts *flows.TemplateSend) *Message {
+func RenderTemplate(c Conversation, ts *flows.TemplateSend) Message {
 	defaultLang := c.DefaultLanguage()
 	t := ts.Template
 	lang := ts.Language
@@ -96,8 +96,11 @@ func RenderTemplate(c Conversation, ts *flows.TemplateSend) *Message {
 	if t != nil {
 		tl = t.Languages[lang]
 	}
-	for _, p := range ts.Params {
-		tm.Params = append(tm.Params, c.Render(p))
+	if len(ts.Params) > 0 {
+		tm.Params = make([]string, len(ts.Params))
+		for i, p := range ts.Params {
+			tm.Params[i] = c.Render(p)
+		}
 	}
 	for _, p := range ts.Named {
 		tm.Named = append(tm.Named, NamedValue{Name: p.Name, Value: c.Render(p.Value)})
@@ -124,7 +127,7 @@ func RenderTemplate(c Conversation, ts *flows.TemplateSend) *Message {
 		tm.Category = tl.Category
 		tm.Body = fillPlaceholders(tl.Body, tm)
 	}
-	return &Message{Kind: "template", Text: tm.Body, Template: tm}
+	return Message{Kind: "template", Text: tm.Body, Template: tm}
 }
 
 // fillPlaceholders shows a template body as the contact will read it.
@@ -133,6 +136,7 @@ func fillPlaceholders(body string, tm *TemplateMessage) string {
 		return body
 	}
 	var b strings.Builder
+	b.Grow(len(body) + 32)
 	rest := body
 	for {
 		i := strings.Index(rest, "{{")

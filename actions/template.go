@@ -17,7 +17,7 @@ func newTemplate(s *flows.Step) Action {
 }
 
 func (a *Template) Run(_ context.Context, c Conversation) string {
-	c.Send(*RenderTemplate(c, a.send))
+	c.Send(RenderTemplate(c, a.send))
 	return ""
 }
 

@@ -199,7 +199,11 @@ func (e *Engine) Bot() *flows.Bot { return e.bot }
 // never panics it: run-time expression errors are recorded as error
 // events and the conversation goes on or stops cleanly.
 func (e *Engine) Handle(ctx context.Context, st *State, ev Event, now time.Time) (*Result, error) {
-	c := &conv{e: e, st: st, now: now, ctx: ctx, res: &Result{}}
+	c := &conv{e: e, st: st, now: now, ctx: ctx}
+	c.res = &c.result
+	c.res.Outbound = c.outBuf[:0]
+	c.res.Records = c.recBuf[:0]
+	c.pending = c.pendBuf[:0]
 	c.fillEnv()
 	switch ev.Kind {
 	case EventInbound:
@@ -275,6 +279,13 @@ type conv struct {
 
 	pending []actions.Message
 	pause   *actions.Pause
+
+	// Buffers that save allocations on the common path.
+	result   Result
+	outBuf   [4]Outbound
+	recBuf   [8]Record
+	pendBuf  [4]actions.Message
+	pauseBuf actions.Pause
 }
 
 func (c *conv) fillEnv() {
@@ -315,7 +326,7 @@ func (c *conv) Tracing() bool           { return c.e.opts.Trace }
 func (c *conv) DefaultLanguage() string { return c.e.bot.Settings.Language }
 func (c *conv) Redact(s string) string  { return c.e.redact.Replace(s) }
 func (c *conv) Send(m actions.Message)  { c.pending = append(c.pending, m) }
-func (c *conv) Pause(p actions.Pause)   { c.pause = &p }
+func (c *conv) Pause(p actions.Pause)   { c.pauseBuf = p; c.pause = &c.pauseBuf }
 func (c *conv) Fail(err error)          { c.record(RecError, c.Redact(err.Error())) }
 
 func (c *conv) Trace(kind, detail string) {
@@ -432,7 +443,11 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 	}
 	c.fillWindow()
 	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location}
-	c.record(RecInbound, describeInbound(m))
+	if c.e.opts.Trace {
+		c.record(RecInbound, describeInbound(m))
+	} else {
+		c.record(RecInbound, m.ID)
+	}
 
 	word := strings.ToLower(strings.TrimSpace(m.Text))
 	set := c.e.bot.Settings
@@ -550,7 +565,9 @@ func (c *conv) reply(m *Inbound) {
 		if err != nil {
 			c.Fail(err)
 		}
-		c.Trace(RecCondition, fmt.Sprintf("validate %s → %t", ask.Validate.Src, ok))
+		if c.e.opts.Trace {
+			c.Trace(RecCondition, fmt.Sprintf("validate %s → %t", ask.Validate.Src, ok))
+		}
 		if !ok {
 			if ask.Retry != nil && st.Attempt >= ask.Retry.Times {
 				c.record(RecRetry, fmt.Sprintf("retries used up (%d); going to %s", ask.Retry.Times, ask.Retry.Then))
@@ -579,7 +596,7 @@ func (c *conv) reply(m *Inbound) {
 		if v == "" {
 			v = m.Text
 		}
-		if c.SetVar(ask.Save, v) {
+		if c.SetVar(ask.Save, v) && c.e.opts.Trace {
 			c.Trace(RecSet, fmt.Sprintf("vars.%s = %q", ask.Save, v))
 		}
 	}
@@ -619,7 +636,9 @@ func (c *conv) route(step *flows.Step) string {
 		if err != nil {
 			c.Fail(err)
 		}
-		c.Trace(RecCondition, fmt.Sprintf("if %s → %t", b.If.Src, ok))
+		if c.e.opts.Trace {
+			c.Trace(RecCondition, fmt.Sprintf("if %s → %t", b.If.Src, ok))
+		}
 		if ok {
 			return b.Goto
 		}
@@ -765,7 +784,7 @@ func (c *conv) addTimer(kind TimerKind, due time.Time) {
 	st := c.st
 	st.Seq++
 	st.Timers = append(st.Timers, Timer{
-		ID:   st.Contact.ID + ":t" + strconv.FormatInt(st.Seq, 10),
+		ID:   seqID(st.Contact.ID, ":t", st.Seq),
 		Kind: kind, Due: due, Flow: st.Flow, Step: st.Step, Seq: st.Seq,
 	})
 }
@@ -859,7 +878,7 @@ func (c *conv) sendFailed(o *Outbound, code int) {
 	c.flow, c.step = f, step
 	m := actions.RenderTemplate(c, fb)
 	c.record(RecFallback, fmt.Sprintf("WhatsApp said the window is closed; sending template %s instead", fb.Name))
-	c.emit(*m, true, o.Batch)
+	c.emit(m, true, o.Batch)
 	c.flow, c.step = prevFlow, prevStep
 }
 
@@ -871,4 +890,14 @@ func fallbackFor(f *flows.Flow, s *flows.Step) *flows.TemplateSend {
 		return f.Fallback
 	}
 	return nil
+}
+
+// seqID builds a deterministic id, contact:t7 or contact:m8, in one
+// allocation.
+func seqID(contact, kind string, seq int64) string {
+	var buf [64]byte
+	b := append(buf[:0], contact...)
+	b = append(b, kind...)
+	b = strconv.AppendInt(b, seq, 10)
+	return string(b)
 }

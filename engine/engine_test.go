@@ -425,7 +425,7 @@ steps:
 			say(t, s, "go")
 			st, _ := s.State(context.Background())
 			for cat, want := range tc.want {
-				if got := st.Cost.ByCategory[cat]; abs(got-want) > 1e-12 {
+				if got := st.Cost.Of(cat).Amount; abs(got-want) > 1e-12 {
 					t.Errorf("%s = %g, want %g", cat, got, want)
 				}
 			}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"maps"
 	"time"
 
 	"github.com/flowbot/flowbot/actions"
@@ -82,21 +81,40 @@ type Timer struct {
 	Seq  int64     `json:"seq" bson:"seq"`
 }
 
-// Cost is what the conversation has cost so far, by category.
+// Cost is what the conversation has cost so far, by category. A struct
+// rather than a map: it is copied with every state, for free.
 type Cost struct {
-	ByCategory map[flows.Category]float64 `json:"by_category,omitempty" bson:"by_category,omitempty"`
-	// Open is, under the conversation model, when each category's
-	// conversation closes.
-	Open map[flows.Category]time.Time `json:"open,omitempty" bson:"open,omitempty"`
+	Marketing      CategoryCost `json:"marketing" bson:"marketing"`
+	Utility        CategoryCost `json:"utility" bson:"utility"`
+	Authentication CategoryCost `json:"authentication" bson:"authentication"`
+	Service        CategoryCost `json:"service" bson:"service"`
+}
+
+// CategoryCost is one category's share of the cost.
+type CategoryCost struct {
+	Amount   float64 `json:"amount" bson:"amount"`
+	Messages int     `json:"messages" bson:"messages"`
+	// OpenUntil is, under the conversation model, when the category's
+	// current 24-hour conversation closes.
+	OpenUntil time.Time `json:"open_until,omitzero" bson:"open_until,omitempty"`
+}
+
+// Of returns a category's cost.
+func (c *Cost) Of(cat flows.Category) *CategoryCost {
+	switch cat {
+	case flows.Marketing:
+		return &c.Marketing
+	case flows.Utility:
+		return &c.Utility
+	case flows.Authentication:
+		return &c.Authentication
+	}
+	return &c.Service
 }
 
 // Total sums the cost over categories.
 func (c Cost) Total() float64 {
-	t := 0.0
-	for _, cat := range flows.Categories {
-		t += c.ByCategory[cat]
-	}
-	return t
+	return c.Marketing.Amount + c.Utility.Amount + c.Authentication.Amount + c.Service.Amount
 }
 
 // NewState is the state of a contact never seen before.
@@ -140,8 +158,6 @@ func (s *State) Clone() *State {
 	if s.Timers != nil {
 		c.Timers = append([]Timer(nil), s.Timers...)
 	}
-	c.Cost.ByCategory = maps.Clone(s.Cost.ByCategory)
-	c.Cost.Open = maps.Clone(s.Cost.Open)
 	return &c
 }
 

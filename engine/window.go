@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/flows"
@@ -62,8 +61,8 @@ func (c *conv) flush() bool {
 			continue
 		}
 		replaced = true
-		c.record(RecFallback, fmt.Sprintf("the window is closed: %d free-form message(s) replaced by template %s", free, fb.Name))
-		c.emit(*actions.RenderTemplate(c, fb), true, batch)
+		c.record(RecFallback, fb.Name)
+		c.emit(actions.RenderTemplate(c, fb), true, batch)
 	}
 	c.pending = pending[:0]
 	return true
@@ -97,7 +96,7 @@ func (c *conv) emit(m actions.Message, fallback bool, batch int64) {
 		}
 	}
 	st.Seq++
-	o.ID = st.Contact.ID + ":m" + strconv.FormatInt(st.Seq, 10)
+	o.ID = seqID(st.Contact.ID, ":m", st.Seq)
 	o.Category, o.Cost = c.price(&m)
 	c.res.Outbound = append(c.res.Outbound, o)
 	c.record(RecSent, o.ID)
@@ -111,15 +110,12 @@ func (c *conv) price(m *actions.Message) (flows.Category, float64) {
 	if !m.Free() && m.Template.Category != "" {
 		cat = m.Template.Category
 	}
-	cost := &c.st.Cost
+	cc := c.st.Cost.Of(cat)
 	var charge float64
 	switch p.Model {
 	case flows.Conversation:
-		if until, ok := cost.Open[cat]; !ok || !c.now.Before(until) {
-			if cost.Open == nil {
-				cost.Open = map[flows.Category]time.Time{}
-			}
-			cost.Open[cat] = c.now.Add(WindowLength)
+		if !c.now.Before(cc.OpenUntil) {
+			cc.OpenUntil = c.now.Add(WindowLength)
 			charge = p.Rates[cat]
 		}
 	default:
@@ -128,9 +124,7 @@ func (c *conv) price(m *actions.Message) (flows.Category, float64) {
 			charge = 0
 		}
 	}
-	if cost.ByCategory == nil {
-		cost.ByCategory = make(map[flows.Category]float64, 2)
-	}
-	cost.ByCategory[cat] += charge
+	cc.Amount += charge
+	cc.Messages++
 	return cat, charge
 }

@@ -70,20 +70,38 @@ type Env struct {
 	Attempt int
 	Secrets map[string]any
 
-	m map[string]any
+	m        map[string]any
+	mNow     time.Time
+	mAttempt int
 }
 
-// values returns the map the compiled programs run against, reusing it.
+// values returns the map the compiled programs run against. It is built
+// once per Env and refreshed only where a field changed, so that running
+// a program allocates nothing here.
 func (e *Env) values() map[string]any {
 	if e.m == nil {
 		e.m = make(map[string]any, 8)
 		e.m["contact"] = &e.Contact
 		e.m["message"] = &e.Message
 		e.m["window"] = &e.Window
+		e.m["now"] = e.Now
+		e.mNow = e.Now
+		e.m["attempt"] = e.Attempt
+		e.mAttempt = e.Attempt
+		e.m["vars"] = e.Vars
+		e.m["secrets"] = e.Secrets
 	}
+	if !e.mNow.Equal(e.Now) {
+		e.m["now"] = e.Now
+		e.mNow = e.Now
+	}
+	if e.mAttempt != e.Attempt {
+		e.m["attempt"] = e.Attempt
+		e.mAttempt = e.Attempt
+	}
+	// Maps are references: storing them again is free, and catches a
+	// caller that swapped in another map.
 	e.m["vars"] = e.Vars
-	e.m["now"] = e.Now
-	e.m["attempt"] = e.Attempt
 	e.m["secrets"] = e.Secrets
 	return e.m
 }
@@ -211,7 +229,16 @@ func (t *Text) Render(env *Env) (string, error) {
 	if t.Static() {
 		return t.Src, nil
 	}
+	if len(t.parts) == 1 {
+		// One expression, nothing around it: no builder needed.
+		v, err := t.Value(env)
+		if err != nil {
+			return "", err
+		}
+		return FormatValue(v), nil
+	}
 	var b strings.Builder
+	b.Grow(len(t.Src))
 	var firstErr error
 	for _, p := range t.parts {
 		if p.prog == nil {

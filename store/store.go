@@ -28,7 +28,8 @@ type Contacts interface {
 	// Save stores st when the stored version still equals st.Version (0
 	// for a contact not stored yet), then increments st.Version. It
 	// returns ErrConflict when another writer got there first; nothing is
-	// written then.
+	// written then. After a successful Save the store owns st: the caller
+	// must not change it (Load again to go on).
 	Save(ctx context.Context, st *engine.State) error
 	// Due lists the ids of contacts with a timer due at or before t,
 	// earliest first, at most limit of them.

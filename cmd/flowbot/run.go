@@ -108,8 +108,10 @@ func (p *transcript) result(ctx context.Context, ev engine.Event, at time.Time, 
 			}
 		case engine.RecError, engine.RecUndeliverable, engine.RecOptedOut:
 			fmt.Fprintf(p.w, "%18s! %s\n", "", r)
+		case engine.RecFallback:
+			fmt.Fprintf(p.w, "%18s· the window is closed: free-form replaced by template %s\n", "", r.Detail)
 		default:
-			if p.trace || r.Kind == engine.RecHandoff || r.Kind == engine.RecFallback || r.Kind == engine.RecUnmatched {
+			if p.trace || r.Kind == engine.RecHandoff || r.Kind == engine.RecUnmatched {
 				fmt.Fprintf(p.w, "%18s· %s\n", "", r)
 			}
 		}

@@ -339,7 +339,7 @@ func matchState(e *flows.ExpectSpec, st *engine.State, s *Session) string {
 		if k == "total" {
 			got = st.Cost.Total()
 		} else {
-			got = st.Cost.ByCategory[flows.Category(k)]
+			got = st.Cost.Of(flows.Category(k)).Amount
 		}
 		if math.Abs(got-want) > 1e-9 {
 			return fmt.Sprintf("expected cost %s = %g, got %g (%s)", k, want, got, CostSummary(s.Engine.Bot().Settings.Pricing, st.Cost))
@@ -448,8 +448,8 @@ func numEqual(w float64, got any) bool {
 func CostSummary(p flows.Pricing, c engine.Cost) string {
 	var parts []string
 	for _, cat := range flows.Categories {
-		if v, ok := c.ByCategory[cat]; ok {
-			parts = append(parts, fmt.Sprintf("%s %.4f", cat, v))
+		if cc := c.Of(cat); cc.Messages > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.4f", cat, cc.Amount))
 		}
 	}
 	if len(parts) == 0 {

@@ -42,7 +42,7 @@ func (s *Store) Save(_ context.Context, st *engine.State) error {
 		return store.ErrConflict
 	}
 	st.Version++
-	s.contacts[st.Contact.ID] = st.Clone()
+	s.contacts[st.Contact.ID] = st // Save takes ownership (store.Contacts)
 	return nil
 }
 

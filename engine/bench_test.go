@@ -1,0 +1,98 @@
+package engine_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+	"github.com/flowbot/flowbot/store/memory"
+)
+
+const benchFlow = `
+flow: counter
+start: menu
+triggers: [{ keyword: hi }]
+vars:
+  count: 0
+  last: ""
+fallback:
+  template: nudge
+  params: ["{{ contact.name }}"]
+steps:
+  menu:
+    ask: "Hi {{ contact.name }}, send a number"
+    on:
+      - if: message.text == "1"
+        goto: one
+      - if: message.text == "2"
+        goto: one
+    else: counted
+  counted:
+    set:
+      count: vars.count + 1
+      last: message.text
+    say: "You said {{ vars.last }} ({{ vars.count }} times)."
+    goto: menu
+  one:
+    say: "One or two."
+    end: true
+`
+
+// benchInbound measures one inbound message through load, Handle and
+// save on the memory store: two conditions, two `set`s, interpolated
+// texts, and two sends (the say and the re-asked question). With age over
+// 24h the message arrives late, the window is closed when it is handled,
+// and both sends become the flow's fallback template.
+func benchInbound(b *testing.B, age time.Duration) {
+	bot := loadBot(b, map[string]string{"flows/main.yaml": benchFlow, "templates.yaml": windowTemplates})
+	e := engine.New(bot, engine.Options{})
+	var st store.Contacts = memory.New()
+	ctx := context.Background()
+	now := t0
+	first := engine.NewState("15550001111")
+	first.Contact.Name = "Ana"
+	if _, err := e.Handle(ctx, first, engine.Event{Kind: engine.EventInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now.Add(-age)}}, now); err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Save(ctx, first); err != nil {
+		b.Fatal(err)
+	}
+	texts := []string{"7", "8", "9"}
+	msgs := make([]engine.Inbound, len(texts))
+	for i, t := range texts {
+		msgs[i] = engine.Inbound{ID: "wamid." + strconv.Itoa(i), Type: "text", Text: t}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := 0
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Second)
+		m := &msgs[i%len(msgs)]
+		m.Timestamp = now.Add(-age)
+		s, err := st.Load(ctx, "15550001111")
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := e.Handle(ctx, s, engine.Event{Kind: engine.EventInbound, Message: m}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Save(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+		sent += len(res.Outbound)
+		if want := age >= engine.WindowLength; (res.Outbound[0].Via == engine.ViaTemplate) != want {
+			b.Fatalf("sent %s, want template: %t", res.Outbound[0].Via, want)
+		}
+	}
+	b.StopTimer()
+	if sent != 2*b.N {
+		b.Fatalf("sent %d messages for %d inbound, want 2 each", sent, b.N)
+	}
+}
+
+func BenchmarkInbound(b *testing.B)         { benchInbound(b, 0) }
+func BenchmarkInboundFallback(b *testing.B) { benchInbound(b, 25*time.Hour) }

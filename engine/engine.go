@@ -469,14 +469,20 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 			return
 		}
 	}
-	if st.Handoff != nil {
-		c.record(RecIgnored, "handed off to "+st.Handoff.Queue+": the bot stays silent")
-		return
-	}
+	// Global keywords work in any step of any flow, during a wait or a
+	// handoff too (FLOW_SPEC.md section 2).
 	if m.Type == "text" || m.Type == "button" || m.Type == "interactive" {
 		for _, k := range set.Keywords {
 			if !contains(k.Match, word) {
 				continue
+			}
+			if k.Handoff != nil && st.Handoff != nil {
+				c.record(RecIgnored, "keyword "+strconv.Quote(word)+": already handed off to "+st.Handoff.Queue)
+				return
+			}
+			if st.Handoff != nil {
+				c.record(RecReleased, "keyword "+strconv.Quote(word)+" ended the handoff to "+st.Handoff.Queue)
+				st.Handoff = nil
 			}
 			if k.Handoff != nil {
 				c.endFlow("keyword " + strconv.Quote(word))
@@ -488,6 +494,10 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 			c.startFlow(f, k.Step, nil, "keyword "+strconv.Quote(word))
 			return
 		}
+	}
+	if st.Handoff != nil {
+		c.record(RecIgnored, "handed off to "+st.Handoff.Queue+": the bot stays silent")
+		return
 	}
 	if c.flow != nil {
 		switch st.Waiting {

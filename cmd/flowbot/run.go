@@ -313,7 +313,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 			if !interactive {
 				p.user(s.Now, fmt.Sprintf("(taps %q)", arg))
 			}
-			if _, err := s.Say(ctx, choiceMessage(s, ctx, arg)); err != nil {
+			if _, err := s.Say(ctx, s.Tap(arg)); err != nil {
 				fmt.Fprintln(stderr, "error:", err)
 			}
 		case "/wait":
@@ -344,32 +344,6 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 	}
 	p.summary(ctx, bot)
 	return sc.Err()
-}
-
-// choiceMessage builds the tap of a button or list row, with its title
-// from the last message that offered it.
-func choiceMessage(s *dryrun.Session, _ context.Context, id string) engine.Inbound {
-	in := engine.Inbound{Type: "interactive", Choice: id, Text: id}
-	for i := len(s.Sent) - 1; i >= 0; i-- {
-		m := s.Sent[i].Message
-		for _, b := range m.Buttons {
-			if b.ID == id {
-				in.Text = b.Title
-				return in
-			}
-		}
-		if m.List != nil {
-			for _, sec := range m.List.Sections {
-				for _, r := range sec.Rows {
-					if r.ID == id {
-						in.Text = r.Title
-						return in
-					}
-				}
-			}
-		}
-	}
-	return in
 }
 
 func printState(w io.Writer, st *engine.State, now time.Time) {

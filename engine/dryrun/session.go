@@ -107,6 +107,48 @@ func (s *Session) Say(ctx context.Context, in engine.Inbound) (*engine.Result, e
 	return s.handle(ctx, engine.Event{Kind: engine.EventInbound, Message: &in, ForceFlow: s.ForceFlow, Vars: s.ForceVars})
 }
 
+// Tap builds the contact's tap on a choice: a reply button or list row
+// (type interactive, its title as text) or a template's quick-reply
+// button (type button), looked up in the latest message that offered it.
+// An id nothing offered is sent as an interactive reply with the id as
+// its text.
+func (s *Session) Tap(id string) engine.Inbound {
+	in := engine.Inbound{Type: "interactive", Choice: id, Text: id}
+	for i := len(s.Sent) - 1; i >= 0; i-- {
+		m := s.Sent[i].Message
+		for _, b := range m.Buttons {
+			if b.ID == id {
+				in.Text = b.Title
+				return in
+			}
+		}
+		if m.List != nil {
+			for _, sec := range m.List.Sections {
+				for _, r := range sec.Rows {
+					if r.ID == id {
+						in.Text = r.Title
+						return in
+					}
+				}
+			}
+		}
+		if t := m.Template; t != nil {
+			for _, b := range t.Buttons {
+				if b.SubType == "quick_reply" && b.Value == id {
+					in.Type = "button"
+					if tl := s.Engine.Bot().Templates[t.Name]; tl != nil {
+						if l := tl.Languages[t.Language]; l != nil && b.Index < len(l.Buttons) {
+							in.Text = l.Buttons[b.Index].Text
+						}
+					}
+					return in
+				}
+			}
+		}
+	}
+	return in
+}
+
 // Start starts a flow from outside (business-initiated).
 func (s *Session) Start(ctx context.Context, flow, step string, vars map[string]any) (*engine.Result, error) {
 	return s.handle(ctx, engine.Event{Kind: engine.EventStart, Flow: flow, Step: step, Vars: vars})

@@ -87,7 +87,7 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 		}
 		switch {
 		case ts.User != nil:
-			in := userMessage(ts.User)
+			in := userMessage(s, ts.User)
 			if _, err := s.Say(ctx, in); err != nil {
 				return fail(line, "user: %v", err)
 			}
@@ -156,19 +156,18 @@ func (s *Session) lastErrors() string {
 	return b.String()
 }
 
-func userMessage(u *flows.UserSpec) engine.Inbound {
+func userMessage(s *Session, u *flows.UserSpec) engine.Inbound {
 	in := engine.Inbound{Type: "text", Text: u.Text}
 	switch {
 	case u.Choice != "":
-		in.Type, in.Choice = "interactive", u.Choice
-		if in.Text == "" {
-			in.Text = u.Choice
-		}
+		in = s.Tap(u.Choice)
+		in.Type = "interactive"
 	case u.Payload != "":
-		in.Type, in.Choice = "button", u.Payload
-		if in.Text == "" {
-			in.Text = u.Payload
-		}
+		in = s.Tap(u.Payload)
+		in.Type = "button"
+	}
+	if u.Text != "" {
+		in.Text = u.Text
 	}
 	if u.Type != "" {
 		in.Type = u.Type

@@ -624,18 +624,25 @@ func (c *conv) leavePause() {
 
 // routeOn leaves the current step by its routes.
 func (c *conv) routeOn() {
-	step := c.step
+	if next, ok := c.leave(c.step); ok {
+		c.run(next)
+	}
+}
+
+// leave ends the flow at an end step, else picks the next step; false
+// when the flow ended.
+func (c *conv) leave(step *flows.Step) (string, bool) {
 	if step.End {
 		c.endFlow("end")
-		return
+		return "", false
 	}
 	next := c.route(step)
 	if next == "" {
 		c.record(RecError, "no route matched and the step has no else; the flow was stopped")
 		c.endFlow("no route")
-		return
+		return "", false
 	}
-	c.run(next)
+	return next, true
 }
 
 // route picks the step's next step: the first `on` that holds, else
@@ -736,14 +743,8 @@ func (c *conv) run(name string) {
 			c.enterPause(*p)
 			return
 		}
-		if step.End {
-			c.endFlow("end")
-			return
-		}
-		next := c.route(step)
-		if next == "" {
-			c.record(RecError, "no route matched and the step has no else; the flow was stopped")
-			c.endFlow("no route")
+		next, ok := c.leave(step)
+		if !ok {
 			return
 		}
 		name = next

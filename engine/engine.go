@@ -431,8 +431,24 @@ func (c *conv) record(kind, detail string) {
 
 // --- inbound messages ---
 
+// PassiveTypes are inbound message types that never move a flow: they
+// are recorded, and all but system messages (which WhatsApp writes, not
+// the contact) extend the window.
+var PassiveTypes = map[string]bool{
+	"reaction": true, "system": true, "revoke": true, "edit": true,
+	"unsupported": true, "unknown": true, "request_welcome": true,
+}
+
 func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 	st := c.st
+	if PassiveTypes[m.Type] {
+		if m.Type != "system" && m.Timestamp.After(st.LastInbound) {
+			st.LastInbound = m.Timestamp
+			st.WindowClosed = false
+		}
+		c.record(RecIgnored, describeInbound(m)+": this kind of message does not move a flow")
+		return
+	}
 	if m.Timestamp.After(st.LastInbound) {
 		st.LastInbound = m.Timestamp
 	}

@@ -1,0 +1,507 @@
+// Package whatsapp is the WhatsApp Cloud API wire format: webhook
+// signatures and parsing (every message type, statuses, batches) into
+// engine events, and a client that sends text, media, interactive and
+// template messages and classifies Cloud API errors. Types are written by
+// hand: the surface is small and its fields change faster than libraries.
+package whatsapp
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
+)
+
+// SignatureHeader carries the HMAC-SHA256 of the raw body, keyed by the
+// app secret.
+const SignatureHeader = "X-Hub-Signature-256"
+
+// VerifySignature checks an X-Hub-Signature-256 value ("sha256=<hex>")
+// against the raw body, in constant time.
+func VerifySignature(appSecret string, body []byte, header string) bool {
+	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
+	if !ok || appSecret == "" {
+		return false
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(appSecret))
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+// Sign returns the X-Hub-Signature-256 value for a body: for tests and for
+// signing test webhooks by hand.
+func Sign(appSecret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(appSecret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// ErrNotNotification is a body that is not a WhatsApp notification.
+var ErrNotNotification = errors.New("not a WhatsApp notification")
+
+// Update is everything one notification carries, normalised.
+type Update struct {
+	Messages []Message
+	Statuses []Status
+	// Errors are errors WhatsApp reported outside any message or status
+	// (entry.changes.value.errors).
+	Errors []Error
+	// Skipped names the changes that carry no messages (other fields such
+	// as user_preferences), for the log.
+	Skipped []string
+}
+
+// Message is one inbound message.
+type Message struct {
+	// Key is the message id; a message without one gets a stable key
+	// derived from its content, so that redeliveries still dedupe.
+	Key string
+	// Contact is the wa_id, or the business-scoped user id when the
+	// webhook carries no wa_id.
+	Contact       string
+	WaID          string
+	UserID        string
+	Name          string
+	PhoneNumberID string
+	Inbound       engine.Inbound
+	// ContextID is the id of the message replied to, if any.
+	ContextID string
+	Errors    []Error
+}
+
+// Status is a delivery status of a message the business sent.
+type Status struct {
+	Key         string // wamid + ":" + status: a status is delivered once per kind
+	ID          string // the wamid
+	Status      string // sent, delivered, read, failed, played
+	Timestamp   time.Time
+	RecipientID string
+	// Contact is the contact the status is about: from our own id in
+	// biz_opaque_callback_data when present, else the recipient.
+	Contact string
+	// Outbound is our outbound message id, echoed in
+	// biz_opaque_callback_data.
+	Outbound string
+	Errors   []Error
+	Pricing  *Pricing
+}
+
+// Pricing is a status's pricing information.
+type Pricing struct {
+	Billable     bool   `json:"billable"`
+	PricingModel string `json:"pricing_model"`
+	Type         string `json:"type"`
+	Category     string `json:"category"`
+}
+
+// Error is a Cloud API error, in a webhook or an API response.
+type Error struct {
+	Code    int    `json:"code"`
+	Title   string `json:"title,omitempty"`
+	Message string `json:"message,omitempty"`
+	Details string `json:"details,omitempty"`
+}
+
+func (e Error) String() string {
+	s := fmt.Sprintf("%d", e.Code)
+	for _, p := range []string{e.Title, e.Message, e.Details} {
+		if p != "" && !strings.Contains(s, p) {
+			s += " " + p
+		}
+	}
+	return s
+}
+
+// --- the wire shapes ---
+
+type wireNotification struct {
+	Object *string     `json:"object"`
+	Entry  []wireEntry `json:"entry"`
+}
+
+type wireEntry struct {
+	ID      string       `json:"id"`
+	Changes []wireChange `json:"changes"`
+}
+
+type wireChange struct {
+	Field string    `json:"field"`
+	Value wireValue `json:"value"`
+}
+
+type wireValue struct {
+	Metadata struct {
+		PhoneNumberID string `json:"phone_number_id"`
+	} `json:"metadata"`
+	Contacts []wireContact    `json:"contacts"`
+	Messages []json.RawMessage `json:"messages"`
+	Statuses []wireStatus     `json:"statuses"`
+	Errors   []wireError      `json:"errors"`
+}
+
+type wireContact struct {
+	Profile struct {
+		Name string `json:"name"`
+	} `json:"profile"`
+	WaID   flexString `json:"wa_id"`
+	UserID string     `json:"user_id"`
+}
+
+type wireError struct {
+	Code      flexInt `json:"code"`
+	Title     string  `json:"title"`
+	Message   string  `json:"message"`
+	Details   string  `json:"details"`
+	ErrorData struct {
+		Details string `json:"details"`
+	} `json:"error_data"`
+}
+
+func (w wireError) toError() Error {
+	d := w.ErrorData.Details
+	if d == "" {
+		d = w.Details
+	}
+	return Error{Code: int(w.Code), Title: w.Title, Message: w.Message, Details: d}
+}
+
+type wireMedia struct {
+	ID       string `json:"id"`
+	MimeType string `json:"mime_type"`
+	Caption  string `json:"caption"`
+	Filename string `json:"filename"`
+}
+
+type wireMessage struct {
+	From       flexString  `json:"from"`
+	FromUserID string      `json:"from_user_id"`
+	ID         string      `json:"id"`
+	Timestamp  flexTime    `json:"timestamp"`
+	Type       string      `json:"type"`
+	Errors     []wireError `json:"errors"`
+	Context    *struct {
+		ID string `json:"id"`
+	} `json:"context"`
+	Text *struct {
+		Body string `json:"body"`
+	} `json:"text"`
+	Image    *wireMedia `json:"image"`
+	Video    *wireMedia `json:"video"`
+	Audio    *wireMedia `json:"audio"`
+	Document *wireMedia `json:"document"`
+	Sticker  *wireMedia `json:"sticker"`
+	Location *struct {
+		Latitude  float64 `json:"latitude"`
+		Longitude float64 `json:"longitude"`
+		Name      string  `json:"name"`
+		Address   string  `json:"address"`
+	} `json:"location"`
+	Contacts []struct {
+		Name struct {
+			FormattedName string `json:"formatted_name"`
+		} `json:"name"`
+	} `json:"contacts"`
+	Interactive *struct {
+		Type        string `json:"type"`
+		ButtonReply *struct {
+			ID    string `json:"id"`
+			Title string `json:"title"`
+		} `json:"button_reply"`
+		ListReply *struct {
+			ID          string `json:"id"`
+			Title       string `json:"title"`
+			Description string `json:"description"`
+		} `json:"list_reply"`
+		NfmReply *struct {
+			Name         string          `json:"name"`
+			Body         string          `json:"body"`
+			ResponseJSON json.RawMessage `json:"response_json"`
+		} `json:"nfm_reply"`
+	} `json:"interactive"`
+	Button *struct {
+		Payload string `json:"payload"`
+		Text    string `json:"text"`
+	} `json:"button"`
+	Reaction *struct {
+		MessageID string `json:"message_id"`
+		Emoji     string `json:"emoji"`
+	} `json:"reaction"`
+	Order *struct {
+		Text string `json:"text"`
+	} `json:"order"`
+	System *struct {
+		Body string `json:"body"`
+		Type string `json:"type"`
+	} `json:"system"`
+}
+
+type wireStatus struct {
+	ID              string      `json:"id"`
+	Status          string      `json:"status"`
+	Timestamp       flexTime    `json:"timestamp"`
+	RecipientID     flexString  `json:"recipient_id"`
+	RecipientUserID string      `json:"recipient_user_id"`
+	BizOpaque       string      `json:"biz_opaque_callback_data"`
+	Errors          []wireError `json:"errors"`
+	Pricing         *Pricing    `json:"pricing"`
+}
+
+// flexString accepts a JSON string or number.
+type flexString string
+
+func (s *flexString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = flexString(v)
+		return nil
+	}
+	if string(b) == "null" {
+		return nil
+	}
+	*s = flexString(b)
+	return nil
+}
+
+// flexInt accepts a JSON number or a numeric string.
+type flexInt int
+
+func (i *flexInt) UnmarshalJSON(b []byte) error {
+	var s flexString
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(string(s))
+	if err != nil && s != "" {
+		return nil // an error code we cannot read stays 0; the rest of the error is kept
+	}
+	*i = flexInt(n)
+	return nil
+}
+
+// flexTime is a unix time in seconds, as a string or a number.
+type flexTime struct{ time.Time }
+
+func (t *flexTime) UnmarshalJSON(b []byte) error {
+	var s flexString
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	if s == "" {
+		return nil
+	}
+	n, err := strconv.ParseInt(string(s), 10, 64)
+	if err != nil {
+		return nil // unreadable timestamps are left zero; the receipt time stands in
+	}
+	t.Time = time.Unix(n, 0).UTC()
+	return nil
+}
+
+// Parse reads a notification. It is lenient with what real webhooks
+// carry (numbers as strings and strings as numbers, missing contacts,
+// unknown types and fields) and strict only about the envelope: a body
+// that is not a JSON object with an entry list is ErrNotNotification.
+// Messages whose timestamp is missing or unreadable get received.
+func Parse(body []byte, received time.Time) (*Update, error) {
+	var n wireNotification
+	if err := json.Unmarshal(body, &n); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotNotification, err)
+	}
+	if n.Object == nil && n.Entry == nil {
+		return nil, fmt.Errorf("%w: no object and no entry", ErrNotNotification)
+	}
+	if n.Object != nil && *n.Object != "whatsapp_business_account" {
+		return nil, fmt.Errorf("%w: object is %q, not whatsapp_business_account", ErrNotNotification, *n.Object)
+	}
+	u := &Update{}
+	for _, e := range n.Entry {
+		for _, ch := range e.Changes {
+			if ch.Field != "" && ch.Field != "messages" {
+				u.Skipped = append(u.Skipped, ch.Field)
+				continue
+			}
+			parseValue(u, &ch.Value, received)
+		}
+	}
+	return u, nil
+}
+
+func parseValue(u *Update, v *wireValue, received time.Time) {
+	for _, e := range v.Errors {
+		u.Errors = append(u.Errors, e.toError())
+	}
+	for _, raw := range v.Messages {
+		var wm wireMessage
+		if err := json.Unmarshal(raw, &wm); err != nil {
+			// A message we cannot read at all is still recorded, as
+			// unsupported, so that it is seen and not retried forever.
+			wm = wireMessage{Type: "unsupported"}
+			wm.Errors = []wireError{{Code: 0, Title: "unreadable message", Details: err.Error()}}
+		}
+		m := toMessage(&wm, raw, v, received)
+		u.Messages = append(u.Messages, m)
+	}
+	for _, s := range v.Statuses {
+		st := Status{
+			ID: s.ID, Status: s.Status, Timestamp: s.Timestamp.Time, RecipientID: string(s.RecipientID),
+			Pricing: s.Pricing,
+		}
+		if st.Timestamp.IsZero() {
+			st.Timestamp = received
+		}
+		for _, e := range s.Errors {
+			st.Errors = append(st.Errors, e.toError())
+		}
+		st.Key = "status:" + s.ID + ":" + s.Status
+		st.Contact = st.RecipientID
+		if st.Contact == "" {
+			st.Contact = s.RecipientUserID
+		}
+		// Our outbound ids are "<contact>:m<seq>"; the contact part wins
+		// over recipient_id, which may be a phone number for a contact
+		// keyed by its user id.
+		if c, seq, ok := strings.Cut(s.BizOpaque, ":m"); ok && c != "" && isDigits(seq) {
+			st.Contact, st.Outbound = c, s.BizOpaque
+		}
+		u.Statuses = append(u.Statuses, st)
+	}
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time.Time) Message {
+	m := Message{Key: wm.ID, PhoneNumberID: v.Metadata.PhoneNumberID}
+	if m.Key == "" || strings.HasPrefix(m.Key, "<") {
+		sum := sha256.Sum256(raw)
+		m.Key = "noid:" + hex.EncodeToString(sum[:12])
+	}
+	// Who sent it: from (a wa_id), else the contact entry.
+	m.WaID, m.UserID = string(wm.From), wm.FromUserID
+	for _, c := range v.Contacts {
+		if m.WaID != "" && string(c.WaID) == m.WaID || m.WaID == "" && len(v.Contacts) == 1 {
+			m.Name = c.Profile.Name
+			if m.WaID == "" {
+				m.WaID = string(c.WaID)
+			}
+			if m.UserID == "" {
+				m.UserID = c.UserID
+			}
+		}
+	}
+	m.Contact = m.WaID
+	if m.Contact == "" {
+		m.Contact = m.UserID
+	}
+	if wm.Context != nil {
+		m.ContextID = wm.Context.ID
+	}
+	for _, e := range wm.Errors {
+		m.Errors = append(m.Errors, e.toError())
+	}
+	in := engine.Inbound{ID: m.Key, Name: m.Name, Timestamp: wm.Timestamp.Time}
+	if in.Timestamp.IsZero() {
+		in.Timestamp = received
+	}
+	media := func(w *wireMedia) {
+		if w != nil {
+			in.Media = flows.MediaEnv{ID: w.ID, MimeType: w.MimeType, Caption: w.Caption}
+			in.Text = w.Caption
+		}
+	}
+	switch {
+	case wm.Text != nil && (wm.Type == "text" || wm.Type == ""):
+		in.Type, in.Text = "text", wm.Text.Body
+	case wm.Interactive != nil:
+		in.Type = "interactive"
+		switch {
+		case wm.Interactive.ButtonReply != nil:
+			in.Choice, in.Text = wm.Interactive.ButtonReply.ID, wm.Interactive.ButtonReply.Title
+		case wm.Interactive.ListReply != nil:
+			in.Choice, in.Text = wm.Interactive.ListReply.ID, wm.Interactive.ListReply.Title
+		case wm.Interactive.NfmReply != nil:
+			in.Choice, in.Text = wm.Interactive.NfmReply.Name, wm.Interactive.NfmReply.Body
+		}
+	case wm.Button != nil:
+		in.Type = "button"
+		in.Choice, in.Text = wm.Button.Payload, wm.Button.Text
+		if in.Choice == "" {
+			in.Choice = wm.Button.Text
+		}
+	case wm.Image != nil:
+		in.Type = "image"
+		media(wm.Image)
+	case wm.Video != nil:
+		in.Type = "video"
+		media(wm.Video)
+	case wm.Audio != nil:
+		in.Type = "audio"
+		media(wm.Audio)
+	case wm.Document != nil:
+		in.Type = "document"
+		media(wm.Document)
+	case wm.Sticker != nil:
+		in.Type = "sticker"
+		media(wm.Sticker)
+	case wm.Location != nil:
+		in.Type = "location"
+		l := wm.Location
+		in.Location = flows.LocationEnv{Latitude: l.Latitude, Longitude: l.Longitude, Name: l.Name, Address: l.Address}
+		in.Text = l.Name
+	case wm.Reaction != nil:
+		in.Type = "reaction"
+		in.Text = wm.Reaction.Emoji
+	case wm.Order != nil:
+		in.Type = "order"
+		in.Text = wm.Order.Text
+	case wm.System != nil:
+		in.Type = "system"
+		in.Text = wm.System.Body
+	case len(wm.Contacts) > 0:
+		in.Type = "contacts"
+		var names []string
+		for _, c := range wm.Contacts {
+			names = append(names, c.Name.FormattedName)
+		}
+		in.Text = strings.Join(names, ", ")
+	}
+	if in.Type == "" {
+		// A type whose body is missing (an "interactive" with no
+		// interactive object) is as good as unsupported; types without a
+		// body of their own (revoke, edit, unknown ...) keep their name.
+		switch wm.Type {
+		case "", "text", "interactive", "button", "image", "video", "audio", "document", "sticker", "location", "reaction", "order", "system", "contacts":
+			in.Type = "unsupported"
+		default:
+			in.Type = wm.Type
+		}
+	}
+	m.Inbound = in
+	return m
+}

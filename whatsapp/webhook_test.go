@@ -1,0 +1,196 @@
+package whatsapp
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSignatureVectors(t *testing.T) {
+	// whatsapp-reference.md section 2, computed with openssl.
+	for _, tc := range []struct{ key, body, hex string }{
+		{"secret", "body", "dc46983557fea127b43af721467eb9b3fde2338fe3e14f51952aa8478c13d355"},
+		{"test_app_secret", `{"object":"whatsapp_business_account","entry":[]}`, "dec6a680679a968e7e0319355b23599cbfc54502c0784668e9618baa0c633756"},
+	} {
+		if got := Sign(tc.key, []byte(tc.body)); got != "sha256="+tc.hex {
+			t.Errorf("Sign(%q) = %s", tc.body, got)
+		}
+		if !VerifySignature(tc.key, []byte(tc.body), "sha256="+tc.hex) {
+			t.Errorf("VerifySignature rejects the reference vector for %q", tc.body)
+		}
+		for _, bad := range []string{"", "sha256=", "sha256=zz", tc.hex, "sha1=" + tc.hex, "sha256=" + strings.Repeat("0", 64)} {
+			if VerifySignature(tc.key, []byte(tc.body), bad) {
+				t.Errorf("VerifySignature accepts %q", bad)
+			}
+		}
+		if VerifySignature(tc.key, []byte(tc.body+" "), "sha256="+tc.hex) {
+			t.Error("VerifySignature accepts a changed body")
+		}
+	}
+	if VerifySignature("", []byte("x"), Sign("", []byte("x"))) {
+		t.Error("an empty secret verifies")
+	}
+}
+
+func TestParseRejectsNonNotifications(t *testing.T) {
+	for _, body := range []string{``, `[]`, `{`, `"x"`, `{"foo": 1}`, `{"object": "page", "entry": []}`, `{"object":"whatsapp_business_account","entry":{}}`} {
+		if _, err := Parse([]byte(body), time.Now()); err == nil {
+			t.Errorf("Parse(%q) accepted", body)
+		}
+	}
+}
+
+// realPayloads reads ../shared/real-payloads, notifications taken from
+// other projects' test fixtures; the test is skipped where they are absent.
+func realPayloads(t *testing.T) map[string][]byte {
+	t.Helper()
+	dir := filepath.Join("..", "..", "shared", "real-payloads")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(files) == 0 {
+		t.Skip("no ../shared/real-payloads here")
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(f)] = b
+	}
+	return out
+}
+
+func TestParseRealPayloads(t *testing.T) {
+	received := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	byName := map[string]*Update{}
+	for name, body := range realPayloads(t) {
+		u, err := Parse(body, received)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		byName[name] = u
+		if len(u.Messages)+len(u.Statuses)+len(u.Skipped)+len(u.Errors) == 0 {
+			t.Errorf("%s: nothing parsed", name)
+		}
+		for _, m := range u.Messages {
+			if m.Key == "" || m.Contact == "" || m.Inbound.Type == "" || m.Inbound.Timestamp.IsZero() {
+				t.Errorf("%s: incomplete message %+v", name, m)
+			}
+		}
+		for _, s := range u.Statuses {
+			if s.Key == "" || s.Status == "" {
+				t.Errorf("%s: incomplete status %+v", name, s)
+			}
+		}
+	}
+	check := func(name string, f func(u *Update) string) {
+		t.Helper()
+		u := byName[name]
+		if u == nil {
+			t.Errorf("%s: missing", name)
+			return
+		}
+		if msg := f(u); msg != "" {
+			t.Errorf("%s: %s", name, msg)
+		}
+	}
+	check("05-text-bsuid-only-no-from-netflie.json", func(u *Update) string {
+		if m := u.Messages[0]; m.Contact != "BSUID_123" || m.Inbound.Text != "MESSAGE_BODY" || m.Name != "NAME" {
+			return "want the contact keyed by user_id: " + m.Contact
+		}
+		return ""
+	})
+	check("26-template_button-context-referral-netflie.json", func(u *Update) string {
+		m := u.Messages[0].Inbound
+		if m.Type != "button" || m.Choice != "No-Button-Payload" || m.Text != "No" || m.Timestamp.Unix() != 1669233778 {
+			return "want a template quick reply with an integer timestamp"
+		}
+		return ""
+	})
+	check("23-button_reply-pywa.json", func(u *Update) string {
+		if m := u.Messages[0].Inbound; m.Type != "interactive" || m.Choice == "" || m.Text == "" {
+			return "want a button reply with id and title"
+		}
+		return ""
+	})
+	check("25-list_reply-pywa.json", func(u *Update) string {
+		if m := u.Messages[0].Inbound; m.Type != "interactive" || m.Choice == "" {
+			return "want a list reply"
+		}
+		return ""
+	})
+	check("39-errors-value-level-with-message-pywa.json", func(u *Update) string {
+		if len(u.Errors) != 1 || u.Errors[0].Code != 131000 || u.Errors[0].Details != "Unsupported webhook payload" {
+			return "want the value-level error"
+		}
+		if u.Messages[0].Inbound.Type != "unsupported" {
+			return "an interactive without its body is unsupported, got " + u.Messages[0].Inbound.Type
+		}
+		return ""
+	})
+	check("37-unsupported-details-outside-error_data-piusalfred.json", func(u *Update) string {
+		if e := u.Messages[0].Errors; len(e) != 1 || e[0].Code != 131051 || e[0].Details == "" {
+			return "want the message's error with its top-level details"
+		}
+		return ""
+	})
+	check("57-multi_change_batch-piusalfred.json", func(u *Update) string {
+		if len(u.Messages) < 2 || len(u.Skipped) != 1 || u.Skipped[0] != "user_preferences" {
+			return "want the messages of both changes and user_preferences skipped"
+		}
+		for _, m := range u.Messages {
+			if m.Key == "wamid.LOC789" && (m.Inbound.Type != "location" || m.Inbound.Location.Latitude != 37.7749) {
+				return "a location without a type key is still a location"
+			}
+		}
+		return ""
+	})
+	check("58-multi_message_batch-mixed-messages-statuses-typebot.json", func(u *Update) string {
+		if len(u.Messages) == 0 || len(u.Statuses) != 3 {
+			return "want messages and 3 statuses from one value"
+		}
+		return ""
+	})
+	check("49-status_read-int-expiry-netflie.json", func(u *Update) string {
+		if s := u.Statuses[0]; s.Status != "read" || s.Contact != "CUSTOMER_PHONE_NUMBER" {
+			return "want a read status for the recipient"
+		}
+		return ""
+	})
+	check("41-revoke-pywa.json", func(u *Update) string {
+		if m := u.Messages[0]; m.Inbound.Type != "revoke" || !strings.HasPrefix(m.Key, "noid:") {
+			return "want a revoke with a derived key for its placeholder id, got " + m.Key
+		}
+		return ""
+	})
+	check("60-user_preferences-pywa.json", func(u *Update) string {
+		if len(u.Messages) != 0 || len(u.Skipped) != 1 {
+			return "user_preferences carries no messages"
+		}
+		return ""
+	})
+}
+
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "shared", "real-payloads", "*.json"))
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"messages":[{"timestamp":[]}]}}]}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		u, err := Parse(body, time.Unix(0, 0))
+		if err != nil {
+			return
+		}
+		for _, m := range u.Messages {
+			if m.Key == "" || m.Inbound.Type == "" {
+				t.Fatalf("message without key or type: %+v", m)
+			}
+		}
+	})
+}

@@ -146,10 +146,10 @@ type wireValue struct {
 	Metadata struct {
 		PhoneNumberID string `json:"phone_number_id"`
 	} `json:"metadata"`
-	Contacts []wireContact    `json:"contacts"`
+	Contacts []wireContact     `json:"contacts"`
 	Messages []json.RawMessage `json:"messages"`
-	Statuses []wireStatus     `json:"statuses"`
-	Errors   []wireError      `json:"errors"`
+	Statuses []wireStatus      `json:"statuses"`
+	Errors   []wireError       `json:"errors"`
 }
 
 type wireContact struct {

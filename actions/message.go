@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/flowbot/flowbot/flows"
@@ -51,9 +52,10 @@ type TemplateMessage struct {
 	Name        string
 	Language    string
 	Category    flows.Category
-	Params      []string // positional body parameters
-	Named       []NamedValue
-	HeaderTexts []string
+	Params      []string     // positional body parameters
+	Named       []NamedValue // named body parameters
+	HeaderTexts []string     // positional header parameters
+	HeaderNamed []NamedValue // named header parameters
 	HeaderMedia *Media
 	HeaderKind  string // image, video, document for a media header
 	Buttons     []TemplateButton
@@ -103,7 +105,14 @@ func RenderTemplate(c Conversation, ts *flows.TemplateSend) Message {
 		}
 	}
 	for _, p := range ts.Named {
-		tm.Named = append(tm.Named, NamedValue{Name: p.Name, Value: c.Render(p.Value)})
+		nv := NamedValue{Name: p.Name, Value: c.Render(p.Value)}
+		inHeader := tl != nil && slices.Contains(tl.HeaderParams, p.Name)
+		if inHeader {
+			tm.HeaderNamed = append(tm.HeaderNamed, nv)
+		}
+		if !inHeader || slices.Contains(tl.BodyParams, p.Name) {
+			tm.Named = append(tm.Named, nv)
+		}
 	}
 	for _, h := range ts.HeaderTexts {
 		tm.HeaderTexts = append(tm.HeaderTexts, c.Render(h))

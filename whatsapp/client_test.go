@@ -1,0 +1,163 @@
+package whatsapp_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/whatsapp"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+func newClient(t *testing.T) (*whatsapp.Client, *fakegraph.Server) {
+	t.Helper()
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	return &whatsapp.Client{
+		BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok",
+		Retry: whatsapp.RetryPolicy{Base: time.Millisecond, Max: 5 * time.Millisecond, Attempts: 5},
+	}, fake
+}
+
+func out(m actions.Message) engine.Outbound {
+	return engine.Outbound{ID: "15550001111:m1", To: "15550001111", Message: m}
+}
+
+func TestSendShapes(t *testing.T) {
+	c, fake := newClient(t)
+	ctx := context.Background()
+	msgs := map[string]actions.Message{
+		"text":     {Kind: "text", Text: "Hi, see https://x.example"},
+		"image":    {Kind: "image", Text: "a caption", Media: &actions.Media{Link: "https://x.example/a.png"}},
+		"document": {Kind: "document", Text: "guide", Media: &actions.Media{ID: "123", Filename: "guide.pdf"}},
+		"audio":    {Kind: "audio", Text: "ignored caption", Media: &actions.Media{ID: "9"}},
+		"buttons":  {Kind: "buttons", Text: "Pick", Buttons: []actions.Choice{{ID: "a", Title: "A"}, {ID: "b", Title: "B"}}},
+		"list": {Kind: "list", Text: "Pick", List: &actions.List{Button: "Choose", Sections: []actions.ListSection{
+			{Title: "One", Rows: []actions.Choice{{ID: "r1", Title: "Row", Description: "desc"}}},
+			{Title: "Two", Rows: []actions.Choice{{ID: "r2", Title: "Row 2"}}},
+		}}},
+		"template positional": {Kind: "template", Template: &actions.TemplateMessage{
+			Name: "appointment_reminder", Language: "en_US", Params: []string{"Ana", "2026-12-01"}, HeaderTexts: []string{"Dr. Who"},
+			Buttons: []actions.TemplateButton{{Index: 0, SubType: "quick_reply", Value: "YES"}, {Index: 1, SubType: "url", Value: "8841"}},
+		}},
+		"template named media header": {Kind: "template", Template: &actions.TemplateMessage{
+			Name: "back_in_stock", Language: "en_US", Named: []actions.NamedValue{{Name: "product", Value: "Apron"}},
+			HeaderKind: "image", HeaderMedia: &actions.Media{Link: "https://x.example/p.jpg"},
+		}},
+	}
+	for name, m := range msgs {
+		id, err := c.Send(ctx, out(m))
+		if err != nil || !strings.HasPrefix(id, "wamid.fake.") {
+			t.Errorf("%s: id %q, err %v", name, id, err)
+		}
+	}
+	if p := fake.Problems(); len(p) > 0 {
+		t.Fatalf("the fake refused: %s (%s)", p[0].Problem, p[0].Raw)
+	}
+	var tmpl map[string]any
+	for _, r := range fake.Sent() {
+		if r.Type == "template" && strings.Contains(string(r.Raw), "appointment_reminder") {
+			tmpl = r.Body
+		}
+		if r.Body["biz_opaque_callback_data"] != "15550001111:m1" {
+			t.Errorf("request without our id: %s", r.Raw)
+		}
+	}
+	want := `{"components":[{"parameters":[{"text":"Dr. Who","type":"text"}],"type":"header"},{"parameters":[{"text":"Ana","type":"text"},{"text":"2026-12-01","type":"text"}],"type":"body"},{"index":"0","parameters":[{"payload":"YES","type":"payload"}],"sub_type":"quick_reply","type":"button"},{"index":"1","parameters":[{"text":"8841","type":"text"}],"sub_type":"url","type":"button"}],"language":{"code":"en_US"},"name":"appointment_reminder"}`
+	if got := mustJSON(tmpl["template"]); got != want {
+		t.Errorf("template body\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestSendToBusinessScopedID(t *testing.T) {
+	c, fake := newClient(t)
+	o := out(actions.Message{Kind: "text", Text: "hi"})
+	o.To = "US.13491208655302741918"
+	if _, err := c.Send(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if r := fake.Sent()[0]; r.Body["recipient"] != o.To || r.Body["to"] != nil {
+		t.Fatalf("a user id goes in recipient: %s", r.Raw)
+	}
+}
+
+func TestErrorsAndRetries(t *testing.T) {
+	ctx := context.Background()
+	msg := out(actions.Message{Kind: "text", Text: "hi"})
+
+	c, fake := newClient(t)
+	fake.FailNext(2, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
+	fake.FailNext(1, fakegraph.Failure{HTTPStatus: 503})
+	if _, err := c.Send(ctx, msg); err != nil {
+		t.Fatalf("after two 130429 and a 503: %v", err)
+	}
+	if n := len(fake.Requests()); n != 4 {
+		t.Fatalf("%d requests, want 4 (3 retried)", n)
+	}
+
+	for code, want := range map[int]whatsapp.Class{131047: whatsapp.WindowClosed, 131026: whatsapp.Terminal, 100: whatsapp.Terminal, 190: whatsapp.Terminal} {
+		c, fake := newClient(t)
+		fake.FailNext(1, fakegraph.Failure{Code: code})
+		_, err := c.Send(ctx, msg)
+		var ae *whatsapp.APIError
+		if !errors.As(err, &ae) || ae.Code != code || whatsapp.ClassOf(err) != want {
+			t.Errorf("code %d: err %v, class %v, want %v", code, err, whatsapp.ClassOf(err), want)
+		}
+		if n := len(fake.Requests()); n != 1 {
+			t.Errorf("code %d was tried %d times, want once", code, n)
+		}
+	}
+
+	c, fake = newClient(t)
+	fake.FailNext(10, fakegraph.Failure{Code: 131000})
+	if _, err := c.Send(ctx, msg); whatsapp.ClassOf(err) != whatsapp.Retryable {
+		t.Errorf("retries used up: %v", err)
+	}
+	if n := len(fake.Requests()); n != 5 {
+		t.Errorf("%d tries, want the policy's 5", n)
+	}
+
+	c, fake = newClient(t)
+	resume := fake.Hang()
+	defer resume()
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Send(short, msg); err == nil {
+		t.Error("a hung Graph API did not fail the send")
+	}
+
+	c, fake = newClient(t)
+	bad := out(actions.Message{Kind: "buttons", Text: "x", Buttons: []actions.Choice{{ID: "1", Title: "a"}, {ID: "2", Title: "b"}, {ID: "3", Title: "c"}, {ID: "4", Title: "d"}}})
+	if _, err := c.Send(ctx, bad); whatsapp.ClassOf(err) != whatsapp.Terminal || len(fake.Problems()) != 1 {
+		t.Errorf("4 buttons: err %v, problems %v", err, fake.Problems())
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, code := range []int{1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004} {
+		if whatsapp.Classify(code, 400) != whatsapp.Retryable {
+			t.Errorf("%d is not retryable", code)
+		}
+	}
+	if whatsapp.Classify(0, 502) != whatsapp.Retryable || whatsapp.Classify(0, 0) != whatsapp.Retryable {
+		t.Error("5xx and network errors are retryable")
+	}
+	if whatsapp.Classify(131047, 400) != whatsapp.WindowClosed || whatsapp.Classify(131026, 400) != whatsapp.Terminal {
+		t.Error("131047 closes the window; 131026 is terminal")
+	}
+}
+
+func TestMarkRead(t *testing.T) {
+	c, fake := newClient(t)
+	if err := c.MarkRead(context.Background(), "wamid.X"); err != nil {
+		t.Fatal(err)
+	}
+	if r := fake.Requests()[0]; r.Type != "read" || r.Body["message_id"] != "wamid.X" {
+		t.Fatalf("mark read sent %s", r.Raw)
+	}
+}
+

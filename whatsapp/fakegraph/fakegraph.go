@@ -1,0 +1,462 @@
+// Package fakegraph is a local stand-in for the Graph API's messaging
+// endpoint, for tests and load runs. It checks every request against the
+// documented shapes and limits (whatsapp-reference.md sections 4 and 5),
+// answers like the Cloud API, and can be told to fail with any error code,
+// to answer slowly, or not at all.
+package fakegraph
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Request is one request the fake received.
+type Request struct {
+	At    time.Time
+	Path  string
+	Body  map[string]any
+	Raw   []byte
+	To    string // to or recipient
+	Type  string // the message type; "read" for mark-as-read
+	WAMID string // the id answered, for accepted messages
+	// Problem is why the request was refused as malformed, if it was.
+	Problem string
+	// Code is the error code answered, 0 for success.
+	Code int
+}
+
+// Failure is a scripted error answer.
+type Failure struct {
+	Code       int // Cloud API error code; 0 with HTTPStatus 5xx for a bare server error
+	HTTPStatus int // default 400
+	Message    string
+}
+
+// Server is the fake Graph API.
+type Server struct {
+	*httptest.Server
+	Token string
+
+	mu       sync.Mutex
+	requests []Request
+	failNext []Failure
+	failWhen func(Request) *Failure
+	delay    time.Duration
+	hang     chan struct{}
+	seq      int
+}
+
+// New starts a fake Graph API on 127.0.0.1, answering requests that carry
+// the bearer token.
+func New(token string) *Server {
+	s := &Server{Token: token}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.handle))
+	return s
+}
+
+// FailNext makes the next n message sends fail with f.
+func (s *Server) FailNext(n int, f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < n; i++ {
+		s.failNext = append(s.failNext, f)
+	}
+}
+
+// FailWhen decides failures per request; nil means success.
+func (s *Server) FailWhen(f func(Request) *Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failWhen = f
+}
+
+// SetDelay makes every answer wait d.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// Hang makes the fake stop answering until the returned function is
+// called (or the client gives up).
+func (s *Server) Hang() (resume func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	s.hang = ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.hang = nil
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Requests returns every request so far.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// Sent returns the accepted message sends (not read receipts), in the
+// order they were accepted.
+func (s *Server) Sent() []Request {
+	var out []Request
+	for _, r := range s.Requests() {
+		if r.Code == 0 && r.Problem == "" && r.Type != "read" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Problems returns the malformed requests: a test that expects none
+// checks this is empty.
+func (s *Server) Problems() []Request {
+	var out []Request
+	for _, r := range s.Requests() {
+		if r.Problem != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+	raw, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	req := Request{At: time.Now(), Path: r.URL.Path, Raw: raw}
+	s.mu.Lock()
+	delay, hang := s.delay, s.hang
+	s.mu.Unlock()
+	if hang != nil {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if r.Header.Get("Authorization") != "Bearer "+s.Token {
+		writeError(w, 401, 190, "Invalid OAuth access token.", "")
+		return
+	}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if r.Method != http.MethodPost || len(parts) < 2 || parts[len(parts)-1] != "messages" {
+		writeError(w, 404, 100, "Unsupported request: "+r.Method+" "+r.URL.Path, "")
+		return
+	}
+	if err := json.Unmarshal(raw, &req.Body); err != nil {
+		req.Problem = "body is not a JSON object: " + err.Error()
+	} else {
+		req.To, _ = firstString(req.Body, "to", "recipient")
+		req.Type, _ = req.Body["type"].(string)
+		if st, _ := req.Body["status"].(string); st == "read" {
+			req.Type = "read"
+		}
+		req.Problem = validate(req.Body)
+	}
+	s.mu.Lock()
+	var fail *Failure
+	if req.Problem == "" && req.Type != "read" {
+		if len(s.failNext) > 0 {
+			f := s.failNext[0]
+			s.failNext = s.failNext[1:]
+			fail = &f
+		} else if s.failWhen != nil {
+			fail = s.failWhen(req)
+		}
+	}
+	if req.Problem == "" && fail == nil && req.Type != "read" {
+		s.seq++
+		req.WAMID = fmt.Sprintf("wamid.fake.%d", s.seq)
+	}
+	if fail != nil {
+		req.Code = fail.Code
+	}
+	s.requests = append(s.requests, req)
+	s.mu.Unlock()
+
+	switch {
+	case req.Problem != "":
+		writeError(w, 400, 100, "(#100) Invalid parameter", req.Problem)
+	case fail != nil:
+		status := fail.HTTPStatus
+		if status == 0 {
+			status = 400
+		}
+		if fail.Code == 0 {
+			w.WriteHeader(status)
+			io.WriteString(w, "upstream error")
+			return
+		}
+		msg := fail.Message
+		if msg == "" {
+			msg = fmt.Sprintf("(#%d) scripted failure", fail.Code)
+		}
+		writeError(w, status, fail.Code, msg, msg)
+	case req.Type == "read":
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"success":true}`)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"messaging_product": "whatsapp",
+			"contacts":          []any{map[string]any{"input": req.To, "wa_id": req.To}},
+			"messages":          []any{map[string]any{"id": req.WAMID}},
+		})
+	}
+}
+
+func writeError(w http.ResponseWriter, status, code int, msg, details string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"message": msg, "type": "OAuthException", "code": code,
+		"error_data": map[string]any{"messaging_product": "whatsapp", "details": details},
+		"fbtrace_id": "AfakeTrace",
+	}})
+}
+
+func firstString(m map[string]any, keys ...string) (string, bool) {
+	for _, k := range keys {
+		if v, ok := m[k].(string); ok && v != "" {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// validate checks a send body against the documented shapes and limits;
+// "" when it is fine.
+func validate(b map[string]any) string {
+	if b["messaging_product"] != "whatsapp" {
+		return `messaging_product must be "whatsapp"`
+	}
+	if st, ok := b["status"]; ok {
+		if st != "read" {
+			return "status must be read"
+		}
+		if id, _ := b["message_id"].(string); id == "" {
+			return "message_id is required to mark a message read"
+		}
+		return ""
+	}
+	if _, ok := firstString(b, "to", "recipient"); !ok {
+		return "to (or recipient) is required"
+	}
+	typ, _ := b["type"].(string)
+	obj, _ := b[typ].(map[string]any)
+	if typ == "" || obj == nil {
+		return fmt.Sprintf("type %q needs its %q object", typ, typ)
+	}
+	switch typ {
+	case "text":
+		body, _ := obj["body"].(string)
+		if body == "" {
+			return "text.body is required"
+		}
+		return maxLen("text.body", body, 4096)
+	case "image", "video", "audio", "document", "sticker":
+		_, hasID := obj["id"]
+		_, hasLink := obj["link"]
+		if hasID == hasLink {
+			return typ + " needs exactly one of id or link"
+		}
+		if _, ok := obj["caption"]; ok && (typ == "audio" || typ == "sticker") {
+			return typ + " takes no caption"
+		}
+		if c, ok := obj["caption"].(string); ok {
+			return maxLen(typ+".caption", c, 1024)
+		}
+		return ""
+	case "interactive":
+		return validateInteractive(obj)
+	case "template":
+		return validateTemplate(obj)
+	case "location", "reaction", "contacts":
+		return ""
+	}
+	return fmt.Sprintf("unknown message type %q", typ)
+}
+
+func maxLen(what, s string, n int) string {
+	if utf8.RuneCountInString(s) > n {
+		return fmt.Sprintf("%s is %d characters, the limit is %d", what, utf8.RuneCountInString(s), n)
+	}
+	return ""
+}
+
+func validateInteractive(obj map[string]any) string {
+	body, _ := obj["body"].(map[string]any)
+	text, _ := body["text"].(string)
+	if text == "" {
+		return "interactive.body.text is required"
+	}
+	action, _ := obj["action"].(map[string]any)
+	if action == nil {
+		return "interactive.action is required"
+	}
+	switch obj["type"] {
+	case "button":
+		if p := maxLen("interactive.body.text", text, 1024); p != "" {
+			return p
+		}
+		buttons, _ := action["buttons"].([]any)
+		if len(buttons) < 1 || len(buttons) > 3 {
+			return fmt.Sprintf("%d buttons: 1 to 3 are allowed", len(buttons))
+		}
+		titles, ids := map[string]bool{}, map[string]bool{}
+		for _, bt := range buttons {
+			m, _ := bt.(map[string]any)
+			reply, _ := m["reply"].(map[string]any)
+			if m["type"] != "reply" || reply == nil {
+				return "a button is {type: reply, reply: {id, title}}"
+			}
+			id, _ := reply["id"].(string)
+			title, _ := reply["title"].(string)
+			if id == "" || title == "" {
+				return "a button needs an id and a title"
+			}
+			if p := maxLen("button title", title, 20); p != "" {
+				return p
+			}
+			if p := maxLen("button id", id, 256); p != "" {
+				return p
+			}
+			if titles[title] || ids[id] {
+				return "button titles and ids must be unique"
+			}
+			titles[title], ids[id] = true, true
+		}
+		return ""
+	case "list":
+		if p := maxLen("interactive.body.text", text, 4096); p != "" {
+			return p
+		}
+		label, _ := action["button"].(string)
+		if label == "" {
+			return "a list needs action.button"
+		}
+		if p := maxLen("list button", label, 20); p != "" {
+			return p
+		}
+		sections, _ := action["sections"].([]any)
+		if len(sections) < 1 || len(sections) > 10 {
+			return fmt.Sprintf("%d sections: 1 to 10 are allowed", len(sections))
+		}
+		rows := 0
+		for _, sec := range sections {
+			m, _ := sec.(map[string]any)
+			if t, ok := m["title"].(string); ok {
+				if p := maxLen("section title", t, 24); p != "" {
+					return p
+				}
+			} else if len(sections) > 1 {
+				return "every section needs a title when there are several"
+			}
+			rs, _ := m["rows"].([]any)
+			for _, r := range rs {
+				row, _ := r.(map[string]any)
+				id, _ := row["id"].(string)
+				title, _ := row["title"].(string)
+				if id == "" || title == "" {
+					return "a row needs an id and a title"
+				}
+				if p := maxLen("row title", title, 24); p != "" {
+					return p
+				}
+				if d, ok := row["description"].(string); ok {
+					if p := maxLen("row description", d, 72); p != "" {
+						return p
+					}
+				}
+				rows++
+			}
+		}
+		if rows < 1 || rows > 10 {
+			return fmt.Sprintf("%d rows: 1 to 10 in all are allowed", rows)
+		}
+		return ""
+	}
+	return fmt.Sprintf("unknown interactive type %v", obj["type"])
+}
+
+func validateTemplate(obj map[string]any) string {
+	if name, _ := obj["name"].(string); name == "" {
+		return "template.name is required"
+	}
+	lang, _ := obj["language"].(map[string]any)
+	if code, _ := lang["code"].(string); code == "" {
+		return "template.language.code is required"
+	}
+	comps, ok := obj["components"]
+	if !ok {
+		return ""
+	}
+	list, ok := comps.([]any)
+	if !ok {
+		return "template.components must be a list"
+	}
+	for _, c := range list {
+		m, _ := c.(map[string]any)
+		params, ok := m["parameters"].([]any)
+		if !ok || len(params) == 0 {
+			return "a component needs parameters"
+		}
+		switch m["type"] {
+		case "header", "body":
+			named := 0
+			for _, p := range params {
+				pm, _ := p.(map[string]any)
+				switch pm["type"] {
+				case "text":
+					if _, ok := pm["text"].(string); !ok {
+						return "a text parameter needs text"
+					}
+				case "image", "video", "document":
+					media, _ := pm[pm["type"].(string)].(map[string]any)
+					_, hasID := media["id"]
+					_, hasLink := media["link"]
+					if hasID == hasLink {
+						return "a media parameter needs exactly one of id or link"
+					}
+				case "currency", "date_time", "location":
+				default:
+					return fmt.Sprintf("unknown parameter type %v", pm["type"])
+				}
+				if _, ok := pm["parameter_name"]; ok {
+					named++
+				}
+			}
+			if named != 0 && named != len(params) {
+				return "parameters are all named or all positional"
+			}
+		case "button":
+			sub, _ := m["sub_type"].(string)
+			idx, _ := m["index"].(string)
+			if sub == "" || idx == "" || len(idx) != 1 || idx[0] < '0' || idx[0] > '9' {
+				return "a button component needs sub_type and index \"0\"..\"9\""
+			}
+		default:
+			return fmt.Sprintf("unknown component type %v", m["type"])
+		}
+	}
+	return ""
+}

@@ -40,8 +40,78 @@ type State struct {
 	// with its fallback once.
 	Batch         int64 `json:"batch" bson:"batch"`
 	FallbackBatch int64 `json:"fallback_batch,omitempty" bson:"fallback_batch,omitempty"`
+	// Outbox holds committed outbound messages not yet accepted by
+	// WhatsApp, in order: they are committed with the state that produced
+	// them, so that none is lost between a step and its send.
+	Outbox []Outbound `json:"outbox,omitempty" bson:"outbox,omitempty"`
+	// Recent is the latest messages sent, with their delivery status,
+	// oldest first; at most RecentLimit.
+	Recent []Delivery `json:"recent,omitempty" bson:"recent,omitempty"`
+	// Log is the latest records of what happened, oldest first; at most
+	// LogLimit.
+	Log []Record `json:"log,omitempty" bson:"log,omitempty"`
+	// Processed holds the keys of the latest inbox items applied to this
+	// state, so that an item redelivered after a crash is not applied
+	// twice.
+	Processed []string `json:"processed,omitempty" bson:"processed,omitempty"`
 	// Version is the store's compare-and-swap counter.
 	Version int64 `json:"version" bson:"version"`
+}
+
+// Bounds of the state's histories.
+const (
+	RecentLimit    = 20
+	LogLimit       = 50
+	ProcessedLimit = 64
+)
+
+// Delivery is a sent message and what WhatsApp said of it.
+type Delivery struct {
+	ID      string    `json:"id" bson:"id"`
+	WAMID   string    `json:"wamid,omitempty" bson:"wamid,omitempty"`
+	Via     Via       `json:"via" bson:"via"`
+	Summary string    `json:"summary" bson:"summary"`
+	Flow    string    `json:"flow,omitempty" bson:"flow,omitempty"`
+	Step    string    `json:"step,omitempty" bson:"step,omitempty"`
+	At      time.Time `json:"at" bson:"at"`
+	// Status is queued, sent, delivered, read, played or failed.
+	Status    string    `json:"status" bson:"status"`
+	StatusAt  time.Time `json:"status_at,omitzero" bson:"status_at,omitempty"`
+	ErrorCode int       `json:"error_code,omitempty" bson:"error_code,omitempty"`
+	Error     string    `json:"error,omitempty" bson:"error,omitempty"`
+}
+
+// AddLog appends records, keeping the last LogLimit.
+func (s *State) AddLog(recs ...Record) {
+	s.Log = appendBounded(s.Log, recs, LogLimit)
+}
+
+// AddRecent appends deliveries, keeping the last RecentLimit.
+func (s *State) AddRecent(d ...Delivery) {
+	s.Recent = appendBounded(s.Recent, d, RecentLimit)
+}
+
+// MarkProcessed remembers an inbox item's key.
+func (s *State) MarkProcessed(key string) {
+	s.Processed = appendBounded(s.Processed, []string{key}, ProcessedLimit)
+}
+
+// WasProcessed reports whether an inbox item was already applied.
+func (s *State) WasProcessed(key string) bool {
+	for _, k := range s.Processed {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+func appendBounded[T any](list, add []T, limit int) []T {
+	list = append(list, add...)
+	if over := len(list) - limit; over > 0 {
+		list = append(list[:0:0], list[over:]...)
+	}
+	return list
 }
 
 // Contact is who the conversation is with.
@@ -155,9 +225,11 @@ func (s *State) Clone() *State {
 		h := *s.Handoff
 		c.Handoff = &h
 	}
-	if s.Timers != nil {
-		c.Timers = append([]Timer(nil), s.Timers...)
-	}
+	c.Timers = cloneSlice(s.Timers)
+	c.Outbox = cloneSlice(s.Outbox)
+	c.Recent = cloneSlice(s.Recent)
+	c.Log = cloneSlice(s.Log)
+	c.Processed = cloneSlice(s.Processed)
 	return &c
 }
 
@@ -184,4 +256,11 @@ func cloneValue(v any) any {
 		return out
 	}
 	return v
+}
+
+func cloneSlice[T any](s []T) []T {
+	if s == nil {
+		return nil
+	}
+	return append([]T(nil), s...)
 }

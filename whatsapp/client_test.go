@@ -160,4 +160,3 @@ func TestMarkRead(t *testing.T) {
 		t.Fatalf("mark read sent %s", r.Raw)
 	}
 }
-

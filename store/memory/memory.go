@@ -16,10 +16,16 @@ import (
 type Store struct {
 	mu       sync.Mutex
 	contacts map[string]*engine.State
+	inbox    inbox
 }
 
 // New returns an empty store.
-func New() *Store { return &Store{contacts: map[string]*engine.State{}} }
+func New() *Store {
+	return &Store{
+		contacts: map[string]*engine.State{},
+		inbox:    inbox{keys: map[string]time.Time{}, pending: map[string][]store.Item{}},
+	}
+}
 
 // Load implements store.Contacts.
 func (s *Store) Load(_ context.Context, id string) (*engine.State, error) {

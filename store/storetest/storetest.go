@@ -14,7 +14,17 @@ import (
 )
 
 // Run runs the suite; newStore returns an empty store for each subtest.
-func Run(t *testing.T, newStore func(t *testing.T) store.Contacts) {
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	runContacts(t, func(t *testing.T) store.Contacts { return newStore(t) })
+	runInbox(t, newStore)
+	t.Run("ping", func(t *testing.T) {
+		if err := newStore(t).Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 	ctx := context.Background()
 	t.Run("load missing", func(t *testing.T) {
 		s := newStore(t)
@@ -138,6 +148,108 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 		ids, _ = s.Due(ctx, base.Add(5*time.Hour), 1)
 		if fmt.Sprint(ids) != "[c1]" {
 			t.Fatalf("due with limit 1 = %v, want [c1]", ids)
+		}
+	})
+}
+
+func runInbox(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	base := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	msg := func(key, contact string, at time.Duration) store.Item {
+		return store.Item{Key: key, Contact: contact, Kind: store.ItemMessage, Timestamp: base.Add(at), Received: base,
+			Message: &engine.Inbound{ID: key, Type: "text", Text: key, Timestamp: base.Add(at)}}
+	}
+	keys := func(items []store.Item) string {
+		var out []string
+		for _, it := range items {
+			out = append(out, it.Key)
+		}
+		return fmt.Sprint(out)
+	}
+	t.Run("inbox dedupes and orders by timestamp", func(t *testing.T) {
+		s := newStore(t)
+		fresh, err := s.Enqueue(ctx, []store.Item{msg("m2", "a", 2*time.Second), msg("m1", "a", time.Second), msg("x1", "b", 0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fresh) != 3 {
+			t.Fatalf("fresh = %v, want all 3", keys(fresh))
+		}
+		again, err := s.Enqueue(ctx, []store.Item{msg("m1", "a", time.Second), msg("m3", "a", 2*time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keys(again) != "[m3]" {
+			t.Fatalf("second delivery: fresh = %v, want only m3", keys(again))
+		}
+		got, _ := s.Pending(ctx, "a", 10)
+		if keys(got) != "[m1 m2 m3]" {
+			t.Fatalf("pending = %v, want timestamp order, then arrival order", keys(got))
+		}
+		if got[0].Message == nil || got[0].Message.Text != "m1" || !got[0].Timestamp.Equal(base.Add(time.Second)) {
+			t.Fatalf("item lost its content: %+v", got[0])
+		}
+		if err := s.Ack(ctx, "a", "m1", "m2"); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.Pending(ctx, "a", 10)
+		if keys(got) != "[m3]" {
+			t.Fatalf("after ack: %v", keys(got))
+		}
+		// A processed key is still a duplicate.
+		if again, _ := s.Enqueue(ctx, []store.Item{msg("m1", "a", 0)}); len(again) != 0 {
+			t.Fatal("a processed message was queued again")
+		}
+		backlog, _ := s.Backlog(ctx, 10)
+		if fmt.Sprint(backlog) != "[a b]" {
+			t.Fatalf("backlog = %v, want [a b]", backlog)
+		}
+		s.Ack(ctx, "a", "m3")
+		s.Ack(ctx, "b", "x1")
+		if backlog, _ := s.Backlog(ctx, 10); len(backlog) != 0 {
+			t.Fatalf("backlog after acks = %v", backlog)
+		}
+	})
+	t.Run("inbox keeps statuses", func(t *testing.T) {
+		s := newStore(t)
+		st := store.Item{Key: "status:wamid.1:failed", Contact: "a", Kind: store.ItemStatus, Timestamp: base, Received: base,
+			Status: &store.StatusUpdate{WAMID: "wamid.1", Outbound: "a:m1", Status: "failed", ErrorCode: 131047, Error: "Re-engagement message"}}
+		if _, err := s.Enqueue(ctx, []store.Item{st}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.Pending(ctx, "a", 1)
+		if len(got) != 1 || got[0].Status == nil || got[0].Status.ErrorCode != 131047 || got[0].Kind != store.ItemStatus {
+			t.Fatalf("status came back as %+v", got)
+		}
+	})
+	t.Run("inbox under concurrent deliveries", func(t *testing.T) {
+		s := newStore(t)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		total := 0
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					fresh, err := s.Enqueue(ctx, []store.Item{msg(fmt.Sprintf("k%d", i), "c", time.Duration(i)*time.Second)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					total += len(fresh)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if total != 25 {
+			t.Fatalf("%d items were new, want 25: duplicates slipped through or items were lost", total)
+		}
+		got, _ := s.Pending(ctx, "c", 100)
+		if len(got) != 25 || got[0].Key != "k0" || got[24].Key != "k24" {
+			t.Fatalf("pending = %v", keys(got))
 		}
 	})
 }

@@ -1,0 +1,73 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+)
+
+// ItemKind is what an inbox item carries.
+type ItemKind string
+
+const (
+	// ItemMessage is a message from a contact.
+	ItemMessage ItemKind = "message"
+	// ItemStatus is a delivery status of a message the bot sent.
+	ItemStatus ItemKind = "status"
+)
+
+// Item is one webhook update, durably queued until a worker has applied
+// it to the contact's state.
+type Item struct {
+	// Key is unique: the WhatsApp message id, or
+	// "status:<wamid>:<status>". A second item with the same key is a
+	// duplicate delivery and is dropped.
+	Key     string   `json:"key" bson:"_id"`
+	Contact string   `json:"contact" bson:"contact"`
+	Kind    ItemKind `json:"kind" bson:"kind"`
+	// Timestamp is WhatsApp's; items of a contact are applied in
+	// timestamp order, then in arrival order.
+	Timestamp time.Time       `json:"timestamp" bson:"timestamp"`
+	Seq       int64           `json:"seq" bson:"seq"`
+	Received  time.Time       `json:"received" bson:"received"`
+	Message   *engine.Inbound `json:"message,omitempty" bson:"message,omitempty"`
+	Status    *StatusUpdate   `json:"status,omitempty" bson:"status,omitempty"`
+}
+
+// StatusUpdate is a delivery status from WhatsApp.
+type StatusUpdate struct {
+	WAMID     string    `json:"wamid" bson:"wamid"`
+	Outbound  string    `json:"outbound,omitempty" bson:"outbound,omitempty"`
+	Status    string    `json:"status" bson:"status"`
+	Timestamp time.Time `json:"timestamp" bson:"timestamp"`
+	ErrorCode int       `json:"error_code,omitempty" bson:"error_code,omitempty"`
+	Error     string    `json:"error,omitempty" bson:"error,omitempty"`
+	Category  string    `json:"category,omitempty" bson:"category,omitempty"`
+}
+
+// Inbox is the durable queue between the webhook and the workers.
+type Inbox interface {
+	// Enqueue stores items durably, dropping those whose key was stored
+	// before (processed or not). It returns the items that were new, with
+	// their Seq set. When it returns nil, the new items survive a crash.
+	Enqueue(ctx context.Context, items []Item) ([]Item, error)
+	// Pending returns a contact's unprocessed items, in timestamp order
+	// then arrival order, at most limit.
+	Pending(ctx context.Context, contact string, limit int) ([]Item, error)
+	// Ack marks items processed.
+	Ack(ctx context.Context, contact string, keys ...string) error
+	// Backlog lists contacts with unprocessed items, at most limit, for
+	// the workers to pick up after a restart or an overload.
+	Backlog(ctx context.Context, limit int) ([]string, error)
+}
+
+// Store is everything the server keeps.
+type Store interface {
+	Contacts
+	Inbox
+	// Ping checks that the store can be reached.
+	Ping(ctx context.Context) error
+	// Name says which store this is, for start-up messages.
+	Name() string
+}

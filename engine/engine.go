@@ -885,11 +885,14 @@ func (c *conv) sendFailed(o *Outbound, code int) {
 		return
 	}
 	st := c.st
-	st.WindowClosed = true
-	c.fillWindow()
-	if st.FallbackBatch == o.Batch && o.Batch != 0 {
+	if st.WindowClosed || st.FallbackBatch == o.Batch && o.Batch != 0 {
+		// The window was already known closed (or this step already fell
+		// back): its fallback went out once; a second refusal sends no
+		// second template.
 		return
 	}
+	st.WindowClosed = true
+	c.fillWindow()
 	st.FallbackBatch = o.Batch
 	f := c.e.bot.Flow(o.Flow)
 	var step *flows.Step

@@ -73,6 +73,7 @@ type Delivery struct {
 	Summary string    `json:"summary" bson:"summary"`
 	Flow    string    `json:"flow,omitempty" bson:"flow,omitempty"`
 	Step    string    `json:"step,omitempty" bson:"step,omitempty"`
+	Batch   int64     `json:"batch,omitempty" bson:"batch,omitempty"`
 	At      time.Time `json:"at" bson:"at"`
 	// Status is queued, sent, delivered, read, played or failed.
 	Status    string    `json:"status" bson:"status"`

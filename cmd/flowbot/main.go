@@ -39,6 +39,7 @@ Usage:
   flowbot lint DIR                 check a bot; prints path:line:col: error|warning: message
   flowbot test DIR [-run RE] [-v]  run the conversation tests in DIR/tests
   flowbot run DIR [flags]          a dry run: chat with the bot on a virtual clock
+  flowbot serve DIR [flags]        the WhatsApp server: webhooks in, Cloud API out
   flowbot version                  print the version
 
 Run 'flowbot run -h' for the dry run's flags.
@@ -82,6 +83,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdTest(ctx, rest, stdout, stderr)
 	case "run":
 		return cmdRun(ctx, rest, stdin, stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "flowbot "+version)
 		return nil

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/store/memory"
+	"github.com/flowbot/flowbot/whatsapp"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	addr := fs.String("addr", ":8080", "the address to listen on")
+	mongoURI := fs.String("mongo-uri", "", "MongoDB connection string (default $MONGODB_URI); without it state is kept in memory")
+	insecure := fs.Bool("insecure-skip-signature", false, "accept webhooks without checking X-Hub-Signature-256 (development only)")
+	drain := fs.Duration("shutdown-timeout", 30*time.Second, "how long a shutdown waits for the work in hand")
+	settle := fs.Duration("settle", 25*time.Millisecond, "hold a contact's burst of webhooks this long, to handle them in WhatsApp's timestamp order")
+	dir, err := parseFlags(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	bot, err := mustLoadBot(dir, stderr)
+	if err != nil {
+		return err
+	}
+	if *mongoURI == "" {
+		*mongoURI = os.Getenv("MONGODB_URI")
+	}
+	if *mongoURI != "" {
+		return usageErr("serve: the MongoDB store is not in this build yet; unset MONGODB_URI (and --mongo-uri) to run on the in-memory store")
+	}
+	st := memory.New()
+	log.Warn("store: in memory; state is lost on restart (set --mongo-uri or MONGODB_URI to keep it)")
+
+	var sender server.Sender
+	token := os.Getenv("WHATSAPP_TOKEN")
+	if token == "" {
+		sender = server.NewDevOutbox(log)
+		log.Warn("development mode: WHATSAPP_TOKEN is not set, so nothing is sent; outbound messages are logged and listed at GET /api/outbox")
+	} else {
+		phone := os.Getenv("WHATSAPP_PHONE_NUMBER_ID")
+		if phone == "" {
+			return usageErr("serve: WHATSAPP_TOKEN is set but WHATSAPP_PHONE_NUMBER_ID is not: the business phone number's id is needed to send")
+		}
+		base := os.Getenv("WHATSAPP_GRAPH_URL")
+		if base == "" {
+			base = whatsapp.DefaultGraphURL
+		}
+		sender = &whatsapp.Client{BaseURL: base, PhoneNumberID: phone, Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	}
+	secret := os.Getenv("WHATSAPP_APP_SECRET")
+	if *insecure {
+		log.Warn("signature checks are OFF (--insecure-skip-signature): anyone can post webhooks; development only")
+	}
+	apiToken := os.Getenv("FLOWBOT_API_TOKEN")
+	if apiToken == "" {
+		log.Warn("FLOWBOT_API_TOKEN is not set: every /api/ endpoint answers 401")
+	}
+	eng := engine.New(bot, engine.Options{Secrets: secretsFromEnv(bot.Settings.Secrets)})
+	srv, err := server.New(server.Config{
+		AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
+		APIToken: apiToken, MarkRead: token != "", Logger: log, Settle: *settle,
+	}, eng, st, sender)
+	if err != nil {
+		return usageErr("serve: %v", err)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return usageErr("serve: %v", err)
+	}
+	log.Info("serving", "bot", dir, "flows", len(bot.Flows), "addr", ln.Addr().String())
+	fmt.Fprintf(stdout, "flowbot serving %s on %s\n", dir, ln.Addr())
+	srv.Start()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "closed") {
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: no more webhooks; finishing the work in hand", "timeout", drain.String())
+	sctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown", "err", err)
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

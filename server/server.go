@@ -1,0 +1,462 @@
+// Package server is `flowbot serve`: WhatsApp webhooks in, engine events
+// out, Cloud API requests out, on Fiber. No flow logic lives here: the
+// server queues updates durably, runs each contact's events in order
+// through the engine, commits state and outbound messages together, and
+// sends them.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+	"github.com/flowbot/flowbot/whatsapp"
+)
+
+// MaxBody is the largest webhook body accepted: Meta's payloads are at
+// most 3 MB.
+const MaxBody = 3 << 20
+
+// Sender hands an outbound message to WhatsApp and returns its WhatsApp
+// message id. Errors are classified with whatsapp.ClassOf.
+type Sender interface {
+	Send(ctx context.Context, o engine.Outbound) (string, error)
+}
+
+// ReadMarker marks an inbound message read; senders that can, do.
+type ReadMarker interface {
+	MarkRead(ctx context.Context, wamid string) error
+}
+
+// Config configures a server.
+type Config struct {
+	// AppSecret verifies X-Hub-Signature-256; required unless
+	// InsecureSkipSignature.
+	AppSecret             string
+	InsecureSkipSignature bool
+	// VerifyToken answers Meta's GET /webhook handshake.
+	VerifyToken string
+	// APIToken is the bearer token of /api/; without it /api/ answers 401.
+	APIToken string
+	// MarkRead marks each handled inbound message read.
+	MarkRead bool
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+	// TimerInterval is how often due timers and the backlog are checked;
+	// 0 is one second.
+	TimerInterval time.Duration
+	// MaxActive bounds the contacts worked on at once; 0 is 1024.
+	MaxActive int
+	// Settle holds a contact's updates until none came for this long (at
+	// most four times this), so that webhooks delivered out of order are
+	// handled in WhatsApp's timestamp order. 0 handles them at once.
+	Settle time.Duration
+	// RetryLater is how long an outbound message that could not be sent
+	// (retries used up) waits before the next round; 0 is 30 seconds.
+	RetryLater time.Duration
+	Logger     *slog.Logger
+}
+
+// Server is a running flowbot server.
+type Server struct {
+	cfg     Config
+	engine  atomic.Pointer[engine.Engine]
+	store   store.Store
+	sender  Sender
+	dev     *DevOutbox
+	app     *fiber.App
+	metrics *metrics
+	disp    *dispatcher
+	log     *slog.Logger
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	loops    sync.WaitGroup
+}
+
+// New builds a server. sender is where outbound messages go: the Cloud
+// API client, or a DevOutbox in development mode.
+func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server, error) {
+	if cfg.AppSecret == "" && !cfg.InsecureSkipSignature {
+		return nil, errors.New("no app secret: set WHATSAPP_APP_SECRET so that webhooks can be verified, or pass --insecure-skip-signature (development only)")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TimerInterval <= 0 {
+		cfg.TimerInterval = time.Second
+	}
+	if cfg.MaxActive <= 0 {
+		cfg.MaxActive = 1024
+	}
+	if cfg.RetryLater <= 0 {
+		cfg.RetryLater = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, store: st, sender: sender, metrics: newMetrics(), log: cfg.Logger, stop: make(chan struct{})}
+	s.engine.Store(eng)
+	if d, ok := sender.(*DevOutbox); ok {
+		s.dev = d
+	}
+	s.disp = newDispatcher(cfg.MaxActive, cfg.Settle, s.work, s.metrics)
+	s.app = fiber.New(fiber.Config{
+		BodyLimit:             MaxBody,
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		ErrorHandler: func(c *fiber.Ctx, err error) error {
+			code := fiber.StatusInternalServerError
+			var fe *fiber.Error
+			if errors.As(err, &fe) {
+				code = fe.Code
+			}
+			return c.Status(code).JSON(fiber.Map{"error": err.Error()})
+		},
+	})
+	s.routes()
+	return s, nil
+}
+
+// Engine is the engine in use.
+func (s *Server) Engine() *engine.Engine { return s.engine.Load() }
+
+// SetEngine swaps the engine (a reloaded bot).
+func (s *Server) SetEngine(e *engine.Engine) { s.engine.Store(e) }
+
+// App is the Fiber app, for tests (app.Test) and custom listeners.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Start begins the background work: due timers and the backlog left by a
+// restart. Call it once, before or after Listen.
+func (s *Server) Start() {
+	s.loops.Add(1)
+	go s.scheduler()
+}
+
+// Listen serves HTTP on addr until Shutdown.
+func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
+
+// Shutdown stops taking webhooks, finishes the work in hand and returns;
+// when ctx ends first, work still running is cancelled (what it had not
+// committed stays queued in the store).
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.app.ShutdownWithContext(ctx)
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.loops.Wait()
+	if werr := s.disp.close(ctx); werr != nil && err == nil {
+		err = werr
+	}
+	return err
+}
+
+func (s *Server) routes() {
+	a := s.app
+	a.Get("/webhook", s.handshake)
+	a.Post("/webhook", s.webhook)
+	a.Get("/healthz", s.healthz)
+	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
+	api := a.Group("/api", s.auth)
+	api.Post("/contacts/:id/flows/:flow", s.startFlow)
+	api.Get("/contacts/:id", s.contact)
+	api.Post("/contacts/:id/release", s.release)
+	api.Get("/outbox", s.outbox)
+}
+
+// --- webhooks ---
+
+func (s *Server) handshake(c *fiber.Ctx) error {
+	if c.Query("hub.mode") == "subscribe" && s.cfg.VerifyToken != "" &&
+		subtle.ConstantTimeCompare([]byte(c.Query("hub.verify_token")), []byte(s.cfg.VerifyToken)) == 1 {
+		return c.Type("txt").SendString(c.Query("hub.challenge"))
+	}
+	return c.Status(fiber.StatusForbidden).SendString("verify token mismatch")
+}
+
+func (s *Server) webhook(c *fiber.Ctx) error {
+	start := time.Now()
+	defer func() { s.metrics.webhook.Observe(time.Since(start).Seconds()) }()
+	// Fiber reuses the body's buffer after the handler: copy it.
+	body := bytes.Clone(c.Body())
+	if !s.cfg.InsecureSkipSignature && !whatsapp.VerifySignature(s.cfg.AppSecret, body, c.Get(whatsapp.SignatureHeader)) {
+		s.log.Warn("webhook refused: missing or wrong signature", "remote", c.IP())
+		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or invalid " + whatsapp.SignatureHeader})
+	}
+	now := s.cfg.Now()
+	u, err := whatsapp.Parse(body, now)
+	if err != nil {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	}
+	items := s.items(u, now)
+	fresh, err := s.store.Enqueue(c.UserContext(), items)
+	if err != nil {
+		// Not queued: answer 500 so that Meta delivers it again.
+		s.log.Error("webhook not queued", "err", err)
+		return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "could not queue the notification; it will be redelivered"})
+	}
+	s.metrics.duplicates.Add(float64(len(items) - len(fresh)))
+	s.metrics.queue.Add(float64(len(fresh)))
+	seen := map[string]bool{}
+	for _, it := range fresh {
+		if it.Kind == store.ItemMessage {
+			s.metrics.inbound.WithLabelValues(it.Message.Type).Inc()
+		} else {
+			s.metrics.statuses.WithLabelValues(it.Status.Status).Inc()
+		}
+		if !seen[it.Contact] {
+			seen[it.Contact] = true
+			s.disp.notify(it.Contact)
+		}
+	}
+	return c.SendString("OK")
+}
+
+// items turns a parsed notification into inbox items, recording what
+// cannot be attributed to a contact.
+func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
+	var items []store.Item
+	for _, e := range u.Errors {
+		s.log.Warn("WhatsApp reported an error in a webhook", "code", e.Code, "error", e.String())
+	}
+	for _, m := range u.Messages {
+		if m.Contact == "" {
+			s.log.Warn("webhook message without a sender: recorded here and dropped", "key", m.Key, "type", m.Inbound.Type)
+			continue
+		}
+		for _, e := range m.Errors {
+			s.log.Info("message arrived with an error", "contact", m.Contact, "key", m.Key, "error", e.String())
+		}
+		in := m.Inbound
+		items = append(items, store.Item{Key: m.Key, Contact: m.Contact, Kind: store.ItemMessage, Timestamp: in.Timestamp, Received: now, Message: &in})
+	}
+	for _, st := range u.Statuses {
+		if st.Contact == "" || st.ID == "" {
+			s.log.Warn("webhook status without a recipient or an id: dropped", "status", st.Status)
+			continue
+		}
+		su := &store.StatusUpdate{WAMID: st.ID, Outbound: st.Outbound, Status: st.Status, Timestamp: st.Timestamp}
+		if len(st.Errors) > 0 {
+			su.ErrorCode, su.Error = st.Errors[0].Code, st.Errors[0].String()
+		}
+		if st.Pricing != nil {
+			su.Category = st.Pricing.Category
+		}
+		items = append(items, store.Item{Key: st.Key, Contact: st.Contact, Kind: store.ItemStatus, Timestamp: st.Timestamp, Received: now, Status: su})
+	}
+	return items
+}
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "store": s.store.Name(), "error": err.Error()})
+	}
+	return c.JSON(fiber.Map{"status": "ok", "store": s.store.Name()})
+}
+
+// --- the API ---
+
+func (s *Server) auth(c *fiber.Ctx) error {
+	if s.cfg.APIToken == "" {
+		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "the API is disabled: set FLOWBOT_API_TOKEN"})
+	}
+	got := c.Get(fiber.HeaderAuthorization)
+	if subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+s.cfg.APIToken)) != 1 {
+		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or wrong bearer token"})
+	}
+	return c.Next()
+}
+
+type startRequest struct {
+	Vars     map[string]any `json:"vars"`
+	Name     string         `json:"name"`
+	Language string         `json:"language"`
+}
+
+func (s *Server) startFlow(c *fiber.Ctx) error {
+	id, flow := c.Params("id"), c.Params("flow")
+	var req startRequest
+	if body := bytes.TrimSpace(c.Body()); len(body) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&req); err != nil {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "body: " + err.Error()})
+		}
+	}
+	vars, _ := normalizeNumbers(req.Vars).(map[string]any)
+	ev := engine.Event{Kind: engine.EventStart, Flow: flow, Vars: vars}
+	st, err := s.update(c.UserContext(), id, func(st *engine.State) error {
+		if req.Name != "" {
+			st.Contact.Name = req.Name
+		}
+		if req.Language != "" {
+			st.Contact.Language = req.Language
+		}
+		return s.handle(c.UserContext(), st, ev)
+	})
+	switch {
+	case errors.Is(err, engine.ErrUnknownFlow):
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": err.Error()})
+	case errors.Is(err, engine.ErrBadVars):
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
+	case errors.Is(err, engine.ErrInHandoff):
+		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": err.Error()})
+	case err != nil:
+		return err
+	}
+	s.disp.kick(id)
+	return c.Status(fiber.StatusAccepted).JSON(s.view(st))
+}
+
+func (s *Server) contact(c *fiber.Ctx) error {
+	st, err := s.store.Load(c.UserContext(), c.Params("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(s.view(st))
+}
+
+func (s *Server) release(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if _, err := s.store.Load(c.UserContext(), id); errors.Is(err, store.ErrNotFound) {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
+	}
+	st, err := s.update(c.UserContext(), id, func(st *engine.State) error {
+		return s.handle(c.UserContext(), st, engine.Event{Kind: engine.EventRelease})
+	})
+	if errors.Is(err, engine.ErrNotInHandoff) {
+		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": err.Error()})
+	}
+	if err != nil {
+		return err
+	}
+	s.disp.kick(id)
+	return c.JSON(s.view(st))
+}
+
+func (s *Server) outbox(c *fiber.Ctx) error {
+	if s.dev == nil {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "not in development mode: messages go to WhatsApp"})
+	}
+	return c.JSON(fiber.Map{"messages": s.dev.List()})
+}
+
+// normalizeNumbers turns JSON numbers into ints when whole, else float64.
+func normalizeNumbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return int(i)
+		}
+		f, _ := v.Float64()
+		return f
+	case map[string]any:
+		for k, e := range v {
+			v[k] = normalizeNumbers(e)
+		}
+		return v
+	case []any:
+		for i, e := range v {
+			v[i] = normalizeNumbers(e)
+		}
+		return v
+	}
+	return v
+}
+
+// view is the contact's state as GET /api/contacts/{id} shows it.
+func (s *Server) view(st *engine.State) fiber.Map {
+	now := s.cfg.Now()
+	window := fiber.Map{"open": st.WindowOpen(now)}
+	if !st.LastInbound.IsZero() {
+		window["expires_at"] = st.WindowExpires()
+		if st.WindowOpen(now) {
+			window["left"] = st.WindowExpires().Sub(now).Round(time.Second).String()
+		}
+	}
+	return fiber.Map{
+		"contact":   st.Contact,
+		"flow":      nullable(st.Flow),
+		"step":      nullable(st.Step),
+		"waiting":   nullable(string(st.Waiting)),
+		"vars":      st.Vars,
+		"window":    window,
+		"handoff":   st.Handoff,
+		"opted_out": st.Contact.OptedOut,
+		"timers":    st.Timers,
+		"pending":   len(st.Outbox),
+		"messages":  st.Recent,
+		"events":    st.Log,
+		"cost":      st.Cost,
+		"version":   st.Version,
+	}
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// DevOutbox is the development-mode sender: messages are logged and kept
+// for GET /api/outbox instead of going to WhatsApp.
+type DevOutbox struct {
+	mu   sync.Mutex
+	list []engine.Outbound
+	seq  int
+	log  *slog.Logger
+}
+
+// NewDevOutbox returns an empty development outbox.
+func NewDevOutbox(log *slog.Logger) *DevOutbox {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &DevOutbox{log: log}
+}
+
+// devOutboxLimit bounds what the development outbox keeps.
+const devOutboxLimit = 1000
+
+// Send implements Sender.
+func (d *DevOutbox) Send(_ context.Context, o engine.Outbound) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seq++
+	d.list = append(d.list, o)
+	if len(d.list) > devOutboxLimit {
+		d.list = d.list[len(d.list)-devOutboxLimit:]
+	}
+	d.log.Info("outbound (development mode: not sent)", "to", o.To, "via", o.Via, "kind", o.Message.Kind, "text", o.Message.Text)
+	return fmt.Sprintf("wamid.dev.%d", d.seq), nil
+}
+
+// List returns the messages that would have been sent, oldest first.
+func (d *DevOutbox) List() []engine.Outbound {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]engine.Outbound(nil), d.list...)
+}
+
+// Serve serves HTTP on a listener until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }

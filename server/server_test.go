@@ -1,0 +1,627 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/store/memory"
+	"github.com/flowbot/flowbot/whatsapp"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+const (
+	appSecret = "test_app_secret"
+	apiToken  = "api-token"
+)
+
+// clock is a settable clock shared by the server and the test.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+type rig struct {
+	t     *testing.T
+	srv   *server.Server
+	url   string
+	fake  *fakegraph.Server
+	store *memory.Store
+	clock *clock
+}
+
+type option func(*server.Config)
+
+func newRig(t *testing.T, botDir string, opts ...option) *rig {
+	t.Helper()
+	bot, diags := flows.Load(botDir)
+	if bot == nil {
+		t.Fatal(diags.Error())
+	}
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok",
+		Retry: whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 6}}
+	clk := &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now,
+		TimerInterval: 10 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	st := memory.New()
+	srv, err := server.New(cfg, engine.New(bot, engine.Options{}), st, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return &rig{t: t, srv: srv, url: "http://" + ln.Addr().String(), fake: fake, store: st, clock: clk}
+}
+
+// textWebhook is a notification carrying one text message.
+func textWebhook(from, name, id, text string, ts time.Time) []byte {
+	return notification(from, name, fmt.Sprintf(`{"from":%q,"id":%q,"timestamp":"%d","type":"text","text":{"body":%q}}`, from, id, ts.Unix(), text))
+}
+
+func buttonWebhook(from, id, choice, title string, ts time.Time) []byte {
+	return notification(from, "Ana", fmt.Sprintf(`{"from":%q,"id":%q,"timestamp":"%d","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":%q,"title":%q}}}`, from, id, ts.Unix(), choice, title))
+}
+
+func notification(from, name string, messages ...string) []byte {
+	return []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":%q},"wa_id":%q}],"messages":[%s]}}]}]}`, name, from, strings.Join(messages, ",")))
+}
+
+func statusWebhook(recipient, wamid, opaque, status string, code int, ts time.Time) []byte {
+	errs := ""
+	if code != 0 {
+		errs = fmt.Sprintf(`,"errors":[{"code":%d,"title":"Re-engagement message","message":"Re-engagement message","error_data":{"details":"more than 24 hours"}}]`, code)
+	}
+	return []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"106540352242922"},"statuses":[{"id":%q,"status":%q,"timestamp":"%d","recipient_id":%q,"biz_opaque_callback_data":%q%s}]}}]}]}`, wamid, status, ts.Unix(), recipient, opaque, errs))
+}
+
+func (r *rig) post(body []byte) int {
+	r.t.Helper()
+	return r.postSigned(body, whatsapp.Sign(appSecret, body))
+}
+
+func (r *rig) postSigned(body []byte, sig string) int {
+	r.t.Helper()
+	req, _ := http.NewRequest("POST", r.url+"/webhook", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if sig != "" {
+		req.Header.Set(whatsapp.SignatureHeader, sig)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (r *rig) api(method, path, token string, body any) (int, map[string]any) {
+	r.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, r.url+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// waitSent waits until the fake Graph API accepted n messages.
+func (r *rig) waitSent(n int) []fakegraph.Request {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if sent := r.fake.Sent(); len(sent) >= n {
+			return sent
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	sent := r.fake.Sent()
+	r.t.Fatalf("the fake Graph API got %d messages, want %d: %v", len(sent), n, bodies(sent))
+	return nil
+}
+
+// settled waits a little and checks that exactly n messages were sent.
+func (r *rig) settled(n int) []fakegraph.Request {
+	r.t.Helper()
+	sent := r.waitSent(n)
+	time.Sleep(100 * time.Millisecond)
+	if sent = r.fake.Sent(); len(sent) != n {
+		r.t.Fatalf("sent %d messages, want exactly %d: %v", len(sent), n, bodies(sent))
+	}
+	if p := r.fake.Problems(); len(p) > 0 {
+		r.t.Fatalf("the fake Graph API refused a request: %s: %s", p[0].Problem, p[0].Raw)
+	}
+	return sent
+}
+
+func bodies(reqs []fakegraph.Request) []string {
+	var out []string
+	for _, r := range reqs {
+		out = append(out, string(r.Raw))
+	}
+	return out
+}
+
+func text(r fakegraph.Request) string {
+	switch r.Type {
+	case "text":
+		return r.Body["text"].(map[string]any)["body"].(string)
+	case "interactive":
+		return r.Body["interactive"].(map[string]any)["body"].(map[string]any)["text"].(string)
+	case "template":
+		return "template " + r.Body["template"].(map[string]any)["name"].(string)
+	}
+	return r.Type
+}
+
+func texts(reqs []fakegraph.Request) []string {
+	var out []string
+	for _, r := range reqs {
+		out = append(out, text(r))
+	}
+	return out
+}
+
+func TestWebhookToCloudAPI(t *testing.T) {
+	r := newRig(t, "../examples/clinic")
+	now := r.clock.Now()
+	if code := r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", now)); code != 200 {
+		t.Fatalf("webhook answered %d", code)
+	}
+	sent := r.settled(2)
+	want := `{"biz_opaque_callback_data":"15550001111:m1","messaging_product":"whatsapp","recipient_type":"individual","text":{"body":"Hi Ana! I can book you an appointment.","preview_url":false},"to":"15550001111","type":"text"}`
+	if got := string(bytes.TrimSpace(sent[0].Raw)); got != want {
+		t.Fatalf("first request\n got %s\nwant %s", got, want)
+	}
+	if sent[0].Path != "/106540352242922/messages" {
+		t.Fatalf("path %s", sent[0].Path)
+	}
+	if got := text(sent[1]); got != "Which day suits you? (YYYY-MM-DD)" {
+		t.Fatalf("second message %q", got)
+	}
+	// The contact answers; the buttons go out as an interactive message.
+	r.post(textWebhook("15550001111", "Ana", "wamid.in2", "2026-12-01", now.Add(time.Minute)))
+	sent = r.settled(3)
+	inter := sent[2].Body["interactive"].(map[string]any)
+	if inter["type"] != "button" || len(inter["action"].(map[string]any)["buttons"].([]any)) != 2 {
+		t.Fatalf("the buttons went out as %s", sent[2].Raw)
+	}
+	// The state shows the delivery.
+	code, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	if code != 200 || view["step"] != "confirm" || len(view["messages"].([]any)) != 3 {
+		t.Fatalf("contact view %d %v", code, view)
+	}
+	// Mark-as-read is off unless configured: no read requests.
+	for _, req := range r.fake.Requests() {
+		if req.Type == "read" {
+			t.Fatal("marked read without MarkRead")
+		}
+	}
+}
+
+func TestDuplicateDeliveryGivesOneReply(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	body := textWebhook("15550001111", "Ana", "wamid.dup", "once", r.clock.Now())
+	for i := 0; i < 3; i++ {
+		if code := r.post(body); code != 200 {
+			t.Fatalf("delivery %d answered %d", i, code)
+		}
+	}
+	if got := texts(r.settled(1)); got[0] != "echo once" {
+		t.Fatalf("sent %v", got)
+	}
+}
+
+func TestForgedAndMalformedWebhooks(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	body := textWebhook("15550001111", "Ana", "wamid.x", "hello", r.clock.Now())
+	if code := r.postSigned(body, ""); code != 401 {
+		t.Errorf("missing signature: %d, want 401", code)
+	}
+	if code := r.postSigned(body, whatsapp.Sign("wrong secret", body)); code != 401 {
+		t.Errorf("forged signature: %d, want 401", code)
+	}
+	tampered := bytes.Replace(body, []byte("hello"), []byte("HELLO"), 1)
+	if code := r.postSigned(tampered, whatsapp.Sign(appSecret, body)); code != 401 {
+		t.Errorf("tampered body: %d, want 401", code)
+	}
+	if code := r.post([]byte(`{"object": "whatsapp_business_account", "entry": [`)); code != 400 {
+		t.Errorf("malformed JSON: %d, want 400", code)
+	}
+	if code := r.post([]byte(`{"hello": "world"}`)); code != 400 {
+		t.Errorf("not a notification: %d, want 400", code)
+	}
+	r.settled(0)
+	if _, err := r.store.Load(context.Background(), "15550001111"); err == nil {
+		t.Fatal("a refused webhook was processed")
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	// The request announces a body over 3 MB; the server answers 413
+	// without waiting for it (a raw connection, so that the client's
+	// write of the rest cannot race the server's answer).
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"object\":", server.MaxBody+1)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Fatalf("a body over %d bytes: %d, want 413", server.MaxBody, resp.StatusCode)
+	}
+}
+
+func TestConcurrentMessagesAnsweredInOrder(t *testing.T) {
+	r := newRig(t, "testdata/echo", func(c *server.Config) { c.Settle = 300 * time.Millisecond })
+	base := r.clock.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := textWebhook("15550001111", "Ana", fmt.Sprintf("wamid.c%d", i), fmt.Sprintf("m%02d", i), base.Add(time.Duration(i)*time.Second))
+			if code := r.post(body); code != 200 {
+				t.Errorf("message %d answered %d", i, code)
+			}
+		}()
+	}
+	wg.Wait()
+	got := texts(r.settled(50))
+	for i, g := range got {
+		if want := fmt.Sprintf("echo m%02d", i); g != want {
+			t.Fatalf("reply %d is %q, want %q; all: %v", i, g, want, got)
+		}
+	}
+}
+
+func TestWindowClosedErrorSendsTheTemplate(t *testing.T) {
+	r := newRig(t, "../examples/clinic")
+	// WhatsApp refuses the first free-form message with 131047 (clock skew).
+	r.fake.FailNext(1, fakegraph.Failure{Code: 131047})
+	r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
+	got := texts(r.settled(1))
+	if got[0] != "template reengage" {
+		t.Fatalf("after 131047, sent %v; want only the flow's fallback template", got)
+	}
+	// The other free-form message queued behind it was not attempted once
+	// the window was known closed; both are recorded as failed.
+	code, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	msgs := view["messages"].([]any)
+	if code != 200 || len(msgs) != 3 || msgs[0].(map[string]any)["error_code"].(float64) != 131047 || msgs[1].(map[string]any)["status"] != "failed" {
+		t.Fatalf("deliveries: %v", msgs)
+	}
+	if n := len(r.fake.Requests()); n != 2 {
+		t.Fatalf("%d requests, want 2 (the refused message and the template)", n)
+	}
+}
+
+func TestWindowClosedStatusSendsTheTemplate(t *testing.T) {
+	r := newRig(t, "../examples/clinic")
+	r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
+	sent := r.settled(2)
+	// Later, WhatsApp reports the first message failed with 131047.
+	r.post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "failed", 131047, r.clock.Now()))
+	got := texts(r.settled(3))
+	if got[2] != "template reengage" {
+		t.Fatalf("after a failed status, sent %v", got)
+	}
+	// A second failed status for the same step's other message does not
+	// send the template again.
+	r.post(statusWebhook("15550001111", sent[1].WAMID, "15550001111:m2", "failed", 131047, r.clock.Now()))
+	r.settled(3)
+}
+
+func TestRetryableErrorIsRetried(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	r.fake.FailNext(2, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
+	r.post(textWebhook("15550001111", "Ana", "wamid.r", "again", r.clock.Now()))
+	if got := texts(r.settled(1)); got[0] != "echo again" {
+		t.Fatalf("sent %v", got)
+	}
+	if n := len(r.fake.Requests()); n != 3 {
+		t.Fatalf("%d requests, want 3 (two 130429, then success)", n)
+	}
+}
+
+func TestTerminalErrorDoesNotBlock(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	r.fake.FailNext(1, fakegraph.Failure{Code: 131026, Message: "Message undeliverable"})
+	r.post(textWebhook("15550001111", "Ana", "wamid.t1", "first", r.clock.Now()))
+	r.post(textWebhook("15550001111", "Ana", "wamid.t2", "second", r.clock.Now().Add(time.Second)))
+	if got := texts(r.settled(1)); got[0] != "echo second" {
+		t.Fatalf("sent %v", got)
+	}
+	_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	msgs := view["messages"].([]any)
+	first := msgs[0].(map[string]any)
+	if first["status"] != "failed" || first["error_code"].(float64) != 131026 || msgs[1].(map[string]any)["status"] != "sent" {
+		t.Fatalf("deliveries %v", msgs)
+	}
+}
+
+func TestStatusesOnlyNeverStartAFlow(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	if code := r.post(statusWebhook("15550009999", "wamid.out", "", "delivered", 0, r.clock.Now())); code != 200 {
+		t.Fatalf("status webhook answered %d", code)
+	}
+	r.settled(0)
+	if _, err := r.store.Load(context.Background(), "15550009999"); err == nil {
+		t.Fatal("a status created a contact")
+	}
+	// Statuses for a known contact update its deliveries, and never go
+	// back from read to delivered.
+	r.post(textWebhook("15550001111", "Ana", "wamid.s1", "hi", r.clock.Now()))
+	sent := r.settled(1)
+	r.post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "read", 0, r.clock.Now()))
+	r.post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "delivered", 0, r.clock.Now()))
+	r.settled(1)
+	_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	if st := view["messages"].([]any)[0].(map[string]any)["status"]; st != "read" {
+		t.Fatalf("delivery status %v, want read", st)
+	}
+}
+
+func TestTimersFire(t *testing.T) {
+	r := newRig(t, "../examples/support")
+	now := r.clock.Now()
+	r.post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+	r.settled(1)
+	r.post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
+	r.settled(3) // the document and the audio; then a 2h wait
+	r.clock.Advance(2*time.Hour + time.Second)
+	if got := texts(r.waitSent(4)); got[3] != "Did the guide help?" {
+		t.Fatalf("after the wait, sent %v", got)
+	}
+	r.settled(4)
+}
+
+func TestAPI(t *testing.T) {
+	r := newRig(t, "../examples/shop")
+	for _, tok := range []string{"", "wrong"} {
+		if code, _ := r.api("GET", "/api/contacts/x", tok, nil); code != 401 {
+			t.Errorf("token %q: %d, want 401", tok, code)
+		}
+	}
+	code, view := r.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
+		map[string]any{"vars": map[string]any{"order_id": "123456", "eta": "on Friday"}, "name": "Sam"})
+	if code != 202 || view["step"] != "notify" {
+		t.Fatalf("start: %d %v", code, view)
+	}
+	sent := r.settled(1)
+	tmpl := sent[0].Body["template"].(map[string]any)
+	if tmpl["name"] != "order_shipped" || !strings.Contains(string(sent[0].Raw), `"payload":"track"`) {
+		t.Fatalf("the business-initiated start sent %s", sent[0].Raw)
+	}
+	if code, _ := r.api("POST", "/api/contacts/447700900123/flows/nope", apiToken, nil); code != 404 {
+		t.Errorf("unknown flow: %d", code)
+	}
+	if code, _ := r.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken, map[string]any{"vars": map[string]any{"order_id": 5}}); code != 422 {
+		t.Errorf("bad vars: %d", code)
+	}
+	if code, _ := r.api("POST", "/api/contacts/447700900123/flows/back_in_stock", apiToken, map[string]any{"vars": map[string]any{"product": "Apron", "slug": "apron"}}); code != 202 {
+		t.Errorf("second start: %d", code)
+	}
+	r.settled(2)
+	if code, _ := r.api("GET", "/api/contacts/nobody", apiToken, nil); code != 404 {
+		t.Errorf("unknown contact: %d", code)
+	}
+	if code, _ := r.api("POST", "/api/contacts/447700900123/release", apiToken, nil); code != 409 {
+		t.Errorf("release without handoff: %d", code)
+	}
+	if code, _ := r.api("GET", "/api/outbox", apiToken, nil); code != 404 {
+		t.Errorf("outbox outside development mode: %d", code)
+	}
+}
+
+func TestHandoffAndRelease(t *testing.T) {
+	r := newRig(t, "../examples/support")
+	now := r.clock.Now()
+	r.post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+	r.settled(1)
+	r.post(buttonWebhook("15550001111", "wamid.2", "technical", "Technical problem", now.Add(time.Second)))
+	r.settled(3)
+	r.post(buttonWebhook("15550001111", "wamid.3", "not_fixed", "No", now.Add(2*time.Second)))
+	time.Sleep(50 * time.Millisecond)
+	_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	if h, _ := view["handoff"].(map[string]any); h == nil || h["queue"] != "support" {
+		t.Fatalf("handoff %v", view["handoff"])
+	}
+	code, _ := r.api("POST", "/api/contacts/15550001111/release", apiToken, nil)
+	if code != 200 {
+		t.Fatalf("release: %d", code)
+	}
+	if got := texts(r.settled(4)); !strings.HasPrefix(got[3], "Glad we could help") {
+		t.Fatalf("after release: %v", got)
+	}
+}
+
+func TestHandshakeHealthMetrics(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	get := func(path string) (int, string) {
+		resp, err := http.Get(r.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/webhook?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444"); code != 200 || body != "1158201444" {
+		t.Errorf("handshake: %d %q", code, body)
+	}
+	if code, _ := get("/webhook?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1"); code != 403 {
+		t.Errorf("wrong verify token: %d", code)
+	}
+	if code, body := get("/healthz"); code != 200 || !strings.Contains(body, `"ok"`) {
+		t.Errorf("healthz: %d %s", code, body)
+	}
+	r.post(textWebhook("15550001111", "Ana", "wamid.m", "hi", r.clock.Now()))
+	r.settled(1)
+	_, body := get("/metrics")
+	for _, want := range []string{`flowbot_inbound_messages_total{type="text"} 1`, `flowbot_outbound_messages_total{kind="text",via="session"} 1`, "flowbot_step_duration_seconds_bucket", "flowbot_queue_depth 0"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestNoSecretNoStart(t *testing.T) {
+	bot, _ := flows.Load("testdata/echo")
+	if _, err := server.New(server.Config{}, engine.New(bot, engine.Options{}), memory.New(), server.NewDevOutbox(nil)); err == nil {
+		t.Fatal("a server without an app secret started")
+	}
+	if _, err := server.New(server.Config{InsecureSkipSignature: true}, engine.New(bot, engine.Options{}), memory.New(), server.NewDevOutbox(nil)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDevelopmentOutbox(t *testing.T) {
+	bot, _ := flows.Load("testdata/echo")
+	dev := server.NewDevOutbox(nil)
+	srv, err := server.New(server.Config{AppSecret: appSecret, APIToken: apiToken, Settle: time.Millisecond}, engine.New(bot, engine.Options{}), memory.New(), dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown(context.Background())
+	body := textWebhook("15550001111", "Ana", "wamid.d", "dev", time.Now())
+	req, _ := http.NewRequest("POST", "/webhook", bytes.NewReader(body))
+	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(appSecret, body))
+	if resp, err := srv.App().Test(req, -1); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("webhook: %v %v", resp, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(dev.List()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	req, _ = http.NewRequest("GET", "/api/outbox", nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := srv.App().Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "echo dev") {
+		t.Fatalf("outbox: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestRealPayloads posts the 44 real notifications of ../shared/real-payloads:
+// each is answered 200 and handled without a crash.
+func TestRealPayloads(t *testing.T) {
+	files, _ := filepath.Glob("../../shared/real-payloads/*.json")
+	if len(files) == 0 {
+		t.Skip("no ../shared/real-payloads here")
+	}
+	r := newRig(t, "testdata/echo")
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := r.post(body); code != 200 {
+			t.Errorf("%s: answered %d", filepath.Base(f), code)
+		}
+	}
+	// Everything queued gets handled: the inbox drains.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if backlog, _ := r.store.Backlog(context.Background(), 10); len(backlog) == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if backlog, _ := r.store.Backlog(context.Background(), 10); len(backlog) != 0 {
+		t.Fatalf("updates still queued: %v", backlog)
+	}
+	// The messages are years old: handled now, the window has closed and
+	// the echo bot (which has no fallback template) records them as
+	// undeliverable instead of sending.
+	st, err := r.store.Load(context.Background(), "16505551234")
+	if err != nil {
+		t.Fatalf("the contact of 57-multi_change_batch was not recorded: %v", err)
+	}
+	kinds := map[string]int{}
+	for _, rec := range st.Log {
+		kinds[rec.Kind]++
+	}
+	if kinds[engine.RecUndeliverable] == 0 || kinds[engine.RecFlowStart] == 0 {
+		t.Fatalf("records %v: want the flow started and the send found undeliverable", kinds)
+	}
+	if len(r.fake.Sent()) != 0 {
+		t.Fatalf("free-form messages went out after the window closed: %v", bodies(r.fake.Sent()))
+	}
+}
+
+func TestGracefulShutdownFinishesWork(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	r.fake.SetDelay(200 * time.Millisecond)
+	r.post(textWebhook("15550001111", "Ana", "wamid.g", "bye", r.clock.Now()))
+	time.Sleep(30 * time.Millisecond) // the send is under way
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(r.fake.Sent()); len(got) != 1 || got[0] != "echo bye" {
+		t.Fatalf("after shutdown, sent %v: the work in hand was not finished", got)
+	}
+	if _, err := http.Post(r.url+"/webhook", "application/json", strings.NewReader("{}")); err == nil {
+		t.Fatal("webhooks still taken after shutdown")
+	}
+}

@@ -1,0 +1,191 @@
+// Command flowbot-load measures `flowbot serve` under load on loopback: it
+// starts a fake Graph API, starts `flowbot serve` as a child process
+// pointed at it, sends signed webhooks for many contacts at a fixed rate
+// (open loop), and reports webhook latency and how fast replies went out.
+//
+//	go run ./cmd/flowbot-load --rate 1000 --duration 10s
+//
+// Every address it uses is on 127.0.0.1, and it stops by itself.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowbot/flowbot/whatsapp"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+const secret = "load-test-secret"
+
+func main() {
+	bot := flag.String("bot", "server/testdata/echo", "the bot to serve (the echo bot answers each message once)")
+	rate := flag.Int("rate", 1000, "webhooks per second")
+	duration := flag.Duration("duration", 10*time.Second, "how long to send")
+	contacts := flag.Int("contacts", 2000, "distinct contacts")
+	workers := flag.Int("workers", 64, "concurrent senders")
+	bin := flag.String("serve-bin", "", "a built flowbot binary (default: go build one)")
+	flag.Parse()
+	if err := run(*bot, *rate, *duration, *contacts, *workers, *bin); err != nil {
+		fmt.Fprintln(os.Stderr, "flowbot-load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bot string, rate int, duration time.Duration, contacts, workers int, bin string) error {
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "flowbot-load")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "flowbot")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/flowbot")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("building flowbot: %w", err)
+		}
+	}
+	fake := fakegraph.New("load-token")
+	defer fake.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), duration+2*time.Minute)
+	defer cancel()
+	serve := exec.CommandContext(ctx, bin, "serve", bot, "--addr", addr)
+	serve.Env = append(os.Environ(),
+		"WHATSAPP_TOKEN=load-token", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+fake.URL,
+		"WHATSAPP_APP_SECRET="+secret, "MONGODB_URI=", "FLOWBOT_API_TOKEN=")
+	var serveLog bytes.Buffer
+	serve.Stderr = &serveLog
+	if err := serve.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		serve.Process.Signal(os.Interrupt)
+		serve.Wait()
+	}()
+	base := "http://" + addr
+	if err := waitHealthy(base); err != nil {
+		return fmt.Errorf("%w\n%s", err, serveLog.String())
+	}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}, Timeout: 10 * time.Second}
+	total := rate * int(duration/time.Second)
+	jobs := make(chan int, workers)
+	latencies := make([]time.Duration, total)
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				body := webhook(i, contacts)
+				req, _ := http.NewRequest("POST", base+"/webhook", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(secret, body))
+				start := time.Now()
+				resp, err := client.Do(req)
+				latencies[i] = time.Since(start)
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	fmt.Printf("sending %d signed webhooks at %d/s for %s, %d contacts, %d connections\n", total, rate, duration, contacts, workers)
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	behind := 0
+	for i := 0; i < total; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		} else if d < -100*time.Millisecond {
+			behind++
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	sendTime := time.Since(start)
+
+	// Wait for every reply.
+	deadline := time.Now().Add(60 * time.Second)
+	var sent int
+	for time.Now().Before(deadline) {
+		if sent = len(fake.Sent()); sent >= total {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	replies := fake.Sent()
+	var last time.Time
+	for _, r := range replies {
+		if r.At.After(last) {
+			last = r.At
+		}
+	}
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	pct := func(p float64) time.Duration { return latencies[int(p*float64(len(latencies)-1))] }
+	fmt.Printf("webhooks: %d in %s (%.0f/s offered), %d failed, %d sent late by the generator\n", total, sendTime.Round(time.Millisecond), float64(total)/sendTime.Seconds(), failures.Load(), behind)
+	fmt.Printf("webhook latency: p50 %s  p90 %s  p99 %s  max %s\n", pct(.5), pct(.9), pct(.99), latencies[len(latencies)-1])
+	span := last.Sub(start)
+	fmt.Printf("replies: %d of %d accepted by the fake Graph API in %s: %.0f messages/s end to end\n", len(replies), total, span.Round(time.Millisecond), float64(len(replies))/span.Seconds())
+	if p := fake.Problems(); len(p) > 0 {
+		fmt.Printf("the fake Graph API refused %d malformed requests, e.g. %s\n", len(p), p[0].Problem)
+	}
+	// Sustained means the replies kept up with the offered rate: the last
+	// one went out within a second of the last webhook.
+	keptUp := span <= sendTime+time.Second
+	offered := float64(total) / sendTime.Seconds()
+	ok := failures.Load() == 0 && len(replies) >= total && keptUp && offered >= 990 && pct(.99) < 50*time.Millisecond
+	fmt.Printf("replies kept up with the offered rate: %v\n", keptUp)
+	fmt.Printf("target (>= 1000 messages/s sustained, p99 webhook latency < 50ms, nothing lost): %v\n", map[bool]string{true: "met", false: "NOT met"}[ok])
+	return nil
+}
+
+func webhook(i, contacts int) []byte {
+	from := fmt.Sprintf("1555%07d", i%contacts)
+	return []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Load %d"},"wa_id":%q}],"messages":[{"from":%q,"id":"wamid.load.%d","timestamp":"%d","type":"text","text":{"body":"message %d"}}]}}]}]}`,
+		i%contacts, from, from, i, time.Now().Unix(), i))
+}
+
+func waitHealthy(base string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("flowbot serve did not become healthy")
+}

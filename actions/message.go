@@ -9,12 +9,12 @@ import (
 
 // Message is one outbound message's content, as the channel sends it.
 type Message struct {
-	Kind     string // text, image, document, video, audio, buttons, list, template
-	Text     string // the text, the interactive body, or the media caption
-	Media    *Media
-	Buttons  []Choice
-	List     *List
-	Template *TemplateMessage
+	Kind     string           `json:"kind" bson:"kind,omitempty"`           // text, image, document, video, audio, buttons, list, template
+	Text     string           `json:"text,omitempty" bson:"text,omitempty"` // the text, the interactive body, or the media caption
+	Media    *Media           `json:"media,omitempty" bson:"media,omitempty"`
+	Buttons  []Choice         `json:"buttons,omitempty" bson:"buttons,omitempty"`
+	List     *List            `json:"list,omitempty" bson:"list,omitempty"`
+	Template *TemplateMessage `json:"template,omitempty" bson:"template,omitempty"`
 }
 
 // Free reports whether the message is free-form (a session message), as
@@ -23,59 +23,59 @@ func (m *Message) Free() bool { return m.Kind != "template" }
 
 // Media is a media object by link or id.
 type Media struct {
-	Link     string
-	ID       string
-	Filename string
+	Link     string `json:"link,omitempty" bson:"link,omitempty"`
+	ID       string `json:"id,omitempty" bson:"id,omitempty"`
+	Filename string `json:"filename,omitempty" bson:"filename,omitempty"`
 }
 
 // Choice is a reply button or a list row.
 type Choice struct {
-	ID          string
-	Title       string
-	Description string
+	ID          string `json:"id" bson:"id,omitempty"`
+	Title       string `json:"title" bson:"title,omitempty"`
+	Description string `json:"description,omitempty" bson:"description,omitempty"`
 }
 
 // List is an interactive list's button and sections.
 type List struct {
-	Button   string
-	Sections []ListSection
+	Button   string        `json:"button" bson:"button,omitempty"`
+	Sections []ListSection `json:"sections" bson:"sections,omitempty"`
 }
 
 // ListSection is one section of a list.
 type ListSection struct {
-	Title string
-	Rows  []Choice
+	Title string   `json:"title,omitempty" bson:"title,omitempty"`
+	Rows  []Choice `json:"rows" bson:"rows,omitempty"`
 }
 
 // TemplateMessage is a template with its parameters filled in.
 type TemplateMessage struct {
-	Name        string
-	Language    string
-	Category    flows.Category
-	Params      []string     // positional body parameters
-	Named       []NamedValue // named body parameters
-	HeaderTexts []string     // positional header parameters
-	HeaderNamed []NamedValue // named header parameters
-	HeaderMedia *Media
-	HeaderKind  string // image, video, document for a media header
-	Buttons     []TemplateButton
+	Name        string           `json:"name" bson:"name"`
+	Language    string           `json:"language" bson:"language"`
+	Category    flows.Category   `json:"category,omitempty" bson:"category,omitempty"`
+	Params      []string         `json:"params,omitempty" bson:"params,omitempty"`             // positional body parameters
+	Named       []NamedValue     `json:"named,omitempty" bson:"named,omitempty"`               // named body parameters
+	HeaderTexts []string         `json:"header_texts,omitempty" bson:"header_texts,omitempty"` // positional header parameters
+	HeaderNamed []NamedValue     `json:"header_named,omitempty" bson:"header_named,omitempty"` // named header parameters
+	HeaderMedia *Media           `json:"header_media,omitempty" bson:"header_media,omitempty"`
+	HeaderKind  string           `json:"header_kind,omitempty" bson:"header_kind,omitempty"` // image, video, document for a media header
+	Buttons     []TemplateButton `json:"buttons,omitempty" bson:"buttons,omitempty"`
 	// Body is the template's body with the parameters filled in, for dry
 	// runs and logs.
-	Body string
+	Body string `json:"body,omitempty" bson:"body,omitempty"`
 }
 
 // NamedValue is a named parameter's value.
 type NamedValue struct {
-	Name  string
-	Value string
+	Name  string `json:"name" bson:"name"`
+	Value string `json:"value" bson:"value"`
 }
 
 // TemplateButton is a button parameter: a quick-reply payload or a URL
 // suffix, by the button's index in the template.
 type TemplateButton struct {
-	Index   int
-	SubType string // quick_reply, url, copy_code
-	Value   string
+	Index   int    `json:"index" bson:"index"`
+	SubType string `json:"sub_type" bson:"sub_type"` // quick_reply, url, copy_code
+	Value   string `json:"value" bson:"value"`
 }
 
 // RenderTemplate fills a template send in for a contact: the language is

@@ -120,34 +120,11 @@ func (a *Call) Run(ctx context.Context, c Conversation) string {
 	} else if err := json.Unmarshal(raw, &data); err != nil {
 		return fail(0, fmt.Errorf("the response is not JSON: %w", err))
 	}
-	data = normalizeJSON(data)
+	data = flows.NormalizeJSON(data)
 	if !c.SetVar(cl.Save, data) {
 		return cl.OnError
 	}
 	return ""
-}
-
-// normalizeJSON turns whole JSON numbers into ints, so that `vars.x.count
-// + 1` is a whole number as the designer expects.
-func normalizeJSON(v any) any {
-	switch v := v.(type) {
-	case float64:
-		if v == float64(int(v)) && v < 1<<53 && v > -(1<<53) {
-			return int(v)
-		}
-		return v
-	case map[string]any:
-		for k, e := range v {
-			v[k] = normalizeJSON(e)
-		}
-		return v
-	case []any:
-		for i, e := range v {
-			v[i] = normalizeJSON(e)
-		}
-		return v
-	}
-	return v
 }
 
 var _ Action = (*Call)(nil)

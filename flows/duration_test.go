@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -29,5 +30,16 @@ func TestFormatDuration(t *testing.T) {
 		if got := FormatDuration(d); got != want {
 			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestNormalizeJSON(t *testing.T) {
+	got := NormalizeJSON(map[string]any{"a": 3.0, "b": 2.5, "c": []any{1.0, json.Number("7"), json.Number("7.5")}})
+	m := got.(map[string]any)
+	if m["a"] != 3 || m["b"] != 2.5 {
+		t.Fatalf("%v", m)
+	}
+	if l := m["c"].([]any); l[0] != 1 || l[1] != 7 || l[2] != 7.5 {
+		t.Fatalf("%v", l)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/whatsapp"
 )
@@ -299,7 +300,7 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "body: " + err.Error()})
 		}
 	}
-	vars, _ := normalizeNumbers(req.Vars).(map[string]any)
+	vars, _ := flows.NormalizeJSON(req.Vars).(map[string]any)
 	ev := engine.Event{Kind: engine.EventStart, Flow: flow, Vars: vars}
 	st, err := s.update(c.UserContext(), id, func(st *engine.State) error {
 		if req.Name != "" {
@@ -358,29 +359,6 @@ func (s *Server) outbox(c *fiber.Ctx) error {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "not in development mode: messages go to WhatsApp"})
 	}
 	return c.JSON(fiber.Map{"messages": s.dev.List()})
-}
-
-// normalizeNumbers turns JSON numbers into ints when whole, else float64.
-func normalizeNumbers(v any) any {
-	switch v := v.(type) {
-	case json.Number:
-		if i, err := v.Int64(); err == nil {
-			return int(i)
-		}
-		f, _ := v.Float64()
-		return f
-	case map[string]any:
-		for k, e := range v {
-			v[k] = normalizeNumbers(e)
-		}
-		return v
-	case []any:
-		for i, e := range v {
-			v[i] = normalizeNumbers(e)
-		}
-		return v
-	}
-	return v
 }
 
 // view is the contact's state as GET /api/contacts/{id} shows it.

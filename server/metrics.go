@@ -57,7 +57,7 @@ func newMetrics() *metrics {
 			Name: "flowbot_queue_depth", Help: "Inbox items accepted and not yet processed.",
 		}),
 		actors: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "flowbot_active_contacts", Help: "Contacts being worked on right now.",
+			Name: "flowbot_active_contacts", Help: "Contacts being worked on or waiting for a worker.",
 		}),
 		engineErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowbot_engine_errors_total", Help: "Error events the engine recorded (failed expressions, failed calls, undeliverable sends).",

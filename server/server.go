@@ -60,8 +60,8 @@ type Config struct {
 	// TimerInterval is how often due timers and the backlog are checked;
 	// 0 is one second.
 	TimerInterval time.Duration
-	// MaxActive bounds the contacts worked on at once; 0 is 1024.
-	MaxActive int
+	// Workers is how many contacts are worked on at once; 0 is 256.
+	Workers int
 	// Settle holds a contact's updates until none came for this long (at
 	// most four times this), so that webhooks delivered out of order are
 	// handled in WhatsApp's timestamp order. 0 handles them at once.
@@ -101,8 +101,8 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.TimerInterval <= 0 {
 		cfg.TimerInterval = time.Second
 	}
-	if cfg.MaxActive <= 0 {
-		cfg.MaxActive = 1024
+	if cfg.Workers <= 0 {
+		cfg.Workers = 256
 	}
 	if cfg.RetryLater <= 0 {
 		cfg.RetryLater = 30 * time.Second
@@ -115,7 +115,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if d, ok := sender.(*DevOutbox); ok {
 		s.dev = d
 	}
-	s.disp = newDispatcher(cfg.MaxActive, cfg.Settle, s.work, s.metrics)
+	s.disp = newDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics)
 	s.app = fiber.New(fiber.Config{
 		BodyLimit:             MaxBody,
 		DisableStartupMessage: true,

@@ -12,63 +12,43 @@ import (
 	"github.com/flowbot/flowbot/whatsapp"
 )
 
-// dispatcher runs at most one worker per contact, so that a contact's
-// events and sends happen strictly in order, and many contacts at once,
-// up to a bound.
+// dispatcher works on contacts with a fixed pool of workers: at most one
+// worker per contact, so that a contact's events and sends happen
+// strictly in order, and many contacts at once. Contacts wait their turn
+// in a queue, not in goroutines, so a backlog of a million contacts costs
+// a map entry each.
 type dispatcher struct {
 	mu      sync.Mutex
-	active  map[string]*actor
-	sem     chan struct{}
+	cond    *sync.Cond
+	actors  map[string]*actor
+	queue   []string // ready to run, in order
 	settle  time.Duration
-	recent  map[string]time.Time // when each contact's latest update came, while it matters
-	wg      sync.WaitGroup
 	work    func(ctx context.Context, contact string)
 	ctx     context.Context
 	cancel  context.CancelFunc
 	closed  bool
+	wg      sync.WaitGroup
 	metrics *metrics
 }
 
 type actor struct {
-	again bool
-	first time.Time // when the actor was asked for
-	last  time.Time // the latest ask
+	queued, running, waiting, again bool
+	first                           time.Time // the first update of the current burst
+	last                            time.Time // the latest update
 }
 
-func newDispatcher(max int, settle time.Duration, work func(context.Context, string), m *metrics) *dispatcher {
+func newDispatcher(workers int, settle time.Duration, work func(context.Context, string), m *metrics) *dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &dispatcher{active: map[string]*actor{}, recent: map[string]time.Time{}, sem: make(chan struct{}, max), settle: settle, work: work, ctx: ctx, cancel: cancel, metrics: m}
+	d := &dispatcher{actors: map[string]*actor{}, settle: settle, work: work, ctx: ctx, cancel: cancel, metrics: m}
+	d.cond = sync.NewCond(&d.mu)
+	for i := 0; i < workers; i++ {
+		d.wg.Add(1)
+		go d.worker()
+	}
+	return d
 }
 
-// settleWait waits until no new update came for the contact for the
-// settle time (at most four times that in all), so that a burst of
-// webhooks delivered out of order is put back in WhatsApp's timestamp
-// order before the first of them is handled.
-func (d *dispatcher) settleWait(a *actor) {
-	if d.settle <= 0 {
-		return
-	}
-	for {
-		d.mu.Lock()
-		until := a.last.Add(d.settle)
-		if limit := a.first.Add(4 * d.settle); until.After(limit) {
-			until = limit
-		}
-		d.mu.Unlock()
-		wait := time.Until(until)
-		if wait <= 0 {
-			return
-		}
-		select {
-		case <-time.After(wait):
-		case <-d.ctx.Done():
-			return
-		}
-	}
-}
-
-// notify asks for the contact's work to be done because new updates
-// came: now if no worker has it, else once more when its worker is done.
+// notify asks for the contact's work because new updates came for it.
 func (d *dispatcher) notify(contact string) { d.ask(contact, true) }
 
 // kick asks for the contact's work without new updates (due timers, the
@@ -81,63 +61,100 @@ func (d *dispatcher) ask(contact string, fresh bool) {
 	if d.closed {
 		return
 	}
-	now := time.Now()
+	a := d.actors[contact]
+	if a == nil {
+		a = &actor{}
+		d.actors[contact] = a
+		d.metrics.actors.Inc()
+	}
 	if fresh {
-		d.recent[contact] = now
-	}
-	if a, ok := d.active[contact]; ok {
-		a.again = true
-		if fresh {
-			a.last = now
+		now := time.Now()
+		if !a.waiting && !a.queued {
+			a.first = now
 		}
-		return
+		a.last = now
 	}
-	a := &actor{first: now, last: now}
-	if !fresh {
-		// Settle from the latest update, if one came lately.
-		a.last = d.recent[contact]
+	switch {
+	case a.running:
+		a.again = true
+	case a.queued, a.waiting:
+		// Already on its way; a waiting actor looks at a.last again when
+		// its wait ends.
+	default:
+		d.schedule(contact, a)
 	}
-	d.active[contact] = a
-	d.wg.Add(1)
-	d.metrics.actors.Inc()
-	go d.run(contact, a)
 }
 
-func (d *dispatcher) run(contact string, a *actor) {
-	defer d.wg.Done()
-	defer d.metrics.actors.Dec()
-	select {
-	case d.sem <- struct{}{}:
-	case <-d.ctx.Done():
-		d.mu.Lock()
-		delete(d.active, contact)
-		d.mu.Unlock()
+// schedule queues the contact once its burst has settled: when no update
+// came for the settle time (at most four times that since the burst
+// began), so that webhooks delivered out of order are put back in
+// WhatsApp's timestamp order before the first is handled. Called with
+// d.mu held.
+func (d *dispatcher) schedule(contact string, a *actor) {
+	ready := a.last.Add(d.settle)
+	if limit := a.first.Add(4 * d.settle); ready.After(limit) {
+		ready = limit
+	}
+	if wait := time.Until(ready); wait > 0 && !d.closed {
+		a.waiting = true
+		time.AfterFunc(wait, func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if a.waiting {
+				a.waiting = false
+				d.schedule(contact, a)
+			}
+		})
 		return
 	}
-	defer func() { <-d.sem }()
-	d.settleWait(a)
+	a.queued = true
+	d.queue = append(d.queue, contact)
+	d.cond.Signal()
+}
+
+func (d *dispatcher) worker() {
+	defer d.wg.Done()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for {
+		for len(d.queue) == 0 && !d.closed {
+			d.cond.Wait()
+		}
+		if len(d.queue) == 0 {
+			return // closed, and nothing left
+		}
+		contact := d.queue[0]
+		d.queue = d.queue[1:]
+		a := d.actors[contact]
+		a.queued, a.running = false, true
+		d.mu.Unlock()
 		d.work(d.ctx, contact)
 		d.mu.Lock()
+		a.running = false
 		if a.again && d.ctx.Err() == nil {
 			a.again = false
-			d.mu.Unlock()
+			a.first = a.last
+			d.schedule(contact, a)
 			continue
 		}
-		delete(d.active, contact)
-		if time.Since(d.recent[contact]) > d.settle {
-			delete(d.recent, contact)
-		}
-		d.mu.Unlock()
-		return
+		delete(d.actors, contact)
+		d.metrics.actors.Dec()
 	}
 }
 
-// close stops new work and waits for the work in hand; when ctx ends
-// first, the workers are cancelled.
+// close stops new work and waits for the work in hand (queued contacts
+// included, their settle time cut short); when ctx ends first, the
+// workers are cancelled.
 func (d *dispatcher) close(ctx context.Context) error {
 	d.mu.Lock()
 	d.closed = true
+	for c, a := range d.actors {
+		if a.waiting {
+			a.waiting, a.queued = false, true
+			d.queue = append(d.queue, c)
+		}
+	}
+	d.cond.Broadcast()
 	d.mu.Unlock()
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()

@@ -40,6 +40,7 @@ Usage:
   flowbot test DIR [-run RE] [-v]  run the conversation tests in DIR/tests
   flowbot run DIR [flags]          a dry run: chat with the bot on a virtual clock
   flowbot serve DIR [flags]        the WhatsApp server: webhooks in, Cloud API out
+  flowbot graph DIR [--flow F] [--format mermaid|dot]   the flows as a diagram
   flowbot version                  print the version
 
 Run 'flowbot run -h' for the dry run's flags.
@@ -85,6 +86,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdRun(ctx, rest, stdin, stdout, stderr)
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr)
+	case "graph":
+		return cmdGraph(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "flowbot "+version)
 		return nil

@@ -1,0 +1,334 @@
+package flows
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// The flow as a diagram: every step a node, every transition an edge
+// labelled with its condition. Mermaid for Markdown and the playground,
+// DOT for Graphviz.
+
+// GraphEdge is one transition of a flow.
+type GraphEdge struct {
+	From, To string
+	Label    string
+	Kind     string // goto, on, else, timeout, retry, on_error, wait
+}
+
+// GraphNode is one step of a flow, as drawn.
+type GraphNode struct {
+	Step        string
+	Lines       []string // what the step does, one line each
+	Fallback    string   // the template a free-form send falls back to, if any
+	End         bool
+	Handoff     bool
+	Ask         bool
+	Unreachable bool
+}
+
+// FlowGraph is a flow's nodes and edges, in step order.
+type FlowGraph struct {
+	Flow  *Flow
+	Nodes []GraphNode
+	Edges []GraphEdge
+}
+
+// Graph builds a flow's graph.
+func Graph(f *Flow) *FlowGraph {
+	g := &FlowGraph{Flow: f}
+	reached := map[string]bool{}
+	var visit func(string)
+	visit = func(name string) {
+		s := f.Steps[name]
+		if s == nil || reached[name] {
+			return
+		}
+		reached[name] = true
+		for _, e := range stepEdges(s) {
+			visit(e.to)
+		}
+	}
+	visit(f.Start)
+	for _, name := range f.StepOrder {
+		s := f.Steps[name]
+		n := GraphNode{Step: name, End: s.End, Handoff: s.Handoff != nil, Ask: s.Ask != nil, Unreachable: !reached[name]}
+		n.Lines = stepLines(s)
+		if s.SendsFreeForm() {
+			if fb := fallbackOf(f, s); fb != nil {
+				n.Fallback = fb.Name
+			}
+		}
+		g.Nodes = append(g.Nodes, n)
+		g.Edges = append(g.Edges, graphEdges(s)...)
+	}
+	return g
+}
+
+func fallbackOf(f *Flow, s *Step) *TemplateSend {
+	if s.Fallback != nil {
+		return s.Fallback
+	}
+	return f.Fallback
+}
+
+func stepLines(s *Step) []string {
+	var out []string
+	for _, a := range s.Set {
+		out = append(out, "set "+a.Var+" = "+a.Expr.Src)
+	}
+	if s.Call != nil {
+		out = append(out, "call "+s.Call.Method+" "+s.Call.URL.Src)
+	}
+	for _, t := range s.Say {
+		out = append(out, "say: "+t.Src)
+	}
+	for _, m := range s.Media {
+		out = append(out, m.Kind)
+	}
+	if s.Template != nil {
+		out = append(out, "template "+s.Template.Name)
+	}
+	if s.Ask != nil {
+		line := "ask: " + s.Ask.Text.Src
+		var choices []string
+		for _, b := range s.Ask.Buttons {
+			choices = append(choices, b.Title.Src)
+		}
+		if s.Ask.List != nil {
+			for _, sec := range s.Ask.List.Sections {
+				for _, r := range sec.Rows {
+					choices = append(choices, r.Title.Src)
+				}
+			}
+		}
+		if len(choices) > 0 {
+			line += " [" + strings.Join(choices, " | ") + "]"
+		}
+		out = append(out, line)
+	}
+	if s.Handoff != nil {
+		out = append(out, "handoff to "+s.Handoff.Queue)
+	}
+	return out
+}
+
+func graphEdges(s *Step) []GraphEdge {
+	var out []GraphEdge
+	add := func(to, label, kind string) {
+		if to != "" {
+			out = append(out, GraphEdge{From: s.Name, To: to, Label: label, Kind: kind})
+		}
+	}
+	if s.Call != nil {
+		add(s.Call.OnError, "on_error", "on_error")
+	}
+	if a := s.Ask; a != nil {
+		if a.Retry != nil {
+			add(a.Retry.Then, fmt.Sprintf("retry x%d", a.Retry.Times), "retry")
+		}
+		if a.Timeout > 0 {
+			add(a.OnTimeout, "timeout "+FormatDuration(a.Timeout), "timeout")
+		}
+	}
+	prefix := ""
+	if s.HasWait {
+		prefix = "after " + FormatDuration(s.Wait)
+	}
+	join := func(parts ...string) string {
+		var keep []string
+		for _, p := range parts {
+			if p != "" {
+				keep = append(keep, p)
+			}
+		}
+		return strings.Join(keep, ", ")
+	}
+	for _, b := range s.On {
+		add(b.Goto, join(prefix, b.If.Src), "on")
+	}
+	if s.Else != "" {
+		add(s.Else, join(prefix, "else"), "else")
+	}
+	if s.Goto != "" {
+		label := prefix
+		switch {
+		case len(s.On) > 0:
+			label = join(prefix, "else")
+		case s.Ask != nil && s.Ask.Validate != nil:
+			label = "valid reply"
+		case s.Ask != nil:
+			label = "reply"
+		}
+		kind := "goto"
+		if s.HasWait {
+			kind = "wait"
+		}
+		add(s.Goto, label, kind)
+	}
+	return out
+}
+
+// Mermaid renders flows as a Mermaid flowchart.
+func Mermaid(graphs []*FlowGraph) string {
+	var b strings.Builder
+	b.WriteString("flowchart TD\n")
+	for fi, g := range graphs {
+		ids := nodeIDs(g, fi)
+		indent := "  "
+		if len(graphs) > 1 {
+			fmt.Fprintf(&b, "  subgraph f%d[%s]\n", fi, mermaidQuote("flow "+g.Flow.ID))
+			indent = "    "
+		}
+		fmt.Fprintf(&b, "%sf%d_start((start)) --> %s\n", indent, fi, ids[g.Flow.Start])
+		for _, n := range g.Nodes {
+			label := mermaidQuote(nodeLabel(n, "<br/>"))
+			open, close := "[", "]"
+			switch {
+			case n.End:
+				open, close = "([", "])"
+			case n.Handoff:
+				open, close = "{{", "}}"
+			case n.Ask:
+				open, close = "[/", "/]"
+			}
+			fmt.Fprintf(&b, "%s%s%s%s%s\n", indent, ids[n.Step], open, label, close)
+		}
+		for _, e := range g.Edges {
+			arrow := "-->"
+			if e.Kind == "timeout" || e.Kind == "on_error" || e.Kind == "retry" {
+				arrow = "-.->"
+			}
+			if e.Label == "" {
+				fmt.Fprintf(&b, "%s%s %s %s\n", indent, ids[e.From], arrow, ids[e.To])
+			} else {
+				fmt.Fprintf(&b, "%s%s %s|%s| %s\n", indent, ids[e.From], arrow, mermaidQuote(e.Label), ids[e.To])
+			}
+		}
+		for _, n := range g.Nodes {
+			switch {
+			case n.Unreachable:
+				fmt.Fprintf(&b, "%sclass %s unreachable\n", indent, ids[n.Step])
+			case n.End:
+				fmt.Fprintf(&b, "%sclass %s endstep\n", indent, ids[n.Step])
+			case n.Handoff:
+				fmt.Fprintf(&b, "%sclass %s handoff\n", indent, ids[n.Step])
+			}
+		}
+		if len(graphs) > 1 {
+			b.WriteString("  end\n")
+		}
+	}
+	b.WriteString("  classDef unreachable fill:#eeeeee,stroke:#aaaaaa,color:#999999,stroke-dasharray:4 3\n")
+	b.WriteString("  classDef endstep fill:#e8f5e9,stroke:#2e7d32\n")
+	b.WriteString("  classDef handoff fill:#fff3e0,stroke:#e65100\n")
+	return b.String()
+}
+
+// nodeIDs gives each step an id safe in Mermaid and DOT.
+func nodeIDs(g *FlowGraph, fi int) map[string]string {
+	ids := map[string]string{}
+	for i, n := range g.Nodes {
+		ids[n.Step] = fmt.Sprintf("f%d_s%d", fi, i)
+	}
+	return ids
+}
+
+func nodeLabel(n GraphNode, nl string) string {
+	lines := []string{n.Step}
+	for _, l := range n.Lines {
+		lines = append(lines, truncate(l, 60))
+	}
+	if n.Fallback != "" {
+		lines = append(lines, "window closed: template "+n.Fallback)
+	}
+	if n.Unreachable {
+		lines = append(lines, "(unreachable)")
+	}
+	return strings.Join(lines, nl)
+}
+
+// mermaidQuote quotes a label for Mermaid: in double quotes, with the
+// characters Mermaid would read as syntax written as entities.
+func mermaidQuote(s string) string {
+	r := strings.NewReplacer(`"`, "#quot;", "|", "#124;", "{", "#123;", "}", "#125;", "<", "#lt;", ">", "#gt;", "#", "#35;")
+	// Keep the line breaks this package inserts.
+	parts := strings.Split(s, "<br/>")
+	for i, p := range parts {
+		parts[i] = r.Replace(p)
+	}
+	return `"` + strings.Join(parts, "<br/>") + `"`
+}
+
+// DOT renders flows as a Graphviz digraph.
+func DOT(graphs []*FlowGraph) string {
+	var b strings.Builder
+	b.WriteString("digraph flowbot {\n")
+	b.WriteString("  rankdir=TB;\n  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\", fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=10];\n")
+	for fi, g := range graphs {
+		ids := nodeIDs(g, fi)
+		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n    style=dashed;\n", fi, dotQuote("flow "+g.Flow.ID))
+		fmt.Fprintf(&b, "    f%d_start [label=\"start\", shape=circle, fillcolor=\"#263238\", fontcolor=\"#ffffff\"];\n", fi)
+		fmt.Fprintf(&b, "    f%d_start -> %s;\n", fi, ids[g.Flow.Start])
+		for _, n := range g.Nodes {
+			attrs := []string{"label=" + dotQuote(nodeLabel(n, "\n"))}
+			switch {
+			case n.End:
+				attrs = append(attrs, "shape=doubleoctagon", `fillcolor="#e8f5e9"`, `color="#2e7d32"`)
+			case n.Handoff:
+				attrs = append(attrs, "shape=hexagon", `fillcolor="#fff3e0"`, `color="#e65100"`)
+			case n.Ask:
+				attrs = append(attrs, "shape=parallelogram")
+			}
+			if n.Unreachable {
+				attrs = append(attrs, `fillcolor="#eeeeee"`, `color="#aaaaaa"`, `fontcolor="#999999"`, `style="rounded,filled,dashed"`)
+			}
+			if n.Fallback != "" {
+				attrs = append(attrs, "peripheries=2")
+			}
+			fmt.Fprintf(&b, "    %s [%s];\n", ids[n.Step], strings.Join(attrs, ", "))
+		}
+		for _, e := range g.Edges {
+			attrs := []string{}
+			if e.Label != "" {
+				attrs = append(attrs, "label="+dotQuote(e.Label))
+			}
+			if e.Kind == "timeout" || e.Kind == "on_error" || e.Kind == "retry" {
+				attrs = append(attrs, "style=dashed")
+			}
+			if len(attrs) == 0 {
+				fmt.Fprintf(&b, "    %s -> %s;\n", ids[e.From], ids[e.To])
+			} else {
+				fmt.Fprintf(&b, "    %s -> %s [%s];\n", ids[e.From], ids[e.To], strings.Join(attrs, ", "))
+			}
+		}
+		b.WriteString("  }\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func dotQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// Graphs returns the graphs of a bot's flows, or of one flow.
+func Graphs(b *Bot, flow string) ([]*FlowGraph, error) {
+	var out []*FlowGraph
+	for _, f := range b.Flows {
+		if flow == "" || f.ID == flow {
+			out = append(out, Graph(f))
+		}
+	}
+	if len(out) == 0 {
+		ids := make([]string, 0, len(b.Flows))
+		for _, f := range b.Flows {
+			ids = append(ids, f.ID)
+		}
+		sort.Strings(ids)
+		return nil, fmt.Errorf("no flow %q (the bot has %s)", flow, strings.Join(ids, ", "))
+	}
+	return out, nil
+}

@@ -11,14 +11,14 @@ import (
 // FlowFile is one file of flows/.
 type FlowFile struct {
 	At            Pos
-	Flow          Ref                   `yaml:"flow" flowbot:"required"`
-	Description   string                `yaml:"description"`
-	Start         Ref                   `yaml:"start" flowbot:"required"`
-	Triggers      []TriggerSpec         `yaml:"triggers"`
-	Vars          OrderedMap[any]       `yaml:"vars"`
+	Flow          Ref                   `yaml:"flow" flowbot:"required" doc:"the flow id, unique in the bot"`
+	Description   string                `yaml:"description" doc:"what the flow is for"`
+	Start         Ref                   `yaml:"start" flowbot:"required" doc:"the first step"`
+	Triggers      []TriggerSpec         `yaml:"triggers" doc:"what starts this flow for a contact in no flow: keyword or when"`
+	Vars          OrderedMap[any]       `yaml:"vars" doc:"variables and their defaults; the default's type is the variable's type"`
 	Fallback      *FallbackSpec         `yaml:"fallback"`
-	WindowClosing *WindowClosingSpec    `yaml:"window_closing"`
-	Steps         OrderedMap[*StepSpec] `yaml:"steps" flowbot:"required"`
+	WindowClosing *WindowClosingSpec    `yaml:"window_closing" doc:"a last free-form message while the contact is asked something and the window is about to close"`
+	Steps         OrderedMap[*StepSpec] `yaml:"steps" flowbot:"required" doc:"the steps, by name"`
 }
 
 // TriggerSpec starts a flow for a contact who is in no flow.
@@ -43,7 +43,7 @@ type FallbackSpec struct {
 	Params   *ParamsSpec `yaml:"params"`
 	Language string      `yaml:"language"`
 	Header   *HeaderSpec `yaml:"header"`
-	Buttons  []Source    `yaml:"buttons"`
+	Buttons  []Source    `yaml:"buttons" doc:"up to 3 reply buttons {id, title (20 characters)} for the ask"`
 }
 
 // TemplateStepSpec is a `template:` step: a template sent whatever the window.
@@ -60,28 +60,28 @@ type TemplateStepSpec struct {
 // FLOW_SPEC.md section 2.
 type StepSpec struct {
 	At        Pos
-	Set       OrderedMap[*Source] `yaml:"set"`
-	Call      *CallSpec           `yaml:"call"`
-	Say       *TextsSpec          `yaml:"say"`
-	Image     *MediaSpec          `yaml:"image"`
-	Document  *MediaSpec          `yaml:"document"`
-	Video     *MediaSpec          `yaml:"video"`
-	Audio     *MediaSpec          `yaml:"audio"`
+	Set       OrderedMap[*Source] `yaml:"set" doc:"assigns variables: {var: expression}"`
+	Call      *CallSpec           `yaml:"call" doc:"an HTTP request; the JSON response goes into vars.<save>; a failure goes to on_error"`
+	Say       *TextsSpec          `yaml:"say" doc:"text messages: one text or a list"`
+	Image     *MediaSpec          `yaml:"image" doc:"an image message: {link or id, caption}"`
+	Document  *MediaSpec          `yaml:"document" doc:"a document message: {link or id, caption, filename}"`
+	Video     *MediaSpec          `yaml:"video" doc:"a video message: {link or id, caption}"`
+	Audio     *MediaSpec          `yaml:"audio" doc:"an audio message: {link or id}"`
 	Template  *TemplateStepSpec   `yaml:"template"`
-	Ask       *Source             `yaml:"ask"`
+	Ask       *Source             `yaml:"ask" doc:"a question; the flow waits for the reply"`
 	Buttons   []ButtonSpec        `yaml:"buttons"`
-	List      *ListSpec           `yaml:"list"`
-	Save      *Ref                `yaml:"save"`
-	Validate  *Source             `yaml:"validate"`
-	Retry     *RetrySpec          `yaml:"retry"`
-	Timeout   *Duration           `yaml:"timeout"`
-	OnTimeout *Ref                `yaml:"on_timeout"`
-	Wait      *Duration           `yaml:"wait"`
-	Handoff   *HandoffSpec        `yaml:"handoff"`
-	Goto      *Ref                `yaml:"goto"`
-	On        []OnSpec            `yaml:"on"`
-	Else      *Ref                `yaml:"else"`
-	End       *bool               `yaml:"end"`
+	List      *ListSpec           `yaml:"list" doc:"an interactive list for the ask: {button, sections: [{title, rows: [{id, title, description}]}]}, up to 10 rows"`
+	Save      *Ref                `yaml:"save" doc:"the text variable that gets the reply (its choice id, else its text)"`
+	Validate  *Source             `yaml:"validate" doc:"a condition the reply must meet; message is the reply"`
+	Retry     *RetrySpec          `yaml:"retry" doc:"what to do with invalid replies: {times, say, then}"`
+	Timeout   *Duration           `yaml:"timeout" doc:"how long to wait for the reply, from the question"`
+	OnTimeout *Ref                `yaml:"on_timeout" doc:"the step to go to when no reply came within timeout"`
+	Wait      *Duration           `yaml:"wait" doc:"a durable timer; then the step routes on"`
+	Handoff   *HandoffSpec        `yaml:"handoff" doc:"hands the contact to a human agent: {queue, note}; the bot is silent until released"`
+	Goto      *Ref                `yaml:"goto" doc:"the next step"`
+	On        []OnSpec            `yaml:"on" doc:"conditional routes [{if, goto}], first match wins"`
+	Else      *Ref                `yaml:"else" doc:"where to go when no condition under on holds"`
+	End       *bool               `yaml:"end" doc:"true ends the flow"`
 	Fallback  *FallbackSpec       `yaml:"fallback"`
 }
 

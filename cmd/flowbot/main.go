@@ -41,6 +41,7 @@ Usage:
   flowbot run DIR [flags]          a dry run: chat with the bot on a virtual clock
   flowbot serve DIR [flags]        the WhatsApp server: webhooks in, Cloud API out
   flowbot graph DIR [--flow F] [--format mermaid|dot]   the flows as a diagram
+  flowbot schema KIND | --out DIR  JSON Schemas of the bot's files, for editors
   flowbot version                  print the version
 
 Run 'flowbot run -h' for the dry run's flags.
@@ -88,6 +89,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "graph":
 		return cmdGraph(rest, stdout, stderr)
+	case "schema":
+		return cmdSchema(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "flowbot "+version)
 		return nil

@@ -42,6 +42,7 @@ Usage:
   flowbot serve DIR [flags]        the WhatsApp server: webhooks in, Cloud API out
   flowbot graph DIR [--flow F] [--format mermaid|dot]   the flows as a diagram
   flowbot schema KIND | --out DIR  JSON Schemas of the bot's files, for editors
+  flowbot templates pull DIR       the account's templates into DIR/templates.yaml
   flowbot version                  print the version
 
 Run 'flowbot run -h' for the dry run's flags.
@@ -91,6 +92,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdGraph(rest, stdout, stderr)
 	case "schema":
 		return cmdSchema(rest, stdout, stderr)
+	case "templates":
+		return cmdTemplates(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "flowbot "+version)
 		return nil

@@ -51,6 +51,47 @@ type Server struct {
 	delay    time.Duration
 	hang     chan struct{}
 	seq      int
+
+	templates []map[string]any
+	pageSize  int
+}
+
+// SetTemplates sets what GET /{waba-id}/message_templates lists, pageSize
+// to a page (0: 25).
+func (s *Server) SetTemplates(list []map[string]any, pageSize int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.templates, s.pageSize = list, pageSize
+}
+
+// templates answers a page of the template list, with cursor paging as
+// the Graph API does.
+func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	list, size := s.templates, s.pageSize
+	s.mu.Unlock()
+	if size <= 0 {
+		size = 25
+	}
+	if f := r.URL.Query().Get("fields"); f == "" {
+		writeError(w, 400, 100, "(#100) fields is required", "give fields=name,language,status,category,components,parameter_format")
+		return
+	}
+	start := 0
+	if after := r.URL.Query().Get("after"); after != "" {
+		fmt.Sscanf(after, "cursor%d", &start)
+	}
+	end := min(start+size, len(list))
+	page := map[string]any{"data": list[start:end]}
+	paging := map[string]any{"cursors": map[string]any{"before": fmt.Sprintf("cursor%d", start), "after": fmt.Sprintf("cursor%d", end)}}
+	if end < len(list) {
+		q := r.URL.Query()
+		q.Set("after", fmt.Sprintf("cursor%d", end))
+		paging["next"] = "http://" + r.Host + r.URL.Path + "?" + q.Encode()
+	}
+	page["paging"] = paging
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(page)
 }
 
 // New starts a fake Graph API on 127.0.0.1, answering requests that carry
@@ -158,6 +199,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if r.Method == http.MethodGet && len(parts) >= 2 && parts[len(parts)-1] == "message_templates" {
+		s.listTemplates(w, r)
+		return
+	}
 	if r.Method != http.MethodPost || len(parts) < 2 || parts[len(parts)-1] != "messages" {
 		writeError(w, 404, 100, "Unsupported request: "+r.Method+" "+r.URL.Path, "")
 		return

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/whatsapp"
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeShutsDownCleanly runs `flowbot serve` in development mode,
+// posts a signed webhook, then stops it as SIGTERM does (main cancels the
+// context): the reply is made before it exits, and it exits 0.
+func TestServeShutsDownCleanly(t *testing.T) {
+	t.Setenv("WHATSAPP_APP_SECRET", "s3cret")
+	t.Setenv("WHATSAPP_TOKEN", "")
+	t.Setenv("MONGODB_URI", "")
+	t.Setenv("FLOWBOT_API_TOKEN", "")
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, []string{"serve", "../../examples/clinic", "--addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
+	}()
+	addrRe := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`)
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m := addrRe.FindStringSubmatch(stdout.String()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		cancel()
+		t.Fatalf("serve did not start:\n%s", stderr.String())
+	}
+	for _, want := range []string{"store: in memory", "development mode"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("start-up does not say %q:\n%s", want, stderr.String())
+		}
+	}
+	body := []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":"wamid.s1","timestamp":"%d","type":"text","text":{"body":"hi"}}]}}]}]}`, time.Now().Unix()))
+	req, _ := http.NewRequest("POST", "http://"+addr+"/webhook", bytes.NewReader(body))
+	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign("s3cret", body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("webhook: %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d:\n%s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	log := stderr.String()
+	if !strings.Contains(log, "Hi Ana! I can book you an appointment.") || !strings.Contains(log, "msg=stopped") {
+		t.Fatalf("the work in hand was not finished before exit:\n%s", log)
+	}
+}

@@ -115,10 +115,14 @@ func (r reporter) warnf(p Pos, format string, args ...any) {
 func didYouMean(s string, candidates []string) string {
 	best, bestDist := "", 1<<30
 	ls := strings.ToLower(s)
+	bestPrefix := 0
 	for _, c := range candidates {
-		d := levenshtein(ls, strings.ToLower(c))
-		if d < bestDist {
-			best, bestDist = c, d
+		lc := strings.ToLower(c)
+		d := levenshtein(ls, lc)
+		// On a tie, the candidate sharing the longer start wins: "sav" is
+		// "save" rather than "say".
+		if p := commonPrefix(ls, lc); d < bestDist || d == bestDist && p > bestPrefix {
+			best, bestDist, bestPrefix = c, d, p
 		}
 	}
 	limit := 2
@@ -157,4 +161,12 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(rb)]
+}
+
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }

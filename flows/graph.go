@@ -332,3 +332,14 @@ func Graphs(b *Bot, flow string) ([]*FlowGraph, error) {
 	}
 	return out, nil
 }
+
+// MermaidNodeID is the Mermaid node id of a step in the output of
+// Mermaid(graphs), or "".
+func MermaidNodeID(graphs []*FlowGraph, flow, step string) string {
+	for fi, g := range graphs {
+		if g.Flow.ID == flow {
+			return nodeIDs(g, fi)[step]
+		}
+	}
+	return ""
+}

@@ -179,6 +179,9 @@ func (s *Server) routes() {
 	api.Get("/outbox", s.outbox)
 }
 
+// Mount adds more routes (the playground) to the server's app.
+func (s *Server) Mount(f func(fiber.Router)) { f(s.app) }
+
 // --- webhooks ---
 
 func (s *Server) handshake(c *fiber.Ctx) error {

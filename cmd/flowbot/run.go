@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -16,11 +17,15 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/server/playground"
+
+	"github.com/gofiber/fiber/v2"
 )
 
 type runFlags struct {
 	flow, contact, name, language, script, mocks, start string
-	trace                                               bool
+	trace, web                                          bool
+	addr                                                string
 }
 
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -34,6 +39,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs.StringVar(&f.mocks, "mocks", "", "a YAML file of mocks that answer the flow's HTTP calls instead of the network")
 	fs.StringVar(&f.start, "start-at", "", "the virtual clock's start, e.g. 2026-11-21T09:00:00Z (default: now)")
 	fs.BoolVar(&f.trace, "trace", false, "show each step entered, each condition with its value, and each variable set")
+	fs.BoolVar(&f.web, "web", false, "open the web playground instead of chatting in the terminal")
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8088", "with --web: the address to serve the playground on")
 	dir, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -57,6 +64,9 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			return &exitError{code: 2}
 		}
 		mocks = list
+	}
+	if f.web {
+		return runWeb(ctx, dir, bot, f, mocks, stdout, stderr)
 	}
 	if f.script != "" {
 		return runScript(ctx, bot, f, mocks, stdout, stderr)
@@ -363,4 +373,41 @@ func isTerminal(r io.Reader) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// runWeb serves the playground for the bot: chats run on a virtual clock,
+// and edits are saved to the bot's files.
+func runWeb(ctx context.Context, dir string, bot *flows.Bot, f runFlags, mocks []flows.MockSpec, stdout, stderr io.Writer) error {
+	var doer actions.Doer = &http.Client{}
+	if f.mocks != "" {
+		doer = dryrun.NewMocks(mocks)
+	}
+	var start time.Time
+	if f.start != "" {
+		t, err := time.Parse(time.RFC3339, f.start)
+		if err != nil {
+			return usageErr("--start-at: %v", err)
+		}
+		start = t
+	}
+	pg, err := playground.New(playground.Config{Dir: dir, WriteThrough: true, HTTP: doer, Secrets: secretsFromEnv(bot.Settings.Secrets), Start: start})
+	if err != nil {
+		return usageErr("run --web: %v", err)
+	}
+	app := fiber.New(fiber.Config{DisableStartupMessage: true, BodyLimit: 4 << 20})
+	pg.Mount(app, "/playground")
+	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/playground/") })
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return usageErr("run --web: %v", err)
+	}
+	fmt.Fprintf(stdout, "playground for %s at http://%s/playground/ (Ctrl-C to stop)\n", dir, ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- app.Listener(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return app.ShutdownWithTimeout(5 * time.Second)
+	}
 }

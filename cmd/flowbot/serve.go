@@ -13,8 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
+
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/server/playground"
 	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp"
 )
@@ -75,6 +78,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}, eng, st, sender)
 	if err != nil {
 		return usageErr("serve: %v", err)
+	}
+	if apiToken != "" {
+		pg, err := playground.New(playground.Config{Dir: dir, Token: apiToken, Secrets: secretsFromEnv(bot.Settings.Secrets)})
+		if err != nil {
+			return usageErr("serve: playground: %v", err)
+		}
+		srv.Mount(func(r fiber.Router) { pg.Mount(r, "/playground") })
+		log.Info("playground at /playground?token=<FLOWBOT_API_TOKEN>: dry runs only; its HTTP calls answer from no mock, and its edits stay in memory")
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -1,0 +1,123 @@
+package playground_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/flowbot/flowbot/server/playground"
+)
+
+func newApp(t *testing.T, cfg playground.Config) *fiber.App {
+	t.Helper()
+	pg, err := playground.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := fiber.New()
+	pg.Mount(app, "/playground")
+	return app
+}
+
+func do(t *testing.T, app *fiber.App, method, path, body string, hdr ...string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestPlaygroundAPI(t *testing.T) {
+	dir := copyDir(t, "../../examples/clinic")
+	app := newApp(t, playground.Config{Dir: dir}) // as flowbot serve mounts it: edits stay in memory
+	if code, _ := do(t, app, "GET", "/playground", ""); code != http.StatusFound {
+		t.Errorf("/playground answers %d, want a redirect to /playground/", code)
+	}
+	if code, body := do(t, app, "GET", "/playground/", ""); code != 200 || !strings.Contains(body, "flowbot playground") {
+		t.Errorf("page: %d", code)
+	}
+	if code, _ := do(t, app, "GET", "/playground/mermaid.min.js", ""); code != 200 {
+		t.Errorf("the embedded Mermaid is not served: %d", code)
+	}
+	for _, bad := range []string{"../../etc/passwd", "flows/../../x.yaml", "secret.txt", "flows/a/b.yaml"} {
+		if code, _ := do(t, app, "GET", "/playground/api/files/"+bad, ""); code != 404 {
+			t.Errorf("reading %q: %d, want 404", bad, code)
+		}
+		if code, _ := do(t, app, "PUT", "/playground/api/files/"+bad, "x"); code != 400 {
+			t.Errorf("writing %q: %d, want 400", bad, code)
+		}
+	}
+	if code, _ := do(t, app, "POST", "/playground/api/sessions", `{"flow": "nope"}`); code != 404 {
+		t.Errorf("unknown flow: %d", code)
+	}
+	code, body := do(t, app, "POST", "/playground/api/sessions", `{"flow": "appointments", "name": "Bo"}`)
+	if code != 200 {
+		t.Fatalf("new chat: %d %s", code, body)
+	}
+	id := body[strings.Index(body, `"id":"`)+6:]
+	id = id[:strings.Index(id, `"`)]
+	if code, body := do(t, app, "POST", "/playground/api/sessions/"+id+"/say", `{"text": "hello"}`); code != 200 || !strings.Contains(body, "Hi Bo!") {
+		t.Errorf("say: %d %s", code, body)
+	}
+	if code, _ := do(t, app, "POST", "/playground/api/sessions/"+id+"/wait", `{"duration": "soon"}`); code != 400 {
+		t.Errorf("a bad duration: %d", code)
+	}
+	if code, _ := do(t, app, "POST", "/playground/api/sessions/nope/say", `{"text": "x"}`); code != 404 {
+		t.Errorf("unknown chat: %d", code)
+	}
+	// An edit is checked and kept in memory, not written to disk.
+	orig, _ := os.ReadFile(filepath.Join(dir, "flows", "appointments.yaml"))
+	edited := strings.Replace(string(orig), "I can book you an appointment.", "Let's book.", 1)
+	if code, body := do(t, app, "PUT", "/playground/api/files/flows/appointments.yaml", edited); code != 200 || !strings.Contains(body, `"ok":true`) || !strings.Contains(body, `"version":2`) {
+		t.Errorf("edit: %d %s", code, body)
+	}
+	if now, _ := os.ReadFile(filepath.Join(dir, "flows", "appointments.yaml")); string(now) != string(orig) {
+		t.Error("an edit in a server's playground was written to disk")
+	}
+	_, body = do(t, app, "POST", "/playground/api/sessions", `{"flow": "appointments"}`)
+	id2 := body[strings.Index(body, `"id":"`)+6:]
+	id2 = id2[:strings.Index(id2, `"`)]
+	if _, body := do(t, app, "POST", "/playground/api/sessions/"+id2+"/say", `{"text": "hi"}`); !strings.Contains(body, "Let's book.") {
+		t.Errorf("a new chat does not use the edited bot: %s", body)
+	}
+	// A broken edit is refused with its errors; the chats go on.
+	code, body = do(t, app, "PUT", "/playground/api/files/flows/appointments.yaml", "flow: appointments\nstart: nowhere\nsteps: {}\n")
+	if code != 200 || !strings.Contains(body, `"ok":false`) || !strings.Contains(body, `"line":2`) {
+		t.Errorf("broken edit: %d %s", code, body)
+	}
+	if code, _ := do(t, app, "POST", "/playground/api/sessions", `{}`); code != 200 {
+		t.Errorf("after a broken edit the last good version stops serving: %d", code)
+	}
+}
+
+func TestPlaygroundToken(t *testing.T) {
+	app := newApp(t, playground.Config{Dir: "../../examples/clinic", Token: "tok"})
+	if code, _ := do(t, app, "GET", "/playground/api/bot", ""); code != 401 {
+		t.Errorf("without the token: %d", code)
+	}
+	if code, _ := do(t, app, "GET", "/playground/api/bot", "", "Authorization", "Bearer tok"); code != 200 {
+		t.Errorf("with the bearer token: %d", code)
+	}
+	req := httptest.NewRequest("GET", "/playground/?token=tok", nil)
+	resp, _ := app.Test(req, -1)
+	cookie := resp.Header.Get("Set-Cookie")
+	if resp.StatusCode != 200 || !strings.Contains(cookie, "flowbot_token=tok") || !strings.Contains(cookie, "HttpOnly") {
+		t.Fatalf("?token=: %d %q", resp.StatusCode, cookie)
+	}
+	if code, _ := do(t, app, "GET", "/playground/api/bot", "", "Cookie", "flowbot_token=tok"); code != 200 {
+		t.Errorf("with the cookie: %d", code)
+	}
+}

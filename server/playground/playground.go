@@ -1,0 +1,496 @@
+// Package playground is the web playground: chat with a bot in a
+// phone-like page on a virtual clock, watch the trace, the variables, the
+// cost and the diagram with the current step, and edit the YAML with lint
+// errors at their lines. Every chat runs through engine/dryrun and every
+// edit through the flows loader: the same code as `flowbot run` and
+// `flowbot test`, not a second implementation. The page's assets are
+// embedded; Mermaid comes from npm (web/), pinned.
+package playground
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing/fstest"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+
+	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/dryrun"
+	"github.com/flowbot/flowbot/flows"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Config configures a playground.
+type Config struct {
+	// Dir is the bot directory.
+	Dir string
+	// WriteThrough saves edits to Dir (flowbot run --web); without it
+	// edits stay in the playground's memory (flowbot serve), and the
+	// running server never sees them.
+	WriteThrough bool
+	// HTTP answers the flows' calls; nil fails every call that no mock
+	// answers, so that a playground on a server cannot reach integrations.
+	HTTP actions.Doer
+	// Secrets for the flows' expressions.
+	Secrets map[string]string
+	// Token, when set, is required: as a bearer token, or once as
+	// ?token= (which sets a cookie for the page).
+	Token string
+	// Start is the virtual clock's start for new chats; zero is now.
+	Start time.Time
+}
+
+// Playground holds the bot being edited and the chats.
+type Playground struct {
+	cfg Config
+
+	mu       sync.Mutex
+	files    map[string][]byte // the bot's files, edits included
+	bot      *flows.Bot        // the latest version that loaded
+	diags    flows.Diagnostics // the latest load's diagnostics
+	version  int
+	sessions map[string]*chat
+}
+
+// chat is one conversation in the playground.
+type chat struct {
+	mu      sync.Mutex
+	id      string
+	session *dryrun.Session
+	bot     *flows.Bot
+	version int
+	entries []entry
+}
+
+// entry is one line of the chat as the page shows it.
+type entry struct {
+	At       time.Time        `json:"at"`
+	From     string           `json:"from"` // user, bot, note
+	Text     string           `json:"text"`
+	Via      string           `json:"via,omitempty"`
+	Window   string           `json:"window,omitempty"`
+	Message  *actions.Message `json:"message,omitempty"`
+	Fallback bool             `json:"fallback,omitempty"`
+	Step     string           `json:"step,omitempty"`
+}
+
+// New loads the bot in cfg.Dir.
+func New(cfg Config) (*Playground, error) {
+	p := &Playground{cfg: cfg, sessions: map[string]*chat{}}
+	files, err := readBot(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	p.files = files
+	p.reload()
+	return p, nil
+}
+
+// botFiles are the files of a bot the playground shows and edits.
+func readBot(dir string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, pattern := range []string{"flowbot.yaml", "templates.yaml", "flows/*.yaml", "flows/*.yml", "tests/*.yaml", "tests/*.yml"} {
+		matches, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, m := range matches {
+			b, err := os.ReadFile(m)
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", m, err)
+			}
+			rel, _ := filepath.Rel(dir, m)
+			out[filepath.ToSlash(rel)] = b
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s has no bot files", dir)
+	}
+	return out, nil
+}
+
+// reload compiles the files; a version with errors is kept out, and the
+// last good one stays in use. Called with p.mu held, or before sharing.
+func (p *Playground) reload() {
+	fsys := fstest.MapFS{}
+	for k, v := range p.files {
+		fsys[k] = &fstest.MapFile{Data: v}
+	}
+	bot, diags := flows.LoadFS(fsys, p.cfg.Dir)
+	p.diags = diags
+	if bot != nil {
+		p.bot = bot
+		p.version++
+	}
+}
+
+// Mount adds the playground under prefix (e.g. "/playground").
+func (p *Playground) Mount(r fiber.Router, prefix string) {
+	g := r.Group(prefix, func(c *fiber.Ctx) error {
+		// The page's assets are relative: /playground must be /playground/.
+		if path := string(c.Request().URI().Path()); path == prefix {
+			q := string(c.Request().URI().QueryString())
+			if q != "" {
+				q = "?" + q
+			}
+			return c.Redirect(prefix+"/"+q, fiber.StatusFound)
+		}
+		return c.Next()
+	}, p.auth)
+	g.Get("/api/bot", p.getBot)
+	g.Get("/api/files/*", p.getFile)
+	g.Put("/api/files/*", p.putFile)
+	g.Post("/api/sessions", p.newSession)
+	g.Get("/api/sessions/:id", p.getSession)
+	g.Post("/api/sessions/:id/say", p.say)
+	g.Post("/api/sessions/:id/wait", p.wait)
+	g.Post("/api/sessions/:id/release", p.release)
+	sub, _ := fs.Sub(assets, "assets")
+	g.Use("/", filesystem.New(filesystem.Config{Root: http.FS(sub), Index: "index.html", MaxAge: 0}))
+}
+
+func (p *Playground) auth(c *fiber.Ctx) error {
+	if p.cfg.Token == "" {
+		return c.Next()
+	}
+	ok := func(s string) bool { return subtle.ConstantTimeCompare([]byte(s), []byte(p.cfg.Token)) == 1 }
+	if q := c.Query("token"); q != "" && ok(q) {
+		c.Cookie(&fiber.Cookie{Name: "flowbot_token", Value: q, HTTPOnly: true, SameSite: "Strict", Path: "/"})
+		return c.Next()
+	}
+	if ok(strings.TrimPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")) || ok(c.Cookies("flowbot_token")) {
+		return c.Next()
+	}
+	return c.Status(fiber.StatusUnauthorized).SendString("the playground needs the API token: open /playground?token=...")
+}
+
+type diagJSON struct {
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Col      int    `json:"col"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+	Text     string `json:"text"`
+}
+
+func (p *Playground) diagnostics() []diagJSON {
+	out := []diagJSON{}
+	for _, d := range p.diags {
+		rel, err := filepath.Rel(p.cfg.Dir, d.File)
+		if err != nil {
+			rel = d.File
+		}
+		out = append(out, diagJSON{File: filepath.ToSlash(rel), Line: d.Pos.Line, Col: d.Pos.Col, Severity: d.Severity.String(), Message: d.Message, Text: d.String()})
+	}
+	return out
+}
+
+func (p *Playground) getBot(c *fiber.Ctx) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return c.JSON(p.botView())
+}
+
+func (p *Playground) botView() fiber.Map {
+	type flowInfo struct {
+		ID          string `json:"id"`
+		Description string `json:"description"`
+	}
+	var fl []flowInfo
+	if p.bot != nil {
+		for _, f := range p.bot.Flows {
+			fl = append(fl, flowInfo{f.ID, f.Description})
+		}
+	}
+	files := make([]string, 0, len(p.files))
+	for k := range p.files {
+		files = append(files, k)
+	}
+	sort.Strings(files)
+	return fiber.Map{
+		"dir": p.cfg.Dir, "flows": fl, "files": files, "version": p.version,
+		"diagnostics": p.diagnostics(), "ok": !p.diags.HasErrors(), "write_through": p.cfg.WriteThrough,
+	}
+}
+
+func cleanRel(name string) (string, bool) {
+	name = path.Clean("/" + name)[1:]
+	ok := name == "flowbot.yaml" || name == "templates.yaml" ||
+		(strings.HasPrefix(name, "flows/") || strings.HasPrefix(name, "tests/")) && strings.Count(name, "/") == 1 &&
+			(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml"))
+	return name, ok
+}
+
+func (p *Playground) getFile(c *fiber.Ctx) error {
+	name, ok := cleanRel(c.Params("*"))
+	p.mu.Lock()
+	b, found := p.files[name]
+	p.mu.Unlock()
+	if !ok || !found {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such bot file"})
+	}
+	return c.Type("txt").Send(b)
+}
+
+// putFile replaces one file and reloads the bot: the answer carries the
+// diagnostics; the chats keep the version they started with.
+func (p *Playground) putFile(c *fiber.Ctx) error {
+	name, ok := cleanRel(c.Params("*"))
+	if !ok {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "only flowbot.yaml, templates.yaml, flows/*.yaml and tests/*.yaml can be edited"})
+	}
+	body := append([]byte(nil), c.Body()...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.WriteThrough {
+		full := filepath.Join(p.cfg.Dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(full, body, 0o644); err != nil {
+			return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": err.Error()})
+		}
+	}
+	p.files[name] = body
+	p.reload()
+	return c.JSON(p.botView())
+}
+
+type newSessionRequest struct {
+	Flow     string `json:"flow"`
+	Name     string `json:"name"`
+	Language string `json:"language"`
+}
+
+func (p *Playground) newSession(c *fiber.Ctx) error {
+	var req newSessionRequest
+	if len(c.Body()) > 0 {
+		if err := c.BodyParser(&req); err != nil {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+		}
+	}
+	p.mu.Lock()
+	bot, version := p.bot, p.version
+	p.mu.Unlock()
+	if bot == nil {
+		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": "the bot does not load: fix its errors first"})
+	}
+	if req.Flow != "" && bot.Flow(req.Flow) == nil {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no flow " + req.Flow})
+	}
+	doer := p.cfg.HTTP
+	if doer == nil {
+		doer = dryrun.NewMocks(nil)
+	}
+	e := engine.New(bot, engine.Options{HTTP: doer, Secrets: p.cfg.Secrets, Trace: true})
+	contact := dryrun.DefaultContact
+	if req.Name != "" {
+		contact.Name = req.Name
+	}
+	contact.Language = req.Language
+	start := p.cfg.Start
+	if start.IsZero() {
+		start = time.Now().UTC().Truncate(time.Minute)
+	}
+	s, err := dryrun.NewSession(c.UserContext(), e, contact, start)
+	if err != nil {
+		return err
+	}
+	s.ForceFlow = req.Flow
+	ch := &chat{id: newID(), session: s, bot: bot, version: version}
+	s.OnResult = ch.record
+	p.mu.Lock()
+	p.sessions[ch.id] = ch
+	p.mu.Unlock()
+	return c.JSON(ch.view(c.UserContext()))
+}
+
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (p *Playground) chat(c *fiber.Ctx) (*chat, error) {
+	p.mu.Lock()
+	ch := p.sessions[c.Params("id")]
+	p.mu.Unlock()
+	if ch == nil {
+		return nil, fiber.NewError(fiber.StatusNotFound, "no such chat (the server may have restarted): start a new one")
+	}
+	return ch, nil
+}
+
+func (p *Playground) getSession(c *fiber.Ctx) error {
+	ch, err := p.chat(c)
+	if err != nil {
+		return err
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return c.JSON(ch.view(c.UserContext()))
+}
+
+type sayRequest struct {
+	Text   string `json:"text"`
+	Choice string `json:"choice"`
+}
+
+func (p *Playground) say(c *fiber.Ctx) error {
+	ch, err := p.chat(c)
+	if err != nil {
+		return err
+	}
+	var req sayRequest
+	if err := c.BodyParser(&req); err != nil {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	in := engine.Inbound{Type: "text", Text: req.Text}
+	if req.Choice != "" {
+		in = ch.session.Tap(req.Choice)
+	}
+	if strings.TrimSpace(in.Text) == "" && in.Choice == "" {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "nothing to send"})
+	}
+	ch.entries = append(ch.entries, entry{At: ch.session.Now, From: "user", Text: userText(in)})
+	if _, err := ch.session.Say(c.UserContext(), in); err != nil {
+		return err
+	}
+	return c.JSON(ch.view(c.UserContext()))
+}
+
+func userText(in engine.Inbound) string {
+	if in.Choice != "" && in.Text != in.Choice {
+		return in.Text
+	}
+	return in.Text
+}
+
+type waitRequest struct {
+	Duration string `json:"duration"`
+}
+
+func (p *Playground) wait(c *fiber.Ctx) error {
+	ch, err := p.chat(c)
+	if err != nil {
+		return err
+	}
+	var req waitRequest
+	if err := c.BodyParser(&req); err != nil {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	}
+	d, err := flows.ParseDuration(req.Duration)
+	if err != nil {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.entries = append(ch.entries, entry{At: ch.session.Now, From: "note", Text: "the clock moves on " + flows.FormatDuration(d)})
+	if err := ch.session.Advance(c.UserContext(), d); err != nil {
+		return err
+	}
+	return c.JSON(ch.view(c.UserContext()))
+}
+
+func (p *Playground) release(c *fiber.Ctx) error {
+	ch, err := p.chat(c)
+	if err != nil {
+		return err
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if _, err := ch.session.Release(c.UserContext()); err != nil {
+		if errors.Is(err, engine.ErrNotInHandoff) {
+			return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": err.Error()})
+		}
+		return err
+	}
+	ch.entries = append(ch.entries, entry{At: ch.session.Now, From: "note", Text: "an agent released the handoff"})
+	return c.JSON(ch.view(c.UserContext()))
+}
+
+// record keeps an event's outbound messages as chat entries.
+func (ch *chat) record(_ engine.Event, at time.Time, res *engine.Result) {
+	st, _ := ch.session.State(context.Background())
+	window := "closed"
+	if st != nil && st.WindowOpen(at) {
+		window = "open"
+	}
+	for _, o := range res.Outbound {
+		m := o.Message
+		ch.entries = append(ch.entries, entry{At: o.At, From: "bot", Text: m.Text, Via: string(o.Via), Window: window, Message: &m, Fallback: o.Fallback, Step: o.Flow + "/" + o.Step})
+	}
+}
+
+func (ch *chat) view(ctx context.Context) fiber.Map {
+	s := ch.session
+	st, _ := s.State(ctx)
+	window := fiber.Map{"open": false}
+	if st != nil && !st.LastInbound.IsZero() {
+		window["expires_at"] = st.WindowExpires()
+	}
+	if st != nil && st.WindowOpen(s.Now) {
+		left := st.WindowExpires().Sub(s.Now).Round(time.Minute)
+		window["open"] = true
+		window["left"] = fmt.Sprintf("%dh%02dm", int(left.Hours()), int(left.Minutes())%60)
+	}
+	var trace []fiber.Map
+	for _, r := range s.Records {
+		trace = append(trace, fiber.Map{"at": r.At, "kind": r.Kind, "flow": r.Flow, "step": r.Step, "detail": r.Detail})
+	}
+	cost := fiber.Map{}
+	summary := ""
+	if st != nil {
+		for _, cat := range flows.Categories {
+			if cc := st.Cost.Of(cat); cc.Messages > 0 {
+				cost[string(cat)] = cc.Amount
+			}
+		}
+		cost["total"] = st.Cost.Total()
+		summary = dryrun.CostSummary(ch.bot.Settings.Pricing, st.Cost)
+	}
+	v := fiber.Map{
+		"id": ch.id, "now": s.Now, "window": window, "entries": ch.entries, "trace": trace,
+		"cost": cost, "cost_summary": summary, "bot_version": ch.version,
+	}
+	if st != nil {
+		v["flow"], v["step"], v["waiting"], v["vars"] = st.Flow, st.Step, st.Waiting, st.Vars
+		v["handoff"] = st.Handoff
+		v["opted_out"] = st.Contact.OptedOut
+		v["diagram"] = diagram(ch.bot, st.Flow, st.Step)
+	}
+	return v
+}
+
+// diagram is the Mermaid diagram of the contact's flow (or every flow),
+// with the current step highlighted.
+func diagram(bot *flows.Bot, flow, step string) string {
+	graphs, err := flows.Graphs(bot, flow)
+	if err != nil || flow == "" {
+		graphs, _ = flows.Graphs(bot, "")
+	}
+	m := flows.Mermaid(graphs)
+	if flow != "" && step != "" {
+		if id := flows.MermaidNodeID(graphs, flow, step); id != "" {
+			m += "  class " + id + " current\n  classDef current fill:#fff59d,stroke:#f57f17,stroke-width:3px\n"
+		}
+	}
+	return m
+}

@@ -217,6 +217,17 @@ func (s *State) NextTimer() (Timer, bool) {
 	return best, found
 }
 
+// NextWork is when the contact next needs a worker: now (the zero time)
+// while committed messages wait in the outbox, else its next timer's due
+// time. Stores index it, so that work left by a crash is found again.
+func (s *State) NextWork() (time.Time, bool) {
+	if len(s.Outbox) > 0 {
+		return time.Time{}, true
+	}
+	t, ok := s.NextTimer()
+	return t.Due, ok
+}
+
 // Clone returns a deep copy, so that a store's copy and the engine's
 // cannot alias.
 func (s *State) Clone() *State {

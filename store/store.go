@@ -31,7 +31,8 @@ type Contacts interface {
 	// written then. After a successful Save the store owns st: the caller
 	// must not change it (Load again to go on).
 	Save(ctx context.Context, st *engine.State) error
-	// Due lists the ids of contacts with a timer due at or before t,
+	// Due lists the ids of contacts with work due at or before t
+	// (State.NextWork: a timer, or messages waiting in the outbox),
 	// earliest first, at most limit of them.
 	Due(ctx context.Context, t time.Time, limit int) ([]string, error)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -18,7 +19,9 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/server/playground"
+	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"
+	mongostore "github.com/flowbot/flowbot/store/mongo"
 	"github.com/flowbot/flowbot/whatsapp"
 )
 
@@ -41,11 +44,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *mongoURI == "" {
 		*mongoURI = os.Getenv("MONGODB_URI")
 	}
+	var st store.Store
 	if *mongoURI != "" {
-		return usageErr("serve: the MongoDB store is not in this build yet; unset MONGODB_URI (and --mongo-uri) to run on the in-memory store")
+		ms, err := mongostore.Open(ctx, *mongoURI)
+		if err != nil {
+			return usageErr("serve: %v", err)
+		}
+		defer ms.Close(context.Background())
+		st = ms
+		log.Info("store: MongoDB", "uri", redactURI(*mongoURI))
+	} else {
+		st = memory.New()
+		log.Warn("store: in memory; state is lost on restart (set --mongo-uri or MONGODB_URI to keep it)")
 	}
-	st := memory.New()
-	log.Warn("store: in memory; state is lost on restart (set --mongo-uri or MONGODB_URI to keep it)")
 
 	var sender server.Sender
 	token := os.Getenv("WHATSAPP_TOKEN")
@@ -113,4 +124,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// redactURI hides a connection string's password in logs.
+func redactURI(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "(unparsable)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "***")
+	}
+	return u.String()
 }

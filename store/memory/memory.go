@@ -62,8 +62,8 @@ func (s *Store) Due(_ context.Context, t time.Time, limit int) ([]string, error)
 	}
 	var all []due
 	for id, st := range s.contacts {
-		if next, ok := st.NextTimer(); ok && !next.Due.After(t) {
-			all = append(all, due{id, next.Due})
+		if next, ok := st.NextWork(); ok && !next.After(t) {
+			all = append(all, due{id, next})
 		}
 	}
 	sort.Slice(all, func(i, j int) bool {

@@ -138,16 +138,31 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 		if err := s.Save(ctx, engine.NewState("no-timer")); err != nil {
 			t.Fatal(err)
 		}
+		// Messages waiting in the outbox make a contact due at once.
+		unsent := engine.NewState("unsent")
+		unsent.Outbox = []engine.Outbound{{ID: "unsent:m1", To: "unsent", Via: engine.ViaSession}}
+		if err := s.Save(ctx, unsent); err != nil {
+			t.Fatal(err)
+		}
 		ids, err := s.Due(ctx, base.Add(2*time.Hour), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(ids) != "[c1 c2]" {
-			t.Fatalf("due = %v, want [c1 c2] (earliest first, not yet due left out)", ids)
+		if fmt.Sprint(ids) != "[unsent c1 c2]" {
+			t.Fatalf("due = %v, want [unsent c1 c2] (unsent messages first, then timers earliest first, not yet due left out)", ids)
 		}
-		ids, _ = s.Due(ctx, base.Add(5*time.Hour), 1)
-		if fmt.Sprint(ids) != "[c1]" {
-			t.Fatalf("due with limit 1 = %v, want [c1]", ids)
+		ids, _ = s.Due(ctx, base.Add(5*time.Hour), 2)
+		if fmt.Sprint(ids) != "[unsent c1]" {
+			t.Fatalf("due with limit 2 = %v, want [unsent c1]", ids)
+		}
+		// A timer moved on in a later version is due then, not before.
+		st, _ := s.Load(ctx, "c1")
+		st.Timers[0].Due = base.Add(10 * time.Hour)
+		if err := s.Save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		if ids, _ := s.Due(ctx, base.Add(5*time.Hour), 10); fmt.Sprint(ids) != "[unsent c2 c0]" {
+			t.Fatalf("after moving c1's timer: due = %v", ids)
 		}
 	})
 }

@@ -1,0 +1,443 @@
+// Package mongo is the MongoDB store: contacts' conversation states and
+// the inbox (one document per webhook update, unique by WhatsApp's id).
+//
+// A contact's state is written as a new document per version, with the
+// id "<contact>#<version>": compare-and-swap is an insert that fails on
+// the duplicate id when another writer got the version first. Unique ids
+// are the one guarantee every MongoDB-compatible server enforces
+// atomically (FerretDB, which the tests run on, does not make a filtered
+// replace atomic); older versions are deleted behind the writes. Only
+// single-document writes are used, no transactions, so that it runs on a
+// replica set, a sharded cluster keyed by contact, or a wire-compatible
+// server.
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+)
+
+// dedupeWindow is how long processed inbox items are kept to drop
+// redeliveries: Meta retries a webhook for up to 7 days.
+const dedupeWindow = 8 * 24 * time.Hour
+
+// Store is the MongoDB store. It is safe for concurrent use.
+type Store struct {
+	client *mongo.Client
+	states *mongo.Collection
+	inbox  *mongo.Collection
+	seq    atomic.Int64
+	owned  bool
+
+	pruneMu   sync.Mutex
+	prune     map[string]int64 // contact → delete versions below this
+	pruneKick chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+// Open connects to uri (the database is the URI's, else "flowbot") and
+// creates the indexes.
+func Open(ctx context.Context, uri string) (*Store, error) {
+	cs, err := connstring.ParseAndValidate(uri)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: bad connection string: %w", err)
+	}
+	db := cs.Database
+	if db == "" {
+		db = "flowbot"
+	}
+	opts := options.Client().ApplyURI(uri).SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true})
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: connecting: %w", err)
+	}
+	s, err := New(ctx, client.Database(db))
+	if err != nil {
+		client.Disconnect(context.Background())
+		return nil, err
+	}
+	s.owned = true
+	return s, nil
+}
+
+// New uses a database of an existing client (its BSON options must decode
+// documents as map[string]any) and creates the indexes.
+func New(ctx context.Context, db *mongo.Database) (*Store, error) {
+	s := &Store{client: db.Client(), states: db.Collection("states"), inbox: db.Collection("inbox"),
+		prune: map[string]int64{}, pruneKick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s.seq.Store(time.Now().UnixNano())
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := s.client.Ping(pctx, nil); err != nil {
+		return nil, fmt.Errorf("mongodb: cannot reach the server: %w", err)
+	}
+	if _, err := s.states.Indexes().CreateMany(pctx, []mongo.IndexModel{
+		{Keys: bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: -1}}, Options: options.Index().SetName("latest")},
+		{Keys: bson.D{{Key: "next_due", Value: 1}}, Options: options.Index().SetName("next_due").SetSparse(true)},
+	}); err != nil {
+		return nil, fmt.Errorf("mongodb: creating the states indexes: %w", err)
+	}
+	if _, err := s.inbox.Indexes().CreateMany(pctx, []mongo.IndexModel{
+		{Keys: bson.D{{Key: "contact", Value: 1}, {Key: "done", Value: 1}, {Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("pending")},
+		{Keys: bson.D{{Key: "done", Value: 1}, {Key: "contact", Value: 1}}, Options: options.Index().SetName("backlog")},
+	}); err != nil {
+		return nil, fmt.Errorf("mongodb: creating the inbox indexes: %w", err)
+	}
+	// Processed items expire after the dedupe window where the server can
+	// (MongoDB); a server without TTL indexes keeps them.
+	s.inbox.Indexes().CreateOne(pctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "done_at", Value: 1}}, Options: options.Index().SetName("expire_done").SetExpireAfterSeconds(int32(dedupeWindow / time.Second)),
+	})
+	go s.pruner()
+	return s, nil
+}
+
+// Close stops the store (deleting the old versions still due) and
+// disconnects a store opened with Open.
+func (s *Store) Close(ctx context.Context) error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	if s.owned {
+		return s.client.Disconnect(ctx)
+	}
+	return nil
+}
+
+// pruner deletes superseded state versions in batches, off the hot path.
+func (s *Store) pruner() {
+	defer close(s.done)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			s.flushPrune()
+			return
+		case <-t.C:
+			s.flushPrune()
+		case <-s.pruneKick:
+			s.flushPrune()
+		}
+	}
+}
+
+func (s *Store) flushPrune() {
+	s.pruneMu.Lock()
+	batch := s.prune
+	s.prune = map[string]int64{}
+	s.pruneMu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	var or bson.A
+	for c, v := range batch {
+		or = append(or, bson.D{{Key: "contact", Value: c}, {Key: "version", Value: bson.D{{Key: "$lt", Value: v}}}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.states.DeleteMany(ctx, bson.D{{Key: "$or", Value: or}}); err != nil {
+		// Keep them for the next round.
+		s.pruneMu.Lock()
+		for c, v := range batch {
+			if v > s.prune[c] {
+				s.prune[c] = v
+			}
+		}
+		s.pruneMu.Unlock()
+	}
+}
+
+func (s *Store) schedulePrune(contact string, below int64) {
+	s.pruneMu.Lock()
+	if below > s.prune[contact] {
+		s.prune[contact] = below
+	}
+	n := len(s.prune)
+	s.pruneMu.Unlock()
+	if n >= 500 {
+		select {
+		case s.pruneKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Name implements store.Store.
+func (s *Store) Name() string { return "mongodb" }
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx, nil) }
+
+// stateDoc is one version of a contact's state, plus what the store
+// indexes.
+type stateDoc struct {
+	ID      string        `bson:"_id"`
+	Contact string        `bson:"contact"`
+	Version int64         `bson:"version"`
+	NextDue *time.Time    `bson:"next_due,omitempty"`
+	State   *engine.State `bson:"state"`
+}
+
+func versionID(contact string, v int64) string { return fmt.Sprintf("%s#%d", contact, v) }
+
+// Load implements store.Contacts: the latest version.
+func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
+	var doc stateDoc
+	err := s.states.FindOne(ctx, bson.D{{Key: "contact", Value: id}},
+		options.FindOne().SetSort(bson.D{{Key: "version", Value: -1}})).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: loading contact %s: %w", id, err)
+	}
+	st := doc.State
+	if st == nil {
+		st = engine.NewState(id)
+	}
+	st.Version = doc.Version
+	st.Vars = normalize(st.Vars).(map[string]any)
+	if doc.Version > 1 {
+		// Versions left behind by a crash before their deletion.
+		s.schedulePrune(id, doc.Version)
+	}
+	return st, nil
+}
+
+// Save implements store.Contacts: the next version is inserted under its
+// own id, which only one writer can do.
+func (s *Store) Save(ctx context.Context, st *engine.State) error {
+	next := st.Version + 1
+	doc := stateDoc{ID: versionID(st.Contact.ID, next), Contact: st.Contact.ID, Version: next, State: st}
+	if due, ok := st.NextWork(); ok {
+		if due.IsZero() {
+			due = time.Unix(0, 0).UTC()
+		}
+		doc.NextDue = &due
+	}
+	// A writer that loaded an older version inserts a version that
+	// exists, and fails: that is the whole compare-and-swap.
+	_, err := s.states.InsertOne(ctx, doc)
+	if mongo.IsDuplicateKeyError(err) {
+		return store.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("mongodb: saving contact %s: %w", st.Contact.ID, err)
+	}
+	st.Version = next
+	if next > 1 {
+		s.schedulePrune(st.Contact.ID, next)
+	}
+	return nil
+}
+
+// Due implements store.Contacts.
+func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]string, error) {
+	opts := options.Find().SetSort(bson.D{{Key: "next_due", Value: 1}})
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	opts.SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}})
+	cur, err := s.states.Find(ctx, bson.D{{Key: "next_due", Value: bson.D{{Key: "$lte", Value: t}}}}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+	}
+	type ref struct {
+		Contact string `bson:"contact"`
+		Version int64  `bson:"version"`
+	}
+	var docs []ref
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+	}
+	if len(docs) == 0 {
+		return nil, nil
+	}
+	// A superseded version not deleted yet may still say it is due:
+	// keep only the contacts whose latest version does.
+	var names bson.A
+	for _, d := range docs {
+		names = append(names, d.Contact)
+	}
+	cur, err = s.states.Find(ctx, bson.D{{Key: "contact", Value: bson.D{{Key: "$in", Value: names}}}},
+		options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+	}
+	var all []ref
+	if err := cur.All(ctx, &all); err != nil {
+		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+	}
+	latest := map[string]int64{}
+	for _, d := range all {
+		latest[d.Contact] = max(latest[d.Contact], d.Version)
+	}
+	var ids []string
+	for _, d := range docs {
+		if d.Version == latest[d.Contact] {
+			ids = append(ids, d.Contact)
+		}
+	}
+	return ids, nil
+}
+
+// itemDoc is an inbox item's document.
+type itemDoc struct {
+	store.Item `bson:",inline"`
+	Done       bool       `bson:"done"`
+	DoneAt     *time.Time `bson:"done_at,omitempty"`
+}
+
+// Enqueue implements store.Inbox: one unordered insert; the items whose
+// key is already there fail with a duplicate key error and are dropped.
+func (s *Store) Enqueue(ctx context.Context, items []store.Item) ([]store.Item, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	docs := make([]any, len(items))
+	for i := range items {
+		items[i].Seq = s.seq.Add(1)
+		docs[i] = itemDoc{Item: items[i]}
+	}
+	_, err := s.inbox.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return items, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		return nil, fmt.Errorf("mongodb: queueing updates: %w", err)
+	}
+	dup := map[int]bool{}
+	for _, we := range bwe.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we) {
+			return nil, fmt.Errorf("mongodb: queueing updates: %w", err)
+		}
+		dup[we.Index] = true
+	}
+	var fresh []store.Item
+	for i, it := range items {
+		if !dup[i] {
+			fresh = append(fresh, it)
+		}
+	}
+	return fresh, nil
+}
+
+// Pending implements store.Inbox.
+func (s *Store) Pending(ctx context.Context, contact string, limit int) ([]store.Item, error) {
+	opts := options.Find().SetSort(bson.D{{Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}})
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	cur, err := s.inbox.Find(ctx, bson.D{{Key: "contact", Value: contact}, {Key: "done", Value: false}}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: reading the inbox: %w", err)
+	}
+	var docs []itemDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongodb: reading the inbox: %w", err)
+	}
+	out := make([]store.Item, len(docs))
+	for i, d := range docs {
+		out[i] = d.Item
+	}
+	// Equal timestamps keep arrival order whatever the server's sort.
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Timestamp.Equal(out[j].Timestamp) {
+			return out[i].Timestamp.Before(out[j].Timestamp)
+		}
+		return out[i].Seq < out[j].Seq
+	})
+	return out, nil
+}
+
+// Ack implements store.Inbox.
+func (s *Store) Ack(ctx context.Context, contact string, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	now := time.Now()
+	_, err := s.inbox.UpdateMany(ctx,
+		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}, {Key: "contact", Value: contact}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "done", Value: true}, {Key: "done_at", Value: now}}}})
+	if err != nil {
+		return fmt.Errorf("mongodb: acknowledging updates: %w", err)
+	}
+	return nil
+}
+
+// Backlog implements store.Inbox.
+func (s *Store) Backlog(ctx context.Context, limit int) ([]string, error) {
+	var contacts []string
+	err := s.inbox.Distinct(ctx, "contact", bson.D{{Key: "done", Value: false}}).Decode(&contacts)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: listing the backlog: %w", err)
+	}
+	sort.Strings(contacts)
+	if limit > 0 && len(contacts) > limit {
+		contacts = contacts[:limit]
+	}
+	return contacts, nil
+}
+
+// normalize turns what BSON gives back for flow variables into the plain
+// types the engine works with: lists as []any, whole numbers as int.
+func normalize(v any) any {
+	switch v := v.(type) {
+	case nil:
+		return map[string]any(nil)
+	case map[string]any:
+		for k, e := range v {
+			v[k] = normalizeValue(e)
+		}
+		return v
+	}
+	return v
+}
+
+func normalizeValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return normalize(v)
+	case bson.M:
+		return normalize(map[string]any(v))
+	case bson.A:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = normalizeValue(e)
+		}
+		return out
+	case []any:
+		for i, e := range v {
+			v[i] = normalizeValue(e)
+		}
+		return v
+	case int32:
+		return int(v)
+	case int64:
+		return int(v)
+	case bson.DateTime:
+		return v.Time().UTC()
+	}
+	return v
+}
+
+var _ store.Store = (*Store)(nil)

@@ -95,6 +95,11 @@ type Outbound struct {
 	// Cost is what this message adds to the conversation's cost.
 	Cost     float64        `json:"cost,omitempty"`
 	Category flows.Category `json:"category,omitempty"`
+	// ClaimedBy is the server instance sending the message, since
+	// ClaimedAt: another instance leaves it alone until the claim expires
+	// (the claimer died), so that a message goes out once.
+	ClaimedBy string    `json:"claimed_by,omitempty"`
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
 }
 
 // Record kinds: what the engine did, for the contact's event log and for

@@ -56,6 +56,8 @@ type State struct {
 	Processed []string `json:"processed,omitempty" bson:"processed,omitempty"`
 	// Version is the store's compare-and-swap counter.
 	Version int64 `json:"version" bson:"version"`
+	// LoadedAt is when a store loaded this state (not stored).
+	LoadedAt time.Time `json:"-" bson:"-"`
 }
 
 // Bounds of the state's histories.

@@ -8,12 +8,14 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +68,10 @@ type Config struct {
 	// most four times this), so that webhooks delivered out of order are
 	// handled in WhatsApp's timestamp order. 0 handles them at once.
 	Settle time.Duration
+	// ClaimTimeout is how long an instance's claim on a contact's outbound
+	// messages holds before another instance may send them (the first one
+	// died); 0 is two minutes.
+	ClaimTimeout time.Duration
 	// RetryLater is how long an outbound message that could not be sent
 	// (retries used up) waits before the next round; 0 is 30 seconds.
 	RetryLater time.Duration
@@ -87,6 +93,8 @@ type Server struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	loops    sync.WaitGroup
+	// instance names this server among several on one database.
+	instance string
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud
@@ -107,10 +115,13 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.RetryLater <= 0 {
 		cfg.RetryLater = 30 * time.Second
 	}
+	if cfg.ClaimTimeout <= 0 {
+		cfg.ClaimTimeout = 2 * time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: st, sender: sender, metrics: newMetrics(), log: cfg.Logger, stop: make(chan struct{})}
+	s := &Server{cfg: cfg, store: st, sender: sender, metrics: newMetrics(), log: cfg.Logger, stop: make(chan struct{}), instance: newInstanceID()}
 	s.engine.Store(eng)
 	if d, ok := sender.(*DevOutbox); ok {
 		s.dev = d
@@ -157,7 +168,21 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 // when ctx ends first, work still running is cancelled (what it had not
 // committed stays queued in the store).
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.app.ShutdownWithContext(ctx)
+	// The HTTP side gets a share of the time: the listener closes at once,
+	// requests in progress finish, but a client's connection that never
+	// sends a request would hold it to the end, and the work in hand
+	// matters more.
+	httpWait := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		httpWait = min(httpWait, time.Until(dl)/3)
+	}
+	hctx, cancel := context.WithTimeout(ctx, httpWait)
+	err := s.app.ShutdownWithContext(hctx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		s.log.Info("shutdown: idle client connections left open; draining the work in hand")
+		err = nil
+	}
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.loops.Wait()
 	if werr := s.disp.close(ctx); werr != nil && err == nil {
@@ -441,3 +466,10 @@ func (d *DevOutbox) List() []engine.Outbound {
 
 // Serve serves HTTP on a listener until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+func newInstanceID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
+}

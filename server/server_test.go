@@ -19,6 +19,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp"
 	"github.com/flowbot/flowbot/whatsapp/fakegraph"
@@ -55,21 +56,30 @@ type option func(*server.Config)
 
 func newRig(t *testing.T, botDir string, opts ...option) *rig {
 	t.Helper()
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	clk := &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+	st := memory.New()
+	r := newRigOn(t, botDir, st, fake, clk, opts...)
+	r.store = st
+	return r
+}
+
+// newRigOn starts a server on a given store, fake Graph API and clock:
+// several of them make several instances on one database.
+func newRigOn(t *testing.T, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, opts ...option) *rig {
+	t.Helper()
 	bot, diags := flows.Load(botDir)
 	if bot == nil {
 		t.Fatal(diags.Error())
 	}
-	fake := fakegraph.New("tok")
-	t.Cleanup(fake.Close)
 	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok",
 		Retry: whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 6}}
-	clk := &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
 	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now,
 		TimerInterval: 10 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	st := memory.New()
 	srv, err := server.New(cfg, engine.New(bot, engine.Options{}), st, client)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +95,7 @@ func newRig(t *testing.T, botDir string, opts ...option) *rig {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return &rig{t: t, srv: srv, url: "http://" + ln.Addr().String(), fake: fake, store: st, clock: clk}
+	return &rig{t: t, srv: srv, url: "http://" + ln.Addr().String(), fake: fake, clock: clk}
 }
 
 // textWebhook is a notification carrying one text message.

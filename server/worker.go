@@ -197,13 +197,17 @@ func (s *Server) sweep() {
 	if err != nil {
 		s.log.Error("listing the backlog", "err", err)
 	}
+	if len(due)+len(backlog) > 0 {
+		s.log.Debug("sweep", "due", len(due), "backlog", len(backlog))
+	}
 	for _, id := range append(due, backlog...) {
 		s.disp.kick(id)
 	}
 }
 
-// work does everything pending for one contact: queued updates in order,
-// due timers, then the outbox, until nothing is left.
+// work does everything pending for one contact: queued updates in
+// order and due timers, committed together, then the outbox; again while
+// more came meanwhile.
 func (s *Server) work(ctx context.Context, contact string) {
 	log := s.log.With("contact", contact)
 	for round := 0; round < 1000 && ctx.Err() == nil; round++ {
@@ -212,23 +216,13 @@ func (s *Server) work(ctx context.Context, contact string) {
 			log.Error("reading the inbox", "err", err)
 			return
 		}
-		var lastRead string
-		for _, it := range items {
-			if err := s.apply(ctx, contact, it); err != nil {
-				log.Error("applying an update; it stays queued", "key", it.Key, "err", err)
-				return
-			}
-			s.metrics.queue.Dec()
-			if it.Kind == store.ItemMessage && !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key) {
-				lastRead = it.Key
-			}
+		if round > 0 && len(items) == 0 {
+			return
 		}
-		fired, err := s.fireTimers(ctx, contact)
+		progressed, lastRead, err := s.round(ctx, contact, items)
 		if err != nil {
-			log.Error("firing timers", "err", err)
-		}
-		if err := s.flushOutbox(ctx, contact); err != nil {
-			log.Warn("sending", "err", err)
+			log.Error("working; the updates stay queued", "err", err)
+			return
 		}
 		if lastRead != "" && s.cfg.MarkRead {
 			if rm, ok := s.sender.(ReadMarker); ok {
@@ -239,10 +233,96 @@ func (s *Server) work(ctx context.Context, contact string) {
 				cancel()
 			}
 		}
-		if len(items) == 0 && !fired {
+		if !progressed {
 			return
 		}
 	}
+}
+
+// round applies the items and the due timers to the contact's state in
+// memory and commits them in one write, acknowledges the items, then
+// sends the outbox. A conflict with another writer starts it over on the
+// fresh state.
+func (s *Server) round(ctx context.Context, contact string, items []store.Item) (progressed bool, lastRead string, err error) {
+	var st *engine.State
+	var done []string
+	for attempt := 0; ; attempt++ {
+		done = done[:0]
+		st, err = s.store.Load(ctx, contact)
+		isNew := errors.Is(err, store.ErrNotFound)
+		if isNew {
+			st, err = engine.NewState(contact), nil
+		}
+		if err != nil {
+			return false, "", fmt.Errorf("loading contact %s: %w", contact, err)
+		}
+		changed := false
+		for _, it := range items {
+			done = append(done, it.Key)
+			if it.Kind == store.ItemStatus && isNew {
+				// A status never creates a contact (nor starts a flow).
+				s.log.Info("status for a contact never seen: dropped", "contact", contact, "status", it.Status.Status, "wamid", it.Status.WAMID)
+				continue
+			}
+			if st.WasProcessed(it.Key) {
+				continue
+			}
+			st.MarkProcessed(it.Key)
+			changed = true
+			if it.Kind == store.ItemMessage && !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key) {
+				lastRead = it.Key
+			}
+			var err error
+			switch it.Kind {
+			case store.ItemMessage:
+				err = s.handle(ctx, st, engine.Event{Kind: engine.EventInbound, Message: it.Message})
+			case store.ItemStatus:
+				err = s.applyStatus(ctx, st, it.Status)
+			default:
+				err = fmt.Errorf("unknown inbox item kind %q", it.Kind)
+			}
+			if err != nil {
+				// An update the engine refuses would fail again: record it
+				// and let it go rather than retry it forever.
+				s.log.Error("update dropped", "contact", contact, "key", it.Key, "err", err)
+			}
+		}
+		if !isNew || changed {
+			fired, err := s.fireDue(ctx, st)
+			if err != nil {
+				s.log.Error("firing timers", "contact", contact, "err", err)
+			}
+			changed = changed || fired
+			progressed = progressed || fired
+		}
+		if !changed {
+			break
+		}
+		err = s.store.Save(ctx, st)
+		if err == nil {
+			// A store may keep what it was given (the memory store
+			// does): go on with a copy.
+			st = st.Clone()
+			break
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt >= 20 {
+			return false, "", fmt.Errorf("saving contact %s: %w", contact, err)
+		}
+	}
+	if len(done) > 0 {
+		if err := s.store.Ack(ctx, contact, done...); err != nil {
+			return false, "", err
+		}
+		s.metrics.queue.Sub(float64(len(done)))
+	}
+	if len(st.Outbox) > 0 && st.Version > 0 {
+		sent, err := s.sendOutbox(ctx, contact, st)
+		if err != nil {
+			s.log.Warn("sending", "contact", contact, "err", err)
+		}
+		progressed = progressed || sent > 0
+	}
+	return progressed || len(items) > 0, lastRead, nil
 }
 
 func isDerivedKey(k string) bool { return len(k) > 5 && k[:5] == "noid:" }
@@ -283,6 +363,17 @@ func (s *Server) handle(ctx context.Context, st *engine.State, ev engine.Event) 
 	if err != nil {
 		return err
 	}
+	// One instance at a time sends a contact's messages, in order: new
+	// ones join the queue of the instance already sending, else this one
+	// sends them.
+	now := s.cfg.Now()
+	claimer, since := s.instance, now
+	if len(st.Outbox) > 0 && st.Outbox[0].ClaimedBy != "" && now.Sub(st.Outbox[0].ClaimedAt) < s.cfg.ClaimTimeout {
+		claimer, since = st.Outbox[0].ClaimedBy, st.Outbox[0].ClaimedAt
+	}
+	for i := range res.Outbound {
+		res.Outbound[i].ClaimedBy, res.Outbound[i].ClaimedAt = claimer, since
+	}
 	st.Outbox = append(st.Outbox, res.Outbound...)
 	for _, r := range res.Records {
 		switch r.Kind {
@@ -297,53 +388,12 @@ func (s *Server) handle(ctx context.Context, st *engine.State, ev engine.Event) 
 	return nil
 }
 
-// apply applies one inbox item to the contact's state, once.
-func (s *Server) apply(ctx context.Context, contact string, it store.Item) error {
-	if it.Kind == store.ItemStatus {
-		// A status never creates a contact (nor starts a flow).
-		if _, err := s.store.Load(ctx, contact); errors.Is(err, store.ErrNotFound) {
-			s.log.Info("status for a contact never seen: dropped", "contact", contact, "status", it.Status.Status, "wamid", it.Status.WAMID)
-			return s.store.Ack(ctx, contact, it.Key)
-		}
-	}
-	_, err := s.update(ctx, contact, func(st *engine.State) error {
-		if st.WasProcessed(it.Key) {
-			return errAlreadyProcessed
-		}
-		st.MarkProcessed(it.Key)
-		switch it.Kind {
-		case store.ItemMessage:
-			return s.handle(ctx, st, engine.Event{Kind: engine.EventInbound, Message: it.Message})
-		case store.ItemStatus:
-			return s.applyStatus(ctx, st, it.Status)
-		}
-		return fmt.Errorf("unknown inbox item kind %q", it.Kind)
-	})
-	if err != nil && !errors.Is(err, errAlreadyProcessed) {
-		// An update the engine refuses would fail again: record it and
-		// let it go rather than retry it forever.
-		if isPermanent(err) {
-			s.log.Error("update dropped", "contact", contact, "key", it.Key, "err", err)
-		} else {
-			return err
-		}
-	}
-	return s.store.Ack(ctx, contact, it.Key)
-}
-
-var errAlreadyProcessed = errors.New("already processed")
-
 // storeError is a failure to reach the store: the work is retried later,
 // unlike an event the engine refuses, which would fail again.
 type storeError struct{ err error }
 
 func (e *storeError) Error() string { return e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
-
-func isPermanent(err error) bool {
-	var se *storeError
-	return !errors.As(err, &se) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
-}
 
 // statusRank orders delivery statuses: a late "delivered" does not undo
 // "read".
@@ -382,26 +432,16 @@ func (s *Server) applyStatus(ctx context.Context, st *engine.State, su *store.St
 	return nil
 }
 
-// fireTimers runs the contact's due timers, in due order; it reports
-// whether any fired.
-func (s *Server) fireTimers(ctx context.Context, contact string) (bool, error) {
+// fireDue runs the state's due timers in due order, in memory; it
+// reports whether any fired.
+func (s *Server) fireDue(ctx context.Context, st *engine.State) (bool, error) {
 	fired := false
 	for i := 0; i < 100; i++ {
-		st, err := s.store.Load(ctx, contact)
-		if errors.Is(err, store.ErrNotFound) {
-			return fired, nil
-		}
-		if err != nil {
-			return fired, err
-		}
 		t, ok := st.NextTimer()
 		if !ok || t.Due.After(s.cfg.Now()) {
 			return fired, nil
 		}
-		_, err = s.update(ctx, contact, func(st *engine.State) error {
-			return s.handle(ctx, st, engine.Event{Kind: engine.EventTimer, TimerID: t.ID})
-		})
-		if err != nil {
+		if err := s.handle(ctx, st, engine.Event{Kind: engine.EventTimer, TimerID: t.ID}); err != nil {
 			return fired, err
 		}
 		fired = true
@@ -409,75 +449,130 @@ func (s *Server) fireTimers(ctx context.Context, contact string) (bool, error) {
 	return fired, nil
 }
 
-// flushOutbox sends the contact's committed outbound messages, in order,
-// one at a time: each leaves the outbox only once WhatsApp took it (or
-// refused it for good).
-func (s *Server) flushOutbox(ctx context.Context, contact string) error {
-	for ctx.Err() == nil {
-		st, err := s.store.Load(ctx, contact)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
+// sendResult is what WhatsApp said to one send.
+type sendResult struct {
+	o     engine.Outbound
+	wamid string
+	err   error
+}
+
+// sendOutbox sends the contact's committed outbound messages, in order,
+// from st (just loaded or saved), then records the outcomes in one write.
+// One instance at a time sends a contact's messages: the one that claimed
+// them; another takes over only when the claim has expired. A crash
+// between a send and that write sends the message again on restart (at
+// least once).
+func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.State) (int, error) {
+	o := st.Outbox[0]
+	if o.ClaimedBy != s.instance {
+		if o.ClaimedBy != "" && s.cfg.Now().Sub(o.ClaimedAt) < s.cfg.ClaimTimeout {
+			return 0, nil // another instance is sending them
 		}
-		if err != nil {
-			return err
+		if o.ClaimedBy != "" {
+			s.log.Warn("taking over messages another instance claimed and did not send: a duplicate is possible", "contact", contact, "message", o.ID, "claimed_by", o.ClaimedBy)
 		}
-		if len(st.Outbox) == 0 {
-			return nil
+		for i := range st.Outbox {
+			st.Outbox[i].ClaimedBy, st.Outbox[i].ClaimedAt = s.instance, s.cfg.Now()
 		}
+		if err := s.store.Save(ctx, st); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return 0, nil // someone else is at it; the sweep comes back
+			}
+			return 0, err
+		}
+		st = st.Clone()
+	}
+	var results []sendResult
+	var stopErr error
+	for len(st.Outbox) > 0 && ctx.Err() == nil {
 		o := st.Outbox[0]
-		wamid, sendErr := s.sender.Send(ctx, o)
-		class := whatsapp.Terminal
-		if sendErr != nil {
-			class = whatsapp.ClassOf(sendErr)
-			if class == whatsapp.Retryable {
-				// Retries used up, or shutting down: it stays first in the
-				// outbox, and the contact's later messages wait behind it.
-				s.metrics.sendError(errorCode(sendErr))
-				if ctx.Err() == nil {
-					time.AfterFunc(s.cfg.RetryLater, func() { s.disp.kick(contact) })
-				}
-				return fmt.Errorf("message %s stays queued: %w", o.ID, sendErr)
-			}
+		if o.ClaimedBy != s.instance {
+			break
 		}
-		_, err = s.update(ctx, contact, func(st *engine.State) error {
-			if len(st.Outbox) == 0 || st.Outbox[0].ID != o.ID {
-				return nil // another worker moved it meanwhile
+		wamid, err := s.sender.Send(ctx, o)
+		if err != nil && whatsapp.ClassOf(err) == whatsapp.Retryable {
+			// Retries used up, or shutting down: it stays first in the
+			// outbox, and the contact's later messages wait behind it.
+			s.metrics.sendError(errorCode(err))
+			if ctx.Err() == nil {
+				time.AfterFunc(s.cfg.RetryLater, func() { s.disp.kick(contact) })
 			}
-			st.Outbox = st.Outbox[1:]
-			d := engine.Delivery{ID: o.ID, WAMID: wamid, Via: o.Via, Summary: summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: s.cfg.Now(), Status: "sent"}
-			if sendErr == nil {
-				s.metrics.outbound.WithLabelValues(o.Message.Kind, string(o.Via)).Inc()
-				st.AddRecent(d)
-				return nil
-			}
-			code := errorCode(sendErr)
-			s.metrics.sendError(code)
-			d.Status, d.ErrorCode, d.Error = "failed", code, sendErr.Error()
-			st.AddRecent(d)
-			st.AddLog(engine.Record{At: s.cfg.Now(), Kind: engine.RecError, Flow: o.Flow, Step: o.Step, Detail: fmt.Sprintf("message %s refused by WhatsApp (%s): %v", o.ID, class, sendErr)})
-			if class == whatsapp.WindowClosed {
-				// The window is closed after all: the free-form messages
-				// still queued would be refused too, so they are not
-				// attempted; the engine sends the fallback template.
-				kept := st.Outbox[:0:0]
-				for _, q := range st.Outbox {
-					if q.Via == engine.ViaSession {
-						st.AddRecent(engine.Delivery{ID: q.ID, Via: q.Via, Summary: summary(q), Flow: q.Flow, Step: q.Step, Batch: q.Batch,
-							At: s.cfg.Now(), Status: "failed", ErrorCode: code, Error: "not sent: the window is closed"})
-						continue
-					}
-					kept = append(kept, q)
-				}
-				st.Outbox = kept
-				return s.handle(ctx, st, engine.Event{Kind: engine.EventSendFailed, Outbound: &o, Code: code})
+			stopErr = fmt.Errorf("message %s stays queued: %w", o.ID, err)
+			break
+		}
+		r := sendResult{o: o, wamid: wamid, err: err}
+		results = append(results, r)
+		s.applyResult(ctx, st, r, true)
+	}
+	if len(results) == 0 {
+		return 0, stopErr
+	}
+	err := s.store.Save(ctx, st)
+	if errors.Is(err, store.ErrConflict) {
+		// The state moved on meanwhile: record the outcomes on the fresh one.
+		_, err = s.update(ctx, contact, func(fresh *engine.State) error {
+			for _, r := range results {
+				s.applyResult(ctx, fresh, r, false)
 			}
 			return nil
 		})
-		if err != nil {
-			return err
+	}
+	if err != nil {
+		return len(results), err
+	}
+	return len(results), stopErr
+}
+
+// applyResult records a send's outcome on st: the message leaves the
+// outbox for the deliveries; 131047 means the window is closed after all:
+// the free-form messages still queued would be refused too, so they are
+// not attempted, and the engine sends the fallback template. count says
+// whether to count it in the metrics (once, not again on a retried write).
+func (s *Server) applyResult(ctx context.Context, st *engine.State, r sendResult, count bool) {
+	idx := -1
+	for i, q := range st.Outbox {
+		if q.ID == r.o.ID {
+			idx = i
+			break
 		}
 	}
-	return ctx.Err()
+	if idx < 0 {
+		return // recorded already
+	}
+	st.Outbox = append(st.Outbox[:idx:idx], st.Outbox[idx+1:]...)
+	o := r.o
+	d := engine.Delivery{ID: o.ID, WAMID: r.wamid, Via: o.Via, Summary: summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: s.cfg.Now(), Status: "sent"}
+	if r.err == nil {
+		if count {
+			s.metrics.outbound.WithLabelValues(o.Message.Kind, string(o.Via)).Inc()
+		}
+		st.AddRecent(d)
+		return
+	}
+	class := whatsapp.ClassOf(r.err)
+	code := errorCode(r.err)
+	if count {
+		s.metrics.sendError(code)
+	}
+	d.Status, d.ErrorCode, d.Error = "failed", code, r.err.Error()
+	st.AddRecent(d)
+	st.AddLog(engine.Record{At: s.cfg.Now(), Kind: engine.RecError, Flow: o.Flow, Step: o.Step, Detail: fmt.Sprintf("message %s refused by WhatsApp (%s): %v", o.ID, class, r.err)})
+	if class != whatsapp.WindowClosed {
+		return
+	}
+	kept := st.Outbox[:0:0]
+	for _, q := range st.Outbox {
+		if q.Via == engine.ViaSession {
+			st.AddRecent(engine.Delivery{ID: q.ID, Via: q.Via, Summary: summary(q), Flow: q.Flow, Step: q.Step, Batch: q.Batch,
+				At: s.cfg.Now(), Status: "failed", ErrorCode: code, Error: "not sent: the window is closed"})
+			continue
+		}
+		kept = append(kept, q)
+	}
+	st.Outbox = kept
+	if err := s.handle(ctx, st, engine.Event{Kind: engine.EventSendFailed, Outbound: &o, Code: code}); err != nil {
+		s.log.Error("falling back to a template", "contact", st.Contact.ID, "err", err)
+	}
 }
 
 func errorCode(err error) int {

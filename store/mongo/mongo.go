@@ -34,6 +34,15 @@ import (
 // redeliveries: Meta retries a webhook for up to 7 days.
 const dedupeWindow = 8 * 24 * time.Hour
 
+// A superseded version loses its state at once but its id is kept for
+// tombstoneTTL, so that a writer holding an old version cannot insert its
+// successor again; a writer holding a state longer than staleAfter gives
+// up (a conflict: it loads again), which keeps that safe.
+const (
+	tombstoneTTL = time.Hour
+	staleAfter   = 10 * time.Minute
+)
+
 // Store is the MongoDB store. It is safe for concurrent use.
 type Store struct {
 	client *mongo.Client
@@ -45,6 +54,7 @@ type Store struct {
 	pruneMu   sync.Mutex
 	prune     map[string]int64 // contact → delete versions below this
 	pruneKick chan struct{}
+	lastSweep time.Time
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -85,25 +95,57 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	if err := s.client.Ping(pctx, nil); err != nil {
 		return nil, fmt.Errorf("mongodb: cannot reach the server: %w", err)
 	}
-	if _, err := s.states.Indexes().CreateMany(pctx, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: -1}}, Options: options.Index().SetName("latest")},
-		{Keys: bson.D{{Key: "next_due", Value: 1}}, Options: options.Index().SetName("next_due").SetSparse(true)},
-	}); err != nil {
+	if err := ensureIndexes(pctx, s.states,
+		index{"latest", bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: -1}}, options.Index()},
+		index{"next_due", bson.D{{Key: "next_due", Value: 1}}, options.Index().SetSparse(true)},
+	); err != nil {
 		return nil, fmt.Errorf("mongodb: creating the states indexes: %w", err)
 	}
-	if _, err := s.inbox.Indexes().CreateMany(pctx, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "contact", Value: 1}, {Key: "done", Value: 1}, {Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("pending")},
-		{Keys: bson.D{{Key: "done", Value: 1}, {Key: "contact", Value: 1}}, Options: options.Index().SetName("backlog")},
-	}); err != nil {
+	if err := ensureIndexes(pctx, s.inbox,
+		index{"pending", bson.D{{Key: "contact", Value: 1}, {Key: "done", Value: 1}, {Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}}, options.Index()},
+		index{"backlog", bson.D{{Key: "done", Value: 1}, {Key: "contact", Value: 1}}, options.Index()},
+	); err != nil {
 		return nil, fmt.Errorf("mongodb: creating the inbox indexes: %w", err)
 	}
 	// Processed items expire after the dedupe window where the server can
 	// (MongoDB); a server without TTL indexes keeps them.
-	s.inbox.Indexes().CreateOne(pctx, mongo.IndexModel{
-		Keys: bson.D{{Key: "done_at", Value: 1}}, Options: options.Index().SetName("expire_done").SetExpireAfterSeconds(int32(dedupeWindow / time.Second)),
-	})
+	ensureIndexes(pctx, s.inbox, index{"expire_done", bson.D{{Key: "done_at", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(dedupeWindow / time.Second))})
 	go s.pruner()
 	return s, nil
+}
+
+// ensureIndexes creates the indexes a collection lacks, by name, one at a
+// time (FerretDB fails on creating several that already exist at once).
+type index struct {
+	name string
+	keys bson.D
+	opts *options.IndexOptionsBuilder
+}
+
+func ensureIndexes(ctx context.Context, c *mongo.Collection, indexes ...index) error {
+	cur, err := c.Indexes().List(ctx)
+	if err != nil {
+		return err
+	}
+	var existing []struct {
+		Name string `bson:"name"`
+	}
+	if err := cur.All(ctx, &existing); err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, e := range existing {
+		have[e.Name] = true
+	}
+	for _, ix := range indexes {
+		if have[ix.name] {
+			continue
+		}
+		if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: ix.keys, Options: ix.opts.SetName(ix.name)}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close stops the store (deleting the old versions still due) and
@@ -153,7 +195,11 @@ func (s *Store) flushPrune() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.states.DeleteMany(ctx, bson.D{{Key: "$or", Value: or}}); err != nil {
+	now := time.Now()
+	_, err := s.states.UpdateMany(ctx,
+		bson.D{{Key: "$or", Value: or}, {Key: "tombstone", Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "state", Value: ""}, {Key: "next_due", Value: ""}}}, {Key: "$set", Value: bson.D{{Key: "tombstone", Value: now}}}})
+	if err != nil {
 		// Keep them for the next round.
 		s.pruneMu.Lock()
 		for c, v := range batch {
@@ -162,6 +208,11 @@ func (s *Store) flushPrune() {
 			}
 		}
 		s.pruneMu.Unlock()
+		return
+	}
+	if now.Sub(s.lastSweep) > time.Minute {
+		s.lastSweep = now
+		s.states.DeleteMany(ctx, bson.D{{Key: "tombstone", Value: bson.D{{Key: "$lt", Value: now.Add(-tombstoneTTL)}}}})
 	}
 }
 
@@ -214,6 +265,7 @@ func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
 		st = engine.NewState(id)
 	}
 	st.Version = doc.Version
+	st.LoadedAt = time.Now()
 	st.Vars = normalize(st.Vars).(map[string]any)
 	if doc.Version > 1 {
 		// Versions left behind by a crash before their deletion.
@@ -225,6 +277,9 @@ func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
 // Save implements store.Contacts: the next version is inserted under its
 // own id, which only one writer can do.
 func (s *Store) Save(ctx context.Context, st *engine.State) error {
+	if !st.LoadedAt.IsZero() && time.Since(st.LoadedAt) > staleAfter {
+		return store.ErrConflict
+	}
 	next := st.Version + 1
 	doc := stateDoc{ID: versionID(st.Contact.ID, next), Contact: st.Contact.ID, Version: next, State: st}
 	if due, ok := st.NextWork(); ok {
@@ -386,12 +441,26 @@ func (s *Store) Ack(ctx context.Context, contact string, keys ...string) error {
 
 // Backlog implements store.Inbox.
 func (s *Store) Backlog(ctx context.Context, limit int) ([]string, error) {
-	var contacts []string
-	err := s.inbox.Distinct(ctx, "contact", bson.D{{Key: "done", Value: false}}).Decode(&contacts)
+	opts := options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}}).SetSort(bson.D{{Key: "contact", Value: 1}})
+	if limit > 0 {
+		opts.SetLimit(int64(limit) * 8)
+	}
+	cur, err := s.inbox.Find(ctx, bson.D{{Key: "done", Value: false}}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing the backlog: %w", err)
 	}
-	sort.Strings(contacts)
+	var docs []struct {
+		Contact string `bson:"contact"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongodb: listing the backlog: %w", err)
+	}
+	var contacts []string
+	for _, d := range docs {
+		if len(contacts) == 0 || contacts[len(contacts)-1] != d.Contact {
+			contacts = append(contacts, d.Contact)
+		}
+	}
 	if limit > 0 && len(contacts) > limit {
 		contacts = contacts[:limit]
 	}

@@ -2,15 +2,12 @@ package mongo_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -18,33 +15,11 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/store"
 	mstore "github.com/flowbot/flowbot/store/mongo"
+	"github.com/flowbot/flowbot/store/mongo/mongotest"
 	"github.com/flowbot/flowbot/store/storetest"
 )
 
-// server returns a MongoDB URI: $MONGODB_URI when set (a real MongoDB),
-// else FerretDB embedded in the test process on a temporary SQLite
-// directory.
-func server(t *testing.T) string {
-	t.Helper()
-	if uri := os.Getenv("MONGODB_URI"); uri != "" {
-		return uri
-	}
-	dir := t.TempDir()
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { f.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return f.MongoDBURI()
-}
+func server(t *testing.T) string { return mongotest.URI(t) }
 
 var dbSeq atomic.Int64
 
@@ -121,12 +96,24 @@ func TestVersionsAndValues(t *testing.T) {
 	if _, ok := got.Vars["list"].([]any)[2].(map[string]any); !ok || got.Vars["n"] != 3 {
 		t.Fatalf("types: %T %T", got.Vars["list"], got.Vars["n"])
 	}
-	s.Close(ctx) // flushes the deletions
-	n, err := db.Collection("states").CountDocuments(ctx, bson.D{})
+	s.Close(ctx) // flushes the pruning
+	n, err := db.Collection("states").CountDocuments(ctx, bson.D{{Key: "state", Value: bson.D{{Key: "$exists", Value: true}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 {
-		t.Fatalf("%d state documents after 5 versions, want only the latest", n)
+		t.Fatalf("%d states kept after 5 versions, want only the latest", n)
+	}
+	// The superseded versions stay as tombstones, so that a writer that
+	// loaded one of them cannot write its successor again.
+	stale := *got
+	stale.Version = 2
+	s2, err := mstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close(ctx)
+	if err := s2.Save(ctx, &stale); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a write based on a superseded version: %v, want a conflict", err)
 	}
 }

@@ -1,0 +1,109 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/server"
+	mstore "github.com/flowbot/flowbot/store/mongo"
+	"github.com/flowbot/flowbot/store/mongo/mongotest"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+// instances starts n servers on one MongoDB database (FerretDB here),
+// one fake Graph API and one clock.
+func instances(t *testing.T, n int, botDir string, opts ...option) []*rig {
+	t.Helper()
+	uri := mongotest.DatabaseURI(t)
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	clk := &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+	var rigs []*rig
+	for i := 0; i < n; i++ {
+		st, err := mstore.Open(context.Background(), uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close(context.Background()) })
+		rigs = append(rigs, newRigOn(t, botDir, st, fake, clk, opts...))
+	}
+	return rigs
+}
+
+// TestTwoInstancesKeepOrder: two servers on one database take webhooks
+// for the same contacts at once, each webhook to either of them: every
+// message is answered once, and each contact's answers come in order.
+func TestTwoInstancesKeepOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two servers on FerretDB")
+	}
+	rigs := instances(t, 2, "testdata/echo", func(c *server.Config) { c.Settle = 50 * time.Millisecond; c.TimerInterval = 100 * time.Millisecond })
+	const contacts, each = 3, 10
+	base := rigs[0].clock.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < contacts; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			from := fmt.Sprintf("1555000%04d", c)
+			for i := 0; i < each; i++ {
+				r := rigs[rand.IntN(len(rigs))]
+				body := textWebhook(from, "Ana", fmt.Sprintf("wamid.%d.%d", c, i), fmt.Sprintf("m%02d", i), base.Add(time.Duration(i)*time.Second))
+				if code := r.post(body); code != 200 {
+					t.Errorf("webhook answered %d", code)
+				}
+				if i%5 == 0 { // and a redelivery to the other instance
+					rigs[(rand.IntN(2)+1)%2].post(body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// FerretDB on SQLite is slow to write, the more so under the race
+	// detector: wait longer than the other tests do.
+	for deadline := time.Now().Add(60 * time.Second); len(rigs[0].fake.Sent()) < contacts*each && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	sent := rigs[0].settled(contacts * each)
+	byContact := map[string][]string{}
+	ids := map[string][]string{}
+	for _, r := range sent {
+		byContact[r.To] = append(byContact[r.To], text(r))
+		ids[r.To] = append(ids[r.To], fmt.Sprint(r.Body["biz_opaque_callback_data"]))
+	}
+	for c := 0; c < contacts; c++ {
+		from := fmt.Sprintf("1555000%04d", c)
+		got := byContact[from]
+		var want []string
+		for i := 0; i < each; i++ {
+			want = append(want, fmt.Sprintf("echo m%02d", i))
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("contact %s got %v (ids %v)", from, got, ids[from])
+		}
+	}
+}
+
+// TestTimerFiresOnceAcrossInstances: a durable timer falls due while two
+// servers watch the database: it fires once.
+func TestTimerFiresOnceAcrossInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two servers on FerretDB")
+	}
+	rigs := instances(t, 2, "../examples/support")
+	now := rigs[0].clock.Now()
+	rigs[0].post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+	rigs[0].settled(1)
+	rigs[1].post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
+	rigs[0].settled(3) // the document and the audio; then a 2h wait
+	rigs[0].clock.Advance(2*time.Hour + time.Second)
+	if got := texts(rigs[0].waitSent(4)); got[3] != "Did the guide help?" {
+		t.Fatalf("after the wait, sent %v", got)
+	}
+	rigs[0].settled(4)
+}

@@ -32,6 +32,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	insecure := fs.Bool("insecure-skip-signature", false, "accept webhooks without checking X-Hub-Signature-256 (development only)")
 	drain := fs.Duration("shutdown-timeout", 30*time.Second, "how long a shutdown waits for the work in hand")
 	settle := fs.Duration("settle", 25*time.Millisecond, "hold a contact's burst of webhooks this long, to handle them in WhatsApp's timestamp order")
+	claim := fs.Duration("claim-timeout", 2*time.Minute, "with several instances: how long one instance's claim on a contact's unsent messages holds before another sends them (the first died)")
+	tick := fs.Duration("timer-interval", time.Second, "how often due timers and queued work left by a restart are looked for")
 	dir, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -85,7 +87,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	eng := engine.New(bot, engine.Options{Secrets: secretsFromEnv(bot.Settings.Secrets)})
 	srv, err := server.New(server.Config{
 		AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
-		APIToken: apiToken, MarkRead: token != "", Logger: log, Settle: *settle,
+		APIToken: apiToken, MarkRead: token != "", Logger: log, Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick,
 	}, eng, st, sender)
 	if err != nil {
 		return usageErr("serve: %v", err)

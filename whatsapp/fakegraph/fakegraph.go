@@ -51,6 +51,7 @@ type Server struct {
 	delay    time.Duration
 	hang     chan struct{}
 	seq      int
+	waiting  int
 
 	templates []map[string]any
 	pageSize  int
@@ -143,6 +144,13 @@ func (s *Server) Hang() (resume func()) {
 	}
 }
 
+// Waiting is how many requests the fake holds unanswered (Hang).
+func (s *Server) Waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting
+}
+
 // Requests returns every request so far.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -181,6 +189,14 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	delay, hang := s.delay, s.hang
 	s.mu.Unlock()
 	if hang != nil {
+		s.mu.Lock()
+		s.waiting++
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.waiting--
+			s.mu.Unlock()
+		}()
 		select {
 		case <-hang:
 		case <-r.Context().Done():

@@ -124,6 +124,24 @@ func (r *rig) post(body []byte) int {
 	return r.postSigned(body, whatsapp.Sign(appSecret, body))
 }
 
+// postErr posts a signed webhook and reports a failure as an error, for
+// benchmarks.
+func (r *rig) postErr(body []byte) error {
+	req, _ := http.NewRequest("POST", r.url+"/webhook", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(appSecret, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("webhook answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
 func (r *rig) postSigned(body []byte, sig string) int {
 	r.t.Helper()
 	req, _ := http.NewRequest("POST", r.url+"/webhook", bytes.NewReader(body))

@@ -211,12 +211,9 @@ func (s *Server) sweep() {
 func (s *Server) work(ctx context.Context, contact string) {
 	log := s.log.With("contact", contact)
 	for round := 0; round < 1000 && ctx.Err() == nil; round++ {
-		items, err := s.store.Pending(ctx, contact, 50)
+		items, err := s.store.Pending(ctx, contact, pendingPage)
 		if err != nil {
 			log.Error("reading the inbox", "err", err)
-			return
-		}
-		if round > 0 && len(items) == 0 {
 			return
 		}
 		progressed, lastRead, err := s.round(ctx, contact, items)
@@ -233,11 +230,17 @@ func (s *Server) work(ctx context.Context, contact string) {
 				cancel()
 			}
 		}
-		if !progressed {
+		// More updates that came meanwhile were notified, and the
+		// dispatcher runs work again; look here only when the page was
+		// full.
+		if !progressed || len(items) < pendingPage {
 			return
 		}
 	}
 }
+
+// pendingPage is how many queued updates a round takes.
+const pendingPage = 50
 
 // round applies the items and the due timers to the contact's state in
 // memory and commits them in one write, acknowledges the items, then

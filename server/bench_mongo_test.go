@@ -1,0 +1,143 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/server"
+	mstore "github.com/flowbot/flowbot/store/mongo"
+	"github.com/flowbot/flowbot/store/mongo/mongotest"
+	"github.com/flowbot/flowbot/whatsapp"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+// BenchmarkMongo measures inbound messages per second through the server
+// on the MongoDB store (FerretDB here, or $MONGODB_URI), next to a
+// bare-driver baseline that does the minimum a durable bot needs per
+// message (queue the message, read the contact's state, write it back),
+// with the same concurrency, in one run:
+//
+//	go test ./server -run '^$' -bench Mongo -benchtime 1x
+func BenchmarkMongo(b *testing.B) {
+	const perIter, contacts, posters = 300, 30, 16
+	n := perIter * b.N
+	uri := mongotest.URI(b)
+	ctx := context.Background()
+	var commands atomic.Int64
+	monitor := &event.CommandMonitor{Started: func(context.Context, *event.CommandStartedEvent) { commands.Add(1) }}
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(monitor).SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	run := time.Now().UnixNano()
+
+	// The baseline: three operations per message, contacts in parallel.
+	base := client.Database(fmt.Sprintf("baseline_%d", run))
+	defer base.Drop(ctx)
+	baseline := func(i int) error {
+		c := fmt.Sprintf("c%d", i%contacts)
+		if _, err := base.Collection("inbox").InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("wamid.%d", i)}, {Key: "contact", Value: c}, {Key: "text", Value: "hi"}}); err != nil {
+			return err
+		}
+		var doc bson.M
+		err := base.Collection("contacts").FindOne(ctx, bson.D{{Key: "_id", Value: c}}).Decode(&doc)
+		if err != nil && err != mongo.ErrNoDocuments {
+			return err
+		}
+		_, err = base.Collection("contacts").ReplaceOne(ctx, bson.D{{Key: "_id", Value: c}}, bson.D{{Key: "_id", Value: c}, {Key: "n", Value: i}}, options.Replace().SetUpsert(true))
+		return err
+	}
+	b.ResetTimer()
+	start := time.Now()
+	parallel(b, n, contacts, baseline)
+	baseRate := float64(n) / time.Since(start).Seconds()
+
+	// flowbot: signed webhooks through the server, until every echo is
+	// accepted by the fake Graph API.
+	b.StopTimer()
+	bot, diags := flows.Load("testdata/echo")
+	if bot == nil {
+		b.Fatal(diags.Error())
+	}
+	db := client.Database(fmt.Sprintf("flowbot_%d", run))
+	defer db.Drop(ctx)
+	st, err := mstore.New(ctx, db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close(ctx)
+	fake := fakegraph.New("tok")
+	defer fake.Close()
+	srv, err := server.New(server.Config{AppSecret: appSecret, TimerInterval: time.Second, Settle: time.Millisecond},
+		engine.New(bot, engine.Options{}), st,
+		&whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "1", Token: "tok", Retry: whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 5}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	srv.Start()
+	defer srv.Shutdown(ctx)
+	r := &rig{t: nil, srv: srv, url: "http://" + ln.Addr().String(), fake: fake}
+	commands.Store(0)
+	b.StartTimer()
+	start = time.Now()
+	now := time.Now()
+	parallel(b, n, contacts, func(i int) error {
+		body := textWebhook(fmt.Sprintf("1555%07d", i%contacts), "Ana", fmt.Sprintf("wamid.bench.%d", i), "hi", now.Add(time.Duration(i)*time.Millisecond))
+		return r.postErr(body)
+	})
+	b.Logf("webhooks posted in %v; %d replies so far", time.Since(start), len(fake.Sent()))
+	for deadline := time.Now().Add(5 * time.Minute); len(fake.Sent()) < n && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if got := len(fake.Sent()); got < n {
+		b.Fatalf("only %d of %d replies", got, n)
+	}
+	rate := float64(n) / elapsed.Seconds()
+	b.ReportMetric(baseRate, "baseline-msgs/s")
+	b.ReportMetric(rate, "flowbot-msgs/s")
+	b.ReportMetric(rate/baseRate, "ratio")
+	b.ReportMetric(float64(commands.Load())/float64(n), "db-roundtrips/msg")
+}
+
+// parallel runs f(0..n-1) with each contact's messages in order and the
+// contacts side by side.
+func parallel(b *testing.B, n, contacts int, f func(i int) error) {
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for c := 0; c < contacts; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c; i < n; i += contacts {
+				if err := f(i); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -199,6 +199,10 @@ func New(bot *flows.Bot, opts Options) *Engine {
 // Bot is the engine's bot.
 func (e *Engine) Bot() *flows.Bot { return e.bot }
 
+// Options are the options the engine was made with, to make another
+// engine alike (another version of the bot).
+func (e *Engine) Options() Options { return e.opts }
+
 // Handle runs one event for a contact. It changes st in place (the
 // caller owns st) and returns what to send and what happened. Bad input
 // never panics it: run-time expression errors are recorded as error

@@ -82,13 +82,17 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	engine  atomic.Pointer[engine.Engine]
-	store   store.Store
-	sender  Sender
-	dev     *DevOutbox
-	app     *fiber.App
-	metrics *metrics
-	disp    *dispatcher
-	log     *slog.Logger
+	version atomic.Pointer[string]
+	// versions holds the engines of bot versions that contacts' flows
+	// are pinned to, by version.
+	versions sync.Map
+	store    store.Store
+	sender   Sender
+	dev      *DevOutbox
+	app      *fiber.App
+	metrics  *metrics
+	disp     *dispatcher
+	log      *slog.Logger
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -145,11 +149,57 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	return s, nil
 }
 
-// Engine is the engine in use.
+// Engine is the engine new conversations use.
 func (s *Server) Engine() *engine.Engine { return s.engine.Load() }
 
-// SetEngine swaps the engine (a reloaded bot).
-func (s *Server) SetEngine(e *engine.Engine) { s.engine.Store(e) }
+// Version is the bot version new conversations use ("" when unnamed).
+func (s *Server) Version() string {
+	if v := s.version.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
+
+// SetBot makes a version of the bot the one new conversations use (a
+// reload). Contacts in the middle of a flow finish it on the version they
+// started with: the store keeps every version's files (when it can), so
+// that this holds after a restart and on other instances too.
+func (s *Server) SetBot(ctx context.Context, e *engine.Engine, version string, files map[string][]byte) error {
+	if bs, ok := s.store.(store.Bots); ok && files != nil {
+		if err := bs.SaveBot(ctx, version, files); err != nil {
+			return err
+		}
+	}
+	s.versions.Store(version, e)
+	s.engine.Store(e)
+	s.version.Store(&version)
+	return nil
+}
+
+// engineFor is the engine of the version the contact's flow is pinned
+// to, else the current one.
+func (s *Server) engineFor(ctx context.Context, st *engine.State) (*engine.Engine, string) {
+	cur, curVersion := s.Engine(), s.Version()
+	if st.Flow == "" || st.FlowVersion == "" || st.FlowVersion == curVersion {
+		return cur, curVersion
+	}
+	if e, ok := s.versions.Load(st.FlowVersion); ok {
+		return e.(*engine.Engine), st.FlowVersion
+	}
+	if bs, ok := s.store.(store.Bots); ok {
+		if files, err := bs.LoadBot(ctx, st.FlowVersion); err == nil {
+			if bot, diags := flows.LoadFiles("bot version "+st.FlowVersion, files); bot != nil {
+				e := engine.New(bot, cur.Options())
+				s.versions.Store(st.FlowVersion, e)
+				return e, st.FlowVersion
+			} else {
+				s.log.Error("a pinned bot version no longer loads; the contact goes on with the current one", "version", st.FlowVersion, "err", diags.Error())
+			}
+		}
+	}
+	s.log.Warn("the bot version a contact's flow started on is unknown here; going on with the current one", "contact", st.Contact.ID, "version", st.FlowVersion)
+	return cur, curVersion
+}
 
 // App is the Fiber app, for tests (app.Test) and custom listeners.
 func (s *Server) App() *fiber.App { return s.app }

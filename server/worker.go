@@ -361,10 +361,18 @@ func (s *Server) update(ctx context.Context, contact string, f func(*engine.Stat
 // state: outbound messages in the outbox, records in the log.
 func (s *Server) handle(ctx context.Context, st *engine.State, ev engine.Event) error {
 	start := time.Now()
-	res, err := s.Engine().Handle(ctx, st, ev, s.cfg.Now())
+	eng, version := s.engineFor(ctx, st)
+	res, err := eng.Handle(ctx, st, ev, s.cfg.Now())
 	s.metrics.stepTime.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return err
+	}
+	// A flow is pinned to the version it started on, until it ends.
+	switch {
+	case st.Flow == "":
+		st.FlowVersion = ""
+	case st.FlowVersion == "":
+		st.FlowVersion = version
 	}
 	// One instance at a time sends a contact's messages, in order: new
 	// ones join the queue of the instance already sending, else this one

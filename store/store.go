@@ -36,3 +36,13 @@ type Contacts interface {
 	// earliest first, at most limit of them.
 	Due(ctx context.Context, t time.Time, limit int) ([]string, error)
 }
+
+// Bots keeps the versions of the bot that contacts' flows are pinned to,
+// so that a contact in the middle of a flow finishes it on the version it
+// started with, after a reload, a restart, or on another instance.
+type Bots interface {
+	// SaveBot stores a version's files (idempotent).
+	SaveBot(ctx context.Context, version string, files map[string][]byte) error
+	// LoadBot returns a version's files, or ErrNotFound.
+	LoadBot(ctx context.Context, version string) (map[string][]byte, error)
+}

@@ -11,12 +11,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/server/playground"
 	"github.com/flowbot/flowbot/store"
@@ -34,6 +37,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	settle := fs.Duration("settle", 25*time.Millisecond, "hold a contact's burst of webhooks this long, to handle them in WhatsApp's timestamp order")
 	claim := fs.Duration("claim-timeout", 2*time.Minute, "with several instances: how long one instance's claim on a contact's unsent messages holds before another sends them (the first died)")
 	tick := fs.Duration("timer-interval", time.Second, "how often due timers and queued work left by a restart are looked for")
+	reload := fs.Duration("reload-interval", time.Second, "how often the bot directory is checked for changes (SIGHUP checks at once); 0 checks only on SIGHUP")
 	dir, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -92,6 +96,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErr("serve: %v", err)
 	}
+	files, err := flows.ReadFiles(dir)
+	if err != nil {
+		return usageErr("serve: %v", err)
+	}
+	if err := srv.SetBot(ctx, eng, flows.Version(files), files); err != nil {
+		return usageErr("serve: %v", err)
+	}
+	go watchBot(ctx, dir, srv, *reload, log)
 	if apiToken != "" {
 		pg, err := playground.New(playground.Config{Dir: dir, Token: apiToken, Secrets: secretsFromEnv(bot.Settings.Secrets)})
 		if err != nil {
@@ -104,7 +116,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErr("serve: %v", err)
 	}
-	log.Info("serving", "bot", dir, "flows", len(bot.Flows), "addr", ln.Addr().String())
+	log.Info("serving", "bot", dir, "version", srv.Version(), "flows", len(bot.Flows), "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "flowbot serving %s on %s\n", dir, ln.Addr())
 	srv.Start()
 	errc := make(chan error, 1)
@@ -138,4 +150,60 @@ func redactURI(uri string) string {
 		u.User = url.UserPassword(u.User.Username(), "***")
 	}
 	return u.String()
+}
+
+// watchBot reloads the bot when its files change, and on SIGHUP. A
+// version with errors is refused with its diagnostics, and the running
+// one keeps serving; contacts in the middle of a flow finish it on the
+// version they started with.
+func watchBot(ctx context.Context, dir string, srv *server.Server, every time.Duration, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	refused := ""
+	for {
+		byHUP := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		case <-hup:
+			byHUP = true
+		}
+		files, err := flows.ReadFiles(dir)
+		if err != nil {
+			log.Error("reload: reading the bot", "err", err)
+			continue
+		}
+		v := flows.Version(files)
+		if v == srv.Version() || (v == refused && !byHUP) {
+			if byHUP {
+				log.Info("reload (SIGHUP): no change", "version", v)
+			}
+			continue
+		}
+		bot, diags := flows.LoadFiles(dir, files)
+		if bot == nil {
+			refused = v
+			for _, d := range diags {
+				if d.Severity == flows.SevError {
+					log.Error("reload refused: " + d.String())
+				}
+			}
+			log.Error("reload refused: the bot has errors; still serving the previous version", "errors", diags.Errors(), "serving", srv.Version())
+			continue
+		}
+		if err := srv.SetBot(ctx, engine.New(bot, srv.Engine().Options()), v, files); err != nil {
+			log.Error("reload: saving the new version", "err", err)
+			continue
+		}
+		refused = ""
+		log.Info("reloaded the bot: new conversations use the new version; flows under way finish on theirs", "version", v, "flows", len(bot.Flows))
+	}
 }

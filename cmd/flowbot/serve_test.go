@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"net/http"
 	"regexp"
 	"strings"
@@ -86,4 +88,41 @@ func TestServeShutsDownCleanly(t *testing.T) {
 	if !strings.Contains(log, "Hi Ana! I can book you an appointment.") || !strings.Contains(log, "msg=stopped") {
 		t.Fatalf("the work in hand was not finished before exit:\n%s", log)
 	}
+}
+
+// TestServeReloads: serve picks up an edit of the bot; a broken edit is
+// refused with its lint errors at their lines, and the running version
+// keeps serving.
+func TestServeReloads(t *testing.T) {
+	dir := copyBot(t, "../../examples/clinic")
+	t.Setenv("WHATSAPP_APP_SECRET", "s3cret")
+	t.Setenv("WHATSAPP_TOKEN", "")
+	t.Setenv("MONGODB_URI", "")
+	t.Setenv("FLOWBOT_API_TOKEN", "")
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, []string{"serve", dir, "--addr", "127.0.0.1:0", "--reload-interval", "20ms"}, nil, &stdout, &stderr)
+	}()
+	defer func() { cancel(); <-done }()
+	waitFor := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if strings.Contains(stderr.String(), what) {
+				return
+			}
+		}
+		t.Fatalf("the log never said %q:\n%s", what, stderr.String())
+	}
+	waitFor("msg=serving")
+	flow := filepath.Join(dir, "flows", "appointments.yaml")
+	src, _ := os.ReadFile(flow)
+	broken := strings.Replace(string(src), "    save: date", "    sav: date", 1)
+	line := strings.Count(broken[:strings.Index(broken, "    sav: date")], "\n") + 1
+	os.WriteFile(flow, []byte(broken), 0o644)
+	waitFor(fmt.Sprintf(`appointments.yaml:%d:5: error: unknown key \"sav\"`, line))
+	waitFor("reload refused: the bot has errors; still serving the previous version")
+	os.WriteFile(flow, []byte(strings.Replace(string(src), "I can book you an appointment.", "Let's book.", 1)), 0o644)
+	waitFor("msg=\"reloaded the bot")
 }

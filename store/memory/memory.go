@@ -17,6 +17,7 @@ type Store struct {
 	mu       sync.Mutex
 	contacts map[string]*engine.State
 	inbox    inbox
+	bots     map[string]map[string][]byte
 }
 
 // New returns an empty store.
@@ -24,6 +25,7 @@ func New() *Store {
 	return &Store{
 		contacts: map[string]*engine.State{},
 		inbox:    inbox{keys: map[string]time.Time{}, pending: map[string][]store.Item{}},
+		bots:     map[string]map[string][]byte{},
 	}
 }
 
@@ -83,3 +85,24 @@ func (s *Store) Due(_ context.Context, t time.Time, limit int) ([]string, error)
 }
 
 var _ store.Contacts = (*Store)(nil)
+
+// SaveBot implements store.Bots.
+func (s *Store) SaveBot(_ context.Context, version string, files map[string][]byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bots[version] = files
+	return nil
+}
+
+// LoadBot implements store.Bots.
+func (s *Store) LoadBot(_ context.Context, version string) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.bots[version]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return f, nil
+}
+
+var _ store.Bots = (*Store)(nil)

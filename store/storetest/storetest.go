@@ -17,6 +17,27 @@ import (
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	runContacts(t, func(t *testing.T) store.Contacts { return newStore(t) })
 	runInbox(t, newStore)
+	t.Run("bot versions", func(t *testing.T) {
+		s, ok := newStore(t).(store.Bots)
+		if !ok {
+			t.Skip("the store keeps no bot versions")
+		}
+		ctx := context.Background()
+		files := map[string][]byte{"flows/a.yaml": []byte("flow: a\n"), "templates.yaml": []byte("templates: []\n")}
+		if err := s.SaveBot(ctx, "v1", files); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveBot(ctx, "v1", files); err != nil {
+			t.Fatalf("saving a version twice: %v", err)
+		}
+		got, err := s.LoadBot(ctx, "v1")
+		if err != nil || string(got["flows/a.yaml"]) != "flow: a\n" || len(got) != 2 {
+			t.Fatalf("LoadBot = %v, %v", got, err)
+		}
+		if _, err := s.LoadBot(ctx, "v2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown version: %v", err)
+		}
+	})
 	t.Run("ping", func(t *testing.T) {
 		if err := newStore(t).Ping(context.Background()); err != nil {
 			t.Fatal(err)

@@ -51,6 +51,12 @@ type Store struct {
 	seq    atomic.Int64
 	owned  bool
 
+	// cache holds the states this instance last read or wrote, so that a
+	// Load needs no query: the version insert of the next Save fails if
+	// another writer moved on meanwhile, and that write then evicts it.
+	cacheMu sync.Mutex
+	cache   map[string]*engine.State
+
 	pruneMu   sync.Mutex
 	prune     map[string]int64 // contact → delete versions below this
 	pruneKick chan struct{}
@@ -88,7 +94,8 @@ func Open(ctx context.Context, uri string) (*Store, error) {
 // documents as map[string]any) and creates the indexes.
 func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	s := &Store{client: db.Client(), states: db.Collection("states"), inbox: db.Collection("inbox"),
-		prune: map[string]int64{}, pruneKick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		prune: map[string]int64{}, pruneKick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		cache: map[string]*engine.State{}}
 	s.seq.Store(time.Now().UnixNano())
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -108,7 +115,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 		return nil, fmt.Errorf("mongodb: creating the inbox indexes: %w", err)
 	}
 	// Processed items expire after the dedupe window where the server can
-	// (MongoDB); a server without TTL indexes keeps them.
+	// (MongoDB); a server without TTL indexes (FerretDB) keeps them.
 	ensureIndexes(pctx, s.inbox, index{"expire_done", bson.D{{Key: "done_at", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(dedupeWindow / time.Second))})
 	go s.pruner()
 	return s, nil
@@ -249,8 +256,58 @@ type stateDoc struct {
 
 func versionID(contact string, v int64) string { return fmt.Sprintf("%s#%d", contact, v) }
 
-// Load implements store.Contacts: the latest version.
+// cacheLimit bounds the cache; past it, entries are dropped at random.
+const cacheLimit = 50000
+
+func (s *Store) cached(id string) *engine.State {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	st, ok := s.cache[id]
+	if !ok {
+		return nil
+	}
+	// Only as long as a superseded version's id is sure to be kept.
+	if time.Since(st.LoadedAt) > staleAfter/2 {
+		delete(s.cache, id)
+		return nil
+	}
+	return st.Clone()
+}
+
+func (s *Store) remember(st *engine.State) {
+	c := st.Clone()
+	c.LoadedAt = time.Now()
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if len(s.cache) >= cacheLimit {
+		for k := range s.cache {
+			delete(s.cache, k)
+			if len(s.cache) < cacheLimit*9/10 {
+				break
+			}
+		}
+	}
+	s.cache[st.Contact.ID] = c
+}
+
+func (s *Store) forget(id string) {
+	s.cacheMu.Lock()
+	delete(s.cache, id)
+	s.cacheMu.Unlock()
+}
+
+// Load implements store.Contacts: the latest version this instance knows
+// of, else the latest in the database. A state another instance has
+// moved on from fails to save (a conflict), and the next Load reads the
+// database.
 func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
+	if st := s.cached(id); st != nil {
+		return st, nil
+	}
+	return s.load(ctx, id)
+}
+
+func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
 	var doc stateDoc
 	err := s.states.FindOne(ctx, bson.D{{Key: "contact", Value: id}},
 		options.FindOne().SetSort(bson.D{{Key: "version", Value: -1}})).Decode(&doc)
@@ -271,6 +328,7 @@ func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
 		// Versions left behind by a crash before their deletion.
 		s.schedulePrune(id, doc.Version)
 	}
+	s.remember(st)
 	return st, nil
 }
 
@@ -292,12 +350,15 @@ func (s *Store) Save(ctx context.Context, st *engine.State) error {
 	// exists, and fails: that is the whole compare-and-swap.
 	_, err := s.states.InsertOne(ctx, doc)
 	if mongo.IsDuplicateKeyError(err) {
+		s.forget(st.Contact.ID)
 		return store.ErrConflict
 	}
 	if err != nil {
+		s.forget(st.Contact.ID)
 		return fmt.Errorf("mongodb: saving contact %s: %w", st.Contact.ID, err)
 	}
 	st.Version = next
+	s.remember(st)
 	if next > 1 {
 		s.schedulePrune(st.Contact.ID, next)
 	}
@@ -429,10 +490,9 @@ func (s *Store) Ack(ctx context.Context, contact string, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	now := time.Now()
 	_, err := s.inbox.UpdateMany(ctx,
 		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}, {Key: "contact", Value: contact}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "done", Value: true}, {Key: "done_at", Value: now}}}})
+		bson.D{{Key: "$set", Value: bson.D{{Key: "done", Value: true}, {Key: "done_at", Value: time.Now()}}}})
 	if err != nil {
 		return fmt.Errorf("mongodb: acknowledging updates: %w", err)
 	}

@@ -50,22 +50,7 @@ func (c *compiler) checkFlow(f *Flow) {
 		return
 	}
 	// Reachability from the start and from keyword entry points.
-	reached := map[string]bool{}
-	var visit func(string)
-	visit = func(name string) {
-		s := f.Steps[name]
-		if s == nil || reached[name] {
-			return
-		}
-		reached[name] = true
-		for _, e := range stepEdges(s) {
-			visit(e.to)
-		}
-	}
-	visit(f.Start)
-	for _, st := range c.entries[f.ID] {
-		visit(st)
-	}
+	reached := reachable(f, c.entries[f.ID]...)
 	for _, name := range f.StepOrder {
 		if !reached[name] {
 			r.warnf(f.Steps[name].At, "step %q is unreachable from start %q", name, f.Start)
@@ -129,4 +114,26 @@ func (c *compiler) windowCheck(r reporter, f *Flow) {
 		}
 		r.warnf(s.At, "step %q sends a free-form message that can be reached 24h or more after the contact last wrote (%s): the window will have closed and nothing would be sent; add a fallback template to the step or the flow", name, via[name])
 	}
+}
+
+// reachable lists the steps reachable from the start and from extra
+// entry points.
+func reachable(f *Flow, entries ...string) map[string]bool {
+	reached := map[string]bool{}
+	var visit func(string)
+	visit = func(name string) {
+		s := f.Steps[name]
+		if s == nil || reached[name] {
+			return
+		}
+		reached[name] = true
+		for _, e := range stepEdges(s) {
+			visit(e.to)
+		}
+	}
+	visit(f.Start)
+	for _, e := range entries {
+		visit(e)
+	}
+	return reached
 }

@@ -1057,12 +1057,6 @@ func (fc *flowCompiler) checkParams(ref Ref, ps *ParamsSpec, ts *TemplateSend, t
 	if ts.HeaderMedia == nil && contains([]string{"image", "video", "document"}, tl.HeaderFormat) {
 		r.errorf(at, "%s has %s header: give header: {%s: {link: ...}}", name, article(tl.HeaderFormat), tl.HeaderFormat)
 	}
-	takers := 0
-	for _, b := range tl.Buttons {
-		if b.TakesParam() {
-			takers++
-		}
-	}
 	if len(ts.Buttons) > len(tl.Buttons) {
 		r.errorf(at, "%s has %d buttons, got %d button parameters", name, len(tl.Buttons), len(ts.Buttons))
 	}
@@ -1071,7 +1065,6 @@ func (fc *flowCompiler) checkParams(ref Ref, ps *ParamsSpec, ts *TemplateSend, t
 			r.errorf(at, "%s: button %d is a dynamic URL and needs its suffix under buttons", name, i)
 		}
 	}
-	_ = takers
 }
 
 func article(s string) string {

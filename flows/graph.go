@@ -38,19 +38,7 @@ type FlowGraph struct {
 // Graph builds a flow's graph.
 func Graph(f *Flow) *FlowGraph {
 	g := &FlowGraph{Flow: f}
-	reached := map[string]bool{}
-	var visit func(string)
-	visit = func(name string) {
-		s := f.Steps[name]
-		if s == nil || reached[name] {
-			return
-		}
-		reached[name] = true
-		for _, e := range stepEdges(s) {
-			visit(e.to)
-		}
-	}
-	visit(f.Start)
+	reached := reachable(f)
 	for _, name := range f.StepOrder {
 		s := f.Steps[name]
 		n := GraphNode{Step: name, End: s.End, Handoff: s.Handoff != nil, Ask: s.Ask != nil, Unreachable: !reached[name]}

@@ -199,11 +199,23 @@ func backoff(p RetryPolicy, attempt int, err error) time.Duration {
 
 func (c *Client) post(ctx context.Context, body []byte, out any) error {
 	url := strings.TrimRight(c.BaseURL, "/") + "/" + c.PhoneNumberID + "/messages"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	return c.do(ctx, http.MethodPost, url, body, out)
+}
+
+// do makes one Graph API request and decodes its answer into out (when
+// not nil); an error answer comes back as an *APIError.
+func (c *Client) do(ctx context.Context, method, url string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return &APIError{Err: err}
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	hc := c.HTTP
 	if hc == nil {
@@ -214,7 +226,7 @@ func (c *Client) post(ctx context.Context, body []byte, out any) error {
 		return &APIError{Err: err}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return &APIError{HTTPStatus: resp.StatusCode, Err: err}
 	}

@@ -2,9 +2,7 @@ package whatsapp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -67,29 +65,5 @@ func (c *Client) ListTemplates(ctx context.Context, wabaID string) ([]Template, 
 }
 
 func (c *Client) get(ctx context.Context, u string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return &APIError{Err: err}
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return &APIError{Err: err}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return &APIError{HTTPStatus: resp.StatusCode, Err: err}
-	}
-	if resp.StatusCode/100 != 2 {
-		return parseError(resp.StatusCode, raw)
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return &APIError{HTTPStatus: resp.StatusCode, Message: "unreadable response: " + err.Error()}
-	}
-	return nil
+	return c.do(ctx, http.MethodGet, u, nil, out)
 }

@@ -28,7 +28,7 @@ func TestDispatcherOneWorkerPerContact(t *testing.T) {
 		worked[c]++
 		mu.Unlock()
 	}
-	d := newDispatcher(8, 2*time.Millisecond, work, newMetrics())
+	d := newDispatcher(8, 2*time.Millisecond, work, newMetrics(func() float64 { return 0 }))
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)

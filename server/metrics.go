@@ -19,12 +19,12 @@ type metrics struct {
 	sendErrors *prometheus.CounterVec
 	stepTime   prometheus.Histogram
 	webhook    prometheus.Histogram
-	queue      prometheus.Gauge
+	queue      prometheus.GaugeFunc
 	actors     prometheus.Gauge
 	engineErrs prometheus.Counter
 }
 
-func newMetrics() *metrics {
+func newMetrics(depth func() float64) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -53,9 +53,9 @@ func newMetrics() *metrics {
 			Name: "flowbot_webhook_duration_seconds", Help: "Time to verify, parse and durably queue one webhook POST.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
 		}),
-		queue: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "flowbot_queue_depth", Help: "Inbox items accepted and not yet processed.",
-		}),
+		queue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "flowbot_queue_depth", Help: "Inbox items accepted and not yet processed, by every instance on the store.",
+		}, depth),
 		actors: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flowbot_active_contacts", Help: "Contacts being worked on or waiting for a worker.",
 		}),

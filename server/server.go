@@ -125,7 +125,16 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: st, sender: sender, metrics: newMetrics(), log: cfg.Logger, stop: make(chan struct{}), instance: newInstanceID()}
+	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: newInstanceID()}
+	s.metrics = newMetrics(func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := st.Depth(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
 	s.engine.Store(eng)
 	if d, ok := sender.(*DevOutbox); ok {
 		s.dev = d
@@ -289,7 +298,6 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 		return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "could not queue the notification; it will be redelivered"})
 	}
 	s.metrics.duplicates.Add(float64(len(items) - len(fresh)))
-	s.metrics.queue.Add(float64(len(fresh)))
 	seen := map[string]bool{}
 	for _, it := range fresh {
 		if it.Kind == store.ItemMessage {

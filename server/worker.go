@@ -316,7 +316,6 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 		if err := s.store.Ack(ctx, contact, done...); err != nil {
 			return false, "", err
 		}
-		s.metrics.queue.Sub(float64(len(done)))
 	}
 	if len(st.Outbox) > 0 && st.Version > 0 {
 		sent, err := s.sendOutbox(ctx, contact, st)

@@ -60,6 +60,8 @@ type Inbox interface {
 	// Backlog lists contacts with unprocessed items, at most limit, for
 	// the workers to pick up after a restart or an overload.
 	Backlog(ctx context.Context, limit int) ([]string, error)
+	// Depth counts the unprocessed items, of every instance.
+	Depth(ctx context.Context) (int, error)
 }
 
 // Store is everything the server keeps.

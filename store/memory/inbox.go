@@ -105,6 +105,17 @@ func (s *Store) Backlog(_ context.Context, limit int) ([]string, error) {
 	return out, nil
 }
 
+// Depth implements store.Inbox.
+func (s *Store) Depth(context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, l := range s.inbox.pending {
+		n += len(l)
+	}
+	return n, nil
+}
+
 // Ping implements store.Store.
 func (s *Store) Ping(context.Context) error { return nil }
 

@@ -499,6 +499,15 @@ func (s *Store) Ack(ctx context.Context, contact string, keys ...string) error {
 	return nil
 }
 
+// Depth implements store.Inbox.
+func (s *Store) Depth(ctx context.Context) (int, error) {
+	n, err := s.inbox.CountDocuments(ctx, bson.D{{Key: "done", Value: false}})
+	if err != nil {
+		return 0, fmt.Errorf("mongodb: counting the inbox: %w", err)
+	}
+	return int(n), nil
+}
+
 // Backlog implements store.Inbox.
 func (s *Store) Backlog(ctx context.Context, limit int) ([]string, error) {
 	opts := options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}}).SetSort(bson.D{{Key: "contact", Value: 1}})

@@ -236,6 +236,9 @@ func runInbox(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if again, _ := s.Enqueue(ctx, []store.Item{msg("m1", "a", 0)}); len(again) != 0 {
 			t.Fatal("a processed message was queued again")
 		}
+		if n, err := s.Depth(ctx); err != nil || n != 2 {
+			t.Fatalf("depth = %d, %v; want 2 (m3 and x1)", n, err)
+		}
 		backlog, _ := s.Backlog(ctx, 10)
 		if fmt.Sprint(backlog) != "[a b]" {
 			t.Fatalf("backlog = %v, want [a b]", backlog)

@@ -13,8 +13,17 @@ import (
 // ReadFiles reads a bot directory's files (flowbot.yaml, templates.yaml,
 // flows/*): what makes a version of the bot. Tests are not part of it.
 func ReadFiles(dir string) (map[string][]byte, error) {
+	return readMatching(dir, "flowbot.yaml", "templates.yaml", "flows/*.yaml", "flows/*.yml")
+}
+
+// ReadFilesWithTests reads a bot's files and its conversation tests.
+func ReadFilesWithTests(dir string) (map[string][]byte, error) {
+	return readMatching(dir, "flowbot.yaml", "templates.yaml", "flows/*.yaml", "flows/*.yml", "tests/*.yaml", "tests/*.yml")
+}
+
+func readMatching(dir string, patterns ...string) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	for _, pattern := range []string{"flowbot.yaml", "templates.yaml", "flows/*.yaml", "flows/*.yml"} {
+	for _, pattern := range patterns {
 		matches, _ := filepath.Glob(filepath.Join(dir, pattern))
 		for _, m := range matches {
 			b, err := os.ReadFile(m)

@@ -34,20 +34,28 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestServeShutsDownCleanly runs `flowbot serve` in development mode,
-// posts a signed webhook, then stops it as SIGTERM does (main cancels the
-// context): the reply is made before it exits, and it exits 0.
-func TestServeShutsDownCleanly(t *testing.T) {
+// serveInProcess runs `flowbot serve DIR` in development mode on a free
+// port; cancel stops it as SIGTERM does, and done gives its exit status.
+func serveInProcess(t *testing.T, dir string, args ...string) (stdout, stderr *syncBuffer, cancel context.CancelFunc, done chan int) {
+	t.Helper()
 	t.Setenv("WHATSAPP_APP_SECRET", "s3cret")
 	t.Setenv("WHATSAPP_TOKEN", "")
 	t.Setenv("MONGODB_URI", "")
 	t.Setenv("FLOWBOT_API_TOKEN", "")
-	var stdout, stderr syncBuffer
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
+	done = make(chan int)
 	go func() {
-		done <- Main(ctx, []string{"serve", "../../examples/clinic", "--addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
+		done <- Main(ctx, append([]string{"serve", dir, "--addr", "127.0.0.1:0"}, args...), nil, stdout, stderr)
 	}()
+	return stdout, stderr, cancel, done
+}
+
+// TestServeShutsDownCleanly runs `flowbot serve` in development mode,
+// posts a signed webhook, then stops it as SIGTERM does (main cancels the
+// context): the reply is made before it exits, and it exits 0.
+func TestServeShutsDownCleanly(t *testing.T) {
+	stdout, stderr, cancel, done := serveInProcess(t, "../../examples/clinic")
 	addrRe := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`)
 	var addr string
 	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
@@ -95,16 +103,7 @@ func TestServeShutsDownCleanly(t *testing.T) {
 // keeps serving.
 func TestServeReloads(t *testing.T) {
 	dir := copyBot(t, "../../examples/clinic")
-	t.Setenv("WHATSAPP_APP_SECRET", "s3cret")
-	t.Setenv("WHATSAPP_TOKEN", "")
-	t.Setenv("MONGODB_URI", "")
-	t.Setenv("FLOWBOT_API_TOKEN", "")
-	var stdout, stderr syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() {
-		done <- Main(ctx, []string{"serve", dir, "--addr", "127.0.0.1:0", "--reload-interval", "20ms"}, nil, &stdout, &stderr)
-	}()
+	_, stderr, cancel, done := serveInProcess(t, dir, "--reload-interval", "20ms")
 	defer func() { cancel(); <-done }()
 	waitFor := func(what string) {
 		t.Helper()

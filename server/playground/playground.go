@@ -23,7 +23,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"testing/fstest"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -104,19 +103,11 @@ func New(cfg Config) (*Playground, error) {
 	return p, nil
 }
 
-// botFiles are the files of a bot the playground shows and edits.
+// readBot reads the files of a bot the playground shows and edits.
 func readBot(dir string) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	for _, pattern := range []string{"flowbot.yaml", "templates.yaml", "flows/*.yaml", "flows/*.yml", "tests/*.yaml", "tests/*.yml"} {
-		matches, _ := filepath.Glob(filepath.Join(dir, pattern))
-		for _, m := range matches {
-			b, err := os.ReadFile(m)
-			if err != nil {
-				return nil, fmt.Errorf("reading %s: %w", m, err)
-			}
-			rel, _ := filepath.Rel(dir, m)
-			out[filepath.ToSlash(rel)] = b
-		}
+	out, err := flows.ReadFilesWithTests(dir)
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s has no bot files", dir)
@@ -127,11 +118,7 @@ func readBot(dir string) (map[string][]byte, error) {
 // reload compiles the files; a version with errors is kept out, and the
 // last good one stays in use. Called with p.mu held, or before sharing.
 func (p *Playground) reload() {
-	fsys := fstest.MapFS{}
-	for k, v := range p.files {
-		fsys[k] = &fstest.MapFile{Data: v}
-	}
-	bot, diags := flows.LoadFS(fsys, p.cfg.Dir)
+	bot, diags := flows.LoadFiles(p.cfg.Dir, p.files)
 	p.diags = diags
 	if bot != nil {
 		p.bot = bot

@@ -97,9 +97,10 @@ type Outbound struct {
 	Category flows.Category `json:"category,omitempty"`
 	// ClaimedBy is the server instance sending the message, since
 	// ClaimedAt: another instance leaves it alone until the claim expires
-	// (the claimer died), so that a message goes out once.
-	ClaimedBy string    `json:"claimed_by,omitempty"`
-	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	// at ClaimUntil (the claimer died), so that a message goes out once.
+	ClaimedBy  string    `json:"claimed_by,omitempty"`
+	ClaimedAt  time.Time `json:"claimed_at,omitzero"`
+	ClaimUntil time.Time `json:"claim_until,omitzero"`
 }
 
 // Record kinds: what the engine did, for the contact's event log and for

@@ -219,15 +219,21 @@ func (s *State) NextTimer() (Timer, bool) {
 	return best, found
 }
 
-// NextWork is when the contact next needs a worker: now (the zero time)
-// while committed messages wait in the outbox, else its next timer's due
-// time. Stores index it, so that work left by a crash is found again.
+// NextWork is when the contact next needs a worker: its next timer's due
+// time, or while committed messages wait in the outbox, when their
+// sender's claim expires (now, the zero time, for unclaimed ones: the
+// sender that claimed them sends them itself). Stores index it, so that
+// work left by a crash is found again.
 func (s *State) NextWork() (time.Time, bool) {
-	if len(s.Outbox) > 0 {
-		return time.Time{}, true
-	}
 	t, ok := s.NextTimer()
-	return t.Due, ok
+	if len(s.Outbox) == 0 {
+		return t.Due, ok
+	}
+	claim := s.Outbox[0].ClaimUntil
+	if ok && t.Due.Before(claim) {
+		return t.Due, true
+	}
+	return claim, true
 }
 
 // Clone returns a deep copy, so that a store's copy and the engine's

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,12 +34,21 @@ import (
 //
 //	go test ./server -run '^$' -bench Mongo -benchtime 1x
 func BenchmarkMongo(b *testing.B) {
-	const perIter, contacts, posters = 300, 30, 16
+	const perIter, contacts = 1000, 30
 	n := perIter * b.N
 	uri := mongotest.URI(b)
 	ctx := context.Background()
 	var commands atomic.Int64
-	monitor := &event.CommandMonitor{Started: func(context.Context, *event.CommandStartedEvent) { commands.Add(1) }}
+	byKind := &commandLog{names: map[int64]string{}, count: map[string]int{}, time: map[string]time.Duration{}}
+	defer byKind.print()
+	monitor := &event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			commands.Add(1)
+			byKind.started(e)
+		},
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) { byKind.finished(e.RequestID, e.Duration) },
+		Failed:    func(_ context.Context, e *event.CommandFailedEvent) { byKind.finished(e.RequestID, e.Duration) },
+	}
 	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(monitor).SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true}))
 	if err != nil {
 		b.Fatal(err)
@@ -140,4 +152,42 @@ func parallel(b *testing.B, n, contacts int, f func(i int) error) {
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// commandLog counts database commands by database, command and
+// collection, with the time they took, to show where the round trips go.
+type commandLog struct {
+	mu    sync.Mutex
+	names map[int64]string
+	count map[string]int
+	time  map[string]time.Duration
+}
+
+func (l *commandLog) started(e *event.CommandStartedEvent) {
+	db, _, _ := strings.Cut(e.DatabaseName, "_")
+	coll, _ := e.Command.Lookup(e.CommandName).StringValueOK()
+	l.mu.Lock()
+	l.names[e.RequestID] = db + " " + e.CommandName + " " + coll
+	l.mu.Unlock()
+}
+
+func (l *commandLog) finished(id int64, took time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	name := l.names[id]
+	delete(l.names, id)
+	l.count[name]++
+	l.time[name] += took
+}
+
+// print writes the table to stderr (b.Log would cut it short).
+func (l *commandLog) print() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var lines []string
+	for k, n := range l.count {
+		lines = append(lines, fmt.Sprintf("%-32s %6d %10v", k, n, l.time[k].Round(time.Millisecond)))
+	}
+	sort.Strings(lines)
+	fmt.Fprintf(os.Stderr, "database commands (count, time in flight):\n  %s\n", strings.Join(lines, "\n  "))
 }

@@ -59,9 +59,14 @@ type Config struct {
 	MarkRead bool
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
-	// TimerInterval is how often due timers and the backlog are checked;
-	// 0 is one second.
+	// TimerInterval is how often the timers known to this instance are
+	// checked (in memory); 0 is one second.
 	TimerInterval time.Duration
+	// SweepInterval is how often the store is asked for due work this
+	// instance does not know of (committed by another instance, or left
+	// by a crash) and for queued updates nobody is working on; 0 is five
+	// seconds (at least TimerInterval). The first sweep is at start-up.
+	SweepInterval time.Duration
 	// Workers is how many contacts are worked on at once; 0 is 256.
 	Workers int
 	// Settle holds a contact's updates until none came for this long (at
@@ -92,6 +97,7 @@ type Server struct {
 	app      *fiber.App
 	metrics  *metrics
 	disp     *dispatcher
+	timers   *timerQueue
 	log      *slog.Logger
 
 	stop     chan struct{}
@@ -113,6 +119,10 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.TimerInterval <= 0 {
 		cfg.TimerInterval = time.Second
 	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 5 * time.Second
+	}
+	cfg.SweepInterval = max(cfg.SweepInterval, cfg.TimerInterval)
 	if cfg.Workers <= 0 {
 		cfg.Workers = 256
 	}
@@ -125,7 +135,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: newInstanceID()}
+	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: newInstanceID(), timers: newTimerQueue()}
 	s.metrics = newMetrics(func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

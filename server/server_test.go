@@ -76,7 +76,7 @@ func newRigOn(t *testing.T, botDir string, st store.Store, fake *fakegraph.Serve
 	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok",
 		Retry: whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 6}}
 	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now,
-		TimerInterval: 10 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
+		TimerInterval: 10 * time.Millisecond, SweepInterval: 50 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -456,6 +456,24 @@ func TestTimersFire(t *testing.T) {
 		t.Fatalf("after the wait, sent %v", got)
 	}
 	r.settled(4)
+}
+
+// TestTimersFireFromMemory: a timer due before the next sweep of the
+// store is fired by the instance that set it, from memory: here the store
+// is swept only at start-up.
+func TestTimersFireFromMemory(t *testing.T) {
+	r := newRig(t, "../examples/support", func(c *server.Config) { c.SweepInterval = 24 * time.Hour })
+	now := r.clock.Now()
+	r.post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+	r.settled(1)
+	r.post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
+	r.settled(3)
+	r.clock.Advance(2*time.Hour - time.Minute)
+	r.settled(3) // not yet
+	r.clock.Advance(time.Minute + time.Second)
+	if got := texts(r.waitSent(4)); got[3] != "Did the guide help?" {
+		t.Fatalf("after the wait, sent %v", got)
+	}
 }
 
 func TestAPI(t *testing.T) {

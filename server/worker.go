@@ -170,28 +170,48 @@ func (d *dispatcher) close(ctx context.Context) error {
 }
 
 // scheduler fires due timers and picks up queued work that nobody was
-// told about (after a restart, or a notify lost to a full server).
+// told about (after a restart, or a notify lost to a full server): each
+// TimerInterval from the timers this instance knows of, each
+// SweepInterval from the store.
 func (s *Server) scheduler() {
 	defer s.loops.Done()
 	t := time.NewTicker(s.cfg.TimerInterval)
 	defer t.Stop()
-	s.sweep()
-	for {
+	every := max(1, int(s.cfg.SweepInterval/s.cfg.TimerInterval))
+	for tick := 0; ; tick++ {
+		more := false
+		if tick%every == 0 {
+			more = s.sweep()
+		}
+		for _, id := range s.timers.due(s.cfg.Now()) {
+			s.disp.kick(id)
+		}
+		if more {
+			tick = -1 // the store had more: ask again at the next tick
+		}
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.sweep()
 		}
 	}
 }
 
-func (s *Server) sweep() {
+// sweepLimit is how many due contacts a sweep takes at most.
+const sweepLimit = 1000
+
+// sweep asks the store for the work due before the next sweep, and kicks
+// the contacts with queued updates. It reports whether the store had more
+// due work than it took.
+func (s *Server) sweep() (more bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	due, err := s.store.Due(ctx, s.cfg.Now(), 1000)
+	due, err := s.store.Due(ctx, s.cfg.Now().Add(s.cfg.SweepInterval), sweepLimit)
 	if err != nil {
 		s.log.Error("listing due timers", "err", err)
+	}
+	for _, d := range due {
+		s.timers.add(d.Contact, d.At)
 	}
 	backlog, err := s.store.Backlog(ctx, 1000)
 	if err != nil {
@@ -200,8 +220,17 @@ func (s *Server) sweep() {
 	if len(due)+len(backlog) > 0 {
 		s.log.Debug("sweep", "due", len(due), "backlog", len(backlog))
 	}
-	for _, id := range append(due, backlog...) {
+	for _, id := range backlog {
 		s.disp.kick(id)
+	}
+	return len(due) == sweepLimit
+}
+
+// schedule registers the contact's next work when it falls before the
+// next sweep (a later sweep finds the rest).
+func (s *Server) schedule(st *engine.State) {
+	if at, ok := st.NextWork(); ok && at.Before(s.cfg.Now().Add(s.cfg.SweepInterval)) {
+		s.timers.add(st.Contact.ID, at)
 	}
 }
 
@@ -312,10 +341,14 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 			return false, "", fmt.Errorf("saving contact %s: %w", contact, err)
 		}
 	}
+	// The updates leave the queue while the replies go out: the two do
+	// not depend on each other (the state has the updates' ids, so one
+	// seen again is skipped).
+	acked := make(chan error, 1)
 	if len(done) > 0 {
-		if err := s.store.Ack(ctx, contact, done...); err != nil {
-			return false, "", err
-		}
+		go func() { acked <- s.store.Ack(ctx, contact, done...) }()
+	} else {
+		acked <- nil
 	}
 	if len(st.Outbox) > 0 && st.Version > 0 {
 		sent, err := s.sendOutbox(ctx, contact, st)
@@ -324,6 +357,10 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 		}
 		progressed = progressed || sent > 0
 	}
+	if err := <-acked; err != nil {
+		return false, "", err
+	}
+	s.schedule(st)
 	return progressed || len(items) > 0, lastRead, nil
 }
 
@@ -377,12 +414,12 @@ func (s *Server) handle(ctx context.Context, st *engine.State, ev engine.Event) 
 	// ones join the queue of the instance already sending, else this one
 	// sends them.
 	now := s.cfg.Now()
-	claimer, since := s.instance, now
-	if len(st.Outbox) > 0 && st.Outbox[0].ClaimedBy != "" && now.Sub(st.Outbox[0].ClaimedAt) < s.cfg.ClaimTimeout {
-		claimer, since = st.Outbox[0].ClaimedBy, st.Outbox[0].ClaimedAt
+	claimer, since, until := s.instance, now, now.Add(s.cfg.ClaimTimeout)
+	if len(st.Outbox) > 0 && s.claimed(st.Outbox[0], now) {
+		claimer, since, until = st.Outbox[0].ClaimedBy, st.Outbox[0].ClaimedAt, s.claimUntil(st.Outbox[0])
 	}
 	for i := range res.Outbound {
-		res.Outbound[i].ClaimedBy, res.Outbound[i].ClaimedAt = claimer, since
+		res.Outbound[i].ClaimedBy, res.Outbound[i].ClaimedAt, res.Outbound[i].ClaimUntil = claimer, since, until
 	}
 	st.Outbox = append(st.Outbox, res.Outbound...)
 	for _, r := range res.Records {
@@ -459,6 +496,20 @@ func (s *Server) fireDue(ctx context.Context, st *engine.State) (bool, error) {
 	return fired, nil
 }
 
+// claimed reports whether an instance's claim on o still holds at now.
+func (s *Server) claimed(o engine.Outbound, now time.Time) bool {
+	return o.ClaimedBy != "" && now.Before(s.claimUntil(o))
+}
+
+// claimUntil is when the claim on o expires (claims written before
+// ClaimUntil existed last ClaimTimeout).
+func (s *Server) claimUntil(o engine.Outbound) time.Time {
+	if o.ClaimUntil.IsZero() {
+		return o.ClaimedAt.Add(s.cfg.ClaimTimeout)
+	}
+	return o.ClaimUntil
+}
+
 // sendResult is what WhatsApp said to one send.
 type sendResult struct {
 	o     engine.Outbound
@@ -475,14 +526,15 @@ type sendResult struct {
 func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.State) (int, error) {
 	o := st.Outbox[0]
 	if o.ClaimedBy != s.instance {
-		if o.ClaimedBy != "" && s.cfg.Now().Sub(o.ClaimedAt) < s.cfg.ClaimTimeout {
+		if s.claimed(o, s.cfg.Now()) {
 			return 0, nil // another instance is sending them
 		}
 		if o.ClaimedBy != "" {
 			s.log.Warn("taking over messages another instance claimed and did not send: a duplicate is possible", "contact", contact, "message", o.ID, "claimed_by", o.ClaimedBy)
 		}
+		now := s.cfg.Now()
 		for i := range st.Outbox {
-			st.Outbox[i].ClaimedBy, st.Outbox[i].ClaimedAt = s.instance, s.cfg.Now()
+			st.Outbox[i].ClaimedBy, st.Outbox[i].ClaimedAt, st.Outbox[i].ClaimUntil = s.instance, now, now.Add(s.cfg.ClaimTimeout)
 		}
 		if err := s.store.Save(ctx, st); err != nil {
 			if errors.Is(err, store.ErrConflict) {

@@ -31,10 +31,16 @@ type Contacts interface {
 	// written then. After a successful Save the store owns st: the caller
 	// must not change it (Load again to go on).
 	Save(ctx context.Context, st *engine.State) error
-	// Due lists the ids of contacts with work due at or before t
-	// (State.NextWork: a timer, or messages waiting in the outbox),
-	// earliest first, at most limit of them.
-	Due(ctx context.Context, t time.Time, limit int) ([]string, error)
+	// Due lists the contacts with work due at or before t
+	// (State.NextWork: a timer, or messages waiting in the outbox whose
+	// sender's claim expires), earliest first, at most limit of them.
+	Due(ctx context.Context, t time.Time, limit int) ([]Due, error)
+}
+
+// Due is a contact's next work and when it is due.
+type Due struct {
+	Contact string
+	At      time.Time
 }
 
 // Bots keeps the versions of the bot that contacts' flows are pinned to,

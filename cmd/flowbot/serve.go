@@ -36,7 +36,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	drain := fs.Duration("shutdown-timeout", 30*time.Second, "how long a shutdown waits for the work in hand")
 	settle := fs.Duration("settle", 25*time.Millisecond, "hold a contact's burst of webhooks this long, to handle them in WhatsApp's timestamp order")
 	claim := fs.Duration("claim-timeout", 2*time.Minute, "with several instances: how long one instance's claim on a contact's unsent messages holds before another sends them (the first died)")
-	tick := fs.Duration("timer-interval", time.Second, "how often due timers and queued work left by a restart are looked for")
+	tick := fs.Duration("timer-interval", time.Second, "how often the timers this instance knows of are checked (in memory)")
+	sweep := fs.Duration("sweep-interval", 5*time.Second, "how often the store is asked for due timers and queued work this instance does not know of (set by another instance, or left by a crash)")
 	reload := fs.Duration("reload-interval", time.Second, "how often the bot directory is checked for changes (SIGHUP checks at once); 0 checks only on SIGHUP")
 	dir, err := parseFlags(fs, args, stderr)
 	if err != nil {
@@ -91,7 +92,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	eng := engine.New(bot, engine.Options{Secrets: secretsFromEnv(bot.Settings.Secrets)})
 	srv, err := server.New(server.Config{
 		AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
-		APIToken: apiToken, MarkRead: token != "", Logger: log, Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick,
+		APIToken: apiToken, MarkRead: token != "", Logger: log, Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick, SweepInterval: *sweep,
 	}, eng, st, sender)
 	if err != nil {
 		return usageErr("serve: %v", err)

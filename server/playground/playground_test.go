@@ -71,7 +71,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Headless,
 		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 900))
+		chromedp.Flag("disable-quic", true), chromedp.UserDataDir(profileDir(t)), chromedp.WindowSize(1400, 900))
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)
@@ -183,4 +183,25 @@ func itoa(n int) string {
 		n /= 10
 	}
 	return s
+}
+
+// profileDir is the browser's profile directory. Not t.TempDir: the
+// browser's helper processes may still write there for a moment after it
+// closed, which fails t.TempDir's cleanup; this one is removed with a few
+// tries.
+func profileDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "flowbot-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 20; i++ {
+			if err := os.RemoveAll(dir); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", dir)
+	})
+	return dir
 }

@@ -55,33 +55,25 @@ func (s *Store) Save(_ context.Context, st *engine.State) error {
 }
 
 // Due implements store.Contacts.
-func (s *Store) Due(_ context.Context, t time.Time, limit int) ([]string, error) {
+func (s *Store) Due(_ context.Context, t time.Time, limit int) ([]store.Due, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	type due struct {
-		id string
-		at time.Time
-	}
-	var all []due
+	var all []store.Due
 	for id, st := range s.contacts {
 		if next, ok := st.NextWork(); ok && !next.After(t) {
-			all = append(all, due{id, next})
+			all = append(all, store.Due{Contact: id, At: next})
 		}
 	}
 	sort.Slice(all, func(i, j int) bool {
-		if !all[i].at.Equal(all[j].at) {
-			return all[i].at.Before(all[j].at)
+		if !all[i].At.Equal(all[j].At) {
+			return all[i].At.Before(all[j].At)
 		}
-		return all[i].id < all[j].id
+		return all[i].Contact < all[j].Contact
 	})
 	if limit > 0 && len(all) > limit {
 		all = all[:limit]
 	}
-	ids := make([]string, len(all))
-	for i, d := range all {
-		ids[i] = d.id
-	}
-	return ids, nil
+	return all, nil
 }
 
 var _ store.Contacts = (*Store)(nil)

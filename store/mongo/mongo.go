@@ -1,15 +1,21 @@
-// Package mongo is the MongoDB store: contacts' conversation states and
-// the inbox (one document per webhook update, unique by WhatsApp's id).
+// Package mongo is the MongoDB store: contacts' conversation states, the
+// queue of webhook updates not applied yet, and the ids of every update
+// seen (to drop redeliveries).
 //
 // A contact's state is written as a new document per version, with the
 // id "<contact>#<version>": compare-and-swap is an insert that fails on
 // the duplicate id when another writer got the version first. Unique ids
 // are the one guarantee every MongoDB-compatible server enforces
 // atomically (FerretDB, which the tests run on, does not make a filtered
-// replace atomic); older versions are deleted behind the writes. Only
-// single-document writes are used, no transactions, so that it runs on a
-// replica set, a sharded cluster keyed by contact, or a wire-compatible
-// server.
+// replace atomic). Superseded versions are deleted in bulk once no writer
+// can still hold them. Only single-document writes are used, no
+// transactions, so that it runs on a replica set, a sharded cluster keyed
+// by contact, or a wire-compatible server.
+//
+// The hot path only inserts into large collections and reads and deletes
+// in small ones (the queue holds only what is in flight), and concurrent
+// requests of one kind share a command (see batcher): under load, a round
+// trip carries the writes of many contacts.
 package mongo
 
 import (
@@ -30,26 +36,37 @@ import (
 	"github.com/flowbot/flowbot/store"
 )
 
-// dedupeWindow is how long processed inbox items are kept to drop
+// dedupeWindow is how long the ids of updates are kept to drop
 // redeliveries: Meta retries a webhook for up to 7 days.
 const dedupeWindow = 8 * 24 * time.Hour
 
-// A superseded version loses its state at once but its id is kept for
-// tombstoneTTL, so that a writer holding an old version cannot insert its
-// successor again; a writer holding a state longer than staleAfter gives
-// up (a conflict: it loads again), which keeps that safe.
+// A writer holding a state longer than staleAfter gives up (a conflict:
+// it loads again). A superseded version is kept whole for retention
+// after the version that replaced it, longer than any writer can hold
+// it, so that a writer holding it can never insert its successor again
+// (the id is taken); then it is deleted. The margin covers the clocks of
+// several instances.
 const (
-	tombstoneTTL = time.Hour
-	staleAfter   = 10 * time.Minute
+	staleAfter = 2 * time.Minute
+	retention  = 5 * time.Minute
+	gcInterval = time.Minute
 )
 
 // Store is the MongoDB store. It is safe for concurrent use.
 type Store struct {
 	client *mongo.Client
 	states *mongo.Collection
-	inbox  *mongo.Collection
+	inbox  *mongo.Collection // the id of every update seen, for dedupe
+	queue  *mongo.Collection // the updates not applied yet
+	bots   *mongo.Collection
 	seq    atomic.Int64
 	owned  bool
+
+	insertState *batcher[[]any, []error]
+	insertQueue *batcher[[]any, []error]
+	insertInbox *batcher[[]any, []error]
+	dequeue     *batcher[[]string, struct{}]
+	pending     *batcher[pendingReq, []store.Item]
 
 	// cache holds the states this instance last read or wrote, so that a
 	// Load needs no query: the version insert of the next Save fails if
@@ -57,12 +74,9 @@ type Store struct {
 	cacheMu sync.Mutex
 	cache   map[string]*engine.State
 
-	pruneMu   sync.Mutex
-	prune     map[string]int64 // contact → delete versions below this
-	pruneKick chan struct{}
-	lastSweep time.Time
-	stop      chan struct{}
-	done      chan struct{}
+	lastInboxGC time.Time
+	stop        chan struct{}
+	done        chan struct{}
 }
 
 // Open connects to uri (the database is the URI's, else "flowbot") and
@@ -94,9 +108,19 @@ func Open(ctx context.Context, uri string) (*Store, error) {
 // documents as map[string]any) and creates the indexes.
 func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	s := &Store{client: db.Client(), states: db.Collection("states"), inbox: db.Collection("inbox"),
-		prune: map[string]int64{}, pruneKick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		cache: map[string]*engine.State{}}
+		queue: db.Collection("queue"), bots: db.Collection("bots"),
+		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
 	s.seq.Store(time.Now().UnixNano())
+	// One command of a kind at once: the server serialises writes
+	// anyway, and the requests that wait meanwhile make the next command
+	// bigger (measured on FerretDB: two or more at once was slower).
+	const inflight = 1
+	s.insertState = newBatcher(inflight, 500, s.insertMany(s.states))
+	s.insertQueue = newBatcher(inflight, 500, s.insertMany(s.queue))
+	s.insertInbox = newBatcher(inflight, 500, s.insertMany(s.inbox))
+	s.dequeue = newBatcher(inflight, 100, s.deleteQueued)
+	s.pending = newBatcher(inflight, 100, s.findPending)
+
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := s.client.Ping(pctx, nil); err != nil {
@@ -105,20 +129,45 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	if err := ensureIndexes(pctx, s.states,
 		index{"latest", bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: -1}}, options.Index()},
 		index{"next_due", bson.D{{Key: "next_due", Value: 1}}, options.Index().SetSparse(true)},
+		index{"saved", bson.D{{Key: "saved", Value: 1}}, options.Index()},
 	); err != nil {
 		return nil, fmt.Errorf("mongodb: creating the states indexes: %w", err)
 	}
-	if err := ensureIndexes(pctx, s.inbox,
-		index{"pending", bson.D{{Key: "contact", Value: 1}, {Key: "done", Value: 1}, {Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}}, options.Index()},
-		index{"backlog", bson.D{{Key: "done", Value: 1}, {Key: "contact", Value: 1}}, options.Index()},
+	if err := ensureIndexes(pctx, s.queue,
+		index{"pending", bson.D{{Key: "contact", Value: 1}, {Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}}, options.Index()},
 	); err != nil {
-		return nil, fmt.Errorf("mongodb: creating the inbox indexes: %w", err)
+		return nil, fmt.Errorf("mongodb: creating the queue indexes: %w", err)
 	}
-	// Processed items expire after the dedupe window where the server can
-	// (MongoDB); a server without TTL indexes (FerretDB) keeps them.
-	ensureIndexes(pctx, s.inbox, index{"expire_done", bson.D{{Key: "done_at", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(dedupeWindow / time.Second))})
-	go s.pruner()
+	// The ids expire after the dedupe window where the server can
+	// (MongoDB); where it cannot (FerretDB), the collector deletes them.
+	ensureIndexes(pctx, s.inbox, index{"expire", bson.D{{Key: "received", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(dedupeWindow / time.Second))})
+	if err := s.migrate(pctx); err != nil {
+		return nil, err
+	}
+	go s.collector()
 	return s, nil
+}
+
+// migrate moves the updates that an earlier flowbot left queued in the
+// inbox (with done: false) to the queue.
+func (s *Store) migrate(ctx context.Context) error {
+	cur, err := s.inbox.Find(ctx, bson.D{{Key: "done", Value: false}})
+	if err != nil {
+		return fmt.Errorf("mongodb: reading updates queued by an earlier version: %w", err)
+	}
+	var docs []store.Item
+	if err := cur.All(ctx, &docs); err != nil {
+		return fmt.Errorf("mongodb: reading updates queued by an earlier version: %w", err)
+	}
+	for _, it := range docs {
+		if _, err := s.queue.InsertOne(ctx, it); err != nil && !mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("mongodb: moving update %s to the queue: %w", it.Key, err)
+		}
+		if _, err := s.inbox.UpdateOne(ctx, bson.D{{Key: "_id", Value: it.Key}}, bson.D{{Key: "$unset", Value: bson.D{{Key: "done", Value: ""}}}}); err != nil {
+			return fmt.Errorf("mongodb: moving update %s to the queue: %w", it.Key, err)
+		}
+	}
+	return nil
 }
 
 // ensureIndexes creates the indexes a collection lacks, by name, one at a
@@ -155,8 +204,7 @@ func ensureIndexes(ctx context.Context, c *mongo.Collection, indexes ...index) e
 	return nil
 }
 
-// Close stops the store (deleting the old versions still due) and
-// disconnects a store opened with Open.
+// Close stops the store and disconnects a store opened with Open.
 func (s *Store) Close(ctx context.Context) error {
 	select {
 	case <-s.stop:
@@ -170,71 +218,108 @@ func (s *Store) Close(ctx context.Context) error {
 	return nil
 }
 
-// pruner deletes superseded state versions in batches, off the hot path.
-func (s *Store) pruner() {
+// collector deletes superseded state versions and expired update ids,
+// off the hot path.
+func (s *Store) collector() {
 	defer close(s.done)
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(gcInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
-			s.flushPrune()
 			return
 		case <-t.C:
-			s.flushPrune()
-		case <-s.pruneKick:
-			s.flushPrune()
+			ctx, cancel := context.WithTimeout(context.Background(), gcInterval)
+			s.collect(ctx, time.Now())
+			cancel()
 		}
 	}
 }
 
-func (s *Store) flushPrune() {
-	s.pruneMu.Lock()
-	batch := s.prune
-	s.prune = map[string]int64{}
-	s.pruneMu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
-	var or bson.A
-	for c, v := range batch {
-		or = append(or, bson.D{{Key: "contact", Value: c}, {Key: "version", Value: bson.D{{Key: "$lt", Value: v}}}})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	now := time.Now()
-	_, err := s.states.UpdateMany(ctx,
-		bson.D{{Key: "$or", Value: or}, {Key: "tombstone", Value: bson.D{{Key: "$exists", Value: false}}}},
-		bson.D{{Key: "$unset", Value: bson.D{{Key: "state", Value: ""}, {Key: "next_due", Value: ""}}}, {Key: "$set", Value: bson.D{{Key: "tombstone", Value: now}}}})
+// collect deletes the state versions superseded before now-retention,
+// and (hourly) the update ids older than the dedupe window. Errors wait
+// for the next round.
+func (s *Store) collect(ctx context.Context, now time.Time) (deleted int, err error) {
+	// Versions saved before the cutoff; of those, each contact's latest
+	// stays (it may be the contact's current state), the others were
+	// superseded before the cutoff. Documents of an earlier flowbot have
+	// no saved time.
+	cur, err := s.states.Find(ctx, bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "saved", Value: bson.D{{Key: "$lt", Value: now.Add(-retention)}}}},
+		bson.D{{Key: "saved", Value: bson.D{{Key: "$exists", Value: false}}}},
+	}}}, options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
 	if err != nil {
-		// Keep them for the next round.
-		s.pruneMu.Lock()
-		for c, v := range batch {
-			if v > s.prune[c] {
-				s.prune[c] = v
+		return 0, fmt.Errorf("mongodb: listing old versions: %w", err)
+	}
+	var docs []struct {
+		ID      string `bson:"_id"`
+		Contact string `bson:"contact"`
+		Version int64  `bson:"version"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return 0, fmt.Errorf("mongodb: listing old versions: %w", err)
+	}
+	latest := map[string]int64{}
+	for _, d := range docs {
+		latest[d.Contact] = max(latest[d.Contact], d.Version)
+	}
+	var ids []string
+	for _, d := range docs {
+		if d.Version < latest[d.Contact] {
+			ids = append(ids, d.ID)
+		}
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		res, err := s.states.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids[:n]}}}})
+		if err != nil {
+			return deleted, fmt.Errorf("mongodb: deleting old versions: %w", err)
+		}
+		deleted += int(res.DeletedCount)
+		ids = ids[n:]
+	}
+	if now.Sub(s.lastInboxGC) > time.Hour {
+		if _, err := s.inbox.DeleteMany(ctx, bson.D{{Key: "received", Value: bson.D{{Key: "$lt", Value: now.Add(-dedupeWindow)}}}}); err != nil {
+			return deleted, fmt.Errorf("mongodb: deleting expired update ids: %w", err)
+		}
+		s.lastInboxGC = now
+	}
+	return deleted, nil
+}
+
+// insertMany returns a batcher's command that inserts every request's
+// documents in one unordered insert, and gives each document its own
+// outcome (nil, or a duplicate key error).
+func (s *Store) insertMany(c *mongo.Collection) func(context.Context, [][]any) ([][]error, error) {
+	return func(ctx context.Context, reqs [][]any) ([][]error, error) {
+		var docs []any
+		for _, r := range reqs {
+			docs = append(docs, r...)
+		}
+		_, err := c.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		out := make([][]error, len(reqs))
+		for i, r := range reqs {
+			out[i] = make([]error, len(r))
+		}
+		if err == nil {
+			return out, nil
+		}
+		var bwe mongo.BulkWriteException
+		if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+			return nil, err
+		}
+		for _, we := range bwe.WriteErrors {
+			// Back from the flat index to the request and its document.
+			i := we.Index
+			for r := range reqs {
+				if i < len(reqs[r]) {
+					out[r][i] = we
+					break
+				}
+				i -= len(reqs[r])
 			}
 		}
-		s.pruneMu.Unlock()
-		return
-	}
-	if now.Sub(s.lastSweep) > time.Minute {
-		s.lastSweep = now
-		s.states.DeleteMany(ctx, bson.D{{Key: "tombstone", Value: bson.D{{Key: "$lt", Value: now.Add(-tombstoneTTL)}}}})
-	}
-}
-
-func (s *Store) schedulePrune(contact string, below int64) {
-	s.pruneMu.Lock()
-	if below > s.prune[contact] {
-		s.prune[contact] = below
-	}
-	n := len(s.prune)
-	s.pruneMu.Unlock()
-	if n >= 500 {
-		select {
-		case s.pruneKick <- struct{}{}:
-		default:
-		}
+		return out, nil
 	}
 }
 
@@ -251,8 +336,12 @@ type stateDoc struct {
 	Contact string        `bson:"contact"`
 	Version int64         `bson:"version"`
 	NextDue *time.Time    `bson:"next_due,omitempty"`
+	Saved   time.Time     `bson:"saved"`
 	State   *engine.State `bson:"state"`
 }
+
+// epoch stands for "due now" in next_due, which must be a date to sort.
+var epoch = time.Unix(0, 0).UTC()
 
 func versionID(contact string, v int64) string { return fmt.Sprintf("%s#%d", contact, v) }
 
@@ -324,10 +413,6 @@ func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
 	st.Version = doc.Version
 	st.LoadedAt = time.Now()
 	st.Vars = normalize(st.Vars).(map[string]any)
-	if doc.Version > 1 {
-		// Versions left behind by a crash before their deletion.
-		s.schedulePrune(id, doc.Version)
-	}
 	s.remember(st)
 	return st, nil
 }
@@ -336,19 +421,23 @@ func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
 // own id, which only one writer can do.
 func (s *Store) Save(ctx context.Context, st *engine.State) error {
 	if !st.LoadedAt.IsZero() && time.Since(st.LoadedAt) > staleAfter {
+		s.forget(st.Contact.ID)
 		return store.ErrConflict
 	}
 	next := st.Version + 1
-	doc := stateDoc{ID: versionID(st.Contact.ID, next), Contact: st.Contact.ID, Version: next, State: st}
+	doc := stateDoc{ID: versionID(st.Contact.ID, next), Contact: st.Contact.ID, Version: next, Saved: time.Now(), State: st}
 	if due, ok := st.NextWork(); ok {
 		if due.IsZero() {
-			due = time.Unix(0, 0).UTC()
+			due = epoch
 		}
 		doc.NextDue = &due
 	}
 	// A writer that loaded an older version inserts a version that
 	// exists, and fails: that is the whole compare-and-swap.
-	_, err := s.states.InsertOne(ctx, doc)
+	errs, err := s.insertState.do(ctx, []any{doc})
+	if err == nil {
+		err = errs[0]
+	}
 	if mongo.IsDuplicateKeyError(err) {
 		s.forget(st.Contact.ID)
 		return store.ErrConflict
@@ -359,26 +448,24 @@ func (s *Store) Save(ctx context.Context, st *engine.State) error {
 	}
 	st.Version = next
 	s.remember(st)
-	if next > 1 {
-		s.schedulePrune(st.Contact.ID, next)
-	}
 	return nil
 }
 
 // Due implements store.Contacts.
-func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]string, error) {
+func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Due, error) {
 	opts := options.Find().SetSort(bson.D{{Key: "next_due", Value: 1}})
 	if limit > 0 {
 		opts.SetLimit(int64(limit))
 	}
-	opts.SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}})
+	opts.SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}, {Key: "next_due", Value: 1}})
 	cur, err := s.states.Find(ctx, bson.D{{Key: "next_due", Value: bson.D{{Key: "$lte", Value: t}}}}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
 	}
 	type ref struct {
-		Contact string `bson:"contact"`
-		Version int64  `bson:"version"`
+		Contact string    `bson:"contact"`
+		Version int64     `bson:"version"`
+		NextDue time.Time `bson:"next_due"`
 	}
 	var docs []ref
 	if err := cur.All(ctx, &docs); err != nil {
@@ -406,24 +493,43 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]string, erro
 	for _, d := range all {
 		latest[d.Contact] = max(latest[d.Contact], d.Version)
 	}
-	var ids []string
+	var due []store.Due
+	var superseded bson.A
 	for _, d := range docs {
 		if d.Version == latest[d.Contact] {
-			ids = append(ids, d.Contact)
+			at := d.NextDue.UTC()
+			if at.Equal(epoch) {
+				at = time.Time{}
+			}
+			due = append(due, store.Due{Contact: d.Contact, At: at})
+		} else {
+			superseded = append(superseded, versionID(d.Contact, d.Version))
 		}
 	}
-	return ids, nil
+	if len(superseded) > 0 {
+		// They would come back every time, and could crowd out the due
+		// ones past the limit: they are no longer due.
+		if _, err := s.states.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: superseded}}}},
+			bson.D{{Key: "$unset", Value: bson.D{{Key: "next_due", Value: ""}}}}); err != nil {
+			return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+		}
+	}
+	return due, nil
 }
 
-// itemDoc is an inbox item's document.
-type itemDoc struct {
-	store.Item `bson:",inline"`
-	Done       bool       `bson:"done"`
-	DoneAt     *time.Time `bson:"done_at,omitempty"`
+// seenDoc records an update's id in the inbox, for the dedupe window.
+type seenDoc struct {
+	Key      string    `bson:"_id"`
+	Contact  string    `bson:"contact"`
+	Received time.Time `bson:"received"`
 }
 
-// Enqueue implements store.Inbox: one unordered insert; the items whose
-// key is already there fail with a duplicate key error and are dropped.
+// Enqueue implements store.Inbox. An update goes into the queue first
+// (whose ids catch a redelivery while the first is in flight), then its
+// id into the inbox (which catches one after it was applied, and then
+// takes it out of the queue again). A crash between the two leaves the
+// update queued and its id unrecorded: the webhook was not answered, and
+// its redelivery is caught by the contact's recently applied ids.
 func (s *Store) Enqueue(ctx context.Context, items []store.Item) ([]store.Item, error) {
 	if len(items) == 0 {
 		return nil, nil
@@ -431,69 +537,155 @@ func (s *Store) Enqueue(ctx context.Context, items []store.Item) ([]store.Item, 
 	docs := make([]any, len(items))
 	for i := range items {
 		items[i].Seq = s.seq.Add(1)
-		docs[i] = itemDoc{Item: items[i]}
+		docs[i] = items[i]
 	}
-	_, err := s.inbox.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err == nil {
-		return items, nil
-	}
-	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+	errs, err := s.insertQueue.do(ctx, docs)
+	if err != nil {
 		return nil, fmt.Errorf("mongodb: queueing updates: %w", err)
 	}
-	dup := map[int]bool{}
-	for _, we := range bwe.WriteErrors {
-		if !mongo.IsDuplicateKeyError(we) {
-			return nil, fmt.Errorf("mongodb: queueing updates: %w", err)
+	var queued []store.Item
+	var seen []any
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			queued = append(queued, items[i])
+			seen = append(seen, seenDoc{Key: items[i].Key, Contact: items[i].Contact, Received: items[i].Received})
+		case !mongo.IsDuplicateKeyError(err):
+			return nil, fmt.Errorf("mongodb: queueing update %s: %w", items[i].Key, err)
 		}
-		dup[we.Index] = true
+	}
+	if len(queued) == 0 {
+		return nil, nil
+	}
+	errs, err = s.insertInbox.do(ctx, seen)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: recording update ids: %w", err)
 	}
 	var fresh []store.Item
-	for i, it := range items {
-		if !dup[i] {
-			fresh = append(fresh, it)
+	var dup []string
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			fresh = append(fresh, queued[i])
+		case mongo.IsDuplicateKeyError(err):
+			dup = append(dup, queued[i].Key)
+		default:
+			return nil, fmt.Errorf("mongodb: recording update id %s: %w", queued[i].Key, err)
+		}
+	}
+	if len(dup) > 0 {
+		if _, err := s.dequeue.do(ctx, dup); err != nil {
+			return nil, fmt.Errorf("mongodb: dropping redelivered updates: %w", err)
 		}
 	}
 	return fresh, nil
 }
 
-// Pending implements store.Inbox.
-func (s *Store) Pending(ctx context.Context, contact string, limit int) ([]store.Item, error) {
-	opts := options.Find().SetSort(bson.D{{Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}})
-	if limit > 0 {
-		opts.SetLimit(int64(limit))
+// pendingReq asks for a contact's queued updates.
+type pendingReq struct {
+	contact string
+	limit   int
+}
+
+// findPending reads the queued updates of several contacts in one query.
+func (s *Store) findPending(ctx context.Context, reqs []pendingReq) ([][]store.Item, error) {
+	var contacts bson.A
+	total := 0
+	for _, r := range reqs {
+		contacts = append(contacts, r.contact)
+		total += r.limit
 	}
-	cur, err := s.inbox.Find(ctx, bson.D{{Key: "contact", Value: contact}, {Key: "done", Value: false}}, opts)
-	if err != nil {
-		return nil, fmt.Errorf("mongodb: reading the inbox: %w", err)
-	}
-	var docs []itemDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("mongodb: reading the inbox: %w", err)
-	}
-	out := make([]store.Item, len(docs))
-	for i, d := range docs {
-		out[i] = d.Item
-	}
-	// Equal timestamps keep arrival order whatever the server's sort.
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].Timestamp.Equal(out[j].Timestamp) {
-			return out[i].Timestamp.Before(out[j].Timestamp)
+	for _, r := range reqs {
+		if r.limit <= 0 {
+			total = 0 // one without a limit: no limit
 		}
-		return out[i].Seq < out[j].Seq
-	})
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}})
+	if total > 0 {
+		opts.SetLimit(int64(total))
+	}
+	cur, err := s.queue.Find(ctx, bson.D{{Key: "contact", Value: bson.D{{Key: "$in", Value: contacts}}}}, opts)
+	if err != nil {
+		return nil, err
+	}
+	var items []store.Item
+	if err := cur.All(ctx, &items); err != nil {
+		return nil, err
+	}
+	byContact := map[string][]store.Item{}
+	for _, it := range items {
+		byContact[it.Contact] = append(byContact[it.Contact], it)
+	}
+	out := make([][]store.Item, len(reqs))
+	for i, r := range reqs {
+		got := byContact[r.contact]
+		// Equal timestamps keep arrival order whatever the server's sort.
+		sort.SliceStable(got, func(i, j int) bool {
+			if !got[i].Timestamp.Equal(got[j].Timestamp) {
+				return got[i].Timestamp.Before(got[j].Timestamp)
+			}
+			return got[i].Seq < got[j].Seq
+		})
+		if r.limit > 0 && len(got) > r.limit {
+			got = got[:r.limit]
+		}
+		out[i] = got
+	}
+	if total > 0 && len(items) == total {
+		// The limit cut the answer: a contact short of its own limit may
+		// have more; ask for those alone.
+		for i, r := range reqs {
+			if len(out[i]) < r.limit {
+				if out[i], err = s.findPendingOne(ctx, r); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	return out, nil
 }
 
-// Ack implements store.Inbox.
+func (s *Store) findPendingOne(ctx context.Context, r pendingReq) ([]store.Item, error) {
+	out, err := s.findPending(ctx, []pendingReq{{contact: r.contact, limit: r.limit + 1}})
+	if err != nil {
+		return nil, err
+	}
+	if len(out[0]) > r.limit {
+		out[0] = out[0][:r.limit]
+	}
+	return out[0], nil
+}
+
+// Pending implements store.Inbox.
+func (s *Store) Pending(ctx context.Context, contact string, limit int) ([]store.Item, error) {
+	items, err := s.pending.do(ctx, pendingReq{contact: contact, limit: limit})
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: reading the queue: %w", err)
+	}
+	return items, nil
+}
+
+// deleteQueued takes updates out of the queue, by id.
+func (s *Store) deleteQueued(ctx context.Context, reqs [][]string) ([]struct{}, error) {
+	var keys bson.A
+	for _, r := range reqs {
+		for _, k := range r {
+			keys = append(keys, k)
+		}
+	}
+	if _, err := s.queue.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}}); err != nil {
+		return nil, err
+	}
+	return make([]struct{}, len(reqs)), nil
+}
+
+// Ack implements store.Inbox: the updates leave the queue; their ids stay
+// in the inbox.
 func (s *Store) Ack(ctx context.Context, contact string, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	_, err := s.inbox.UpdateMany(ctx,
-		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}, {Key: "contact", Value: contact}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "done", Value: true}, {Key: "done_at", Value: time.Now()}}}})
-	if err != nil {
+	if _, err := s.dequeue.do(ctx, keys); err != nil {
 		return fmt.Errorf("mongodb: acknowledging updates: %w", err)
 	}
 	return nil
@@ -501,9 +693,9 @@ func (s *Store) Ack(ctx context.Context, contact string, keys ...string) error {
 
 // Depth implements store.Inbox.
 func (s *Store) Depth(ctx context.Context) (int, error) {
-	n, err := s.inbox.CountDocuments(ctx, bson.D{{Key: "done", Value: false}})
+	n, err := s.queue.CountDocuments(ctx, bson.D{})
 	if err != nil {
-		return 0, fmt.Errorf("mongodb: counting the inbox: %w", err)
+		return 0, fmt.Errorf("mongodb: counting the queue: %w", err)
 	}
 	return int(n), nil
 }
@@ -514,7 +706,7 @@ func (s *Store) Backlog(ctx context.Context, limit int) ([]string, error) {
 	if limit > 0 {
 		opts.SetLimit(int64(limit) * 8)
 	}
-	cur, err := s.inbox.Find(ctx, bson.D{{Key: "done", Value: false}}, opts)
+	cur, err := s.queue.Find(ctx, bson.D{}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing the backlog: %w", err)
 	}
@@ -603,7 +795,7 @@ func (s *Store) SaveBot(ctx context.Context, version string, files map[string][]
 	for _, n := range names {
 		doc.Files = append(doc.Files, botFile{Name: n, Data: files[n]})
 	}
-	_, err := s.states.Database().Collection("bots").InsertOne(ctx, doc)
+	_, err := s.bots.InsertOne(ctx, doc)
 	if err != nil && !mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("mongodb: saving bot version %s: %w", version, err)
 	}
@@ -613,7 +805,7 @@ func (s *Store) SaveBot(ctx context.Context, version string, files map[string][]
 // LoadBot implements store.Bots.
 func (s *Store) LoadBot(ctx context.Context, version string) (map[string][]byte, error) {
 	var doc botDoc
-	err := s.states.Database().Collection("bots").FindOne(ctx, bson.D{{Key: "_id", Value: version}}).Decode(&doc)
+	err := s.bots.FindOne(ctx, bson.D{{Key: "_id", Value: version}}).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, store.ErrNotFound
 	}

@@ -59,18 +59,11 @@ func TestOpen(t *testing.T) {
 	}
 }
 
-// TestVersionsAndValues: superseded versions are deleted behind the
-// writes, and variables come back as the engine's plain types.
+// TestVersionsAndValues: superseded versions are deleted once no writer
+// can hold them, and variables come back as the engine's plain types.
 func TestVersionsAndValues(t *testing.T) {
-	uri := server(t)
 	ctx := context.Background()
-	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
-	db := client.Database(fmt.Sprintf("flowbot_versions_%d", time.Now().UnixNano()))
-	defer db.Drop(ctx)
+	db := testDB(t, "versions")
 	s, err := mstore.New(ctx, db)
 	if err != nil {
 		t.Fatal(err)
@@ -96,16 +89,7 @@ func TestVersionsAndValues(t *testing.T) {
 	if _, ok := got.Vars["list"].([]any)[2].(map[string]any); !ok || got.Vars["n"] != 3 {
 		t.Fatalf("types: %T %T", got.Vars["list"], got.Vars["n"])
 	}
-	s.Close(ctx) // flushes the pruning
-	n, err := db.Collection("states").CountDocuments(ctx, bson.D{{Key: "state", Value: bson.D{{Key: "$exists", Value: true}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != 1 {
-		t.Fatalf("%d states kept after 5 versions, want only the latest", n)
-	}
-	// The superseded versions stay as tombstones, so that a writer that
-	// loaded one of them cannot write its successor again.
+	// A write based on a superseded version fails on the taken id.
 	stale := *got
 	stale.Version = 2
 	s2, err := mstore.New(ctx, db)
@@ -116,4 +100,81 @@ func TestVersionsAndValues(t *testing.T) {
 	if err := s2.Save(ctx, &stale); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("a write based on a superseded version: %v, want a conflict", err)
 	}
+	// Superseded versions stay until the retention has passed, then go;
+	// the latest stays, however old.
+	if n, err := s.Collect(ctx, time.Now()); err != nil || n != 0 {
+		t.Fatalf("collected %d (%v) versions at once, want none yet", n, err)
+	}
+	if n, err := s.Collect(ctx, time.Now().Add(mstore.Retention+time.Minute)); err != nil || n != 4 {
+		t.Fatalf("collected %d (%v) versions after the retention, want the 4 superseded", n, err)
+	}
+	if n, err := db.Collection("states").CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
+		t.Fatalf("%d versions kept (%v), want only the latest", n, err)
+	}
+	if got, err := s2.Load(ctx, "c"); err != nil || got.Version != 5 {
+		t.Fatalf("after collecting: version %v, %v", got, err)
+	}
+	// A writer that held version 2 all that time gives up on its own.
+	stale.LoadedAt = time.Now().Add(-mstore.Retention)
+	if err := s2.Save(ctx, &stale); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a write based on a state held past the retention: %v, want a conflict", err)
+	}
+}
+
+// TestMigratesQueuedInbox: updates an earlier flowbot left queued in the
+// inbox (done: false) are in the queue after start-up, and both the
+// queued and the processed ones are still duplicates.
+func TestMigratesQueuedInbox(t *testing.T) {
+	ctx := context.Background()
+	db := testDB(t, "migrate")
+	at := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	legacy := func(key string, done bool) bson.D {
+		return bson.D{{Key: "_id", Value: key}, {Key: "contact", Value: "a"}, {Key: "kind", Value: "message"},
+			{Key: "timestamp", Value: at}, {Key: "seq", Value: int64(1)}, {Key: "received", Value: at},
+			{Key: "message", Value: bson.D{{Key: "id", Value: key}, {Key: "type", Value: "text"}, {Key: "text", Value: "hi " + key}}},
+			{Key: "done", Value: done}}
+	}
+	if _, err := db.Collection("inbox").InsertMany(ctx, []any{legacy("old-queued", false), legacy("old-done", true)}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := mstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	got, err := s.Pending(ctx, "a", 10)
+	if err != nil || len(got) != 1 || got[0].Key != "old-queued" || got[0].Message == nil || got[0].Message.Text != "hi old-queued" {
+		t.Fatalf("pending after the migration = %+v, %v", got, err)
+	}
+	fresh, err := s.Enqueue(ctx, []store.Item{
+		{Key: "old-queued", Contact: "a", Kind: store.ItemMessage, Timestamp: at, Received: at, Message: &engine.Inbound{ID: "old-queued", Type: "text"}},
+		{Key: "old-done", Contact: "a", Kind: store.ItemMessage, Timestamp: at, Received: at, Message: &engine.Inbound{ID: "old-done", Type: "text"}},
+	})
+	if err != nil || len(fresh) != 0 {
+		t.Fatalf("redeliveries of migrated updates: fresh %d, %v", len(fresh), err)
+	}
+	// A second start-up finds nothing more to move.
+	s2, err := mstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close(ctx)
+	if n, _ := s2.Depth(ctx); n != 1 {
+		t.Fatalf("depth %d after a second start-up, want 1", n)
+	}
+}
+
+// testDB is a new database on the test server, dropped at the end.
+func testDB(t *testing.T, name string) *mongo.Database {
+	t.Helper()
+	client, err := mongo.Connect(options.Client().ApplyURI(server(t)).SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := client.Database(fmt.Sprintf("flowbot_%s_%d", name, time.Now().UnixNano()))
+	t.Cleanup(func() {
+		db.Drop(context.Background())
+		client.Disconnect(context.Background())
+	})
+	return db
 }

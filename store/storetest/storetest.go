@@ -159,22 +159,42 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 		if err := s.Save(ctx, engine.NewState("no-timer")); err != nil {
 			t.Fatal(err)
 		}
-		// Messages waiting in the outbox make a contact due at once.
+		// Messages waiting in the outbox make a contact due at once, or
+		// when their sender's claim on them expires.
 		unsent := engine.NewState("unsent")
 		unsent.Outbox = []engine.Outbound{{ID: "unsent:m1", To: "unsent", Via: engine.ViaSession}}
 		if err := s.Save(ctx, unsent); err != nil {
 			t.Fatal(err)
 		}
-		ids, err := s.Due(ctx, base.Add(2*time.Hour), 10)
+		claimed := engine.NewState("claimed")
+		claimed.Outbox = []engine.Outbound{{ID: "claimed:m1", To: "claimed", Via: engine.ViaSession, ClaimedBy: "i1", ClaimedAt: base, ClaimUntil: base.Add(90 * time.Minute)}}
+		if err := s.Save(ctx, claimed); err != nil {
+			t.Fatal(err)
+		}
+		dueList := func(ds []store.Due) string {
+			var out []string
+			for _, d := range ds {
+				at := "now"
+				if !d.At.IsZero() {
+					at = d.At.Sub(base).String()
+				}
+				out = append(out, d.Contact+"@"+at)
+			}
+			return fmt.Sprint(out)
+		}
+		ds, err := s.Due(ctx, base.Add(2*time.Hour), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(ids) != "[unsent c1 c2]" {
-			t.Fatalf("due = %v, want [unsent c1 c2] (unsent messages first, then timers earliest first, not yet due left out)", ids)
+		if got := dueList(ds); got != "[unsent@now c1@1h0m0s claimed@1h30m0s c2@2h0m0s]" {
+			t.Fatalf("due = %v, want unsent messages first, then by due time, not yet due left out", got)
 		}
-		ids, _ = s.Due(ctx, base.Add(5*time.Hour), 2)
-		if fmt.Sprint(ids) != "[unsent c1]" {
-			t.Fatalf("due with limit 2 = %v, want [unsent c1]", ids)
+		ds, _ = s.Due(ctx, base.Add(5*time.Hour), 2)
+		if got := dueList(ds); got != "[unsent@now c1@1h0m0s]" {
+			t.Fatalf("due with limit 2 = %v", got)
+		}
+		if ds, _ := s.Due(ctx, base.Add(time.Hour-time.Second), 10); dueList(ds) != "[unsent@now]" {
+			t.Fatalf("due before the first timer = %v", dueList(ds))
 		}
 		// A timer moved on in a later version is due then, not before.
 		st, _ := s.Load(ctx, "c1")
@@ -182,8 +202,17 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 		if err := s.Save(ctx, st); err != nil {
 			t.Fatal(err)
 		}
-		if ids, _ := s.Due(ctx, base.Add(5*time.Hour), 10); fmt.Sprint(ids) != "[unsent c2 c0]" {
-			t.Fatalf("after moving c1's timer: due = %v", ids)
+		if ds, _ := s.Due(ctx, base.Add(5*time.Hour), 10); dueList(ds) != "[unsent@now claimed@1h30m0s c2@2h0m0s c0@3h0m0s]" {
+			t.Fatalf("after moving c1's timer: due = %v", dueList(ds))
+		}
+		// Once the messages are sent, the contact is no longer due.
+		st, _ = s.Load(ctx, "claimed")
+		st.Outbox = nil
+		if err := s.Save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		if ds, _ := s.Due(ctx, base.Add(5*time.Hour), 10); dueList(ds) != "[unsent@now c2@2h0m0s c0@3h0m0s]" {
+			t.Fatalf("after sending: due = %v", dueList(ds))
 		}
 	})
 }

@@ -40,12 +40,12 @@ import (
 // redeliveries: Meta retries a webhook for up to 7 days.
 const dedupeWindow = 8 * 24 * time.Hour
 
-// A writer holding a state longer than staleAfter gives up (a conflict:
-// it loads again). A superseded version is kept whole for retention
-// after the version that replaced it, longer than any writer can hold
-// it, so that a writer holding it can never insert its successor again
-// (the id is taken); then it is deleted. The margin covers the clocks of
-// several instances.
+// A superseded version is kept whole for retention after the version
+// that replaced it, so that a writer still holding it cannot insert its
+// successor again (the id is taken); then it is deleted. A writer that
+// held its state longer than staleAfter first checks that it is still
+// the latest. The margin between the two covers the clocks of several
+// instances.
 const (
 	staleAfter = 2 * time.Minute
 	retention  = 5 * time.Minute
@@ -417,12 +417,36 @@ func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
 	return st, nil
 }
 
+// latestVersion is the contact's latest version in the database (0 for
+// none).
+func (s *Store) latestVersion(ctx context.Context, id string) (int64, error) {
+	var doc struct {
+		Version int64 `bson:"version"`
+	}
+	err := s.states.FindOne(ctx, bson.D{{Key: "contact", Value: id}},
+		options.FindOne().SetSort(bson.D{{Key: "version", Value: -1}}).SetProjection(bson.D{{Key: "version", Value: 1}})).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, nil
+	}
+	return doc.Version, err
+}
+
 // Save implements store.Contacts: the next version is inserted under its
 // own id, which only one writer can do.
 func (s *Store) Save(ctx context.Context, st *engine.State) error {
 	if !st.LoadedAt.IsZero() && time.Since(st.LoadedAt) > staleAfter {
-		s.forget(st.Contact.ID)
-		return store.ErrConflict
+		// Held so long that its successor may have come and been
+		// collected: go on only if it is still the latest (the latest is
+		// never collected, and a successor inserted from now on is there
+		// when ours is inserted).
+		latest, err := s.latestVersion(ctx, st.Contact.ID)
+		if err != nil {
+			return fmt.Errorf("mongodb: saving contact %s: %w", st.Contact.ID, err)
+		}
+		if latest != st.Version {
+			s.forget(st.Contact.ID)
+			return store.ErrConflict
+		}
 	}
 	next := st.Version + 1
 	doc := stateDoc{ID: versionID(st.Contact.ID, next), Contact: st.Contact.ID, Version: next, Saved: time.Now(), State: st}

@@ -114,10 +114,20 @@ func TestVersionsAndValues(t *testing.T) {
 	if got, err := s2.Load(ctx, "c"); err != nil || got.Version != 5 {
 		t.Fatalf("after collecting: version %v, %v", got, err)
 	}
-	// A writer that held version 2 all that time gives up on its own.
+	// A writer that held version 2 all that time finds out by asking,
+	// though the id of version 3 is free again.
 	stale.LoadedAt = time.Now().Add(-mstore.Retention)
 	if err := s2.Save(ctx, &stale); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("a write based on a state held past the retention: %v, want a conflict", err)
+	}
+	// One that held the latest that long (a slow integration) saves.
+	slow, err := s.Load(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.LoadedAt = time.Now().Add(-mstore.Retention)
+	if err := s.Save(ctx, slow); err != nil || slow.Version != 6 {
+		t.Fatalf("a write based on the latest state, held long: %v (version %d)", err, slow.Version)
 	}
 }
 

@@ -476,6 +476,41 @@ func TestTimersFireFromMemory(t *testing.T) {
 	}
 }
 
+// TestLateTimersFireInDueOrderAfterRestart: timers that fell due while
+// no server ran fire after a restart, once each, in due order.
+func TestLateTimersFireInDueOrderAfterRestart(t *testing.T) {
+	oneWorker := func(c *server.Config) { c.Workers = 1 }
+	r := newRig(t, "../examples/support", oneWorker)
+	// Three contacts reach the support bot's 2 h wait 5 minutes apart, in
+	// the order 1, 3, 2.
+	for i, c := range []string{"15550000001", "15550000003", "15550000002"} {
+		now := r.clock.Now()
+		r.post(textWebhook(c, "Ana", fmt.Sprintf("wamid.%s.1", c), "hi", now))
+		r.waitSent(3*i + 1)
+		r.post(buttonWebhook(c, fmt.Sprintf("wamid.%s.2", c), "other", "Something else", now.Add(time.Second)))
+		r.settled(3*i + 3)
+		r.clock.Advance(5 * time.Minute)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(3 * time.Hour)
+	again := newRigOn(t, "../examples/support", r.store, r.fake, r.clock, oneWorker)
+	sent := again.settled(12)[9:]
+	var order []string
+	for _, m := range sent {
+		if text(m) != "Did the guide help?" {
+			t.Fatalf("after the restart, sent %q", text(m))
+		}
+		order = append(order, m.To)
+	}
+	if fmt.Sprint(order) != "[15550000001 15550000003 15550000002]" {
+		t.Fatalf("the late timers fired in the order %v, want their due order", order)
+	}
+}
+
 func TestAPI(t *testing.T) {
 	r := newRig(t, "../examples/shop")
 	for _, tok := range []string{"", "wrong"} {

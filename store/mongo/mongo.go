@@ -20,6 +20,7 @@ package mongo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -160,7 +161,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("mongodb: reading updates queued by an earlier version: %w", err)
 	}
 	for _, it := range docs {
-		if _, err := s.queue.InsertOne(ctx, it); err != nil && !mongo.IsDuplicateKeyError(err) {
+		doc, err := newQueueDoc(it)
+		if err != nil {
+			return fmt.Errorf("mongodb: moving update %s to the queue: %w", it.Key, err)
+		}
+		if _, err := s.queue.InsertOne(ctx, doc); err != nil && !mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("mongodb: moving update %s to the queue: %w", it.Key, err)
 		}
 		if _, err := s.inbox.UpdateOne(ctx, bson.D{{Key: "_id", Value: it.Key}}, bson.D{{Key: "$unset", Value: bson.D{{Key: "done", Value: ""}}}}); err != nil {
@@ -541,6 +546,26 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Due, e
 	return due, nil
 }
 
+// queueDoc is a queued update: the fields the queue is read by, and the
+// update itself as JSON (one string for the server to store and hand
+// back, rather than a tree of fields it would decode on every read of
+// the queue).
+type queueDoc struct {
+	Key       string    `bson:"_id"`
+	Contact   string    `bson:"contact"`
+	Timestamp time.Time `bson:"timestamp"`
+	Seq       int64     `bson:"seq"`
+	Item      string    `bson:"item"`
+}
+
+func newQueueDoc(it store.Item) (queueDoc, error) {
+	b, err := json.Marshal(it)
+	if err != nil {
+		return queueDoc{}, err
+	}
+	return queueDoc{Key: it.Key, Contact: it.Contact, Timestamp: it.Timestamp, Seq: it.Seq, Item: string(b)}, nil
+}
+
 // seenDoc records an update's id in the inbox, for the dedupe window.
 type seenDoc struct {
 	Key      string    `bson:"_id"`
@@ -561,7 +586,11 @@ func (s *Store) Enqueue(ctx context.Context, items []store.Item) ([]store.Item, 
 	docs := make([]any, len(items))
 	for i := range items {
 		items[i].Seq = s.seq.Add(1)
-		docs[i] = items[i]
+		doc, err := newQueueDoc(items[i])
+		if err != nil {
+			return nil, fmt.Errorf("mongodb: queueing update %s: %w", items[i].Key, err)
+		}
+		docs[i] = doc
 	}
 	errs, err := s.insertQueue.do(ctx, docs)
 	if err != nil {
@@ -632,9 +661,15 @@ func (s *Store) findPending(ctx context.Context, reqs []pendingReq) ([][]store.I
 	if err != nil {
 		return nil, err
 	}
-	var items []store.Item
-	if err := cur.All(ctx, &items); err != nil {
+	var docs []queueDoc
+	if err := cur.All(ctx, &docs); err != nil {
 		return nil, err
+	}
+	items := make([]store.Item, len(docs))
+	for i, d := range docs {
+		if err := json.Unmarshal([]byte(d.Item), &items[i]); err != nil {
+			return nil, fmt.Errorf("queued update %s: %w", d.Key, err)
+		}
 	}
 	byContact := map[string][]store.Item{}
 	for _, it := range items {

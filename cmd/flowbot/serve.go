@@ -58,6 +58,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageErr("serve: %v", err)
 		}
 		defer ms.Close(context.Background())
+		ms.SetLogger(log)
 		st = ms
 		log.Info("store: MongoDB", "uri", redactURI(*mongoURI))
 	} else {

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -75,9 +76,13 @@ type Store struct {
 	cacheMu sync.Mutex
 	cache   map[string]*engine.State
 
-	lastInboxGC time.Time
-	stop        chan struct{}
-	done        chan struct{}
+	logger atomic.Pointer[slog.Logger]
+
+	gcMu       sync.Mutex
+	gcDue      []superseded // in the order saved
+	lastFullGC time.Time
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 // Open connects to uri (the database is the URI's, else "flowbot") and
@@ -111,6 +116,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	s := &Store{client: db.Client(), states: db.Collection("states"), inbox: db.Collection("inbox"),
 		queue: db.Collection("queue"), bots: db.Collection("bots"),
 		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
+	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())
 	// One command of a kind at once: the server serialises writes
 	// anyway, and the requests that wait meanwhile make the next command
@@ -209,6 +215,10 @@ func ensureIndexes(ctx context.Context, c *mongo.Collection, indexes ...index) e
 	return nil
 }
 
+// SetLogger sets where what goes wrong off the hot path is logged (by
+// default, nowhere).
+func (s *Store) SetLogger(l *slog.Logger) { s.logger.Store(l) }
+
 // Close stops the store and disconnects a store opened with Open.
 func (s *Store) Close(ctx context.Context) error {
 	select {
@@ -234,62 +244,127 @@ func (s *Store) collector() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), gcInterval)
-			s.collect(ctx, time.Now())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*gcInterval)
+			if _, err := s.collect(ctx, time.Now()); err != nil {
+				s.logger.Load().Warn("collecting old state versions", "err", err)
+			}
 			cancel()
 		}
 	}
 }
 
-// collect deletes the state versions superseded before now-retention,
-// and (hourly) the update ids older than the dedupe window. Errors wait
-// for the next round.
+// superseded is a version this instance replaced, to delete once no
+// writer can hold it.
+type superseded struct {
+	id    string
+	after time.Time
+}
+
+// supersede notes that a Save replaced the contact's version v.
+func (s *Store) supersede(contact string, v int64, at time.Time) {
+	if v < 1 {
+		return
+	}
+	s.gcMu.Lock()
+	s.gcDue = append(s.gcDue, superseded{versionID(contact, v), at.Add(retention)})
+	s.gcMu.Unlock()
+}
+
+// collect deletes the versions this instance superseded more than the
+// retention ago; hourly (and on the first run) it also goes through all
+// versions for those no instance noted (its instance died, or they were
+// written by an earlier flowbot), and deletes the update ids older than
+// the dedupe window. Errors wait for the next round.
 func (s *Store) collect(ctx context.Context, now time.Time) (deleted int, err error) {
-	// Versions saved before the cutoff; of those, each contact's latest
-	// stays (it may be the contact's current state), the others were
-	// superseded before the cutoff. Documents of an earlier flowbot have
-	// no saved time.
-	cur, err := s.states.Find(ctx, bson.D{{Key: "$or", Value: bson.A{
-		bson.D{{Key: "saved", Value: bson.D{{Key: "$lt", Value: now.Add(-retention)}}}},
-		bson.D{{Key: "saved", Value: bson.D{{Key: "$exists", Value: false}}}},
-	}}}, options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
-	if err != nil {
-		return 0, fmt.Errorf("mongodb: listing old versions: %w", err)
+	s.gcMu.Lock()
+	n := 0
+	for n < len(s.gcDue) && !s.gcDue[n].after.After(now) {
+		n++
 	}
-	var docs []struct {
-		ID      string `bson:"_id"`
-		Contact string `bson:"contact"`
-		Version int64  `bson:"version"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return 0, fmt.Errorf("mongodb: listing old versions: %w", err)
-	}
-	latest := map[string]int64{}
-	for _, d := range docs {
-		latest[d.Contact] = max(latest[d.Contact], d.Version)
-	}
-	var ids []string
-	for _, d := range docs {
-		if d.Version < latest[d.Contact] {
-			ids = append(ids, d.ID)
+	due := s.gcDue[:n:n]
+	s.gcMu.Unlock()
+	for len(due) > 0 {
+		k := min(len(due), 1000)
+		ids := make(bson.A, k)
+		for i := range ids {
+			ids[i] = due[i].id
 		}
-	}
-	for len(ids) > 0 {
-		n := min(len(ids), 1000)
-		res, err := s.states.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids[:n]}}}})
+		res, err := s.states.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
 		if err != nil {
 			return deleted, fmt.Errorf("mongodb: deleting old versions: %w", err)
 		}
 		deleted += int(res.DeletedCount)
-		ids = ids[n:]
+		due = due[k:]
+		s.gcMu.Lock()
+		s.gcDue = s.gcDue[k:]
+		s.gcMu.Unlock()
 	}
-	if now.Sub(s.lastInboxGC) > time.Hour {
+	if now.Sub(s.lastFullGC) > time.Hour {
+		n, err := s.collectAll(ctx, now)
+		deleted += n
+		if err != nil {
+			return deleted, err
+		}
 		if _, err := s.inbox.DeleteMany(ctx, bson.D{{Key: "received", Value: bson.D{{Key: "$lt", Value: now.Add(-dedupeWindow)}}}}); err != nil {
 			return deleted, fmt.Errorf("mongodb: deleting expired update ids: %w", err)
 		}
-		s.lastInboxGC = now
+		s.lastFullGC = now
 	}
 	return deleted, nil
+}
+
+// collectAll goes through every version, by contact and version, and
+// deletes those whose successor was saved more than the retention ago
+// (documents of an earlier flowbot have no saved time: they count as
+// old).
+func (s *Store) collectAll(ctx context.Context, now time.Time) (deleted int, err error) {
+	cur, err := s.states.Find(ctx, bson.D{}, options.Find().
+		SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}, {Key: "saved", Value: 1}}).
+		SetSort(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
+	if err != nil {
+		return 0, fmt.Errorf("mongodb: listing old versions: %w", err)
+	}
+	defer cur.Close(ctx)
+	cutoff := now.Add(-retention)
+	var ids bson.A
+	flush := func() error {
+		if len(ids) == 0 {
+			return nil
+		}
+		res, err := s.states.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		if err != nil {
+			return fmt.Errorf("mongodb: deleting old versions: %w", err)
+		}
+		deleted += int(res.DeletedCount)
+		ids = ids[:0]
+		return nil
+	}
+	type ref struct {
+		ID      string    `bson:"_id"`
+		Contact string    `bson:"contact"`
+		Version int64     `bson:"version"`
+		Saved   time.Time `bson:"saved"`
+	}
+	var prev ref
+	for cur.Next(ctx) {
+		var d ref
+		if err := cur.Decode(&d); err != nil {
+			return deleted, fmt.Errorf("mongodb: listing old versions: %w", err)
+		}
+		if prev.ID != "" && prev.Contact == d.Contact && d.Saved.Before(cutoff) {
+			ids = append(ids, prev.ID) // its successor came before the cutoff
+			if len(ids) == 1000 {
+				if err := flush(); err != nil {
+					return deleted, err
+				}
+			}
+		}
+		prev = d
+	}
+	if err := cur.Err(); err != nil {
+		return deleted, fmt.Errorf("mongodb: listing old versions: %w", err)
+	}
+	return deleted, flush()
 }
 
 // insertMany returns a batcher's command that inserts every request's
@@ -351,7 +426,7 @@ var epoch = time.Unix(0, 0).UTC()
 func versionID(contact string, v int64) string { return fmt.Sprintf("%s#%d", contact, v) }
 
 // cacheLimit bounds the cache; past it, entries are dropped at random.
-const cacheLimit = 50000
+const cacheLimit = 10000
 
 func (s *Store) cached(id string) *engine.State {
 	s.cacheMu.Lock()
@@ -477,6 +552,7 @@ func (s *Store) Save(ctx context.Context, st *engine.State) error {
 	}
 	st.Version = next
 	s.remember(st)
+	s.supersede(st.Contact.ID, next-1, doc.Saved)
 	return nil
 }
 

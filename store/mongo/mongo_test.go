@@ -111,6 +111,10 @@ func TestVersionsAndValues(t *testing.T) {
 	if n, err := db.Collection("states").CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
 		t.Fatalf("%d versions kept (%v), want only the latest", n, err)
 	}
+	// The latest stays, however old and however often collected.
+	if n, err := s.Collect(ctx, time.Now().Add(24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("collected %d (%v) more", n, err)
+	}
 	if got, err := s2.Load(ctx, "c"); err != nil || got.Version != 5 {
 		t.Fatalf("after collecting: version %v, %v", got, err)
 	}
@@ -187,4 +191,48 @@ func testDB(t *testing.T, name string) *mongo.Database {
 		client.Disconnect(context.Background())
 	})
 	return db
+}
+
+// TestCollectsWhatADeadInstanceLeft: versions superseded by an instance
+// that stopped before deleting them, and tombstones of an earlier
+// flowbot, are found by the next instance's pass through all versions.
+func TestCollectsWhatADeadInstanceLeft(t *testing.T) {
+	ctx := context.Background()
+	db := testDB(t, "collect")
+	dead, err := mstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := engine.NewState("d")
+	for i := 0; i < 3; i++ {
+		if err := dead.Save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead.Close(ctx)
+	// An earlier flowbot's tombstone, superseded by a version of ours.
+	if _, err := db.Collection("states").InsertOne(ctx, bson.D{{Key: "_id", Value: "e#1"}, {Key: "contact", Value: "e"}, {Key: "version", Value: int64(1)}, {Key: "tombstone", Value: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := mstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	e := engine.NewState("e")
+	e.Version = 1
+	if err := s.Save(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Collect(ctx, time.Now().Add(mstore.Retention+time.Minute)); err != nil || n != 3 {
+		t.Fatalf("collected %d (%v), want d#1, d#2 and e#1", n, err)
+	}
+	for _, c := range []string{"d", "e"} {
+		if got, err := s.Load(ctx, c); err != nil || got.Version == 0 {
+			t.Fatalf("%s after collecting: %v, %v", c, got, err)
+		}
+	}
+	if n, _ := db.Collection("states").CountDocuments(ctx, bson.D{}); n != 2 {
+		t.Fatalf("%d versions left, want the latest of each contact", n)
+	}
 }

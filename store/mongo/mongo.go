@@ -313,14 +313,14 @@ func (s *Store) collect(ctx context.Context, now time.Time) (deleted int, err er
 	return deleted, nil
 }
 
-// collectAll goes through every version, by contact and version, and
+// collectAll goes through every version, by contact, latest first, and
 // deletes those whose successor was saved more than the retention ago
 // (documents of an earlier flowbot have no saved time: they count as
 // old).
 func (s *Store) collectAll(ctx context.Context, now time.Time) (deleted int, err error) {
 	cur, err := s.states.Find(ctx, bson.D{}, options.Find().
 		SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}, {Key: "saved", Value: 1}}).
-		SetSort(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
+		SetSort(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: -1}})) // the "latest" index
 	if err != nil {
 		return 0, fmt.Errorf("mongodb: listing old versions: %w", err)
 	}
@@ -351,8 +351,8 @@ func (s *Store) collectAll(ctx context.Context, now time.Time) (deleted int, err
 		if err := cur.Decode(&d); err != nil {
 			return deleted, fmt.Errorf("mongodb: listing old versions: %w", err)
 		}
-		if prev.ID != "" && prev.Contact == d.Contact && d.Saved.Before(cutoff) {
-			ids = append(ids, prev.ID) // its successor came before the cutoff
+		if prev.Contact == d.Contact && prev.Saved.Before(cutoff) {
+			ids = append(ids, d.ID) // its successor came before the cutoff
 			if len(ids) == 1000 {
 				if err := flush(); err != nil {
 					return deleted, err

@@ -37,14 +37,15 @@ func main() {
 	contacts := flag.Int("contacts", 2000, "distinct contacts")
 	workers := flag.Int("workers", 64, "concurrent senders")
 	bin := flag.String("serve-bin", "", "a built flowbot binary (default: go build one)")
+	mongoURI := flag.String("mongo-uri", "", "run serve on this MongoDB (give it a database of its own: the run adds to it); default: the memory store")
 	flag.Parse()
-	if err := run(*bot, *rate, *duration, *contacts, *workers, *bin); err != nil {
+	if err := run(*bot, *rate, *duration, *contacts, *workers, *bin, *mongoURI); err != nil {
 		fmt.Fprintln(os.Stderr, "flowbot-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bot string, rate int, duration time.Duration, contacts, workers int, bin string) error {
+func run(bot string, rate int, duration time.Duration, contacts, workers int, bin, mongoURI string) error {
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "flowbot-load")
 		if err != nil {
@@ -69,7 +70,11 @@ func run(bot string, rate int, duration time.Duration, contacts, workers int, bi
 	ln.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), duration+2*time.Minute)
 	defer cancel()
-	serve := exec.CommandContext(ctx, bin, "serve", bot, "--addr", addr)
+	args := []string{"serve", bot, "--addr", addr}
+	if mongoURI != "" {
+		args = append(args, "--mongo-uri", mongoURI)
+	}
+	serve := exec.CommandContext(ctx, bin, args...)
 	serve.Env = append(os.Environ(),
 		"WHATSAPP_TOKEN=load-token", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+fake.URL,
 		"WHATSAPP_APP_SECRET="+secret, "MONGODB_URI=", "FLOWBOT_API_TOKEN=")

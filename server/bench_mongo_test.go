@@ -33,10 +33,20 @@ import (
 // with the same concurrency, in one run:
 //
 //	go test ./server -run '^$' -bench Mongo -benchtime 1x
+//
+// Two workloads: 30 contacts writing a lot (their states stay in the
+// instance's cache), and 300 contacts writing a little (most messages
+// are a contact's first: its state is read from the database).
 func BenchmarkMongo(b *testing.B) {
-	const perIter, contacts = 1000, 30
-	n := perIter * b.N
 	uri := mongotest.URI(b)
+	for _, contacts := range []int{30, 300} {
+		b.Run(fmt.Sprintf("contacts=%d", contacts), func(b *testing.B) { benchMongo(b, uri, contacts) })
+	}
+}
+
+func benchMongo(b *testing.B, uri string, contacts int) {
+	const perIter = 1000
+	n := perIter * b.N
 	ctx := context.Background()
 	var commands atomic.Int64
 	byKind := &commandLog{names: map[int64]string{}, count: map[string]int{}, time: map[string]time.Duration{}}

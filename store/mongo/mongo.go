@@ -69,6 +69,7 @@ type Store struct {
 	insertInbox *batcher[[]any, []error]
 	dequeue     *batcher[[]string, struct{}]
 	pending     *batcher[pendingReq, []store.Item]
+	loads       *batcher[string, *stateDoc]
 
 	// cache holds the states this instance last read or wrote, so that a
 	// Load needs no query: the version insert of the next Save fails if
@@ -127,6 +128,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	s.insertInbox = newBatcher(inflight, 500, s.insertMany(s.inbox))
 	s.dequeue = newBatcher(inflight, 100, s.deleteQueued)
 	s.pending = newBatcher(inflight, 100, s.findPending)
+	s.loads = newBatcher(inflight, 100, s.findLatest)
 
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -477,24 +479,75 @@ func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
 }
 
 func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
-	var doc stateDoc
-	err := s.states.FindOne(ctx, bson.D{{Key: "contact", Value: id}},
-		options.FindOne().SetSort(bson.D{{Key: "version", Value: -1}})).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, store.ErrNotFound
-	}
+	doc, err := s.loads.do(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: loading contact %s: %w", id, err)
 	}
-	st := doc.State
-	if st == nil {
-		st = engine.NewState(id)
+	if doc == nil {
+		return nil, store.ErrNotFound
+	}
+	// Requests for one contact in one command share the document: each
+	// gets its own copy.
+	st := engine.NewState(id)
+	if doc.State != nil {
+		st = doc.State.Clone()
 	}
 	st.Version = doc.Version
 	st.LoadedAt = time.Now()
-	st.Vars = normalize(st.Vars).(map[string]any)
 	s.remember(st)
 	return st, nil
+}
+
+// findLatest reads the latest versions of several contacts (nil for a
+// contact never saved): which versions are the latest, from the "latest"
+// index, then those documents by id.
+func (s *Store) findLatest(ctx context.Context, ids []string) ([]*stateDoc, error) {
+	contacts := bson.A{}
+	for _, id := range ids {
+		contacts = append(contacts, id)
+	}
+	cur, err := s.states.Find(ctx, bson.D{{Key: "contact", Value: bson.D{{Key: "$in", Value: contacts}}}},
+		options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	var refs []struct {
+		Contact string `bson:"contact"`
+		Version int64  `bson:"version"`
+	}
+	if err := cur.All(ctx, &refs); err != nil {
+		return nil, err
+	}
+	latest := map[string]int64{}
+	for _, r := range refs {
+		latest[r.Contact] = max(latest[r.Contact], r.Version)
+	}
+	byContact := map[string]*stateDoc{}
+	if len(latest) > 0 {
+		versions := bson.A{}
+		for c, v := range latest {
+			versions = append(versions, versionID(c, v))
+		}
+		cur, err := s.states.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: versions}}}})
+		if err != nil {
+			return nil, err
+		}
+		var docs []stateDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return nil, err
+		}
+		for i := range docs {
+			if st := docs[i].State; st != nil {
+				st.Vars = normalize(st.Vars).(map[string]any)
+			}
+			byContact[docs[i].Contact] = &docs[i]
+		}
+	}
+	out := make([]*stateDoc, len(ids))
+	for i, id := range ids {
+		out[i] = byContact[id]
+	}
+	return out, nil
 }
 
 // latestVersion is the contact's latest version in the database (0 for

@@ -170,7 +170,11 @@ func run(bot string, rate int, duration time.Duration, contacts, workers int, bi
 	offered := float64(total) / sendTime.Seconds()
 	ok := failures.Load() == 0 && len(replies) >= total && keptUp && offered >= 990 && pct(.99) < 50*time.Millisecond
 	fmt.Printf("replies kept up with the offered rate: %v\n", keptUp)
-	fmt.Printf("target (>= 1000 messages/s sustained, p99 webhook latency < 50ms, nothing lost): %v\n", map[bool]string{true: "met", false: "NOT met"}[ok])
+	if mongoURI == "" { // the target is the memory store's
+		fmt.Printf("target (>= 1000 messages/s sustained, p99 webhook latency < 50ms, nothing lost): %v\n", map[bool]string{true: "met", false: "NOT met"}[ok])
+	} else {
+		fmt.Printf("nothing lost: %v\n", failures.Load() == 0 && len(replies) >= total)
+	}
 	return nil
 }
 

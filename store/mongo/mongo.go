@@ -19,6 +19,7 @@
 package mongo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
 	"github.com/flowbot/flowbot/engine"
@@ -69,7 +71,7 @@ type Store struct {
 	insertInbox *batcher[[]any, []error]
 	dequeue     *batcher[[]string, struct{}]
 	pending     *batcher[pendingReq, []store.Item]
-	loads       *batcher[string, *stateDoc]
+	loads       *batcher[string, *loaded]
 
 	// cache holds the states this instance last read or wrote, so that a
 	// Load needs no query: the version insert of the next Save fails if
@@ -411,15 +413,77 @@ func (s *Store) Name() string { return "mongodb" }
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx, nil) }
 
-// stateDoc is one version of a contact's state, plus what the store
-// indexes.
+// stateDoc is one version of a contact's state: what the store queries
+// by, a summary for people looking at the collection, and the state
+// itself as one BSON document in binary (the server stores and hands it
+// back whole instead of taking it apart on every read: a scan of the
+// collection, which FerretDB does for nearly every query, costs a
+// fraction). GET /api/contacts/{id} shows it whole.
 type stateDoc struct {
-	ID      string        `bson:"_id"`
-	Contact string        `bson:"contact"`
-	Version int64         `bson:"version"`
-	NextDue *time.Time    `bson:"next_due,omitempty"`
-	Saved   time.Time     `bson:"saved"`
-	State   *engine.State `bson:"state"`
+	ID      string     `bson:"_id"`
+	Contact string     `bson:"contact"`
+	Version int64      `bson:"version"`
+	NextDue *time.Time `bson:"next_due,omitempty"`
+	Saved   time.Time  `bson:"saved"`
+	// The summary.
+	Flow     string `bson:"flow,omitempty"`
+	Step     string `bson:"step,omitempty"`
+	Waiting  string `bson:"waiting,omitempty"`
+	Handoff  string `bson:"handoff,omitempty"` // the queue
+	OptedOut bool   `bson:"opted_out,omitempty"`
+	Outbox   int    `bson:"outbox,omitempty"` // messages not sent yet
+	// State is the engine's state: binary BSON, or (written by an
+	// earlier flowbot) an embedded document.
+	State bson.RawValue `bson:"state"`
+}
+
+// newStateDoc is the document of st's next version.
+func newStateDoc(st *engine.State, next int64, now time.Time) (stateDoc, error) {
+	b, err := bson.Marshal(st)
+	if err != nil {
+		return stateDoc{}, err
+	}
+	doc := stateDoc{ID: versionID(st.Contact.ID, next), Contact: st.Contact.ID, Version: next, Saved: now,
+		Flow: st.Flow, Step: st.Step, Waiting: string(st.Waiting), OptedOut: st.Contact.OptedOut, Outbox: len(st.Outbox),
+		State: bson.RawValue{Type: bson.TypeBinary, Value: bsoncore.AppendBinary(nil, 0, b)}}
+	if st.Handoff != nil {
+		doc.Handoff = st.Handoff.Queue
+	}
+	if due, ok := st.NextWork(); ok {
+		if due.IsZero() {
+			due = epoch
+		}
+		doc.NextDue = &due
+	}
+	return doc, nil
+}
+
+// state decodes the document's state (nil when it has none), with
+// documents inside it as maps.
+func (d *stateDoc) state() (*engine.State, error) {
+	var raw []byte
+	switch d.State.Type {
+	case 0, bson.TypeNull:
+		return nil, nil
+	case bson.TypeBinary:
+		_, b, _, ok := bsoncore.ReadBinary(d.State.Value)
+		if !ok {
+			return nil, fmt.Errorf("version %s: a malformed state", d.ID)
+		}
+		raw = b
+	case bson.TypeEmbeddedDocument:
+		raw = d.State.Value
+	default:
+		return nil, fmt.Errorf("version %s: a state of BSON type %s", d.ID, d.State.Type)
+	}
+	dec := bson.NewDecoder(bson.NewDocumentReader(bytes.NewReader(raw)))
+	dec.DefaultDocumentMap()
+	st := &engine.State{}
+	if err := dec.Decode(st); err != nil {
+		return nil, fmt.Errorf("version %s: %w", d.ID, err)
+	}
+	st.Vars = normalize(st.Vars).(map[string]any)
+	return st, nil
 }
 
 // epoch stands for "due now" in next_due, which must be a date to sort.
@@ -486,22 +550,28 @@ func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
 	if doc == nil {
 		return nil, store.ErrNotFound
 	}
-	// Requests for one contact in one command share the document: each
-	// gets its own copy.
+	// Requests for one contact in one command share the state: each gets
+	// its own copy.
 	st := engine.NewState(id)
-	if doc.State != nil {
-		st = doc.State.Clone()
+	if doc.state != nil {
+		st = doc.state.Clone()
 	}
-	st.Version = doc.Version
+	st.Version = doc.version
 	st.LoadedAt = time.Now()
 	s.remember(st)
 	return st, nil
 }
 
+// loaded is a contact's latest version as read.
+type loaded struct {
+	version int64
+	state   *engine.State // nil for a document without one
+}
+
 // findLatest reads the latest versions of several contacts (nil for a
 // contact never saved): which versions are the latest, from the "latest"
 // index, then those documents by id.
-func (s *Store) findLatest(ctx context.Context, ids []string) ([]*stateDoc, error) {
+func (s *Store) findLatest(ctx context.Context, ids []string) ([]*loaded, error) {
 	contacts := bson.A{}
 	for _, id := range ids {
 		contacts = append(contacts, id)
@@ -522,7 +592,7 @@ func (s *Store) findLatest(ctx context.Context, ids []string) ([]*stateDoc, erro
 	for _, r := range refs {
 		latest[r.Contact] = max(latest[r.Contact], r.Version)
 	}
-	byContact := map[string]*stateDoc{}
+	byContact := map[string]*loaded{}
 	if len(latest) > 0 {
 		versions := bson.A{}
 		for c, v := range latest {
@@ -537,13 +607,14 @@ func (s *Store) findLatest(ctx context.Context, ids []string) ([]*stateDoc, erro
 			return nil, err
 		}
 		for i := range docs {
-			if st := docs[i].State; st != nil {
-				st.Vars = normalize(st.Vars).(map[string]any)
+			st, err := docs[i].state()
+			if err != nil {
+				return nil, err
 			}
-			byContact[docs[i].Contact] = &docs[i]
+			byContact[docs[i].Contact] = &loaded{version: docs[i].Version, state: st}
 		}
 	}
-	out := make([]*stateDoc, len(ids))
+	out := make([]*loaded, len(ids))
 	for i, id := range ids {
 		out[i] = byContact[id]
 	}
@@ -582,12 +653,9 @@ func (s *Store) Save(ctx context.Context, st *engine.State) error {
 		}
 	}
 	next := st.Version + 1
-	doc := stateDoc{ID: versionID(st.Contact.ID, next), Contact: st.Contact.ID, Version: next, Saved: time.Now(), State: st}
-	if due, ok := st.NextWork(); ok {
-		if due.IsZero() {
-			due = epoch
-		}
-		doc.NextDue = &due
+	doc, err := newStateDoc(st, next, time.Now())
+	if err != nil {
+		return fmt.Errorf("mongodb: saving contact %s: %w", st.Contact.ID, err)
 	}
 	// A writer that loaded an older version inserts a version that
 	// exists, and fails: that is the whole compare-and-swap.

@@ -236,3 +236,46 @@ func TestCollectsWhatADeadInstanceLeft(t *testing.T) {
 		t.Fatalf("%d versions left, want the latest of each contact", n)
 	}
 }
+
+// TestStateDocuments: a version carries a readable summary beside the
+// state, and versions an earlier flowbot wrote (the state as an embedded
+// document) still load.
+func TestStateDocuments(t *testing.T) {
+	ctx := context.Background()
+	db := testDB(t, "docs")
+	s, err := mstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	st := engine.NewState("g")
+	st.Flow, st.Step, st.Waiting = "booking", "pick_day", "ask"
+	st.Handoff = &engine.HandoffState{Queue: "billing"}
+	if err := s.Save(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	var doc bson.M
+	if err := db.Collection("states").FindOne(ctx, bson.D{{Key: "_id", Value: "g#1"}}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["flow"] != "booking" || doc["step"] != "pick_day" || doc["waiting"] != "ask" || doc["handoff"] != "billing" || doc["contact"] != "g" {
+		t.Fatalf("summary = %v", doc)
+	}
+
+	legacy := bson.D{{Key: "_id", Value: "f#1"}, {Key: "contact", Value: "f"}, {Key: "version", Value: int64(1)},
+		{Key: "state", Value: bson.D{{Key: "contact", Value: bson.D{{Key: "id", Value: "f"}}}, {Key: "flow", Value: "booking"},
+			{Key: "vars", Value: bson.D{{Key: "n", Value: int32(3)}, {Key: "m", Value: bson.D{{Key: "k", Value: "v"}}}}}}}}
+	if _, err := db.Collection("states").InsertOne(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 1 || got.Flow != "booking" || got.Vars["n"] != 3 || got.Vars["m"].(map[string]any)["k"] != "v" {
+		t.Fatalf("legacy state loaded as %+v", got)
+	}
+	if err := s.Save(ctx, got); err != nil || got.Version != 2 {
+		t.Fatalf("saving on a legacy version: %v", err)
+	}
+}

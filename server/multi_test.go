@@ -19,6 +19,22 @@ import (
 // one fake Graph API and one clock.
 func instances(t *testing.T, n int, botDir string, opts ...option) []*rig {
 	t.Helper()
+	each := make([]option, n)
+	for i := range each {
+		each[i] = func(c *server.Config) {
+			for _, o := range opts {
+				o(c)
+			}
+		}
+	}
+	return instancesEach(t, botDir, each...)
+}
+
+// instancesEach starts one server per option, configured by it, on one
+// MongoDB database.
+func instancesEach(t *testing.T, botDir string, each ...option) []*rig {
+	t.Helper()
+	n := len(each)
 	uri := mongotest.DatabaseURI(t)
 	fake := fakegraph.New("tok")
 	t.Cleanup(fake.Close)
@@ -30,7 +46,7 @@ func instances(t *testing.T, n int, botDir string, opts ...option) []*rig {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close(context.Background()) })
-		rigs = append(rigs, newRigOn(t, botDir, st, fake, clk, opts...))
+		rigs = append(rigs, newRigOn(t, botDir, st, fake, clk, each[i]))
 	}
 	return rigs
 }
@@ -106,4 +122,39 @@ func TestTimerFiresOnceAcrossInstances(t *testing.T) {
 		t.Fatalf("after the wait, sent %v", got)
 	}
 	rigs[0].settled(4)
+}
+
+// TestTimerInMemoryOfADeadInstance: an instance that set a timer keeps it
+// in memory to fire it on time; when it is gone, another instance fires
+// it from the database, once; while both are up, it fires once too.
+func TestTimerInMemoryOfADeadInstance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("servers on FerretDB")
+	}
+	for _, stop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("first instance stopped=%v", stop), func(t *testing.T) {
+			// The first sweeps the database only at start-up, so its 2 h
+			// wait is in its memory; the second sweeps often.
+			rigs := instancesEach(t, "../examples/support",
+				func(c *server.Config) { c.SweepInterval = 24 * time.Hour },
+				func(c *server.Config) {})
+			now := rigs[0].clock.Now()
+			rigs[0].post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+			rigs[0].settled(1)
+			rigs[0].post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
+			rigs[0].settled(3)
+			if stop {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := rigs[0].srv.Shutdown(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rigs[0].clock.Advance(2*time.Hour + time.Second)
+			if got := texts(rigs[1].waitSent(4)); got[3] != "Did the guide help?" {
+				t.Fatalf("after the wait, sent %v", got)
+			}
+			rigs[1].settled(4)
+		})
+	}
 }

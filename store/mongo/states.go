@@ -1,0 +1,347 @@
+package mongo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+)
+
+// stateDoc is one version of a contact's state: what the store queries
+// by, a summary for people looking at the collection, and the state
+// itself as one BSON document in binary (the server stores and hands it
+// back whole instead of taking it apart on every read: a scan of the
+// collection, which FerretDB does for nearly every query, costs a
+// fraction). GET /api/contacts/{id} shows it whole.
+type stateDoc struct {
+	ID      string     `bson:"_id"`
+	Contact string     `bson:"contact"`
+	Version int64      `bson:"version"`
+	NextDue *time.Time `bson:"next_due,omitempty"`
+	Saved   time.Time  `bson:"saved"`
+	// The summary.
+	Flow     string `bson:"flow,omitempty"`
+	Step     string `bson:"step,omitempty"`
+	Waiting  string `bson:"waiting,omitempty"`
+	Handoff  string `bson:"handoff,omitempty"` // the queue
+	OptedOut bool   `bson:"opted_out,omitempty"`
+	Outbox   int    `bson:"outbox,omitempty"` // messages not sent yet
+	// State is the engine's state: binary BSON, or (written by an
+	// earlier flowbot) an embedded document.
+	State bson.RawValue `bson:"state"`
+}
+
+// newStateDoc is the document of st's next version.
+func newStateDoc(st *engine.State, next int64, now time.Time) (stateDoc, error) {
+	b, err := bson.Marshal(st)
+	if err != nil {
+		return stateDoc{}, err
+	}
+	doc := stateDoc{ID: versionID(st.Contact.ID, next), Contact: st.Contact.ID, Version: next, Saved: now,
+		Flow: st.Flow, Step: st.Step, Waiting: string(st.Waiting), OptedOut: st.Contact.OptedOut, Outbox: len(st.Outbox),
+		State: bson.RawValue{Type: bson.TypeBinary, Value: bsoncore.AppendBinary(nil, 0, b)}}
+	if st.Handoff != nil {
+		doc.Handoff = st.Handoff.Queue
+	}
+	if due, ok := st.NextWork(); ok {
+		if due.IsZero() {
+			due = epoch
+		}
+		doc.NextDue = &due
+	}
+	return doc, nil
+}
+
+// state decodes the document's state (nil when it has none), with
+// documents inside it as maps.
+func (d *stateDoc) state() (*engine.State, error) {
+	var raw []byte
+	switch d.State.Type {
+	case 0, bson.TypeNull:
+		return nil, nil
+	case bson.TypeBinary:
+		_, b, _, ok := bsoncore.ReadBinary(d.State.Value)
+		if !ok {
+			return nil, fmt.Errorf("version %s: a malformed state", d.ID)
+		}
+		raw = b
+	case bson.TypeEmbeddedDocument:
+		raw = d.State.Value
+	default:
+		return nil, fmt.Errorf("version %s: a state of BSON type %s", d.ID, d.State.Type)
+	}
+	dec := bson.NewDecoder(bson.NewDocumentReader(bytes.NewReader(raw)))
+	dec.DefaultDocumentMap()
+	st := &engine.State{}
+	if err := dec.Decode(st); err != nil {
+		return nil, fmt.Errorf("version %s: %w", d.ID, err)
+	}
+	st.Vars = normalize(st.Vars).(map[string]any)
+	return st, nil
+}
+
+// epoch stands for "due now" in next_due, which must be a date to sort.
+var epoch = time.Unix(0, 0).UTC()
+
+func versionID(contact string, v int64) string { return fmt.Sprintf("%s#%d", contact, v) }
+
+// cacheLimit bounds the cache; past it, entries are dropped at random.
+const cacheLimit = 10000
+
+func (s *Store) cached(id string) *engine.State {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	st, ok := s.cache[id]
+	if !ok {
+		return nil
+	}
+	// Only as long as a superseded version's id is sure to be kept.
+	if time.Since(st.LoadedAt) > staleAfter/2 {
+		delete(s.cache, id)
+		return nil
+	}
+	return st.Clone()
+}
+
+func (s *Store) remember(st *engine.State) {
+	c := st.Clone()
+	c.LoadedAt = time.Now()
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if len(s.cache) >= cacheLimit {
+		for k := range s.cache {
+			delete(s.cache, k)
+			if len(s.cache) < cacheLimit*9/10 {
+				break
+			}
+		}
+	}
+	s.cache[st.Contact.ID] = c
+}
+
+func (s *Store) forget(id string) {
+	s.cacheMu.Lock()
+	delete(s.cache, id)
+	s.cacheMu.Unlock()
+}
+
+// Load implements store.Contacts: the latest version this instance knows
+// of, else the latest in the database. A state another instance has
+// moved on from fails to save (a conflict), and the next Load reads the
+// database.
+func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
+	if st := s.cached(id); st != nil {
+		return st, nil
+	}
+	return s.load(ctx, id)
+}
+
+func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
+	doc, err := s.loads.do(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: loading contact %s: %w", id, err)
+	}
+	if doc == nil {
+		return nil, store.ErrNotFound
+	}
+	// Requests for one contact in one command share the state: each gets
+	// its own copy.
+	st := engine.NewState(id)
+	if doc.state != nil {
+		st = doc.state.Clone()
+	}
+	st.Version = doc.version
+	st.LoadedAt = time.Now()
+	s.remember(st)
+	return st, nil
+}
+
+// loaded is a contact's latest version as read.
+type loaded struct {
+	version int64
+	state   *engine.State // nil for a document without one
+}
+
+// findLatest reads the latest versions of several contacts (nil for a
+// contact never saved): which versions are the latest, from the "latest"
+// index, then those documents by id.
+func (s *Store) findLatest(ctx context.Context, ids []string) ([]*loaded, error) {
+	contacts := bson.A{}
+	for _, id := range ids {
+		contacts = append(contacts, id)
+	}
+	cur, err := s.states.Find(ctx, bson.D{{Key: "contact", Value: bson.D{{Key: "$in", Value: contacts}}}},
+		options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	var refs []struct {
+		Contact string `bson:"contact"`
+		Version int64  `bson:"version"`
+	}
+	if err := cur.All(ctx, &refs); err != nil {
+		return nil, err
+	}
+	latest := map[string]int64{}
+	for _, r := range refs {
+		latest[r.Contact] = max(latest[r.Contact], r.Version)
+	}
+	byContact := map[string]*loaded{}
+	if len(latest) > 0 {
+		versions := bson.A{}
+		for c, v := range latest {
+			versions = append(versions, versionID(c, v))
+		}
+		cur, err := s.states.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: versions}}}})
+		if err != nil {
+			return nil, err
+		}
+		var docs []stateDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return nil, err
+		}
+		for i := range docs {
+			st, err := docs[i].state()
+			if err != nil {
+				return nil, err
+			}
+			byContact[docs[i].Contact] = &loaded{version: docs[i].Version, state: st}
+		}
+	}
+	out := make([]*loaded, len(ids))
+	for i, id := range ids {
+		out[i] = byContact[id]
+	}
+	return out, nil
+}
+
+// latestVersion is the contact's latest version in the database (0 for
+// none).
+func (s *Store) latestVersion(ctx context.Context, id string) (int64, error) {
+	var doc struct {
+		Version int64 `bson:"version"`
+	}
+	err := s.states.FindOne(ctx, bson.D{{Key: "contact", Value: id}},
+		options.FindOne().SetSort(bson.D{{Key: "version", Value: -1}}).SetProjection(bson.D{{Key: "version", Value: 1}})).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, nil
+	}
+	return doc.Version, err
+}
+
+// Save implements store.Contacts: the next version is inserted under its
+// own id, which only one writer can do.
+func (s *Store) Save(ctx context.Context, st *engine.State) error {
+	if !st.LoadedAt.IsZero() && time.Since(st.LoadedAt) > staleAfter {
+		// Held so long that its successor may have come and been
+		// collected: go on only if it is still the latest (the latest is
+		// never collected, and a successor inserted from now on is there
+		// when ours is inserted).
+		latest, err := s.latestVersion(ctx, st.Contact.ID)
+		if err != nil {
+			return fmt.Errorf("mongodb: saving contact %s: %w", st.Contact.ID, err)
+		}
+		if latest != st.Version {
+			s.forget(st.Contact.ID)
+			return store.ErrConflict
+		}
+	}
+	next := st.Version + 1
+	doc, err := newStateDoc(st, next, time.Now())
+	if err != nil {
+		return fmt.Errorf("mongodb: saving contact %s: %w", st.Contact.ID, err)
+	}
+	// A writer that loaded an older version inserts a version that
+	// exists, and fails: that is the whole compare-and-swap.
+	errs, err := s.insertState.do(ctx, []any{doc})
+	if err == nil {
+		err = errs[0]
+	}
+	if mongo.IsDuplicateKeyError(err) {
+		s.forget(st.Contact.ID)
+		return store.ErrConflict
+	}
+	if err != nil {
+		s.forget(st.Contact.ID)
+		return fmt.Errorf("mongodb: saving contact %s: %w", st.Contact.ID, err)
+	}
+	st.Version = next
+	s.remember(st)
+	s.supersede(st.Contact.ID, next-1, doc.Saved)
+	return nil
+}
+
+// Due implements store.Contacts.
+func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Due, error) {
+	opts := options.Find().SetSort(bson.D{{Key: "next_due", Value: 1}})
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	opts.SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}, {Key: "next_due", Value: 1}})
+	cur, err := s.states.Find(ctx, bson.D{{Key: "next_due", Value: bson.D{{Key: "$lte", Value: t}}}}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+	}
+	type ref struct {
+		Contact string    `bson:"contact"`
+		Version int64     `bson:"version"`
+		NextDue time.Time `bson:"next_due"`
+	}
+	var docs []ref
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+	}
+	if len(docs) == 0 {
+		return nil, nil
+	}
+	// A superseded version not deleted yet may still say it is due:
+	// keep only the contacts whose latest version does.
+	var names bson.A
+	for _, d := range docs {
+		names = append(names, d.Contact)
+	}
+	cur, err = s.states.Find(ctx, bson.D{{Key: "contact", Value: bson.D{{Key: "$in", Value: names}}}},
+		options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+	}
+	var all []ref
+	if err := cur.All(ctx, &all); err != nil {
+		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+	}
+	latest := map[string]int64{}
+	for _, d := range all {
+		latest[d.Contact] = max(latest[d.Contact], d.Version)
+	}
+	var due []store.Due
+	var superseded bson.A
+	for _, d := range docs {
+		if d.Version == latest[d.Contact] {
+			at := d.NextDue.UTC()
+			if at.Equal(epoch) {
+				at = time.Time{}
+			}
+			due = append(due, store.Due{Contact: d.Contact, At: at})
+		} else {
+			superseded = append(superseded, versionID(d.Contact, d.Version))
+		}
+	}
+	if len(superseded) > 0 {
+		// They would come back every time, and could crowd out the due
+		// ones past the limit: they are no longer due.
+		if _, err := s.states.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: superseded}}}},
+			bson.D{{Key: "$unset", Value: bson.D{{Key: "next_due", Value: ""}}}}); err != nil {
+			return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+		}
+	}
+	return due, nil
+}

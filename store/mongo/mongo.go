@@ -136,7 +136,6 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	if err := ensureIndexes(pctx, s.states,
 		index{"latest", bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: -1}}, options.Index()},
 		index{"next_due", bson.D{{Key: "next_due", Value: 1}}, options.Index().SetSparse(true)},
-		index{"saved", bson.D{{Key: "saved", Value: 1}}, options.Index()},
 	); err != nil {
 		return nil, fmt.Errorf("mongodb: creating the states indexes: %w", err)
 	}

@@ -158,3 +158,22 @@ func TestTimerInMemoryOfADeadInstance(t *testing.T) {
 		})
 	}
 }
+
+// TestContactViewIsFresh: GET /api/contacts/{id} on one instance shows
+// what another instance did since, not the first one's cached state.
+func TestContactViewIsFresh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("servers on FerretDB")
+	}
+	rigs := instances(t, 2, "../examples/support")
+	now := rigs[0].clock.Now()
+	rigs[0].post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+	rigs[0].settled(1)
+	_, before := rigs[0].api("GET", "/api/contacts/15550001111", apiToken, nil)
+	rigs[1].post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
+	rigs[1].settled(3)
+	_, after := rigs[0].api("GET", "/api/contacts/15550001111", apiToken, nil)
+	if fmt.Sprint(after["step"]) == fmt.Sprint(before["step"]) || after["version"] == before["version"] {
+		t.Fatalf("instance 0 shows step %v (version %v) after instance 1 moved on from %v (version %v)", after["step"], after["version"], before["step"], before["version"])
+	}
+}

@@ -422,7 +422,12 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 }
 
 func (s *Server) contact(c *fiber.Ctx) error {
-	st, err := s.store.Load(c.UserContext(), c.Params("id"))
+	load := s.store.Load
+	if f, ok := s.store.(store.FreshLoader); ok {
+		// Not from this instance's cache: another may have moved on.
+		load = f.LoadFresh
+	}
+	st, err := load(c.UserContext(), c.Params("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
 	}

@@ -43,6 +43,13 @@ type Due struct {
 	At      time.Time
 }
 
+// FreshLoader is a store that may answer Load from a cache another
+// instance can have moved on from (the next Save catches that); LoadFresh
+// reads the stored state, for people looking at it.
+type FreshLoader interface {
+	LoadFresh(ctx context.Context, id string) (*engine.State, error)
+}
+
 // Bots keeps the versions of the bot that contacts' flows are pinned to,
 // so that a contact in the middle of a flow finishes it on the version it
 // started with, after a reload, a restart, or on another instance.

@@ -317,3 +317,4 @@ func normalizeValue(v any) any {
 }
 
 var _ store.Store = (*Store)(nil)
+var _ store.FreshLoader = (*Store)(nil)

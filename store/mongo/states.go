@@ -145,6 +145,12 @@ func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
 	return s.load(ctx, id)
 }
 
+// LoadFresh implements store.FreshLoader: the latest version in the
+// database, whatever the cache holds.
+func (s *Store) LoadFresh(ctx context.Context, id string) (*engine.State, error) {
+	return s.load(ctx, id)
+}
+
 func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
 	doc, err := s.loads.do(ctx, id)
 	if err != nil {

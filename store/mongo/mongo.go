@@ -30,6 +30,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
 	"github.com/flowbot/flowbot/engine"
@@ -95,8 +97,7 @@ func Open(ctx context.Context, uri string) (*Store, error) {
 	if db == "" {
 		db = "flowbot"
 	}
-	opts := options.Client().ApplyURI(uri).SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true})
-	client, err := mongo.Connect(opts)
+	client, err := mongo.Connect(clientOptions(cs, uri))
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: connecting: %w", err)
 	}
@@ -109,11 +110,28 @@ func Open(ctx context.Context, uri string) (*Store, error) {
 	return s, nil
 }
 
+// clientOptions are the client's options for a connection string.
+func clientOptions(cs *connstring.ConnString, uri string) *options.ClientOptions {
+	opts := options.Client().ApplyURI(uri).SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true})
+	if !cs.WNumberSet && cs.WString == "" {
+		// A webhook is answered 200 once its updates are written: on a
+		// replica set, written to a majority, so that a failover keeps
+		// them. The connection string's w= overrides this.
+		opts.SetWriteConcern(writeconcern.Majority())
+	}
+	return opts
+}
+
 // New uses a database of an existing client (its BSON options must decode
 // documents as map[string]any) and creates the indexes.
 func New(ctx context.Context, db *mongo.Database) (*Store, error) {
-	s := &Store{client: db.Client(), states: db.Collection("states"), inbox: db.Collection("inbox"),
-		queue: db.Collection("queue"), bots: db.Collection("bots"),
+	// Reads from the primary, whatever the connection string prefers: a
+	// secondary lags, and the queue and the latest versions must be
+	// current (a state read there would only fail to save, but a queue
+	// read there could miss an update another instance accepted).
+	primary := options.Collection().SetReadPreference(readpref.Primary())
+	s := &Store{client: db.Client(), states: db.Collection("states", primary), inbox: db.Collection("inbox", primary),
+		queue: db.Collection("queue", primary), bots: db.Collection("bots", primary),
 		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())

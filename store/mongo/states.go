@@ -171,21 +171,14 @@ func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
 	return st, nil
 }
 
-// loaded is a contact's latest version as read.
-type loaded struct {
-	version int64
-	state   *engine.State // nil for a document without one
-}
-
-// findLatest reads the latest versions of several contacts (nil for a
-// contact never saved): which versions are the latest, from the "latest"
-// index, then those documents by id.
-func (s *Store) findLatest(ctx context.Context, ids []string) ([]*loaded, error) {
-	contacts := bson.A{}
-	for _, id := range ids {
-		contacts = append(contacts, id)
+// latestVersions reads which version of each contact is the latest (a
+// contact never saved is missing), from the "latest" index.
+func (s *Store) latestVersions(ctx context.Context, contacts []string) (map[string]int64, error) {
+	in := make(bson.A, len(contacts))
+	for i, c := range contacts {
+		in[i] = c
 	}
-	cur, err := s.states.Find(ctx, bson.D{{Key: "contact", Value: bson.D{{Key: "$in", Value: contacts}}}},
+	cur, err := s.states.Find(ctx, bson.D{{Key: "contact", Value: bson.D{{Key: "$in", Value: in}}}},
 		options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
 	if err != nil {
 		return nil, err
@@ -200,6 +193,23 @@ func (s *Store) findLatest(ctx context.Context, ids []string) ([]*loaded, error)
 	latest := map[string]int64{}
 	for _, r := range refs {
 		latest[r.Contact] = max(latest[r.Contact], r.Version)
+	}
+	return latest, nil
+}
+
+// loaded is a contact's latest version as read.
+type loaded struct {
+	version int64
+	state   *engine.State // nil for a document without one
+}
+
+// findLatest reads the latest versions of several contacts (nil for a
+// contact never saved): which versions are the latest, from the "latest"
+// index, then those documents by id.
+func (s *Store) findLatest(ctx context.Context, ids []string) ([]*loaded, error) {
+	latest, err := s.latestVersions(ctx, ids)
+	if err != nil {
+		return nil, err
 	}
 	byContact := map[string]*loaded{}
 	if len(latest) > 0 {
@@ -311,22 +321,13 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Due, e
 	}
 	// A superseded version not deleted yet may still say it is due:
 	// keep only the contacts whose latest version does.
-	var names bson.A
-	for _, d := range docs {
-		names = append(names, d.Contact)
+	names := make([]string, len(docs))
+	for i, d := range docs {
+		names[i] = d.Contact
 	}
-	cur, err = s.states.Find(ctx, bson.D{{Key: "contact", Value: bson.D{{Key: "$in", Value: names}}}},
-		options.Find().SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}}))
+	latest, err := s.latestVersions(ctx, names)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
-	}
-	var all []ref
-	if err := cur.All(ctx, &all); err != nil {
-		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
-	}
-	latest := map[string]int64{}
-	for _, d := range all {
-		latest[d.Contact] = max(latest[d.Contact], d.Version)
 	}
 	var due []store.Due
 	var superseded bson.A

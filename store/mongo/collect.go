@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -65,11 +66,11 @@ func (s *Store) collect(ctx context.Context, now time.Time) (deleted int, err er
 		for i := range ids {
 			ids[i] = due[i].id
 		}
-		res, err := s.states.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		n, err := deleteByID(ctx, s.states, ids)
+		deleted += n
 		if err != nil {
 			return deleted, fmt.Errorf("mongodb: deleting old versions: %w", err)
 		}
-		deleted += int(res.DeletedCount)
 		due = due[k:]
 		s.gcMu.Lock()
 		s.gcDue = s.gcDue[k:]
@@ -104,15 +105,12 @@ func (s *Store) collectAll(ctx context.Context, now time.Time) (deleted int, err
 	cutoff := now.Add(-retention)
 	var ids bson.A
 	flush := func() error {
-		if len(ids) == 0 {
-			return nil
-		}
-		res, err := s.states.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		n, err := deleteByID(ctx, s.states, ids)
+		deleted += n
+		ids = ids[:0]
 		if err != nil {
 			return fmt.Errorf("mongodb: deleting old versions: %w", err)
 		}
-		deleted += int(res.DeletedCount)
-		ids = ids[:0]
 		return nil
 	}
 	type ref struct {
@@ -141,4 +139,17 @@ func (s *Store) collectAll(ctx context.Context, now time.Time) (deleted int, err
 		return deleted, fmt.Errorf("mongodb: listing old versions: %w", err)
 	}
 	return deleted, flush()
+}
+
+// deleteByID deletes a collection's documents with these ids, in one
+// command.
+func deleteByID(ctx context.Context, c *mongo.Collection, ids bson.A) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	res, err := c.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return 0, err
+	}
+	return int(res.DeletedCount), nil
 }

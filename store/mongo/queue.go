@@ -200,7 +200,7 @@ func (s *Store) deleteQueued(ctx context.Context, reqs [][]string) ([]struct{}, 
 			keys = append(keys, k)
 		}
 	}
-	if _, err := s.queue.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}}); err != nil {
+	if _, err := deleteByID(ctx, s.queue, keys); err != nil {
 		return nil, err
 	}
 	return make([]struct{}, len(reqs)), nil

@@ -111,15 +111,14 @@ type pendingReq struct {
 // findPending reads the queued updates of several contacts in one query.
 func (s *Store) findPending(ctx context.Context, reqs []pendingReq) ([][]store.Item, error) {
 	var contacts bson.A
-	total := 0
+	total, unlimited := 0, false
 	for _, r := range reqs {
 		contacts = append(contacts, r.contact)
 		total += r.limit
+		unlimited = unlimited || r.limit <= 0
 	}
-	for _, r := range reqs {
-		if r.limit <= 0 {
-			total = 0 // one without a limit: no limit
-		}
+	if unlimited {
+		total = 0 // one without a limit: no limit
 	}
 	opts := options.Find().SetSort(bson.D{{Key: "timestamp", Value: 1}, {Key: "seq", Value: 1}})
 	if total > 0 {
@@ -173,12 +172,11 @@ func (s *Store) findPending(ctx context.Context, reqs []pendingReq) ([][]store.I
 }
 
 func (s *Store) findPendingOne(ctx context.Context, r pendingReq) ([]store.Item, error) {
-	out, err := s.findPending(ctx, []pendingReq{{contact: r.contact, limit: r.limit + 1}})
+	// Alone, a cut answer is exactly the request's limit: no further
+	// query.
+	out, err := s.findPending(ctx, []pendingReq{r})
 	if err != nil {
 		return nil, err
-	}
-	if len(out[0]) > r.limit {
-		out[0] = out[0][:r.limit]
 	}
 	return out[0], nil
 }

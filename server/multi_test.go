@@ -112,11 +112,7 @@ func TestTimerFiresOnceAcrossInstances(t *testing.T) {
 		t.Skip("two servers on FerretDB")
 	}
 	rigs := instances(t, 2, "../examples/support")
-	now := rigs[0].clock.Now()
-	rigs[0].post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
-	rigs[0].settled(1)
-	rigs[1].post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
-	rigs[0].settled(3) // the document and the audio; then a 2h wait
+	toSupportWait(rigs[0], rigs[1], "15550001111", 0)
 	rigs[0].clock.Advance(2*time.Hour + time.Second)
 	if got := texts(rigs[0].waitSent(4)); got[3] != "Did the guide help?" {
 		t.Fatalf("after the wait, sent %v", got)
@@ -138,17 +134,9 @@ func TestTimerInMemoryOfADeadInstance(t *testing.T) {
 			rigs := instancesEach(t, "../examples/support",
 				func(c *server.Config) { c.SweepInterval = 24 * time.Hour },
 				func(c *server.Config) {})
-			now := rigs[0].clock.Now()
-			rigs[0].post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
-			rigs[0].settled(1)
-			rigs[0].post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
-			rigs[0].settled(3)
+			toSupportWait(rigs[0], rigs[0], "15550001111", 0)
 			if stop {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if err := rigs[0].srv.Shutdown(ctx); err != nil {
-					t.Fatal(err)
-				}
+				rigs[0].stop()
 			}
 			rigs[0].clock.Advance(2*time.Hour + time.Second)
 			if got := texts(rigs[1].waitSent(4)); got[3] != "Did the guide help?" {

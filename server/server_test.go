@@ -237,6 +237,29 @@ func texts(reqs []fakegraph.Request) []string {
 	return out
 }
 
+// toSupportWait brings a contact of the support example to its 2 h wait:
+// "hi" to first, the "Something else" button to then (the same server,
+// or another on the same database), then the document and the audio.
+// sent is how many messages had gone out before.
+func toSupportWait(first, then *rig, contact string, sent int) {
+	first.t.Helper()
+	now := first.clock.Now()
+	first.post(textWebhook(contact, "Ana", "wamid."+contact+".1", "hi", now))
+	first.waitSent(sent + 1)
+	then.post(buttonWebhook(contact, "wamid."+contact+".2", "other", "Something else", now.Add(time.Second)))
+	first.settled(sent + 3)
+}
+
+// stop shuts the rig's server down.
+func (r *rig) stop() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 func TestWebhookToCloudAPI(t *testing.T) {
 	r := newRig(t, "../examples/clinic")
 	now := r.clock.Now()
@@ -446,11 +469,7 @@ func TestStatusesOnlyNeverStartAFlow(t *testing.T) {
 
 func TestTimersFire(t *testing.T) {
 	r := newRig(t, "../examples/support")
-	now := r.clock.Now()
-	r.post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
-	r.settled(1)
-	r.post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
-	r.settled(3) // the document and the audio; then a 2h wait
+	toSupportWait(r, r, "15550001111", 0)
 	r.clock.Advance(2*time.Hour + time.Second)
 	if got := texts(r.waitSent(4)); got[3] != "Did the guide help?" {
 		t.Fatalf("after the wait, sent %v", got)
@@ -463,11 +482,7 @@ func TestTimersFire(t *testing.T) {
 // is swept only at start-up.
 func TestTimersFireFromMemory(t *testing.T) {
 	r := newRig(t, "../examples/support", func(c *server.Config) { c.SweepInterval = 24 * time.Hour })
-	now := r.clock.Now()
-	r.post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
-	r.settled(1)
-	r.post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
-	r.settled(3)
+	toSupportWait(r, r, "15550001111", 0)
 	r.clock.Advance(2*time.Hour - time.Minute)
 	r.settled(3) // not yet
 	r.clock.Advance(time.Minute + time.Second)
@@ -484,18 +499,10 @@ func TestLateTimersFireInDueOrderAfterRestart(t *testing.T) {
 	// Three contacts reach the support bot's 2 h wait 5 minutes apart, in
 	// the order 1, 3, 2.
 	for i, c := range []string{"15550000001", "15550000003", "15550000002"} {
-		now := r.clock.Now()
-		r.post(textWebhook(c, "Ana", fmt.Sprintf("wamid.%s.1", c), "hi", now))
-		r.waitSent(3*i + 1)
-		r.post(buttonWebhook(c, fmt.Sprintf("wamid.%s.2", c), "other", "Something else", now.Add(time.Second)))
-		r.settled(3*i + 3)
+		toSupportWait(r, r, c, 3*i)
 		r.clock.Advance(5 * time.Minute)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.srv.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r.stop()
 	r.clock.Advance(3 * time.Hour)
 	again := newRigOn(t, "../examples/support", r.store, r.fake, r.clock, oneWorker)
 	sent := again.settled(12)[9:]

@@ -279,3 +279,42 @@ func TestStateDocuments(t *testing.T) {
 		t.Fatalf("saving on a legacy version: %v", err)
 	}
 }
+
+// TestDueWorkIsNotHiddenByTheCache: a contact due in a version another
+// instance wrote is loaded at that version, not at the older one this
+// instance cached (a round on it would find nothing due and, saving
+// nothing, never learn better).
+func TestDueWorkIsNotHiddenByTheCache(t *testing.T) {
+	ctx := context.Background()
+	db := testDB(t, "duecache")
+	here, err := mstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer here.Close(ctx)
+	there, err := mstore.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer there.Close(ctx)
+	if err := here.Save(ctx, engine.NewState("x")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := there.Load(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	st.Timers = []engine.Timer{{ID: "t", Kind: engine.TimerWait, Due: due, Seq: 1}}
+	if err := there.Save(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := here.Due(ctx, due, 10)
+	if err != nil || len(ds) != 1 || ds[0].Contact != "x" {
+		t.Fatalf("due = %v, %v", ds, err)
+	}
+	got, err := here.Load(ctx, "x")
+	if err != nil || got.Version != 2 || len(got.Timers) != 1 {
+		t.Fatalf("loaded %+v, %v; want version 2 with its timer", got, err)
+	}
+}

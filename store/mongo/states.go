@@ -128,6 +128,16 @@ func (s *Store) remember(st *engine.State) {
 	s.cache[st.Contact.ID] = c
 }
 
+// forgetOlder drops the cached state of a contact when it is older than
+// version v.
+func (s *Store) forgetOlder(id string, v int64) {
+	s.cacheMu.Lock()
+	if st, ok := s.cache[id]; ok && st.Version < v {
+		delete(s.cache, id)
+	}
+	s.cacheMu.Unlock()
+}
+
 func (s *Store) forget(id string) {
 	s.cacheMu.Lock()
 	delete(s.cache, id)
@@ -338,6 +348,11 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Due, e
 				at = time.Time{}
 			}
 			due = append(due, store.Due{Contact: d.Contact, At: at})
+			// The worker this sends will load the contact: not an older
+			// version from the cache, on which the due work may not be
+			// (a round that changes nothing saves nothing, so no
+			// conflict would tell).
+			s.forgetOlder(d.Contact, d.Version)
 		} else {
 			superseded = append(superseded, versionID(d.Contact, d.Version))
 		}

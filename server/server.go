@@ -151,6 +151,12 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	}
 	s.disp = newDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics)
 	s.app = fiber.New(fiber.Config{
+		// Every value a handler reads from a request (path parameters,
+		// query values, headers, the body) is a copy: Fiber otherwise hands
+		// out strings that point into buffers it reuses for the next
+		// request, and one kept beyond its handler (a contact id in a
+		// state, an outbound "to") silently changes under it.
+		Immutable:             true,
 		BodyLimit:             MaxBody,
 		DisableStartupMessage: true,
 		ReadTimeout:           30 * time.Second,
@@ -289,8 +295,8 @@ func (s *Server) handshake(c *fiber.Ctx) error {
 func (s *Server) webhook(c *fiber.Ctx) error {
 	start := time.Now()
 	defer func() { s.metrics.webhook.Observe(time.Since(start).Seconds()) }()
-	// Fiber reuses the body's buffer after the handler: copy it.
-	body := bytes.Clone(c.Body())
+	body := c.Body() // a copy: the app is Immutable
+
 	if !s.cfg.InsecureSkipSignature && !whatsapp.VerifySignature(s.cfg.AppSecret, body, c.Get(whatsapp.SignatureHeader)) {
 		s.log.Warn("webhook refused: missing or wrong signature", "remote", c.IP())
 		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or invalid " + whatsapp.SignatureHeader})

@@ -394,7 +394,7 @@ func runWeb(ctx context.Context, dir string, bot *flows.Bot, f runFlags, mocks [
 	if err != nil {
 		return usageErr("run --web: %v", err)
 	}
-	app := fiber.New(fiber.Config{DisableStartupMessage: true, BodyLimit: 4 << 20})
+	app := fiber.New(fiber.Config{Immutable: true, DisableStartupMessage: true, BodyLimit: 4 << 20})
 	pg.Mount(app, "/playground")
 	app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/playground/") })
 	ln, err := net.Listen("tcp", f.addr)

@@ -260,6 +260,9 @@ var (
 // declared types.
 func (c *conv) checkVars(f *flows.Flow, vars map[string]any) error {
 	for k, v := range vars {
+		if err := Storable(v); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrBadVars, k, err)
+		}
 		found := false
 		for _, d := range f.Vars {
 			if d.Name == k {
@@ -360,6 +363,10 @@ func (c *conv) SetVar(name string, v any) bool {
 	if c.st.Vars == nil {
 		c.st.Vars = map[string]any{}
 		c.env.Vars = c.st.Vars
+	}
+	if err := Storable(v); err != nil {
+		c.Fail(fmt.Errorf("cannot set vars.%s: %v", name, err))
+		return false
 	}
 	if c.flow != nil {
 		for _, d := range c.flow.Vars {

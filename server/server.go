@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,7 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/internal/jsonerr"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/whatsapp"
 )
@@ -393,14 +396,14 @@ type startRequest struct {
 }
 
 func (s *Server) startFlow(c *fiber.Ctx) error {
-	id, flow := c.Params("id"), c.Params("flow")
+	id, err := contactParam(c)
+	if err != nil {
+		return err
+	}
+	flow, _ := url.PathUnescape(c.Params("flow"))
 	var req startRequest
-	if body := bytes.TrimSpace(c.Body()); len(body) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		if err := dec.Decode(&req); err != nil {
-			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "body: " + err.Error()})
-		}
+	if err := decodeBody(c.Body(), &req); err != nil {
+		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	vars, _ := flows.NormalizeJSON(req.Vars).(map[string]any)
 	ev := engine.Event{Kind: engine.EventStart, Flow: flow, Vars: vars}
@@ -427,13 +430,54 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusAccepted).JSON(s.view(st))
 }
 
+// MaxContactID is the longest contact id accepted: WhatsApp's ids are
+// under 64 characters.
+const MaxContactID = 256
+
+// contactParam is the path's {id}, URL-decoded (an id holding $, #, : or
+// / is reachable encoded), or a 400.
+func contactParam(c *fiber.Ctx) (string, error) {
+	id, err := url.PathUnescape(c.Params("id"))
+	switch {
+	case err != nil:
+		return "", fiber.NewError(fiber.StatusBadRequest, "the contact id in the path is not valid URL encoding: "+err.Error())
+	case id == "":
+		return "", fiber.NewError(fiber.StatusBadRequest, "the contact id in the path is empty")
+	case len(id) > MaxContactID:
+		return "", fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("the contact id is %d bytes long; at most %d are accepted", len(id), MaxContactID))
+	}
+	return id, nil
+}
+
+// decodeBody reads a JSON request body into v; an empty body leaves v as
+// it is. Its errors speak of the request (which field, what was expected),
+// never of Go types, and anything after the JSON value is refused.
+func decodeBody(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("the body is not valid: %s", jsonerr.Describe(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("the body is not valid: more follows the JSON object")
+	}
+	return nil
+}
+
 func (s *Server) contact(c *fiber.Ctx) error {
 	load := s.store.Load
 	if f, ok := s.store.(store.FreshLoader); ok {
 		// Not from this instance's cache: another may have moved on.
 		load = f.LoadFresh
 	}
-	st, err := load(c.UserContext(), c.Params("id"))
+	id, err := contactParam(c)
+	if err != nil {
+		return err
+	}
+	st, err := load(c.UserContext(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
 	}
@@ -444,7 +488,10 @@ func (s *Server) contact(c *fiber.Ctx) error {
 }
 
 func (s *Server) release(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id, err := contactParam(c)
+	if err != nil {
+		return err
+	}
 	if _, err := s.store.Load(c.UserContext(), id); errors.Is(err, store.ErrNotFound) {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/internal/jsonerr"
 )
 
 // SignatureHeader carries the HMAC-SHA256 of the raw body, keyed by the
@@ -322,7 +323,7 @@ func (t *flexTime) UnmarshalJSON(b []byte) error {
 func Parse(body []byte, received time.Time) (*Update, error) {
 	var n wireNotification
 	if err := json.Unmarshal(body, &n); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotNotification, err)
+		return nil, fmt.Errorf("%w: %s", ErrNotNotification, jsonerr.Describe(err))
 	}
 	if n.Object == nil && n.Entry == nil {
 		return nil, fmt.Errorf("%w: no object and no entry", ErrNotNotification)

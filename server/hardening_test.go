@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/whatsapp"
 	"io"
 	"net/http"
@@ -175,5 +177,151 @@ func TestEncodedContactIDs(t *testing.T) {
 	}
 	if code, out := r.apiRaw("GET", "/api/contacts/"+strings.Repeat("1", 257), ""); code != 400 || !strings.Contains(out, "at most 256") {
 		t.Errorf("a 257-byte id: %d %s", code, out)
+	}
+}
+
+func (r *rig) metricsText() string {
+	r.t.Helper()
+	resp, err := http.Get(r.url + "/metrics")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// A message's time is WhatsApp's timestamp, clamped to when it was
+// received: a timestamp from the future cannot hold the window open, and
+// one older than the 7-day redelivery period (or negative) counts as
+// received now. Genuine late timestamps keep the window rule.
+func TestTimestampsAreNotTrustedBlindly(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	now := r.clock.Now()
+	tests := []struct {
+		contact string
+		unix    string
+		want    time.Time
+	}{
+		{"15550000001", fmt.Sprint(time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()), now},
+		{"15550000002", fmt.Sprint(now.AddDate(10, 0, 0).Unix()), now},
+		{"15550000003", "-5", now},
+		{"15550000004", "9223372036854775807", now}, // beyond time.Time: it wraps into the past, stale
+		{"15550000005", fmt.Sprint(now.Add(-30 * time.Hour).Unix()), now.Add(-30 * time.Hour)},
+	}
+	for i, tt := range tests {
+		body := notification(tt.contact, "Ana", fmt.Sprintf(`{"from":%q,"id":"wamid.ts%d","timestamp":%q,"type":"text","text":{"body":"hi"}}`, tt.contact, i, tt.unix))
+		if code := r.post(body); code != 200 {
+			t.Fatalf("%s: %d", tt.unix, code)
+		}
+	}
+	r.waitSent(4)
+	for _, tt := range tests {
+		st := r.waitState(tt.contact, func(st *engine.State) bool { return !st.LastInbound.IsZero() })
+		if !st.LastInbound.Equal(tt.want) {
+			t.Errorf("timestamp %s: the window counts from %v, want %v", tt.unix, st.LastInbound, tt.want)
+		}
+		if want := st.LastInbound.Add(24 * time.Hour); !st.WindowExpires().Equal(want) {
+			t.Errorf("timestamp %s: the window closes %v", tt.unix, st.WindowExpires())
+		}
+	}
+	// The message 30 hours late meets a closed window: the echo bot (no
+	// fallback template) sends nothing to it.
+	for _, s := range r.fake.Sent() {
+		if s.To == "15550000005" {
+			t.Errorf("a free-form reply went out to a message whose window had closed: %s", s.Raw)
+		}
+	}
+	m := r.metricsText()
+	for _, want := range []string{`flowbot_timestamps_adjusted_total{reason="future"} 2`, `flowbot_timestamps_adjusted_total{reason="stale"} 2`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "adjusted"))
+		}
+	}
+}
+
+// waitState waits until the contact's stored state satisfies ok.
+func (r *rig) waitState(contact string, ok func(*engine.State) bool) *engine.State {
+	r.t.Helper()
+	var st *engine.State
+	r.waitFor("contact "+contact+"'s state", func() bool {
+		var err error
+		st, err = r.store.Load(context.Background(), contact)
+		return err == nil && ok(st)
+	})
+	return st
+}
+
+// waitFor waits for a condition the server reports, failing after 10 s.
+func (r *rig) waitFor(what string, cond func() bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Metric labels come from fixed sets: made-up message types, statuses
+// and error codes count as "other".
+func TestMetricLabelsAreBounded(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	var msgs []string
+	for i := 0; i < 200; i++ {
+		msgs = append(msgs, fmt.Sprintf(`{"from":"15550001111","id":"wamid.t%d","timestamp":"%d","type":"made_up_%d"}`, i, r.clock.Now().Unix(), i))
+	}
+	if code := r.post(notification("15550001111", "Ana", msgs...)); code != 200 {
+		t.Fatal(code)
+	}
+	for i := 0; i < 50; i++ {
+		r.post(statusWebhook("15550001111", fmt.Sprintf("wamid.s%d", i), "", fmt.Sprintf("status_%d", i), 990000+i, r.clock.Now()))
+	}
+	r.waitFor("the inbox to drain", func() bool { n, _ := r.store.Depth(context.Background()); return n == 0 })
+	m := r.metricsText()
+	if strings.Contains(m, "made_up") || strings.Contains(m, "status_1") || strings.Contains(m, "990001") {
+		t.Errorf("input became label values:\n%s", grepLines(m, "flowbot_"))
+	}
+	if !strings.Contains(m, `flowbot_inbound_messages_total{type="other"} 200`) || !strings.Contains(m, `flowbot_statuses_total{status="other"} 50`) {
+		t.Errorf("made-up values are not counted as other:\n%s", grepLines(m, "flowbot_"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// A message whose fields do not decode is kept for its sender, as
+// unsupported; a sender id longer than any WhatsApp id is refused.
+func TestUndecodableMessagesKeepTheirSender(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	now := r.clock.Now()
+	body := notification("15550002222", "Ana", fmt.Sprintf(`{"from":"15550002222","id":"wamid.num","timestamp":"%d","type":"text","text":{"body":12345}}`, now.Unix()))
+	if code := r.post(body); code != 200 {
+		t.Fatal(code)
+	}
+	st := r.waitState("15550002222", func(st *engine.State) bool { return st.WasProcessed("wamid.num") })
+	if !st.LastInbound.Equal(now) {
+		t.Errorf("the unreadable message did not open the window: %v", st.LastInbound)
+	}
+	long := strings.Repeat("9", 300)
+	if code := r.post(textWebhook(long, "Eve", "wamid.long", "hi", now)); code != 200 {
+		t.Fatalf("long id: %d", code)
+	}
+	if n, _ := r.store.Depth(context.Background()); n != 0 {
+		t.Errorf("the long sender id was queued")
+	}
+	if _, err := r.store.Load(context.Background(), long); err == nil {
+		t.Errorf("a state was stored for a 300-byte id")
+	}
+	if !strings.Contains(r.metricsText(), `flowbot_webhook_updates_refused_total{reason="long_id"} 1`) {
+		t.Error("the refused id was not counted")
 	}
 }

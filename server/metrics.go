@@ -22,6 +22,8 @@ type metrics struct {
 	queue      prometheus.GaugeFunc
 	actors     prometheus.Gauge
 	engineErrs prometheus.Counter
+	refused    *prometheus.CounterVec
+	clamped    *prometheus.CounterVec
 }
 
 func newMetrics(depth func() float64) *metrics {
@@ -62,11 +64,57 @@ func newMetrics(depth func() float64) *metrics {
 		engineErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowbot_engine_errors_total", Help: "Error events the engine recorded (failed expressions, failed calls, undeliverable sends).",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_webhook_updates_refused_total", Help: "Webhook messages and statuses not queued, by reason (long_id: a sender or message id longer than any WhatsApp id).",
+		}, []string{"reason"}),
+		clamped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_timestamps_adjusted_total", Help: "Inbound messages whose WhatsApp timestamp was not believed and that count as received now, by reason (future, stale: older than WhatsApp's 7-day redelivery period).",
+		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
-		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs,
+		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-func (m *metrics) sendError(code int) { m.sendErrors.WithLabelValues(strconv.Itoa(code)).Inc() }
+// sendError counts a failed send by its Cloud API code; codes outside
+// the documented set count as "other", so that no input can add series.
+func (m *metrics) sendError(code int) {
+	l := "other"
+	if code == 0 || knownCodes[code] {
+		l = strconv.Itoa(code)
+	}
+	m.sendErrors.WithLabelValues(l).Inc()
+}
+
+// Label values come from fixed sets: a webhook (or an API answer) with
+// made-up types, statuses or codes must not add series to /metrics.
+var (
+	inboundTypes = set("text", "interactive", "button", "image", "video", "audio", "document", "sticker",
+		"location", "contacts", "reaction", "order", "system", "unsupported", "request_welcome", "revoke", "edit", "ephemeral")
+	statusNames = set("sent", "delivered", "read", "played", "failed", "deleted", "warning")
+	// knownCodes are the Cloud API error codes of whatsapp-reference.md.
+	knownCodes = map[int]bool{1: true, 2: true, 3: true, 4: true, 10: true, 100: true, 190: true, 200: true, 368: true,
+		80007: true, 130429: true, 130472: true, 130497: true, 131000: true, 131005: true, 131008: true, 131009: true,
+		131016: true, 131021: true, 131026: true, 131031: true, 131042: true, 131045: true, 131047: true, 131049: true,
+		131050: true, 131051: true, 131052: true, 131053: true, 131056: true, 131057: true, 132000: true, 132001: true,
+		132005: true, 132007: true, 132012: true, 132015: true, 132016: true, 132068: true, 132069: true, 133000: true,
+		133004: true, 133005: true, 133006: true, 133008: true, 133009: true, 133010: true, 133015: true, 133016: true,
+		135000: true}
+)
+
+func set(vals ...string) map[string]bool {
+	m := make(map[string]bool, len(vals))
+	for _, v := range vals {
+		m[v] = true
+	}
+	return m
+}
+
+// label is v when it is in the set, else "other".
+func label(v string, known map[string]bool) string {
+	if known[v] {
+		return v
+	}
+	return "other"
+}

@@ -320,9 +320,9 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	seen := map[string]bool{}
 	for _, it := range fresh {
 		if it.Kind == store.ItemMessage {
-			s.metrics.inbound.WithLabelValues(it.Message.Type).Inc()
+			s.metrics.inbound.WithLabelValues(label(it.Message.Type, inboundTypes)).Inc()
 		} else {
-			s.metrics.statuses.WithLabelValues(it.Status.Status).Inc()
+			s.metrics.statuses.WithLabelValues(label(it.Status.Status, statusNames)).Inc()
 		}
 		if !seen[it.Contact] {
 			seen[it.Contact] = true
@@ -347,12 +347,26 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 		for _, e := range m.Errors {
 			s.log.Info("message arrived with an error", "contact", m.Contact, "key", m.Key, "error", e.String())
 		}
+		if len(m.Contact) > MaxContactID {
+			s.log.Warn("webhook message from a sender id longer than any WhatsApp id: dropped", "bytes", len(m.Contact), "sender", m.Contact[:64]+"...", "key", m.Key)
+			s.metrics.refused.WithLabelValues("long_id").Inc()
+			continue
+		}
+		if m.Clock != "" && m.Clock != "missing" {
+			s.log.Warn("message timestamp not believed: it counts as received now", "contact", m.Contact, "key", m.Key, "why", m.Clock, "whatsapp_timestamp", m.Order, "received", now)
+			s.metrics.clamped.WithLabelValues(m.Clock).Inc()
+		}
 		in := m.Inbound
-		items = append(items, store.Item{Key: m.Key, Contact: m.Contact, Kind: store.ItemMessage, Timestamp: in.Timestamp, Received: now, Message: &in})
+		items = append(items, store.Item{Key: m.Key, Contact: m.Contact, Kind: store.ItemMessage, Timestamp: m.Order, Received: now, Message: &in})
 	}
 	for _, st := range u.Statuses {
 		if st.Contact == "" || st.ID == "" {
 			s.log.Warn("webhook status without a recipient or an id: dropped", "status", st.Status)
+			continue
+		}
+		if len(st.Contact) > MaxContactID || len(st.Key) > 2*MaxContactID {
+			s.log.Warn("webhook status for a recipient id longer than any WhatsApp id: dropped", "bytes", len(st.Contact), "recipient", st.Contact[:64]+"...")
+			s.metrics.refused.WithLabelValues("long_id").Inc()
 			continue
 		}
 		su := &store.StatusUpdate{WAMID: st.ID, Outbound: st.Outbound, Status: st.Status, Timestamp: st.Timestamp}

@@ -78,6 +78,13 @@ type Message struct {
 	Name          string
 	PhoneNumberID string
 	Inbound       engine.Inbound
+	// Clock says why Inbound.Timestamp is not WhatsApp's timestamp (see
+	// ClampTime); "" when it is.
+	Clock string
+	// Order is WhatsApp's timestamp as sent (received when missing): a
+	// contact's messages are applied in this order, even when a clock
+	// ahead of ours makes Inbound.Timestamp the same for a burst.
+	Order time.Time
 	// ContextID is the id of the message replied to, if any.
 	ContextID string
 	Errors    []Error
@@ -351,22 +358,22 @@ func parseValue(u *Update, v *wireValue, received time.Time) {
 	for _, raw := range v.Messages {
 		var wm wireMessage
 		if err := json.Unmarshal(raw, &wm); err != nil {
-			// A message we cannot read at all is still recorded, as
-			// unsupported, so that it is seen and not retried forever.
-			wm = wireMessage{Type: "unsupported"}
-			wm.Errors = []wireError{{Code: 0, Title: "unreadable message", Details: err.Error()}}
+			// A message we cannot read whole is still recorded for its
+			// sender, as unsupported, with every field that could be read:
+			// it is seen, and not retried forever.
+			wm = decodeLeniently(raw)
+			wm.Type = "unsupported"
+			wm.Errors = append(wm.Errors, wireError{Title: "unreadable message", Details: jsonerr.Describe(err)})
 		}
 		m := toMessage(&wm, raw, v, received)
 		u.Messages = append(u.Messages, m)
 	}
 	for _, s := range v.Statuses {
 		st := Status{
-			ID: s.ID, Status: s.Status, Timestamp: s.Timestamp.Time, RecipientID: string(s.RecipientID),
+			ID: s.ID, Status: s.Status, RecipientID: string(s.RecipientID),
 			Pricing: s.Pricing,
 		}
-		if st.Timestamp.IsZero() {
-			st.Timestamp = received
-		}
+		st.Timestamp, _ = ClampTime(s.Timestamp.Time, received)
 		for _, e := range s.Errors {
 			st.Errors = append(st.Errors, e.toError())
 		}
@@ -385,6 +392,48 @@ func parseValue(u *Update, v *wireValue, received time.Time) {
 	}
 }
 
+// RedeliveryPeriod is how long WhatsApp retries a webhook it could not
+// deliver: no genuine update is older than that when it arrives.
+const RedeliveryPeriod = 7 * 24 * time.Hour
+
+// ClampTime is the time an update counts as sent: WhatsApp's timestamp,
+// unless it is missing, later than the time the update was received (a
+// timestamp from the future cannot keep a window open), or older than
+// WhatsApp's redelivery period (it cannot be genuine): then the time it
+// was received. why says which, "" when the timestamp stands.
+func ClampTime(ts, received time.Time) (t time.Time, why string) {
+	switch {
+	case ts.IsZero():
+		return received, "missing"
+	case ts.After(received):
+		return received, "future"
+	case ts.Before(received.Add(-RedeliveryPeriod)):
+		return received, "stale"
+	}
+	return ts, ""
+}
+
+// decodeLeniently reads a message field by field, keeping each field
+// that decodes and leaving the others zero.
+func decodeLeniently(raw json.RawMessage) wireMessage {
+	var wm wireMessage
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil {
+		return wm
+	}
+	for k, v := range fields {
+		one, err := json.Marshal(map[string]json.RawMessage{k: v})
+		if err != nil {
+			continue
+		}
+		var part wireMessage
+		if json.Unmarshal(one, &part) == nil {
+			json.Unmarshal(one, &wm)
+		}
+	}
+	return wm
+}
+
 func isDigits(s string) bool {
 	if s == "" {
 		return false
@@ -399,7 +448,7 @@ func isDigits(s string) bool {
 
 func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time.Time) Message {
 	m := Message{Key: wm.ID, PhoneNumberID: v.Metadata.PhoneNumberID}
-	if m.Key == "" || strings.HasPrefix(m.Key, "<") {
+	if m.Key == "" || strings.HasPrefix(m.Key, "<") || len(m.Key) > 256 {
 		sum := sha256.Sum256(raw)
 		m.Key = "noid:" + hex.EncodeToString(sum[:12])
 	}
@@ -426,9 +475,11 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 	for _, e := range wm.Errors {
 		m.Errors = append(m.Errors, e.toError())
 	}
-	in := engine.Inbound{ID: m.Key, Name: m.Name, Timestamp: wm.Timestamp.Time}
-	if in.Timestamp.IsZero() {
-		in.Timestamp = received
+	in := engine.Inbound{ID: m.Key, Name: m.Name}
+	in.Timestamp, m.Clock = ClampTime(wm.Timestamp.Time, received)
+	m.Order = wm.Timestamp.Time
+	if m.Order.IsZero() {
+		m.Order = received
 	}
 	media := func(w *wireMedia) {
 		if w != nil {

@@ -105,7 +105,7 @@ func TestParseRealPayloads(t *testing.T) {
 	})
 	check("26-template_button-context-referral-netflie.json", func(u *Update) string {
 		m := u.Messages[0].Inbound
-		if m.Type != "button" || m.Choice != "No-Button-Payload" || m.Text != "No" || m.Timestamp.Unix() != 1669233778 {
+		if m.Type != "button" || m.Choice != "No-Button-Payload" || m.Text != "No" || u.Messages[0].Order.Unix() != 1669233778 {
 			return "want a template quick reply with an integer timestamp"
 		}
 		return ""

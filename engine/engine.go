@@ -126,6 +126,7 @@ const (
 	RecUnmatched     = "unmatched"
 	RecRetry         = "retry"
 	RecError         = "error"
+	RecWarning       = "warning" // something was changed to make it deliverable (a text cut to WhatsApp's limit)
 )
 
 // Record is one entry of what the engine did.

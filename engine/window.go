@@ -95,6 +95,9 @@ func (c *conv) emit(m actions.Message, fallback bool, batch int64) {
 			return
 		}
 	}
+	for _, cut := range actions.Fit(&o.Message) {
+		c.record(RecWarning, cut)
+	}
 	st.Seq++
 	o.ID = seqID(st.Contact.ID, ":m", st.Seq)
 	o.Category, o.Cost = c.price(&m)

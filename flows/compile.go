@@ -13,24 +13,26 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// WhatsApp's limits (FLOW_SPEC.md section 2 and whatsapp-reference.md).
+// WhatsApp's limits (FLOW_SPEC.md section 2 and whatsapp-reference.md),
+// in characters. The exported ones bound rendered texts too: the engine
+// cuts a text that outgrew its limit (actions.Fit).
 const (
 	maxButtons         = 3
-	maxButtonTitle     = 20
+	MaxButtonTitle     = 20
 	maxButtonID        = 256
 	maxListRows        = 10
 	maxListSections    = 10
-	maxRowTitle        = 24
-	maxRowDescription  = 72
+	MaxRowTitle        = 24
+	MaxRowDescription  = 72
 	maxRowID           = 200
-	maxSectionTitle    = 24
-	maxListButton      = 20
-	maxText            = 4096
-	maxButtonBody      = 1024
-	maxListBody        = 4096
-	maxCaption         = 1024
+	MaxSectionTitle    = 24
+	MaxListButton      = 20
+	MaxText            = 4096
+	MaxButtonBody      = 1024
+	MaxListBody        = 4096
+	MaxCaption         = 1024
 	maxTemplateBody    = 1024
-	maxTemplateHeader  = 60
+	MaxTemplateHeader  = 60
 	maxTemplateFooter  = 60
 	maxTemplateButtons = 10
 	maxTemplateBtnText = 25
@@ -357,8 +359,8 @@ func (c *compiler) compileTemplates(d *decoder, tf *TemplatesFile) {
 			switch {
 			case h.Text != nil:
 				tl.HeaderFormat, tl.HeaderText = "text", h.Text.Text
-				if n := len([]rune(h.Text.Text)); n > maxTemplateHeader {
-					r.errorf(h.Text.At, "template %q: header is %d characters, WhatsApp allows %d", ts.Name.Name, n, maxTemplateHeader)
+				if n := len([]rune(h.Text.Text)); n > MaxTemplateHeader {
+					r.errorf(h.Text.At, "template %q: header is %d characters, WhatsApp allows %d", ts.Name.Name, n, MaxTemplateHeader)
 				}
 				hn, hp := c.templateParams(r, *h.Text, ts.Name.Name, "header")
 				if len(hp) > 0 && len(params) > 0 && hn != named {
@@ -528,7 +530,7 @@ func (c *compiler) compileFlow(rel string, d *decoder, spec *FlowFile) *Flow {
 		if wc.Before.D <= 0 || wc.Before.D >= windowLength {
 			r.errorf(wc.Before.At, "window_closing.before must be between 0 and 24h")
 		}
-		fc.checkTextLen(f.WindowClosing.Say, maxText, "window_closing.say")
+		fc.checkTextLen(f.WindowClosing.Say, MaxText, "window_closing.say")
 	}
 
 	var stepNames []string
@@ -691,7 +693,7 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 	if sp.Say != nil {
 		for _, src := range sp.Say.Texts {
 			t := ec.text(src)
-			fc.checkTextLen(t, maxText, "say")
+			fc.checkTextLen(t, MaxText, "say")
 			s.Say = append(s.Say, t)
 		}
 	}
@@ -797,20 +799,20 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 		return
 	}
 	a := &Ask{Text: ec.text(sp.Ask)}
-	limit, what := maxText, "ask"
+	limit, what := MaxText, "ask"
 	switch {
 	case sp.Buttons != nil && sp.List != nil:
 		r.errorf(sp.At, "step %q: an ask has buttons or a list, not both", s.Name)
 	case sp.Buttons != nil:
-		limit, what = maxButtonBody, "ask with buttons"
+		limit, what = MaxButtonBody, "ask with buttons"
 		if len(sp.Buttons) == 0 || len(sp.Buttons) > maxButtons {
 			r.errorf(sp.At, "step %q has %d buttons; WhatsApp allows 1 to %d (use a list for more)", s.Name, len(sp.Buttons), maxButtons)
 		}
 		ids, titles := map[string]bool{}, map[string]bool{}
 		for _, b := range sp.Buttons {
 			t := ec.text(&b.Title)
-			if n, _ := literalLen(t); n > maxButtonTitle {
-				r.errorf(b.Title.At, "button title %q is %d characters, WhatsApp allows %d", b.Title.Text, n, maxButtonTitle)
+			if n, _ := literalLen(t); n > MaxButtonTitle {
+				r.errorf(b.Title.At, "button title %q is %d characters, WhatsApp allows %d", b.Title.Text, n, MaxButtonTitle)
 			}
 			if b.ID == "" {
 				r.errorf(b.At, "a button needs an id")
@@ -827,10 +829,10 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 			a.Buttons = append(a.Buttons, Button{ID: b.ID, Title: t})
 		}
 	case sp.List != nil:
-		limit, what = maxListBody, "ask with a list"
+		limit, what = MaxListBody, "ask with a list"
 		l := &List{Button: ec.text(&sp.List.Button)}
-		if n, _ := literalLen(l.Button); n > maxListButton {
-			r.errorf(sp.List.Button.At, "list button label is %d characters, WhatsApp allows %d", n, maxListButton)
+		if n, _ := literalLen(l.Button); n > MaxListButton {
+			r.errorf(sp.List.Button.At, "list button label is %d characters, WhatsApp allows %d", n, MaxListButton)
 		}
 		rows := 0
 		ids := map[string]bool{}
@@ -838,8 +840,8 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 			r.errorf(sp.List.At, "list has %d sections, WhatsApp allows %d", len(sp.List.Sections), maxListSections)
 		}
 		for _, sec := range sp.List.Sections {
-			if n := len([]rune(sec.Title)); n > maxSectionTitle {
-				r.errorf(sec.At, "section title is %d characters, WhatsApp allows %d", n, maxSectionTitle)
+			if n := len([]rune(sec.Title)); n > MaxSectionTitle {
+				r.errorf(sec.At, "section title is %d characters, WhatsApp allows %d", n, MaxSectionTitle)
 			}
 			if sec.Title == "" && len(sp.List.Sections) > 1 {
 				r.errorf(sec.At, "a list with several sections needs a title on each")
@@ -848,14 +850,14 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 			for _, row := range sec.Rows {
 				rows++
 				t := ec.text(&row.Title)
-				if n, _ := literalLen(t); n > maxRowTitle {
-					r.errorf(row.Title.At, "row title %q is %d characters, WhatsApp allows %d", row.Title.Text, n, maxRowTitle)
+				if n, _ := literalLen(t); n > MaxRowTitle {
+					r.errorf(row.Title.At, "row title %q is %d characters, WhatsApp allows %d", row.Title.Text, n, MaxRowTitle)
 				}
 				var desc *Text
 				if row.Description != nil {
 					desc = ec.text(row.Description)
-					if n, _ := literalLen(desc); n > maxRowDescription {
-						r.errorf(row.Description.At, "row description is %d characters, WhatsApp allows %d", n, maxRowDescription)
+					if n, _ := literalLen(desc); n > MaxRowDescription {
+						r.errorf(row.Description.At, "row description is %d characters, WhatsApp allows %d", n, MaxRowDescription)
 					}
 				}
 				if row.ID == "" {
@@ -924,7 +926,7 @@ func (fc *flowCompiler) media(kind string, m *MediaSpec) *Media {
 	if m.Filename != nil && kind != "document" {
 		r.errorf(m.Filename.At, "only a document has a filename")
 	}
-	fc.checkTextLen(out.Caption, maxCaption, "caption")
+	fc.checkTextLen(out.Caption, MaxCaption, "caption")
 	return out
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // Values read from a request must not change under the server once the
@@ -323,5 +324,29 @@ func TestUndecodableMessagesKeepTheirSender(t *testing.T) {
 	}
 	if !strings.Contains(r.metricsText(), `flowbot_webhook_updates_refused_total{reason="long_id"} 1`) {
 		t.Error("the refused id was not counted")
+	}
+}
+
+// A rendered text longer than WhatsApp allows is cut to the limit with an
+// ellipsis and a warning event, never sent to be refused.
+func TestLongRepliesAreCutToFit(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	long := strings.Repeat("ab", 50_000) // 100 KB
+	r.post(textWebhook("15550003333", "Ana", "wamid.long1", long, r.clock.Now()))
+	sent := r.waitSent(1)
+	got := text(sent[0])
+	if n := utf8.RuneCountInString(got); n != 4096 || !strings.HasSuffix(got, "…") || !strings.HasPrefix(got, "echo abab") {
+		t.Errorf("sent %d characters ending %q", n, got[len(got)-10:])
+	}
+	if p := r.fake.Problems(); len(p) != 0 {
+		t.Errorf("WhatsApp refused: %s", p[0].Problem)
+	}
+	st := r.waitState("15550003333", func(st *engine.State) bool { return len(st.Recent) > 0 })
+	found := false
+	for _, rec := range st.Log {
+		found = found || rec.Kind == engine.RecWarning && strings.Contains(rec.Detail, "the text was 100005 characters, over WhatsApp's 4096")
+	}
+	if !found {
+		t.Errorf("no warning recorded: %+v", st.Log)
 	}
 }

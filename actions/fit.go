@@ -1,0 +1,71 @@
+package actions
+
+import (
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/flowbot/flowbot/flows"
+)
+
+// Ellipsis ends a text cut to WhatsApp's limit.
+const Ellipsis = "…"
+
+// Fit cuts every rendered text of m that is longer than WhatsApp allows
+// (4,096 characters for a text or a list's body, 1,024 for a button
+// message's body or a caption, 20 for a button title ...) to the limit,
+// ending it with an ellipsis, so that WhatsApp never refuses a message
+// for a value that grew at run time (lint checks the literal parts). It
+// returns one line per text it cut.
+func Fit(m *Message) []string {
+	var cuts []string
+	cut := func(what string, s *string, limit int) {
+		if n := utf8.RuneCountInString(*s); n > limit {
+			*s = string([]rune(*s)[:limit-1]) + Ellipsis
+			cuts = append(cuts, fmt.Sprintf("%s was %d characters, over WhatsApp's %d: cut to fit", what, n, limit))
+		}
+	}
+	switch m.Kind {
+	case "text":
+		cut("the text", &m.Text, flows.MaxText)
+	case "image", "video", "document", "audio":
+		cut("the caption", &m.Text, flows.MaxCaption)
+	case "buttons":
+		cut("the body", &m.Text, flows.MaxButtonBody)
+		m.Buttons = slices.Clone(m.Buttons)
+		for i := range m.Buttons {
+			cut(fmt.Sprintf("button %d's title", i+1), &m.Buttons[i].Title, flows.MaxButtonTitle)
+		}
+	case "list":
+		cut("the body", &m.Text, flows.MaxListBody)
+		if m.List != nil {
+			l := *m.List
+			l.Sections = slices.Clone(l.Sections)
+			cut("the list's button", &l.Button, flows.MaxListButton)
+			for i := range l.Sections {
+				sec := &l.Sections[i]
+				cut(fmt.Sprintf("section %d's title", i+1), &sec.Title, flows.MaxSectionTitle)
+				sec.Rows = slices.Clone(sec.Rows)
+				for j := range sec.Rows {
+					cut(fmt.Sprintf("row %q's title", sec.Rows[j].ID), &sec.Rows[j].Title, flows.MaxRowTitle)
+					cut(fmt.Sprintf("row %q's description", sec.Rows[j].ID), &sec.Rows[j].Description, flows.MaxRowDescription)
+				}
+			}
+			m.List = &l
+		}
+	case "template":
+		if m.Template != nil {
+			t := *m.Template
+			t.HeaderTexts = slices.Clone(t.HeaderTexts)
+			for i := range t.HeaderTexts {
+				cut("the template's header parameter", &t.HeaderTexts[i], flows.MaxTemplateHeader)
+			}
+			t.HeaderNamed = slices.Clone(t.HeaderNamed)
+			for i := range t.HeaderNamed {
+				cut("the template's header parameter "+t.HeaderNamed[i].Name, &t.HeaderNamed[i].Value, flows.MaxTemplateHeader)
+			}
+			m.Template = &t
+		}
+	}
+	return cuts
+}

@@ -925,7 +925,7 @@ func (c *conv) sendFailed(o *Outbound, code int) {
 	prevFlow, prevStep := c.flow, c.step
 	c.flow, c.step = f, step
 	m := actions.RenderTemplate(c, fb)
-	c.record(RecFallback, fmt.Sprintf("WhatsApp said the window is closed; sending template %s instead", fb.Name))
+	c.record(RecFallback, fb.Name) // the detail of a fallback record is the template, as in flush
 	c.emit(m, true, o.Batch)
 	c.flow, c.step = prevFlow, prevStep
 }

@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -68,6 +69,7 @@ type compiler struct {
 	// references across flows (keywords, default_flow).
 	flowSpecs map[string]*FlowFile
 	entries   map[string][]string // flow → steps entered from outside (keywords)
+	cache     *ParseCache         // nil: parse every file
 }
 
 func (c *compiler) path(rel string) string { return filepath.Join(c.name, rel) }
@@ -76,7 +78,14 @@ func (c *compiler) path(rel string) string { return filepath.Join(c.name, rel) }
 // Diagnostics are appended to diags; the bot is only valid when none of
 // them is an error.
 func Compile(name string, files map[string][]byte, flowFiles []string, diags *Diagnostics) *Bot {
-	c := &compiler{name: name, diags: diags, flowSpecs: map[string]*FlowFile{}, entries: map[string][]string{}}
+	return compile(name, files, flowFiles, diags, nil)
+}
+
+func compile(name string, files map[string][]byte, flowFiles []string, diags *Diagnostics, cache *ParseCache) *Bot {
+	c := &compiler{name: name, diags: diags, flowSpecs: map[string]*FlowFile{}, entries: map[string][]string{}, cache: cache}
+	if cache != nil {
+		defer cache.keep()
+	}
 	c.bot = &Bot{Dir: name, Templates: map[string]*Template{}, flowByID: map[string]*Flow{}}
 
 	var settings Settings
@@ -130,12 +139,37 @@ func Compile(name string, files map[string][]byte, flowFiles []string, diags *Di
 // file is not YAML at all.
 func (c *compiler) decodeFile(rel string, src []byte, spec any) *decoder {
 	file := c.path(rel)
-	root := parseYAML(file, src, c.diags)
-	if root == nil {
+	out := reflect.ValueOf(spec).Elem()
+	key := cacheKey{path: file, sum: sha256.Sum256(src)}
+	if c.cache != nil {
+		if f := c.cache.get(key); f != nil {
+			*c.diags = append(*c.diags, f.diags...)
+			if !f.yaml {
+				return nil
+			}
+			out.Set(f.spec)
+			return newDecoder(file, src, c.diags)
+		}
+	}
+	// The file's own diagnostics are collected apart, so that a cache can
+	// give them again; later stages report through d into the bot's.
+	var local Diagnostics
+	root := parseYAML(file, src, &local)
+	var d *decoder
+	if root != nil {
+		d = newDecoder(file, src, &local)
+		d.decode(root, out)
+	}
+	*c.diags = append(*c.diags, local...)
+	if c.cache != nil {
+		copied := reflect.New(out.Type()).Elem()
+		copied.Set(out)
+		c.cache.put(key, &parsedFile{spec: copied, diags: local, yaml: root != nil})
+	}
+	if d == nil {
 		return nil
 	}
-	d := newDecoder(file, src, c.diags)
-	d.decode(root, reflect.ValueOf(spec).Elem())
+	d.diags = c.diags
 	return d
 }
 

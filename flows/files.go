@@ -56,9 +56,13 @@ func Version(files map[string][]byte) string {
 // LoadFiles compiles a bot from its files; name prefixes the paths in
 // diagnostics.
 func LoadFiles(name string, files map[string][]byte) (*Bot, Diagnostics) {
+	return loadFiles(name, files, nil)
+}
+
+func loadFiles(name string, files map[string][]byte, cache *ParseCache) (*Bot, Diagnostics) {
 	fsys := fstest.MapFS{}
 	for k, v := range files {
 		fsys[k] = &fstest.MapFile{Data: v}
 	}
-	return LoadFS(fsys, name)
+	return loadFS(fsys, name, cache)
 }

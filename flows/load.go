@@ -27,6 +27,10 @@ func Load(dir string) (*Bot, Diagnostics) {
 // LoadFS reads a bot from fsys; name is the directory as the user wrote it,
 // used to prefix the paths in diagnostics.
 func LoadFS(fsys fs.FS, name string) (*Bot, Diagnostics) {
+	return loadFS(fsys, name, nil)
+}
+
+func loadFS(fsys fs.FS, name string, cache *ParseCache) (*Bot, Diagnostics) {
 	var diags Diagnostics
 	files := map[string][]byte{}
 	read := func(rel string, required bool) {
@@ -61,7 +65,7 @@ func LoadFS(fsys fs.FS, name string) (*Bot, Diagnostics) {
 			flowNames = append(flowNames, f)
 		}
 	}
-	bot := Compile(name, files, flowNames, &diags)
+	bot := compile(name, files, flowNames, &diags, cache)
 	diags.Sort()
 	if diags.HasErrors() {
 		return nil, diags

@@ -390,7 +390,7 @@ func runWeb(ctx context.Context, dir string, bot *flows.Bot, f runFlags, mocks [
 		}
 		start = t
 	}
-	pg, err := playground.New(playground.Config{Dir: dir, WriteThrough: true, HTTP: doer, Secrets: secretsFromEnv(bot.Settings.Secrets), Start: start})
+	pg, err := playground.New(playground.Config{Dir: dir, WriteThrough: true, HTTP: doer, Secrets: secretsFromEnv, Start: start})
 	if err != nil {
 		return usageErr("run --web: %v", err)
 	}

@@ -107,7 +107,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	go watchBot(ctx, dir, srv, *reload, log)
 	if apiToken != "" {
-		pg, err := playground.New(playground.Config{Dir: dir, Token: apiToken, Secrets: secretsFromEnv(bot.Settings.Secrets)})
+		pg, err := playground.New(playground.Config{Dir: dir, Token: apiToken}) // secrets read as placeholders
 		if err != nil {
 			return usageErr("serve: playground: %v", err)
 		}

@@ -8,6 +8,7 @@
 package playground
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -24,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
@@ -48,13 +50,39 @@ type Config struct {
 	// HTTP answers the flows' calls; nil fails every call that no mock
 	// answers, so that a playground on a server cannot reach integrations.
 	HTTP actions.Doer
-	// Secrets for the flows' expressions.
-	Secrets map[string]string
+	// Secrets gives the values of the secrets a bot declares. nil reads
+	// each as a placeholder, "<NAME>", never the environment: a flow
+	// added in the page cannot show a live key (flowbot serve).
+	Secrets func(names []string) map[string]string
 	// Token, when set, is required: as a bearer token, or once as
 	// ?token= (which sets a cookie for the page).
 	Token string
 	// Start is the virtual clock's start for new chats; zero is now.
 	Start time.Time
+	// Now is the wall clock, for chats left idle; nil is time.Now.
+	Now func() time.Time
+}
+
+// Bounds of what a playground keeps: a page (or whoever holds the token)
+// cannot make it grow without limit.
+const (
+	MaxFileSize  = 256 << 10 // one bot file
+	MaxFiles     = 64        // bot files and tests
+	MaxTotalSize = 4 << 20   // all files together
+	MaxChats     = 50        // chats kept; the least recently used goes first
+	ChatIdle     = 30 * time.Minute
+	MaxEntries   = 200  // lines of one chat kept (and trace records)
+	MaxSay       = 4096 // characters the contact may type, as in WhatsApp
+)
+
+// Placeholders are the secrets a playground shows: each secret reads
+// "<NAME>".
+func Placeholders(names []string) map[string]string {
+	out := make(map[string]string, len(names))
+	for _, n := range names {
+		out[n] = "<" + n + ">"
+	}
+	return out
 }
 
 // Playground holds the bot being edited and the chats.
@@ -63,20 +91,24 @@ type Playground struct {
 
 	mu       sync.Mutex
 	files    map[string][]byte // the bot's files, edits included
+	size     int               // of all files
 	bot      *flows.Bot        // the latest version that loaded
 	diags    flows.Diagnostics // the latest load's diagnostics
 	version  int
 	sessions map[string]*chat
+	cache    flows.ParseCache
+	now      func() time.Time // the wall clock, for idle chats
 }
 
 // chat is one conversation in the playground.
 type chat struct {
-	mu      sync.Mutex
-	id      string
-	session *dryrun.Session
-	bot     *flows.Bot
-	version int
-	entries []entry
+	mu       sync.Mutex
+	id       string
+	session  *dryrun.Session
+	bot      *flows.Bot
+	version  int
+	entries  []entry
+	lastUsed time.Time // guarded by the playground's mu
 }
 
 // entry is one line of the chat as the page shows it.
@@ -93,12 +125,21 @@ type entry struct {
 
 // New loads the bot in cfg.Dir.
 func New(cfg Config) (*Playground, error) {
-	p := &Playground{cfg: cfg, sessions: map[string]*chat{}}
+	p := &Playground{cfg: cfg, sessions: map[string]*chat{}, now: cfg.Now}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.cfg.Secrets == nil {
+		p.cfg.Secrets = Placeholders
+	}
 	files, err := readBot(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
 	p.files = files
+	for _, b := range files {
+		p.size += len(b)
+	}
 	p.reload()
 	return p, nil
 }
@@ -118,7 +159,7 @@ func readBot(dir string) (map[string][]byte, error) {
 // reload compiles the files; a version with errors is kept out, and the
 // last good one stays in use. Called with p.mu held, or before sharing.
 func (p *Playground) reload() {
-	bot, diags := flows.LoadFiles(p.cfg.Dir, p.files)
+	bot, diags := flows.LoadFilesCached(p.cfg.Dir, p.files, &p.cache)
 	p.diags = diags
 	if bot != nil {
 		p.bot = bot
@@ -241,9 +282,23 @@ func (p *Playground) putFile(c *fiber.Ctx) error {
 	if !ok {
 		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "only flowbot.yaml, templates.yaml, flows/*.yaml and tests/*.yaml can be edited"})
 	}
-	body := append([]byte(nil), c.Body()...)
+	// The playground can be mounted on any app: copy what is kept.
+	body, name := bytes.Clone(c.Body()), strings.Clone(name)
+	if len(body) > MaxFileSize {
+		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(fiber.Map{"error": fmt.Sprintf("%s is %d bytes; a bot file in the playground is at most %d", name, len(body), MaxFileSize)})
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	old, exists := p.files[name]
+	if exists && string(old) == string(body) {
+		return c.JSON(p.botView()) // unchanged: nothing to load again
+	}
+	if !exists && len(p.files) >= MaxFiles {
+		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(fiber.Map{"error": fmt.Sprintf("the playground holds at most %d files", MaxFiles)})
+	}
+	if size := p.size - len(old) + len(body); size > MaxTotalSize {
+		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(fiber.Map{"error": fmt.Sprintf("the bot's files would be %d bytes in all; the playground holds at most %d", size, MaxTotalSize)})
+	}
 	if p.cfg.WriteThrough {
 		full := filepath.Join(p.cfg.Dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -254,7 +309,10 @@ func (p *Playground) putFile(c *fiber.Ctx) error {
 		}
 	}
 	p.files[name] = body
-	p.reload()
+	p.size += len(body) - len(old)
+	if !strings.HasPrefix(name, "tests/") { // tests are not part of the bot
+		p.reload()
+	}
 	return c.JSON(p.botView())
 }
 
@@ -284,7 +342,7 @@ func (p *Playground) newSession(c *fiber.Ctx) error {
 	if doer == nil {
 		doer = dryrun.NewMocks(nil)
 	}
-	e := engine.New(bot, engine.Options{HTTP: doer, Secrets: p.cfg.Secrets, Trace: true})
+	e := engine.New(bot, engine.Options{HTTP: doer, Secrets: p.cfg.Secrets(bot.Settings.Secrets), Trace: true})
 	contact := dryrun.DefaultContact
 	if req.Name != "" {
 		contact.Name = req.Name
@@ -302,9 +360,42 @@ func (p *Playground) newSession(c *fiber.Ctx) error {
 	ch := &chat{id: newID(), session: s, bot: bot, version: version}
 	s.OnResult = ch.record
 	p.mu.Lock()
+	p.evict()
+	ch.lastUsed = p.now()
 	p.sessions[ch.id] = ch
 	p.mu.Unlock()
 	return c.JSON(ch.view(c.UserContext()))
+}
+
+// evict drops the chats idle for ChatIdle, and the least recently used
+// ones while there are MaxChats or more. Called with p.mu held.
+func (p *Playground) evict() {
+	now := p.now()
+	var oldest *chat
+	for id, ch := range p.sessions {
+		if now.Sub(ch.lastUsed) > ChatIdle {
+			delete(p.sessions, id)
+			continue
+		}
+		if oldest == nil || ch.lastUsed.Before(oldest.lastUsed) {
+			oldest = ch
+		}
+	}
+	if len(p.sessions) >= MaxChats && oldest != nil {
+		delete(p.sessions, oldest.id)
+		p.evict()
+	}
+}
+
+// Parsed counts the bot files parsed since the playground started (an
+// edit parses only the file that changed).
+func (p *Playground) Parsed() int { return p.cache.Parsed() }
+
+// Chats counts the chats kept.
+func (p *Playground) Chats() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sessions)
 }
 
 func newID() string {
@@ -315,7 +406,11 @@ func newID() string {
 
 func (p *Playground) chat(c *fiber.Ctx) (*chat, error) {
 	p.mu.Lock()
+	p.evict()
 	ch := p.sessions[c.Params("id")]
+	if ch != nil {
+		ch.lastUsed = p.now()
+	}
 	p.mu.Unlock()
 	if ch == nil {
 		return nil, fiber.NewError(fiber.StatusNotFound, "no such chat (the server may have restarted): start a new one")
@@ -352,6 +447,9 @@ func (p *Playground) say(c *fiber.Ctx) error {
 	in := engine.Inbound{Type: "text", Text: req.Text}
 	if req.Choice != "" {
 		in = ch.session.Tap(req.Choice)
+	}
+	if utf8.RuneCountInString(req.Text) > MaxSay {
+		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(fiber.Map{"error": fmt.Sprintf("a message is at most %d characters", MaxSay)})
 	}
 	if strings.TrimSpace(in.Text) == "" && in.Choice == "" {
 		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "nothing to send"})
@@ -424,6 +522,16 @@ func (ch *chat) record(_ engine.Event, at time.Time, res *engine.Result) {
 		m := o.Message
 		ch.entries = append(ch.entries, entry{At: o.At, From: "bot", Text: m.Text, Via: string(o.Via), Window: window, Message: &m, Fallback: o.Fallback, Step: o.Flow + "/" + o.Step})
 	}
+	ch.entries = keepLast(ch.entries, MaxEntries)
+	ch.session.Records = keepLast(ch.session.Records, MaxEntries)
+}
+
+// keepLast keeps the last n of a list.
+func keepLast[T any](list []T, n int) []T {
+	if over := len(list) - n; over > 0 {
+		return append(list[:0:0], list[over:]...)
+	}
+	return list
 }
 
 func (ch *chat) view(ctx context.Context) fiber.Map {

@@ -45,7 +45,7 @@ func TestDispatcherOneWorkerPerContact(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if err := d.close(context.Background()); err != nil {
+	if _, err := d.close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {

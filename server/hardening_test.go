@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/whatsapp"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -348,5 +351,62 @@ func TestLongRepliesAreCutToFit(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no warning recorded: %+v", st.Log)
+	}
+}
+
+// syncBuffer is a log sink tests read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func withLog(buf *syncBuffer) option {
+	return func(c *server.Config) { c.Logger = slog.New(slog.NewTextHandler(buf, nil)) }
+}
+
+// A shutdown that runs out of time says what it leaves and what becomes
+// of it: on the memory store, lost, with the count.
+func TestShutdownSaysWhatItLeaves(t *testing.T) {
+	var logs syncBuffer
+	r := newRig(t, "testdata/echo", withLog(&logs), func(c *server.Config) { c.Workers = 4 })
+	resume := r.fake.Hang()
+	defer resume()
+	const n = 40
+	for i := 0; i < n; i++ {
+		r.post(textWebhook(fmt.Sprintf("1555000%04d", i), "Ana", fmt.Sprintf("wamid.sd%d", i), "hi", r.clock.Now()))
+	}
+	r.waitFor("the workers to hang on WhatsApp", func() bool { return r.fake.Waiting() == 4 })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err == nil {
+		t.Fatal("a shutdown cut short reported no error")
+	}
+	out := logs.String()
+	// 36 never reached a worker; the 4 in hand may or may not have left
+	// the queue when their sends hung.
+	if !strings.Contains(out, "what was left is LOST") || !strings.Contains(out, "contacts_cut_short=40") || !regexp.MustCompile(`updates_queued=(36|37|38|39|40) `).MatchString(out) {
+		t.Errorf("the shutdown did not say what it left:\n%s", grepLines(out, "shutdown"))
+	}
+	// The messages in hand stay unsent, not recorded as failed.
+	for i := 0; i < n; i++ {
+		if st, err := r.store.Load(context.Background(), fmt.Sprintf("1555000%04d", i)); err == nil {
+			for _, d := range st.Recent {
+				if d.Status == "failed" {
+					t.Fatalf("a send cut short by the shutdown was recorded as failed: %+v", d)
+				}
+			}
+		}
 	}
 }

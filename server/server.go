@@ -263,10 +263,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.loops.Wait()
-	if werr := s.disp.close(ctx); werr != nil && err == nil {
-		err = werr
+	left, werr := s.disp.close(ctx)
+	if werr != nil {
+		s.reportLeft(left)
+		if err == nil {
+			err = werr
+		}
 	}
 	return err
+}
+
+// Volatile is a store that keeps nothing across a restart (the memory
+// store).
+type Volatile interface{ Volatile() bool }
+
+// reportLeft says what a shutdown cut short leaves behind, and what
+// becomes of it.
+func (s *Server) reportLeft(contacts int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	queued, derr := s.store.Depth(ctx)
+	if v, ok := s.store.(Volatile); ok && v.Volatile() {
+		s.log.Error("shutdown: time ran out; what was left is LOST: the memory store keeps nothing across a restart",
+			"contacts_cut_short", contacts, "updates_queued", queued, "note", "webhooks already answered 200 are not delivered again; run on MongoDB (--mongo-uri) to keep them")
+		return
+	}
+	if derr != nil {
+		queued = -1
+	}
+	s.log.Warn("shutdown: time ran out; what was left stays in the store, and the next start (or another instance) picks it up",
+		"contacts_cut_short", contacts, "updates_queued", queued, "note", "replies committed and not yet sent go out once their claim is taken back")
 }
 
 func (s *Server) routes() {

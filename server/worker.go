@@ -144,8 +144,9 @@ func (d *dispatcher) worker() {
 
 // close stops new work and waits for the work in hand (queued contacts
 // included, their settle time cut short); when ctx ends first, the
-// workers are cancelled.
-func (d *dispatcher) close(ctx context.Context) error {
+// workers are cancelled, and it reports how many contacts' work was cut
+// short.
+func (d *dispatcher) close(ctx context.Context) (left int, err error) {
 	d.mu.Lock()
 	d.closed = true
 	for c, a := range d.actors {
@@ -161,11 +162,14 @@ func (d *dispatcher) close(ctx context.Context) error {
 	select {
 	case <-done:
 		d.cancel()
-		return nil
+		return 0, nil
 	case <-ctx.Done():
+		d.mu.Lock()
+		left = len(d.actors)
+		d.mu.Unlock()
 		d.cancel()
 		<-done
-		return fmt.Errorf("shutdown: work in hand cancelled: %w", ctx.Err())
+		return left, fmt.Errorf("shutdown: the work of %d contacts was cut short: %w", left, ctx.Err())
 	}
 }
 
@@ -552,7 +556,7 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.Stat
 			break
 		}
 		wamid, err := s.sender.Send(ctx, o)
-		if err != nil && whatsapp.ClassOf(err) == whatsapp.Retryable {
+		if err != nil && (whatsapp.ClassOf(err) == whatsapp.Retryable || ctx.Err() != nil) {
 			// Retries used up, or shutting down: it stays first in the
 			// outbox, and the contact's later messages wait behind it.
 			s.metrics.sendError(errorCode(err))

@@ -29,6 +29,9 @@ func New() *Store {
 	}
 }
 
+// Volatile reports that the store keeps nothing across a restart.
+func (s *Store) Volatile() bool { return true }
+
 // Load implements store.Contacts.
 func (s *Store) Load(_ context.Context, id string) (*engine.State, error) {
 	s.mu.Lock()

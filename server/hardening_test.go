@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 	"io"
 	"log/slog"
 	"net/http"
@@ -408,5 +410,41 @@ func TestShutdownSaysWhatItLeaves(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A message is never in two senders' hands: while WhatsApp fails for
+// longer than a claim, the instance sending gives up before its claim
+// runs out (or renews it), so that the other instance that takes the
+// claim over is the only one to send.
+func TestSendNeverOutlivesItsClaim(t *testing.T) {
+	st := memory.New()
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	outageEnds := time.Now().Add(time.Second)
+	fake.FailWhen(func(fakegraph.Request) *fakegraph.Failure {
+		if time.Now().Before(outageEnds) {
+			return &fakegraph.Failure{Code: 131000, HTTPStatus: 500, Message: "Something went wrong"}
+		}
+		return nil
+	})
+	clk := &clock{}
+	retry := whatsapp.RetryPolicy{Base: 20 * time.Millisecond, Max: 40 * time.Millisecond, Attempts: 500}
+	realTime := func(c *server.Config) {
+		c.Now = time.Now
+		c.ClaimTimeout = 300 * time.Millisecond
+	}
+	a := newRigWith(t, "testdata/echo", st, fake, clk, retry, realTime)
+	b := newRigWith(t, "testdata/echo", st, fake, clk, retry, realTime)
+	a.post(textWebhook("15550004444", "Ana", "wamid.claim", "hi", time.Now()))
+	a.waitSent(1)
+	a.waitFor("the outbox to empty", func() bool {
+		s, err := st.Load(context.Background(), "15550004444")
+		return err == nil && len(s.Outbox) == 0
+	})
+	a.stop()
+	b.stop()
+	if got := len(fake.Sent()); got != 1 {
+		t.Fatalf("the message was sent %d times", got)
 	}
 }

@@ -69,12 +69,17 @@ func newRig(t *testing.T, botDir string, opts ...option) *rig {
 // several of them make several instances on one database.
 func newRigOn(t *testing.T, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, opts ...option) *rig {
 	t.Helper()
+	return newRigWith(t, botDir, st, fake, clk, whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 6}, opts...)
+}
+
+// newRigWith is newRigOn with the client's retry policy.
+func newRigWith(t *testing.T, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, retry whatsapp.RetryPolicy, opts ...option) *rig {
+	t.Helper()
 	bot, diags := flows.Load(botDir)
 	if bot == nil {
 		t.Fatal(diags.Error())
 	}
-	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok",
-		Retry: whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 6}}
+	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok", Retry: retry}
 	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now,
 		TimerInterval: 10 * time.Millisecond, SweepInterval: 50 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
 	for _, o := range opts {

@@ -528,37 +528,29 @@ type sendResult struct {
 // between a send and that write sends the message again on restart (at
 // least once).
 func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.State) (int, error) {
-	o := st.Outbox[0]
-	if o.ClaimedBy != s.instance {
-		if s.claimed(o, s.cfg.Now()) {
-			return 0, nil // another instance is sending them
-		}
-		if o.ClaimedBy != "" {
-			s.log.Warn("taking over messages another instance claimed and did not send: a duplicate is possible", "contact", contact, "message", o.ID, "claimed_by", o.ClaimedBy)
-		}
-		now := s.cfg.Now()
-		for i := range st.Outbox {
-			st.Outbox[i].ClaimedBy, st.Outbox[i].ClaimedAt, st.Outbox[i].ClaimUntil = s.instance, now, now.Add(s.cfg.ClaimTimeout)
-		}
-		if err := s.store.Save(ctx, st); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return 0, nil // someone else is at it; the sweep comes back
-			}
-			return 0, err
-		}
-		st = st.Clone()
-	}
-	var results []sendResult
+	var results []sendResult // sent, not yet written
+	sent := 0
 	var stopErr error
 	for len(st.Outbox) > 0 && ctx.Err() == nil {
-		o := st.Outbox[0]
-		if o.ClaimedBy != s.instance {
-			break
+		held, ok, err := s.holdClaim(ctx, contact, st, results)
+		if err != nil || !ok {
+			return sent, err
 		}
-		wamid, err := s.sender.Send(ctx, o)
-		if err != nil && (whatsapp.ClassOf(err) == whatsapp.Retryable || ctx.Err() != nil) {
-			// Retries used up, or shutting down: it stays first in the
-			// outbox, and the contact's later messages wait behind it.
+		if held != st {
+			st, results = held, nil // the claim's write recorded the outcomes so far
+		}
+		o := st.Outbox[0]
+		// The send, its retries included, ends before the claim does: a
+		// message is never in two senders' hands.
+		budget := s.claimUntil(o).Sub(s.cfg.Now()) - s.cfg.ClaimTimeout/10
+		sctx, cancel := context.WithTimeout(ctx, budget)
+		wamid, err := s.sender.Send(sctx, o)
+		cut := sctx.Err() != nil // the claim's time ran out, or shutting down
+		cancel()
+		if err != nil && (whatsapp.ClassOf(err) == whatsapp.Retryable || cut) {
+			// Retries used up (or the claim's time), or shutting down: it
+			// stays first in the outbox, and the contact's later messages
+			// wait behind it.
 			s.metrics.sendError(errorCode(err))
 			if ctx.Err() == nil {
 				time.AfterFunc(s.cfg.RetryLater, func() { s.disp.kick(contact) })
@@ -568,25 +560,88 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.Stat
 		}
 		r := sendResult{o: o, wamid: wamid, err: err}
 		results = append(results, r)
+		sent++
 		s.applyResult(ctx, st, r, true)
 	}
 	if len(results) == 0 {
-		return 0, stopErr
+		return sent, stopErr
 	}
-	err := s.store.Save(ctx, st)
-	if errors.Is(err, store.ErrConflict) {
-		// The state moved on meanwhile: record the outcomes on the fresh one.
-		_, err = s.update(ctx, contact, func(fresh *engine.State) error {
-			for _, r := range results {
-				s.applyResult(ctx, fresh, r, false)
-			}
-			return nil
-		})
+	if _, err := s.record(ctx, contact, st, results, nil); err != nil {
+		return sent, err
+	}
+	return sent, stopErr
+}
+
+// errClaimLost: another instance holds the claim on a contact's outbox.
+var errClaimLost = errors.New("another instance holds the claim")
+
+// holdClaim makes sure that this instance's claim on the contact's
+// outbox holds for at least half a claim's time before a send: it takes
+// an expired claim over, or renews its own, writing the claim together
+// with the outcomes of the sends so far. It returns the state to go on
+// from (st itself when nothing was written), and false when another
+// instance holds the claim.
+func (s *Server) holdClaim(ctx context.Context, contact string, st *engine.State, results []sendResult) (*engine.State, bool, error) {
+	now := s.cfg.Now()
+	o := st.Outbox[0]
+	if o.ClaimedBy == s.instance && s.claimUntil(o).Sub(now) >= s.cfg.ClaimTimeout/2 {
+		return st, true, nil
+	}
+	if o.ClaimedBy != s.instance && s.claimed(o, now) {
+		return st, false, nil // another instance is sending them
+	}
+	if o.ClaimedBy != "" && o.ClaimedBy != s.instance {
+		s.log.Warn("taking over messages another instance claimed and did not send: a duplicate is possible", "contact", contact, "message", o.ID, "claimed_by", o.ClaimedBy)
+	}
+	held, err := s.record(ctx, contact, st, results, func(fresh *engine.State) error {
+		if len(fresh.Outbox) == 0 {
+			return errClaimLost // sent meanwhile
+		}
+		if f := fresh.Outbox[0]; f.ClaimedBy != s.instance && s.claimed(f, s.cfg.Now()) {
+			return errClaimLost
+		}
+		now := s.cfg.Now()
+		for i := range fresh.Outbox {
+			fresh.Outbox[i].ClaimedBy, fresh.Outbox[i].ClaimedAt, fresh.Outbox[i].ClaimUntil = s.instance, now, now.Add(s.cfg.ClaimTimeout)
+		}
+		return nil
+	})
+	if errors.Is(err, errClaimLost) {
+		return nil, false, nil
 	}
 	if err != nil {
-		return len(results), err
+		return nil, false, err
 	}
-	return len(results), stopErr
+	return held, true, nil
+}
+
+// record writes the outcomes of sends (already applied to st) and then
+// change, if any: on st when the store still holds st's version, else on
+// the fresh state, where the outcomes are applied again. It returns the
+// state written.
+func (s *Server) record(ctx context.Context, contact string, st *engine.State, results []sendResult, change func(*engine.State) error) (*engine.State, error) {
+	if change != nil {
+		if err := change(st); err != nil {
+			return nil, err
+		}
+	}
+	err := s.store.Save(ctx, st)
+	if err == nil {
+		return st.Clone(), nil
+	}
+	if !errors.Is(err, store.ErrConflict) {
+		return nil, err
+	}
+	// The state moved on meanwhile: record the outcomes on the fresh one.
+	return s.update(ctx, contact, func(fresh *engine.State) error {
+		for _, r := range results {
+			s.applyResult(ctx, fresh, r, false)
+		}
+		if change != nil {
+			return change(fresh)
+		}
+		return nil
+	})
 }
 
 // applyResult records a send's outcome on st: the message leaves the

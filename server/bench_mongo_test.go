@@ -114,7 +114,9 @@ func benchMongo(b *testing.B, uri string, contacts int) {
 		b.Fatal(err)
 	}
 	go srv.Serve(ln)
-	srv.Start()
+	if err := srv.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
 	defer srv.Shutdown(ctx)
 	r := &rig{t: nil, srv: srv, url: "http://" + ln.Addr().String(), fake: fake}
 	commands.Store(0)

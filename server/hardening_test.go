@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp"
@@ -447,4 +448,64 @@ func TestSendNeverOutlivesItsClaim(t *testing.T) {
 	if got := len(fake.Sent()); got != 1 {
 		t.Fatalf("the message was sent %d times", got)
 	}
+}
+
+// A restarted instance takes its own claims back at once: the replies it
+// committed before it stopped go out within moments, not when the claims
+// expire.
+func TestRestartTakesBackItsOwnClaims(t *testing.T) {
+	st := memory.New()
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	clk := &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+	node1 := func(c *server.Config) { c.InstanceID = "node-1"; c.ClaimTimeout = time.Hour }
+	first := newRigOn(t, "testdata/echo", st, fake, clk, node1)
+	resume := fake.Hang()
+	first.post(textWebhook("15550005555", "Ana", "wamid.r1", "hi", clk.Now()))
+	first.waitFor("the reply to be in WhatsApp's hands", func() bool { return fake.Waiting() == 1 })
+	// Stopped while WhatsApp does not answer: the reply stays committed,
+	// claimed by node-1 for an hour.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	first.srv.Shutdown(ctx)
+	cancel()
+	resume()
+	if s, _ := st.Load(context.Background(), "15550005555"); s == nil || len(s.Outbox) != 1 || s.Outbox[0].ClaimedBy != "node-1" {
+		t.Fatalf("the reply is not left claimed by node-1: %+v", s)
+	}
+	if n := len(fake.Sent()); n != 0 {
+		t.Fatalf("%d sent before the restart", n)
+	}
+	second := newRigOn(t, "testdata/echo", st, fake, clk, node1)
+	if got := texts(second.waitSent(1)); got[0] != "echo hi" {
+		t.Fatalf("after the restart: %v", got)
+	}
+}
+
+// An instance id held by a live instance is refused at start-up; the id
+// of a process that died is taken back once its heartbeat lapsed.
+func TestInstanceIDHeldByOneProcess(t *testing.T) {
+	st := memory.New()
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	clk := &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+	live := newRigOn(t, "testdata/echo", st, fake, clk, func(c *server.Config) { c.InstanceID = "node-1" })
+	bot, _ := flows.Load("testdata/echo")
+	srv, err := server.New(server.Config{AppSecret: appSecret, InstanceID: "node-1", Heartbeat: 50 * time.Millisecond}, engine.New(bot, engine.Options{}), st, server.NewDevOutbox(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `instance id "node-1" is in use by a live instance`) {
+		t.Fatalf("a second process under a live id: %v", err)
+	}
+	_ = live
+
+	// A process that died: its last heartbeat says it held the id until
+	// 150 ms from now, and nothing renews it.
+	if err := st.Beat(context.Background(), "node-2", "dead", time.Now(), time.Now().Add(150*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newRigOn(t, "testdata/echo", st, fake, clk, func(c *server.Config) { c.InstanceID = "node-2" })
+	restarted.post(textWebhook("15550006666", "Ana", "wamid.i1", "hi", clk.Now()))
+	restarted.waitSent(1)
 }

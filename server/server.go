@@ -8,7 +8,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +78,14 @@ type Config struct {
 	// messages holds before another instance may send them (the first one
 	// died); 0 is two minutes.
 	ClaimTimeout time.Duration
+	// InstanceID names this instance among several on one database: its
+	// claims on contacts' unsent messages are made in this name, and a
+	// restart under the same id takes them back at once. "" is the host
+	// name. One live process holds an id at a time.
+	InstanceID string
+	// Heartbeat is how often the instance proves that it holds its id; a
+	// process that died frees it after three. 0 is two seconds.
+	Heartbeat time.Duration
 	// RetryLater is how long an outbound message that could not be sent
 	// (retries used up) waits before the next round; 0 is 30 seconds.
 	RetryLater time.Duration
@@ -106,8 +112,9 @@ type Server struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	loops    sync.WaitGroup
-	// instance names this server among several on one database.
+	// instance names this server among several on one database (id.id).
 	instance string
+	id       *identity
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud
@@ -138,7 +145,13 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: newInstanceID(), timers: newTimerQueue()}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = DefaultInstanceID()
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue()}
 	s.metrics = newMetrics(func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -232,11 +245,29 @@ func (s *Server) engineFor(ctx context.Context, st *engine.State) (*engine.Engin
 // App is the Fiber app, for tests (app.Test) and custom listeners.
 func (s *Server) App() *fiber.App { return s.app }
 
-// Start begins the background work: due timers and the backlog left by a
-// restart. Call it once, before or after Listen.
-func (s *Server) Start() {
-	s.loops.Add(1)
+// Start takes the instance id (waiting for a dead process's heartbeat to
+// lapse; an id a live instance holds is an error), takes back the claims
+// made in its name before a restart, and begins the background work: due
+// timers and the backlog left by a restart. Call it once, before or after
+// Listen.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.takeID(ctx); err != nil {
+		return err
+	}
+	s.loops.Add(2)
+	go s.heartbeat()
 	go s.scheduler()
+	claimed, err := s.store.Claimed(ctx, s.instance, 10000)
+	if err != nil {
+		s.log.Error("listing the messages claimed before a restart; they go out when their claims expire", "err", err)
+	}
+	if len(claimed) > 0 {
+		s.log.Info("taking back the unsent messages claimed under this instance id before a restart", "instance", s.instance, "contacts", len(claimed))
+	}
+	for _, c := range claimed {
+		s.disp.kick(c)
+	}
+	return nil
 }
 
 // Listen serves HTTP on addr until Shutdown.
@@ -264,6 +295,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.loops.Wait()
 	left, werr := s.disp.close(ctx)
+	s.leaveID()
 	if werr != nil {
 		s.reportLeft(left)
 		if err == nil {
@@ -632,10 +664,3 @@ func (d *DevOutbox) List() []engine.Outbound {
 
 // Serve serves HTTP on a listener until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
-
-func newInstanceID() string {
-	host, _ := os.Hostname()
-	var b [4]byte
-	rand.Read(b[:])
-	return fmt.Sprintf("%s-%d-%x", host, os.Getpid(), b)
-}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +55,9 @@ type rig struct {
 
 type option func(*server.Config)
 
+// rigs numbers the rigs, for their instance ids.
+var rigs atomic.Int64
+
 func newRig(t *testing.T, botDir string, opts ...option) *rig {
 	t.Helper()
 	fake := fakegraph.New("tok")
@@ -81,6 +85,7 @@ func newRigWith(t *testing.T, botDir string, st store.Store, fake *fakegraph.Ser
 	}
 	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok", Retry: retry}
 	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now,
+		InstanceID: fmt.Sprintf("rig-%d", rigs.Add(1)), Heartbeat: 50 * time.Millisecond,
 		TimerInterval: 10 * time.Millisecond, SweepInterval: 50 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
@@ -94,7 +99,9 @@ func newRigWith(t *testing.T, botDir string, st store.Store, fake *fakegraph.Ser
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	srv.Start()
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -630,7 +637,9 @@ func TestDevelopmentOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Start()
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	defer srv.Shutdown(context.Background())
 	body := textWebhook("15550001111", "Ana", "wamid.d", "dev", time.Now())
 	req, _ := http.NewRequest("POST", "/webhook", bytes.NewReader(body))

@@ -582,6 +582,9 @@ var errClaimLost = errors.New("another instance holds the claim")
 // from (st itself when nothing was written), and false when another
 // instance holds the claim.
 func (s *Server) holdClaim(ctx context.Context, contact string, st *engine.State, results []sendResult) (*engine.State, bool, error) {
+	if !s.holdsID() {
+		return st, false, nil // the heartbeat lapsed: another process may hold the id
+	}
 	now := s.cfg.Now()
 	o := st.Outbox[0]
 	if o.ClaimedBy == s.instance && s.claimUntil(o).Sub(now) >= s.cfg.ClaimTimeout/2 {

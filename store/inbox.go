@@ -68,6 +68,7 @@ type Inbox interface {
 type Store interface {
 	Contacts
 	Inbox
+	Instances
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Name says which store this is, for start-up messages.

@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
@@ -31,6 +32,10 @@ type Contacts interface {
 	// written then. After a successful Save the store owns st: the caller
 	// must not change it (Load again to go on).
 	Save(ctx context.Context, st *engine.State) error
+	// Claimed lists contacts whose unsent messages the instance claimed
+	// (their latest state's first outbound message), at most limit: a
+	// restarted instance takes back its own claims at once.
+	Claimed(ctx context.Context, instance string, limit int) ([]string, error)
 	// Due lists the contacts with work due at or before t
 	// (State.NextWork: a timer, or messages waiting in the outbox whose
 	// sender's claim expires), earliest first, at most limit of them.
@@ -49,6 +54,35 @@ type Due struct {
 type FreshLoader interface {
 	LoadFresh(ctx context.Context, id string) (*engine.State, error)
 }
+
+// ErrInstanceHeld: another live process holds the instance id (its
+// heartbeat has not lapsed).
+var ErrInstanceHeld = errors.New("store: the instance id is held by a live instance")
+
+// Instances keeps each instance's heartbeat, so that an instance id is
+// held by one process at a time: the claims on contacts' unsent messages
+// are made in its name, and a process that restarts under its id takes
+// them back once the dead process's heartbeat has lapsed.
+type Instances interface {
+	// Beat records that the process nonce holds the id until until. It
+	// returns ErrInstanceHeld (wrapped, with the holder's until) when
+	// another process holds it past now.
+	Beat(ctx context.Context, id, nonce string, now, until time.Time) error
+	// Leave gives the id up, when nonce holds it.
+	Leave(ctx context.Context, id, nonce string) error
+}
+
+// HeldError is ErrInstanceHeld with when the holder's heartbeat lapses.
+type HeldError struct {
+	ID    string
+	Until time.Time
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("instance id %q is held by a live instance (its heartbeat runs until %s)", e.ID, e.Until.Format(time.RFC3339Nano))
+}
+
+func (e *HeldError) Unwrap() error { return ErrInstanceHeld }
 
 // Bots keeps the versions of the bot that contacts' flows are pinned to,
 // so that a contact in the middle of a flow finishes it on the version it

@@ -39,7 +39,8 @@ func startServe(t *testing.T, uri, graph string, args ...string) *instance {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, append([]string{"serve", "../../server/testdata/echo", "--addr", addr, "--timer-interval", "50ms", "--claim-timeout", "1s"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "../../server/testdata/echo", "--addr", addr, "--timer-interval", "50ms", "--claim-timeout", "1s",
+		"--instance-id", "crash-node", "--heartbeat", "200ms"}, args...)...)
 	cmd.Env = append(os.Environ(), "WHATSAPP_TOKEN=tok", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+graph,
 		"WHATSAPP_APP_SECRET="+crashSecret, "MONGODB_URI="+uri, "FLOWBOT_API_TOKEN=")
 	var log bytes.Buffer
@@ -145,8 +146,10 @@ func TestCrashBetweenAcceptAndProcess(t *testing.T) {
 }
 
 // TestCrashBetweenCommitAndSend: serve commits a step's reply and is
-// killed while WhatsApp has not answered the send; restarted, it sends the
-// committed reply, and the contact's later messages after it.
+// killed while WhatsApp has not answered the send; restarted under the
+// same instance id, it takes its claim back as soon as the dead process's
+// heartbeat has lapsed (not when the hour-long claim expires) and sends
+// the committed reply, and the contact's later messages after it.
 func TestCrashBetweenCommitAndSend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills child processes")
@@ -155,7 +158,7 @@ func TestCrashBetweenCommitAndSend(t *testing.T) {
 	fake := fakegraph.New("tok")
 	defer fake.Close()
 	resume := fake.Hang()
-	first := startServe(t, uri, fake.URL, "--settle", "1ms")
+	first := startServe(t, uri, fake.URL, "--settle", "1ms", "--claim-timeout", "1h")
 	base := time.Now()
 	first.post("15551230000", "wamid.crash2.0.0", "m0", base)
 	// Wait until the reply is committed and its send is under way.
@@ -171,7 +174,7 @@ func TestCrashBetweenCommitAndSend(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	resume()
-	second := startServe(t, uri, fake.URL, "--settle", "1ms")
+	second := startServe(t, uri, fake.URL, "--settle", "1ms", "--claim-timeout", "1h")
 	second.post("15551230000", "wamid.crash2.0.1", "m1", base.Add(time.Second))
 	second.post("15551230000", "wamid.crash2.0.2", "m2", base.Add(2*time.Second))
 	checkEchoes(t, replies(t, fake, 3), 1, 3)

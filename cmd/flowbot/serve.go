@@ -38,6 +38,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	claim := fs.Duration("claim-timeout", 2*time.Minute, "with several instances: how long one instance's claim on a contact's unsent messages holds before another sends them (the first died)")
 	tick := fs.Duration("timer-interval", time.Second, "how often the timers this instance knows of are checked (in memory)")
 	sweep := fs.Duration("sweep-interval", 5*time.Second, "how often the store is asked for due timers and queued work this instance does not know of (set by another instance, or left by a crash)")
+	instanceID := fs.String("instance-id", server.DefaultInstanceID(), "this instance's name among several on one database: a restart under the same name takes back its unsent messages at once; refused while a live instance holds it")
+	heartbeat := fs.Duration("heartbeat", 2*time.Second, "how often this instance proves it holds its --instance-id; a crashed instance's id is free again after three")
 	reload := fs.Duration("reload-interval", time.Second, "how often the bot directory is checked for changes (SIGHUP checks at once); 0 checks only on SIGHUP")
 	dir, err := parseFlags(fs, args, stderr)
 	if err != nil {
@@ -94,6 +96,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := server.New(server.Config{
 		AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
 		APIToken: apiToken, MarkRead: token != "", Logger: log, Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick, SweepInterval: *sweep,
+		InstanceID: *instanceID, Heartbeat: *heartbeat,
 	}, eng, st, sender)
 	if err != nil {
 		return usageErr("serve: %v", err)
@@ -114,13 +117,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		srv.Mount(func(r fiber.Router) { pg.Mount(r, "/playground") })
 		log.Info("playground at /playground?token=<FLOWBOT_API_TOKEN>: dry runs only; its HTTP calls answer from no mock, and its edits stay in memory")
 	}
+	if err := srv.Start(ctx); err != nil {
+		return usageErr("serve: %v", err)
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
+		srv.Shutdown(context.Background())
 		return usageErr("serve: %v", err)
 	}
 	log.Info("serving", "bot", dir, "version", srv.Version(), "flows", len(bot.Flows), "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "flowbot serving %s on %s\n", dir, ln.Addr())
-	srv.Start()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -18,6 +18,13 @@ type Store struct {
 	contacts map[string]*engine.State
 	inbox    inbox
 	bots     map[string]map[string][]byte
+	beats    map[string]beat
+}
+
+// beat is an instance id's holder and until when.
+type beat struct {
+	nonce string
+	until time.Time
 }
 
 // New returns an empty store.
@@ -26,6 +33,7 @@ func New() *Store {
 		contacts: map[string]*engine.State{},
 		inbox:    inbox{keys: map[string]time.Time{}, pending: map[string][]store.Item{}},
 		bots:     map[string]map[string][]byte{},
+		beats:    map[string]beat{},
 	}
 }
 
@@ -79,7 +87,45 @@ func (s *Store) Due(_ context.Context, t time.Time, limit int) ([]store.Due, err
 	return all, nil
 }
 
+// Claimed implements store.Contacts.
+func (s *Store) Claimed(_ context.Context, instance string, limit int) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for id, st := range s.contacts {
+		if len(st.Outbox) > 0 && st.Outbox[0].ClaimedBy == instance {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
 var _ store.Contacts = (*Store)(nil)
+
+// Beat implements store.Instances.
+func (s *Store) Beat(_ context.Context, id, nonce string, now, until time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.beats[id]; ok && b.nonce != nonce && b.until.After(now) {
+		return &store.HeldError{ID: id, Until: b.until}
+	}
+	s.beats[id] = beat{nonce: nonce, until: until}
+	return nil
+}
+
+// Leave implements store.Instances.
+func (s *Store) Leave(_ context.Context, id, nonce string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.beats[id]; ok && b.nonce == nonce {
+		delete(s.beats, id)
+	}
+	return nil
+}
 
 // SaveBot implements store.Bots.
 func (s *Store) SaveBot(_ context.Context, version string, files map[string][]byte) error {

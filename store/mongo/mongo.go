@@ -61,8 +61,10 @@ type Store struct {
 	inbox  *mongo.Collection // the id of every update seen, for dedupe
 	queue  *mongo.Collection // the updates not applied yet
 	bots   *mongo.Collection
-	seq    atomic.Int64
-	owned  bool
+	// instances holds each instance id's heartbeat.
+	instances *mongo.Collection
+	seq       atomic.Int64
+	owned     bool
 
 	insertState *batcher[[]any, []error]
 	insertQueue *batcher[[]any, []error]
@@ -131,7 +133,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	// read there could miss an update another instance accepted).
 	primary := options.Collection().SetReadPreference(readpref.Primary())
 	s := &Store{client: db.Client(), states: db.Collection("states", primary), inbox: db.Collection("inbox", primary),
-		queue: db.Collection("queue", primary), bots: db.Collection("bots", primary),
+		queue: db.Collection("queue", primary), bots: db.Collection("bots", primary), instances: db.Collection("instances", primary),
 		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())
@@ -154,6 +156,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	if err := ensureIndexes(pctx, s.states,
 		index{"latest", bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: -1}}, options.Index()},
 		index{"next_due", bson.D{{Key: "next_due", Value: 1}}, options.Index().SetSparse(true)},
+		index{"claimed_by", bson.D{{Key: "claimed_by", Value: 1}}, options.Index().SetSparse(true)},
 	); err != nil {
 		return nil, fmt.Errorf("mongodb: creating the states indexes: %w", err)
 	}

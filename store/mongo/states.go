@@ -35,6 +35,9 @@ type stateDoc struct {
 	Handoff  string `bson:"handoff,omitempty"` // the queue
 	OptedOut bool   `bson:"opted_out,omitempty"`
 	Outbox   int    `bson:"outbox,omitempty"` // messages not sent yet
+	// ClaimedBy is the instance whose claim the first of them is under:
+	// a restarted instance finds its own claims by it.
+	ClaimedBy string `bson:"claimed_by,omitempty"`
 	// State is the engine's state: binary BSON, or (written by an
 	// earlier flowbot) an embedded document.
 	State bson.RawValue `bson:"state"`
@@ -51,6 +54,9 @@ func newStateDoc(st *engine.State, next int64, now time.Time) (stateDoc, error) 
 		State: bson.RawValue{Type: bson.TypeBinary, Value: bsoncore.AppendBinary(nil, 0, b)}}
 	if st.Handoff != nil {
 		doc.Handoff = st.Handoff.Queue
+	}
+	if len(st.Outbox) > 0 {
+		doc.ClaimedBy = st.Outbox[0].ClaimedBy
 	}
 	if due, ok := st.NextWork(); ok {
 		if due.IsZero() {

@@ -38,6 +38,43 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("unknown version: %v", err)
 		}
 	})
+	t.Run("instance ids", func(t *testing.T) {
+		s := newStore(t)
+		ctx := context.Background()
+		now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+		if err := s.Beat(ctx, "node-1", "a", now, now.Add(6*time.Second)); err != nil {
+			t.Fatalf("a free id: %v", err)
+		}
+		if err := s.Beat(ctx, "node-1", "a", now.Add(2*time.Second), now.Add(8*time.Second)); err != nil {
+			t.Fatalf("the holder beating again: %v", err)
+		}
+		var held *store.HeldError
+		err := s.Beat(ctx, "node-1", "b", now.Add(3*time.Second), now.Add(9*time.Second))
+		if !errors.Is(err, store.ErrInstanceHeld) || !errors.As(err, &held) || !held.Until.Equal(now.Add(8*time.Second)) {
+			t.Fatalf("another process while the heartbeat is fresh: %v", err)
+		}
+		if err := s.Beat(ctx, "node-2", "b", now, now.Add(6*time.Second)); err != nil {
+			t.Fatalf("another id: %v", err)
+		}
+		if err := s.Beat(ctx, "node-1", "b", now.Add(8*time.Second), now.Add(14*time.Second)); err != nil {
+			t.Fatalf("after the heartbeat lapsed: %v", err)
+		}
+		if err := s.Beat(ctx, "node-1", "a", now.Add(9*time.Second), now.Add(15*time.Second)); !errors.Is(err, store.ErrInstanceHeld) {
+			t.Fatalf("the old holder, its id taken over: %v", err)
+		}
+		if err := s.Leave(ctx, "node-1", "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Beat(ctx, "node-1", "c", now.Add(9*time.Second), now.Add(15*time.Second)); !errors.Is(err, store.ErrInstanceHeld) {
+			t.Fatalf("a Leave by a process that does not hold the id freed it: %v", err)
+		}
+		if err := s.Leave(ctx, "node-1", "b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Beat(ctx, "node-1", "c", now.Add(9*time.Second), now.Add(15*time.Second)); err != nil {
+			t.Fatalf("after the holder left: %v", err)
+		}
+	})
 	t.Run("ping", func(t *testing.T) {
 		if err := newStore(t).Ping(context.Background()); err != nil {
 			t.Fatal(err)
@@ -47,6 +84,38 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 
 func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 	ctx := context.Background()
+	t.Run("claimed", func(t *testing.T) {
+		s := newStore(t)
+		claimed := func(c, by string) {
+			st := engine.NewState(c)
+			if by != "" {
+				st.Outbox = []engine.Outbound{{ID: c + ":m1", To: c, ClaimedBy: by}}
+			}
+			if err := s.Save(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		claimed("c1", "node-1")
+		claimed("c2", "node-2")
+		claimed("c3", "node-1")
+		claimed("c4", "")
+		// c3's messages went out since: its latest version claims nothing.
+		st, err := s.Load(ctx, "c3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Outbox = nil
+		if err := s.Save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Claimed(ctx, "node-1", 10)
+		if err != nil || len(got) != 1 || got[0] != "c1" {
+			t.Fatalf("Claimed(node-1) = %v, %v; want [c1]", got, err)
+		}
+		if got, _ := s.Claimed(ctx, "node-3", 10); len(got) != 0 {
+			t.Fatalf("Claimed(node-3) = %v", got)
+		}
+	})
 	t.Run("load missing", func(t *testing.T) {
 		s := newStore(t)
 		if _, err := s.Load(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {

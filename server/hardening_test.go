@@ -509,3 +509,65 @@ func TestInstanceIDHeldByOneProcess(t *testing.T) {
 	restarted.post(textWebhook("15550006666", "Ana", "wamid.i1", "hi", clk.Now()))
 	restarted.waitSent(1)
 }
+
+// apiKeyed posts to the API with an Idempotency-Key.
+func (r *rig) apiKeyed(path, key, body string) (int, string, string) {
+	r.t.Helper()
+	req, _ := http.NewRequest("POST", r.url+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Idempotent-Replayed")
+}
+
+// A retried API command with the same Idempotency-Key answers as the
+// first did and sends nothing again, even when the retries race.
+func TestIdempotencyKey(t *testing.T) {
+	r := newRig(t, "../examples/shop")
+	start := `{"vars": {"order_id": "123456", "eta": "on Friday"}}`
+	path := "/api/contacts/447700900123/flows/shipping_update"
+	code, first, _ := r.apiKeyed(path, "order-123456-shipped", start)
+	if code != 202 {
+		t.Fatalf("first: %d %s", code, first)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body, replayed := r.apiKeyed(path, "order-123456-shipped", start)
+			if code != 202 || body != first || replayed != "true" {
+				t.Errorf("a repeat: %d %s (replayed %q), want the first answer", code, body, replayed)
+			}
+		}()
+	}
+	wg.Wait()
+	r.waitSent(1)
+	if code, body, _ := r.apiKeyed(path, "order-123456-shipped", `{"vars": {"order_id": "999"}}`); code != 422 || !strings.Contains(body, "used for another request") {
+		t.Errorf("the key on another body: %d %s", code, body)
+	}
+	// A refusal is answered again as it was; a new key runs again.
+	if code, _, _ := r.apiKeyed(path, "bad-vars", `{"vars": {"order_id": 5}}`); code != 422 {
+		t.Errorf("bad vars: %d", code)
+	}
+	if code, _, replayed := r.apiKeyed(path, "bad-vars", `{"vars": {"order_id": 5}}`); code != 422 || replayed != "true" {
+		t.Errorf("bad vars again: %d %q", code, replayed)
+	}
+	if code, _, _ := r.apiKeyed(path, strings.Repeat("k", 256), start); code != 400 {
+		t.Errorf("an overlong key: %d", code)
+	}
+	if code, _, _ := r.apiKeyed("/api/contacts/447700900124/flows/shipping_update", "order-123457-shipped", start); code != 202 {
+		t.Errorf("another key: %d", code)
+	}
+	r.waitSent(2)
+	r.stop()
+	if n := len(r.fake.Sent()); n != 2 {
+		t.Errorf("%d messages sent, want 2 (one per key)", n)
+	}
+}

@@ -333,7 +333,7 @@ func (s *Server) routes() {
 	a.Post("/webhook", s.webhook)
 	a.Get("/healthz", s.healthz)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
-	api := a.Group("/api", s.auth)
+	api := a.Group("/api", s.auth, s.idempotent)
 	api.Post("/contacts/:id/flows/:flow", s.startFlow)
 	api.Get("/contacts/:id", s.contact)
 	api.Post("/contacts/:id/release", s.release)

@@ -69,6 +69,7 @@ type Store interface {
 	Contacts
 	Inbox
 	Instances
+	Idempotency
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Name says which store this is, for start-up messages.

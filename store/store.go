@@ -84,6 +84,45 @@ func (e *HeldError) Error() string {
 
 func (e *HeldError) Unwrap() error { return ErrInstanceHeld }
 
+// IdempotencyWindow is how long an Idempotency-Key is remembered.
+const IdempotencyWindow = 24 * time.Hour
+
+// AbandonedAfter is how long a reserved key waits for its request's
+// answer before another request may take it over (the first one's
+// instance died while handling it).
+const AbandonedAfter = time.Minute
+
+// ErrInProgress: a request with the same Idempotency-Key is being
+// handled.
+var ErrInProgress = errors.New("store: a request with this idempotency key is in progress")
+
+// Answer is what an API request with an Idempotency-Key was answered.
+type Answer struct {
+	// Fingerprint names the request (method, path, body): the same key
+	// on another request is a client's mistake.
+	Fingerprint string
+	Status      int
+	Body        []byte
+	At          time.Time
+}
+
+// Idempotency remembers the answers of API requests by their
+// Idempotency-Key for IdempotencyWindow, on every instance: a repeat is
+// answered as the first was and does nothing again.
+type Idempotency interface {
+	// Reserve takes key for a request. It returns nil when the key is
+	// new (or its reservation was abandoned, or it expired): the caller
+	// handles the request and then calls Answer or Forget. It returns the
+	// first request's Answer when there is one, and ErrInProgress while
+	// the first is still being handled.
+	Reserve(ctx context.Context, key, fingerprint string, now time.Time) (*Answer, error)
+	// Answer records the answer of the request that reserved key.
+	Answer(ctx context.Context, key string, a Answer) error
+	// Forget gives key up: the request did nothing (a 5xx), so a retry
+	// must run it.
+	Forget(ctx context.Context, key string) error
+}
+
 // Bots keeps the versions of the bot that contacts' flows are pinned to,
 // so that a contact in the middle of a flow finishes it on the version it
 // started with, after a reload, a restart, or on another instance.

@@ -19,6 +19,14 @@ type Store struct {
 	inbox    inbox
 	bots     map[string]map[string][]byte
 	beats    map[string]beat
+	answers  map[string]*idem
+}
+
+// idem is an Idempotency-Key's reservation and, once given, its answer.
+type idem struct {
+	fingerprint string
+	at          time.Time
+	answer      *store.Answer
 }
 
 // beat is an instance id's holder and until when.
@@ -34,6 +42,7 @@ func New() *Store {
 		inbox:    inbox{keys: map[string]time.Time{}, pending: map[string][]store.Item{}},
 		bots:     map[string]map[string][]byte{},
 		beats:    map[string]beat{},
+		answers:  map[string]*idem{},
 	}
 }
 
@@ -147,3 +156,46 @@ func (s *Store) LoadBot(_ context.Context, version string) (map[string][]byte, e
 }
 
 var _ store.Bots = (*Store)(nil)
+
+// Reserve implements store.Idempotency.
+func (s *Store) Reserve(_ context.Context, key, fingerprint string, now time.Time) (*store.Answer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.answers) > 1024 {
+		for k, r := range s.answers {
+			if now.Sub(r.at) > store.IdempotencyWindow {
+				delete(s.answers, k)
+			}
+		}
+	}
+	r, ok := s.answers[key]
+	switch {
+	case !ok, now.Sub(r.at) > store.IdempotencyWindow, r.answer == nil && now.Sub(r.at) > store.AbandonedAfter:
+		s.answers[key] = &idem{fingerprint: fingerprint, at: now}
+		return nil, nil
+	case r.answer == nil:
+		return nil, store.ErrInProgress
+	}
+	a := *r.answer
+	return &a, nil
+}
+
+// Answer implements store.Idempotency.
+func (s *Store) Answer(_ context.Context, key string, a store.Answer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.answers[key]; ok {
+		a.Body = append([]byte(nil), a.Body...)
+		a.Fingerprint, a.At = r.fingerprint, r.at
+		r.answer = &a
+	}
+	return nil
+}
+
+// Forget implements store.Idempotency.
+func (s *Store) Forget(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.answers, key)
+	return nil
+}

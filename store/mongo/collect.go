@@ -8,6 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/flowbot/flowbot/store"
 )
 
 // collector deletes superseded state versions and expired update ids,
@@ -84,6 +86,9 @@ func (s *Store) collect(ctx context.Context, now time.Time) (deleted int, err er
 		}
 		if _, err := s.inbox.DeleteMany(ctx, bson.D{{Key: "received", Value: bson.D{{Key: "$lt", Value: now.Add(-dedupeWindow)}}}}); err != nil {
 			return deleted, fmt.Errorf("mongodb: deleting expired update ids: %w", err)
+		}
+		if _, err := s.answers.DeleteMany(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: now.Add(-store.IdempotencyWindow)}}}}); err != nil {
+			return deleted, fmt.Errorf("mongodb: deleting expired idempotency keys: %w", err)
 		}
 		s.lastFullGC = now
 	}

@@ -63,8 +63,10 @@ type Store struct {
 	bots   *mongo.Collection
 	// instances holds each instance id's heartbeat.
 	instances *mongo.Collection
-	seq       atomic.Int64
-	owned     bool
+	// answers holds the answers of API requests by Idempotency-Key.
+	answers *mongo.Collection
+	seq     atomic.Int64
+	owned   bool
 
 	insertState *batcher[[]any, []error]
 	insertQueue *batcher[[]any, []error]
@@ -133,7 +135,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	// read there could miss an update another instance accepted).
 	primary := options.Collection().SetReadPreference(readpref.Primary())
 	s := &Store{client: db.Client(), states: db.Collection("states", primary), inbox: db.Collection("inbox", primary),
-		queue: db.Collection("queue", primary), bots: db.Collection("bots", primary), instances: db.Collection("instances", primary),
+		queue: db.Collection("queue", primary), bots: db.Collection("bots", primary), instances: db.Collection("instances", primary), answers: db.Collection("answers", primary),
 		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())
@@ -168,6 +170,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	// The ids expire after the dedupe window where the server can
 	// (MongoDB); where it cannot (FerretDB), the collector deletes them.
 	ensureIndexes(pctx, s.inbox, index{"expire", bson.D{{Key: "received", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(dedupeWindow / time.Second))})
+	ensureIndexes(pctx, s.answers, index{"expire", bson.D{{Key: "at", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(store.IdempotencyWindow / time.Second))})
 	if err := s.migrate(pctx); err != nil {
 		return nil, err
 	}

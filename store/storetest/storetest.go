@@ -75,6 +75,40 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("after the holder left: %v", err)
 		}
 	})
+	t.Run("idempotency keys", func(t *testing.T) {
+		s := newStore(t)
+		ctx := context.Background()
+		now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+		if a, err := s.Reserve(ctx, "k1", "POST /a", now); a != nil || err != nil {
+			t.Fatalf("a new key: %v, %v", a, err)
+		}
+		if _, err := s.Reserve(ctx, "k1", "POST /a", now.Add(time.Second)); !errors.Is(err, store.ErrInProgress) {
+			t.Fatalf("while the first is handled: %v", err)
+		}
+		if err := s.Answer(ctx, "k1", store.Answer{Status: 202, Body: []byte(`{"ok":true}`)}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.Reserve(ctx, "k1", "POST /b", now.Add(time.Hour))
+		if err != nil || a == nil || a.Status != 202 || string(a.Body) != `{"ok":true}` || a.Fingerprint != "POST /a" {
+			t.Fatalf("a repeat: %+v, %v", a, err)
+		}
+		if a, err := s.Reserve(ctx, "k1", "POST /a", now.Add(25*time.Hour)); a != nil || err != nil {
+			t.Fatalf("after 24 hours the key is new: %+v, %v", a, err)
+		}
+		// A reservation whose request never answered (its instance died)
+		// is taken over after a minute; a forgotten one at once.
+		s.Reserve(ctx, "k2", "POST /a", now)
+		if a, err := s.Reserve(ctx, "k2", "POST /a", now.Add(2*time.Minute)); a != nil || err != nil {
+			t.Fatalf("an abandoned reservation: %+v, %v", a, err)
+		}
+		s.Reserve(ctx, "k3", "POST /a", now)
+		if err := s.Forget(ctx, "k3"); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := s.Reserve(ctx, "k3", "POST /a", now); a != nil || err != nil {
+			t.Fatalf("a forgotten key: %+v, %v", a, err)
+		}
+	})
 	t.Run("ping", func(t *testing.T) {
 		if err := newStore(t).Ping(context.Background()); err != nil {
 			t.Fatal(err)

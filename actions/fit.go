@@ -20,7 +20,8 @@ const Ellipsis = "…"
 func Fit(m *Message) []string {
 	var cuts []string
 	cut := func(what string, s *string, limit int) {
-		if n := utf8.RuneCountInString(*s); n > limit {
+		if over(*s, limit) {
+			n := utf8.RuneCountInString(*s)
 			*s = string([]rune(*s)[:limit-1]) + Ellipsis
 			cuts = append(cuts, fmt.Sprintf("%s was %d characters, over WhatsApp's %d: cut to fit", what, n, limit))
 		}
@@ -32,13 +33,16 @@ func Fit(m *Message) []string {
 		cut("the caption", &m.Text, flows.MaxCaption)
 	case "buttons":
 		cut("the body", &m.Text, flows.MaxButtonBody)
-		m.Buttons = slices.Clone(m.Buttons)
+		if !slices.ContainsFunc(m.Buttons, func(b Choice) bool { return over(b.Title, flows.MaxButtonTitle) }) {
+			break
+		}
+		m.Buttons = slices.Clone(m.Buttons) // the step's own may be shared
 		for i := range m.Buttons {
 			cut(fmt.Sprintf("button %d's title", i+1), &m.Buttons[i].Title, flows.MaxButtonTitle)
 		}
 	case "list":
 		cut("the body", &m.Text, flows.MaxListBody)
-		if m.List != nil {
+		if m.List != nil && listOver(m.List) {
 			l := *m.List
 			l.Sections = slices.Clone(l.Sections)
 			cut("the list's button", &l.Button, flows.MaxListButton)
@@ -54,7 +58,8 @@ func Fit(m *Message) []string {
 			m.List = &l
 		}
 	case "template":
-		if m.Template != nil {
+		if m.Template != nil && (slices.ContainsFunc(m.Template.HeaderTexts, func(h string) bool { return over(h, flows.MaxTemplateHeader) }) ||
+			slices.ContainsFunc(m.Template.HeaderNamed, func(h NamedValue) bool { return over(h.Value, flows.MaxTemplateHeader) })) {
 			t := *m.Template
 			t.HeaderTexts = slices.Clone(t.HeaderTexts)
 			for i := range t.HeaderTexts {
@@ -68,4 +73,24 @@ func Fit(m *Message) []string {
 		}
 	}
 	return cuts
+}
+
+// listOver reports whether any of a list's labels is too long.
+func listOver(l *List) bool {
+	if over(l.Button, flows.MaxListButton) {
+		return true
+	}
+	for _, sec := range l.Sections {
+		if over(sec.Title, flows.MaxSectionTitle) || slices.ContainsFunc(sec.Rows, func(r Choice) bool {
+			return over(r.Title, flows.MaxRowTitle) || over(r.Description, flows.MaxRowDescription)
+		}) {
+			return true
+		}
+	}
+	return false
+}
+
+// over reports whether s is longer than limit characters.
+func over(s string, limit int) bool {
+	return len(s) > limit && utf8.RuneCountInString(s) > limit
 }

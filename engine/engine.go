@@ -237,7 +237,7 @@ func (e *Engine) Handle(ctx context.Context, st *State, ev Event, now time.Time)
 		if st.Handoff != nil {
 			return nil, ErrInHandoff
 		}
-		if err := c.checkVars(f, ev.Vars); err != nil {
+		if err := CheckVars(f, ev.Vars); err != nil {
 			return nil, err
 		}
 		c.startFlow(f, ev.Step, ev.Vars, "started by the business")
@@ -257,9 +257,9 @@ var (
 	ErrBadVars      = errors.New("bad variables")
 )
 
-// checkVars checks variables given from outside against the flow's
-// declared types.
-func (c *conv) checkVars(f *flows.Flow, vars map[string]any) error {
+// CheckVars checks variables given from outside against the flow's
+// declared types, and that they can be stored.
+func CheckVars(f *flows.Flow, vars map[string]any) error {
 	for k, v := range vars {
 		if err := Storable(v); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrBadVars, k, err)

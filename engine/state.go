@@ -58,6 +58,10 @@ type State struct {
 	// state, so that an item redelivered after a crash is not applied
 	// twice.
 	Processed []string `json:"processed,omitempty" bson:"processed,omitempty"`
+	// Outcomes are the latest commands' (API starts, releases) outcomes,
+	// by their queue keys, so that whoever queued one can tell how it
+	// went, from any instance.
+	Outcomes []Outcome `json:"outcomes,omitempty" bson:"outcomes,omitempty"`
 	// Version is the store's compare-and-swap counter.
 	Version int64 `json:"version" bson:"version"`
 	// LoadedAt is when a store loaded this state (not stored).
@@ -96,6 +100,30 @@ func (s *State) AddLog(recs ...Record) {
 // AddRecent appends deliveries, keeping the last RecentLimit.
 func (s *State) AddRecent(d ...Delivery) {
 	s.Recent = appendBounded(s.Recent, d, RecentLimit)
+}
+
+// Outcome is how a command went: Refused names why it did nothing
+// (in_handoff, not_in_handoff, bad_vars, unknown_flow), "" when it ran.
+type Outcome struct {
+	Key     string `json:"key" bson:"key"`
+	Refused string `json:"refused,omitempty" bson:"refused,omitempty"`
+	Error   string `json:"error,omitempty" bson:"error,omitempty"`
+}
+
+// AddOutcome remembers a command's outcome, keeping the last
+// ProcessedLimit.
+func (s *State) AddOutcome(o Outcome) {
+	s.Outcomes = appendBounded(s.Outcomes, []Outcome{o}, ProcessedLimit)
+}
+
+// OutcomeOf returns a command's outcome, if it was applied.
+func (s *State) OutcomeOf(key string) (Outcome, bool) {
+	for _, o := range s.Outcomes {
+		if o.Key == key {
+			return o, true
+		}
+	}
+	return Outcome{}, false
 }
 
 // MarkProcessed remembers an inbox item's key.
@@ -254,8 +282,12 @@ func (s *State) Clone() *State {
 	c.Recent = cloneSlice(s.Recent)
 	c.Log = cloneSlice(s.Log)
 	c.Processed = cloneSlice(s.Processed)
+	c.Outcomes = cloneSlice(s.Outcomes)
 	return &c
 }
+
+// CloneVars deep-copies variables.
+func CloneVars(m map[string]any) map[string]any { return cloneMap(m) }
 
 func cloneMap(m map[string]any) map[string]any {
 	if m == nil {

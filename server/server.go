@@ -89,7 +89,10 @@ type Config struct {
 	// RetryLater is how long an outbound message that could not be sent
 	// (retries used up) waits before the next round; 0 is 30 seconds.
 	RetryLater time.Duration
-	Logger     *slog.Logger
+	// CommandWait is how long an API command's answer waits for the
+	// command to be applied before it answers "queued"; 0 is 5 seconds.
+	CommandWait time.Duration
+	Logger      *slog.Logger
 }
 
 // Server is a running flowbot server.
@@ -115,6 +118,7 @@ type Server struct {
 	// instance names this server among several on one database (id.id).
 	instance string
 	id       *identity
+	waiters  commandWaiters
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud
@@ -147,6 +151,9 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	}
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = DefaultInstanceID()
+	}
+	if cfg.CommandWait <= 0 {
+		cfg.CommandWait = 5 * time.Second
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
@@ -477,29 +484,17 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 	if err := decodeBody(c.Body(), &req); err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
-	vars, _ := flows.NormalizeJSON(req.Vars).(map[string]any)
-	ev := engine.Event{Kind: engine.EventStart, Flow: flow, Vars: vars}
-	st, err := s.update(c.UserContext(), id, func(st *engine.State) error {
-		if req.Name != "" {
-			st.Contact.Name = req.Name
-		}
-		if req.Language != "" {
-			st.Contact.Language = req.Language
-		}
-		return s.handle(c.UserContext(), st, ev)
-	})
-	switch {
-	case errors.Is(err, engine.ErrUnknownFlow):
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": err.Error()})
-	case errors.Is(err, engine.ErrBadVars):
-		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
-	case errors.Is(err, engine.ErrInHandoff):
-		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": err.Error()})
-	case err != nil:
-		return err
+	// What can be refused without the contact's state is refused here,
+	// before anything is queued.
+	f := s.Engine().Bot().Flow(flow)
+	if f == nil {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": fmt.Sprintf("%v: %q", engine.ErrUnknownFlow, flow)})
 	}
-	s.disp.kick(id)
-	return c.Status(fiber.StatusAccepted).JSON(s.view(st))
+	vars, _ := flows.NormalizeJSON(req.Vars).(map[string]any)
+	if err := engine.CheckVars(f, vars); err != nil {
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
+	}
+	return s.command(c, id, store.Command{Kind: store.CommandStart, Flow: flow, Vars: vars, Name: req.Name, Language: req.Language}, fiber.StatusAccepted)
 }
 
 // MaxContactID is the longest contact id accepted: WhatsApp's ids are
@@ -540,16 +535,11 @@ func decodeBody(body []byte, v any) error {
 }
 
 func (s *Server) contact(c *fiber.Ctx) error {
-	load := s.store.Load
-	if f, ok := s.store.(store.FreshLoader); ok {
-		// Not from this instance's cache: another may have moved on.
-		load = f.LoadFresh
-	}
 	id, err := contactParam(c)
 	if err != nil {
 		return err
 	}
-	st, err := load(c.UserContext(), id)
+	st, err := s.loadFresh(c.UserContext(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
 	}
@@ -564,20 +554,17 @@ func (s *Server) release(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.Load(c.UserContext(), id); errors.Is(err, store.ErrNotFound) {
+	st, err := s.loadFresh(c.UserContext(), id)
+	if errors.Is(err, store.ErrNotFound) {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
-	}
-	st, err := s.update(c.UserContext(), id, func(st *engine.State) error {
-		return s.handle(c.UserContext(), st, engine.Event{Kind: engine.EventRelease})
-	})
-	if errors.Is(err, engine.ErrNotInHandoff) {
-		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": err.Error()})
 	}
 	if err != nil {
 		return err
 	}
-	s.disp.kick(id)
-	return c.JSON(s.view(st))
+	if st.Handoff == nil {
+		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": engine.ErrNotInHandoff.Error()})
+	}
+	return s.command(c, id, store.Command{Kind: store.CommandRelease}, fiber.StatusOK)
 }
 
 func (s *Server) outbox(c *fiber.Ctx) error {

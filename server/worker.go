@@ -300,6 +300,10 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 				s.log.Info("status for a contact never seen: dropped", "contact", contact, "status", it.Status.Status, "wamid", it.Status.WAMID)
 				continue
 			}
+			if it.Kind == store.ItemCommand && it.Command == nil || it.Kind == store.ItemCommand && it.Command.Kind == store.CommandRelease && isNew {
+				s.log.Info("command for a contact never seen, or empty: dropped", "contact", contact, "key", it.Key)
+				continue
+			}
 			if st.WasProcessed(it.Key) {
 				continue
 			}
@@ -314,6 +318,8 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 				err = s.handle(ctx, st, engine.Event{Kind: engine.EventInbound, Message: it.Message})
 			case store.ItemStatus:
 				err = s.applyStatus(ctx, st, it.Status)
+			case store.ItemCommand:
+				s.applyCommand(ctx, st, it.Key, it.Command)
 			default:
 				err = fmt.Errorf("unknown inbox item kind %q", it.Kind)
 			}
@@ -339,6 +345,11 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 			// A store may keep what it was given (the memory store
 			// does): go on with a copy.
 			st = st.Clone()
+			for _, it := range items {
+				if it.Kind == store.ItemCommand {
+					s.waiters.applied(it.Key, st)
+				}
+			}
 			break
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= 20 {

@@ -15,13 +15,35 @@ const (
 	ItemMessage ItemKind = "message"
 	// ItemStatus is a delivery status of a message the bot sent.
 	ItemStatus ItemKind = "status"
+	// ItemCommand is an API command (a flow start, a release): applied in
+	// order with the contact's webhook updates, once.
+	ItemCommand ItemKind = "command"
+)
+
+// Command is an API command for a contact.
+type Command struct {
+	Kind     CommandKind    `json:"kind" bson:"kind"`
+	Flow     string         `json:"flow,omitempty" bson:"flow,omitempty"`
+	Vars     map[string]any `json:"vars,omitempty" bson:"vars,omitempty"`
+	Name     string         `json:"name,omitempty" bson:"name,omitempty"`
+	Language string         `json:"language,omitempty" bson:"language,omitempty"`
+}
+
+// CommandKind is what a command does.
+type CommandKind string
+
+const (
+	// CommandStart starts a business-initiated flow.
+	CommandStart CommandKind = "start"
+	// CommandRelease ends a handoff.
+	CommandRelease CommandKind = "release"
 )
 
 // Item is one webhook update, durably queued until a worker has applied
 // it to the contact's state.
 type Item struct {
-	// Key is unique: the WhatsApp message id, or
-	// "status:<wamid>:<status>". A second item with the same key is a
+	// Key is unique: the WhatsApp message id,
+	// "status:<wamid>:<status>", or "cmd:<random>" for a command. A second item with the same key is a
 	// duplicate delivery and is dropped.
 	Key     string   `json:"key" bson:"_id"`
 	Contact string   `json:"contact" bson:"contact"`
@@ -33,6 +55,7 @@ type Item struct {
 	Received  time.Time       `json:"received" bson:"received"`
 	Message   *engine.Inbound `json:"message,omitempty" bson:"message,omitempty"`
 	Status    *StatusUpdate   `json:"status,omitempty" bson:"status,omitempty"`
+	Command   *Command        `json:"command,omitempty" bson:"command,omitempty"`
 }
 
 // StatusUpdate is a delivery status from WhatsApp.

@@ -1,0 +1,186 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/store"
+)
+
+// API commands (flow starts, releases) take the one way into a
+// contact's conversation that webhooks take: they are queued with the
+// contact's updates, applied in order by the contact's worker, once, and
+// committed with the state. No engine runs in an HTTP handler. The
+// answer waits up to Config.CommandWait for the command to be applied
+// and then carries the contact's state; else it says the command is
+// queued.
+
+// commandWaiters hands the state a command was committed with to the
+// handler waiting for it on this instance.
+type commandWaiters struct {
+	mu sync.Mutex
+	m  map[string]chan *engine.State
+}
+
+func (w *commandWaiters) add(key string) chan *engine.State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[string]chan *engine.State{}
+	}
+	ch := make(chan *engine.State, 1)
+	w.m[key] = ch
+	return ch
+}
+
+func (w *commandWaiters) remove(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m, key)
+}
+
+// applied tells the waiter of a command, if any, the state it was
+// committed with.
+func (w *commandWaiters) applied(key string, st *engine.State) {
+	w.mu.Lock()
+	ch := w.m[key]
+	w.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- st.Clone():
+		default:
+		}
+	}
+}
+
+// command queues a command for the contact and answers with its outcome
+// once applied, or 202 queued.
+func (s *Server) command(c *fiber.Ctx, contact string, cmd store.Command, ok int) error {
+	ctx := c.UserContext()
+	key := newCommandKey()
+	ch := s.waiters.add(key)
+	defer s.waiters.remove(key)
+	now := s.cfg.Now()
+	it := store.Item{Key: key, Contact: contact, Kind: store.ItemCommand, Timestamp: now, Received: now, Command: &cmd}
+	if _, err := s.store.Enqueue(ctx, []store.Item{it}); err != nil {
+		s.log.Error("command not queued", "contact", contact, "err", err)
+		return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "could not queue the command: nothing was done; retry"})
+	}
+	s.disp.kick(contact)
+	st := s.awaitCommand(ctx, contact, key, ch)
+	if st == nil {
+		return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"status": "queued", "command": key})
+	}
+	o, _ := st.OutcomeOf(key)
+	switch o.Refused {
+	case "":
+		return c.Status(ok).JSON(s.view(st))
+	case refusedInHandoff, refusedNotInHandoff:
+		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": o.Error})
+	case refusedBadVars:
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": o.Error})
+	case refusedUnknownFlow:
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": o.Error})
+	}
+	return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": o.Error})
+}
+
+// awaitCommand waits for the command to be applied: told by this
+// instance's worker, or seen in the stored state (another instance's
+// worker applied it). nil when it was not applied in time.
+func (s *Server) awaitCommand(ctx context.Context, contact, key string, ch chan *engine.State) *engine.State {
+	timeout := time.NewTimer(s.cfg.CommandWait)
+	defer timeout.Stop()
+	poll := time.NewTicker(s.cfg.CommandWait / 20)
+	defer poll.Stop()
+	for {
+		select {
+		case st := <-ch:
+			return st
+		case <-timeout.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+			if st, err := s.loadFresh(ctx, contact); err == nil {
+				if _, done := st.OutcomeOf(key); done {
+					return st
+				}
+			}
+		}
+	}
+}
+
+// loadFresh reads the stored state, not this instance's cache (another
+// instance may have moved on).
+func (s *Server) loadFresh(ctx context.Context, contact string) (*engine.State, error) {
+	if f, ok := s.store.(store.FreshLoader); ok {
+		return f.LoadFresh(ctx, contact)
+	}
+	return s.store.Load(ctx, contact)
+}
+
+func newCommandKey() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "cmd:" + hex.EncodeToString(b[:])
+}
+
+// Why a command did nothing.
+const (
+	refusedInHandoff    = "in_handoff"
+	refusedNotInHandoff = "not_in_handoff"
+	refusedBadVars      = "bad_vars"
+	refusedUnknownFlow  = "unknown_flow"
+)
+
+// applyCommand applies a queued command to the contact's state and
+// records its outcome there. A refusal changes nothing else.
+func (s *Server) applyCommand(ctx context.Context, st *engine.State, key string, cmd *store.Command) {
+	var err error
+	switch cmd.Kind {
+	case store.CommandStart:
+		vars, _ := flows.NormalizeJSON(engine.CloneVars(cmd.Vars)).(map[string]any)
+		name, lang := st.Contact.Name, st.Contact.Language
+		if cmd.Name != "" {
+			st.Contact.Name = cmd.Name
+		}
+		if cmd.Language != "" {
+			st.Contact.Language = cmd.Language
+		}
+		err = s.handle(ctx, st, engine.Event{Kind: engine.EventStart, Flow: cmd.Flow, Vars: vars})
+		if err != nil {
+			st.Contact.Name, st.Contact.Language = name, lang
+		}
+	case store.CommandRelease:
+		err = s.handle(ctx, st, engine.Event{Kind: engine.EventRelease})
+	default:
+		err = fmt.Errorf("unknown command %q", cmd.Kind)
+	}
+	o := engine.Outcome{Key: key}
+	if err != nil {
+		o.Error = err.Error()
+		switch {
+		case errors.Is(err, engine.ErrInHandoff):
+			o.Refused = refusedInHandoff
+		case errors.Is(err, engine.ErrNotInHandoff):
+			o.Refused = refusedNotInHandoff
+		case errors.Is(err, engine.ErrBadVars):
+			o.Refused = refusedBadVars
+		case errors.Is(err, engine.ErrUnknownFlow):
+			o.Refused = refusedUnknownFlow
+		default:
+			o.Refused = "error"
+		}
+	}
+	st.AddOutcome(o)
+}

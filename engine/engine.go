@@ -34,13 +34,11 @@ const (
 	EventRelease EventKind = "release"
 	// EventStart starts a flow from outside (business-initiated).
 	EventStart EventKind = "start"
-	// EventSendFailed is WhatsApp refusing an outbound message.
-	EventSendFailed EventKind = "send_failed"
+	// EventWindowClosed is WhatsApp refusing a free-form message because
+	// the window is closed after all (the host knows the channel's code
+	// for it): the step's fallback template goes out instead.
+	EventWindowClosed EventKind = "window_closed"
 )
-
-// ErrWindowClosed is the Cloud API error code for a free-form message sent
-// outside the customer service window.
-const ErrWindowClosed = 131047
 
 // Event is one input to the engine.
 type Event struct {
@@ -55,9 +53,8 @@ type Event struct {
 	// EventInbound: start this flow instead of matching triggers when the
 	// contact is in no flow (tests, `run --flow`).
 	ForceFlow string
-	// EventSendFailed: the refused message and the error code.
+	// EventWindowClosed: the refused message.
 	Outbound *Outbound
-	Code     int
 }
 
 // Inbound is a message from the contact, already parsed from the channel.
@@ -241,8 +238,8 @@ func (e *Engine) Handle(ctx context.Context, st *State, ev Event, now time.Time)
 			return nil, err
 		}
 		c.startFlow(f, ev.Step, ev.Vars, "started by the business")
-	case EventSendFailed:
-		c.sendFailed(ev.Outbound, ev.Code)
+	case EventWindowClosed:
+		c.windowClosed(ev.Outbound)
 	default:
 		return nil, fmt.Errorf("unknown event kind %q", ev.Kind)
 	}
@@ -891,15 +888,11 @@ func (c *conv) release() {
 	c.routeOn()
 }
 
-// sendFailed handles WhatsApp refusing an outbound message. A free-form
-// message refused with 131047 means the window is closed after all: the
-// step's fallback template goes out instead, once per batch.
-func (c *conv) sendFailed(o *Outbound, code int) {
-	if o == nil {
-		return
-	}
-	c.record(RecError, fmt.Sprintf("WhatsApp refused message %s with error %d", o.ID, code))
-	if code != ErrWindowClosed || o.Via != ViaSession {
+// windowClosed handles WhatsApp refusing a free-form message because the
+// window is closed after all: the step's fallback template goes out
+// instead, once per batch.
+func (c *conv) windowClosed(o *Outbound) {
+	if o == nil || o.Via != ViaSession {
 		return
 	}
 	st := c.st

@@ -4,15 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -84,11 +82,11 @@ func (s *Server) command(c *fiber.Ctx, contact string, cmd store.Command, ok int
 	switch o.Refused {
 	case "":
 		return c.Status(ok).JSON(s.view(st))
-	case refusedInHandoff, refusedNotInHandoff:
+	case conversation.RefusedInHandoff, conversation.RefusedNotInHandoff:
 		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": o.Error})
-	case refusedBadVars:
+	case conversation.RefusedBadVars:
 		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": o.Error})
-	case refusedUnknownFlow:
+	case conversation.RefusedUnknownFlow:
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": o.Error})
 	}
 	return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": o.Error})
@@ -133,54 +131,4 @@ func newCommandKey() string {
 	var b [12]byte
 	rand.Read(b[:])
 	return "cmd:" + hex.EncodeToString(b[:])
-}
-
-// Why a command did nothing.
-const (
-	refusedInHandoff    = "in_handoff"
-	refusedNotInHandoff = "not_in_handoff"
-	refusedBadVars      = "bad_vars"
-	refusedUnknownFlow  = "unknown_flow"
-)
-
-// applyCommand applies a queued command to the contact's state and
-// records its outcome there. A refusal changes nothing else.
-func (s *Server) applyCommand(ctx context.Context, st *engine.State, key string, cmd *store.Command) {
-	var err error
-	switch cmd.Kind {
-	case store.CommandStart:
-		vars, _ := flows.NormalizeJSON(engine.CloneVars(cmd.Vars)).(map[string]any)
-		name, lang := st.Contact.Name, st.Contact.Language
-		if cmd.Name != "" {
-			st.Contact.Name = cmd.Name
-		}
-		if cmd.Language != "" {
-			st.Contact.Language = cmd.Language
-		}
-		err = s.handle(ctx, st, engine.Event{Kind: engine.EventStart, Flow: cmd.Flow, Vars: vars})
-		if err != nil {
-			st.Contact.Name, st.Contact.Language = name, lang
-		}
-	case store.CommandRelease:
-		err = s.handle(ctx, st, engine.Event{Kind: engine.EventRelease})
-	default:
-		err = fmt.Errorf("unknown command %q", cmd.Kind)
-	}
-	o := engine.Outcome{Key: key}
-	if err != nil {
-		o.Error = err.Error()
-		switch {
-		case errors.Is(err, engine.ErrInHandoff):
-			o.Refused = refusedInHandoff
-		case errors.Is(err, engine.ErrNotInHandoff):
-			o.Refused = refusedNotInHandoff
-		case errors.Is(err, engine.ErrBadVars):
-			o.Refused = refusedBadVars
-		case errors.Is(err, engine.ErrUnknownFlow):
-			o.Refused = refusedUnknownFlow
-		default:
-			o.Refused = "error"
-		}
-	}
-	st.AddOutcome(o)
 }

@@ -86,7 +86,7 @@ func (s *Server) heartbeat() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Heartbeat)
+		ctx, cancel := context.WithTimeout(context.Background(), s.lapse())
 		now := time.Now()
 		err := s.store.Beat(ctx, s.id.id, s.id.nonce, now, now.Add(s.lapse()))
 		cancel()

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/internal/jsonerr"
 	"github.com/flowbot/flowbot/store"
@@ -119,6 +120,8 @@ type Server struct {
 	instance string
 	id       *identity
 	waiters  commandWaiters
+	// keeper applies everything that comes in to contacts' records.
+	keeper *conversation.Keeper
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud
@@ -159,6 +162,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		cfg.Heartbeat = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue()}
+	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s}}
 	s.metrics = newMetrics(func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -441,6 +445,7 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 		if st.Pricing != nil {
 			su.Category = st.Pricing.Category
 		}
+		su.WindowClosed = su.ErrorCode != 0 && whatsapp.Classify(su.ErrorCode, 0) == whatsapp.WindowClosed
 		items = append(items, store.Item{Key: st.Key, Contact: st.Contact, Kind: store.ItemStatus, Timestamp: st.Timestamp, Received: now, Status: su})
 	}
 	return items

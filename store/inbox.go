@@ -67,6 +67,8 @@ type StatusUpdate struct {
 	ErrorCode int       `json:"error_code,omitempty" bson:"error_code,omitempty"`
 	Error     string    `json:"error,omitempty" bson:"error,omitempty"`
 	Category  string    `json:"category,omitempty" bson:"category,omitempty"`
+	// WindowClosed: the failure's code means the window was closed.
+	WindowClosed bool `json:"window_closed,omitempty" bson:"window_closed,omitempty"`
 }
 
 // Inbox is the durable queue between the webhook and the workers.

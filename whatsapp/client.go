@@ -63,6 +63,10 @@ func (c Class) String() string {
 	return "terminal"
 }
 
+// CodeWindowClosed is the Cloud API error for a free-form message sent
+// outside the customer service window (re-engagement message).
+const CodeWindowClosed = 131047
+
 // retryableCodes are the Cloud API codes worth retrying
 // (whatsapp-reference.md section 6).
 var retryableCodes = map[int]bool{1: true, 2: true, 4: true, 80007: true, 130429: true, 131000: true, 131016: true, 131056: true, 131057: true, 133004: true}
@@ -71,7 +75,7 @@ var retryableCodes = map[int]bool{1: true, 2: true, 4: true, 80007: true, 130429
 // Graph error body) and an HTTP status.
 func Classify(code, httpStatus int) Class {
 	switch {
-	case code == engine.ErrWindowClosed:
+	case code == CodeWindowClosed:
 		return WindowClosed
 	case retryableCodes[code]:
 		return Retryable

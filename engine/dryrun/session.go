@@ -16,12 +16,18 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"
+	"github.com/flowbot/flowbot/whatsapp"
 )
 
-// Session is one contact's conversation on a virtual clock.
+// Session is one contact's conversation on a virtual clock. Every event
+// goes through the conversation record (conversation.Keeper) exactly as
+// in production: the engine's messages are committed to the outbox, then
+// sent (WhatsApp accepts each at once), and a refusal comes back as a
+// failed delivery status, which takes the path production takes.
 type Session struct {
 	Engine  *engine.Engine
 	Store   store.Contacts
@@ -34,7 +40,9 @@ type Session struct {
 	// OnResult sees every event's result, in order (transcripts).
 	OnResult func(ev engine.Event, at time.Time, res *engine.Result)
 
-	seq int
+	seq     int
+	keeper  *conversation.Keeper
+	results []result // of the event being applied, told once committed
 	// Sent is every outbound message so far.
 	Sent []engine.Outbound
 	// Records is every record so far.
@@ -44,12 +52,33 @@ type Session struct {
 // NewSession prepares a session for a contact on a fresh memory store.
 func NewSession(ctx context.Context, e *engine.Engine, contact engine.Contact, start time.Time) (*Session, error) {
 	s := &Session{Engine: e, Store: memory.New(), Contact: contact.ID, Now: start}
+	s.keeper = &conversation.Keeper{
+		Engine:       func(context.Context, *engine.State) (*engine.Engine, string) { return s.Engine, "" },
+		Now:          func() time.Time { return s.Now },
+		Instance:     "dryrun",
+		ClaimTimeout: time.Hour,
+		OnResult:     s.observe,
+	}
 	st := engine.NewState(contact.ID)
 	st.Contact = contact
 	if err := s.Store.Save(ctx, st); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// result is what one event produced.
+type result struct {
+	ev  engine.Event
+	at  time.Time
+	res *engine.Result
+}
+
+// observe keeps what each event produced.
+func (s *Session) observe(ev engine.Event, at time.Time, res *engine.Result) {
+	s.Sent = append(s.Sent, res.Outbound...)
+	s.Records = append(s.Records, res.Records...)
+	s.results = append(s.results, result{ev, at, res})
 }
 
 // State returns the contact's state.
@@ -67,31 +96,52 @@ func (s *Session) Update(ctx context.Context, f func(*engine.State)) error {
 	return s.Store.Save(ctx, st)
 }
 
-// handle runs one event through load, engine and compare-and-swap save,
-// as a production worker does.
-func (s *Session) handle(ctx context.Context, ev engine.Event) (*engine.Result, error) {
-	for attempt := 0; ; attempt++ {
-		st, err := s.State(ctx)
-		if err != nil {
-			return nil, err
-		}
-		res, err := s.Engine.Handle(ctx, st, ev, s.Now)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.Store.Save(ctx, st); err != nil {
-			if errors.Is(err, store.ErrConflict) && attempt < 3 {
-				continue
-			}
-			return nil, err
-		}
-		s.Sent = append(s.Sent, res.Outbound...)
-		s.Records = append(s.Records, res.Records...)
-		if s.OnResult != nil {
-			s.OnResult(ev, s.Now, res)
-		}
-		return res, nil
+// apply changes the record with f, sends what it committed, and saves
+// it, as a production worker does.
+func (s *Session) apply(ctx context.Context, f func(*engine.State) error) error {
+	st, err := s.State(ctx)
+	if err != nil {
+		return err
 	}
+	s.results = s.results[:0]
+	if err := f(st); err != nil {
+		return err
+	}
+	if err := s.send(ctx, st); err != nil {
+		return err
+	}
+	if err := s.Store.Save(ctx, st); err != nil {
+		return err
+	}
+	if s.OnResult != nil {
+		for _, r := range s.results {
+			s.OnResult(r.ev, r.at, r.res)
+		}
+	}
+	return nil
+}
+
+// send hands the outbox to a WhatsApp that accepts every message.
+func (s *Session) send(ctx context.Context, st *engine.State) error {
+	for i := 0; len(st.Outbox) > 0 && i < 1000; i++ {
+		o := st.Outbox[0]
+		wamid := "wamid.dryrun." + o.ID
+		if err := s.keeper.ApplySendResult(ctx, st, conversation.SendResult{Outbound: o, WAMID: wamid, Class: conversation.Sent}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle runs one engine event on the record.
+func (s *Session) handle(ctx context.Context, ev engine.Event) (*engine.Result, error) {
+	var res *engine.Result
+	err := s.apply(ctx, func(st *engine.State) error {
+		var err error
+		res, err = s.keeper.Handle(ctx, st, ev)
+		return err
+	})
+	return res, err
 }
 
 // Say sends a message from the contact at the current virtual time.
@@ -159,9 +209,14 @@ func (s *Session) Release(ctx context.Context) (*engine.Result, error) {
 	return s.handle(ctx, engine.Event{Kind: engine.EventRelease})
 }
 
-// Fail reports WhatsApp refusing an outbound message with a code.
-func (s *Session) Fail(ctx context.Context, o engine.Outbound, code int) (*engine.Result, error) {
-	return s.handle(ctx, engine.Event{Kind: engine.EventSendFailed, Outbound: &o, Code: code})
+// Fail reports WhatsApp refusing an outbound message with a code: a
+// failed delivery status for it, as production receives one.
+func (s *Session) Fail(ctx context.Context, o engine.Outbound, code int) error {
+	return s.apply(ctx, func(st *engine.State) error {
+		su := &store.StatusUpdate{WAMID: "wamid.dryrun." + o.ID, Outbound: o.ID, Status: "failed", Timestamp: s.Now,
+			ErrorCode: code, Error: fmt.Sprintf("error %d", code), WindowClosed: whatsapp.Classify(code, 400) == whatsapp.WindowClosed}
+		return s.keeper.ApplyStatus(ctx, st, su)
+	})
 }
 
 // Advance moves the virtual clock on by d, firing the timers that fall due

@@ -133,7 +133,7 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 			if cursor == 0 {
 				return fail(line, "fail: no bot message has been checked yet; fail refers to the last one")
 			}
-			if _, err := s.Fail(ctx, s.Sent[cursor-1], *ts.Fail); err != nil {
+			if err := s.Fail(ctx, s.Sent[cursor-1], *ts.Fail); err != nil {
 				return fail(line, "fail: %v", err)
 			}
 		}

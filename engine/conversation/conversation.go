@@ -1,0 +1,261 @@
+// Package conversation keeps a contact's conversation record the way both
+// hosts keep it, `flowbot serve` and the dry run alike: the engine's state
+// plus what a host needs around it (the outbox of committed messages and
+// their senders' claims, the deliveries and their statuses, the log, the
+// ids of the updates applied, the commands' outcomes). It is the one
+// place that applies what comes in (an inbound message, a command, a
+// delivery status, a send result, a due timer) and folds the engine's
+// result into the record; a window found closed by WhatsApp is handled
+// here and nowhere else. It does no I/O: the host loads, commits and
+// sends.
+package conversation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/store"
+)
+
+// Observer hears what a Keeper did, for metrics and logs. Any method may
+// be a no-op.
+type Observer interface {
+	// Handled: the engine ran one event, taking took.
+	Handled(took time.Duration)
+	// Recorded: a record of note (a fallback, an error, an undeliverable
+	// send, a warning) was added to the contact's log.
+	Recorded(contact string, r engine.Record)
+	// Sent: WhatsApp accepted a message.
+	Sent(o engine.Outbound)
+	// SendFailed: a send or a delivery failed with this code (0 without
+	// one).
+	SendFailed(code int)
+}
+
+// Keeper applies events to conversation records. Its zero value is not
+// usable: set Engine and Now.
+type Keeper struct {
+	// Engine is the engine for the contact: the version of the bot its
+	// flow is pinned to, else the current one, with that version's name.
+	Engine func(ctx context.Context, st *engine.State) (*engine.Engine, string)
+	// Now is the clock.
+	Now func() time.Time
+	// Instance names the sender that claims the messages it commits.
+	Instance string
+	// ClaimTimeout is how long a claim holds.
+	ClaimTimeout time.Duration
+	// Observer hears what happened; nil hears nothing.
+	Observer Observer
+	// OnResult sees what each event produced, in order (dry-run
+	// transcripts); nil sees nothing.
+	OnResult func(ev engine.Event, at time.Time, res *engine.Result)
+}
+
+// Result of applying updates to a record.
+type Result struct {
+	// Changed: the record must be committed.
+	Changed bool
+	// LastRead is the latest inbound message to mark read, "" for none.
+	LastRead string
+	// Commands are the keys of the commands applied.
+	Commands []string
+}
+
+// Apply applies a contact's queued updates, in order, each once: inbound
+// messages, delivery statuses and commands. isNew says that st is a
+// contact never seen: a status (or a release) does not create one.
+func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item, isNew bool) (Result, []error) {
+	var res Result
+	var errs []error
+	for _, it := range items {
+		if isNew && (it.Kind == store.ItemStatus || it.Kind == store.ItemCommand && it.Command != nil && it.Command.Kind == store.CommandRelease) {
+			continue // a status, or a release, never creates a contact
+		}
+		if st.WasProcessed(it.Key) {
+			continue
+		}
+		st.MarkProcessed(it.Key)
+		res.Changed = true
+		var err error
+		switch it.Kind {
+		case store.ItemMessage:
+			if it.Message == nil {
+				err = errors.New("a message update without its message")
+				break
+			}
+			if !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key) {
+				res.LastRead = it.Key
+			}
+			_, err = k.handle(ctx, st, engine.Event{Kind: engine.EventInbound, Message: it.Message})
+		case store.ItemStatus:
+			if it.Status == nil {
+				err = errors.New("a status update without its status")
+				break
+			}
+			err = k.ApplyStatus(ctx, st, it.Status)
+		case store.ItemCommand:
+			if it.Command == nil {
+				err = errors.New("a command update without its command")
+				break
+			}
+			k.ApplyCommand(ctx, st, it.Key, it.Command)
+			res.Commands = append(res.Commands, it.Key)
+		default:
+			err = fmt.Errorf("unknown update kind %q", it.Kind)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("update %s: %w", it.Key, err))
+		}
+	}
+	if !isNew || res.Changed {
+		fired, err := k.FireDue(ctx, st)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		res.Changed = res.Changed || fired
+	}
+	return res, errs
+}
+
+func isDerivedKey(k string) bool { return len(k) > 5 && k[:5] == "noid:" }
+
+// FireDue runs the record's due timers, in due order; it reports whether
+// any fired.
+func (k *Keeper) FireDue(ctx context.Context, st *engine.State) (bool, error) {
+	fired := false
+	for i := 0; i < 100; i++ {
+		t, ok := st.NextTimer()
+		if !ok || t.Due.After(k.Now()) {
+			return fired, nil
+		}
+		if _, err := k.handle(ctx, st, engine.Event{Kind: engine.EventTimer, TimerID: t.ID}); err != nil {
+			return fired, fmt.Errorf("firing timer %s: %w", t.ID, err)
+		}
+		fired = true
+	}
+	return fired, nil
+}
+
+// Why a command did nothing (engine.Outcome.Refused).
+const (
+	RefusedInHandoff    = "in_handoff"
+	RefusedNotInHandoff = "not_in_handoff"
+	RefusedBadVars      = "bad_vars"
+	RefusedUnknownFlow  = "unknown_flow"
+	RefusedError        = "error"
+)
+
+// ApplyCommand applies a command (a flow start, a release) and keeps its
+// outcome in the record. A refusal changes nothing else.
+func (k *Keeper) ApplyCommand(ctx context.Context, st *engine.State, key string, cmd *store.Command) {
+	var err error
+	switch cmd.Kind {
+	case store.CommandStart:
+		vars, _ := flows.NormalizeJSON(engine.CloneVars(cmd.Vars)).(map[string]any)
+		name, lang := st.Contact.Name, st.Contact.Language
+		if cmd.Name != "" {
+			st.Contact.Name = cmd.Name
+		}
+		if cmd.Language != "" {
+			st.Contact.Language = cmd.Language
+		}
+		_, err = k.handle(ctx, st, engine.Event{Kind: engine.EventStart, Flow: cmd.Flow, Vars: vars})
+		if err != nil {
+			st.Contact.Name, st.Contact.Language = name, lang
+		}
+	case store.CommandRelease:
+		_, err = k.handle(ctx, st, engine.Event{Kind: engine.EventRelease})
+	default:
+		err = fmt.Errorf("unknown command %q", cmd.Kind)
+	}
+	o := engine.Outcome{Key: key}
+	if err != nil {
+		o.Error = err.Error()
+		switch {
+		case errors.Is(err, engine.ErrInHandoff):
+			o.Refused = RefusedInHandoff
+		case errors.Is(err, engine.ErrNotInHandoff):
+			o.Refused = RefusedNotInHandoff
+		case errors.Is(err, engine.ErrBadVars):
+			o.Refused = RefusedBadVars
+		case errors.Is(err, engine.ErrUnknownFlow):
+			o.Refused = RefusedUnknownFlow
+		default:
+			o.Refused = RefusedError
+		}
+	}
+	st.AddOutcome(o)
+}
+
+// Handle runs one engine event on the record (a dry run's input, a test's
+// start or release) and folds its result in.
+func (k *Keeper) Handle(ctx context.Context, st *engine.State, ev engine.Event) (*engine.Result, error) {
+	return k.handle(ctx, st, ev)
+}
+
+// handle runs one engine event on st and keeps what it produced with the
+// record: outbound messages in the outbox, under the claim of the sender
+// already sending the contact's messages (else this one's), records in
+// the log. A flow is pinned to the bot version it started on.
+func (k *Keeper) handle(ctx context.Context, st *engine.State, ev engine.Event) (*engine.Result, error) {
+	start := time.Now()
+	eng, version := k.Engine(ctx, st)
+	now := k.Now()
+	res, err := eng.Handle(ctx, st, ev, now)
+	if k.Observer != nil {
+		k.Observer.Handled(time.Since(start))
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case st.Flow == "":
+		st.FlowVersion = ""
+	case st.FlowVersion == "":
+		st.FlowVersion = version
+	}
+	claimer, since, until := k.Instance, now, now.Add(k.ClaimTimeout)
+	if len(st.Outbox) > 0 && k.Claimed(st.Outbox[0], now) {
+		claimer, since, until = st.Outbox[0].ClaimedBy, st.Outbox[0].ClaimedAt, k.ClaimUntil(st.Outbox[0])
+	}
+	for i := range res.Outbound {
+		res.Outbound[i].ClaimedBy, res.Outbound[i].ClaimedAt, res.Outbound[i].ClaimUntil = claimer, since, until
+	}
+	st.Outbox = append(st.Outbox, res.Outbound...)
+	k.log(st, res.Records...)
+	if k.OnResult != nil {
+		k.OnResult(ev, now, res)
+	}
+	return res, nil
+}
+
+// log adds records to the contact's log, telling the observer of those of
+// note.
+func (k *Keeper) log(st *engine.State, recs ...engine.Record) {
+	if k.Observer != nil {
+		for _, r := range recs {
+			switch r.Kind {
+			case engine.RecFallback, engine.RecError, engine.RecUndeliverable, engine.RecWarning:
+				k.Observer.Recorded(st.Contact.ID, r)
+			}
+		}
+	}
+	st.AddLog(recs...)
+}
+
+// record adds one record of the keeper's own (not the engine's), shown
+// like the engine's in transcripts.
+func (k *Keeper) record(st *engine.State, kind string, o *engine.Outbound, detail string) {
+	r := engine.Record{At: k.Now(), Kind: kind, Detail: detail}
+	if o != nil {
+		r.Flow, r.Step = o.Flow, o.Step
+	}
+	k.log(st, r)
+	if k.OnResult != nil {
+		k.OnResult(engine.Event{}, r.At, &engine.Result{Records: []engine.Record{r}})
+	}
+}

@@ -1,0 +1,172 @@
+package conversation
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+)
+
+// Class is what a send's outcome means for the record.
+type Class int
+
+const (
+	// Sent: WhatsApp accepted the message.
+	Sent Class = iota
+	// Refused: WhatsApp will not take the message as it is.
+	Refused
+	// WindowClosed: WhatsApp refused a free-form message because the
+	// customer service window is closed after all.
+	WindowClosed
+)
+
+// SendResult is what came of one send. A retryable failure is no result:
+// the message stays first in the outbox.
+type SendResult struct {
+	Outbound engine.Outbound
+	WAMID    string // WhatsApp's id, when sent
+	Class    Class
+	Code     int   // the channel's error code, when not sent
+	Err      error // the error, when not sent
+}
+
+// statusRank orders delivery statuses: a late "delivered" does not undo
+// "read".
+var statusRank = map[string]int{"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}
+
+// ApplyStatus records a delivery status on the message it is about. A
+// free-form message that failed because the window is closed takes the
+// path a refused send takes.
+func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *store.StatusUpdate) error {
+	idx := -1
+	for i := range st.Recent {
+		d := &st.Recent[i]
+		if su.WAMID != "" && d.WAMID == su.WAMID || su.Outbound != "" && d.ID == su.Outbound {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		k.log(st, engine.Record{At: k.Now(), Kind: "status", Detail: fmt.Sprintf("%s for a message not in the recent history (%s)", su.Status, su.WAMID)})
+		return nil
+	}
+	d := &st.Recent[idx]
+	if statusRank[su.Status] >= statusRank[d.Status] {
+		d.Status, d.StatusAt = su.Status, su.Timestamp
+	}
+	if su.ErrorCode != 0 {
+		d.ErrorCode, d.Error = su.ErrorCode, su.Error
+	}
+	if su.Status != "failed" {
+		return nil
+	}
+	if k.Observer != nil {
+		k.Observer.SendFailed(su.ErrorCode)
+	}
+	o := engine.Outbound{ID: d.ID, Via: d.Via, Flow: d.Flow, Step: d.Step, Batch: d.Batch}
+	k.record(st, engine.RecError, &o, fmt.Sprintf("message %s failed: %s", d.ID, su.Error))
+	if su.WindowClosed && d.Via == engine.ViaSession {
+		return k.windowClosed(ctx, st, o, su.ErrorCode)
+	}
+	return nil
+}
+
+// ApplySendResult records what came of a send: the message leaves the
+// outbox for the deliveries, sent or failed. A free-form message refused
+// because the window is closed takes the queued free-form messages with
+// it (they would be refused too, so they are not attempted) and sends the
+// step's fallback template, once.
+func (k *Keeper) ApplySendResult(ctx context.Context, st *engine.State, r SendResult) error {
+	idx := -1
+	for i, q := range st.Outbox {
+		if q.ID == r.Outbound.ID {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		return nil // recorded already
+	}
+	st.Outbox = append(st.Outbox[:idx:idx], st.Outbox[idx+1:]...)
+	o := r.Outbound
+	d := engine.Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent"}
+	if r.Class == Sent {
+		if k.Observer != nil {
+			k.Observer.Sent(o)
+		}
+		st.AddRecent(d)
+		return nil
+	}
+	if k.Observer != nil {
+		k.Observer.SendFailed(r.Code)
+	}
+	d.Status, d.ErrorCode = "failed", r.Code
+	if r.Err != nil {
+		d.Error = r.Err.Error()
+	}
+	st.AddRecent(d)
+	k.record(st, engine.RecError, &o, fmt.Sprintf("WhatsApp refused message %s with error %d", o.ID, r.Code))
+	if r.Class == WindowClosed {
+		return k.windowClosed(ctx, st, o, r.Code)
+	}
+	return nil
+}
+
+// windowClosed is the one path of a window WhatsApp found closed: the
+// queued free-form messages are not attempted, and the engine sends the
+// fallback template.
+func (k *Keeper) windowClosed(ctx context.Context, st *engine.State, o engine.Outbound, code int) error {
+	kept := st.Outbox[:0:0]
+	for _, q := range st.Outbox {
+		if q.Via == engine.ViaSession {
+			st.AddRecent(engine.Delivery{ID: q.ID, Via: q.Via, Summary: Summary(q), Flow: q.Flow, Step: q.Step, Batch: q.Batch,
+				At: k.Now(), Status: "failed", ErrorCode: code, Error: "not sent: the window is closed"})
+			continue
+		}
+		kept = append(kept, q)
+	}
+	st.Outbox = kept
+	if _, err := k.handle(ctx, st, engine.Event{Kind: engine.EventWindowClosed, Outbound: &o}); err != nil {
+		return fmt.Errorf("falling back to a template: %w", err)
+	}
+	return nil
+}
+
+// Claimed reports whether a sender's claim on o still holds at now.
+func (k *Keeper) Claimed(o engine.Outbound, now time.Time) bool {
+	return o.ClaimedBy != "" && now.Before(k.ClaimUntil(o))
+}
+
+// ClaimUntil is when the claim on o expires (claims written before
+// ClaimUntil existed last ClaimTimeout).
+func (k *Keeper) ClaimUntil(o engine.Outbound) time.Time {
+	if o.ClaimUntil.IsZero() {
+		return o.ClaimedAt.Add(k.ClaimTimeout)
+	}
+	return o.ClaimUntil
+}
+
+// Claim puts the record's unsent messages under this sender's claim,
+// from now for a ClaimTimeout.
+func (k *Keeper) Claim(st *engine.State) {
+	now := k.Now()
+	for i := range st.Outbox {
+		st.Outbox[i].ClaimedBy, st.Outbox[i].ClaimedAt, st.Outbox[i].ClaimUntil = k.Instance, now, now.Add(k.ClaimTimeout)
+	}
+}
+
+// Summary is a message on one line, for the deliveries.
+func Summary(o engine.Outbound) string {
+	m := o.Message
+	if m.Template != nil {
+		return "template " + m.Template.Name
+	}
+	if len(m.Text) > 80 {
+		return m.Text[:80] + "..."
+	}
+	if m.Text == "" {
+		return m.Kind
+	}
+	return m.Text
+}

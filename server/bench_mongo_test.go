@@ -103,9 +103,10 @@ func benchMongo(b *testing.B, uri string, contacts int) {
 	defer st.Close(ctx)
 	fake := fakegraph.New("tok")
 	defer fake.Close()
-	srv, err := server.New(server.Config{AppSecret: appSecret, TimerInterval: time.Second, Settle: time.Millisecond},
+	srv, err := server.New(server.Config{AppSecret: appSecret, TimerInterval: time.Second, Settle: time.Millisecond,
+		Retry: whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 5}},
 		engine.New(bot, engine.Options{}), st,
-		&whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "1", Token: "tok", Retry: whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 5}})
+		&whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "1", Token: "tok"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -569,5 +570,34 @@ func TestIdempotencyKey(t *testing.T) {
 	r.stop()
 	if n := len(r.fake.Sent()); n != 2 {
 		t.Errorf("%d messages sent, want 2 (one per key)", n)
+	}
+}
+
+// A free-form reply whose window closes while it waits to be sent (here
+// behind a Graph API outage) is never handed to WhatsApp: the step's
+// fallback template goes instead.
+func TestNoFreeFormAfterTheWindowClosed(t *testing.T) {
+	r := newRig(t, "../examples/support")
+	var outage atomic.Bool
+	outage.Store(true)
+	r.fake.FailWhen(func(fakegraph.Request) *fakegraph.Failure {
+		if outage.Load() {
+			return &fakegraph.Failure{Code: 130429, Message: "Rate limit hit"}
+		}
+		return nil
+	})
+	r.post(textWebhook("15550009999", "Ana", "wamid.nf1", "hi", r.clock.Now()))
+	r.waitFor("WhatsApp to refuse the reply a few times", func() bool { return len(r.fake.Requests()) >= 3 })
+	r.clock.Advance(25 * time.Hour)
+	outage.Store(false)
+	sent := r.waitSent(1)
+	r.stop()
+	for _, s := range r.fake.Sent() {
+		if s.Type != "template" {
+			t.Errorf("a %s message went out after the window closed: %s", s.Type, s.Raw)
+		}
+	}
+	if tmpl, _ := sent[0].Body["template"].(map[string]any); tmpl == nil || tmpl["name"] != "support_followup" {
+		t.Errorf("sent %s, want the support_followup template", sent[0].Raw)
 	}
 }

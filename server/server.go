@@ -36,8 +36,9 @@ import (
 // most 3 MB.
 const MaxBody = 3 << 20
 
-// Sender hands an outbound message to WhatsApp and returns its WhatsApp
-// message id. Errors are classified with whatsapp.ClassOf.
+// Sender hands an outbound message to WhatsApp, trying once, and returns
+// its WhatsApp message id. Errors are classified with whatsapp.ClassOf;
+// the server retries the retryable ones (Config.Retry).
 type Sender interface {
 	Send(ctx context.Context, o engine.Outbound) (string, error)
 }
@@ -90,6 +91,10 @@ type Config struct {
 	// RetryLater is how long an outbound message that could not be sent
 	// (retries used up) waits before the next round; 0 is 30 seconds.
 	RetryLater time.Duration
+	// Retry is the backoff of a send that failed with a retryable error
+	// (the sender tries once); the zero value is whatsapp.DefaultRetry.
+	// Between tries, the claim and the window are checked again.
+	Retry whatsapp.RetryPolicy
 	// CommandWait is how long an API command's answer waits for the
 	// command to be applied before it answers "queued"; 0 is 5 seconds.
 	CommandWait time.Duration
@@ -154,6 +159,9 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	}
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = DefaultInstanceID()
+	}
+	if cfg.Retry.Attempts <= 0 {
+		cfg.Retry = whatsapp.DefaultRetry
 	}
 	if cfg.CommandWait <= 0 {
 		cfg.CommandWait = 5 * time.Second

@@ -83,9 +83,9 @@ func newRigWith(t *testing.T, botDir string, st store.Store, fake *fakegraph.Ser
 	if bot == nil {
 		t.Fatal(diags.Error())
 	}
-	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok", Retry: retry}
+	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok"}
 	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now,
-		InstanceID: fmt.Sprintf("rig-%d", rigs.Add(1)), Heartbeat: 200 * time.Millisecond,
+		InstanceID: fmt.Sprintf("rig-%d", rigs.Add(1)), Heartbeat: 200 * time.Millisecond, Retry: retry,
 		TimerInterval: 10 * time.Millisecond, SweepInterval: 50 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)

@@ -217,9 +217,12 @@ func (s *Server) update(ctx context.Context, contact string, f func(*engine.Stat
 // least once).
 func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.State) (int, error) {
 	var results []conversation.SendResult // sent, not yet written
-	sent := 0
+	dirty := false                        // the record changed otherwise, not yet written
+	sent, attempt := 0, 0
 	var stopErr error
 	for len(st.Outbox) > 0 && ctx.Err() == nil {
+		// Before every try, a retry included: the claim must hold, and a
+		// free-form message's window must still be open.
 		held, ok, err := s.holdClaim(ctx, contact, st, results)
 		if err != nil || !ok {
 			// The outcomes of the sends so far are written below all the
@@ -228,11 +231,20 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.Stat
 			break
 		}
 		if held != st {
-			st, results = held, nil // the claim's write recorded the outcomes so far
+			st, results, dirty = held, nil, false // the claim's write recorded everything so far
 		}
-		o := st.Outbox[0]
-		// The send, its retries included, ends before the claim does: a
-		// message is never in two senders' hands.
+		first := st.Outbox[0].ID
+		o, ok, err := s.keeper.Next(ctx, st)
+		dirty = dirty || !ok || o.ID != first
+		if err != nil || !ok {
+			stopErr = err
+			break
+		}
+		if o.ID != first {
+			attempt = 0
+		}
+		// The send ends before the claim does: a message is never in two
+		// senders' hands.
 		budget := s.keeper.ClaimUntil(o).Sub(s.cfg.Now()) - s.cfg.ClaimTimeout/10
 		sctx, cancel := context.WithTimeout(ctx, budget)
 		wamid, err := s.sender.Send(sctx, o)
@@ -240,16 +252,21 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.Stat
 		cancel()
 		class := whatsapp.ClassOf(err)
 		if err != nil && (class == whatsapp.Retryable || cut) {
+			s.metrics.sendError(errorCode(err))
+			attempt++
+			if !cut && attempt < s.cfg.Retry.Attempts && s.wait(ctx, whatsapp.Backoff(s.cfg.Retry, attempt-1, err)) {
+				continue
+			}
 			// Retries used up (or the claim's time), or shutting down: it
 			// stays first in the outbox, and the contact's later messages
 			// wait behind it.
-			s.metrics.sendError(errorCode(err))
 			if ctx.Err() == nil {
 				time.AfterFunc(s.cfg.RetryLater, func() { s.disp.kick(contact) })
 			}
 			stopErr = fmt.Errorf("message %s stays queued: %w", o.ID, err)
 			break
 		}
+		attempt = 0
 		r := conversation.SendResult{Outbound: o, WAMID: wamid, Class: conversation.Sent}
 		if err != nil {
 			r.Class, r.Code, r.Err = conversation.Refused, errorCode(err), err
@@ -263,13 +280,25 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.Stat
 			s.log.Error("recording a send", "contact", contact, "err", err)
 		}
 	}
-	if len(results) == 0 {
+	if len(results) == 0 && !dirty {
 		return sent, stopErr
 	}
 	if _, err := s.record(ctx, contact, st, results, nil); err != nil {
 		return sent, err
 	}
 	return sent, stopErr
+}
+
+// wait waits d before a retry; false when shutting down first.
+func (s *Server) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // errClaimLost: another instance holds the claim on a contact's outbox.

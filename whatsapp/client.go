@@ -27,7 +27,8 @@ type Client struct {
 	PhoneNumberID string
 	Token         string
 	HTTP          *http.Client
-	// Retry is the backoff for retryable errors.
+	// Retry is the backoff of the requests the client retries itself
+	// (reading templates); Send tries once.
 	Retry RetryPolicy
 }
 
@@ -129,9 +130,10 @@ func ClassOf(err error) Class {
 	return Retryable
 }
 
-// Send sends one outbound message and returns WhatsApp's message id. It
-// retries retryable errors with backoff until ctx ends or the policy's
-// attempts are used up.
+// Send tries once to send an outbound message and returns WhatsApp's
+// message id. Retrying is the caller's (ClassOf says when, Backoff how
+// long to wait): between two tries the caller may find that the message
+// must not go out any more (its window closed, its claim ran out).
 func (c *Client) Send(ctx context.Context, o engine.Outbound) (string, error) {
 	body, err := SendBody(o)
 	if err != nil {
@@ -142,7 +144,7 @@ func (c *Client) Send(ctx context.Context, o engine.Outbound) (string, error) {
 			ID string `json:"id"`
 		} `json:"messages"`
 	}
-	if err := c.withRetry(ctx, func() error { return c.post(ctx, body, &resp) }); err != nil {
+	if err := c.post(ctx, body, &resp); err != nil {
 		return "", err
 	}
 	if len(resp.Messages) == 0 || resp.Messages[0].ID == "" {
@@ -171,7 +173,7 @@ func (c *Client) withRetry(ctx context.Context, try func() error) error {
 		if attempt == p.Attempts-1 {
 			break
 		}
-		wait := backoff(p, attempt, err)
+		wait := Backoff(p, attempt, err)
 		select {
 		case <-ctx.Done():
 			return &APIError{Err: fmt.Errorf("gave up retrying (%w) after: %v", ctx.Err(), err)}
@@ -181,10 +183,10 @@ func (c *Client) withRetry(ctx context.Context, try func() error) error {
 	return err
 }
 
-// backoff is the wait before try attempt+1: exponential with full jitter
-// over its upper half; the pair rate limit (131056) grows by 4, as Meta
-// advises.
-func backoff(p RetryPolicy, attempt int, err error) time.Duration {
+// Backoff is the wait after try attempt (0 for the first) failed with
+// err: exponential with jitter over its upper half; the pair rate limit
+// (131056) grows by 4, as Meta advises.
+func Backoff(p RetryPolicy, attempt int, err error) time.Duration {
 	factor := 2.0
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Code == 131056 {

@@ -90,13 +90,12 @@ func TestErrorsAndRetries(t *testing.T) {
 	msg := out(actions.Message{Kind: "text", Text: "hi"})
 
 	c, fake := newClient(t)
-	fake.FailNext(2, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
-	fake.FailNext(1, fakegraph.Failure{HTTPStatus: 503})
-	if _, err := c.Send(ctx, msg); err != nil {
-		t.Fatalf("after two 130429 and a 503: %v", err)
+	fake.FailNext(1, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
+	if _, err := c.Send(ctx, msg); whatsapp.ClassOf(err) != whatsapp.Retryable {
+		t.Fatalf("130429: %v, want a retryable error", err)
 	}
-	if n := len(fake.Requests()); n != 4 {
-		t.Fatalf("%d requests, want 4 (3 retried)", n)
+	if _, err := c.Send(ctx, msg); err != nil || len(fake.Requests()) != 2 {
+		t.Fatalf("the next try: %v, %d requests", err, len(fake.Requests()))
 	}
 
 	for code, want := range map[int]whatsapp.Class{131047: whatsapp.WindowClosed, 131026: whatsapp.Terminal, 100: whatsapp.Terminal, 190: whatsapp.Terminal} {
@@ -113,12 +112,9 @@ func TestErrorsAndRetries(t *testing.T) {
 	}
 
 	c, fake = newClient(t)
-	fake.FailNext(10, fakegraph.Failure{Code: 131000})
-	if _, err := c.Send(ctx, msg); whatsapp.ClassOf(err) != whatsapp.Retryable {
-		t.Errorf("retries used up: %v", err)
-	}
-	if n := len(fake.Requests()); n != 5 {
-		t.Errorf("%d tries, want the policy's 5", n)
+	fake.FailNext(1, fakegraph.Failure{HTTPStatus: 503})
+	if _, err := c.Send(ctx, msg); whatsapp.ClassOf(err) != whatsapp.Retryable || len(fake.Requests()) != 1 {
+		t.Errorf("a bare 503: %v, tried %d times (Send tries once)", err, len(fake.Requests()))
 	}
 
 	c, fake = newClient(t)
@@ -134,6 +130,20 @@ func TestErrorsAndRetries(t *testing.T) {
 	bad := out(actions.Message{Kind: "buttons", Text: "x", Buttons: []actions.Choice{{ID: "1", Title: "a"}, {ID: "2", Title: "b"}, {ID: "3", Title: "c"}, {ID: "4", Title: "d"}}})
 	if _, err := c.Send(ctx, bad); whatsapp.ClassOf(err) != whatsapp.Terminal || len(fake.Problems()) != 1 {
 		t.Errorf("4 buttons: err %v, problems %v", err, fake.Problems())
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	p := whatsapp.RetryPolicy{Base: 100 * time.Millisecond, Max: time.Second, Attempts: 10}
+	limit := &whatsapp.APIError{Code: 130429}
+	pair := &whatsapp.APIError{Code: 131056}
+	for attempt, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second} {
+		if d := whatsapp.Backoff(p, attempt, limit); d < want/2 || d > want {
+			t.Errorf("attempt %d: %v, want between %v and %v", attempt, d, want/2, want)
+		}
+	}
+	if d := whatsapp.Backoff(p, 1, pair); d < 200*time.Millisecond || d > 400*time.Millisecond {
+		t.Errorf("131056 grows by 4: %v", d)
 	}
 }
 

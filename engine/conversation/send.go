@@ -133,6 +133,29 @@ func (k *Keeper) windowClosed(ctx context.Context, st *engine.State, o engine.Ou
 	return nil
 }
 
+// Next is the message to hand to the sender next, the first of the
+// outbox. A free-form message whose window has closed since it was
+// committed (its send waited behind retries, or the host was down) is
+// never handed over: it takes the path of a window found closed, which
+// sends the step's fallback template instead, and the next one is
+// looked at. ok is false when the outbox is empty.
+func (k *Keeper) Next(ctx context.Context, st *engine.State) (o engine.Outbound, ok bool, err error) {
+	for i := 0; len(st.Outbox) > 0 && i < 100; i++ {
+		o = st.Outbox[0]
+		if o.Via != engine.ViaSession || st.WindowOpen(k.Now()) {
+			return o, true, nil
+		}
+		st.Outbox = st.Outbox[1:]
+		st.AddRecent(engine.Delivery{ID: o.ID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
+			At: k.Now(), Status: "failed", Error: "not sent: the window closed before it could go out"})
+		k.record(st, engine.RecUndeliverable, &o, fmt.Sprintf("message %s was not sent: the window closed before it could go out", o.ID))
+		if err := k.windowClosed(ctx, st, o, 0); err != nil {
+			return engine.Outbound{}, false, err
+		}
+	}
+	return engine.Outbound{}, false, nil
+}
+
 // Claimed reports whether a sender's claim on o still holds at now.
 func (k *Keeper) Claimed(o engine.Outbound, now time.Time) bool {
 	return o.ClaimedBy != "" && now.Before(k.ClaimUntil(o))

@@ -123,8 +123,11 @@ func (s *Session) apply(ctx context.Context, f func(*engine.State) error) error 
 
 // send hands the outbox to a WhatsApp that accepts every message.
 func (s *Session) send(ctx context.Context, st *engine.State) error {
-	for i := 0; len(st.Outbox) > 0 && i < 1000; i++ {
-		o := st.Outbox[0]
+	for i := 0; i < 1000; i++ {
+		o, ok, err := s.keeper.Next(ctx, st)
+		if err != nil || !ok {
+			return err
+		}
 		wamid := "wamid.dryrun." + o.ID
 		if err := s.keeper.ApplySendResult(ctx, st, conversation.SendResult{Outbound: o, WAMID: wamid, Class: conversation.Sent}); err != nil {
 			return err

@@ -676,25 +676,19 @@ func (c *conv) leave(step *flows.Step) (string, bool) {
 	return next, true
 }
 
-// route picks the step's next step: the first `on` that holds, else
-// `else`, else `goto`.
+// route picks the step's next step (flows.Step.Route: the first `on`
+// that holds, else `else`, else `goto`), tracing each condition.
 func (c *conv) route(step *flows.Step) string {
-	for _, b := range step.On {
-		ok, err := b.If.EvalBool(&c.env)
+	return step.Route(func(cond *flows.Program) bool {
+		ok, err := cond.EvalBool(&c.env)
 		if err != nil {
 			c.Fail(err)
 		}
 		if c.e.opts.Trace {
-			c.Trace(RecCondition, fmt.Sprintf("if %s → %t", b.If.Src, ok))
+			c.Trace(RecCondition, fmt.Sprintf("if %s → %t", cond.Src, ok))
 		}
-		if ok {
-			return b.Goto
-		}
-	}
-	if step.Else != "" {
-		return step.Else
-	}
-	return step.Goto
+		return ok
+	})
 }
 
 // --- running steps ---

@@ -170,6 +170,7 @@ type Step struct {
 	Fallback  *TemplateSend
 	HasWait   bool
 	freeForms int
+	edges     []Edge // see Edges
 }
 
 // SendsFreeForm reports whether the step sends any free-form message

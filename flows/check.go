@@ -8,44 +8,11 @@ import (
 // Whole-flow checks that need every step compiled: reachability and the
 // static 24-hour window check.
 
-// edges lists where a step can go next, with how long the contact may
-// have been silent when it gets there (see windowCheck).
-type edge struct {
-	to string
-	// reset is true when the edge is taken on the contact's reply (the
-	// window reopens); add is the time spent waiting on the way.
-	reset bool
-	add   time.Duration
-}
-
-func stepEdges(s *Step) []edge {
-	var out []edge
-	add := func(to string, reset bool, d time.Duration) {
-		if to != "" {
-			out = append(out, edge{to: to, reset: reset, add: d})
-		}
-	}
-	reply := s.Ask != nil
-	wait := s.Wait
-	if s.Call != nil {
-		add(s.Call.OnError, false, 0)
-	}
-	if s.Ask != nil {
-		if s.Ask.Retry != nil {
-			add(s.Ask.Retry.Then, true, 0)
-		}
-		add(s.Ask.OnTimeout, false, s.Ask.Timeout)
-	}
-	add(s.Goto, reply, wait)
-	add(s.Else, reply, wait)
-	for _, b := range s.On {
-		add(b.Goto, reply, wait)
-	}
-	return out
-}
-
 func (c *compiler) checkFlow(f *Flow) {
 	r := reporter{file: f.File, diags: c.diags}
+	for _, s := range f.Steps {
+		s.buildEdges()
+	}
 	if f.Start == "" || f.Steps[f.Start] == nil {
 		return
 	}
@@ -86,23 +53,23 @@ func (c *compiler) windowCheck(r reporter, f *Flow) {
 		if s == nil {
 			continue
 		}
-		for _, e := range stepEdges(s) {
-			d := silent[name] + e.add
-			if e.reset {
+		for _, e := range s.Edges() {
+			d := silent[name] + e.After
+			if e.Reply {
 				d = 0
 			}
 			if d > windowLength {
 				d = windowLength
 			}
-			if prev, seen := silent[e.to]; !seen || d > prev {
-				silent[e.to] = d
+			if prev, seen := silent[e.To]; !seen || d > prev {
+				silent[e.To] = d
 				switch {
-				case e.add > 0:
-					via[e.to] = fmt.Sprintf("the last wait on the way: %s in step %q", FormatDuration(e.add), name)
-				case !e.reset && via[name] != "":
-					via[e.to] = via[name]
+				case e.After > 0:
+					via[e.To] = fmt.Sprintf("the last wait on the way: %s in step %q", FormatDuration(e.After), name)
+				case !e.Reply && via[name] != "":
+					via[e.To] = via[name]
 				}
-				queue = append(queue, e.to)
+				queue = append(queue, e.To)
 			}
 		}
 	}
@@ -127,8 +94,8 @@ func reachable(f *Flow, entries ...string) map[string]bool {
 			return
 		}
 		reached[name] = true
-		for _, e := range stepEdges(s) {
-			visit(e.to)
+		for _, e := range s.Edges() {
+			visit(e.To)
 		}
 	}
 	visit(f.Start)

@@ -103,23 +103,6 @@ func stepLines(s *Step) []string {
 }
 
 func graphEdges(s *Step) []GraphEdge {
-	var out []GraphEdge
-	add := func(to, label, kind string) {
-		if to != "" {
-			out = append(out, GraphEdge{From: s.Name, To: to, Label: label, Kind: kind})
-		}
-	}
-	if s.Call != nil {
-		add(s.Call.OnError, "on_error", "on_error")
-	}
-	if a := s.Ask; a != nil {
-		if a.Retry != nil {
-			add(a.Retry.Then, fmt.Sprintf("retry x%d", a.Retry.Times), "retry")
-		}
-		if a.Timeout > 0 {
-			add(a.OnTimeout, "timeout "+FormatDuration(a.Timeout), "timeout")
-		}
-	}
 	prefix := ""
 	if s.HasWait {
 		prefix = "after " + FormatDuration(s.Wait)
@@ -133,27 +116,38 @@ func graphEdges(s *Step) []GraphEdge {
 		}
 		return strings.Join(keep, ", ")
 	}
-	for _, b := range s.On {
-		add(b.Goto, join(prefix, b.If.Src), "on")
-	}
-	if s.Else != "" {
-		add(s.Else, join(prefix, "else"), "else")
-	}
-	if s.Goto != "" {
-		label := prefix
-		switch {
-		case len(s.On) > 0:
+	var out []GraphEdge
+	for _, e := range s.Edges() {
+		label, kind := "", string(e.Kind)
+		switch e.Kind {
+		case EdgeOnError:
+			label = "on_error"
+		case EdgeRetry:
+			label = fmt.Sprintf("retry x%d", s.Ask.Retry.Times)
+		case EdgeTimeout:
+			if e.After <= 0 {
+				continue
+			}
+			label = "timeout " + FormatDuration(e.After)
+		case EdgeOn:
+			label = join(prefix, e.If.Src)
+		case EdgeElse:
 			label = join(prefix, "else")
-		case s.Ask != nil && s.Ask.Validate != nil:
-			label = "valid reply"
-		case s.Ask != nil:
-			label = "reply"
+		case EdgeGoto:
+			label = prefix
+			switch {
+			case len(s.On) > 0:
+				label = join(prefix, "else")
+			case s.Ask != nil && s.Ask.Validate != nil:
+				label = "valid reply"
+			case s.Ask != nil:
+				label = "reply"
+			}
+			if s.HasWait {
+				kind = "wait"
+			}
 		}
-		kind := "goto"
-		if s.HasWait {
-			kind = "wait"
-		}
-		add(s.Goto, label, kind)
+		out = append(out, GraphEdge{From: s.Name, To: e.To, Label: label, Kind: kind})
 	}
 	return out
 }

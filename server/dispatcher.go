@@ -24,17 +24,20 @@ type dispatcher struct {
 	closed  bool
 	wg      sync.WaitGroup
 	metrics *metrics
+	clock   Clock
 }
 
 type actor struct {
 	queued, running, waiting, again bool
-	first                           time.Time // the first update of the current burst
-	last                            time.Time // the latest update
+	// fresh: updates came since the current settle wait began (or while
+	// the contact was worked on); held: how long its burst has been held.
+	fresh bool
+	held  time.Duration
 }
 
-func newDispatcher(workers int, settle time.Duration, work func(context.Context, string), m *metrics) *dispatcher {
+func newDispatcher(workers int, settle time.Duration, work func(context.Context, string), m *metrics, clock Clock) *dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &dispatcher{actors: map[string]*actor{}, settle: settle, work: work, ctx: ctx, cancel: cancel, metrics: m}
+	d := &dispatcher{actors: map[string]*actor{}, settle: settle, work: work, ctx: ctx, cancel: cancel, metrics: m, clock: clock}
 	d.cond = sync.NewCond(&d.mu)
 	for i := 0; i < workers; i++ {
 		d.wg.Add(1)
@@ -63,36 +66,31 @@ func (d *dispatcher) ask(contact string, fresh bool) {
 		d.metrics.actors.Inc()
 	}
 	if fresh {
-		now := time.Now()
-		if !a.waiting && !a.queued {
-			a.first = now
-		}
-		a.last = now
+		a.fresh = true
 	}
 	switch {
 	case a.running:
 		a.again = true
 	case a.queued, a.waiting:
-		// Already on its way; a waiting actor looks at a.last again when
-		// its wait ends.
+		// Already on its way; a waiting actor looks at a.fresh again
+		// when its wait ends.
 	default:
+		a.held = 0
 		d.schedule(contact, a)
 	}
 }
 
-// schedule queues the contact once its burst has settled: when no update
-// came for the settle time (at most four times that since the burst
-// began), so that webhooks delivered out of order are put back in
-// WhatsApp's timestamp order before the first is handled. Called with
-// d.mu held.
+// schedule queues the contact once its burst has settled: after a settle
+// time in which no update came (at most four settle times in all), so
+// that webhooks delivered out of order are put back in WhatsApp's
+// timestamp order before the first is handled. A contact asked for
+// without new updates (a timer, a retry) goes at once. The waits are
+// timers of the dispatcher's clock. Called with d.mu held.
 func (d *dispatcher) schedule(contact string, a *actor) {
-	ready := a.last.Add(d.settle)
-	if limit := a.first.Add(4 * d.settle); ready.After(limit) {
-		ready = limit
-	}
-	if wait := time.Until(ready); wait > 0 && !d.closed {
-		a.waiting = true
-		time.AfterFunc(wait, func() {
+	if a.fresh && d.settle > 0 && a.held < 4*d.settle && !d.closed {
+		a.fresh, a.waiting = false, true
+		a.held += d.settle
+		d.clock.AfterFunc(d.settle, func() {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			if a.waiting {
@@ -102,6 +100,7 @@ func (d *dispatcher) schedule(contact string, a *actor) {
 		})
 		return
 	}
+	a.fresh = false
 	a.queued = true
 	d.queue = append(d.queue, contact)
 	d.cond.Signal()
@@ -127,14 +126,21 @@ func (d *dispatcher) worker() {
 		d.mu.Lock()
 		a.running = false
 		if a.again && d.ctx.Err() == nil {
-			a.again = false
-			a.first = a.last
+			a.again, a.held = false, 0
 			d.schedule(contact, a)
 			continue
 		}
 		delete(d.actors, contact)
 		d.metrics.actors.Dec()
 	}
+}
+
+// busy counts the contacts being worked on, settling or waiting for a
+// worker.
+func (d *dispatcher) busy() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.actors)
 }
 
 // close stops new work and waits for the work in hand (queued contacts

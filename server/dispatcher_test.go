@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -22,13 +23,13 @@ func TestDispatcherOneWorkerPerContact(t *testing.T) {
 			t.Errorf("contact %s worked on twice at once", c)
 		}
 		mu.Unlock()
-		time.Sleep(time.Millisecond)
+		runtime.Gosched() // let another worker try to take the contact meanwhile
 		mu.Lock()
 		running[c]--
 		worked[c]++
 		mu.Unlock()
 	}
-	d := newDispatcher(8, 2*time.Millisecond, work, newMetrics(func() float64 { return 0 }))
+	d := newDispatcher(8, 2*time.Millisecond, work, newMetrics(func() float64 { return 0 }), wallClock{now: time.Now})
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
@@ -57,4 +58,98 @@ func TestDispatcherOneWorkerPerContact(t *testing.T) {
 		t.Errorf("after close: %d actors, %d queued", len(d.actors), len(d.queue))
 	}
 	d.notify("late") // ignored after close, without panicking
+}
+
+// fakeClock is a clock that moves only when told: its timers fire, in due
+// order, when Advance passes them.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+}
+
+// Advance moves the clock on and runs the timers that fall due, in this
+// goroutine.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if !t.at.After(c.now) && !t.stopped {
+			due = append(due, t)
+		} else if !t.stopped {
+			kept = append(kept, t)
+		}
+	}
+	c.timers = kept
+	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// The settle time runs on the dispatcher's clock: a contact's burst is
+// held until a settle time passed with no update, at most four settle
+// times in all; a contact asked for without updates goes at once.
+func TestDispatcherSettlesOnItsClock(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
+	worked := make(chan string, 10)
+	d := newDispatcher(2, 10*time.Millisecond, func(_ context.Context, c string) { worked <- c }, newMetrics(func() float64 { return 0 }), clock)
+	defer d.close(context.Background())
+	settling := func(c string) bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		a := d.actors[c]
+		return a != nil && a.waiting && !a.queued && !a.running
+	}
+	d.notify("a")
+	for i := 0; i < 3; i++ { // an update in each settle time holds the burst, up to four
+		clock.Advance(5 * time.Millisecond)
+		d.notify("a")
+		clock.Advance(5 * time.Millisecond)
+		if !settling("a") {
+			t.Fatalf("settle time %d: the burst was let go while updates came", i+1)
+		}
+	}
+	d.notify("a")
+	clock.Advance(10 * time.Millisecond) // four settle times in all: the cap
+	if got := <-worked; got != "a" {
+		t.Fatalf("worked on %q", got)
+	}
+	d.notify("b")
+	clock.Advance(9 * time.Millisecond)
+	if !settling("b") {
+		t.Fatal("b was let go before its settle time")
+	}
+	clock.Advance(time.Millisecond)
+	if got := <-worked; got != "b" {
+		t.Fatalf("worked on %q", got)
+	}
+	d.kick("c") // a timer, a retry: no settle time
+	if got := <-worked; got != "c" {
+		t.Fatalf("worked on %q", got)
+	}
 }

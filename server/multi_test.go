@@ -85,6 +85,7 @@ func TestTwoInstancesKeepOrder(t *testing.T) {
 	for deadline := time.Now().Add(60 * time.Second); len(rigs[0].fake.Sent()) < contacts*each && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
+	rigs[0].waitFor("both instances to be quiet", func() bool { return rigs[0].srv.Quiet() && rigs[1].srv.Quiet() })
 	sent := rigs[0].settled(contacts * each)
 	byContact := map[string][]string{}
 	ids := map[string][]string{}

@@ -60,7 +60,11 @@ type Config struct {
 	APIToken string
 	// MarkRead marks each handled inbound message read.
 	MarkRead bool
-	// Now is the clock; nil is time.Now.
+	// Clock is the server's time and timers; nil is the wall clock (with
+	// Now, when set, as what time it is).
+	Clock Clock
+	// Now is what time it is, for a server without a Clock; nil is
+	// time.Now.
 	Now func() time.Time
 	// TimerInterval is how often the timers known to this instance are
 	// checked (in memory); 0 is one second.
@@ -125,6 +129,9 @@ type Server struct {
 	instance string
 	id       *identity
 	waiters  commandWaiters
+	clock    Clock
+	// pending counts the retries scheduled (later).
+	pending pendingCount
 	// keeper applies everything that comes in to contacts' records.
 	keeper *conversation.Keeper
 }
@@ -138,6 +145,10 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{now: cfg.Now}
+	}
+	cfg.Now = cfg.Clock.Now
 	if cfg.TimerInterval <= 0 {
 		cfg.TimerInterval = time.Second
 	}
@@ -170,6 +181,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		cfg.Heartbeat = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue()}
+	s.clock = cfg.Clock
 	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s}}
 	s.metrics = newMetrics(func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -184,7 +196,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if d, ok := sender.(*DevOutbox); ok {
 		s.dev = d
 	}
-	s.disp = newDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics)
+	s.disp = newDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics, cfg.Clock)
 	s.app = fiber.New(fiber.Config{
 		// Every value a handler reads from a request (path parameters,
 		// query values, headers, the body) is a copy: Fiber otherwise hands
@@ -465,7 +477,9 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	if err := s.store.Ping(ctx); err != nil {
 		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "store": s.store.Name(), "error": err.Error()})
 	}
-	return c.JSON(fiber.Map{"status": "ok", "store": s.store.Name()})
+	queued, _ := s.store.Depth(ctx)
+	return c.JSON(fiber.Map{"status": "ok", "store": s.store.Name(), "instance": s.instance,
+		"work_in_hand": fiber.Map{"contacts": s.disp.busy(), "retries": s.pending.Load(), "queued": queued}})
 }
 
 // --- the API ---

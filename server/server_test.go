@@ -207,12 +207,14 @@ func (r *rig) waitSent(n int) []fakegraph.Request {
 	return nil
 }
 
-// settled waits a little and checks that exactly n messages were sent.
+// settled waits until n messages were sent and the server has nothing
+// more in hand, then checks that exactly n were sent.
 func (r *rig) settled(n int) []fakegraph.Request {
 	r.t.Helper()
-	sent := r.waitSent(n)
-	time.Sleep(100 * time.Millisecond)
-	if sent = r.fake.Sent(); len(sent) != n {
+	r.waitSent(n)
+	r.waitFor("the server to be quiet", r.srv.Quiet)
+	sent := r.fake.Sent()
+	if len(sent) != n {
 		r.t.Fatalf("sent %d messages, want exactly %d: %v", len(sent), n, bodies(sent))
 	}
 	if p := r.fake.Problems(); len(p) > 0 {
@@ -576,7 +578,7 @@ func TestHandoffAndRelease(t *testing.T) {
 	r.post(buttonWebhook("15550001111", "wamid.2", "technical", "Technical problem", now.Add(time.Second)))
 	r.settled(3)
 	r.post(buttonWebhook("15550001111", "wamid.3", "not_fixed", "No", now.Add(2*time.Second)))
-	time.Sleep(50 * time.Millisecond)
+	r.waitFor("the server to be quiet", r.srv.Quiet)
 	_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
 	if h, _ := view["handoff"].(map[string]any); h == nil || h["queue"] != "support" {
 		t.Fatalf("handoff %v", view["handoff"])
@@ -718,7 +720,7 @@ func TestGracefulShutdownFinishesWork(t *testing.T) {
 	r := newRig(t, "testdata/echo")
 	r.fake.SetDelay(200 * time.Millisecond)
 	r.post(textWebhook("15550001111", "Ana", "wamid.g", "bye", r.clock.Now()))
-	time.Sleep(30 * time.Millisecond) // the send is under way
+	r.waitFor("the send to be under way", func() bool { return r.fake.InFlight() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := r.srv.Shutdown(ctx); err != nil {

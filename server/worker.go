@@ -18,8 +18,6 @@ import (
 // SweepInterval from the store.
 func (s *Server) scheduler() {
 	defer s.loops.Done()
-	t := time.NewTicker(s.cfg.TimerInterval)
-	defer t.Stop()
 	every := max(1, int(s.cfg.SweepInterval/s.cfg.TimerInterval))
 	for tick := 0; ; tick++ {
 		more := false
@@ -32,10 +30,12 @@ func (s *Server) scheduler() {
 		if more {
 			tick = -1 // the store had more: ask again at the next tick
 		}
+		tick, stop := after(s.clock, s.cfg.TimerInterval)
 		select {
 		case <-s.stop:
+			stop()
 			return
-		case <-t.C:
+		case <-tick:
 		}
 	}
 }
@@ -261,7 +261,7 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.Stat
 			// stays first in the outbox, and the contact's later messages
 			// wait behind it.
 			if ctx.Err() == nil {
-				time.AfterFunc(s.cfg.RetryLater, func() { s.disp.kick(contact) })
+				s.later(s.cfg.RetryLater, contact)
 			}
 			stopErr = fmt.Errorf("message %s stays queued: %w", o.ID, err)
 			break
@@ -291,12 +291,12 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.Stat
 
 // wait waits d before a retry; false when shutting down first.
 func (s *Server) wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
+	done, stop := after(s.clock, d)
+	defer stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-done:
 		return true
 	}
 }
@@ -314,7 +314,7 @@ func (s *Server) holdClaim(ctx context.Context, contact string, st *engine.State
 	if !s.holdsID() {
 		// The heartbeat lapsed: another process may hold the id. Try
 		// again once it beats.
-		time.AfterFunc(s.cfg.RetryLater, func() { s.disp.kick(contact) })
+		s.later(s.cfg.RetryLater, contact)
 		return st, false, nil
 	}
 	now := s.cfg.Now()

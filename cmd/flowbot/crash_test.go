@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -87,14 +88,17 @@ func (in *instance) post(from, id, text string, ts time.Time) {
 	}
 }
 
-// replies waits until the fake Graph API accepted n echoes, and returns
-// each contact's in order.
-func replies(t *testing.T, fake *fakegraph.Server, n int) map[string][]string {
+// replies waits until the fake Graph API accepted n echoes and the
+// instance has nothing more in hand (its /healthz says so), and returns
+// each contact's in order: anything more would be a duplicate.
+func replies(t *testing.T, in *instance, fake *fakegraph.Server, n int) map[string][]string {
 	t.Helper()
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && len(fake.Sent()) < n; {
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // anything more would be a duplicate
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !in.quiet(); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	out := map[string][]string{}
 	for _, r := range fake.Sent() {
 		if r.Type == "text" {
@@ -102,6 +106,25 @@ func replies(t *testing.T, fake *fakegraph.Server, n int) map[string][]string {
 		}
 	}
 	return out
+}
+
+// quiet reports whether the instance has no work in hand and nothing
+// queued, by its /healthz.
+func (in *instance) quiet() bool {
+	resp, err := http.Get("http://" + in.addr + "/healthz")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Work struct {
+			Contacts, Retries, Queued int
+		} `json:"work_in_hand"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&h) != nil {
+		return false
+	}
+	return h.Work.Contacts == 0 && h.Work.Retries == 0 && h.Work.Queued == 0
 }
 
 func checkEchoes(t *testing.T, got map[string][]string, contacts, each int) {
@@ -141,7 +164,7 @@ func TestCrashBetweenAcceptAndProcess(t *testing.T) {
 		t.Fatalf("%d messages went out before the crash", n)
 	}
 	second := startServe(t, uri, fake.URL)
-	checkEchoes(t, replies(t, fake, contacts*each), contacts, each)
+	checkEchoes(t, replies(t, second, fake, contacts*each), contacts, each)
 	second.kill()
 }
 
@@ -177,7 +200,7 @@ func TestCrashBetweenCommitAndSend(t *testing.T) {
 	second := startServe(t, uri, fake.URL, "--settle", "1ms", "--claim-timeout", "1h")
 	second.post("15551230000", "wamid.crash2.0.1", "m1", base.Add(time.Second))
 	second.post("15551230000", "wamid.crash2.0.2", "m2", base.Add(2*time.Second))
-	checkEchoes(t, replies(t, fake, 3), 1, 3)
+	checkEchoes(t, replies(t, second, fake, 3), 1, 3)
 	if t.Failed() {
 		t.Logf("first instance:\n%s\nsecond instance:\n%s", first.log.String(), second.log.String())
 	}

@@ -52,6 +52,7 @@ type Server struct {
 	hang     chan struct{}
 	seq      int
 	waiting  int
+	inFlight int
 
 	templates []map[string]any
 	pageSize  int
@@ -151,6 +152,14 @@ func (s *Server) Waiting() int {
 	return s.waiting
 }
 
+// InFlight is how many requests the fake is answering now (held by a
+// Hang or a delay, or being handled).
+func (s *Server) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight
+}
+
 // Requests returns every request so far.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -183,6 +192,14 @@ func (s *Server) Problems() []Request {
 }
 
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.inFlight++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
 	raw, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	req := Request{At: time.Now(), Path: r.URL.Path, Raw: raw}
 	s.mu.Lock()

@@ -258,15 +258,15 @@ var (
 // declared types, and that they can be stored.
 func CheckVars(f *flows.Flow, vars map[string]any) error {
 	for k, v := range vars {
-		if err := Storable(v); err != nil {
+		if err := flows.Storable(v); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrBadVars, k, err)
 		}
 		found := false
 		for _, d := range f.Vars {
 			if d.Name == k {
 				found = true
-				if !sameKind(d.Default, v) {
-					return fmt.Errorf("%w: %s holds %s, got %s", ErrBadVars, k, kindOf(d.Default), kindOf(v))
+				if !flows.SameKind(d.Default, v) {
+					return fmt.Errorf("%w: %s holds %s, got %s", ErrBadVars, k, flows.KindOf(d.Default), flows.KindOf(v))
 				}
 			}
 		}
@@ -362,14 +362,14 @@ func (c *conv) SetVar(name string, v any) bool {
 		c.st.Vars = map[string]any{}
 		c.env.Vars = c.st.Vars
 	}
-	if err := Storable(v); err != nil {
+	if err := flows.Storable(v); err != nil {
 		c.Fail(fmt.Errorf("cannot set vars.%s: %v", name, err))
 		return false
 	}
 	if c.flow != nil {
 		for _, d := range c.flow.Vars {
-			if d.Name == name && !sameKind(d.Default, v) {
-				c.Fail(fmt.Errorf("cannot set vars.%s (%s) to %s", name, kindOf(d.Default), kindOf(v)))
+			if d.Name == name && !flows.SameKind(d.Default, v) {
+				c.Fail(fmt.Errorf("cannot set vars.%s (%s) to %s", name, flows.KindOf(d.Default), flows.KindOf(v)))
 				return false
 			}
 		}
@@ -383,54 +383,6 @@ func (c *conv) SetVar(name string, v any) bool {
 	}
 	c.st.Vars[name] = v
 	return true
-}
-
-func kindOf(v any) string {
-	switch v.(type) {
-	case string:
-		return "text"
-	case int, int64:
-		return "a whole number"
-	case float64:
-		return "a number"
-	case bool:
-		return "true/false"
-	case map[string]any:
-		return "data (a mapping)"
-	case []any:
-		return "a list"
-	case nil:
-		return "nothing (nil)"
-	}
-	return fmt.Sprintf("%T", v)
-}
-
-func sameKind(def, v any) bool {
-	switch def.(type) {
-	case string:
-		_, ok := v.(string)
-		return ok
-	case int:
-		switch v.(type) {
-		case int, int64:
-			return true
-		}
-	case float64:
-		switch v.(type) {
-		case int, int64, float64:
-			return true
-		}
-	case bool:
-		_, ok := v.(bool)
-		return ok
-	case map[string]any:
-		_, ok := v.(map[string]any)
-		return ok
-	case []any:
-		_, ok := v.([]any)
-		return ok
-	}
-	return false
 }
 
 func (c *conv) record(kind, detail string) {

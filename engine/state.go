@@ -1,10 +1,6 @@
 package engine
 
 import (
-	"errors"
-	"fmt"
-	"math"
-	"strings"
 	"time"
 
 	"github.com/flowbot/flowbot/actions"
@@ -319,43 +315,4 @@ func cloneSlice[T any](s []T) []T {
 		return nil
 	}
 	return append([]T(nil), s...)
-}
-
-// MaxValueDepth is how deeply maps and lists may nest in a variable.
-const MaxValueDepth = 32
-
-// Storable checks that a variable's value can be stored (JSON and BSON)
-// and shown: numbers are finite, map keys hold no NUL byte, nesting is
-// at most MaxValueDepth deep. A value that fails it is refused before
-// anything runs, instead of breaking every later save and view.
-func Storable(v any) error { return storable(v, 0) }
-
-func storable(v any, depth int) error {
-	if depth > MaxValueDepth {
-		return fmt.Errorf("nested more than %d levels deep", MaxValueDepth)
-	}
-	switch v := v.(type) {
-	case float64:
-		if math.IsInf(v, 0) || math.IsNaN(v) {
-			return errors.New("a number too large to store (it is not finite)")
-		}
-	case float32:
-		return storable(float64(v), depth)
-	case map[string]any:
-		for k, e := range v {
-			if strings.IndexByte(k, 0) >= 0 {
-				return fmt.Errorf("the key %q holds a NUL byte", k)
-			}
-			if err := storable(e, depth+1); err != nil {
-				return fmt.Errorf("%s: %w", k, err)
-			}
-		}
-	case []any:
-		for i, e := range v {
-			if err := storable(e, depth+1); err != nil {
-				return fmt.Errorf("[%d]: %w", i, err)
-			}
-		}
-	}
-	return nil
 }

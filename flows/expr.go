@@ -462,33 +462,3 @@ func readableExprError(msg string) string {
 	}
 	return msg
 }
-
-// NormalizeJSON turns decoded JSON numbers (float64 or json.Number) into
-// ints when they are whole, so that `vars.x.count + 1` is a whole number
-// as the designer expects. Maps and lists are changed in place.
-func NormalizeJSON(v any) any {
-	switch v := v.(type) {
-	case json.Number:
-		if i, err := v.Int64(); err == nil {
-			return int(i)
-		}
-		f, _ := v.Float64()
-		return f
-	case float64:
-		if v == float64(int(v)) && v < 1<<53 && v > -(1<<53) {
-			return int(v)
-		}
-		return v
-	case map[string]any:
-		for k, e := range v {
-			v[k] = NormalizeJSON(e)
-		}
-		return v
-	case []any:
-		for i, e := range v {
-			v[i] = NormalizeJSON(e)
-		}
-		return v
-	}
-	return v
-}

@@ -298,47 +298,5 @@ func (s *Store) Name() string { return "mongodb" }
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx, nil) }
 
-// normalize turns what BSON gives back for flow variables into the plain
-// types the engine works with: lists as []any, whole numbers as int.
-func normalize(v any) any {
-	switch v := v.(type) {
-	case nil:
-		return map[string]any(nil)
-	case map[string]any:
-		for k, e := range v {
-			v[k] = normalizeValue(e)
-		}
-		return v
-	}
-	return v
-}
-
-func normalizeValue(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		return normalize(v)
-	case bson.M:
-		return normalize(map[string]any(v))
-	case bson.A:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = normalizeValue(e)
-		}
-		return out
-	case []any:
-		for i, e := range v {
-			v[i] = normalizeValue(e)
-		}
-		return v
-	case int32:
-		return int(v)
-	case int64:
-		return int(v)
-	case bson.DateTime:
-		return v.Time().UTC()
-	}
-	return v
-}
-
 var _ store.Store = (*Store)(nil)
 var _ store.FreshLoader = (*Store)(nil)

@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -91,7 +92,7 @@ func (d *stateDoc) state() (*engine.State, error) {
 	if err := dec.Decode(st); err != nil {
 		return nil, fmt.Errorf("version %s: %w", d.ID, err)
 	}
-	st.Vars = normalize(st.Vars).(map[string]any)
+	st.Vars, _ = flows.Normalize(st.Vars).(map[string]any)
 	return st, nil
 }
 

@@ -1,0 +1,190 @@
+package flows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// The flow variables' type model, in one place: a variable's type is its
+// default's (text, a whole number, a number, true/false, data, a list);
+// values from outside (JSON bodies, mocks, call results, a store's
+// documents) are normalized into those Go types; a value must be one that
+// can be stored and shown.
+
+// KindOf names a value's type as a designer reads it.
+func KindOf(v any) string {
+	switch v.(type) {
+	case string:
+		return "text"
+	case int, int64:
+		return "a whole number"
+	case float64:
+		return "a number"
+	case bool:
+		return "true/false"
+	case map[string]any:
+		return "data (a mapping)"
+	case []any:
+		return "a list"
+	case nil:
+		return "nothing (nil)"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// SameKind reports whether v may be stored in a variable whose default is
+// def: a whole number fits a number variable, nothing else mixes.
+func SameKind(def, v any) bool {
+	switch def.(type) {
+	case string:
+		_, ok := v.(string)
+		return ok
+	case int:
+		switch v.(type) {
+		case int, int64:
+			return true
+		}
+	case float64:
+		switch v.(type) {
+		case int, int64, float64:
+			return true
+		}
+	case bool:
+		_, ok := v.(bool)
+		return ok
+	case map[string]any:
+		_, ok := v.(map[string]any)
+		return ok
+	case []any:
+		_, ok := v.([]any)
+		return ok
+	}
+	return false
+}
+
+// NormalizeJSON turns decoded JSON numbers (float64 or json.Number) into
+// ints when they are whole, so that `vars.x.count + 1` is a whole number
+// as the designer expects. Maps and lists are changed in place.
+func NormalizeJSON(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if i, err := v.Int64(); err == nil {
+			return int(i)
+		}
+		f, _ := v.Float64()
+		return f
+	case float64:
+		if v == float64(int(v)) && v < 1<<53 && v > -(1<<53) {
+			return int(v)
+		}
+		return v
+	case map[string]any:
+		for k, e := range v {
+			v[k] = NormalizeJSON(e)
+		}
+		return v
+	case []any:
+		for i, e := range v {
+			v[i] = NormalizeJSON(e)
+		}
+		return v
+	}
+	return v
+}
+
+// Normalize turns values decoded from a typed source (a store's
+// documents) into the model's Go types: sized ints into int, maps of any
+// named map type into map[string]any, lists into []any, a date into a UTC
+// time; floats stay floats. A nil map stays a nil map[string]any.
+func Normalize(v any) any {
+	switch v := v.(type) {
+	case nil:
+		return map[string]any(nil)
+	case map[string]any:
+		for k, e := range v {
+			v[k] = normalizeValue(e)
+		}
+		return v
+	}
+	return normalizeValue(v)
+}
+
+func normalizeValue(v any) any {
+	switch v := v.(type) {
+	case nil, string, bool, int, float64:
+		return v
+	case map[string]any:
+		return Normalize(v)
+	case []any:
+		for i, e := range v {
+			v[i] = normalizeValue(e)
+		}
+		return v
+	case int32:
+		return int(v)
+	case int64:
+		return int(v)
+	case interface{ Time() time.Time }:
+		return v.Time().UTC()
+	}
+	rv := reflect.ValueOf(v)
+	switch {
+	case rv.Kind() == reflect.Map && rv.Type().Key().Kind() == reflect.String:
+		out := make(map[string]any, rv.Len())
+		for it := rv.MapRange(); it.Next(); {
+			out[it.Key().String()] = normalizeValue(it.Value().Interface())
+		}
+		return out
+	case rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() != reflect.Uint8:
+		out := make([]any, rv.Len())
+		for i := range out {
+			out[i] = normalizeValue(rv.Index(i).Interface())
+		}
+		return out
+	}
+	return v
+}
+
+// MaxValueDepth is how deeply maps and lists may nest in a variable.
+const MaxValueDepth = 32
+
+// Storable checks that a variable's value can be stored (JSON and BSON)
+// and shown: numbers are finite, map keys hold no NUL byte, nesting is
+// at most MaxValueDepth deep. A value that fails it is refused before
+// anything runs, instead of breaking every later save and view.
+func Storable(v any) error { return storable(v, 0) }
+
+func storable(v any, depth int) error {
+	if depth > MaxValueDepth {
+		return fmt.Errorf("nested more than %d levels deep", MaxValueDepth)
+	}
+	switch v := v.(type) {
+	case float64:
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return errors.New("a number too large to store (it is not finite)")
+		}
+	case float32:
+		return storable(float64(v), depth)
+	case map[string]any:
+		for k, e := range v {
+			if strings.IndexByte(k, 0) >= 0 {
+				return fmt.Errorf("the key %q holds a NUL byte", k)
+			}
+			if err := storable(e, depth+1); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if err := storable(e, depth+1); err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+		}
+	}
+	return nil
+}

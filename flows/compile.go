@@ -8,38 +8,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/expr-lang/expr/types"
 	"gopkg.in/yaml.v3"
-)
-
-// WhatsApp's limits (FLOW_SPEC.md section 2 and whatsapp-reference.md),
-// in characters. The exported ones bound rendered texts too: the engine
-// cuts a text that outgrew its limit (actions.Fit).
-const (
-	maxButtons         = 3
-	MaxButtonTitle     = 20
-	maxButtonID        = 256
-	maxListRows        = 10
-	maxListSections    = 10
-	MaxRowTitle        = 24
-	MaxRowDescription  = 72
-	maxRowID           = 200
-	MaxSectionTitle    = 24
-	MaxListButton      = 20
-	MaxText            = 4096
-	MaxButtonBody      = 1024
-	MaxListBody        = 4096
-	MaxCaption         = 1024
-	maxTemplateBody    = 1024
-	MaxTemplateHeader  = 60
-	maxTemplateFooter  = 60
-	maxTemplateButtons = 10
-	maxTemplateBtnText = 25
-	defaultMaxTemplate = 250
-	defaultCallTimeout = 10 * time.Second
-	windowLength       = 24 * time.Hour
 )
 
 // Default prices, per message, from FLOW_SPEC.md section 6's example.
@@ -269,7 +240,7 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 		case Conversation:
 			cfg.Pricing.Model = Conversation
 		default:
-			r.errorf(p.At, "pricing.model: unknown model %q (expected per_message or conversation)%s", p.Model, suggest(p.Model, []string{PerMessage, Conversation}))
+			r.errorf(p.At, "pricing.model: unknown model %q (expected per_message or conversation)%s", p.Model, suggest(p.Model, Enums["pricing_model"]))
 		}
 		cfg.Pricing.UtilityFreeInWindow = p.UtilityFreeInWindow
 		if p.Currency != "" {
@@ -356,7 +327,7 @@ func (c *compiler) compileTemplates(d *decoder, tf *TemplatesFile) {
 		tl := &TemplateLang{Language: ts.Language, At: ts.At, Body: ts.Body.Text}
 		cat := strings.ToUpper(ts.Category)
 		switch {
-		case cat == "MARKETING" || cat == "UTILITY" || cat == "AUTHENTICATION":
+		case contains(templateCategories, cat):
 			tl.Category = Category(strings.ToLower(cat))
 		case legacyCategories[cat]:
 			r.warnf(ts.At, "template %q: legacy category %s is loaded as UTILITY", ts.Name.Name, cat)
@@ -412,7 +383,7 @@ func (c *compiler) compileTemplates(d *decoder, tf *TemplatesFile) {
 				tl.HeaderFormat = "document"
 			case h.Format != "":
 				f := strings.ToLower(h.Format)
-				if !contains([]string{"image", "video", "document", "location"}, f) {
+				if !contains(headerMediaFormats, f) {
 					r.errorf(h.At, "template %q: header format %q (expected text, image, video, document or location)", ts.Name.Name, h.Format)
 				}
 				tl.HeaderFormat = f
@@ -431,7 +402,7 @@ func (c *compiler) compileTemplates(d *decoder, tf *TemplatesFile) {
 		}
 		for _, b := range ts.Buttons {
 			typ := strings.ToLower(b.Type)
-			if !contains([]string{"quick_reply", "url", "phone_number", "copy_code", "flow", "otp", "catalog", "mpm"}, typ) {
+			if !contains(Enums["button_type"], typ) {
 				r.errorf(b.At, "template %q: unknown button type %q%s", ts.Name.Name, b.Type, suggest(typ, []string{"quick_reply", "url", "phone_number", "copy_code"}))
 			}
 			if n := len([]rune(b.Text)); n > maxTemplateBtnText {
@@ -702,7 +673,7 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 		if call.Method == "" {
 			call.Method = "GET"
 		}
-		if !contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}, call.Method) {
+		if !contains(Enums["method"], call.Method) {
 			r.errorf(cs.At, "call: unknown method %q", cs.Method)
 		}
 		for _, h := range cs.Headers {

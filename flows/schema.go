@@ -127,6 +127,12 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 	var required []string
 	for _, f := range fields {
 		sch := g.schema(t.Field(f.index).Type)
+		if name := t.Field(f.index).Tag.Get("enum"); name != "" {
+			sch = enumSchema(name)
+		}
+		if name := t.Field(f.index).Tag.Get("limit"); name != "" {
+			sch = limitSchema(Limits[name])
+		}
 		if doc := t.Field(f.index).Tag.Get("doc"); doc != "" {
 			sch = withDescription(sch, doc)
 		}
@@ -140,6 +146,44 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 		obj["required"] = required
 	}
 	return obj
+}
+
+// enumSchema allows the values of an enum (both cases of a caseless one).
+func enumSchema(name string) map[string]any {
+	vals, ok := Enums[name]
+	if !ok {
+		panic("flows: no enum " + name)
+	}
+	var out []string
+	seen := map[string]bool{}
+	add := func(v string) {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	for _, v := range vals {
+		add(v)
+		if caselessEnums[name] {
+			add(strings.ToLower(v))
+			add(strings.ToUpper(v))
+		}
+	}
+	return map[string]any{"enum": out}
+}
+
+// limitSchema bounds a text's length. A text with {{ ... }} is exempt:
+// what it renders to is checked when the bot loads (its literal parts)
+// and when it runs (actions.Fit).
+func limitSchema(l Limit) map[string]any {
+	if l.Max == 0 {
+		panic("flows: a limit tag names no limit")
+	}
+	return map[string]any{"anyOf": []map[string]any{
+		{"type": []string{"number", "boolean"}},
+		{"type": "string", "maxLength": l.Max},
+		{"type": "string", "pattern": `\{\{`},
+	}}
 }
 
 // withDescription copies a schema and describes it (schemas are shared

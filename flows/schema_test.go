@@ -3,6 +3,7 @@ package flows_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,6 +130,13 @@ func TestSchemaRejectsWhatTheLoaderRejects(t *testing.T) {
 		{"unknown setting", "flowbot.yaml", "default_flw: a\n", true},
 		{"good settings", "flowbot.yaml", "opt_out: STOP\nkeywords: [{ match: [menu], goto: a }]\n", false},
 		{"unknown test step", "tests/t.yaml", "name: t\nsteps:\n  - usr: hi\n", true},
+		{"unknown method", "flows/a.yaml", "flow: a\nstart: s\nsteps:\n  s: { call: { method: FETCH, url: 'https://x.example', on_error: s }, end: true }\n", true},
+		{"lowercase method", "flows/a.yaml", "flow: a\nstart: s\nsteps:\n  s: { call: { method: post, url: 'https://x.example', on_error: s }, end: true }\n", false},
+		{"button title too long", "flows/a.yaml", "flow: a\nstart: s\nsteps:\n  s: { ask: q, buttons: [{id: a, title: 'a title far over twenty'}], end: true }\n", true},
+		{"button title from an expression", "flows/a.yaml", "flow: a\nstart: s\nsteps:\n  s: { ask: q, buttons: [{id: a, title: '{{ contact.name + contact.id }}'}], end: true }\n", false},
+		{"unknown pricing model", "flowbot.yaml", "pricing: { model: per_minute }\n", true},
+		{"unknown category", "templates.yaml", "templates:\n  - { name: t, language: en_US, category: PROMO, status: APPROVED, body: x }\n", true},
+		{"legacy category", "templates.yaml", "templates:\n  - { name: t, language: en_US, category: ALERT_UPDATE, status: APPROVED, body: x }\n", false},
 		{"good test", "tests/t.yaml", "name: t\nsteps:\n  - user: hi\n  - bot: { contains: x }\n  - expect: { step: null }\n", false},
 	}
 	for _, tc := range cases {
@@ -157,6 +165,32 @@ func TestSchemaRejectsWhatTheLoaderRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGuideListsTheLimits: the guide's table of text limits says what
+// flows.Limits says.
+func TestGuideListsTheLimits(t *testing.T) {
+	guide, err := os.ReadFile("../docs/bot-format.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range flows.Limits {
+		if strings.HasPrefix(name, "template_") && name != "template_header" || strings.HasSuffix(name, "_id") {
+			continue // checked at load time only, not cut at run time: not in that table
+		}
+		row := fmt.Sprintf("| %s | %s |", l.What, thousands(l.Max))
+		if !strings.Contains(string(guide), row) {
+			t.Errorf("docs/bot-format.md lacks the row %q (limit %s)", row, name)
+		}
+	}
+}
+
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	if len(s) > 3 {
+		s = s[:len(s)-3] + "," + s[len(s)-3:]
+	}
+	return s
 }
 
 var _ = json.Number("")

@@ -113,7 +113,7 @@ func (t *TextsSpec) decodeNode(d *decoder, n *yaml.Node) {
 // CallSpec is an HTTP request to an integration.
 type CallSpec struct {
 	At      Pos
-	Method  string              `yaml:"method"`
+	Method  string              `yaml:"method" enum:"method"`
 	URL     Source              `yaml:"url" flowbot:"required"`
 	Headers OrderedMap[*Source] `yaml:"headers"`
 	JSON    *yaml.Node          `yaml:"json"`
@@ -127,37 +127,37 @@ type MediaSpec struct {
 	At       Pos
 	Link     *Source `yaml:"link"`
 	ID       *Source `yaml:"id"`
-	Caption  *Source `yaml:"caption"`
+	Caption  *Source `yaml:"caption" limit:"caption"`
 	Filename *Source `yaml:"filename"`
 }
 
 // ButtonSpec is a reply button.
 type ButtonSpec struct {
 	At    Pos
-	ID    string `yaml:"id" flowbot:"required"`
-	Title Source `yaml:"title" flowbot:"required"`
+	ID    string `yaml:"id" flowbot:"required" limit:"button_id"`
+	Title Source `yaml:"title" flowbot:"required" limit:"button_title"`
 }
 
 // ListSpec is an interactive list.
 type ListSpec struct {
 	At       Pos
-	Button   Source        `yaml:"button" flowbot:"required"`
+	Button   Source        `yaml:"button" flowbot:"required" limit:"list_button"`
 	Sections []SectionSpec `yaml:"sections" flowbot:"required"`
 }
 
 // SectionSpec is one section of a list.
 type SectionSpec struct {
 	At    Pos
-	Title string    `yaml:"title"`
+	Title string    `yaml:"title" limit:"section_title"`
 	Rows  []RowSpec `yaml:"rows" flowbot:"required"`
 }
 
 // RowSpec is one row of a list.
 type RowSpec struct {
 	At          Pos
-	ID          string  `yaml:"id" flowbot:"required"`
-	Title       Source  `yaml:"title" flowbot:"required"`
-	Description *Source `yaml:"description"`
+	ID          string  `yaml:"id" flowbot:"required" limit:"row_id"`
+	Title       Source  `yaml:"title" flowbot:"required" limit:"row_title"`
+	Description *Source `yaml:"description" limit:"row_description"`
 }
 
 // RetrySpec bounds how often an `ask` re-asks after a failed validation.
@@ -280,7 +280,7 @@ type KeywordSpec struct {
 // PricingSpec sets how dry runs and tests price a conversation.
 type PricingSpec struct {
 	At                  Pos
-	Model               string     `yaml:"model"`
+	Model               string     `yaml:"model" enum:"pricing_model"`
 	UtilityFreeInWindow bool       `yaml:"utility_free_in_window"`
 	Currency            string     `yaml:"currency"`
 	Rates               *RatesSpec `yaml:"rates"`
@@ -306,12 +306,12 @@ type TemplateSpec struct {
 	At              Pos
 	Name            Ref                  `yaml:"name" flowbot:"required"`
 	Language        string               `yaml:"language" flowbot:"required"`
-	Category        string               `yaml:"category" flowbot:"required"`
-	Status          string               `yaml:"status" flowbot:"required"`
-	ParameterFormat string               `yaml:"parameter_format"`
+	Category        string               `yaml:"category" flowbot:"required" enum:"category"`
+	Status          string               `yaml:"status" flowbot:"required" enum:"status"`
+	ParameterFormat string               `yaml:"parameter_format" enum:"parameter_format"`
 	Header          *TemplateHeaderSpec  `yaml:"header"`
-	Body            Source               `yaml:"body" flowbot:"required"`
-	Footer          *Source              `yaml:"footer"`
+	Body            Source               `yaml:"body" flowbot:"required" limit:"template_body"`
+	Footer          *Source              `yaml:"footer" limit:"template_footer"`
 	Buttons         []TemplateButtonSpec `yaml:"buttons"`
 }
 
@@ -319,7 +319,7 @@ type TemplateSpec struct {
 type TemplateHeaderSpec struct {
 	At       Pos
 	Text     *Source `yaml:"text"`
-	Format   string  `yaml:"format"`
+	Format   string  `yaml:"format" enum:"header_format"`
 	Image    any     `yaml:"image"`
 	Video    any     `yaml:"video"`
 	Document any     `yaml:"document"`
@@ -328,8 +328,8 @@ type TemplateHeaderSpec struct {
 // TemplateButtonSpec is one button of a template.
 type TemplateButtonSpec struct {
 	At          Pos
-	Type        string `yaml:"type" flowbot:"required"`
-	Text        string `yaml:"text" flowbot:"required"`
+	Type        string `yaml:"type" flowbot:"required" enum:"button_type"`
+	Text        string `yaml:"text" flowbot:"required" limit:"template_button"`
 	URL         string `yaml:"url"`
 	PhoneNumber string `yaml:"phone_number"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sort"
 	"strings"
 	"time"
 )
@@ -187,4 +188,92 @@ func storable(v any, depth int) error {
 		}
 	}
 	return nil
+}
+
+// The format's values, in one place: the limits below and the enums are
+// what the compiler checks, what the engine cuts rendered texts to
+// (actions.Fit), what the JSON Schema says (maxLength and enum, from the
+// spec fields' `limit` and `enum` tags) and what the guide's tables list
+// (a test checks docs/bot-format.md against Limits).
+
+// WhatsApp's limits (FLOW_SPEC.md section 2 and whatsapp-reference.md),
+// in characters unless said otherwise.
+const (
+	maxButtons         = 3
+	MaxButtonTitle     = 20
+	maxButtonID        = 256
+	maxListRows        = 10
+	maxListSections    = 10
+	MaxRowTitle        = 24
+	MaxRowDescription  = 72
+	maxRowID           = 200
+	MaxSectionTitle    = 24
+	MaxListButton      = 20
+	MaxText            = 4096
+	MaxButtonBody      = 1024
+	MaxListBody        = 4096
+	MaxCaption         = 1024
+	maxTemplateBody    = 1024
+	MaxTemplateHeader  = 60
+	maxTemplateFooter  = 60
+	maxTemplateButtons = 10
+	maxTemplateBtnText = 25
+	defaultMaxTemplate = 250
+	defaultCallTimeout = 10 * time.Second
+	windowLength       = 24 * time.Hour
+)
+
+// Limit is one of WhatsApp's length limits, by the name a spec field's
+// `limit` tag gives.
+type Limit struct {
+	Max  int
+	What string // as the guide's table names it
+}
+
+// Limits are the length limits of texts.
+var Limits = map[string]Limit{
+	"text":            {MaxText, "a `say` text"},
+	"button_body":     {MaxButtonBody, "the question or body of a message with buttons"},
+	"list_body":       {MaxListBody, "the body of a list"},
+	"caption":         {MaxCaption, "a media caption"},
+	"button_title":    {MaxButtonTitle, "a button's title; the list's button"},
+	"list_button":     {MaxListButton, "a button's title; the list's button"},
+	"row_title":       {MaxRowTitle, "a list row's title; a section's title"},
+	"section_title":   {MaxSectionTitle, "a list row's title; a section's title"},
+	"row_description": {MaxRowDescription, "a list row's description"},
+	"template_header": {MaxTemplateHeader, "a template header parameter"},
+	"button_id":       {maxButtonID, "a button's id"},
+	"row_id":          {maxRowID, "a list row's id"},
+	"template_body":   {maxTemplateBody, "a template's body"},
+	"template_footer": {maxTemplateFooter, "a template's footer"},
+	"template_button": {maxTemplateBtnText, "a template button's text"},
+}
+
+var (
+	templateCategories = []string{"MARKETING", "UTILITY", "AUTHENTICATION"}
+	headerMediaFormats = []string{"image", "video", "document", "location"}
+)
+
+// Enums are the values a key allows, by the name a spec field's `enum`
+// tag gives. caseless ones are accepted in any case.
+var Enums = map[string][]string{
+	"method":           {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"},
+	"pricing_model":    {PerMessage, Conversation},
+	"category":         append(append([]string(nil), templateCategories...), sortedKeys(legacyCategories)...),
+	"status":           templateStatuses,
+	"parameter_format": {"NAMED", "POSITIONAL"},
+	"header_format":    headerMediaFormats,
+	"button_type":      {"quick_reply", "url", "phone_number", "copy_code", "flow", "otp", "catalog", "mpm"},
+}
+
+// caselessEnums are the enums the loader reads in any case.
+var caselessEnums = map[string]bool{"method": true, "category": true, "status": true, "parameter_format": true, "header_format": true, "button_type": true}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

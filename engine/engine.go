@@ -549,48 +549,32 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// reply handles the contact's answer to an ask.
+// reply applies what the step's ask makes of the contact's answer
+// (actions.Ask: validate, retry, save) to the conversation.
 func (c *conv) reply(m *Inbound) {
-	st, step := c.st, c.step
-	ask := step.Ask
-	if ask.Validate != nil {
-		ok, err := ask.Validate.EvalBool(&c.env)
-		if err != nil {
-			c.Fail(err)
+	st := c.st
+	ask := actions.AskOf(c.step.Ask)
+	switch ask.Judge(c, st.Attempt) {
+	case actions.GiveUp:
+		c.record(RecRetry, fmt.Sprintf("retries used up (%d); going to %s", st.Attempt, ask.Then()))
+		c.leavePause()
+		c.run(ask.Then())
+		return
+	case actions.AskAgain:
+		st.Attempt++
+		c.env.Attempt = st.Attempt
+		c.record(RecRetry, fmt.Sprintf("reply not valid; asking again (retry %d)", st.Attempt))
+		c.pending = c.pending[:0]
+		c.Send(ask.Again(c))
+		st.Batch++
+		if c.flush() {
+			c.armWindowClosing()
 		}
-		if c.e.opts.Trace {
-			c.Trace(RecCondition, fmt.Sprintf("validate %s → %t", ask.Validate.Src, ok))
-		}
-		if !ok {
-			if ask.Retry != nil && st.Attempt >= ask.Retry.Times {
-				c.record(RecRetry, fmt.Sprintf("retries used up (%d); going to %s", ask.Retry.Times, ask.Retry.Then))
-				c.leavePause()
-				c.run(ask.Retry.Then)
-				return
-			}
-			st.Attempt++
-			c.env.Attempt = st.Attempt
-			c.record(RecRetry, fmt.Sprintf("reply not valid; asking again (retry %d)", st.Attempt))
-			body := ask.Text
-			if ask.Retry != nil && ask.Retry.Say != nil {
-				body = ask.Retry.Say
-			}
-			c.pending = c.pending[:0]
-			c.Send(actions.Question(c, ask, body))
-			st.Batch++
-			if c.flush() {
-				c.armWindowClosing()
-			}
-			return
-		}
+		return
 	}
-	if ask.Save != "" {
-		v := m.Choice
-		if v == "" {
-			v = m.Text
-		}
-		if c.SetVar(ask.Save, v) && c.e.opts.Trace {
-			c.Trace(RecSet, fmt.Sprintf("vars.%s = %q", ask.Save, v))
+	if name, v, ok := ask.Saved(m.Choice, m.Text); ok {
+		if c.SetVar(name, v) && c.e.opts.Trace {
+			c.Trace(RecSet, fmt.Sprintf("vars.%s = %q", name, v))
 		}
 	}
 	c.leavePause()

@@ -561,15 +561,21 @@ func decodeBody(body []byte, v any) error {
 	return nil
 }
 
-func (s *Server) contact(c *fiber.Ctx) error {
+// stored is the stored state of the path's contact, or a 404.
+func (s *Server) stored(c *fiber.Ctx) (string, *engine.State, error) {
 	id, err := contactParam(c)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	st, err := s.loadFresh(c.UserContext(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
+		return "", nil, fiber.NewError(fiber.StatusNotFound, "no such contact")
 	}
+	return id, st, err
+}
+
+func (s *Server) contact(c *fiber.Ctx) error {
+	_, st, err := s.stored(c)
 	if err != nil {
 		return err
 	}
@@ -577,14 +583,7 @@ func (s *Server) contact(c *fiber.Ctx) error {
 }
 
 func (s *Server) release(c *fiber.Ctx) error {
-	id, err := contactParam(c)
-	if err != nil {
-		return err
-	}
-	st, err := s.loadFresh(c.UserContext(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no such contact"})
-	}
+	id, st, err := s.stored(c)
 	if err != nil {
 		return err
 	}

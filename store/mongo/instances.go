@@ -62,27 +62,13 @@ func (s *Store) Claimed(ctx context.Context, instance string, limit int) ([]stri
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing claimed contacts: %w", err)
 	}
-	var docs []struct {
-		Contact string `bson:"contact"`
-		Version int64  `bson:"version"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("mongodb: listing claimed contacts: %w", err)
-	}
-	if len(docs) == 0 {
-		return nil, nil
-	}
-	names := make([]string, len(docs))
-	for i, d := range docs {
-		names[i] = d.Contact
-	}
-	latest, err := s.latestVersions(ctx, names)
+	latest, _, err := s.splitLatest(ctx, cur)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing claimed contacts: %w", err)
 	}
 	var out []string
-	for _, d := range docs {
-		if d.Version == latest[d.Contact] && (limit <= 0 || len(out) < limit) {
+	for _, d := range latest {
+		if limit <= 0 || len(out) < limit {
 			out = append(out, d.Contact)
 		}
 	}

@@ -313,6 +313,41 @@ func (s *Store) Save(ctx context.Context, st *engine.State) error {
 	return nil
 }
 
+// versionRef is a version of a contact's state as a query found it.
+type versionRef struct {
+	Contact string    `bson:"contact"`
+	Version int64     `bson:"version"`
+	NextDue time.Time `bson:"next_due"`
+}
+
+// splitLatest reads the versions a query found and splits them into the
+// contacts' latest versions and superseded ones (not deleted yet).
+func (s *Store) splitLatest(ctx context.Context, cur *mongo.Cursor) (latest, superseded []versionRef, err error) {
+	var docs []versionRef
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, nil, err
+	}
+	if len(docs) == 0 {
+		return nil, nil, nil
+	}
+	names := make([]string, len(docs))
+	for i, d := range docs {
+		names[i] = d.Contact
+	}
+	versions, err := s.latestVersions(ctx, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range docs {
+		if d.Version == versions[d.Contact] {
+			latest = append(latest, d)
+		} else {
+			superseded = append(superseded, d)
+		}
+	}
+	return latest, superseded, nil
+}
+
 // Due implements store.Contacts.
 func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Due, error) {
 	opts := options.Find().SetSort(bson.D{{Key: "next_due", Value: 1}})
@@ -324,45 +359,28 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Due, e
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
 	}
-	type ref struct {
-		Contact string    `bson:"contact"`
-		Version int64     `bson:"version"`
-		NextDue time.Time `bson:"next_due"`
-	}
-	var docs []ref
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
-	}
-	if len(docs) == 0 {
-		return nil, nil
-	}
 	// A superseded version not deleted yet may still say it is due:
 	// keep only the contacts whose latest version does.
-	names := make([]string, len(docs))
-	for i, d := range docs {
-		names[i] = d.Contact
-	}
-	latest, err := s.latestVersions(ctx, names)
+	docs, old, err := s.splitLatest(ctx, cur)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
 	}
 	var due []store.Due
-	var superseded bson.A
 	for _, d := range docs {
-		if d.Version == latest[d.Contact] {
-			at := d.NextDue.UTC()
-			if at.Equal(epoch) {
-				at = time.Time{}
-			}
-			due = append(due, store.Due{Contact: d.Contact, At: at})
-			// The worker this sends will load the contact: not an older
-			// version from the cache, on which the due work may not be
-			// (a round that changes nothing saves nothing, so no
-			// conflict would tell).
-			s.forgetOlder(d.Contact, d.Version)
-		} else {
-			superseded = append(superseded, versionID(d.Contact, d.Version))
+		at := d.NextDue.UTC()
+		if at.Equal(epoch) {
+			at = time.Time{}
 		}
+		due = append(due, store.Due{Contact: d.Contact, At: at})
+		// The worker this sends will load the contact: not an older
+		// version from the cache, on which the due work may not be (a
+		// round that changes nothing saves nothing, so no conflict would
+		// tell).
+		s.forgetOlder(d.Contact, d.Version)
+	}
+	var superseded bson.A
+	for _, d := range old {
+		superseded = append(superseded, versionID(d.Contact, d.Version))
 	}
 	if len(superseded) > 0 {
 		// They would come back every time, and could crowd out the due

@@ -47,8 +47,13 @@ type Conversation interface {
 	HTTP() Doer
 	// Fail records an error event naming the flow and the step.
 	Fail(err error)
-	// Trace records a trace line (shown by --trace), when tracing.
-	Trace(kind, detail string)
+	// TraceCondition, TraceSet and TraceCall record what a step did (shown
+	// by --trace), when tracing: a validate's value, a variable set (the
+	// value as shown, redacted), a call going out (status 0) and its
+	// answer.
+	TraceCondition(expr string, value bool)
+	TraceSet(name, value string)
+	TraceCall(method, url string, status int)
 	// Tracing reports whether Trace lines are kept.
 	Tracing() bool
 	// DefaultLanguage is the bot's default template language.

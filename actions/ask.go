@@ -56,9 +56,7 @@ func (a *Ask) Judge(c Conversation, attempt int) Verdict {
 	if err != nil {
 		c.Fail(err)
 	}
-	if c.Tracing() {
-		c.Trace("condition", fmt.Sprintf("validate %s → %t", v.Src, ok))
-	}
+	c.TraceCondition(v.Src, ok)
 	switch {
 	case ok:
 		return Accepted

@@ -88,7 +88,7 @@ func (a *Call) Run(ctx context.Context, c Conversation) string {
 		req.Header.Set(h.Name, v)
 	}
 	if c.Tracing() {
-		c.Trace("call", cl.Method+" "+shown)
+		c.TraceCall(cl.Method, shown, 0)
 	}
 	resp, err := c.HTTP().Do(req)
 	if err != nil {
@@ -109,7 +109,7 @@ func (a *Call) Run(ctx context.Context, c Conversation) string {
 		return fail(0, fmt.Errorf("the response is larger than %d bytes", maxResponse))
 	}
 	if c.Tracing() {
-		c.Trace("call", fmt.Sprintf("%s %s → %d", cl.Method, shown, resp.StatusCode))
+		c.TraceCall(cl.Method, shown, resp.StatusCode)
 	}
 	if cl.Save == "" {
 		return ""

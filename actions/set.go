@@ -24,7 +24,7 @@ func (a *Set) Run(_ context.Context, c Conversation) string {
 			continue
 		}
 		if c.SetVar(as.Var, v) && c.Tracing() {
-			c.Trace("set", "vars."+as.Var+" = "+c.Redact(quoteValue(v)))
+			c.TraceSet(as.Var, c.Redact(quoteValue(v)))
 		}
 	}
 	return ""

@@ -54,7 +54,7 @@ func benchInbound(b *testing.B, age time.Duration) {
 	now := t0
 	first := engine.NewState("15550001111")
 	first.Contact.Name = "Ana"
-	if _, err := e.Handle(ctx, first, engine.Event{Kind: engine.EventInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now.Add(-age)}}, now); err != nil {
+	if _, err := e.Handle(ctx, first, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now.Add(-age)}}, now); err != nil {
 		b.Fatal(err)
 	}
 	if err := st.Save(ctx, first); err != nil {
@@ -76,7 +76,7 @@ func benchInbound(b *testing.B, age time.Duration) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := e.Handle(ctx, s, engine.Event{Kind: engine.EventInbound, Message: m}, now)
+		res, err := e.Handle(ctx, s, engine.Input{Kind: engine.InputInbound, Message: m}, now)
 		if err != nil {
 			b.Fatal(err)
 		}

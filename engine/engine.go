@@ -22,38 +22,38 @@ import (
 // goto loop cannot spin forever.
 const maxHops = 100
 
-// EventKind is what happened to a contact.
-type EventKind string
+// InputKind is what happened to a contact.
+type InputKind string
 
 const (
-	// EventInbound is a message from the contact.
-	EventInbound EventKind = "inbound"
-	// EventTimer is a durable timer falling due.
-	EventTimer EventKind = "timer"
-	// EventRelease ends a handoff.
-	EventRelease EventKind = "release"
-	// EventStart starts a flow from outside (business-initiated).
-	EventStart EventKind = "start"
-	// EventWindowClosed is WhatsApp refusing a free-form message because
+	// InputInbound is a message from the contact.
+	InputInbound InputKind = "inbound"
+	// InputTimer is a durable timer falling due.
+	InputTimer InputKind = "timer"
+	// InputRelease ends a handoff.
+	InputRelease InputKind = "release"
+	// InputStart starts a flow from outside (business-initiated).
+	InputStart InputKind = "start"
+	// InputWindowClosed is WhatsApp refusing a free-form message because
 	// the window is closed after all (the host knows the channel's code
 	// for it): the step's fallback template goes out instead.
-	EventWindowClosed EventKind = "window_closed"
+	InputWindowClosed InputKind = "window_closed"
 )
 
-// Event is one input to the engine.
-type Event struct {
-	Kind    EventKind
-	Message *Inbound // EventInbound
-	TimerID string   // EventTimer
-	// EventStart: the flow to start, the step to start in ("" for the
+// Input is one input to the engine: what happened to the contact.
+type Input struct {
+	Kind    InputKind
+	Message *Inbound // InputInbound
+	TimerID string   // InputTimer
+	// InputStart: the flow to start, the step to start in ("" for the
 	// flow's start) and variables over the defaults.
 	Flow string
 	Step string
 	Vars map[string]any
-	// EventInbound: start this flow instead of matching triggers when the
+	// InputInbound: start this flow instead of matching triggers when the
 	// contact is in no flow (tests, `run --flow`).
 	ForceFlow string
-	// EventWindowClosed: the refused message.
+	// InputWindowClosed: the refused message.
 	Outbound *Outbound
 }
 
@@ -124,6 +124,7 @@ const (
 	RecRetry         = "retry"
 	RecError         = "error"
 	RecWarning       = "warning" // something was changed to make it deliverable (a text cut to WhatsApp's limit)
+	RecStatus        = "status"  // a delivery status for a message not in the recent history
 )
 
 // Record is one entry of what the engine did.
@@ -146,9 +147,11 @@ func (r Record) String() string {
 	return fmt.Sprintf("%s: %s", r.Kind, r.Detail)
 }
 
-// Result is what handling one event produced.
+// Result is what handling one input produced: the messages to send, the
+// events (typed), and the events as the log shows them.
 type Result struct {
 	Outbound []Outbound
+	Events   []Event
 	Records  []Record
 }
 
@@ -206,27 +209,28 @@ func (e *Engine) Options() Options { return e.opts }
 // caller owns st) and returns what to send and what happened. Bad input
 // never panics it: run-time expression errors are recorded as error
 // events and the conversation goes on or stops cleanly.
-func (e *Engine) Handle(ctx context.Context, st *State, ev Event, now time.Time) (*Result, error) {
+func (e *Engine) Handle(ctx context.Context, st *State, ev Input, now time.Time) (*Result, error) {
 	c := &conv{e: e, st: st, now: now, ctx: ctx}
 	c.res = &c.result
 	c.res.Outbound = c.outBuf[:0]
 	c.res.Records = c.recBuf[:0]
+	c.res.Events = c.evBuf[:0]
 	c.pending = c.pendBuf[:0]
 	c.fillEnv()
 	switch ev.Kind {
-	case EventInbound:
+	case InputInbound:
 		if ev.Message == nil {
 			return nil, errors.New("inbound event without a message")
 		}
 		c.inbound(ev.Message, ev.ForceFlow, ev.Vars)
-	case EventTimer:
+	case InputTimer:
 		c.timer(ev.TimerID)
-	case EventRelease:
+	case InputRelease:
 		if st.Handoff == nil {
 			return nil, ErrNotInHandoff
 		}
 		c.release()
-	case EventStart:
+	case InputStart:
 		f := e.bot.Flow(ev.Flow)
 		if f == nil {
 			return nil, fmt.Errorf("%w: %q", ErrUnknownFlow, ev.Flow)
@@ -238,7 +242,7 @@ func (e *Engine) Handle(ctx context.Context, st *State, ev Event, now time.Time)
 			return nil, err
 		}
 		c.startFlow(f, ev.Step, ev.Vars, "started by the business")
-	case EventWindowClosed:
+	case InputWindowClosed:
 		c.windowClosed(ev.Outbound)
 	default:
 		return nil, fmt.Errorf("unknown event kind %q", ev.Kind)
@@ -295,6 +299,7 @@ type conv struct {
 	result   Result
 	outBuf   [4]Outbound
 	recBuf   [8]Record
+	evBuf    [8]Event
 	pendBuf  [4]actions.Message
 	pauseBuf actions.Pause
 }
@@ -314,7 +319,7 @@ func (c *conv) fillEnv() {
 		}
 		if c.flow == nil || c.step == nil {
 			// The bot changed under a running conversation: stop cleanly.
-			c.record(RecError, fmt.Sprintf("flow %q step %q no longer exists; the flow was stopped", st.Flow, st.Step))
+			c.event(ErrorOccurred{c.header(), fmt.Sprintf("flow %q step %q no longer exists; the flow was stopped", st.Flow, st.Step)})
 			c.endFlow("the step no longer exists")
 		}
 	}
@@ -338,11 +343,23 @@ func (c *conv) DefaultLanguage() string { return c.e.bot.Settings.Language }
 func (c *conv) Redact(s string) string  { return c.e.redact.Replace(s) }
 func (c *conv) Send(m actions.Message)  { c.pending = append(c.pending, m) }
 func (c *conv) Pause(p actions.Pause)   { c.pauseBuf = p; c.pause = &c.pauseBuf }
-func (c *conv) Fail(err error)          { c.record(RecError, c.Redact(err.Error())) }
+func (c *conv) Fail(err error)          { c.event(ErrorOccurred{c.header(), c.Redact(err.Error())}) }
 
-func (c *conv) Trace(kind, detail string) {
+func (c *conv) TraceCondition(expr string, value bool) {
 	if c.e.opts.Trace {
-		c.record(kind, detail)
+		c.event(ConditionEvaluated{Header: c.header(), Expr: expr, Value: value, Validate: true})
+	}
+}
+
+func (c *conv) TraceSet(name, value string) {
+	if c.e.opts.Trace {
+		c.event(VarSet{c.header(), name, value})
+	}
+}
+
+func (c *conv) TraceCall(method, url string, status int) {
+	if c.e.opts.Trace {
+		c.event(CallMade{c.header(), method, url, status})
 	}
 }
 
@@ -385,15 +402,22 @@ func (c *conv) SetVar(name string, v any) bool {
 	return true
 }
 
-func (c *conv) record(kind, detail string) {
-	r := Record{At: c.now, Kind: kind, Detail: detail}
+// header is when and where the conversation is, for an event.
+func (c *conv) header() Header {
+	h := Header{At: c.now}
 	if c.flow != nil {
-		r.Flow = c.flow.ID
+		h.Flow = c.flow.ID
 	}
 	if c.step != nil {
-		r.Step = c.step.Name
+		h.Step = c.step.Name
 	}
-	c.res.Records = append(c.res.Records, r)
+	return h
+}
+
+// event adds an event to the result, with its record.
+func (c *conv) event(e Event) {
+	c.res.Events = append(c.res.Events, e)
+	c.res.Records = append(c.res.Records, e.Record())
 }
 
 // --- inbound messages ---
@@ -413,7 +437,7 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 			st.LastInbound = m.Timestamp
 			st.WindowClosed = false
 		}
-		c.record(RecIgnored, describeInbound(m)+": this kind of message does not move a flow")
+		c.event(MsgIgnored{c.header(), describeInbound(m) + ": this kind of message does not move a flow"})
 		return
 	}
 	if m.Timestamp.After(st.LastInbound) {
@@ -426,11 +450,7 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 	}
 	c.fillWindow()
 	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location}
-	if c.e.opts.Trace {
-		c.record(RecInbound, describeInbound(m))
-	} else {
-		c.record(RecInbound, m.ID)
-	}
+	c.event(MsgReceived{c.header(), m, c.e.opts.Trace})
 
 	word := strings.ToLower(strings.TrimSpace(m.Text))
 	set := c.e.bot.Settings
@@ -438,7 +458,7 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		if contains(set.OptOut, word) {
 			st.Contact.OptedOut = true
 			c.env.Contact.OptedOut = true
-			c.record(RecOptOut, "the contact opted out")
+			c.event(ContactOptedOut{c.header()})
 			st.Handoff = nil
 			c.endFlow("the contact opted out")
 			c.sendNow(actions.Message{Kind: "text", Text: set.OptOutReply})
@@ -447,7 +467,7 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		if contains(set.OptIn, word) {
 			st.Contact.OptedOut = false
 			c.env.Contact.OptedOut = false
-			c.record(RecOptIn, "the contact opted in")
+			c.event(ContactOptedIn{c.header()})
 			c.sendNow(actions.Message{Kind: "text", Text: set.OptInReply})
 			return
 		}
@@ -460,17 +480,17 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 				continue
 			}
 			if k.Handoff != nil && st.Handoff != nil {
-				c.record(RecIgnored, "keyword "+strconv.Quote(word)+": already handed off to "+st.Handoff.Queue)
+				c.event(MsgIgnored{c.header(), "keyword " + strconv.Quote(word) + ": already handed off to " + st.Handoff.Queue})
 				return
 			}
 			if st.Handoff != nil {
-				c.record(RecReleased, "keyword "+strconv.Quote(word)+" ended the handoff to "+st.Handoff.Queue)
+				c.event(HandoffReleased{c.header(), st.Handoff.Queue, word})
 				st.Handoff = nil
 			}
 			if k.Handoff != nil {
 				c.endFlow("keyword " + strconv.Quote(word))
 				st.Handoff = &HandoffState{Queue: k.Handoff.Queue, Note: c.Render(k.Handoff.Note), Since: c.now, Keyword: true}
-				c.record(RecHandoff, "keyword "+strconv.Quote(word)+": handed off to "+k.Handoff.Queue)
+				c.event(HandedOff{c.header(), k.Handoff.Queue, word})
 				return
 			}
 			f := c.e.bot.Flow(k.Flow)
@@ -479,7 +499,7 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		}
 	}
 	if st.Handoff != nil {
-		c.record(RecIgnored, "handed off to "+st.Handoff.Queue+": the bot stays silent")
+		c.event(MsgIgnored{c.header(), "handed off to " + st.Handoff.Queue + ": the bot stays silent"})
 		return
 	}
 	if c.flow != nil {
@@ -487,7 +507,7 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		case actions.PauseAsk:
 			c.reply(m)
 		default:
-			c.record(RecIgnored, fmt.Sprintf("the flow is in a %s, not waiting for a reply", orDefault(string(st.Waiting), "step")))
+			c.event(MsgIgnored{c.header(), fmt.Sprintf("the flow is in a %s, not waiting for a reply", orDefault(string(st.Waiting), "step"))})
 		}
 		return
 	}
@@ -520,7 +540,7 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		c.startFlow(c.e.bot.Flow(d), "", nil, "default flow")
 		return
 	}
-	c.record(RecUnmatched, "no trigger matched and the bot has no default_flow")
+	c.event(NoFlowMatched{c.header()})
 }
 
 func describeInbound(m *Inbound) string {
@@ -556,14 +576,14 @@ func (c *conv) reply(m *Inbound) {
 	ask := actions.AskOf(c.step.Ask)
 	switch ask.Judge(c, st.Attempt) {
 	case actions.GiveUp:
-		c.record(RecRetry, fmt.Sprintf("retries used up (%d); going to %s", st.Attempt, ask.Then()))
+		c.event(ReplyInvalid{Header: c.header(), Times: st.Attempt, Then: ask.Then()})
 		c.leavePause()
 		c.run(ask.Then())
 		return
 	case actions.AskAgain:
 		st.Attempt++
 		c.env.Attempt = st.Attempt
-		c.record(RecRetry, fmt.Sprintf("reply not valid; asking again (retry %d)", st.Attempt))
+		c.event(ReplyInvalid{Header: c.header(), Attempt: st.Attempt})
 		c.pending = c.pending[:0]
 		c.Send(ask.Again(c))
 		st.Batch++
@@ -573,8 +593,8 @@ func (c *conv) reply(m *Inbound) {
 		return
 	}
 	if name, v, ok := ask.Saved(m.Choice, m.Text); ok {
-		if c.SetVar(name, v) && c.e.opts.Trace {
-			c.Trace(RecSet, fmt.Sprintf("vars.%s = %q", name, v))
+		if c.SetVar(name, v) {
+			c.TraceSet(name, strconv.Quote(v))
 		}
 	}
 	c.leavePause()
@@ -605,7 +625,7 @@ func (c *conv) leave(step *flows.Step) (string, bool) {
 	}
 	next := c.route(step)
 	if next == "" {
-		c.record(RecError, "no route matched and the step has no else; the flow was stopped")
+		c.event(ErrorOccurred{c.header(), "no route matched and the step has no else; the flow was stopped"})
 		c.endFlow("no route")
 		return "", false
 	}
@@ -621,7 +641,7 @@ func (c *conv) route(step *flows.Step) string {
 			c.Fail(err)
 		}
 		if c.e.opts.Trace {
-			c.Trace(RecCondition, fmt.Sprintf("if %s → %t", cond.Src, ok))
+			c.event(ConditionEvaluated{Header: c.header(), Expr: cond.Src, Value: ok})
 		}
 		return ok
 	})
@@ -645,7 +665,7 @@ func (c *conv) startFlow(f *flows.Flow, stepName string, vars map[string]any, wh
 		st.Vars[k] = cloneValue(v)
 	}
 	c.env.Vars = st.Vars
-	c.record(RecFlowStart, why)
+	c.event(FlowStarted{c.header(), why})
 	if stepName == "" {
 		stepName = f.Start
 	}
@@ -658,7 +678,7 @@ func (c *conv) endFlow(why string) {
 	if st.Flow == "" {
 		return
 	}
-	c.record(RecFlowEnd, why)
+	c.event(FlowEnded{c.header(), why})
 	st.Flow, st.Step, st.Waiting, st.Attempt = "", "", "", 0
 	st.Timers = st.Timers[:0]
 	c.flow, c.step = nil, nil
@@ -670,12 +690,12 @@ func (c *conv) run(name string) {
 	for hops := 0; ; hops++ {
 		step := c.flow.Steps[name]
 		if step == nil {
-			c.record(RecError, fmt.Sprintf("undefined step %q; the flow was stopped", name))
+			c.event(ErrorOccurred{c.header(), fmt.Sprintf("undefined step %q; the flow was stopped", name)})
 			c.endFlow("undefined step")
 			return
 		}
 		if hops >= maxHops {
-			c.record(RecError, fmt.Sprintf("more than %d steps ran without waiting for the contact (a goto loop?); the flow was stopped", maxHops))
+			c.event(ErrorOccurred{c.header(), fmt.Sprintf("more than %d steps ran without waiting for the contact (a goto loop?); the flow was stopped", maxHops)})
 			c.endFlow("loop")
 			return
 		}
@@ -683,7 +703,9 @@ func (c *conv) run(name string) {
 		st.Step = name
 		st.Attempt = 0
 		c.env.Attempt = 0
-		c.Trace(RecStep, "entered")
+		if c.e.opts.Trace {
+			c.event(StepEntered{c.header()})
+		}
 		c.pending, c.pause = c.pending[:0], nil
 		st.Batch++
 		jump := ""
@@ -727,7 +749,7 @@ func (c *conv) enterPause(p actions.Pause) {
 		c.addTimer(TimerWait, c.now.Add(step.Wait))
 	case actions.PauseHandoff:
 		st.Handoff = &HandoffState{Queue: p.Queue, Note: p.Note, Since: c.now}
-		c.record(RecHandoff, "handed off to "+p.Queue)
+		c.event(HandedOff{Header: c.header(), Queue: p.Queue})
 	}
 }
 
@@ -772,16 +794,16 @@ func (c *conv) timer(id string) {
 		}
 	}
 	if idx < 0 {
-		c.record(RecIgnored, "timer "+id+" is no longer pending")
+		c.event(MsgIgnored{c.header(), "timer " + id + " is no longer pending"})
 		return
 	}
 	t := st.Timers[idx]
 	st.Timers = append(st.Timers[:idx], st.Timers[idx+1:]...)
 	if c.step == nil || t.Flow != st.Flow || t.Step != st.Step {
-		c.record(RecIgnored, "timer "+id+" belongs to a step the contact has left")
+		c.event(MsgIgnored{c.header(), "timer " + id + " belongs to a step the contact has left"})
 		return
 	}
-	c.record(RecTimer, string(t.Kind)+" fired")
+	c.event(TimerFired{c.header(), t})
 	switch t.Kind {
 	case TimerWait:
 		if st.Waiting != actions.PauseWait {
@@ -809,7 +831,7 @@ func (c *conv) release() {
 	st := c.st
 	h := st.Handoff
 	st.Handoff = nil
-	c.record(RecReleased, "released from "+h.Queue)
+	c.event(HandoffReleased{Header: c.header(), Queue: h.Queue})
 	if h.Keyword || c.step == nil || st.Waiting != actions.PauseHandoff {
 		c.endFlow("released from a keyword handoff")
 		return
@@ -842,13 +864,13 @@ func (c *conv) windowClosed(o *Outbound) {
 	}
 	fb := fallbackFor(f, step)
 	if fb == nil {
-		c.record(RecUndeliverable, fmt.Sprintf("step %s/%s: the window is closed and there is no fallback template", o.Flow, o.Step))
+		c.event(Undeliverable{c.header(), fmt.Sprintf("step %s/%s: the window is closed and there is no fallback template", o.Flow, o.Step)})
 		return
 	}
 	prevFlow, prevStep := c.flow, c.step
 	c.flow, c.step = f, step
 	m := actions.RenderTemplate(c, fb)
-	c.record(RecFallback, fb.Name) // the detail of a fallback record is the template, as in flush
+	c.event(TemplateFallback{c.header(), fb.Name})
 	c.emit(m, true, o.Batch)
 	c.flow, c.step = prevFlow, prevStep
 }

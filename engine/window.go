@@ -44,7 +44,7 @@ func (c *conv) flush() bool {
 	}
 	fb := fallbackFor(c.flow, c.step)
 	if fb == nil {
-		c.record(RecUndeliverable, fmt.Sprintf("the window is closed and step %q has no fallback template: %d message(s) not sent; the flow stopped", c.step.Name, free))
+		c.event(Undeliverable{c.header(), fmt.Sprintf("the window is closed and step %q has no fallback template: %d message(s) not sent; the flow stopped", c.step.Name, free)})
 		c.pending = c.pending[:0]
 		c.endFlow("undeliverable")
 		return false
@@ -61,7 +61,7 @@ func (c *conv) flush() bool {
 			continue
 		}
 		replaced = true
-		c.record(RecFallback, fb.Name)
+		c.event(TemplateFallback{c.header(), fb.Name})
 		c.emit(actions.RenderTemplate(c, fb), true, batch)
 	}
 	c.pending = pending[:0]
@@ -72,7 +72,7 @@ func (c *conv) flush() bool {
 // window-closing nudges), under the same rule.
 func (c *conv) sendNow(m actions.Message) {
 	if m.Free() && !c.st.WindowOpen(c.now) {
-		c.record(RecUndeliverable, "the window is closed: "+strconv.Quote(m.Text)+" not sent")
+		c.event(Undeliverable{c.header(), "the window is closed: " + strconv.Quote(m.Text) + " not sent"})
 		return
 	}
 	c.emit(m, false, c.st.Batch)
@@ -91,18 +91,18 @@ func (c *conv) emit(m actions.Message, fallback bool, batch int64) {
 	if !m.Free() {
 		o.Via = ViaTemplate
 		if st.Contact.OptedOut {
-			c.record(RecOptedOut, "template "+m.Template.Name+" not sent: the contact opted out")
+			c.event(TemplateNotSent{c.header(), m.Template.Name})
 			return
 		}
 	}
 	for _, cut := range actions.Fit(&o.Message) {
-		c.record(RecWarning, cut)
+		c.event(TextCut{c.header(), cut})
 	}
 	st.Seq++
 	o.ID = seqID(st.Contact.ID, ":m", st.Seq)
 	o.Category, o.Cost = c.price(&m)
 	c.res.Outbound = append(c.res.Outbound, o)
-	c.record(RecSent, o.ID)
+	c.event(MsgCreated{c.header(), o.ID})
 }
 
 // price charges a message under the bot's pricing model (FLOW_SPEC.md

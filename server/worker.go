@@ -393,15 +393,16 @@ type observer struct{ s *Server }
 
 func (o observer) Handled(took time.Duration) { o.s.metrics.stepTime.Observe(took.Seconds()) }
 
-func (o observer) Recorded(contact string, r engine.Record) {
-	switch r.Kind {
-	case engine.RecFallback:
+func (o observer) Happened(contact string, e engine.Event) {
+	switch e := e.(type) {
+	case engine.TemplateFallback:
 		o.s.metrics.fallbacks.Inc()
-	case engine.RecError, engine.RecUndeliverable:
+	case engine.ErrorOccurred, engine.Undeliverable:
 		o.s.metrics.engineErrs.Inc()
+		r := e.Record()
 		o.s.log.Warn("engine: "+r.Kind, "contact", contact, "flow", r.Flow, "step", r.Step, "detail", r.Detail)
-	case engine.RecWarning:
-		o.s.log.Info("engine: "+r.Kind, "contact", contact, "flow", r.Flow, "step", r.Step, "detail", r.Detail)
+	case engine.TextCut:
+		o.s.log.Info("engine: a text was cut to WhatsApp's limit", "contact", contact, "flow", e.Flow, "step", e.Step, "detail", e.What)
 	}
 }
 

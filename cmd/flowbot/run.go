@@ -93,7 +93,7 @@ func (p *transcript) note(at time.Time, text string) {
 }
 
 // result prints one event's outbound messages and records.
-func (p *transcript) result(ctx context.Context, ev engine.Event, at time.Time, res *engine.Result) {
+func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, res *engine.Result) {
 	st, _ := p.session.State(ctx)
 	window := windowText(st, at)
 	sent := map[string]engine.Outbound{}
@@ -203,17 +203,17 @@ func runScript(ctx context.Context, bot *flows.Bot, f runFlags, extra []flows.Mo
 	res := dryrun.RunTest(ctx, bot, t, secretsFromEnv(bot.Settings.Secrets), func(s *dryrun.Session) {
 		p.session = s
 		prevNow = s.Now
-		s.OnResult = func(ev engine.Event, at time.Time, r *engine.Result) {
+		s.OnResult = func(ev engine.Input, at time.Time, r *engine.Result) {
 			if at.After(prevNow) {
 				p.note(at, "the clock moves to "+clock(at))
 				prevNow = at
 			}
 			switch ev.Kind {
-			case engine.EventInbound:
+			case engine.InputInbound:
 				p.user(at, describeInbound(ev.Message))
-			case engine.EventStart:
+			case engine.InputStart:
 				p.note(at, "flow "+ev.Flow+" started by the business")
-			case engine.EventRelease:
+			case engine.InputRelease:
 				p.note(at, "an agent released the handoff")
 			}
 			p.result(ctx, ev, at, r)
@@ -281,7 +281,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 	}
 	s.ForceFlow = f.flow
 	p := &transcript{w: stdout, trace: f.trace, name: contact.Name, session: s}
-	s.OnResult = func(ev engine.Event, at time.Time, r *engine.Result) { p.result(ctx, ev, at, r) }
+	s.OnResult = func(ev engine.Input, at time.Time, r *engine.Result) { p.result(ctx, ev, at, r) }
 	interactive := isTerminal(stdin)
 	if interactive {
 		fmt.Fprintf(stdout, "Dry run of %s as %s (%s). /help lists the commands.\n", bot.Dir, contact.Name, contact.ID)

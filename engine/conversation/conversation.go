@@ -26,9 +26,9 @@ import (
 type Observer interface {
 	// Handled: the engine ran one event, taking took.
 	Handled(took time.Duration)
-	// Recorded: a record of note (a fallback, an error, an undeliverable
-	// send, a warning) was added to the contact's log.
-	Recorded(contact string, r engine.Record)
+	// Happened: an event was added to the contact's log (the engine's,
+	// or the record's own: a refused send, a delivery status).
+	Happened(contact string, e engine.Event)
 	// Sent: WhatsApp accepted a message.
 	Sent(o engine.Outbound)
 	// SendFailed: a send or a delivery failed with this code (0 without
@@ -52,7 +52,7 @@ type Keeper struct {
 	Observer Observer
 	// OnResult sees what each event produced, in order (dry-run
 	// transcripts); nil sees nothing.
-	OnResult func(ev engine.Event, at time.Time, res *engine.Result)
+	OnResult func(ev engine.Input, at time.Time, res *engine.Result)
 }
 
 // Result of applying updates to a record.
@@ -90,7 +90,7 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 			if !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key) {
 				res.LastRead = it.Key
 			}
-			_, err = k.handle(ctx, st, engine.Event{Kind: engine.EventInbound, Message: it.Message})
+			_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputInbound, Message: it.Message})
 		case store.ItemStatus:
 			if it.Status == nil {
 				err = errors.New("a status update without its status")
@@ -132,7 +132,7 @@ func (k *Keeper) FireDue(ctx context.Context, st *engine.State) (bool, error) {
 		if !ok || t.Due.After(k.Now()) {
 			return fired, nil
 		}
-		if _, err := k.handle(ctx, st, engine.Event{Kind: engine.EventTimer, TimerID: t.ID}); err != nil {
+		if _, err := k.handle(ctx, st, engine.Input{Kind: engine.InputTimer, TimerID: t.ID}); err != nil {
 			return fired, fmt.Errorf("firing timer %s: %w", t.ID, err)
 		}
 		fired = true
@@ -163,12 +163,12 @@ func (k *Keeper) ApplyCommand(ctx context.Context, st *engine.State, key string,
 		if cmd.Language != "" {
 			st.Contact.Language = cmd.Language
 		}
-		_, err = k.handle(ctx, st, engine.Event{Kind: engine.EventStart, Flow: cmd.Flow, Vars: vars})
+		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: cmd.Flow, Vars: vars})
 		if err != nil {
 			st.Contact.Name, st.Contact.Language = name, lang
 		}
 	case store.CommandRelease:
-		_, err = k.handle(ctx, st, engine.Event{Kind: engine.EventRelease})
+		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
 	default:
 		err = fmt.Errorf("unknown command %q", cmd.Kind)
 	}
@@ -193,7 +193,7 @@ func (k *Keeper) ApplyCommand(ctx context.Context, st *engine.State, key string,
 
 // Handle runs one engine event on the record (a dry run's input, a test's
 // start or release) and folds its result in.
-func (k *Keeper) Handle(ctx context.Context, st *engine.State, ev engine.Event) (*engine.Result, error) {
+func (k *Keeper) Handle(ctx context.Context, st *engine.State, ev engine.Input) (*engine.Result, error) {
 	return k.handle(ctx, st, ev)
 }
 
@@ -201,7 +201,7 @@ func (k *Keeper) Handle(ctx context.Context, st *engine.State, ev engine.Event) 
 // record: outbound messages in the outbox, under the claim of the sender
 // already sending the contact's messages (else this one's), records in
 // the log. A flow is pinned to the bot version it started on.
-func (k *Keeper) handle(ctx context.Context, st *engine.State, ev engine.Event) (*engine.Result, error) {
+func (k *Keeper) handle(ctx context.Context, st *engine.State, ev engine.Input) (*engine.Result, error) {
 	start := time.Now()
 	eng, version := k.Engine(ctx, st)
 	now := k.Now()
@@ -226,36 +226,37 @@ func (k *Keeper) handle(ctx context.Context, st *engine.State, ev engine.Event) 
 		res.Outbound[i].ClaimedBy, res.Outbound[i].ClaimedAt, res.Outbound[i].ClaimUntil = claimer, since, until
 	}
 	st.Outbox = append(st.Outbox, res.Outbound...)
-	k.log(st, res.Records...)
+	k.log(st, res.Events...)
 	if k.OnResult != nil {
 		k.OnResult(ev, now, res)
 	}
 	return res, nil
 }
 
-// log adds records to the contact's log, telling the observer of those of
-// note.
-func (k *Keeper) log(st *engine.State, recs ...engine.Record) {
-	if k.Observer != nil {
-		for _, r := range recs {
-			switch r.Kind {
-			case engine.RecFallback, engine.RecError, engine.RecUndeliverable, engine.RecWarning:
-				k.Observer.Recorded(st.Contact.ID, r)
-			}
+// log adds events to the contact's log, telling the observer.
+func (k *Keeper) log(st *engine.State, events ...engine.Event) {
+	for _, e := range events {
+		if k.Observer != nil {
+			k.Observer.Happened(st.Contact.ID, e)
 		}
+		st.AddLog(e.Record())
 	}
-	st.AddLog(recs...)
 }
 
-// record adds one record of the keeper's own (not the engine's), shown
-// like the engine's in transcripts.
-func (k *Keeper) record(st *engine.State, kind string, o *engine.Outbound, detail string) {
-	r := engine.Record{At: k.Now(), Kind: kind, Detail: detail}
-	if o != nil {
-		r.Flow, r.Step = o.Flow, o.Step
-	}
-	k.log(st, r)
+// event adds one event of the record's own (not the engine's), shown like
+// the engine's in transcripts.
+func (k *Keeper) event(st *engine.State, e engine.Event) {
+	k.log(st, e)
 	if k.OnResult != nil {
-		k.OnResult(engine.Event{}, r.At, &engine.Result{Records: []engine.Record{r}})
+		k.OnResult(engine.Input{}, e.Record().At, &engine.Result{Events: []engine.Event{e}, Records: []engine.Record{e.Record()}})
 	}
+}
+
+// header is now, at the message's flow and step.
+func (k *Keeper) header(o *engine.Outbound) engine.Header {
+	h := engine.Header{At: k.Now()}
+	if o != nil {
+		h.Flow, h.Step = o.Flow, o.Step
+	}
+	return h
 }

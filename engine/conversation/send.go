@@ -48,7 +48,7 @@ func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *store.St
 		}
 	}
 	if idx < 0 {
-		k.log(st, engine.Record{At: k.Now(), Kind: "status", Detail: fmt.Sprintf("%s for a message not in the recent history (%s)", su.Status, su.WAMID)})
+		k.log(st, engine.StatusReceived{Header: k.header(nil), Status: su.Status, WAMID: su.WAMID})
 		return nil
 	}
 	d := &st.Recent[idx]
@@ -65,7 +65,7 @@ func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *store.St
 		k.Observer.SendFailed(su.ErrorCode)
 	}
 	o := engine.Outbound{ID: d.ID, Via: d.Via, Flow: d.Flow, Step: d.Step, Batch: d.Batch}
-	k.record(st, engine.RecError, &o, fmt.Sprintf("message %s failed: %s", d.ID, su.Error))
+	k.event(st, engine.SendRefused{Header: k.header(&o), MessageID: d.ID, Code: su.ErrorCode, Err: su.Error, Status: true})
 	if su.WindowClosed && d.Via == engine.ViaSession {
 		return k.windowClosed(ctx, st, o, su.ErrorCode)
 	}
@@ -106,7 +106,11 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *engine.State, r SendRe
 		d.Error = r.Err.Error()
 	}
 	st.AddRecent(d)
-	k.record(st, engine.RecError, &o, fmt.Sprintf("WhatsApp refused message %s with error %d", o.ID, r.Code))
+	refused := engine.SendRefused{Header: k.header(&o), MessageID: o.ID, Code: r.Code}
+	if r.Err != nil {
+		refused.Err = r.Err.Error()
+	}
+	k.event(st, refused)
 	if r.Class == WindowClosed {
 		return k.windowClosed(ctx, st, o, r.Code)
 	}
@@ -127,7 +131,7 @@ func (k *Keeper) windowClosed(ctx context.Context, st *engine.State, o engine.Ou
 		kept = append(kept, q)
 	}
 	st.Outbox = kept
-	if _, err := k.handle(ctx, st, engine.Event{Kind: engine.EventWindowClosed, Outbound: &o}); err != nil {
+	if _, err := k.handle(ctx, st, engine.Input{Kind: engine.InputWindowClosed, Outbound: &o}); err != nil {
 		return fmt.Errorf("falling back to a template: %w", err)
 	}
 	return nil
@@ -148,7 +152,7 @@ func (k *Keeper) Next(ctx context.Context, st *engine.State) (o engine.Outbound,
 		st.Outbox = st.Outbox[1:]
 		st.AddRecent(engine.Delivery{ID: o.ID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
 			At: k.Now(), Status: "failed", Error: "not sent: the window closed before it could go out"})
-		k.record(st, engine.RecUndeliverable, &o, fmt.Sprintf("message %s was not sent: the window closed before it could go out", o.ID))
+		k.event(st, engine.Undeliverable{Header: k.header(&o), Reason: fmt.Sprintf("message %s was not sent: the window closed before it could go out", o.ID)})
 		if err := k.windowClosed(ctx, st, o, 0); err != nil {
 			return engine.Outbound{}, false, err
 		}

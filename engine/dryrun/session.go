@@ -38,7 +38,7 @@ type Session struct {
 	ForceFlow string
 	ForceVars map[string]any
 	// OnResult sees every event's result, in order (transcripts).
-	OnResult func(ev engine.Event, at time.Time, res *engine.Result)
+	OnResult func(ev engine.Input, at time.Time, res *engine.Result)
 
 	seq     int
 	keeper  *conversation.Keeper
@@ -69,13 +69,13 @@ func NewSession(ctx context.Context, e *engine.Engine, contact engine.Contact, s
 
 // result is what one event produced.
 type result struct {
-	ev  engine.Event
+	ev  engine.Input
 	at  time.Time
 	res *engine.Result
 }
 
 // observe keeps what each event produced.
-func (s *Session) observe(ev engine.Event, at time.Time, res *engine.Result) {
+func (s *Session) observe(ev engine.Input, at time.Time, res *engine.Result) {
 	s.Sent = append(s.Sent, res.Outbound...)
 	s.Records = append(s.Records, res.Records...)
 	s.results = append(s.results, result{ev, at, res})
@@ -137,7 +137,7 @@ func (s *Session) send(ctx context.Context, st *engine.State) error {
 }
 
 // handle runs one engine event on the record.
-func (s *Session) handle(ctx context.Context, ev engine.Event) (*engine.Result, error) {
+func (s *Session) handle(ctx context.Context, ev engine.Input) (*engine.Result, error) {
 	var res *engine.Result
 	err := s.apply(ctx, func(st *engine.State) error {
 		var err error
@@ -157,7 +157,7 @@ func (s *Session) Say(ctx context.Context, in engine.Inbound) (*engine.Result, e
 	if in.Type == "" {
 		in.Type = "text"
 	}
-	return s.handle(ctx, engine.Event{Kind: engine.EventInbound, Message: &in, ForceFlow: s.ForceFlow, Vars: s.ForceVars})
+	return s.handle(ctx, engine.Input{Kind: engine.InputInbound, Message: &in, ForceFlow: s.ForceFlow, Vars: s.ForceVars})
 }
 
 // Tap builds the contact's tap on a choice: a reply button or list row
@@ -204,12 +204,12 @@ func (s *Session) Tap(id string) engine.Inbound {
 
 // Start starts a flow from outside (business-initiated).
 func (s *Session) Start(ctx context.Context, flow, step string, vars map[string]any) (*engine.Result, error) {
-	return s.handle(ctx, engine.Event{Kind: engine.EventStart, Flow: flow, Step: step, Vars: vars})
+	return s.handle(ctx, engine.Input{Kind: engine.InputStart, Flow: flow, Step: step, Vars: vars})
 }
 
 // Release ends a handoff, as an agent would.
 func (s *Session) Release(ctx context.Context) (*engine.Result, error) {
-	return s.handle(ctx, engine.Event{Kind: engine.EventRelease})
+	return s.handle(ctx, engine.Input{Kind: engine.InputRelease})
 }
 
 // Fail reports WhatsApp refusing an outbound message with a code: a
@@ -240,7 +240,7 @@ func (s *Session) Advance(ctx context.Context, d time.Duration) error {
 		if t.Due.After(s.Now) {
 			s.Now = t.Due
 		}
-		if _, err := s.handle(ctx, engine.Event{Kind: engine.EventTimer, TimerID: t.ID}); err != nil {
+		if _, err := s.handle(ctx, engine.Input{Kind: engine.InputTimer, TimerID: t.ID}); err != nil {
 			return err
 		}
 	}

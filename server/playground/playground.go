@@ -512,7 +512,7 @@ func (p *Playground) release(c *fiber.Ctx) error {
 }
 
 // record keeps an event's outbound messages as chat entries.
-func (ch *chat) record(_ engine.Event, at time.Time, res *engine.Result) {
+func (ch *chat) record(_ engine.Input, at time.Time, res *engine.Result) {
 	st, _ := ch.session.State(context.Background())
 	window := "closed"
 	if st != nil && st.WindowOpen(at) {

@@ -1,0 +1,267 @@
+package engine
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Event is something that happened in a contact's conversation, one type
+// per kind with its own fields (goflow's events are the model): the engine
+// returns them with each Result, and the conversation record adds its own
+// (a delivery status, a refused send). Record renders an event for the
+// contact's log, transcripts and traces; the kinds are the Rec* constants.
+type Event interface {
+	Kind() string
+	// Record is the event as the log shows it.
+	Record() Record
+}
+
+// Header is when and where an event happened.
+type Header struct {
+	At   time.Time
+	Flow string
+	Step string
+}
+
+func (h Header) record(kind, detail string) Record {
+	return Record{At: h.At, Kind: kind, Flow: h.Flow, Step: h.Step, Detail: detail}
+}
+
+// MsgReceived: a message from the contact. Verbose records show it,
+// others its id only (a log keeps no message text unless tracing).
+type MsgReceived struct {
+	Header
+	Message *Inbound
+	Verbose bool
+}
+
+// MsgIgnored: something came that moves no flow (a reaction, a message
+// during a handoff, a timer no longer pending ...).
+type MsgIgnored struct {
+	Header
+	Reason string
+}
+
+// MsgCreated: the engine committed a message to send (the Result's
+// Outbound with this id).
+type MsgCreated struct {
+	Header
+	ID string
+}
+
+// FlowStarted and FlowEnded: a flow began or ended, and why.
+type FlowStarted struct {
+	Header
+	Reason string
+}
+
+type FlowEnded struct {
+	Header
+	Reason string
+}
+
+// StepEntered: the flow entered a step (trace).
+type StepEntered struct{ Header }
+
+// ConditionEvaluated: an `if` or a `validate` was evaluated (trace).
+type ConditionEvaluated struct {
+	Header
+	Expr     string
+	Value    bool
+	Validate bool
+}
+
+// VarSet: a variable was set (trace); Value is shown redacted.
+type VarSet struct {
+	Header
+	Name  string
+	Value string
+}
+
+// CallMade: a call went out (Status 0) or came back (trace).
+type CallMade struct {
+	Header
+	Method string
+	URL    string
+	Status int
+}
+
+// TemplateFallback: free-form messages were replaced by a template
+// because the window was closed.
+type TemplateFallback struct {
+	Header
+	Template string
+}
+
+// Undeliverable: messages were not sent, and why.
+type Undeliverable struct {
+	Header
+	Reason string
+}
+
+// TemplateNotSent: a template was not sent to an opted-out contact.
+type TemplateNotSent struct {
+	Header
+	Template string
+}
+
+// ContactOptedOut and ContactOptedIn: the contact's keyword.
+type ContactOptedOut struct{ Header }
+
+type ContactOptedIn struct{ Header }
+
+// HandedOff: the contact was handed to an agent; Keyword names the
+// global keyword that did it, if one did.
+type HandedOff struct {
+	Header
+	Queue   string
+	Keyword string
+}
+
+// HandoffReleased: the handoff ended, by an agent or by a keyword.
+type HandoffReleased struct {
+	Header
+	Queue   string
+	Keyword string
+}
+
+// TimerFired: a durable timer fell due.
+type TimerFired struct {
+	Header
+	Timer Timer
+}
+
+// NoFlowMatched: no trigger matched and the bot has no default flow.
+type NoFlowMatched struct{ Header }
+
+// ReplyInvalid: an ask's reply failed its validation; Attempt is the
+// retry that follows, 0 when the retries were used up and the flow goes
+// to Then.
+type ReplyInvalid struct {
+	Header
+	Attempt int
+	Times   int
+	Then    string
+}
+
+// ErrorOccurred: something failed (an expression, a call, a send), and
+// the conversation went on or stopped cleanly.
+type ErrorOccurred struct {
+	Header
+	Err string
+}
+
+// TextCut: a rendered text was cut to WhatsApp's limit.
+type TextCut struct {
+	Header
+	What string
+}
+
+// StatusReceived: a delivery status for a message not in the recent
+// history (statuses of known messages update their deliveries).
+type StatusReceived struct {
+	Header
+	Status string
+	WAMID  string
+}
+
+// SendRefused: WhatsApp refused a message (when it was sent, or later in
+// a failed status).
+type SendRefused struct {
+	Header
+	MessageID string
+	Code      int
+	Err       string
+	// Status: the refusal came as a failed delivery status.
+	Status bool
+}
+
+func (e MsgReceived) Kind() string { return RecInbound }
+func (e MsgReceived) Record() Record {
+	if e.Verbose {
+		return e.record(RecInbound, describeInbound(e.Message))
+	}
+	return e.record(RecInbound, e.Message.ID)
+}
+func (e MsgIgnored) Kind() string         { return RecIgnored }
+func (e MsgIgnored) Record() Record       { return e.record(RecIgnored, e.Reason) }
+func (e MsgCreated) Kind() string         { return RecSent }
+func (e MsgCreated) Record() Record       { return e.record(RecSent, e.ID) }
+func (e FlowStarted) Kind() string        { return RecFlowStart }
+func (e FlowStarted) Record() Record      { return e.record(RecFlowStart, e.Reason) }
+func (e FlowEnded) Kind() string          { return RecFlowEnd }
+func (e FlowEnded) Record() Record        { return e.record(RecFlowEnd, e.Reason) }
+func (e StepEntered) Kind() string        { return RecStep }
+func (e StepEntered) Record() Record      { return e.record(RecStep, "entered") }
+func (e ConditionEvaluated) Kind() string { return RecCondition }
+func (e ConditionEvaluated) Record() Record {
+	word := "if"
+	if e.Validate {
+		word = "validate"
+	}
+	return e.record(RecCondition, fmt.Sprintf("%s %s → %t", word, e.Expr, e.Value))
+}
+func (e VarSet) Kind() string   { return RecSet }
+func (e VarSet) Record() Record { return e.record(RecSet, "vars."+e.Name+" = "+e.Value) }
+func (e CallMade) Kind() string { return RecCall }
+func (e CallMade) Record() Record {
+	if e.Status == 0 {
+		return e.record(RecCall, e.Method+" "+e.URL)
+	}
+	return e.record(RecCall, fmt.Sprintf("%s %s → %d", e.Method, e.URL, e.Status))
+}
+func (e TemplateFallback) Kind() string   { return RecFallback }
+func (e TemplateFallback) Record() Record { return e.record(RecFallback, e.Template) }
+func (e Undeliverable) Kind() string      { return RecUndeliverable }
+func (e Undeliverable) Record() Record    { return e.record(RecUndeliverable, e.Reason) }
+func (e TemplateNotSent) Kind() string    { return RecOptedOut }
+func (e TemplateNotSent) Record() Record {
+	return e.record(RecOptedOut, "template "+e.Template+" not sent: the contact opted out")
+}
+func (e ContactOptedOut) Kind() string   { return RecOptOut }
+func (e ContactOptedOut) Record() Record { return e.record(RecOptOut, "the contact opted out") }
+func (e ContactOptedIn) Kind() string    { return RecOptIn }
+func (e ContactOptedIn) Record() Record  { return e.record(RecOptIn, "the contact opted in") }
+func (e HandedOff) Kind() string         { return RecHandoff }
+func (e HandedOff) Record() Record {
+	if e.Keyword != "" {
+		return e.record(RecHandoff, "keyword "+strconv.Quote(e.Keyword)+": handed off to "+e.Queue)
+	}
+	return e.record(RecHandoff, "handed off to "+e.Queue)
+}
+func (e HandoffReleased) Kind() string { return RecReleased }
+func (e HandoffReleased) Record() Record {
+	if e.Keyword != "" {
+		return e.record(RecReleased, "keyword "+strconv.Quote(e.Keyword)+" ended the handoff to "+e.Queue)
+	}
+	return e.record(RecReleased, "released from "+e.Queue)
+}
+func (e TimerFired) Kind() string    { return RecTimer }
+func (e TimerFired) Record() Record  { return e.record(RecTimer, string(e.Timer.Kind)+" fired") }
+func (e NoFlowMatched) Kind() string { return RecUnmatched }
+func (e NoFlowMatched) Record() Record {
+	return e.record(RecUnmatched, "no trigger matched and the bot has no default_flow")
+}
+func (e ReplyInvalid) Kind() string { return RecRetry }
+func (e ReplyInvalid) Record() Record {
+	if e.Attempt == 0 {
+		return e.record(RecRetry, fmt.Sprintf("retries used up (%d); going to %s", e.Times, e.Then))
+	}
+	return e.record(RecRetry, fmt.Sprintf("reply not valid; asking again (retry %d)", e.Attempt))
+}
+func (e ErrorOccurred) Kind() string   { return RecError }
+func (e ErrorOccurred) Record() Record { return e.record(RecError, e.Err) }
+func (e TextCut) Kind() string         { return RecWarning }
+func (e TextCut) Record() Record       { return e.record(RecWarning, e.What) }
+func (e StatusReceived) Kind() string  { return RecStatus }
+func (e StatusReceived) Record() Record {
+	return e.record(RecStatus, fmt.Sprintf("%s for a message not in the recent history (%s)", e.Status, e.WAMID))
+}
+func (e SendRefused) Kind() string { return RecError }
+func (e SendRefused) Record() Record {
+	if e.Status {
+		return e.record(RecError, fmt.Sprintf("message %s failed: %s", e.MessageID, e.Err))
+	}
+	return e.record(RecError, fmt.Sprintf("WhatsApp refused message %s with error %d", e.MessageID, e.Code))
+}

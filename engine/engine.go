@@ -488,7 +488,12 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 				st.Handoff = nil
 			}
 			if k.Handoff != nil {
-				c.endFlow("keyword " + strconv.Quote(word))
+				// The flow is suspended, not ended (FLOW_SPEC.md 8.7): its
+				// step, variables and timers are kept for the release.
+				if k.Say != nil {
+					st.Batch++
+					c.sendNow(actions.Message{Kind: "text", Text: c.Render(k.Say)})
+				}
 				st.Handoff = &HandoffState{Queue: k.Handoff.Queue, Note: c.Render(k.Handoff.Note), Since: c.now, Keyword: true}
 				c.event(HandedOff{c.header(), k.Handoff.Queue, word})
 				return
@@ -797,6 +802,11 @@ func (c *conv) timer(id string) {
 		c.event(MsgIgnored{c.header(), "timer " + id + " is no longer pending"})
 		return
 	}
+	if st.Handoff != nil {
+		// Held until the release (FLOW_SPEC.md 8.7).
+		c.event(MsgIgnored{c.header(), "timer " + id + " is held during the handoff"})
+		return
+	}
 	t := st.Timers[idx]
 	st.Timers = append(st.Timers[:idx], st.Timers[idx+1:]...)
 	if c.step == nil || t.Flow != st.Flow || t.Step != st.Step {
@@ -832,12 +842,56 @@ func (c *conv) release() {
 	h := st.Handoff
 	st.Handoff = nil
 	c.event(HandoffReleased{Header: c.header(), Queue: h.Queue})
-	if h.Keyword || c.step == nil || st.Waiting != actions.PauseHandoff {
-		c.endFlow("released from a keyword handoff")
-		return
+	switch {
+	case h.Keyword:
+		c.resume()
+	case c.step == nil || st.Waiting != actions.PauseHandoff:
+		c.endFlow("released")
+	default:
+		// A handoff step: the flow routes on from it.
+		c.leavePause()
+		c.routeOn()
 	}
-	c.leavePause()
-	c.routeOn()
+}
+
+// resume goes on with a flow that a keyword's handoff suspended
+// (FLOW_SPEC.md 8.7): a wait whose time has passed routes on at once; an
+// ask asks its question again and waits, its timeout counting from now; a
+// window_closing nudge whose moment has passed is dropped.
+func (c *conv) resume() {
+	st := c.st
+	if c.flow == nil || c.step == nil {
+		return // no flow was suspended
+	}
+	switch st.Waiting {
+	case actions.PauseWait:
+		for _, t := range st.Timers {
+			if t.Kind == TimerWait && t.Due.After(c.now) {
+				return // still waiting: the timer fires when due
+			}
+		}
+		c.leavePause()
+		c.routeOn()
+	case actions.PauseAsk:
+		st.Batch++
+		c.pending = c.pending[:0]
+		c.Send(actions.Question(c, c.step.Ask, c.step.Ask.Text))
+		if !c.flush() {
+			return
+		}
+		st.AskedAt = c.now
+		kept := st.Timers[:0]
+		for _, t := range st.Timers {
+			if t.Kind != TimerTimeout {
+				kept = append(kept, t)
+			}
+		}
+		st.Timers = kept
+		if c.step.Ask.Timeout > 0 {
+			c.addTimer(TimerTimeout, c.now.Add(c.step.Ask.Timeout))
+		}
+		c.armWindowClosing()
+	}
 }
 
 // windowClosed handles WhatsApp refusing a free-form message because the

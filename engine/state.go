@@ -235,8 +235,12 @@ func (s *State) WindowExpires() time.Time {
 }
 
 // NextTimer returns the timer due first (in the order they were set for
-// timers due at the same instant), or false when none is pending.
+// timers due at the same instant), or false when none is pending or the
+// contact is handed off (its timers are held until the release).
 func (s *State) NextTimer() (Timer, bool) {
+	if s.Handoff != nil {
+		return Timer{}, false // timers are held during a handoff (FLOW_SPEC.md 8.7)
+	}
 	var best Timer
 	found := false
 	for _, t := range s.Timers {

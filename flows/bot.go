@@ -39,6 +39,8 @@ type Keyword struct {
 	Flow    string // goto: the flow to start ...
 	Step    string // ... and the step to start in ("" for the flow's start)
 	Handoff *Handoff
+	// Say is sent before a handoff.
+	Say *Text
 }
 
 // Category is a template's (and a conversation's) pricing category.

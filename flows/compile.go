@@ -225,12 +225,21 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 			kw.Flow, kw.Step = c.flowStepRef(r, *k.Goto)
 		case k.Handoff != nil:
 			kw.Handoff = &Handoff{Queue: k.Handoff.Queue}
+			ec := &exprCompiler{r: r, env: typeEnv(nil, cfg.Secrets)}
 			if k.Handoff.Note != nil {
-				ec := &exprCompiler{r: r, env: typeEnv(nil, cfg.Secrets)}
 				kw.Handoff.Note = ec.text(k.Handoff.Note)
+			}
+			if k.Say != nil {
+				kw.Say = ec.text(k.Say)
+				if n := len([]rune(k.Say.Text)); n > MaxText {
+					r.errorf(k.Say.At, "the keyword's say is %d characters, WhatsApp allows %d", n, MaxText)
+				}
 			}
 		default:
 			r.errorf(k.At, "a keyword needs goto (a flow, or flow.step) or handoff")
+		}
+		if k.Say != nil && k.Handoff == nil {
+			r.errorf(k.Say.At, "a keyword's say goes with handoff (a goto keyword's flow says what it says)")
 		}
 		cfg.Keywords = append(cfg.Keywords, kw)
 	}

@@ -274,7 +274,8 @@ type KeywordSpec struct {
 	At      Pos
 	Match   Strings      `yaml:"match" flowbot:"required"`
 	Goto    *Ref         `yaml:"goto"`
-	Handoff *HandoffSpec `yaml:"handoff"`
+	Handoff *HandoffSpec `yaml:"handoff" doc:"hands the contact to an agent; the flow is suspended (its step, variables and timers kept) and resumes on release"`
+	Say     *Source      `yaml:"say" doc:"a text sent before a keyword's handoff"`
 }
 
 // PricingSpec sets how dry runs and tests price a conversation.

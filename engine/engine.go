@@ -125,6 +125,7 @@ const (
 	RecError         = "error"
 	RecWarning       = "warning" // something was changed to make it deliverable (a text cut to WhatsApp's limit)
 	RecStatus        = "status"  // a delivery status for a message not in the recent history
+	RecSkipped       = "skipped_after_fallback"
 )
 
 // Record is one entry of what the engine did.
@@ -294,6 +295,10 @@ type conv struct {
 
 	pending []actions.Message
 	pause   *actions.Pause
+	// fellBack: a fallback template went out in this run (at most one
+	// does); asking: the messages flushed hold an ask's question asked
+	// again; questionNotSent: that question did not go out as written.
+	fellBack, asking, questionNotSent bool
 
 	// Buffers that save allocations on the common path.
 	result   Result
@@ -508,8 +513,15 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		return
 	}
 	if c.flow != nil {
-		switch st.Waiting {
-		case actions.PauseAsk:
+		switch {
+		case st.Waiting == actions.PauseAsk && st.Unasked && !c.answersUnasked(m):
+			// The question had not gone out as written: ask it now that
+			// the contact's message reopened the window; this message is
+			// not the answer (FLOW_SPEC.md 8.8).
+			c.event(MsgIgnored{c.header(), "the question had not been asked yet (the window was closed): asking it now"})
+			c.askAgain()
+		case st.Waiting == actions.PauseAsk:
+			st.Unasked = false
 			c.reply(m)
 		default:
 			c.event(MsgIgnored{c.header(), fmt.Sprintf("the flow is in a %s, not waiting for a reply", orDefault(string(st.Waiting), "step"))})
@@ -746,6 +758,7 @@ func (c *conv) enterPause(p actions.Pause) {
 	switch p.Kind {
 	case actions.PauseAsk:
 		st.AskedAt = c.now
+		st.Unasked = c.questionNotSent
 		if step.Ask.Timeout > 0 {
 			c.addTimer(TimerTimeout, c.now.Add(step.Ask.Timeout))
 		}
@@ -873,25 +886,61 @@ func (c *conv) resume() {
 		c.leavePause()
 		c.routeOn()
 	case actions.PauseAsk:
-		st.Batch++
-		c.pending = c.pending[:0]
-		c.Send(actions.Question(c, c.step.Ask, c.step.Ask.Text))
-		if !c.flush() {
-			return
+		c.askAgain()
+	}
+}
+
+// answersUnasked reports whether a message answers an unasked question
+// directly: a tap on a fallback template's quick-reply button whose
+// payload is one of the ask's button or row ids.
+func (c *conv) answersUnasked(m *Inbound) bool {
+	if m.Type != "button" || m.Choice == "" || c.step == nil || c.step.Ask == nil {
+		return false
+	}
+	ask := c.step.Ask
+	for _, b := range ask.Buttons {
+		if b.ID == m.Choice {
+			return true
 		}
-		st.AskedAt = c.now
-		kept := st.Timers[:0]
-		for _, t := range st.Timers {
-			if t.Kind != TimerTimeout {
-				kept = append(kept, t)
+	}
+	if ask.List != nil {
+		for _, sec := range ask.List.Sections {
+			for _, r := range sec.Rows {
+				if r.ID == m.Choice {
+					return true
+				}
 			}
 		}
-		st.Timers = kept
-		if c.step.Ask.Timeout > 0 {
-			c.addTimer(TimerTimeout, c.now.Add(c.step.Ask.Timeout))
-		}
-		c.armWindowClosing()
 	}
+	return false
+}
+
+// askAgain asks the waiting ask's question again and waits, its timeout
+// counting from now (a release, or an unasked question asked at last).
+func (c *conv) askAgain() {
+	st := c.st
+	st.Batch++
+	c.pending = c.pending[:0]
+	c.asking, c.questionNotSent = true, false
+	c.Send(actions.Question(c, c.step.Ask, c.step.Ask.Text))
+	ok := c.flush()
+	c.asking = false
+	if !ok {
+		return
+	}
+	st.AskedAt = c.now
+	st.Unasked = c.questionNotSent
+	kept := st.Timers[:0]
+	for _, t := range st.Timers {
+		if t.Kind != TimerTimeout {
+			kept = append(kept, t)
+		}
+	}
+	st.Timers = kept
+	if c.step.Ask.Timeout > 0 {
+		c.addTimer(TimerTimeout, c.now.Add(c.step.Ask.Timeout))
+	}
+	c.armWindowClosing()
 }
 
 // windowClosed handles WhatsApp refusing a free-form message because the
@@ -911,6 +960,9 @@ func (c *conv) windowClosed(o *Outbound) {
 	st.WindowClosed = true
 	c.fillWindow()
 	st.FallbackBatch = o.Batch
+	if st.Waiting == actions.PauseAsk && o.Flow == st.Flow && o.Step == st.Step {
+		st.Unasked = true // the question was refused with the rest of its step
+	}
 	f := c.e.bot.Flow(o.Flow)
 	var step *flows.Step
 	if f != nil {

@@ -85,6 +85,9 @@ steps:
     image: { link: "https://x.example/a.png" }
     template: { name: notice }
     fallback: { template: nudge, params: ["{{ contact.name }}"] }
+    goto: pause
+  pause:
+    wait: 1h
     goto: unsent
   unsent:
     say: "no fallback here"
@@ -100,6 +103,115 @@ templates:
   - { name: notice, language: en_US, category: UTILITY, status: APPROVED, body: "A notice." }
 `
 
+// TestOneFallbackPerRun checks FLOW_SPEC.md 8.8: within one run at most
+// one fallback template goes out; the run's later free-form sends are
+// skipped, each recorded; templates go out as written; an ask whose
+// question did not go out waits "unasked" and is asked when the contact
+// writes, that message not being its answer.
+func TestOneFallbackPerRun(t *testing.T) {
+	bot := loadBot(t, map[string]string{"templates.yaml": windowTemplates, "flows/main.yaml": `
+flow: main
+start: welcome
+vars: { size: "" }
+fallback: { template: nudge, params: ["{{ contact.name }}"] }
+steps:
+  welcome:
+    say: "Welcome!"
+    goto: notice
+  notice:
+    template: { name: notice }
+    goto: ask_size
+  ask_size:
+    ask: "How many people?"
+    buttons: [{ id: two, title: "Two" }, { id: four, title: "Four" }]
+    save: size
+    timeout: 2h
+    on_timeout: gone
+    goto: done
+  gone:
+    say: "Another time!"
+    end: true
+  done:
+    say: "Table for {{ vars.size }}."
+    end: true
+`})
+	s := newSession(t, bot, engine.Options{})
+	ctx := context.Background()
+	res, err := s.Start(ctx, "main", "", nil) // business-initiated, the window closed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(res); strings.Join(got, " | ") != "[template nudge] Hi Ana, still there? | [template notice] A notice." {
+		t.Fatalf("the start sent %q, want one fallback and the template", got)
+	}
+	if skipped := records(res, engine.RecSkipped); len(skipped) != 1 || skipped[0].Step != "ask_size" {
+		t.Fatalf("skipped %v, want the question of ask_size", skipped)
+	}
+	st, _ := s.State(ctx)
+	if !st.Unasked || st.Step != "ask_size" {
+		t.Fatalf("the ask is not unasked: %+v", st)
+	}
+	if err := s.Advance(ctx, time.Hour); err != nil { // the timeout counts from the fallback
+		t.Fatal(err)
+	}
+	res = say(t, s, "hello?")
+	if got := texts(res); len(got) != 1 || got[0] != "How many people? [Two] [Four]" {
+		t.Fatalf("the contact's message got %q, want the question asked", got)
+	}
+	if st, _ := s.State(ctx); st.Unasked || st.Vars["size"] != "" {
+		t.Fatalf("after asking: unasked %v, size %q", st.Unasked, st.Vars["size"])
+	}
+	if err := s.Advance(ctx, 90*time.Minute); err != nil { // 2h30m from the fallback, 1h30m from the asking
+		t.Fatal(err)
+	}
+	if got := texts(say(t, s, "four")); len(got) != 1 || got[0] != "Table for four." {
+		t.Fatalf("the answer got %q", got)
+	}
+}
+
+// A tap on a fallback template's quick reply whose payload is one of the
+// unasked ask's ids answers it directly.
+func TestQuickReplyAnswersAnUnaskedQuestion(t *testing.T) {
+	bot := loadBot(t, map[string]string{"templates.yaml": `
+templates:
+  - name: confirm_visit
+    language: en_US
+    category: UTILITY
+    status: APPROVED
+    body: "Is your visit still on?"
+    buttons: [{ type: QUICK_REPLY, text: "Yes" }, { type: QUICK_REPLY, text: "No" }]
+`, "flows/main.yaml": `
+flow: main
+start: confirm
+steps:
+  confirm:
+    ask: "Is your visit still on?"
+    buttons: [{ id: "yes", title: "Yes" }, { id: "no", title: "No" }]
+    fallback: { template: confirm_visit, buttons: ["yes", "no"] }
+    on:
+      - { if: 'message.choice == "yes"', goto: see_you }
+    else: bye
+  see_you:
+    say: "See you!"
+    end: true
+  bye:
+    say: "Cancelled."
+    end: true
+`})
+	s := newSession(t, bot, engine.Options{})
+	ctx := context.Background()
+	if _, err := s.Start(ctx, "main", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Say(ctx, s.Tap("yes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(res); len(got) != 1 || got[0] != "See you!" {
+		t.Fatalf("the quick reply got %q, want it taken as the answer", got)
+	}
+}
+
 // TestWindowRule checks section 4: outside the window a step's free-form
 // messages become one fallback template, templates still go, and a step
 // with no fallback records undeliverable and stops the flow.
@@ -109,7 +221,7 @@ func TestWindowRule(t *testing.T) {
 	ctx := context.Background()
 	say(t, s, "hi")
 	say(t, s, "yes")
-	if err := s.Advance(ctx, 25*time.Hour); err != nil {
+	if err := s.Advance(ctx, 27*time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

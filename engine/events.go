@@ -94,6 +94,14 @@ type TemplateFallback struct {
 	Template string
 }
 
+// SkippedAfterFallback: a free-form message of a run that already sent
+// its one fallback template was not sent (FLOW_SPEC.md 8.8).
+type SkippedAfterFallback struct {
+	Header
+	MessageKind string
+	Text        string
+}
+
 // Undeliverable: messages were not sent, and why.
 type Undeliverable struct {
 	Header
@@ -264,4 +272,12 @@ func (e SendRefused) Record() Record {
 		return e.record(RecError, fmt.Sprintf("message %s failed: %s", e.MessageID, e.Err))
 	}
 	return e.record(RecError, fmt.Sprintf("WhatsApp refused message %s with error %d", e.MessageID, e.Code))
+}
+func (e SkippedAfterFallback) Kind() string { return RecSkipped }
+func (e SkippedAfterFallback) Record() Record {
+	what := e.MessageKind
+	if e.Text != "" {
+		what += " " + strconv.Quote(e.Text)
+	}
+	return e.record(RecSkipped, what+" not sent: this run already sent its fallback template")
 }

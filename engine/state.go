@@ -23,7 +23,10 @@ type State struct {
 	// not waiting.
 	Waiting actions.PauseKind `json:"waiting,omitempty" bson:"waiting,omitempty"`
 	Attempt int               `json:"attempt,omitempty" bson:"attempt,omitempty"`
-	AskedAt time.Time         `json:"asked_at,omitzero" bson:"asked_at,omitempty"`
+	// Unasked: the waiting ask's question did not go out as written (the
+	// window was closed): the contact's next message gets it asked.
+	Unasked bool      `json:"unasked,omitempty" bson:"unasked,omitempty"`
+	AskedAt time.Time `json:"asked_at,omitzero" bson:"asked_at,omitempty"`
 	// LastInbound is the WhatsApp timestamp of the contact's latest
 	// message: the window is open until LastInbound + 24h.
 	LastInbound time.Time `json:"last_inbound,omitzero" bson:"last_inbound,omitempty"`

@@ -42,6 +42,22 @@ func (c *conv) flush() bool {
 		c.pending = c.pending[:0]
 		return true
 	}
+	if c.asks() {
+		c.questionNotSent = true // the ask waits "unasked" (FLOW_SPEC.md 8.8)
+	}
+	if c.fellBack {
+		// At most one fallback template per run (FLOW_SPEC.md 8.8): the
+		// run's later free-form sends are skipped; templates go out.
+		for _, m := range c.pending {
+			if m.Free() {
+				c.event(SkippedAfterFallback{c.header(), m.Kind, m.Text})
+				continue
+			}
+			c.emit(m, false, batch)
+		}
+		c.pending = c.pending[:0]
+		return true
+	}
 	fb := fallbackFor(c.flow, c.step)
 	if fb == nil {
 		c.event(Undeliverable{c.header(), fmt.Sprintf("the window is closed and step %q has no fallback template: %d message(s) not sent; the flow stopped", c.step.Name, free)})
@@ -61,11 +77,18 @@ func (c *conv) flush() bool {
 			continue
 		}
 		replaced = true
+		c.fellBack = true
 		c.event(TemplateFallback{c.header(), fb.Name})
 		c.emit(actions.RenderTemplate(c, fb), true, batch)
 	}
 	c.pending = pending[:0]
 	return true
+}
+
+// asks reports whether the step being flushed asks a question (its
+// pending messages hold the question).
+func (c *conv) asks() bool {
+	return c.asking || c.pause != nil && c.pause.Kind == actions.PauseAsk
 }
 
 // sendNow sends one message outside a step's batch (opt-out confirmations,

@@ -120,6 +120,8 @@ func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, 
 			fmt.Fprintf(p.w, "%18s! %s\n", "", r)
 		case engine.RecFallback:
 			fmt.Fprintf(p.w, "%18s· the window is closed: free-form replaced by template %s\n", "", r.Detail)
+		case engine.RecSkipped:
+			fmt.Fprintf(p.w, "%18s· %s\n", "", r.Detail)
 		default:
 			if p.trace || r.Kind == engine.RecHandoff || r.Kind == engine.RecUnmatched {
 				fmt.Fprintf(p.w, "%18s· %s\n", "", r)

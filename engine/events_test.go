@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
 )
 
 // Handle returns typed events, each with its fields; the log's records
@@ -50,5 +51,16 @@ func TestTypedEvents(t *testing.T) {
 	}
 	if handed == nil || handed.Queue != "desk" || handed.Keyword != "agent" || handed.Record().Detail != `keyword "agent": handed off to desk` {
 		t.Fatalf("the keyword handoff: %+v", res.Events)
+	}
+}
+
+// The kinds conversation tests may name are the engine's.
+func TestEventKindsAreTheEngines(t *testing.T) {
+	kinds := []string{engine.RecInbound, engine.RecFlowStart, engine.RecFlowEnd, engine.RecStep, engine.RecCondition,
+		engine.RecSet, engine.RecCall, engine.RecSent, engine.RecFallback, engine.RecSkipped, engine.RecUndeliverable,
+		engine.RecOptedOut, engine.RecOptOut, engine.RecOptIn, engine.RecHandoff, engine.RecReleased, engine.RecTimer,
+		engine.RecIgnored, engine.RecUnmatched, engine.RecRetry, engine.RecError, engine.RecWarning, engine.RecStatus}
+	if fmt.Sprint(kinds) != fmt.Sprint(flows.EventKinds) {
+		t.Errorf("flows.EventKinds = %v\nthe engine's kinds: %v", flows.EventKinds, kinds)
 	}
 }

@@ -103,6 +103,16 @@ type reporter struct {
 	diags *Diagnostics
 }
 
+// erredAt reports whether an error was reported at p (of this file).
+func (r reporter) erredAt(p Pos) bool {
+	for _, d := range *r.diags {
+		if d.File == r.file && d.Pos == p && d.Severity == SevError {
+			return true
+		}
+	}
+	return false
+}
+
 func (r reporter) errorf(p Pos, format string, args ...any) {
 	*r.diags = append(*r.diags, Diagnostic{File: r.file, Pos: p, Severity: SevError, Message: fmt.Sprintf(format, args...)})
 }

@@ -329,6 +329,9 @@ func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 		}
 	}
 	if n != 1 {
+		if n == 0 && r.erredAt(s.At) {
+			return // its unknown key was reported: one mistake, one diagnostic
+		}
 		r.errorf(s.At, "a test step has exactly one of user, bot, wait, expect, no_bot, start, release, fail")
 		return
 	}
@@ -357,6 +360,11 @@ func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 		for k := range e.Cost {
 			if !contains([]string{"marketing", "utility", "authentication", "service", "total"}, k) {
 				r.errorf(e.At, "expect.cost: unknown category %q (expected marketing, utility, authentication, service or total)", k)
+			}
+		}
+		for _, k := range e.Events {
+			if !contains(EventKinds, k) {
+				r.errorf(e.At, "expect.events: unknown event kind %q%s", k, suggest(k, EventKinds))
 			}
 		}
 	case s.Start != nil:

@@ -277,3 +277,12 @@ func sortedKeys(m map[string]bool) []string {
 	sort.Strings(out)
 	return out
 }
+
+// EventKinds are the kinds of events a conversation records (the
+// engine's Rec* constants), which conversation tests name in
+// expect.events.
+var EventKinds = []string{
+	"inbound", "flow_start", "flow_end", "step", "condition", "set", "call", "sent",
+	"template_fallback", "skipped_after_fallback", "undeliverable", "opted_out", "opt_out", "opt_in",
+	"handoff", "released", "timer", "ignored", "unmatched", "retry", "error", "warning", "status",
+}

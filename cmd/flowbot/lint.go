@@ -11,22 +11,43 @@ import (
 
 func cmdLint(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
+	strict := fs.Bool("strict", false, "warnings fail too (exit 1): for a CI that gates on lint")
 	dir, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	_, diags, err := loadBot(dir, stderr)
+	bot, diags, err := loadBot(dir, stderr)
 	if err != nil {
 		return err
+	}
+	// The conversation tests are part of the bot: a typo there is found
+	// here, not when the tests run.
+	var tests []*flows.Test
+	if bot != nil {
+		var tdiags flows.Diagnostics
+		tests, tdiags = flows.LoadTests(os.DirFS(dir), dir, bot)
+		diags = append(diags, tdiags...)
 	}
 	for _, d := range diags {
 		fmt.Fprintln(stdout, d)
 	}
-	if diags.HasErrors() {
-		fmt.Fprintf(stderr, "%d error(s), %d warning(s)\n", diags.Errors(), len(diags)-diags.Errors())
+	errs, warns := diags.Errors(), len(diags)-diags.Errors()
+	if errs > 0 || *strict && warns > 0 {
+		fmt.Fprintf(stderr, "%d error(s), %d warning(s)\n", errs, warns)
+		if errs == 0 {
+			fmt.Fprintln(stderr, "--strict: warnings fail")
+		}
 		return problems
 	}
+	fmt.Fprintf(stdout, "ok: %s, %s, %s\n", plural(len(bot.Flows), "flow"), plural(len(bot.Templates), "template"), plural(len(tests), "test"))
 	return nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // loadBot loads a bot directory; an unreadable directory is bad usage

@@ -130,6 +130,10 @@ type Flow struct {
 	// (no trigger, not the default flow, no keyword): it may start with
 	// the window closed.
 	BusinessInitiated bool
+	// brokenRefs: a step names a step that does not exist (reported):
+	// reachability is not judged, since the steps after it would all be
+	// reported unreachable for that one mistake.
+	brokenRefs bool
 }
 
 // Var is a flow variable with its default value.

@@ -19,7 +19,7 @@ func (c *compiler) checkFlow(f *Flow) {
 	// Reachability from the start and from keyword entry points.
 	reached := reachable(f, c.entries[f.ID]...)
 	for _, name := range f.StepOrder {
-		if !reached[name] {
+		if !reached[name] && !f.brokenRefs {
 			r.warnf(f.Steps[name].At, "step %q is unreachable from start %q", name, f.Start)
 		}
 	}

@@ -41,6 +41,10 @@ type compiler struct {
 	flowSpecs map[string]*FlowFile
 	entries   map[string][]string // flow → steps entered from outside (keywords)
 	cache     *ParseCache         // nil: parse every file
+	// brokenFlowFile: a flow file could not be read as a flow (reported):
+	// a reference to an undefined flow may name the flow it defines, so
+	// it is not reported as well.
+	brokenFlowFile bool
 }
 
 func (c *compiler) path(rel string) string { return filepath.Join(c.name, rel) }
@@ -80,6 +84,7 @@ func compile(name string, files map[string][]byte, flowFiles []string, diags *Di
 		spec := new(FlowFile)
 		d := c.decodeFile(rel, files[rel], spec)
 		if d == nil || spec.Flow.Name == "" {
+			c.brokenFlowFile = true
 			continue
 		}
 		if prev, dup := firstAt[spec.Flow.Name]; dup {
@@ -177,7 +182,9 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 	}
 	if s.DefaultFlow != nil {
 		if _, ok := c.flowSpecs[s.DefaultFlow.Name]; !ok {
-			r.errorf(s.DefaultFlow.At, "default_flow: undefined flow %q%s", s.DefaultFlow.Name, suggest(s.DefaultFlow.Name, c.flowIDs()))
+			if !c.brokenFlowFile {
+				r.errorf(s.DefaultFlow.At, "default_flow: undefined flow %q%s", s.DefaultFlow.Name, suggest(s.DefaultFlow.Name, c.flowIDs()))
+			}
 		}
 		cfg.DefaultFlow = s.DefaultFlow.Name
 	}
@@ -283,7 +290,9 @@ func (c *compiler) flowStepRef(r reporter, ref Ref) (flow, step string) {
 	flow, step, _ = strings.Cut(ref.Name, ".")
 	spec, ok := c.flowSpecs[flow]
 	if !ok {
-		r.errorf(ref.At, "undefined flow %q%s", flow, suggest(flow, c.flowIDs()))
+		if !c.brokenFlowFile {
+			r.errorf(ref.At, "undefined flow %q%s", flow, suggest(flow, c.flowIDs()))
+		}
 		return flow, step
 	}
 	if step != "" {
@@ -581,6 +590,7 @@ func (fc *flowCompiler) stepRef(ref *Ref, key string) string {
 	}
 	if _, ok := fc.flow.Steps[ref.Name]; !ok {
 		fc.r.errorf(ref.At, "%s: undefined step %q%s", key, ref.Name, suggest(ref.Name, fc.stepNames()))
+		fc.flow.brokenRefs = true
 	}
 	return ref.Name
 }
@@ -726,7 +736,7 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 	fc.compileAsk(s, sp)
 	if sp.Wait != nil {
 		s.Wait, s.HasWait = sp.Wait.D, true
-		if sp.Wait.D <= 0 {
+		if sp.Wait.D <= 0 && !sp.Wait.Bad {
 			r.errorf(sp.Wait.At, "wait must be longer than 0s")
 		}
 	}
@@ -820,7 +830,11 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 	case sp.Buttons != nil:
 		limit, what = MaxButtonBody, "ask with buttons"
 		if len(sp.Buttons) == 0 || len(sp.Buttons) > maxButtons {
-			r.errorf(sp.At, "step %q has %d buttons; WhatsApp allows 1 to %d (use a list for more)", s.Name, len(sp.Buttons), maxButtons)
+			at := sp.At
+			if len(sp.Buttons) > maxButtons {
+				at = sp.Buttons[maxButtons].At // the first one too many
+			}
+			r.errorf(at, "step %q has %d buttons; WhatsApp allows 1 to %d (use a list for more)", s.Name, len(sp.Buttons), maxButtons)
 		}
 		ids, titles := map[string]bool{}, map[string]bool{}
 		for _, b := range sp.Buttons {
@@ -920,7 +934,7 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 		r.errorf(sp.OnTimeout.At, "step %q has on_timeout but no timeout", s.Name)
 	case sp.Timeout != nil:
 		a.Timeout = sp.Timeout.D
-		if a.Timeout <= 0 {
+		if a.Timeout <= 0 && !sp.Timeout.Bad {
 			r.errorf(sp.Timeout.At, "timeout must be longer than 0s")
 		}
 		a.OnTimeout = fc.stepRef(sp.OnTimeout, "on_timeout")

@@ -298,6 +298,10 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value) {
 		return
 	}
 	seen := map[string]bool{}
+	present := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		present[resolve(n.Content[i]).Value] = true
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := resolve(n.Content[i])
 		if k.Value == "<<" { // merge key: decode the merged mapping(s) into the same struct
@@ -312,7 +316,19 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value) {
 			}
 		}
 		if fi == nil {
-			d.errorf(posOf(k), "unknown key %q%s", k.Value, suggestKey(k.Value, fieldNames(v.Type())))
+			names := fieldNames(v.Type())
+			d.errorf(posOf(k), "unknown key %q%s", k.Value, suggestKey(k.Value, names))
+			// One mistake, one diagnostic: a key that is a typo of one
+			// the mapping lacks is read as that key, so that the checks
+			// after this one do not report its absence too.
+			if m := didYouMean(k.Value, names); m != "" && !present[m] && !seen[m] {
+				for j := range fields {
+					if fields[j].name == m {
+						seen[m] = true
+						d.decode(n.Content[i+1], v.Field(fields[j].index))
+					}
+				}
+			}
 			continue
 		}
 		if seen[k.Value] {
@@ -518,17 +534,21 @@ func (s *Source) posAt(off int) Pos {
 type Duration struct {
 	D  time.Duration
 	At Pos
+	// Bad: the value was no duration (reported already).
+	Bad bool
 }
 
 func (du *Duration) decodeNode(d *decoder, n *yaml.Node) {
 	du.At = posOf(n)
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		d.errorf(posOf(n), "expected a duration like 45s, 15m, 23h, 1h30m or 2d, got %s", kindName(n))
+		du.Bad = true
 		return
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
 		d.errorf(posOf(n), "%v", err)
+		du.Bad = true
 		return
 	}
 	du.D = v

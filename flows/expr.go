@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -344,13 +345,13 @@ func (c *exprCompiler) compile(src *Source, code string, off int, kind exprKind)
 				}
 				p = src.posAt(off + lineStart + fe.Column)
 			}
-			c.r.errorf(p, "in expression %q: %s", strings.TrimSpace(code), readableExprError(msg))
+			c.r.errorf(p, "in expression %q: %s", strings.TrimSpace(code), c.readable(msg, code))
 		} else {
 			msg := err.Error()
 			if strings.HasPrefix(msg, "expected bool") {
 				msg = "a condition must be true or false, " + strings.TrimPrefix(msg, "expected bool, ")
 			}
-			c.r.errorf(at, "in expression %q: %s", strings.TrimSpace(code), readableExprError(msg))
+			c.r.errorf(at, "in expression %q: %s", strings.TrimSpace(code), c.readable(msg, code))
 		}
 		return nil
 	}
@@ -448,6 +449,24 @@ var envFields = map[string][]string{
 	"window":           {"open", "expires_at", "left"},
 	"message.media":    {"id", "mime_type", "caption"},
 	"message.location": {"latitude", "longitude", "name", "address"},
+}
+
+// readable is readableExprError with "did you mean" for the flow's
+// variables and the bot's secrets, which only the compiler knows.
+func (c *exprCompiler) readable(msg, code string) string {
+	if field, ok := strings.CutPrefix(msg, "unknown field "); ok {
+		for _, obj := range []string{"vars", "secrets"} {
+			if m, isMap := c.env[obj].(types.Map); isMap && strings.Contains(code, obj+"."+field) {
+				names := make([]string, 0, len(m))
+				for k := range m {
+					names = append(names, k)
+				}
+				sort.Strings(names)
+				return obj + " has no field " + field + suggest(field, names)
+			}
+		}
+	}
+	return readableExprError(msg)
 }
 
 // readableExprError names the environment as the designer writes it

@@ -590,6 +590,12 @@ func (fc *flowCompiler) stepRef(ref *Ref, key string) string {
 	}
 	if _, ok := fc.flow.Steps[ref.Name]; !ok {
 		fc.r.errorf(ref.At, "%s: undefined step %q%s", key, ref.Name, suggest(ref.Name, fc.stepNames()))
+		// The rest of the checks go on as if the mistake were mended:
+		// with the step it most likely means, else without judging
+		// reachability (every step after it would be reported).
+		if m := didYouMean(ref.Name, fc.stepNames()); m != "" {
+			return m
+		}
 		fc.flow.brokenRefs = true
 	}
 	return ref.Name

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/flowbot/flowbot/engine/dryrun"
@@ -28,9 +30,12 @@ func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	bot, err := mustLoadBot(dir, stderr)
-	if err != nil {
-		fmt.Fprintln(stdout, "0 passed, 0 failed")
+	if errors.Is(err, problems) {
+		fmt.Fprintln(stdout, "0 passed, 0 failed") // the bot does not load
 		return err
+	}
+	if err != nil {
+		return err // no bot directory: bad usage
 	}
 	tests, diags := flows.LoadTests(os.DirFS(dir), dir, bot)
 	failedFiles := map[string]bool{}
@@ -42,6 +47,19 @@ func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if len(tests) == 0 && len(failedFiles) == 0 {
 		fmt.Fprintf(stderr, "no tests in %s/tests\n", dir)
+	}
+	if filter != nil {
+		matched := len(failedFiles) > 0
+		for _, t := range tests {
+			matched = matched || filter.MatchString(t.Spec.Name) || filter.MatchString(t.File)
+		}
+		if !matched {
+			var names []string
+			for _, t := range tests {
+				names = append(names, strconv.Quote(t.Spec.Name))
+			}
+			return usageErr("-run %q matches no test in %s (its tests: %s)", *runRE, dir, strings.Join(names, ", "))
+		}
 	}
 	secrets := secretsFromEnv(bot.Settings.Secrets)
 	passed, failed := 0, len(failedFiles)

@@ -314,14 +314,18 @@ func matchState(e *flows.ExpectSpec, st *engine.State, s *Session) string {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var wrong []string // every mismatch, not only the first
 	for _, k := range keys {
 		got, ok := st.Vars[k]
-		if !ok {
-			return fmt.Sprintf("expected vars.%s = %s, but it is not set (the contact is in flow %s)", k, flows.FormatValue(e.Vars[k]), nullName(st.Flow))
+		switch {
+		case !ok:
+			wrong = append(wrong, fmt.Sprintf("expected vars.%s = %s, but it is not set (the contact is in flow %s)", k, flows.FormatValue(e.Vars[k]), nullName(st.Flow)))
+		case !equalValue(e.Vars[k], got):
+			wrong = append(wrong, fmt.Sprintf("expected vars.%s = %s, got %s", k, quoteIfString(e.Vars[k]), quoteIfString(got)))
 		}
-		if !equalValue(e.Vars[k], got) {
-			return fmt.Sprintf("expected vars.%s = %s, got %s", k, quoteIfString(e.Vars[k]), quoteIfString(got))
-		}
+	}
+	if len(wrong) > 0 {
+		return strings.Join(wrong, "\n    ")
 	}
 	if e.Window != "" {
 		open := st.WindowOpen(s.Now)

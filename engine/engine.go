@@ -69,6 +69,12 @@ type Inbound struct {
 	Timestamp time.Time
 }
 
+// Choice is something the contact can tap: an id and its label.
+type Choice struct {
+	ID    string
+	Title string
+}
+
 // Via is how a message went out.
 type Via string
 

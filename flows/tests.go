@@ -257,8 +257,8 @@ func ParseTest(file string, src []byte, bot *Bot, diags *Diagnostics) *Test {
 	return t
 }
 
-// ParseMocks reads a `flowbot run --mocks` file: a list of mocks, or a
-// mapping with mocks:.
+// ParseMocks reads a `flowbot run --mocks` file: a list of mocks, a
+// mapping with mocks:, or a conversation test (its mocks).
 func ParseMocks(file string, src []byte) ([]MockSpec, Diagnostics) {
 	var diags Diagnostics
 	root := parseYAML(file, src, &diags)
@@ -269,6 +269,12 @@ func ParseMocks(file string, src []byte) ([]MockSpec, Diagnostics) {
 	var mocks []MockSpec
 	if root.Kind == yaml.SequenceNode {
 		d.decode(root, reflectValue(&mocks))
+	} else if hasKey(root, "steps") {
+		// A conversation test: its mocks, so that they are not written
+		// twice.
+		var t TestSpec
+		d.decode(root, reflectValue(&t))
+		mocks = t.Mocks
 	} else {
 		var mf MocksFile
 		d.decode(root, reflectValue(&mf))
@@ -378,4 +384,14 @@ func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 		}
 		checkTestVars(r, s.Start.At, f, s.Start.Vars)
 	}
+}
+
+// hasKey reports whether a mapping node has the key.
+func hasKey(n *yaml.Node, key string) bool {
+	for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }

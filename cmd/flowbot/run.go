@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/flowbot/flowbot/server/playground"
 
 	"github.com/gofiber/fiber/v2"
+	"gopkg.in/yaml.v3"
 )
 
 type runFlags struct {
@@ -106,7 +106,7 @@ func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, 
 			continue
 		case engine.RecSent:
 			o := sent[r.Detail]
-			fmt.Fprintf(p.w, "%s  bot < %s   [%s; window %s]\n", clock(o.At), dryrun.Describe(o), how(o), window)
+			fmt.Fprintf(p.w, "%s  bot < %s   [%s; window %s]\n", clock(o.At), dryrun.DescribeIDs(o), how(o), window)
 		case engine.RecStep, engine.RecCondition, engine.RecSet, engine.RecCall:
 			if !p.trace {
 				continue
@@ -123,7 +123,10 @@ func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, 
 		case engine.RecSkipped:
 			fmt.Fprintf(p.w, "%18s· %s\n", "", r.Detail)
 		default:
-			if p.trace || r.Kind == engine.RecHandoff || r.Kind == engine.RecUnmatched {
+			// What happened to the contact's message when nothing was
+			// sent (a handoff, a message ignored during one) is worth a
+			// line even without --trace.
+			if p.trace || r.Kind == engine.RecHandoff || r.Kind == engine.RecUnmatched || r.Kind == engine.RecReleased || r.Kind == engine.RecIgnored {
 				fmt.Fprintf(p.w, "%18s· %s\n", "", r)
 			}
 		}
@@ -322,6 +325,10 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 				fmt.Fprintln(stderr, "usage: /choice ID")
 				continue
 			}
+			if offered := s.Offered(); !offersID(offered, arg) {
+				fmt.Fprintf(stderr, "no choice %q was offered; %s\n", arg, describeOffered(offered))
+				continue
+			}
 			if !interactive {
 				p.user(s.Now, fmt.Sprintf("(taps %q)", arg))
 			}
@@ -341,7 +348,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 			p.note(s.Now, "the clock is now "+clock(s.Now))
 		case "/release":
 			if _, err := s.Release(ctx); err != nil {
-				fmt.Fprintln(stderr, "error:", err)
+				fmt.Fprintln(stderr, "cannot release:", err)
 			}
 		case "/state":
 			st, err := s.State(ctx)
@@ -358,14 +365,51 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 	return sc.Err()
 }
 
-func printState(w io.Writer, st *engine.State, now time.Time) {
-	window := windowText(st, now)
-	view := map[string]any{
-		"flow": st.Flow, "step": st.Step, "waiting": st.Waiting, "vars": st.Vars,
-		"window": window, "opted_out": st.Contact.OptedOut, "handoff": st.Handoff, "timers": st.Timers,
+func offersID(offered []engine.Choice, id string) bool {
+	for _, c := range offered {
+		if c.ID == id {
+			return true
+		}
 	}
-	b, _ := json.MarshalIndent(view, "", "  ")
-	fmt.Fprintln(w, string(b))
+	return false
+}
+
+func describeOffered(offered []engine.Choice) string {
+	if len(offered) == 0 {
+		return "no message offers any"
+	}
+	var parts []string
+	for _, c := range offered {
+		parts = append(parts, fmt.Sprintf("%s (%q)", c.ID, c.Title))
+	}
+	return "the latest message offers: " + strings.Join(parts, ", ")
+}
+
+// printState shows the contact's state as YAML, to read at a glance.
+func printState(w io.Writer, st *engine.State, now time.Time) {
+	type timer struct {
+		Kind string `yaml:"kind"`
+		Due  string `yaml:"due"`
+	}
+	view := struct {
+		Flow     string         `yaml:"flow"`
+		Step     string         `yaml:"step"`
+		Waiting  string         `yaml:"waiting,omitempty"`
+		Vars     map[string]any `yaml:"vars"`
+		Window   string         `yaml:"window"`
+		OptedOut bool           `yaml:"opted_out"`
+		Handoff  string         `yaml:"handoff,omitempty"`
+		Timers   []timer        `yaml:"timers,omitempty"`
+	}{Flow: orStr(st.Flow, "(none)"), Step: orStr(st.Step, "(none)"), Waiting: string(st.Waiting), Vars: st.Vars,
+		Window: windowText(st, now), OptedOut: st.Contact.OptedOut}
+	if st.Handoff != nil {
+		view.Handoff = st.Handoff.Queue
+	}
+	for _, t := range st.Timers {
+		view.Timers = append(view.Timers, timer{string(t.Kind), clock(t.Due)})
+	}
+	b, _ := yaml.Marshal(view)
+	fmt.Fprint(w, string(b))
 }
 
 func isTerminal(r io.Reader) bool {

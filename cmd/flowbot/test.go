@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
@@ -80,8 +81,16 @@ func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "    %s\n", res.Failure)
 		if *verbose && res.Session != nil {
 			fmt.Fprintln(stdout, "    what happened:")
+			sent := map[string]engine.Outbound{}
+			for _, o := range res.Session.Sent {
+				sent[o.ID] = o
+			}
 			for _, r := range res.Session.Records {
-				fmt.Fprintf(stdout, "      %s %s\n", r.At.Format("01-02 15:04"), strings.TrimSpace(r.String()))
+				line := strings.TrimSpace(r.String())
+				if o, ok := sent[r.Detail]; ok && r.Kind == engine.RecSent {
+					line = fmt.Sprintf("sent %s: %s (%s)", o.ID, dryrun.Describe(o), o.Via)
+				}
+				fmt.Fprintf(stdout, "      %s %s\n", r.At.Format("01-02 15:04"), line)
 			}
 		}
 	}

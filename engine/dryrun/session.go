@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
@@ -202,6 +203,37 @@ func (s *Session) Tap(id string) engine.Inbound {
 	return in
 }
 
+// Offered lists the choices the latest message that offered any offers:
+// its reply buttons or list rows (id and title), or its template's quick
+// replies (payload and text).
+func (s *Session) Offered() []engine.Choice {
+	for i := len(s.Sent) - 1; i >= 0; i-- {
+		m := s.Sent[i].Message
+		var out []engine.Choice
+		for _, b := range m.Buttons {
+			out = append(out, engine.Choice{ID: b.ID, Title: b.Title})
+		}
+		if m.List != nil {
+			for _, sec := range m.List.Sections {
+				for _, r := range sec.Rows {
+					out = append(out, engine.Choice{ID: r.ID, Title: r.Title})
+				}
+			}
+		}
+		if t := m.Template; t != nil {
+			for _, b := range t.Buttons {
+				if b.SubType == "quick_reply" {
+					out = append(out, engine.Choice{ID: b.Value, Title: b.Value})
+				}
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return nil
+}
+
 // Start starts a flow from outside (business-initiated).
 func (s *Session) Start(ctx context.Context, flow, step string, vars map[string]any) (*engine.Result, error) {
 	return s.handle(ctx, engine.Input{Kind: engine.InputStart, Flow: flow, Step: step, Vars: vars})
@@ -312,6 +344,33 @@ func (m *Mocks) Do(req *http.Request) (*http.Response, error) {
 		StatusCode: mk.Status, Status: fmt.Sprintf("%d %s", mk.Status, http.StatusText(mk.Status)),
 		Header: h, Body: io.NopCloser(bytes.NewReader(body)), Request: req,
 	}, nil
+}
+
+// DescribeIDs is Describe with each button's and row's id after its
+// title, when they differ: what a designer types after /choice.
+func DescribeIDs(o engine.Outbound) string {
+	m := o.Message
+	withIDs := func(c []actions.Choice) []actions.Choice {
+		out := make([]actions.Choice, len(c))
+		for i, b := range c {
+			out[i] = b
+			if b.ID != b.Title {
+				out[i].Title = b.Title + " (" + b.ID + ")"
+			}
+		}
+		return out
+	}
+	m.Buttons = withIDs(m.Buttons)
+	if m.List != nil {
+		l := *m.List
+		l.Sections = append([]actions.ListSection(nil), l.Sections...)
+		for i := range l.Sections {
+			l.Sections[i].Rows = withIDs(l.Sections[i].Rows)
+		}
+		m.List = &l
+	}
+	o.Message = m
+	return Describe(o)
 }
 
 // Describe renders an outbound message on one line for transcripts and

@@ -257,16 +257,16 @@ func (h *HeaderSpec) decodeNode(d *decoder, n *yaml.Node) {
 // Settings is flowbot.yaml.
 type Settings struct {
 	At           Pos
-	DefaultFlow  *Ref          `yaml:"default_flow"`
-	Language     string        `yaml:"language"`
-	Keywords     []KeywordSpec `yaml:"keywords"`
-	Secrets      []string      `yaml:"secrets"`
-	OptOut       *Strings      `yaml:"opt_out"`
-	OptIn        *Strings      `yaml:"opt_in"`
-	OptOutReply  string        `yaml:"opt_out_reply"`
-	OptInReply   string        `yaml:"opt_in_reply"`
-	Pricing      *PricingSpec  `yaml:"pricing"`
-	MaxTemplates int           `yaml:"max_templates"`
+	DefaultFlow  *Ref          `yaml:"default_flow" doc:"the flow a message that matches no trigger starts"`
+	Language     string        `yaml:"language" doc:"the default template language, e.g. en_US"`
+	Keywords     []KeywordSpec `yaml:"keywords" doc:"global keywords: {match, goto} or {match, handoff, say}; they work in any step, in waits and handoffs too"`
+	Secrets      []string      `yaml:"secrets" doc:"environment variables the flows read as secrets.NAME; shown as *** in traces"`
+	OptOut       *Strings      `yaml:"opt_out" doc:"words that opt the contact out of templates (whole message, any case)"`
+	OptIn        *Strings      `yaml:"opt_in" doc:"words that opt the contact back in"`
+	OptOutReply  string        `yaml:"opt_out_reply" doc:"the confirmation sent on opt-out"`
+	OptInReply   string        `yaml:"opt_in_reply" doc:"the confirmation sent on opt-in"`
+	Pricing      *PricingSpec  `yaml:"pricing" doc:"how dry runs and tests price a conversation"`
+	MaxTemplates int           `yaml:"max_templates" doc:"the account's template limit (default 250)"`
 }
 
 // KeywordSpec is a global keyword.
@@ -281,10 +281,10 @@ type KeywordSpec struct {
 // PricingSpec sets how dry runs and tests price a conversation.
 type PricingSpec struct {
 	At                  Pos
-	Model               string     `yaml:"model" enum:"pricing_model"`
-	UtilityFreeInWindow bool       `yaml:"utility_free_in_window"`
-	Currency            string     `yaml:"currency"`
-	Rates               *RatesSpec `yaml:"rates"`
+	Model               string     `yaml:"model" enum:"pricing_model" doc:"per_message (WhatsApp since July 2025) or conversation (24-hour conversations by category)"`
+	UtilityFreeInWindow bool       `yaml:"utility_free_in_window" doc:"utility templates sent inside the window cost nothing"`
+	Currency            string     `yaml:"currency" doc:"the rates' currency, e.g. USD"`
+	Rates               *RatesSpec `yaml:"rates" doc:"the price of one message (or conversation) by category"`
 }
 
 // RatesSpec is the price of one message (or conversation) by category.
@@ -299,21 +299,21 @@ type RatesSpec struct {
 // TemplatesFile is templates.yaml.
 type TemplatesFile struct {
 	At        Pos
-	Templates []TemplateSpec `yaml:"templates" flowbot:"required"`
+	Templates []TemplateSpec `yaml:"templates" flowbot:"required" doc:"one entry per template and language, as flowbot templates pull writes them"`
 }
 
 // TemplateSpec is one language of one approved template.
 type TemplateSpec struct {
 	At              Pos
-	Name            Ref                  `yaml:"name" flowbot:"required"`
-	Language        string               `yaml:"language" flowbot:"required"`
-	Category        string               `yaml:"category" flowbot:"required" enum:"category"`
-	Status          string               `yaml:"status" flowbot:"required" enum:"status"`
-	ParameterFormat string               `yaml:"parameter_format" enum:"parameter_format"`
-	Header          *TemplateHeaderSpec  `yaml:"header"`
-	Body            Source               `yaml:"body" flowbot:"required" limit:"template_body"`
-	Footer          *Source              `yaml:"footer" limit:"template_footer"`
-	Buttons         []TemplateButtonSpec `yaml:"buttons"`
+	Name            Ref                  `yaml:"name" flowbot:"required" doc:"the template's name: lowercase letters, digits, underscores"`
+	Language        string               `yaml:"language" flowbot:"required" doc:"the language code, e.g. en_US, es"`
+	Category        string               `yaml:"category" flowbot:"required" enum:"category" doc:"MARKETING, UTILITY or AUTHENTICATION (legacy categories load as UTILITY)"`
+	Status          string               `yaml:"status" flowbot:"required" enum:"status" doc:"only APPROVED templates may be sent"`
+	ParameterFormat string               `yaml:"parameter_format" enum:"parameter_format" doc:"NAMED ({{first_name}}) or POSITIONAL ({{1}})"`
+	Header          *TemplateHeaderSpec  `yaml:"header" doc:"a text header (60 characters), or a media format"`
+	Body            Source               `yaml:"body" flowbot:"required" limit:"template_body" doc:"the body with its parameters: {{1}} or {{name}}"`
+	Footer          *Source              `yaml:"footer" limit:"template_footer" doc:"the footer (60 characters)"`
+	Buttons         []TemplateButtonSpec `yaml:"buttons" doc:"up to 10: quick_reply, url, phone_number, copy_code, flow ..."`
 }
 
 // TemplateHeaderSpec is a template's header: text, or a media format.

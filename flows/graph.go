@@ -164,18 +164,23 @@ func Mermaid(graphs []*FlowGraph) string {
 			indent = "    "
 		}
 		fmt.Fprintf(&b, "%sf%d_start((start)) --> %s\n", indent, fi, ids[g.Flow.Start])
+		fb := flowFallback(g.Flow)
 		for _, n := range g.Nodes {
-			label := mermaidQuote(nodeLabel(n, "<br/>"))
+			label := mermaidQuote(nodeLabel(n, fb, "<br/>"))
 			open, close := "[", "]"
 			switch {
+			case n.Handoff: // a handoff that also ends is a handoff first
+				open, close = "{{", "}}"
 			case n.End:
 				open, close = "([", "])"
-			case n.Handoff:
-				open, close = "{{", "}}"
 			case n.Ask:
 				open, close = "[/", "/]"
 			}
 			fmt.Fprintf(&b, "%s%s%s%s%s\n", indent, ids[n.Step], open, label, close)
+		}
+		if fb != "" {
+			fmt.Fprintf(&b, "%sf%d_fallback>%s]\n", indent, fi, mermaidQuote("window closed: free-form sends become template "+fb+" (unless a step names its own)"))
+			fmt.Fprintf(&b, "%sclass f%d_fallback note\n", indent, fi)
 		}
 		for _, e := range g.Edges {
 			arrow := "-->"
@@ -192,21 +197,29 @@ func Mermaid(graphs []*FlowGraph) string {
 			switch {
 			case n.Unreachable:
 				fmt.Fprintf(&b, "%sclass %s unreachable\n", indent, ids[n.Step])
-			case n.End:
-				fmt.Fprintf(&b, "%sclass %s endstep\n", indent, ids[n.Step])
 			case n.Handoff:
 				fmt.Fprintf(&b, "%sclass %s handoff\n", indent, ids[n.Step])
+			case n.End:
+				fmt.Fprintf(&b, "%sclass %s endstep\n", indent, ids[n.Step])
 			}
 		}
 		if len(graphs) > 1 {
 			b.WriteString("  end\n")
 		}
 	}
+	b.WriteString("  legend[" + mermaidQuote(legendText) + "]\n  class legend note\n")
 	b.WriteString("  classDef unreachable fill:#eeeeee,stroke:#aaaaaa,color:#999999,stroke-dasharray:4 3\n")
 	b.WriteString("  classDef endstep fill:#e8f5e9,stroke:#2e7d32\n")
 	b.WriteString("  classDef handoff fill:#fff3e0,stroke:#e65100\n")
+	b.WriteString("  classDef note fill:#fffde7,stroke:#f9a825,color:#5d4037\n")
 	return b.String()
 }
+
+// legendText and dotLegend explain the diagrams' shapes and lines.
+const (
+	legendText = "legend: slanted box = ask, waits for a reply · rounded = ends the flow · hexagon = hands off to an agent · dashed arrow = timeout, retries used up or a failed call · grey dashed = unreachable"
+	dotLegend  = "legend: slanted box = ask, waits for a reply · octagon = ends the flow · hexagon = hands off to an agent · double border = sends a fallback template when the window is closed · dashed arrow = timeout, retries used up or a failed call · grey dashed = unreachable"
+)
 
 // nodeIDs gives each step an id safe in Mermaid and DOT.
 func nodeIDs(g *FlowGraph, fi int) map[string]string {
@@ -217,18 +230,55 @@ func nodeIDs(g *FlowGraph, fi int) map[string]string {
 	return ids
 }
 
-func nodeLabel(n GraphNode, nl string) string {
+// nodeLabel is a step's label: its name and what it does, wrapped at
+// words (never cut inside one). The fallback template is named only where
+// a step's differs from its flow's, which the flow's note names once.
+func nodeLabel(n GraphNode, flowFallback, nl string) string {
 	lines := []string{n.Step}
 	for _, l := range n.Lines {
-		lines = append(lines, truncate(l, 60))
+		lines = append(lines, wrap(l, 40, 3)...)
 	}
-	if n.Fallback != "" {
+	if n.Fallback != "" && n.Fallback != flowFallback {
 		lines = append(lines, "window closed: template "+n.Fallback)
 	}
 	if n.Unreachable {
 		lines = append(lines, "(unreachable)")
 	}
 	return strings.Join(lines, nl)
+}
+
+// wrap breaks a line at spaces into lines of about width characters, at
+// most max of them, the last ending with an ellipsis when text was left
+// out. A word longer than the width stands alone.
+func wrap(s string, width, max int) []string {
+	var out []string
+	cur := ""
+	for _, w := range strings.Fields(s) {
+		switch {
+		case cur == "":
+			cur = w
+		case len([]rune(cur))+1+len([]rune(w)) <= width:
+			cur += " " + w
+		default:
+			out = append(out, cur)
+			cur = w
+		}
+	}
+	if cur != "" {
+		out = append(out, cur)
+	}
+	if len(out) > max {
+		out = append(out[:max-1], out[max-1]+" …")
+	}
+	return out
+}
+
+// flowFallback is the template of the flow's own fallback, "" for none.
+func flowFallback(f *Flow) string {
+	if f.Fallback == nil {
+		return ""
+	}
+	return f.Fallback.Name
 }
 
 // mermaidQuote quotes a label for Mermaid: in double quotes, with the
@@ -253,13 +303,17 @@ func DOT(graphs []*FlowGraph) string {
 		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n    style=dashed;\n", fi, dotQuote("flow "+g.Flow.ID))
 		fmt.Fprintf(&b, "    f%d_start [label=\"start\", shape=circle, fillcolor=\"#263238\", fontcolor=\"#ffffff\"];\n", fi)
 		fmt.Fprintf(&b, "    f%d_start -> %s;\n", fi, ids[g.Flow.Start])
+		fb := flowFallback(g.Flow)
+		if fb != "" {
+			fmt.Fprintf(&b, "    f%d_fallback [label=%s, shape=note, fillcolor=\"#fffde7\", color=\"#f9a825\"];\n", fi, dotQuote("window closed: free-form sends become\ntemplate "+fb+" (unless a step names its own)"))
+		}
 		for _, n := range g.Nodes {
-			attrs := []string{"label=" + dotQuote(nodeLabel(n, "\n"))}
+			attrs := []string{"label=" + dotQuote(nodeLabel(n, fb, "\n"))}
 			switch {
+			case n.Handoff: // a handoff that also ends is a handoff first
+				attrs = append(attrs, "shape=hexagon", `fillcolor="#fff3e0"`, `color="#e65100"`)
 			case n.End:
 				attrs = append(attrs, "shape=doubleoctagon", `fillcolor="#e8f5e9"`, `color="#2e7d32"`)
-			case n.Handoff:
-				attrs = append(attrs, "shape=hexagon", `fillcolor="#fff3e0"`, `color="#e65100"`)
 			case n.Ask:
 				attrs = append(attrs, "shape=parallelogram")
 			}
@@ -287,6 +341,7 @@ func DOT(graphs []*FlowGraph) string {
 		}
 		b.WriteString("  }\n")
 	}
+	fmt.Fprintf(&b, "  legend [label=%s, shape=note, fillcolor=\"#fffde7\", color=\"#f9a825\"];\n", dotQuote(strings.ReplaceAll(dotLegend, " · ", "\n")))
 	b.WriteString("}\n")
 	return b.String()
 }

@@ -76,10 +76,31 @@ func TestGraphMarksWhatMatters(t *testing.T) {
 	m := flows.Mermaid(g)
 	for _, want := range []string{
 		`-.->|"retry x2"|`, `-.->|"timeout 23h30m"|`, `-->|"after 2h"|`, `{{"agent<br/>handoff to support`,
-		`class f0_s9 endstep`, `-->|"else"|`, "window closed: template support_followup",
+		`class f0_s9 endstep`, `-->|"else"|`,
+		// The flow's fallback once, in a note, and a legend for the shapes.
+		`f0_fallback>"window closed: free-form sends become template support_followup`, `legend["legend: slanted box = ask`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("the diagram lacks %q", want)
+		}
+	}
+	if n := strings.Count(m, "support_followup"); n != 1 {
+		t.Errorf("the flow's fallback is named %d times, want once", n)
+	}
+	if strings.Contains(m, "...") {
+		t.Errorf("a label is cut mid-word:\n%s", m)
+	}
+	// A step's own fallback is named on it; a handoff that ends is drawn
+	// as a handoff.
+	b2 := loadMap(t, map[string]string{
+		"templates.yaml": "templates:\n  - { name: own, language: en_US, category: UTILITY, status: APPROVED, body: x }\n  - { name: flowwide, language: en_US, category: UTILITY, status: APPROVED, body: y }\n",
+		"flows/a.yaml":   "flow: a\nstart: x\ntriggers: [{keyword: go}]\nfallback: { template: flowwide }\nsteps:\n  x: { say: hi, fallback: { template: own }, goto: h }\n  h: { handoff: { queue: desk }, end: true }\n",
+	})
+	g2, _ := flows.Graphs(b2, "")
+	m2 := flows.Mermaid(g2)
+	for _, want := range []string{`f0_s0["x<br/>say: hi<br/>window closed: template own"]`, `f0_s1{{"h<br/>handoff to desk"}}`, `class f0_s1 handoff`} {
+		if !strings.Contains(m2, want) {
+			t.Errorf("the diagram lacks %q:\n%s", want, m2)
 		}
 	}
 	if _, err := flows.Graphs(bot, "nope"); err == nil {

@@ -264,7 +264,8 @@ async function drawDiagram(src) {
 // --- wiring ---
 
 function wire() {
-  mermaid.initialize({ startOnLoad: false, securityLevel: "strict", flowchart: { htmlLabels: true } });
+  // useMaxWidth: the diagram scales to its panel instead of overflowing it.
+  mermaid.initialize({ startOnLoad: false, securityLevel: "strict", flowchart: { htmlLabels: true, useMaxWidth: true, wrappingWidth: 220 } });
   $("newchat").onclick = () => newChat().catch(alert);
   $("composer").onsubmit = (ev) => {
     ev.preventDefault();

@@ -60,8 +60,12 @@ type TemplateMessage struct {
 	HeaderKind  string           `json:"header_kind,omitempty" bson:"header_kind,omitempty"` // image, video, document for a media header
 	Buttons     []TemplateButton `json:"buttons,omitempty" bson:"buttons,omitempty"`
 	// Body is the template's body with the parameters filled in, for dry
-	// runs and logs.
-	Body string `json:"body,omitempty" bson:"body,omitempty"`
+	// runs and logs; Header (its text filled in, or the media kind),
+	// Footer and ButtonTexts show the rest of it as the contact sees it.
+	Body        string   `json:"body,omitempty" bson:"body,omitempty"`
+	Header      string   `json:"header,omitempty" bson:"header,omitempty"`
+	Footer      string   `json:"footer,omitempty" bson:"footer,omitempty"`
+	ButtonTexts []string `json:"button_texts,omitempty" bson:"button_texts,omitempty"`
 }
 
 // NamedValue is a named parameter's value.
@@ -135,6 +139,17 @@ func RenderTemplate(c Conversation, ts *flows.TemplateSend) Message {
 	if tl != nil {
 		tm.Category = tl.Category
 		tm.Body = fillPlaceholders(tl.Body, tm)
+		switch tl.HeaderFormat {
+		case "":
+		case "text":
+			tm.Header = fillPlaceholders(tl.HeaderText, &TemplateMessage{Params: tm.HeaderTexts, Named: tm.HeaderNamed})
+		default:
+			tm.Header = "[" + tl.HeaderFormat + "]"
+		}
+		tm.Footer = tl.Footer
+		for _, b := range tl.Buttons {
+			tm.ButtonTexts = append(tm.ButtonTexts, b.Text)
+		}
 	}
 	return Message{Kind: "template", Text: tm.Body, Template: tm}
 }

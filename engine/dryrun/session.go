@@ -381,8 +381,19 @@ func Describe(o engine.Outbound) string {
 	var b strings.Builder
 	switch m.Kind {
 	case "template":
+		// As the contact sees it: *header*, body, _footer_, buttons.
 		t := m.Template
-		fmt.Fprintf(&b, "[template %s] %s", t.Name, m.Text)
+		fmt.Fprintf(&b, "[template %s]", t.Name)
+		if t.Header != "" {
+			fmt.Fprintf(&b, " *%s*", t.Header)
+		}
+		fmt.Fprintf(&b, " %s", m.Text)
+		if t.Footer != "" {
+			fmt.Fprintf(&b, " _%s_", t.Footer)
+		}
+		for _, bt := range t.ButtonTexts {
+			fmt.Fprintf(&b, " [%s]", bt)
+		}
 	case "image", "document", "video", "audio":
 		src := m.Media.Link
 		if src == "" {

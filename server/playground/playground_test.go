@@ -120,7 +120,8 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	if badge != "window closed" {
 		t.Errorf("window badge %q after 50 hours", badge)
 	}
-	for _, want := range []string{"Template · appointment_reminder · UTILITY · en_US", "Hi Ana, your appointment is on 2026-12-01", "{{1}} = Ana", "{{2}} = 2026-12-01"} {
+	// The template as the contact sees it: header, body, footer, buttons.
+	for _, want := range []string{"Template · appointment_reminder · UTILITY · en_US", "Appointment", "Hi Ana, your appointment is on 2026-12-01", "Clinic Central", "YES", "{{1}} = Ana", "{{2}} = 2026-12-01"} {
 		if !strings.Contains(messages, want) {
 			t.Errorf("the chat lacks %q:\n%s", want, messages)
 		}

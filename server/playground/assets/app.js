@@ -167,17 +167,25 @@ function botBubble(e) {
     div.classList.add("template");
     div.dataset.template = t.name;
     div.append(el("div", "tpl-head", "Template · " + t.name + " · " + (t.category || "").toUpperCase() + " · " + t.language + (e.fallback ? " · fallback" : "")));
-    if (t.header_texts && t.header_texts.length) div.append(el("strong", "", t.header_texts.join(" ") + "\n"));
+    // As the contact sees it: header, body, footer, buttons.
+    if (t.header) div.append(el("strong", "tpl-header", t.header + "\n"));
+    else if (t.header_texts && t.header_texts.length) div.append(el("strong", "tpl-header", t.header_texts.join(" ") + "\n"));
     div.append(document.createTextNode(t.body || m.text || ""));
+    if (t.footer) div.append(el("div", "tpl-footer", t.footer));
     const params = (t.params || []).map((p, i) => "{{" + (i + 1) + "}} = " + p)
       .concat((t.named || []).map((n) => "{{" + n.name + "}} = " + n.value));
     if (params.length) div.append(el("div", "tpl-params", params.join("   ")));
-    const quick = (t.buttons || []).filter((b) => b.sub_type === "quick_reply");
-    if (quick.length) {
-      const c = el("div", "choices");
-      for (const b of quick) c.append(choiceButton("choice", b.value, b.value));
-      div.append(c);
+    const texts = t.button_texts || [];
+    const c = el("div", "choices");
+    texts.forEach((label, i) => {
+      const b = (t.buttons || []).find((x) => x.index === i);
+      if (b && b.sub_type === "quick_reply") c.append(choiceButton("choice", label, b.value)); // tappable: its payload comes back
+      else c.append(el("span", "choice tpl-link", label));
+    });
+    for (const b of (t.buttons || []).filter((x) => x.sub_type === "quick_reply" && x.index >= texts.length)) {
+      c.append(choiceButton("choice", b.value, b.value));
     }
+    if (c.childNodes.length) div.append(c);
   } else if (["image", "video", "audio", "document"].includes(m.kind)) {
     div.append(el("div", "media", "[" + m.kind + "] " + ((m.media && (m.media.link || "id " + m.media.id)) || "")));
     if (m.text) div.append(document.createTextNode(m.text));

@@ -101,6 +101,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		return chromedp.Tasks{chromedp.SetValue("#text", text, chromedp.ByID), chromedp.Click("#composer button", chromedp.ByQuery)}
 	}
 	var messages, badge, where, svg string
+	var fits bool
 	run(t, ctx, shot,
 		step{"open the page", chromedp.Tasks{chromedp.Navigate(url), chromedp.WaitVisible("#messages", chromedp.ByID), chromedp.WaitReady(`#flow option[value="appointments"]`, chromedp.ByQuery)}},
 		step{"say hi", chromedp.Tasks{send("hi"), chromedp.WaitVisible(`//div[contains(@class,"msg bot") and contains(., "Which day suits you?")]`, chromedp.BySearch)}},
@@ -112,7 +113,8 @@ func TestPlaygroundInBrowser(t *testing.T) {
 			chromedp.Click(`button[data-wait="25h"]`, chromedp.ByQuery),
 			chromedp.WaitVisible(`div.msg.template[data-template="appointment_reminder"]`, chromedp.ByQuery),
 			chromedp.Text("#window", &badge, chromedp.ByID), chromedp.Text("#messages", &messages, chromedp.ByID)}},
-		step{"see the diagram", chromedp.Tasks{chromedp.WaitVisible("#diagram svg", chromedp.ByQuery), chromedp.OuterHTML("#diagram svg", &svg, chromedp.ByQuery), shot("playground.png")}},
+		step{"see the diagram", chromedp.Tasks{chromedp.WaitVisible("#diagram svg", chromedp.ByQuery), chromedp.OuterHTML("#diagram svg", &svg, chromedp.ByQuery),
+			chromedp.Evaluate(`document.querySelector("#diagram svg").getBoundingClientRect().width <= document.querySelector("#diagram").clientWidth + 1`, &fits), shot("playground.png")}},
 	)
 	if !strings.Contains(where, "step booked") {
 		t.Errorf("after booking, the page says %q; want the booked step (waiting)", where)
@@ -125,6 +127,9 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		if !strings.Contains(messages, want) {
 			t.Errorf("the chat lacks %q:\n%s", want, messages)
 		}
+	}
+	if !fits {
+		t.Error("the diagram is wider than its panel")
 	}
 	if !strings.Contains(svg, "remind") || !strings.Contains(svg, "current") {
 		t.Errorf("the diagram does not show the steps with the current one highlighted")

@@ -667,7 +667,7 @@ func (c *conv) route(step *flows.Step) string {
 			c.event(ConditionEvaluated{Header: c.header(), Expr: cond.Src, Value: ok})
 		}
 		return ok
-	})
+	}, c.st.Contact.ID)
 }
 
 // --- running steps ---

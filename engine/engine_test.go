@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -550,4 +551,41 @@ func abs(f float64) float64 {
 		return -f
 	}
 	return f
+}
+
+// A random split draws its branch from a hash of the contact, the flow
+// and the step: by weight over many contacts, and always the same for
+// one contact.
+func TestRandomSplit(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": `
+flow: main
+start: offer
+triggers: [{ keyword: hi }]
+steps:
+  offer:
+    random: [ { weight: 70, goto: a }, { weight: 30, goto: b } ]
+  a: { say: "offer A", end: true }
+  b: { say: "offer B", end: true }
+`})
+	e := engine.New(bot, engine.Options{})
+	count := map[string]int{}
+	for i := 0; i < 2000; i++ {
+		var got []string
+		for round := 0; round < 2; round++ { // the same contact twice: the same branch
+			st := engine.NewState(fmt.Sprintf("1555%07d", i))
+			st.LastInbound = t0
+			res, err := e.Handle(context.Background(), st, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{ID: "w", Type: "text", Text: "hi", Timestamp: t0}}, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, res.Outbound[0].Message.Text)
+		}
+		if got[0] != got[1] {
+			t.Fatalf("contact %d took %q, then %q", i, got[0], got[1])
+		}
+		count[got[0]]++
+	}
+	if a := count["offer A"]; a < 1300 || a > 1500 {
+		t.Errorf("70/30 over 2,000 contacts gave %v", count)
+	}
 }

@@ -172,6 +172,7 @@ type Step struct {
 	Goto      string
 	On        []Branch
 	Else      string
+	Random    []RandomBranch
 	End       bool
 	Fallback  *TemplateSend
 	HasWait   bool
@@ -263,6 +264,12 @@ type Retry struct {
 type Handoff struct {
 	Queue string
 	Note  *Text
+}
+
+// RandomBranch is one branch of a random split.
+type RandomBranch struct {
+	Weight int
+	Goto   string
 }
 
 // Branch is one conditional route.

@@ -776,8 +776,20 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 		b.If = ec.compile(&o.If, o.If.Text, 0, exprBool)
 		s.On = append(s.On, b)
 	}
+	for _, rb := range sp.Random {
+		if rb.Weight <= 0 {
+			r.errorf(rb.At, "random: a weight is a whole number over 0, got %d", rb.Weight)
+		}
+		s.Random = append(s.Random, RandomBranch{Weight: rb.Weight, Goto: fc.stepRef(&rb.Goto, "random.goto")})
+	}
 	s.End = sp.End != nil && *sp.End
 	switch {
+	case len(sp.Random) > 0 && (s.End || sp.Goto != nil || sp.Else != nil || len(sp.On) > 0):
+		r.errorf(sp.Random[0].At, "step %q routes with random, and also with goto, on, else or end: keep one", s.Name)
+	case len(sp.Random) == 1:
+		r.warnf(sp.Random[0].At, "step %q has a random split with one branch: it always goes to %s (use goto)", s.Name, sp.Random[0].Goto.Name)
+	case len(sp.Random) > 0:
+		// routed by random
 	case s.End && (sp.Goto != nil || sp.Else != nil || len(sp.On) > 0):
 		r.errorf(sp.At, "step %q ends the flow (end: true) and also routes on: keep one", s.Name)
 	case sp.Goto != nil && sp.Else != nil:

@@ -1,6 +1,9 @@
 package flows
 
-import "time"
+import (
+	"hash/fnv"
+	"time"
+)
 
 // EdgeKind is when a step's exit is taken.
 type EdgeKind string
@@ -19,6 +22,8 @@ const (
 	// EdgeGoto: the step's way on when no `on` held and there is no
 	// `else`.
 	EdgeGoto EdgeKind = "goto"
+	// EdgeRandom: a branch of a random split, drawn by weight.
+	EdgeRandom EdgeKind = "random"
 )
 
 // Edge is one way out of a step. Edges is the one description of a step's
@@ -35,6 +40,8 @@ type Edge struct {
 	// Reply: the edge is taken on the contact's reply (an ask's routing
 	// and its retries), which reopens the window.
 	Reply bool
+	// Weight is an EdgeRandom's share.
+	Weight int
 }
 
 // Edges lists the step's exits: on_error, retry and timeout first, then
@@ -64,13 +71,18 @@ func (s *Step) buildEdges() {
 	}
 	add(Edge{Kind: EdgeElse, To: s.Else, After: s.Wait, Reply: reply})
 	add(Edge{Kind: EdgeGoto, To: s.Goto, After: s.Wait, Reply: reply})
+	for _, rb := range s.Random {
+		add(Edge{Kind: EdgeRandom, To: rb.Goto, After: s.Wait, Reply: reply, Weight: rb.Weight})
+	}
 	s.edges = out
 }
 
 // Route picks the step's next step, in the engine's order: the first
 // `on` whose condition holds (holds evaluates it), else `else`, else
-// `goto`; "" when none.
-func (s *Step) Route(holds func(*Program) bool) string {
+// `goto`; for a random split, the branch that key (the contact's id)
+// draws. "" when none.
+func (s *Step) Route(holds func(*Program) bool, key string) string {
+	total := 0
 	for _, e := range s.edges {
 		switch e.Kind {
 		case EdgeOn:
@@ -79,6 +91,24 @@ func (s *Step) Route(holds func(*Program) bool) string {
 			}
 		case EdgeElse, EdgeGoto:
 			return e.To
+		case EdgeRandom:
+			total += e.Weight
+		}
+	}
+	if total <= 0 {
+		return ""
+	}
+	// A stable draw: the same contact, flow and step always take the same
+	// branch, so dry runs and tests are reproducible.
+	h := fnv.New64a()
+	h.Write([]byte(key + "\x00" + s.Flow + "\x00" + s.Name))
+	n := int(h.Sum64() % uint64(total))
+	for _, e := range s.edges {
+		if e.Kind == EdgeRandom {
+			if n < e.Weight {
+				return e.To
+			}
+			n -= e.Weight
 		}
 	}
 	return ""

@@ -133,6 +133,12 @@ func graphEdges(s *Step) []GraphEdge {
 			label = join(prefix, e.If.Src)
 		case EdgeElse:
 			label = join(prefix, "else")
+		case EdgeRandom:
+			total := 0
+			for _, rb := range s.Random {
+				total += rb.Weight
+			}
+			label = join(prefix, fmt.Sprintf("random %d%%", e.Weight*100/max(total, 1)))
 		case EdgeGoto:
 			label = prefix
 			switch {

@@ -96,6 +96,11 @@ func TestGraphMarksWhatMatters(t *testing.T) {
 		"templates.yaml": "templates:\n  - { name: own, language: en_US, category: UTILITY, status: APPROVED, body: x }\n  - { name: flowwide, language: en_US, category: UTILITY, status: APPROVED, body: y }\n",
 		"flows/a.yaml":   "flow: a\nstart: x\ntriggers: [{keyword: go}]\nfallback: { template: flowwide }\nsteps:\n  x: { say: hi, fallback: { template: own }, goto: h }\n  h: { handoff: { queue: desk }, end: true }\n",
 	})
+	b3 := loadMap(t, map[string]string{"flows/a.yaml": "flow: a\nstart: x\ntriggers: [{keyword: go}]\nsteps:\n  x: { random: [{weight: 70, goto: y}, {weight: 30, goto: z}] }\n  y: { say: A, end: true }\n  z: { say: B, end: true }\n"})
+	g3, _ := flows.Graphs(b3, "")
+	if m3 := flows.Mermaid(g3); !strings.Contains(m3, `-->|"random 70%"| f0_s1`) || !strings.Contains(m3, `-->|"random 30%"| f0_s2`) {
+		t.Errorf("a random split's edges lack their shares:\n%s", m3)
+	}
 	g2, _ := flows.Graphs(b2, "")
 	m2 := flows.Mermaid(g2)
 	for _, want := range []string{`f0_s0["x<br/>say: hi<br/>window closed: template own"]`, `f0_s1{{"h<br/>handoff to desk"}}`, `class f0_s1 handoff`} {

@@ -82,6 +82,7 @@ type StepSpec struct {
 	On        []OnSpec            `yaml:"on" doc:"conditional routes [{if, goto}], first match wins"`
 	Else      *Ref                `yaml:"else" doc:"where to go when no condition under on holds"`
 	End       *bool               `yaml:"end" doc:"true ends the flow"`
+	Random    []RandomSpec        `yaml:"random" doc:"a random split [{weight, goto}]: the branch is drawn from a hash of the contact, the flow and the step, so a contact always takes the same one"`
 	Fallback  *FallbackSpec       `yaml:"fallback"`
 }
 
@@ -180,6 +181,13 @@ type OnSpec struct {
 	At   Pos
 	If   Source `yaml:"if" flowbot:"required"`
 	Goto Ref    `yaml:"goto" flowbot:"required"`
+}
+
+// RandomSpec is one branch of a random split.
+type RandomSpec struct {
+	At     Pos
+	Weight int `yaml:"weight" flowbot:"required" doc:"the branch's share: a whole number over 0; the shares need not add up to 100"`
+	Goto   Ref `yaml:"goto" flowbot:"required"`
 }
 
 // ParamsSpec is a template's parameters: a list (positional) or a map (named).

@@ -317,7 +317,8 @@ type conv struct {
 
 func (c *conv) fillEnv() {
 	st := c.st
-	c.env.Contact = flows.ContactEnv{ID: st.Contact.ID, Name: st.Contact.Name, Language: st.Contact.Language, OptedOut: st.Contact.OptedOut}
+	c.env.Contact = flows.ContactEnv{ID: st.Contact.ID, Name: st.Contact.Name, Language: st.Contact.Language, OptedOut: st.Contact.OptedOut,
+		Fields: c.fields()}
 	c.env.Vars = st.Vars
 	c.env.Now = c.now
 	c.env.Attempt = st.Attempt
@@ -385,7 +386,70 @@ func (c *conv) Render(t *flows.Text) string {
 	return s
 }
 
+// fields are the contact's fields as expressions read them: the bot's
+// defaults, under what was stored for the contact (a field a new version
+// of the bot added reads its default).
+func (c *conv) fields() map[string]any {
+	decl := c.e.bot.Settings.ContactFields
+	if len(decl) == 0 {
+		return c.st.Contact.Fields
+	}
+	m := make(map[string]any, len(decl))
+	for _, f := range decl {
+		m[f.Name] = cloneValue(f.Default)
+	}
+	for k, v := range c.st.Contact.Fields {
+		m[k] = v
+	}
+	return m
+}
+
+// setField writes a contact field (set or save contact.fields.NAME).
+func (c *conv) setField(name string, v any) bool {
+	d := c.e.bot.Settings.ContactField(name)
+	switch {
+	case d == nil:
+		c.Fail(fmt.Errorf("cannot set contact.fields.%s: the bot declares no such contact field", name))
+		return false
+	case !flows.SameKind(d.Default, v):
+		c.Fail(fmt.Errorf("cannot set contact.fields.%s (%s) to %s", name, flows.KindOf(d.Default), flows.KindOf(v)))
+		return false
+	}
+	if err := flows.Storable(v); err != nil {
+		c.Fail(fmt.Errorf("cannot set contact.fields.%s: %v", name, err))
+		return false
+	}
+	if i, ok := v.(int); ok {
+		if _, isFloat := d.Default.(float64); isFloat {
+			v = float64(i)
+		}
+	}
+	if c.st.Contact.Fields == nil {
+		c.st.Contact.Fields = map[string]any{}
+	}
+	c.st.Contact.Fields[name] = v
+	if c.env.Contact.Fields == nil {
+		c.env.Contact.Fields = map[string]any{}
+	}
+	c.env.Contact.Fields[name] = v
+	return true
+}
+
+// SetVar assigns a flow variable, or (with its prefix) a contact field or
+// the contact's language.
 func (c *conv) SetVar(name string, v any) bool {
+	if field, ok := strings.CutPrefix(name, "contact.fields."); ok {
+		return c.setField(field, v)
+	}
+	if name == "contact.language" {
+		lang, ok := v.(string)
+		if !ok {
+			c.Fail(fmt.Errorf("cannot set contact.language to %s: a language is text, like \"es\"", flows.KindOf(v)))
+			return false
+		}
+		c.st.Contact.Language, c.env.Contact.Language = lang, lang
+		return true
+	}
 	if c.st.Vars == nil {
 		c.st.Vars = map[string]any{}
 		c.env.Vars = c.st.Vars

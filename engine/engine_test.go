@@ -589,3 +589,69 @@ steps:
 		t.Errorf("70/30 over 2,000 contacts gave %v", count)
 	}
 }
+
+// Contact fields (FLOW_SPEC.md 8.1) are typed, written by set and save,
+// outlive the flow that wrote them, and the contact's language can be set.
+func TestContactFields(t *testing.T) {
+	bot := loadBot(t, map[string]string{
+		"flowbot.yaml": "contact_fields:\n  email: \"\"\n  vip: false\n  visits: 0\n",
+		"flows/a.yaml": `
+flow: a
+start: ask
+triggers: [{ keyword: signup }]
+steps:
+  ask:
+    ask: "Your email?"
+    save: contact.fields.email
+    goto: count
+  count:
+    set:
+      contact.fields.visits: contact.fields.visits + 1
+      contact.fields.vip: 'contact.fields.visits > 0'
+      contact.language: '"es"'
+    say: "Saved {{ contact.fields.email }}"
+    end: true
+`,
+		"flows/b.yaml": `
+flow: b
+start: hello
+triggers: [{ keyword: again }]
+steps:
+  hello:
+    say: "{{ contact.fields.vip ? 'Welcome back' : 'Hi' }} {{ contact.fields.email }} ({{ contact.fields.visits }}, {{ contact.language }})"
+    end: true
+`,
+	})
+	s := newSession(t, bot, engine.Options{})
+	say(t, s, "signup")
+	if got := texts(say(t, s, "ana@example.com")); len(got) != 1 || got[0] != "Saved ana@example.com" {
+		t.Fatalf("after the answer: %q", got)
+	}
+	if got := texts(say(t, s, "again")); len(got) != 1 || got[0] != "Welcome back ana@example.com (1, es)" {
+		t.Fatalf("a later flow reads %q", got)
+	}
+	st, _ := s.State(context.Background())
+	if st.Contact.Fields["email"] != "ana@example.com" || st.Contact.Fields["visits"] != 1 || st.Contact.Fields["vip"] != true || st.Contact.Language != "es" {
+		t.Fatalf("stored contact %+v", st.Contact)
+	}
+}
+
+// Lint types contact fields: an unknown one is an error with "did you
+// mean", a write of the wrong type too.
+func TestContactFieldsLint(t *testing.T) {
+	fsys := fstest.MapFS{
+		"flowbot.yaml": {Data: []byte("contact_fields:\n  email: \"\"\n  visits: 0\n")},
+		"flows/a.yaml": {Data: []byte("flow: a\nstart: s\ntriggers: [{ keyword: go }]\nsteps:\n  s:\n    say: \"{{ contact.fields.emial }}\"\n    set: { contact.fields.visits: '\"many\"', contact.fields.vist: '1' }\n    end: true\n")},
+	}
+	_, diags := flows.LoadFS(fsys, "bot")
+	got := diags.Error()
+	for _, want := range []string{
+		`contact.fields has no field emial (did you mean "email"?)`,
+		`set contact.fields.visits: contact field "visits" holds a whole number, but "\"many\"" gives text`,
+		`set: undefined contact field "vist" (did you mean "visits"?)`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lint lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -154,6 +154,10 @@ type Contact struct {
 	Name     string `json:"name,omitempty" bson:"name,omitempty"`
 	Language string `json:"language,omitempty" bson:"language,omitempty"`
 	OptedOut bool   `json:"opted_out,omitempty" bson:"opted_out,omitempty"`
+	// Fields are what the bot remembers about the contact, outside any
+	// flow (flowbot.yaml's contact_fields): they outlive flows, restarts
+	// and new versions of the bot.
+	Fields map[string]any `json:"fields,omitempty" bson:"fields,omitempty"`
 }
 
 // HandoffState is a contact handed to a human agent.
@@ -276,6 +280,7 @@ func (s *State) NextWork() (time.Time, bool) {
 func (s *State) Clone() *State {
 	c := *s
 	c.Vars = cloneMap(s.Vars)
+	c.Contact.Fields = cloneMap(s.Contact.Fields)
 	if s.Handoff != nil {
 		h := *s.Handoff
 		c.Handoff = &h

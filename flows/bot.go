@@ -31,6 +31,19 @@ type Config struct {
 	OptInReply   string
 	Pricing      Pricing
 	MaxTemplates int
+	// ContactFields are what the bot remembers about a contact, with
+	// their defaults (FLOW_SPEC.md 8.1).
+	ContactFields []Var
+}
+
+// ContactField returns the declared contact field, or nil.
+func (c *Config) ContactField(name string) *Var {
+	for i := range c.ContactFields {
+		if c.ContactFields[i].Name == name {
+			return &c.ContactFields[i]
+		}
+	}
+	return nil
 }
 
 // Keyword is a global keyword: it works in any step of any flow.

@@ -41,6 +41,8 @@ type compiler struct {
 	flowSpecs map[string]*FlowFile
 	entries   map[string][]string // flow → steps entered from outside (keywords)
 	cache     *ParseCache         // nil: parse every file
+	// fieldTypes are the contact fields' types, for expressions.
+	fieldTypes types.Map
 	// brokenFlowFile: a flow file could not be read as a flow (reported):
 	// a reference to an undefined flow may name the flow it defines, so
 	// it is not reported as well.
@@ -57,7 +59,7 @@ func Compile(name string, files map[string][]byte, flowFiles []string, diags *Di
 }
 
 func compile(name string, files map[string][]byte, flowFiles []string, diags *Diagnostics, cache *ParseCache) *Bot {
-	c := &compiler{name: name, diags: diags, flowSpecs: map[string]*FlowFile{}, entries: map[string][]string{}, cache: cache}
+	c := &compiler{name: name, diags: diags, flowSpecs: map[string]*FlowFile{}, entries: map[string][]string{}, cache: cache, fieldTypes: types.Map{}}
 	if cache != nil {
 		defer cache.keep()
 	}
@@ -165,6 +167,17 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 		return
 	}
 	r := d.reporter
+	for _, e := range s.ContactFields {
+		switch {
+		case !identRe.MatchString(e.Key):
+			r.errorf(e.Pos, "contact field name %q: use letters, digits and underscores", e.Key)
+		case e.Value == nil:
+			r.errorf(e.Pos, "contact field %q needs a default value: its type is the default's type (\"\" for text, 0 for a number, false, {} for data)", e.Key)
+		default:
+			c.fieldTypes[e.Key] = typeOfValue(e.Value)
+			cfg.ContactFields = append(cfg.ContactFields, Var{Name: e.Key, Default: e.Value, At: e.Pos})
+		}
+	}
 	if s.Language != "" {
 		cfg.Language = s.Language
 	}
@@ -232,7 +245,7 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 			kw.Flow, kw.Step = c.flowStepRef(r, *k.Goto)
 		case k.Handoff != nil:
 			kw.Handoff = &Handoff{Queue: k.Handoff.Queue}
-			ec := &exprCompiler{r: r, env: typeEnv(nil, cfg.Secrets)}
+			ec := &exprCompiler{r: r, env: typeEnv(nil, cfg.Secrets, c.fieldTypes)}
 			if k.Handoff.Note != nil {
 				kw.Handoff.Note = ec.text(k.Handoff.Note)
 			}
@@ -528,7 +541,7 @@ func (c *compiler) compileFlow(rel string, d *decoder, spec *FlowFile) *Flow {
 		fc.vars[e.Key] = t
 		f.Vars = append(f.Vars, Var{Name: e.Key, Default: e.Value, At: e.Pos})
 	}
-	fc.ec = &exprCompiler{r: r, env: typeEnv(vmap, c.bot.Settings.Secrets)}
+	fc.ec = &exprCompiler{r: r, env: typeEnv(vmap, c.bot.Settings.Secrets, c.fieldTypes)}
 
 	for _, t := range spec.Triggers {
 		tr := Trigger{}
@@ -606,6 +619,21 @@ func (fc *flowCompiler) varRef(ref *Ref, key string) (string, types.Type) {
 	if ref == nil || ref.Name == "" {
 		return "", nil
 	}
+	if field, ok := strings.CutPrefix(ref.Name, "contact.fields."); ok {
+		t, known := fc.fieldTypes[field]
+		if !known {
+			var names []string
+			for _, f := range fc.bot.Settings.ContactFields {
+				names = append(names, f.Name)
+			}
+			fc.r.errorf(ref.At, "%s: undefined contact field %q%s (declare it under contact_fields: in flowbot.yaml)", key, field, suggest(field, names))
+			return ref.Name, nil
+		}
+		return ref.Name, t
+	}
+	if ref.Name == "contact.language" {
+		return ref.Name, types.String
+	}
 	name := strings.TrimPrefix(ref.Name, "vars.")
 	t, ok := fc.vars[name]
 	if !ok {
@@ -617,6 +645,17 @@ func (fc *flowCompiler) varRef(ref *Ref, key string) (string, types.Type) {
 		return name, nil
 	}
 	return name, t
+}
+
+// targetName names what a set or a save writes, for messages.
+func targetName(name string) string {
+	if f, ok := strings.CutPrefix(name, "contact.fields."); ok {
+		return fmt.Sprintf("contact field %q", f)
+	}
+	if name == "contact.language" {
+		return "the contact's language"
+	}
+	return fmt.Sprintf("variable %q", name)
 }
 
 func (fc *flowCompiler) checkTextLen(t *Text, limit int, what string) {
@@ -688,7 +727,7 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 			continue
 		}
 		if !assignable(t, p.typ) {
-			r.errorf(e.Value.At, "set %s: variable %q holds %s, but %q gives %s", e.Key, name, typeName(t), p.Src, goTypeName(p.typ))
+			r.errorf(e.Value.At, "set %s: %s holds %s, but %q gives %s", e.Key, targetName(name), typeName(t), p.Src, goTypeName(p.typ))
 			continue
 		}
 		s.Set = append(s.Set, Assign{Var: name, Expr: p})
@@ -928,7 +967,7 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 	if sp.Save != nil {
 		name, t := fc.varRef(sp.Save, "save")
 		if t != nil && t.String() != "string" {
-			r.errorf(sp.Save.At, "save: variable %q holds %s, but a reply is text (declare it with a default of \"\")", name, typeName(t))
+			r.errorf(sp.Save.At, "save: %s holds %s, but a reply is text (declare it with a default of \"\")", targetName(name), typeName(t))
 		}
 		a.Save = name
 	}

@@ -21,13 +21,20 @@ import (
 // compiled once, at load time, against these types; at run time only the
 // compiled programs run.
 
-// ContactEnv is `contact`.
+// ContactEnv is `contact`. Expressions are type-checked against a map
+// type of its keys (so that contact.fields is typed by the bot's
+// contact_fields) and run against this struct, fetched by its expr tags.
 type ContactEnv struct {
 	ID       string `expr:"id"`
 	Name     string `expr:"name"`
 	Language string `expr:"language"`
 	OptedOut bool   `expr:"opted_out"`
+	// Fields are the contact fields, defaults included.
+	Fields map[string]any `expr:"fields"`
 }
+
+// contactKeys are contact's own keys, for "did you mean".
+var contactKeys = []string{"fields", "id", "language", "name", "opted_out"}
 
 // MediaEnv is `message.media`.
 type MediaEnv struct {
@@ -108,7 +115,7 @@ func (e *Env) values() map[string]any {
 }
 
 // typeEnv is the compile-time environment of one flow.
-func typeEnv(vars types.Map, secrets []string) map[string]any {
+func typeEnv(vars types.Map, secrets []string, fields types.Map) map[string]any {
 	sec := types.Map{}
 	for _, s := range secrets {
 		sec[s] = types.String
@@ -116,8 +123,11 @@ func typeEnv(vars types.Map, secrets []string) map[string]any {
 	if vars == nil {
 		vars = types.Map{}
 	}
+	if fields == nil {
+		fields = types.Map{}
+	}
 	return map[string]any{
-		"contact": &ContactEnv{},
+		"contact": types.Map{"id": types.String, "name": types.String, "language": types.String, "opted_out": types.Bool, "fields": fields},
 		"message": &MessageEnv{},
 		"window":  &WindowEnv{},
 		"vars":    vars,
@@ -455,6 +465,13 @@ var envFields = map[string][]string{
 // variables and the bot's secrets, which only the compiler knows.
 func (c *exprCompiler) readable(msg, code string) string {
 	if field, ok := strings.CutPrefix(msg, "unknown field "); ok {
+		if strings.Contains(code, "contact.fields."+field) {
+			fields, _ := c.env["contact"].(types.Map)["fields"].(types.Map)
+			return "contact.fields has no field " + field + suggest(field, sortedTypeKeys(fields)) + " (declare it under contact_fields: in flowbot.yaml)"
+		}
+		if strings.Contains(code, "contact."+field) {
+			return "contact has no field " + field + suggest(field, contactKeys)
+		}
 		for _, obj := range []string{"vars", "secrets"} {
 			if m, isMap := c.env[obj].(types.Map); isMap && strings.Contains(code, obj+"."+field) {
 				names := make([]string, 0, len(m))
@@ -467,6 +484,15 @@ func (c *exprCompiler) readable(msg, code string) string {
 		}
 	}
 	return readableExprError(msg)
+}
+
+func sortedTypeKeys(m types.Map) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // readableExprError names the environment as the designer writes it

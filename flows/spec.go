@@ -264,17 +264,18 @@ func (h *HeaderSpec) decodeNode(d *decoder, n *yaml.Node) {
 
 // Settings is flowbot.yaml.
 type Settings struct {
-	At           Pos
-	DefaultFlow  *Ref          `yaml:"default_flow" doc:"the flow a message that matches no trigger starts"`
-	Language     string        `yaml:"language" doc:"the default template language, e.g. en_US"`
-	Keywords     []KeywordSpec `yaml:"keywords" doc:"global keywords: {match, goto} or {match, handoff, say}; they work in any step, in waits and handoffs too"`
-	Secrets      []string      `yaml:"secrets" doc:"environment variables the flows read as secrets.NAME; shown as *** in traces"`
-	OptOut       *Strings      `yaml:"opt_out" doc:"words that opt the contact out of templates (whole message, any case)"`
-	OptIn        *Strings      `yaml:"opt_in" doc:"words that opt the contact back in"`
-	OptOutReply  string        `yaml:"opt_out_reply" doc:"the confirmation sent on opt-out"`
-	OptInReply   string        `yaml:"opt_in_reply" doc:"the confirmation sent on opt-in"`
-	Pricing      *PricingSpec  `yaml:"pricing" doc:"how dry runs and tests price a conversation"`
-	MaxTemplates int           `yaml:"max_templates" doc:"the account's template limit (default 250)"`
+	At            Pos
+	DefaultFlow   *Ref            `yaml:"default_flow" doc:"the flow a message that matches no trigger starts"`
+	Language      string          `yaml:"language" doc:"the default template language, e.g. en_US"`
+	Keywords      []KeywordSpec   `yaml:"keywords" doc:"global keywords: {match, goto} or {match, handoff, say}; they work in any step, in waits and handoffs too"`
+	Secrets       []string        `yaml:"secrets" doc:"environment variables the flows read as secrets.NAME; shown as *** in traces"`
+	OptOut        *Strings        `yaml:"opt_out" doc:"words that opt the contact out of templates (whole message, any case)"`
+	OptIn         *Strings        `yaml:"opt_in" doc:"words that opt the contact back in"`
+	OptOutReply   string          `yaml:"opt_out_reply" doc:"the confirmation sent on opt-out"`
+	OptInReply    string          `yaml:"opt_in_reply" doc:"the confirmation sent on opt-in"`
+	Pricing       *PricingSpec    `yaml:"pricing" doc:"how dry runs and tests price a conversation"`
+	MaxTemplates  int             `yaml:"max_templates" doc:"the account's template limit (default 250)"`
+	ContactFields OrderedMap[any] `yaml:"contact_fields" doc:"what the bot remembers about a contact, outside any flow: name: default (the default's type is the field's type); read as contact.fields.<name>"`
 }
 
 // KeywordSpec is a global keyword.

@@ -35,6 +35,8 @@ type ContactSpec struct {
 	Name     string `yaml:"name"`
 	Language string `yaml:"language"`
 	OptedOut bool   `yaml:"opted_out"`
+	// Fields are contact fields set before the test.
+	Fields map[string]any `yaml:"fields"`
 }
 
 // MockSpec answers a `call` in tests and `run --mocks`.
@@ -141,6 +143,7 @@ type ExpectSpec struct {
 	OptedOut *bool              `yaml:"opted_out"`
 	Handoff  *NullableRef       `yaml:"handoff"`
 	Events   []string           `yaml:"events"`
+	Fields   map[string]any     `yaml:"fields"`
 }
 
 // NullableRef is a name, or null for "none".
@@ -240,6 +243,9 @@ func ParseTest(file string, src []byte, bot *Bot, diags *Diagnostics) *Test {
 	if len(spec.Vars) > 0 && flow != nil {
 		checkTestVars(r, spec.At, flow, spec.Vars)
 	}
+	if c := spec.Contact; c != nil {
+		checkTestFields(r, c.At, bot, c.Fields)
+	}
 	switch spec.Window {
 	case "", "open", "closed":
 	default:
@@ -327,6 +333,29 @@ func checkTestVars(r reporter, at Pos, f *Flow, vars map[string]any) {
 	}
 }
 
+// checkTestFields checks that contact fields a test names are declared,
+// with values of their types.
+func checkTestFields(r reporter, at Pos, bot *Bot, fields map[string]any) {
+	var names []string
+	for _, f := range bot.Settings.ContactFields {
+		names = append(names, f.Name)
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		d := bot.Settings.ContactField(k)
+		switch {
+		case d == nil:
+			r.errorf(at, "fields: the bot has no contact field %q%s", k, suggest(k, names))
+		case !SameKind(d.Default, fields[k]):
+			r.errorf(at, "fields: contact field %q holds %s, got %s", k, KindOf(d.Default), KindOf(fields[k]))
+		}
+	}
+}
+
 func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 	n := 0
 	for _, set := range []bool{s.User != nil, s.Bot != nil, s.Wait != nil, s.Expect != nil, s.NoBot != nil, s.Start != nil, s.Release != nil, s.Fail != nil} {
@@ -368,6 +397,7 @@ func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 				r.errorf(e.At, "expect.cost: unknown category %q (expected marketing, utility, authentication, service or total)", k)
 			}
 		}
+		checkTestFields(r, e.At, bot, e.Fields)
 		for _, k := range e.Events {
 			if !contains(EventKinds, k) {
 				r.errorf(e.At, "expect.events: unknown event kind %q%s", k, suggest(k, EventKinds))

@@ -396,12 +396,14 @@ func printState(w io.Writer, st *engine.State, now time.Time) {
 		Step     string         `yaml:"step"`
 		Waiting  string         `yaml:"waiting,omitempty"`
 		Vars     map[string]any `yaml:"vars"`
+		Fields   map[string]any `yaml:"contact_fields,omitempty"`
+		Language string         `yaml:"language,omitempty"`
 		Window   string         `yaml:"window"`
 		OptedOut bool           `yaml:"opted_out"`
 		Handoff  string         `yaml:"handoff,omitempty"`
 		Timers   []timer        `yaml:"timers,omitempty"`
 	}{Flow: orStr(st.Flow, "(none)"), Step: orStr(st.Step, "(none)"), Waiting: string(st.Waiting), Vars: st.Vars,
-		Window: windowText(st, now), OptedOut: st.Contact.OptedOut}
+		Fields: st.Contact.Fields, Language: st.Contact.Language, Window: windowText(st, now), OptedOut: st.Contact.OptedOut}
 	if st.Handoff != nil {
 		view.Handoff = st.Handoff.Queue
 	}

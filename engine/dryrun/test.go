@@ -44,7 +44,8 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 	e := engine.New(bot, engine.Options{HTTP: mocks, Secrets: secrets, Trace: true})
 	contact := DefaultContact
 	if c := spec.Contact; c != nil {
-		contact = engine.Contact{ID: orDefault(c.ID, contact.ID), Name: c.Name, Language: c.Language, OptedOut: c.OptedOut}
+		contact = engine.Contact{ID: orDefault(c.ID, contact.ID), Name: c.Name, Language: c.Language, OptedOut: c.OptedOut,
+			Fields: engine.CloneVars(c.Fields)}
 	}
 	fail := func(line int, format string, args ...any) *TestResult {
 		res.Failure = &Failure{File: t.File, Line: line, Message: fmt.Sprintf(format, args...)}
@@ -322,6 +323,22 @@ func matchState(e *flows.ExpectSpec, st *engine.State, s *Session) string {
 			wrong = append(wrong, fmt.Sprintf("expected vars.%s = %s, but it is not set (the contact is in flow %s)", k, flows.FormatValue(e.Vars[k]), nullName(st.Flow)))
 		case !equalValue(e.Vars[k], got):
 			wrong = append(wrong, fmt.Sprintf("expected vars.%s = %s, got %s", k, quoteIfString(e.Vars[k]), quoteIfString(got)))
+		}
+	}
+	fieldKeys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		fieldKeys = append(fieldKeys, k)
+	}
+	sort.Strings(fieldKeys)
+	for _, k := range fieldKeys {
+		got, ok := st.Contact.Fields[k]
+		if !ok { // never set: the bot's default
+			if d := s.Engine.Bot().Settings.ContactField(k); d != nil {
+				got = d.Default
+			}
+		}
+		if !equalValue(e.Fields[k], got) {
+			wrong = append(wrong, fmt.Sprintf("expected contact.fields.%s = %s, got %s", k, quoteIfString(e.Fields[k]), quoteIfString(got)))
 		}
 	}
 	if len(wrong) > 0 {

@@ -567,6 +567,7 @@ func (ch *chat) view(ctx context.Context) fiber.Map {
 	}
 	if st != nil {
 		v["flow"], v["step"], v["waiting"], v["vars"] = st.Flow, st.Step, st.Waiting, st.Vars
+		v["fields"] = st.Contact.Fields
 		v["handoff"] = st.Handoff
 		v["opted_out"] = st.Contact.OptedOut
 		v["diagram"] = diagram(ch.bot, st.Flow, st.Step)

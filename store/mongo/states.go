@@ -93,6 +93,7 @@ func (d *stateDoc) state() (*engine.State, error) {
 		return nil, fmt.Errorf("version %s: %w", d.ID, err)
 	}
 	st.Vars, _ = flows.Normalize(st.Vars).(map[string]any)
+	st.Contact.Fields, _ = flows.Normalize(st.Contact.Fields).(map[string]any)
 	return st, nil
 }
 

@@ -235,7 +235,7 @@ function render() {
     w.textContent = "window closed";
   }
   $("where").textContent = chat.flow ? "flow " + chat.flow + " · step " + chat.step + (chat.waiting ? " · waiting: " + chat.waiting : "") : "in no flow";
-  $("vars").textContent = JSON.stringify({ flow: chat.flow || null, step: chat.step || null, waiting: chat.waiting || null, vars: chat.vars || {}, handoff: chat.handoff || null, opted_out: !!chat.opted_out }, null, 2);
+  $("vars").textContent = JSON.stringify({ flow: chat.flow || null, step: chat.step || null, waiting: chat.waiting || null, vars: chat.vars || {}, contact_fields: chat.fields || {}, handoff: chat.handoff || null, opted_out: !!chat.opted_out }, null, 2);
   const trace = $("trace");
   trace.innerHTML = "";
   for (const r of chat.trace || []) {

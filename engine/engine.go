@@ -707,6 +707,9 @@ func (c *conv) routeOn() {
 // when the flow ended.
 func (c *conv) leave(step *flows.Step) (string, bool) {
 	if step.End {
+		if len(c.st.Stack) > 0 {
+			return c.returnFromSubflow()
+		}
 		c.endFlow("end")
 		return "", false
 	}
@@ -759,9 +762,66 @@ func (c *conv) startFlow(f *flows.Flow, stepName string, vars map[string]any, wh
 	c.run(stepName)
 }
 
-// endFlow leaves the contact in no flow.
+// callSubflow runs the step's subflow (FLOW_SPEC.md 8.2): the calling
+// flow waits on the stack, and the subflow starts with its defaults and
+// the step's with.
+func (c *conv) callSubflow(step *flows.Step) {
+	st := c.st
+	sub := c.e.bot.Flow(step.Subflow)
+	if sub == nil || len(st.Stack) >= flows.MaxSubflowDepth {
+		c.event(ErrorOccurred{c.header(), fmt.Sprintf("subflow %q cannot start (unknown, or %d deep already); the flow was stopped", step.Subflow, len(st.Stack))})
+		c.endFlow("subflow")
+		return
+	}
+	vars := make(map[string]any, len(sub.Vars))
+	for _, v := range sub.Vars {
+		vars[v.Name] = cloneValue(v.Default)
+	}
+	for _, a := range step.With {
+		v, err := a.Expr.Eval(&c.env)
+		if err != nil {
+			c.Fail(err)
+			continue
+		}
+		vars[a.Var] = v
+	}
+	st.Stack = append(st.Stack, Frame{Flow: st.Flow, Step: step.Name, Vars: st.Vars})
+	c.event(FlowStarted{c.header(), "subflow " + sub.ID + " of " + st.Flow + "/" + step.Name})
+	c.flow = sub
+	st.Flow, st.Vars = sub.ID, vars
+	c.env.Vars, c.env.Result = vars, nil
+	c.run(sub.Start)
+}
+
+// returnFromSubflow ends the subflow that reached end: true and goes on
+// with the calling step's routing, where result holds the subflow's
+// variables.
+func (c *conv) returnFromSubflow() (string, bool) {
+	st := c.st
+	fr := st.Stack[len(st.Stack)-1]
+	st.Stack = st.Stack[:len(st.Stack)-1]
+	c.event(FlowEnded{c.header(), "returned to " + fr.Flow + "/" + fr.Step})
+	result := st.Vars
+	f := c.e.bot.Flow(fr.Flow)
+	var step *flows.Step
+	if f != nil {
+		step = f.Steps[fr.Step]
+	}
+	if step == nil {
+		c.event(ErrorOccurred{c.header(), fmt.Sprintf("the calling step %s/%s no longer exists; the flow was stopped", fr.Flow, fr.Step)})
+		c.endFlow("the calling step no longer exists")
+		return "", false
+	}
+	c.flow, c.step = f, step
+	st.Flow, st.Step, st.Vars = fr.Flow, fr.Step, fr.Vars
+	c.env.Vars, c.env.Result = st.Vars, result
+	return c.leave(step)
+}
+
+// endFlow leaves the contact in no flow (a subflow's callers too).
 func (c *conv) endFlow(why string) {
 	st := c.st
+	st.Stack = nil
 	if st.Flow == "" {
 		return
 	}
@@ -811,6 +871,10 @@ func (c *conv) run(name string) {
 		}
 		if p := c.pause; p != nil {
 			c.enterPause(*p)
+			return
+		}
+		if step.Subflow != "" {
+			c.callSubflow(step)
 			return
 		}
 		next, ok := c.leave(step)

@@ -655,3 +655,96 @@ func TestContactFieldsLint(t *testing.T) {
 		}
 	}
 }
+
+// Subflows (FLOW_SPEC.md 8.2): a step runs another flow with its own
+// variables, and routes on when it ends, reading result; the caller's
+// variables are untouched; a keyword that starts another flow leaves the
+// whole stack.
+func TestSubflows(t *testing.T) {
+	bot := loadBot(t, map[string]string{
+		"flowbot.yaml": "keywords:\n  - { match: [menu], goto: order }\n",
+		"flows/order.yaml": `
+flow: order
+start: get_email
+triggers: [{ keyword: buy }]
+vars: { item: "tea", email: "" }
+steps:
+  get_email:
+    subflow: collect_email
+    with: { reason: '"your receipt for " + vars.item' }
+    on:
+      - if: result.email != ""
+        goto: thanks
+    else: no_email
+  thanks:
+    say: "Receipt for {{ vars.item }} goes to {{ vars.email }}."
+    set: { email: vars.email }
+    end: true
+  no_email:
+    say: "No receipt then."
+    end: true
+`,
+		"flows/collect_email.yaml": `
+flow: collect_email
+start: ask
+vars: { reason: "", email: "" }
+steps:
+  ask:
+    ask: "Your email, for {{ vars.reason }}?"
+    save: email
+    on:
+      - if: 'vars.email contains "@"'
+        goto: done
+    else: done_without
+  done: { end: true }
+  done_without:
+    set: { email: '""' }
+    end: true
+`,
+	})
+	s := newSession(t, bot, engine.Options{})
+	ctx := context.Background()
+	if got := texts(say(t, s, "buy")); len(got) != 1 || got[0] != "Your email, for your receipt for tea?" {
+		t.Fatalf("the subflow asked %q", got)
+	}
+	st, _ := s.State(ctx)
+	if st.Flow != "collect_email" || len(st.Stack) != 1 || st.Stack[0].Flow != "order" || st.Stack[0].Vars["item"] != "tea" {
+		t.Fatalf("during the subflow: flow %q, stack %+v", st.Flow, st.Stack)
+	}
+	// The caller's vars.email is untouched by the subflow's: result carries it.
+	if got := texts(say(t, s, "ana@example.com")); len(got) != 1 || got[0] != "Receipt for tea goes to ." {
+		t.Fatalf("back in the caller: %q", got)
+	}
+	if st, _ := s.State(ctx); st.Flow != "" || len(st.Stack) != 0 {
+		t.Fatalf("after the caller ended: flow %q, stack %+v", st.Flow, st.Stack)
+	}
+	say(t, s, "buy")
+	if got := texts(say(t, s, "no email")); len(got) != 1 || got[0] != "No receipt then." {
+		t.Fatalf("result.email empty: %q", got)
+	}
+	say(t, s, "buy")
+	say(t, s, "menu") // a keyword starting another flow leaves the whole stack
+	if st, _ := s.State(ctx); st.Flow != "collect_email" || len(st.Stack) != 1 || st.Stack[0].Flow != "order" {
+		t.Fatalf("after the keyword: flow %q, stack %+v", st.Flow, st.Stack)
+	}
+}
+
+// Lint: flows that call each other in a loop, and a with naming a
+// variable the subflow lacks.
+func TestSubflowLint(t *testing.T) {
+	fsys := fstest.MapFS{
+		"flows/a.yaml": {Data: []byte("flow: a\nstart: s\ntriggers: [{ keyword: go }]\nsteps:\n  s: { subflow: b, with: { nme: '1' }, goto: t }\n  t: { say: '{{ result.x }}', end: true }\n")},
+		"flows/b.yaml": {Data: []byte("flow: b\nstart: s\nvars: { name: \"\" }\nsteps:\n  s: { subflow: a, end: true }\n")},
+	}
+	_, diags := flows.LoadFS(fsys, "bot")
+	got := diags.Error()
+	for _, want := range []string{
+		`with: flow "b" has no variable "nme" (did you mean "name"?)`,
+		`subflow "a": flows call each other in a loop (a → b → a)`,
+		`in expression "result.x": unknown name result`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lint lacks %q:\n%s", want, got)
+		}
+	}
+}

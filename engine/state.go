@@ -22,7 +22,11 @@ type State struct {
 	// Waiting is what the flow waits for: ask, wait or handoff; "" when
 	// not waiting.
 	Waiting actions.PauseKind `json:"waiting,omitempty" bson:"waiting,omitempty"`
-	Attempt int               `json:"attempt,omitempty" bson:"attempt,omitempty"`
+	// Stack holds the flows that called the current one as a subflow,
+	// outermost first: each resumes at its calling step when the one it
+	// called ends.
+	Stack   []Frame `json:"stack,omitempty" bson:"stack,omitempty"`
+	Attempt int     `json:"attempt,omitempty" bson:"attempt,omitempty"`
 	// Unasked: the waiting ask's question did not go out as written (the
 	// window was closed): the contact's next message gets it asked.
 	Unasked bool      `json:"unasked,omitempty" bson:"unasked,omitempty"`
@@ -99,6 +103,14 @@ func (s *State) AddLog(recs ...Record) {
 // AddRecent appends deliveries, keeping the last RecentLimit.
 func (s *State) AddRecent(d ...Delivery) {
 	s.Recent = appendBounded(s.Recent, d, RecentLimit)
+}
+
+// Frame is a flow waiting for the subflow it called: its calling step
+// and its variables.
+type Frame struct {
+	Flow string         `json:"flow" bson:"flow"`
+	Step string         `json:"step" bson:"step"`
+	Vars map[string]any `json:"vars,omitempty" bson:"vars,omitempty"`
 }
 
 // Outcome is how a command went: Refused names why it did nothing
@@ -281,6 +293,12 @@ func (s *State) Clone() *State {
 	c := *s
 	c.Vars = cloneMap(s.Vars)
 	c.Contact.Fields = cloneMap(s.Contact.Fields)
+	if s.Stack != nil {
+		c.Stack = make([]Frame, len(s.Stack))
+		for i, f := range s.Stack {
+			c.Stack[i] = Frame{Flow: f.Flow, Step: f.Step, Vars: cloneMap(f.Vars)}
+		}
+	}
 	if s.Handoff != nil {
 		h := *s.Handoff
 		c.Handoff = &h

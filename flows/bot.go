@@ -171,17 +171,21 @@ type WindowClosing struct {
 
 // Step is one compiled step.
 type Step struct {
-	Name      string
-	Flow      string
-	At        Pos
-	Set       []Assign
-	Call      *Call
-	Say       []*Text
-	Media     []*Media
-	Template  *TemplateSend
-	Ask       *Ask
-	Wait      time.Duration
-	Handoff   *Handoff
+	Name     string
+	Flow     string
+	At       Pos
+	Set      []Assign
+	Call     *Call
+	Say      []*Text
+	Media    []*Media
+	Template *TemplateSend
+	Ask      *Ask
+	Wait     time.Duration
+	Handoff  *Handoff
+	// Subflow is the flow this step runs before routing on; With sets its
+	// variables (the Assigns' expressions run in this flow).
+	Subflow   string
+	With      []Assign
 	Goto      string
 	On        []Branch
 	Else      string

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -110,6 +111,7 @@ func compile(name string, files map[string][]byte, flowFiles []string, diags *Di
 	for _, f := range c.bot.Flows {
 		c.checkFlow(f)
 	}
+	c.checkSubflows()
 	return c.bot
 }
 
@@ -647,6 +649,104 @@ func (fc *flowCompiler) varRef(ref *Ref, key string) (string, types.Type) {
 	return name, t
 }
 
+// compileSubflow checks a step's subflow and its with, and returns the
+// expression compiler of the step's routing: this flow's, plus result,
+// typed by the subflow's variables.
+func (fc *flowCompiler) compileSubflow(s *Step, sp *StepSpec) *exprCompiler {
+	r := fc.r
+	ref := sp.Subflow
+	sub, ok := fc.flowSpecs[ref.Name]
+	if !ok {
+		if !fc.brokenFlowFile {
+			r.errorf(ref.At, "subflow: undefined flow %q%s", ref.Name, suggest(ref.Name, fc.flowIDs()))
+		}
+		return fc.ec
+	}
+	s.Subflow = ref.Name
+	if sp.Ask != nil || sp.Wait != nil || sp.Handoff != nil {
+		r.errorf(ref.At, "step %q: a subflow is the step's wait; it does not go with ask, wait or handoff", s.Name)
+	}
+	result := types.Map{}
+	for _, e := range sub.Vars {
+		if e.Value != nil {
+			result[e.Key] = typeOfValue(e.Value)
+		}
+	}
+	for _, e := range sp.With {
+		t, ok := result[e.Key]
+		if !ok {
+			r.errorf(e.Pos, "with: flow %q has no variable %q%s", ref.Name, e.Key, suggest(e.Key, sortedTypeKeys(result)))
+			continue
+		}
+		if e.Value == nil {
+			r.errorf(e.Pos, "with %s: expected an expression", e.Key)
+			continue
+		}
+		p := fc.ec.compile(e.Value, e.Value.Text, 0, exprAny)
+		if p == nil {
+			continue
+		}
+		if !assignable(t, p.typ) {
+			r.errorf(e.Value.At, "with %s: variable %q of flow %q holds %s, but %q gives %s", e.Key, e.Key, ref.Name, typeName(t), p.Src, goTypeName(p.typ))
+			continue
+		}
+		s.With = append(s.With, Assign{Var: e.Key, Expr: p})
+	}
+	env := make(map[string]any, len(fc.ec.env)+1)
+	for k, v := range fc.ec.env {
+		env[k] = v
+	}
+	env["result"] = result
+	return &exprCompiler{r: r, env: env}
+}
+
+// checkSubflows reports flows that call each other in a loop, and chains
+// of subflows deeper than MaxSubflowDepth.
+func (c *compiler) checkSubflows() {
+	calls := map[string][]*Step{}
+	for _, f := range c.bot.Flows {
+		for _, name := range f.StepOrder {
+			if s := f.Steps[name]; s.Subflow != "" {
+				calls[f.ID] = append(calls[f.ID], s)
+			}
+		}
+	}
+	reported := map[string]bool{}
+	var path []string
+	var depth func(id string) int
+	onPath := map[string]bool{}
+	memo := map[string]int{}
+	depth = func(id string) int {
+		if d, ok := memo[id]; ok {
+			return d
+		}
+		onPath[id] = true
+		path = append(path, id)
+		deepest := 0
+		for _, s := range calls[id] {
+			if onPath[s.Subflow] {
+				i := slices.Index(path, s.Subflow)
+				cycle := append(append([]string(nil), path[i:]...), s.Subflow)
+				if f := c.bot.Flow(id); f != nil && !reported[strings.Join(cycle, " ")] {
+					reported[strings.Join(cycle, " ")] = true
+					reporter{file: f.File, diags: c.diags}.errorf(s.At, "subflow %q: flows call each other in a loop (%s)", s.Subflow, strings.Join(cycle, " → "))
+				}
+				continue
+			}
+			deepest = max(deepest, 1+depth(s.Subflow))
+		}
+		path = path[:len(path)-1]
+		onPath[id] = false
+		memo[id] = deepest
+		return deepest
+	}
+	for _, f := range c.bot.Flows {
+		if d := depth(f.ID); d > MaxSubflowDepth {
+			reporter{file: f.File, diags: c.diags}.errorf(f.At, "flow %q calls subflows %d deep; at most %d are allowed", f.ID, d, MaxSubflowDepth)
+		}
+	}
+}
+
 // targetName names what a set or a save writes, for messages.
 func targetName(name string) string {
 	if f, ok := strings.CutPrefix(name, "contact.fields."); ok {
@@ -807,12 +907,20 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 		}
 	}
 
+	// A subflow, and the result its routing reads.
+	routeEC := ec
+	if sp.Subflow != nil {
+		routeEC = fc.compileSubflow(s, sp)
+	} else if len(sp.With) > 0 {
+		r.errorf(sp.With[0].Pos, "step %q has with but no subflow", s.Name)
+	}
+
 	// Routing.
 	s.Goto = fc.stepRef(sp.Goto, "goto")
 	s.Else = fc.stepRef(sp.Else, "else")
 	for _, o := range sp.On {
 		b := Branch{Goto: fc.stepRef(&o.Goto, "on.goto")}
-		b.If = ec.compile(&o.If, o.If.Text, 0, exprBool)
+		b.If = routeEC.compile(&o.If, o.If.Text, 0, exprBool)
 		s.On = append(s.On, b)
 	}
 	for _, rb := range sp.Random {

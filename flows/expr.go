@@ -77,6 +77,9 @@ type Env struct {
 	Now     time.Time
 	Attempt int
 	Secrets map[string]any
+	// Result is the variables of the subflow the step just ran, for its
+	// routing.
+	Result map[string]any
 
 	m        map[string]any
 	mNow     time.Time
@@ -111,6 +114,7 @@ func (e *Env) values() map[string]any {
 	// caller that swapped in another map.
 	e.m["vars"] = e.Vars
 	e.m["secrets"] = e.Secrets
+	e.m["result"] = e.Result
 	return e.m
 }
 

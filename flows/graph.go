@@ -26,6 +26,7 @@ type GraphNode struct {
 	Handoff     bool
 	Ask         bool
 	Unreachable bool
+	Subflow     string // the flow the step runs, if any
 }
 
 // FlowGraph is a flow's nodes and edges, in step order.
@@ -41,7 +42,7 @@ func Graph(f *Flow) *FlowGraph {
 	reached := reachable(f)
 	for _, name := range f.StepOrder {
 		s := f.Steps[name]
-		n := GraphNode{Step: name, End: s.End, Handoff: s.Handoff != nil, Ask: s.Ask != nil, Unreachable: !reached[name]}
+		n := GraphNode{Step: name, End: s.End, Handoff: s.Handoff != nil, Ask: s.Ask != nil, Unreachable: !reached[name], Subflow: s.Subflow}
 		n.Lines = stepLines(s)
 		if s.SendsFreeForm() {
 			if fb := fallbackOf(f, s); fb != nil {
@@ -98,6 +99,9 @@ func stepLines(s *Step) []string {
 	}
 	if s.Handoff != nil {
 		out = append(out, "handoff to "+s.Handoff.Queue)
+	}
+	if s.Subflow != "" {
+		out = append(out, "subflow: "+s.Subflow)
 	}
 	return out
 }
@@ -162,6 +166,7 @@ func graphEdges(s *Step) []GraphEdge {
 func Mermaid(graphs []*FlowGraph) string {
 	var b strings.Builder
 	b.WriteString("flowchart TD\n")
+	drawn := flowIndex(graphs)
 	for fi, g := range graphs {
 		ids := nodeIDs(g, fi)
 		indent := "  "
@@ -200,6 +205,11 @@ func Mermaid(graphs []*FlowGraph) string {
 			}
 		}
 		for _, n := range g.Nodes {
+			if to, ok := drawn[n.Subflow]; ok && n.Subflow != "" {
+				fmt.Fprintf(&b, "%s%s -.->|\"subflow\"| f%d_start\n", indent, ids[n.Step], to)
+			}
+		}
+		for _, n := range g.Nodes {
 			switch {
 			case n.Unreachable:
 				fmt.Fprintf(&b, "%sclass %s unreachable\n", indent, ids[n.Step])
@@ -226,6 +236,16 @@ const (
 	legendText = "legend: slanted box = ask, waits for a reply · rounded = ends the flow · hexagon = hands off to an agent · dashed arrow = timeout, retries used up or a failed call · grey dashed = unreachable"
 	dotLegend  = "legend: slanted box = ask, waits for a reply · octagon = ends the flow · hexagon = hands off to an agent · double border = sends a fallback template when the window is closed · dashed arrow = timeout, retries used up or a failed call · grey dashed = unreachable"
 )
+
+// flowIndex maps each drawn flow to its index, so that a subflow step can
+// point at the flow it runs.
+func flowIndex(graphs []*FlowGraph) map[string]int {
+	m := make(map[string]int, len(graphs))
+	for i, g := range graphs {
+		m[g.Flow.ID] = i
+	}
+	return m
+}
 
 // nodeIDs gives each step an id safe in Mermaid and DOT.
 func nodeIDs(g *FlowGraph, fi int) map[string]string {
@@ -346,6 +366,15 @@ func DOT(graphs []*FlowGraph) string {
 			}
 		}
 		b.WriteString("  }\n")
+	}
+	drawn := flowIndex(graphs)
+	for fi, g := range graphs {
+		ids := nodeIDs(g, fi)
+		for _, n := range g.Nodes {
+			if to, ok := drawn[n.Subflow]; ok && n.Subflow != "" {
+				fmt.Fprintf(&b, "  %s -> f%d_start [label=\"subflow\", style=dotted];\n", ids[n.Step], to)
+			}
+		}
 	}
 	fmt.Fprintf(&b, "  legend [label=%s, shape=note, fillcolor=\"#fffde7\", color=\"#f9a825\"];\n", dotQuote(strings.ReplaceAll(dotLegend, " · ", "\n")))
 	b.WriteString("}\n")

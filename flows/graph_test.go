@@ -101,6 +101,17 @@ func TestGraphMarksWhatMatters(t *testing.T) {
 	if m3 := flows.Mermaid(g3); !strings.Contains(m3, `-->|"random 70%"| f0_s1`) || !strings.Contains(m3, `-->|"random 30%"| f0_s2`) {
 		t.Errorf("a random split's edges lack their shares:\n%s", m3)
 	}
+	b4 := loadMap(t, map[string]string{
+		"flows/a.yaml": "flow: a\nstart: x\ntriggers: [{keyword: go}]\nsteps:\n  x: { subflow: b, goto: y }\n  y: { say: A, end: true }\n",
+		"flows/b.yaml": "flow: b\nstart: z\nsteps:\n  z: { say: B, end: true }\n",
+	})
+	g4, _ := flows.Graphs(b4, "")
+	if m4 := flows.Mermaid(g4); !strings.Contains(m4, `f0_s0 -.->|"subflow"| f1_start`) || !strings.Contains(m4, "subflow: b") {
+		t.Errorf("a subflow step does not point at its flow:\n%s", m4)
+	}
+	if d4 := flows.DOT(g4); !strings.Contains(d4, `f0_s0 -> f1_start [label="subflow", style=dotted]`) {
+		t.Errorf("DOT: a subflow step does not point at its flow:\n%s", d4)
+	}
 	g2, _ := flows.Graphs(b2, "")
 	m2 := flows.Mermaid(g2)
 	for _, want := range []string{`f0_s0["x<br/>say: hi<br/>window closed: template own"]`, `f0_s1{{"h<br/>handoff to desk"}}`, `class f0_s1 handoff`} {

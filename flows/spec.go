@@ -78,6 +78,8 @@ type StepSpec struct {
 	OnTimeout *Ref                `yaml:"on_timeout" doc:"the step to go to when no reply came within timeout"`
 	Wait      *Duration           `yaml:"wait" doc:"a durable timer; then the step routes on"`
 	Handoff   *HandoffSpec        `yaml:"handoff" doc:"hands the contact to a human agent: {queue, note}; the bot is silent until released"`
+	Subflow   *Ref                `yaml:"subflow" doc:"runs another flow, then comes back to this step's routing, where result.<var> holds the subflow's variables"`
+	With      OrderedMap[*Source] `yaml:"with" doc:"the subflow's variables at its start: {var: expression}"`
 	Goto      *Ref                `yaml:"goto" doc:"the next step"`
 	On        []OnSpec            `yaml:"on" doc:"conditional routes [{if, goto}], first match wins"`
 	Else      *Ref                `yaml:"else" doc:"where to go when no condition under on holds"`

@@ -219,6 +219,8 @@ const (
 	maxTemplateButtons = 10
 	maxTemplateBtnText = 25
 	defaultMaxTemplate = 250
+	// MaxSubflowDepth is how deeply subflows may nest.
+	MaxSubflowDepth    = 8
 	defaultCallTimeout = 10 * time.Second
 	windowLength       = 24 * time.Hour
 )

@@ -615,6 +615,7 @@ func (s *Server) view(st *engine.State) fiber.Map {
 		"flow":      nullable(st.Flow),
 		"step":      nullable(st.Step),
 		"waiting":   nullable(string(st.Waiting)),
+		"stack":     stackView(st.Stack),
 		"vars":      st.Vars,
 		"window":    window,
 		"handoff":   st.Handoff,
@@ -626,6 +627,15 @@ func (s *Server) view(st *engine.State) fiber.Map {
 		"cost":      st.Cost,
 		"version":   st.Version,
 	}
+}
+
+// stackView lists the flows waiting for a subflow, outermost first.
+func stackView(stack []engine.Frame) []string {
+	out := []string{}
+	for _, f := range stack {
+		out = append(out, f.Flow+"/"+f.Step)
+	}
+	return out
 }
 
 func nullable(s string) any {

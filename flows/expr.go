@@ -81,9 +81,10 @@ type Env struct {
 	// routing.
 	Result map[string]any
 
-	m        map[string]any
-	mNow     time.Time
-	mAttempt int
+	m         map[string]any
+	mNow      time.Time
+	mAttempt  int
+	hasResult bool
 }
 
 // values returns the map the compiled programs run against. It is built
@@ -114,7 +115,12 @@ func (e *Env) values() map[string]any {
 	// caller that swapped in another map.
 	e.m["vars"] = e.Vars
 	e.m["secrets"] = e.Secrets
-	e.m["result"] = e.Result
+	// result only once a subflow returned: one key fewer keeps the map in
+	// one bucket for every other step.
+	if e.Result != nil || e.hasResult {
+		e.m["result"] = e.Result
+		e.hasResult = true
+	}
 	return e.m
 }
 

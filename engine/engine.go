@@ -404,6 +404,15 @@ func (c *conv) fields() map[string]any {
 	return m
 }
 
+// settingText renders a settings reply (opt-out, opt-in) in the contact's
+// language, or its default text.
+func (c *conv) settingText(t *flows.Text, def string) string {
+	if t == nil {
+		return def
+	}
+	return c.Render(t)
+}
+
 // setField writes a contact field (set or save contact.fields.NAME).
 func (c *conv) setField(name string, v any) bool {
 	d := c.e.bot.Settings.ContactField(name)
@@ -536,14 +545,14 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 			c.event(ContactOptedOut{c.header()})
 			st.Handoff = nil
 			c.endFlow("the contact opted out")
-			c.sendNow(actions.Message{Kind: "text", Text: set.OptOutReply})
+			c.sendNow(actions.Message{Kind: "text", Text: c.settingText(set.OptOutText, set.OptOutReply)})
 			return
 		}
 		if contains(set.OptIn, word) {
 			st.Contact.OptedOut = false
 			c.env.Contact.OptedOut = false
 			c.event(ContactOptedIn{c.header()})
-			c.sendNow(actions.Message{Kind: "text", Text: set.OptInReply})
+			c.sendNow(actions.Message{Kind: "text", Text: c.settingText(set.OptInText, set.OptInReply)})
 			return
 		}
 	}

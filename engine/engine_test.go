@@ -748,3 +748,69 @@ func TestSubflowLint(t *testing.T) {
 		}
 	}
 }
+
+// Texts in several languages (FLOW_SPEC.md 8.3): the contact's language
+// picks the text (exact, else its base, else the first language), button
+// titles too; the ids stay the same.
+func TestLanguages(t *testing.T) {
+	bot := loadBot(t, map[string]string{
+		"flowbot.yaml": "languages: [en, es, pt_BR]\nopt_out: [STOP]\nopt_out_reply: { en: \"Bye\", es: \"Adiós\", pt_BR: \"Tchau\" }\n",
+		"flows/a.yaml": `
+flow: a
+start: s
+triggers: [{ keyword: hi }, { keyword: hola }, { keyword: oi }]
+steps:
+  s:
+    ask: { en: "Hi {{ contact.name }}, table for?", es: "Hola {{ contact.name }}, ¿mesa para?", pt_BR: "Oi {{ contact.name }}, mesa para?" }
+    buttons:
+      - { id: "2", title: { en: "Two", es: "Dos", pt_BR: "Duas" } }
+    end: true
+`,
+	})
+	for _, tc := range []struct{ lang, want string }{
+		{"es", "Hola Ana, ¿mesa para? [Dos]"},
+		{"es_MX", "Hola Ana, ¿mesa para? [Dos]"},
+		{"pt_BR", "Oi Ana, mesa para? [Duas]"},
+		{"fr", "Hi Ana, table for? [Two]"},
+		{"", "Hi Ana, table for? [Two]"},
+	} {
+		s, err := dryrun.NewSession(context.Background(), engine.New(bot, engine.Options{}), engine.Contact{ID: "c1", Name: "Ana", Language: tc.lang}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := say(t, s, "hi")
+		if got := texts(res); len(got) != 1 || got[0] != tc.want {
+			t.Errorf("language %q: %q, want %q", tc.lang, got, tc.want)
+		}
+		if id := res.Outbound[0].Message.Buttons[0].ID; id != "2" {
+			t.Errorf("language %q: button id %q", tc.lang, id)
+		}
+		if got := texts(say(t, s, "STOP")); tc.lang == "es" && (len(got) != 1 || got[0] != "Adiós") {
+			t.Errorf("the opt-out reply in es: %q", got)
+		}
+	}
+}
+
+// Lint: a text lacking a listed language is a warning, a language not
+// listed an error, and WhatsApp's limits apply to every language.
+func TestLanguagesLint(t *testing.T) {
+	fsys := fstest.MapFS{
+		"flowbot.yaml": {Data: []byte("languages: [en, es]\n")},
+		"flows/a.yaml": {Data: []byte("flow: a\nstart: s\ntriggers: [{ keyword: go }]\nsteps:\n  s:\n    say: { en: \"Hi\" }\n    ask: { en: \"Pick\", es: \"Elige\", fr: \"Choisis\" }\n    buttons: [{ id: a, title: { en: \"A\", es: \"Una opción demasiado larga\" } }]\n    end: true\n")},
+	}
+	_, diags := flows.LoadFS(fsys, "bot")
+	var all []string
+	for _, d := range diags {
+		all = append(all, d.String())
+	}
+	got := strings.Join(all, "\n")
+	for _, want := range []string{
+		`warning: the text has no es version: contacts who read es get the en one`,
+		`error: language "fr" is not one of the bot's languages (en, es)`,
+		`button title "A" is 26 characters, WhatsApp allows 20`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lint lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -27,10 +27,15 @@ type Config struct {
 	Secrets      []string
 	OptOut       []string
 	OptIn        []string
-	OptOutReply  string
+	OptOutReply  string // the defaults' text; OptOutText when the bot gives one
 	OptInReply   string
+	OptOutText   *Text
+	OptInText    *Text
 	Pricing      Pricing
 	MaxTemplates int
+	// Languages are the languages texts are written in, the default
+	// first (FLOW_SPEC.md 8.3).
+	Languages []string
 	// ContactFields are what the bot remembers about a contact, with
 	// their defaults (FLOW_SPEC.md 8.1).
 	ContactFields []Var

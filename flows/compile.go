@@ -27,6 +27,7 @@ var templateStatuses = []string{"APPROVED", "PENDING", "REJECTED", "PAUSED", "DI
 
 var (
 	identRe       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	langRe        = regexp.MustCompile(`^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$`)
 	placeholderRe = regexp.MustCompile(`\{\{\s*([^{}]*?)\s*\}\}`)
 	namedParamRe  = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 )
@@ -169,6 +170,13 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 		return
 	}
 	r := d.reporter
+	for _, l := range s.Languages.values() {
+		if !langRe.MatchString(l) {
+			r.errorf(s.Languages.At, "language %q: expected a code like en, es or pt_BR", l)
+			continue
+		}
+		cfg.Languages = append(cfg.Languages, l)
+	}
 	for _, e := range s.ContactFields {
 		switch {
 		case !identRe.MatchString(e.Key):
@@ -189,11 +197,14 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 		}
 		cfg.MaxTemplates = s.MaxTemplates
 	}
-	if s.OptOutReply != "" {
-		cfg.OptOutReply = s.OptOutReply
+	replies := &exprCompiler{r: r, env: typeEnv(nil, cfg.Secrets, c.fieldTypes), languages: cfg.Languages}
+	if s.OptOutReply != nil {
+		cfg.OptOutText = replies.text(s.OptOutReply)
+		cfg.OptOutReply = cfg.OptOutText.Src
 	}
-	if s.OptInReply != "" {
-		cfg.OptInReply = s.OptInReply
+	if s.OptInReply != nil {
+		cfg.OptInText = replies.text(s.OptInReply)
+		cfg.OptInReply = cfg.OptInText.Src
 	}
 	if s.DefaultFlow != nil {
 		if _, ok := c.flowSpecs[s.DefaultFlow.Name]; !ok {
@@ -247,7 +258,7 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 			kw.Flow, kw.Step = c.flowStepRef(r, *k.Goto)
 		case k.Handoff != nil:
 			kw.Handoff = &Handoff{Queue: k.Handoff.Queue}
-			ec := &exprCompiler{r: r, env: typeEnv(nil, cfg.Secrets, c.fieldTypes)}
+			ec := &exprCompiler{r: r, env: typeEnv(nil, cfg.Secrets, c.fieldTypes), languages: cfg.Languages}
 			if k.Handoff.Note != nil {
 				kw.Handoff.Note = ec.text(k.Handoff.Note)
 			}
@@ -543,7 +554,7 @@ func (c *compiler) compileFlow(rel string, d *decoder, spec *FlowFile) *Flow {
 		fc.vars[e.Key] = t
 		f.Vars = append(f.Vars, Var{Name: e.Key, Default: e.Value, At: e.Pos})
 	}
-	fc.ec = &exprCompiler{r: r, env: typeEnv(vmap, c.bot.Settings.Secrets, c.fieldTypes)}
+	fc.ec = &exprCompiler{r: r, env: typeEnv(vmap, c.bot.Settings.Secrets, c.fieldTypes), languages: c.bot.Settings.Languages}
 
 	for _, t := range spec.Triggers {
 		tr := Trigger{}
@@ -697,7 +708,7 @@ func (fc *flowCompiler) compileSubflow(s *Step, sp *StepSpec) *exprCompiler {
 		env[k] = v
 	}
 	env["result"] = result
-	return &exprCompiler{r: r, env: env}
+	return &exprCompiler{r: r, env: env, languages: fc.ec.languages}
 }
 
 // checkSubflows reports flows that call each other in a loop, and chains
@@ -1005,7 +1016,7 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 		for _, b := range sp.Buttons {
 			t := ec.text(&b.Title)
 			if n, _ := literalLen(t); n > MaxButtonTitle {
-				r.errorf(b.Title.At, "button title %q is %d characters, WhatsApp allows %d", b.Title.Text, n, MaxButtonTitle)
+				r.errorf(b.Title.At, "button title %q is %d characters, WhatsApp allows %d", t.Src, n, MaxButtonTitle)
 			}
 			if b.ID == "" {
 				r.errorf(b.At, "a button needs an id")
@@ -1015,10 +1026,14 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 			if ids[b.ID] {
 				r.errorf(b.At, "duplicate button id %q", b.ID)
 			}
-			if titles[b.Title.Text] {
-				r.errorf(b.Title.At, "duplicate button title %q: WhatsApp needs unique titles", b.Title.Text)
+			key := b.Title.Text
+			for _, l := range b.Title.Langs {
+				key += "\x00" + l.Lang + "=" + l.Source.Text
 			}
-			ids[b.ID], titles[b.Title.Text] = true, true
+			if titles[key] {
+				r.errorf(b.Title.At, "duplicate button title %q: WhatsApp needs unique titles", t.Src)
+			}
+			ids[b.ID], titles[key] = true, true
 			a.Buttons = append(a.Buttons, Button{ID: b.ID, Title: t})
 		}
 	case sp.List != nil:
@@ -1044,7 +1059,7 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 				rows++
 				t := ec.text(&row.Title)
 				if n, _ := literalLen(t); n > MaxRowTitle {
-					r.errorf(row.Title.At, "row title %q is %d characters, WhatsApp allows %d", row.Title.Text, n, MaxRowTitle)
+					r.errorf(row.Title.At, "row title %q is %d characters, WhatsApp allows %d", t.Src, n, MaxRowTitle)
 				}
 				var desc *Text
 				if row.Description != nil {

@@ -410,6 +410,14 @@ type Strings struct {
 	Values []string
 }
 
+// values are the strings, none for an absent key.
+func (s *Strings) values() []string {
+	if s == nil {
+		return nil
+	}
+	return s.Values
+}
+
 func (s *Strings) decodeNode(d *decoder, n *yaml.Node) {
 	s.At = posOf(n)
 	switch n.Kind {
@@ -454,15 +462,57 @@ type Source struct {
 	At   Pos
 	node *yaml.Node
 	d    *decoder
+	// Langs is a text written in several languages ({en: ..., es: ...}),
+	// in the file's order; Text is then "".
+	Langs []LangSource
+}
+
+// LangSource is one language's version of a text.
+type LangSource struct {
+	Lang   string
+	Source *Source
 }
 
 func (s *Source) decodeNode(d *decoder, n *yaml.Node) {
 	s.At = posOf(n)
+	if n.Kind == yaml.MappingNode {
+		// A text in several languages: {en: "Hi", es: "Hola"}.
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+			one := &Source{}
+			one.decodeNode(d, v)
+			if len(one.Langs) > 0 {
+				d.errorf(posOf(v), "a language's text is a string, not another map")
+				continue
+			}
+			s.Langs = append(s.Langs, LangSource{Lang: k.Value, Source: one})
+		}
+		s.node, s.d = n, d
+		if len(s.Langs) == 0 {
+			d.errorf(posOf(n), "expected a string, or a map from language to string")
+		}
+		return
+	}
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		d.errorf(posOf(n), "expected a string, got %s", kindName(n))
 		return
 	}
 	s.Text, s.node, s.d = n.Value, n, d
+}
+
+// Texts are the source's texts: the one text, or each language's.
+func (s *Source) Texts() []*Source {
+	if s == nil {
+		return nil
+	}
+	if len(s.Langs) == 0 {
+		return []*Source{s}
+	}
+	out := make([]*Source, len(s.Langs))
+	for i, l := range s.Langs {
+		out[i] = l.Source
+	}
+	return out
 }
 
 // Set reports whether the key was present.

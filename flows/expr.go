@@ -229,6 +229,46 @@ type Text struct {
 	Src   string
 	At    Pos
 	parts []textPart
+	// langs holds a text written in several languages, by language code;
+	// order is the bot's languages that it has, the default first.
+	langs map[string]*Text
+	order []string
+}
+
+// Pick is the version of a text for a contact's language: the exact
+// code (pt_BR), else its base (pt), else the bot's first language the
+// text has. A text in one language is itself.
+func (t *Text) Pick(lang string) *Text {
+	if t == nil || t.langs == nil {
+		return t
+	}
+	if v, ok := t.langs[lang]; ok {
+		return v
+	}
+	if base, _, ok := strings.Cut(strings.ReplaceAll(lang, "-", "_"), "_"); ok {
+		if v, ok := t.langs[base]; ok {
+			return v
+		}
+	}
+	if len(t.order) > 0 {
+		return t.langs[t.order[0]]
+	}
+	return nil
+}
+
+// Versions are the text's versions: itself, or one per language.
+func (t *Text) Versions() []*Text {
+	if t == nil {
+		return nil
+	}
+	if t.langs == nil {
+		return []*Text{t}
+	}
+	out := make([]*Text, 0, len(t.order))
+	for _, l := range t.order {
+		out = append(out, t.langs[l])
+	}
+	return out
 }
 
 type textPart struct {
@@ -244,6 +284,9 @@ func (t *Text) Static() bool {
 // Render fills in the text's expressions. A failing expression renders as
 // "" and its error is returned with the rest of the text still rendered.
 func (t *Text) Render(env *Env) (string, error) {
+	if t != nil && t.langs != nil {
+		t = t.Pick(env.Contact.Language)
+	}
 	if t == nil {
 		return "", nil
 	}
@@ -327,6 +370,9 @@ func FormatValue(v any) string {
 type exprCompiler struct {
 	r   reporter
 	env map[string]any
+	// languages are the bot's languages (flowbot.yaml), for texts
+	// written in several.
+	languages []string
 }
 
 type exprKind int
@@ -339,6 +385,10 @@ const (
 // compile compiles an expression; src is the scalar it came from and off
 // the expression's offset inside it.
 func (c *exprCompiler) compile(src *Source, code string, off int, kind exprKind) *Program {
+	if len(src.Langs) > 0 {
+		c.r.errorf(src.At, "an expression is one string, not a map of languages")
+		return nil
+	}
 	opts := []expr.Option{expr.Env(c.env)}
 	if kind == exprBool {
 		opts = append(opts, expr.AsBool(), expr.WarnOnAny())
@@ -383,6 +433,9 @@ func (c *exprCompiler) text(src *Source) *Text {
 	if src == nil || !src.Set() {
 		return nil
 	}
+	if len(src.Langs) > 0 {
+		return c.langText(src)
+	}
 	t := &Text{Src: src.Text, At: src.At}
 	s := src.Text
 	i := 0
@@ -413,11 +466,59 @@ func (c *exprCompiler) text(src *Source) *Text {
 	return t
 }
 
+// langText compiles a text written in several languages: every language
+// must be one of the bot's languages (an error otherwise), and a listed
+// language the text lacks is a warning.
+func (c *exprCompiler) langText(src *Source) *Text {
+	t := &Text{At: src.At, langs: map[string]*Text{}}
+	if len(c.languages) == 0 {
+		c.r.errorf(src.At, "a text in several languages needs the bot's languages: add languages: [%s] to flowbot.yaml", src.Langs[0].Lang)
+	}
+	for _, l := range src.Langs {
+		if len(c.languages) > 0 && !contains(c.languages, l.Lang) {
+			c.r.errorf(l.Source.At, "language %q is not one of the bot's languages (%s)%s", l.Lang, strings.Join(c.languages, ", "), suggest(l.Lang, c.languages))
+		}
+		t.langs[l.Lang] = c.text(l.Source)
+	}
+	for _, lang := range c.languages {
+		if _, ok := t.langs[lang]; ok {
+			t.order = append(t.order, lang)
+		} else {
+			c.r.warnf(src.At, "the text has no %s version: contacts who read %s get the %s one", lang, lang, firstOf(t, c.languages))
+		}
+	}
+	if len(t.order) == 0 { // no listed language (reported): keep the file's order
+		for _, l := range src.Langs {
+			t.order = append(t.order, l.Lang)
+		}
+	}
+	t.Src = t.langs[t.order[0]].Src
+	return t
+}
+
+// firstOf names the language a text falls back to.
+func firstOf(t *Text, languages []string) string {
+	for _, l := range languages {
+		if _, ok := t.langs[l]; ok {
+			return l
+		}
+	}
+	return "first"
+}
+
 // literalLen is the length of a text's literal parts, for the limits;
 // static reports whether that is the whole text.
 func literalLen(t *Text) (n int, static bool) {
 	if t == nil {
 		return 0, true
+	}
+	if t.langs != nil { // the longest language: WhatsApp's limits apply to each
+		static = true
+		for _, v := range t.langs {
+			ln, st := literalLen(v)
+			n, static = max(n, ln), static && st
+		}
+		return n, static
 	}
 	for _, p := range t.parts {
 		n += len([]rune(p.lit))

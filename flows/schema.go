@@ -183,6 +183,8 @@ func limitSchema(l Limit) map[string]any {
 		{"type": []string{"number", "boolean"}},
 		{"type": "string", "maxLength": l.Max},
 		{"type": "string", "pattern": `\{\{`},
+		{"type": "object", "minProperties": 1, "additionalProperties": map[string]any{"anyOf": []map[string]any{
+			{"type": "string", "maxLength": l.Max}, {"type": "string", "pattern": `\{\{`}}}},
 	}}
 }
 
@@ -209,7 +211,10 @@ func (*Ref) jsonSchema(*schemaGen) map[string]any {
 	return map[string]any{"type": "string", "minLength": 1}
 }
 
-func (*Source) jsonSchema(*schemaGen) map[string]any { return scalar }
+// langText is a text in several languages: {en: "Hi", es: "Hola"}.
+var langText = map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}, "minProperties": 1}
+
+func (*Source) jsonSchema(*schemaGen) map[string]any { return oneOf(scalar, langText) }
 
 func (*Duration) jsonSchema(*schemaGen) map[string]any {
 	return map[string]any{"type": "string", "pattern": `^\s*(\d+d)?((\d+(\.\d+)?)(h|m|s|ms))*\s*$`,
@@ -217,7 +222,7 @@ func (*Duration) jsonSchema(*schemaGen) map[string]any {
 }
 
 func (*TextsSpec) jsonSchema(*schemaGen) map[string]any {
-	return oneOf(scalar, map[string]any{"type": "array", "items": scalar, "minItems": 1})
+	return oneOf(scalar, langText, map[string]any{"type": "array", "items": oneOf(scalar, langText), "minItems": 1})
 }
 
 func (*ParamsSpec) jsonSchema(*schemaGen) map[string]any {

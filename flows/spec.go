@@ -273,10 +273,11 @@ type Settings struct {
 	Secrets       []string        `yaml:"secrets" doc:"environment variables the flows read as secrets.NAME; shown as *** in traces"`
 	OptOut        *Strings        `yaml:"opt_out" doc:"words that opt the contact out of templates (whole message, any case)"`
 	OptIn         *Strings        `yaml:"opt_in" doc:"words that opt the contact back in"`
-	OptOutReply   string          `yaml:"opt_out_reply" doc:"the confirmation sent on opt-out"`
-	OptInReply    string          `yaml:"opt_in_reply" doc:"the confirmation sent on opt-in"`
+	OptOutReply   *Source         `yaml:"opt_out_reply" doc:"the confirmation sent on opt-out"`
+	OptInReply    *Source         `yaml:"opt_in_reply" doc:"the confirmation sent on opt-in"`
 	Pricing       *PricingSpec    `yaml:"pricing" doc:"how dry runs and tests price a conversation"`
 	MaxTemplates  int             `yaml:"max_templates" doc:"the account's template limit (default 250)"`
+	Languages     *Strings        `yaml:"languages" doc:"the languages the texts are written in, the first the default: [en, es, pt_BR]; a text may then be {en: ..., es: ...}"`
 	ContactFields OrderedMap[any] `yaml:"contact_fields" doc:"what the bot remembers about a contact, outside any flow: name: default (the default's type is the field's type); read as contact.fields.<name>"`
 }
 

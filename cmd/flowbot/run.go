@@ -258,6 +258,7 @@ const chatHelp = `Type a message to send it as the contact. Commands:
   /choice ID   tap the button or list row with this id
   /wait 25h    move the virtual clock on (timers fire on the way)
   /state       show the contact's state
+  /lang es     the contact now reads es (texts and templates)
   /release     end a handoff, as an agent would
   /quit        end the dry run
 `
@@ -346,6 +347,16 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 				fmt.Fprintln(stderr, "error:", err)
 			}
 			p.note(s.Now, "the clock is now "+clock(s.Now))
+		case "/lang":
+			if arg == "" {
+				fmt.Fprintln(stderr, "usage: /lang CODE, e.g. /lang es")
+				continue
+			}
+			if err := s.Update(ctx, func(st *engine.State) { st.Contact.Language = arg }); err != nil {
+				fmt.Fprintln(stderr, "error:", err)
+				continue
+			}
+			p.note(s.Now, "the contact's language is now "+arg)
 		case "/release":
 			if _, err := s.Release(ctx); err != nil {
 				fmt.Fprintln(stderr, "cannot release:", err)

@@ -251,9 +251,17 @@ func (p *Playground) botView() fiber.Map {
 	}
 	sort.Strings(files)
 	return fiber.Map{
-		"dir": p.cfg.Dir, "flows": fl, "files": files, "version": p.version,
+		"dir": p.cfg.Dir, "flows": fl, "files": files, "version": p.version, "languages": languages(p.bot),
 		"diagnostics": p.diagnostics(), "ok": !p.diags.HasErrors(), "write_through": p.cfg.WriteThrough,
 	}
+}
+
+// languages are the bot's text languages, for the page's picker.
+func languages(bot *flows.Bot) []string {
+	if bot == nil {
+		return nil
+	}
+	return bot.Settings.Languages
 }
 
 func cleanRel(name string) (string, bool) {

@@ -53,6 +53,10 @@ async function loadBot() {
   flow.append(new Option("(match triggers)", ""));
   for (const f of bot.flows || []) flow.append(new Option(f.id, f.id));
   flow.value = keep;
+  // The contact's language: the bot's languages to pick from, or any code.
+  const langs = $("langs");
+  langs.innerHTML = "";
+  for (const l of bot.languages || []) langs.append(new Option(l, l));
   const file = $("file");
   if (!file.options.length) {
     for (const f of bot.files) file.append(new Option(f, f));

@@ -113,6 +113,7 @@ func compile(name string, files map[string][]byte, flowFiles []string, diags *Di
 		c.checkFlow(f)
 	}
 	c.checkSubflows()
+	c.windowChecks()
 	return c.bot
 }
 

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"github.com/flowbot/flowbot/engine"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -83,5 +85,24 @@ func TestCommandRefusals(t *testing.T) {
 	code, out := r.api("POST", "/api/contacts/15550001111/flows/triage", apiToken, nil)
 	if code != 409 {
 		t.Errorf("a start during a handoff: %d %v", code, out)
+	}
+}
+
+// The API start's language reaches the flow's texts, not only its
+// templates.
+func TestAPIStartLanguageReachesTexts(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "flows"), 0o755)
+	os.WriteFile(filepath.Join(dir, "flowbot.yaml"), []byte("languages: [en, es]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "flows", "n.yaml"), []byte("flow: notice\nstart: s\nsteps:\n  s:\n    say: { en: \"Your order shipped\", es: \"Tu pedido salió\" }\n    end: true\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "flows", "h.yaml"), []byte("flow: hello\nstart: s\ntriggers: [{ keyword: hi }]\nsteps:\n  s: { say: hi, end: true }\n"), 0o644)
+	r := newRig(t, dir)
+	r.post(textWebhook("15550001212", "Eva", "wamid.l1", "hi", r.clock.Now())) // opens the window
+	r.waitSent(1)
+	if code, view := r.api("POST", "/api/contacts/15550001212/flows/notice", apiToken, map[string]any{"language": "es"}); code != 202 {
+		t.Fatalf("start: %d %v", code, view)
+	}
+	if got := text(r.waitSent(2)[1]); got != "Tu pedido salió" {
+		t.Fatalf("sent %q, want the Spanish text", got)
 	}
 }

@@ -101,3 +101,65 @@ func benchInbound(b *testing.B, age time.Duration) {
 
 func BenchmarkInbound(b *testing.B)         { benchInbound(b, 0) }
 func BenchmarkInboundFallback(b *testing.B) { benchInbound(b, 25*time.Hour) }
+
+const benchSubflow = `
+flow: main
+start: ask
+triggers: [{ keyword: hi }]
+vars: { n: 0 }
+steps:
+  ask:
+    ask: { en: "Say something, {{ contact.name }}", es: "Di algo, {{ contact.name }}" }
+    goto: call
+  call:
+    subflow: echo
+    with: { said: message.text }
+    on:
+      - if: result.count > 0
+        goto: ask
+    else: ask
+`
+
+// BenchmarkInboundSubflow measures one inbound message whose handling
+// calls a subflow (with a localized text in it) and comes back: the
+// reply, the subflow's say, the question again, in Spanish.
+func BenchmarkInboundSubflow(b *testing.B) {
+	bot := loadBot(b, map[string]string{
+		"flowbot.yaml":    "languages: [en, es]\n",
+		"flows/main.yaml": benchSubflow,
+		"flows/echo.yaml": "flow: echo\nstart: say\nvars: { said: \"\", count: 0 }\nsteps:\n  say:\n    set: { count: vars.count + 1 }\n    say: { en: \"You said {{ vars.said }}\", es: \"Dijiste {{ vars.said }}\" }\n    end: true\n",
+	})
+	e := engine.New(bot, engine.Options{})
+	var st store.Contacts = memory.New()
+	ctx := context.Background()
+	now := t0
+	first := engine.NewState("15550001111")
+	first.Contact.Name, first.Contact.Language = "Ana", "es"
+	if _, err := e.Handle(ctx, first, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now}}, now); err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Save(ctx, first); err != nil {
+		b.Fatal(err)
+	}
+	msg := engine.Inbound{ID: "wamid.x", Type: "text", Text: "hola"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Second)
+		msg.Timestamp = now
+		s, err := st.Load(ctx, "15550001111")
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := e.Handle(ctx, s, engine.Input{Kind: engine.InputInbound, Message: &msg}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Save(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Outbound) != 2 || res.Outbound[0].Message.Text != "Dijiste hola" {
+			b.Fatalf("sent %+v", res.Outbound)
+		}
+	}
+}

@@ -814,3 +814,22 @@ func TestLanguagesLint(t *testing.T) {
 		}
 	}
 }
+
+// A call whose answer does not fit the contact field it saves to is an
+// error event naming the step, and the flow goes to on_error: no crash.
+func TestCallIntoAContactFieldOfAnotherType(t *testing.T) {
+	bot := loadBot(t, map[string]string{
+		"flowbot.yaml": "contact_fields: { profile: {} }\n",
+		"flows/a.yaml": "flow: a\nstart: fetch\ntriggers: [{ keyword: go }]\nsteps:\n  fetch:\n    call: { url: \"https://crm.example/profile\", save: contact.fields.profile, on_error: failed }\n    say: \"saved\"\n    end: true\n  failed:\n    say: \"no profile\"\n    end: true\n",
+	})
+	mocks := dryrun.NewMocks([]flows.MockSpec{{Method: "GET", URL: "https://crm.example/profile", Status: 200, JSON: []any{"not", "a", "mapping"}}})
+	s := newSession(t, bot, engine.Options{HTTP: mocks})
+	res := say(t, s, "go")
+	if got := texts(res); len(got) != 1 || got[0] != "no profile" {
+		t.Fatalf("sent %q, want the on_error step", got)
+	}
+	errs := records(res, engine.RecError)
+	if len(errs) == 0 || errs[0].Step != "fetch" || !strings.Contains(errs[0].Detail, "cannot set contact.fields.profile (data (a mapping)) to a list") {
+		t.Fatalf("error events %+v", errs)
+	}
+}

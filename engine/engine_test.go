@@ -643,17 +643,11 @@ func TestContactFieldsLint(t *testing.T) {
 		"flowbot.yaml": {Data: []byte("contact_fields:\n  email: \"\"\n  visits: 0\n")},
 		"flows/a.yaml": {Data: []byte("flow: a\nstart: s\ntriggers: [{ keyword: go }]\nsteps:\n  s:\n    say: \"{{ contact.fields.emial }}\"\n    set: { contact.fields.visits: '\"many\"', contact.fields.vist: '1' }\n    end: true\n")},
 	}
-	_, diags := flows.LoadFS(fsys, "bot")
-	got := diags.Error()
-	for _, want := range []string{
+	lintHas(t, fsys,
 		`contact.fields has no field emial (did you mean "email"?)`,
 		`set contact.fields.visits: contact field "visits" holds a whole number, but "\"many\"" gives text`,
 		`set: undefined contact field "vist" (did you mean "visits"?)`,
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("lint lacks %q:\n%s", want, got)
-		}
-	}
+	)
 }
 
 // Subflows (FLOW_SPEC.md 8.2): a step runs another flow with its own
@@ -736,17 +730,11 @@ func TestSubflowLint(t *testing.T) {
 		"flows/a.yaml": {Data: []byte("flow: a\nstart: s\ntriggers: [{ keyword: go }]\nsteps:\n  s: { subflow: b, with: { nme: '1' }, goto: t }\n  t: { say: '{{ result.x }}', end: true }\n")},
 		"flows/b.yaml": {Data: []byte("flow: b\nstart: s\nvars: { name: \"\" }\nsteps:\n  s: { subflow: a, end: true }\n")},
 	}
-	_, diags := flows.LoadFS(fsys, "bot")
-	got := diags.Error()
-	for _, want := range []string{
+	lintHas(t, fsys,
 		`with: flow "b" has no variable "nme" (did you mean "name"?)`,
 		`subflow "a": flows call each other in a loop (a → b → a)`,
 		`in expression "result.x": unknown name result`,
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("lint lacks %q:\n%s", want, got)
-		}
-	}
+	)
 }
 
 // Texts in several languages (FLOW_SPEC.md 8.3): the contact's language
@@ -798,21 +786,11 @@ func TestLanguagesLint(t *testing.T) {
 		"flowbot.yaml": {Data: []byte("languages: [en, es]\n")},
 		"flows/a.yaml": {Data: []byte("flow: a\nstart: s\ntriggers: [{ keyword: go }]\nsteps:\n  s:\n    say: { en: \"Hi\" }\n    ask: { en: \"Pick\", es: \"Elige\", fr: \"Choisis\" }\n    buttons: [{ id: a, title: { en: \"A\", es: \"Una opción demasiado larga\" } }]\n    end: true\n")},
 	}
-	_, diags := flows.LoadFS(fsys, "bot")
-	var all []string
-	for _, d := range diags {
-		all = append(all, d.String())
-	}
-	got := strings.Join(all, "\n")
-	for _, want := range []string{
+	lintHas(t, fsys,
 		`warning: the text has no es version: contacts who read es get the en one`,
 		`error: language "fr" is not one of the bot's languages (en, es)`,
 		`button title "A" is 26 characters, WhatsApp allows 20`,
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("lint lacks %q:\n%s", want, got)
-		}
-	}
+	)
 }
 
 // A call whose answer does not fit the contact field it saves to is an
@@ -831,5 +809,22 @@ func TestCallIntoAContactFieldOfAnotherType(t *testing.T) {
 	errs := records(res, engine.RecError)
 	if len(errs) == 0 || errs[0].Step != "fetch" || !strings.Contains(errs[0].Detail, "cannot set contact.fields.profile (data (a mapping)) to a list") {
 		t.Fatalf("error events %+v", errs)
+	}
+}
+
+// lintHas loads a bot and checks that its diagnostics (warnings too)
+// include each of wants.
+func lintHas(t *testing.T, fsys fstest.MapFS, wants ...string) {
+	t.Helper()
+	_, diags := flows.LoadFS(fsys, "bot")
+	var all []string
+	for _, d := range diags {
+		all = append(all, d.String())
+	}
+	got := strings.Join(all, "\n")
+	for _, want := range wants {
+		if !strings.Contains(got, want) {
+			t.Errorf("lint lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -321,12 +321,7 @@ func checkTestVars(r reporter, at Pos, f *Flow, vars map[string]any) {
 	for _, v := range f.Vars {
 		names = append(names, v.Name)
 	}
-	keys := make([]string, 0, len(vars))
-	for k := range vars {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range SortedKeys(vars) {
 		if !contains(names, k) {
 			r.errorf(at, "vars: flow %q has no variable %q%s", f.ID, k, suggest(k, names))
 		}
@@ -340,12 +335,7 @@ func checkTestFields(r reporter, at Pos, bot *Bot, fields map[string]any) {
 	for _, f := range bot.Settings.ContactFields {
 		names = append(names, f.Name)
 	}
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range SortedKeys(fields) {
 		d := bot.Settings.ContactField(k)
 		switch {
 		case d == nil:
@@ -424,4 +414,14 @@ func hasKey(n *yaml.Node, key string) bool {
 		}
 	}
 	return false
+}
+
+// SortedKeys lists a map's keys in order.
+func SortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

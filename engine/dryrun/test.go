@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"sort"
 	"strings"
 
 	"github.com/flowbot/flowbot/engine"
@@ -310,13 +309,8 @@ func matchState(e *flows.ExpectSpec, st *engine.State, s *Session) string {
 	if r := e.Flow; r != nil && st.Flow != r.Name {
 		return fmt.Sprintf("expected flow %s, got %s", nullName(r.Name), nullName(st.Flow))
 	}
-	keys := make([]string, 0, len(e.Vars))
-	for k := range e.Vars {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var wrong []string // every mismatch, not only the first
-	for _, k := range keys {
+	for _, k := range flows.SortedKeys(e.Vars) {
 		got, ok := st.Vars[k]
 		switch {
 		case !ok:
@@ -325,12 +319,7 @@ func matchState(e *flows.ExpectSpec, st *engine.State, s *Session) string {
 			wrong = append(wrong, fmt.Sprintf("expected vars.%s = %s, got %s", k, quoteIfString(e.Vars[k]), quoteIfString(got)))
 		}
 	}
-	fieldKeys := make([]string, 0, len(e.Fields))
-	for k := range e.Fields {
-		fieldKeys = append(fieldKeys, k)
-	}
-	sort.Strings(fieldKeys)
-	for _, k := range fieldKeys {
+	for _, k := range flows.SortedKeys(e.Fields) {
 		got, ok := st.Contact.Fields[k]
 		if !ok { // never set: the bot's default
 			if d := s.Engine.Bot().Settings.ContactField(k); d != nil {

@@ -687,7 +687,7 @@ func (fc *flowCompiler) compileSubflow(s *Step, sp *StepSpec) *exprCompiler {
 	for _, e := range sp.With {
 		t, ok := result[e.Key]
 		if !ok {
-			r.errorf(e.Pos, "with: flow %q has no variable %q%s", ref.Name, e.Key, suggest(e.Key, sortedTypeKeys(result)))
+			r.errorf(e.Pos, "with: flow %q has no variable %q%s", ref.Name, e.Key, suggest(e.Key, SortedKeys(result)))
 			continue
 		}
 		if e.Value == nil {

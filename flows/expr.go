@@ -578,7 +578,7 @@ func (c *exprCompiler) readable(msg, code string) string {
 	if field, ok := strings.CutPrefix(msg, "unknown field "); ok {
 		if strings.Contains(code, "contact.fields."+field) {
 			fields, _ := c.env["contact"].(types.Map)["fields"].(types.Map)
-			return "contact.fields has no field " + field + suggest(field, sortedTypeKeys(fields)) + " (declare it under contact_fields: in flowbot.yaml)"
+			return "contact.fields has no field " + field + suggest(field, SortedKeys(fields)) + " (declare it under contact_fields: in flowbot.yaml)"
 		}
 		if strings.Contains(code, "contact."+field) {
 			return "contact has no field " + field + suggest(field, contactKeys)
@@ -595,15 +595,6 @@ func (c *exprCompiler) readable(msg, code string) string {
 		}
 	}
 	return readableExprError(msg)
-}
-
-func sortedTypeKeys(m types.Map) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // readableExprError names the environment as the designer writes it

@@ -417,7 +417,7 @@ func hasKey(n *yaml.Node, key string) bool {
 }
 
 // SortedKeys lists a map's keys in order.
-func SortedKeys(m map[string]any) []string {
+func SortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"sort"
 	"strings"
 	"time"
 )
@@ -261,7 +260,7 @@ var (
 var Enums = map[string][]string{
 	"method":           {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"},
 	"pricing_model":    {PerMessage, Conversation},
-	"category":         append(append([]string(nil), templateCategories...), sortedKeys(legacyCategories)...),
+	"category":         append(append([]string(nil), templateCategories...), SortedKeys(legacyCategories)...),
 	"status":           templateStatuses,
 	"parameter_format": {"NAMED", "POSITIONAL"},
 	"header_format":    headerMediaFormats,
@@ -270,15 +269,6 @@ var Enums = map[string][]string{
 
 // caselessEnums are the enums the loader reads in any case.
 var caselessEnums = map[string]bool{"method": true, "category": true, "status": true, "parameter_format": true, "header_format": true, "button_type": true}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // EventKinds are the kinds of events a conversation records (the
 // engine's Rec* constants), which conversation tests name in

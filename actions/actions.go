@@ -60,6 +60,12 @@ type Conversation interface {
 	DefaultLanguage() string
 	// Redact hides secret values in a string meant for traces or logs.
 	Redact(s string) string
+	// FormToken is the flow_token of the waiting step's form: the same
+	// while the step waits, so that any of its sends can be answered.
+	FormToken() string
+	// LastMessageID is the id of the contact's latest message; "" when
+	// there is none.
+	LastMessageID() string
 }
 
 // PauseKind is why a flow waits.
@@ -97,6 +103,8 @@ var registry = []func(*flows.Step) Action{
 	newSay,
 	newMedia,
 	newTemplate,
+	newLink,
+	newReact,
 	newAsk,
 	newWait,
 	newHandoff,

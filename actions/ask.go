@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"fmt"
+	"maps"
 	"unicode/utf8"
 
 	"github.com/flowbot/flowbot/flows"
@@ -46,17 +47,25 @@ const (
 )
 
 // Judge says what the reply (already in the environment as message) means
-// after attempt retries so far.
+// after attempt retries so far. A form accepts only its answer and a
+// location request only a location, before any validate.
 func (a *Ask) Judge(c Conversation, attempt int) Verdict {
-	v := a.ask.Validate
-	if v == nil {
-		return Accepted
+	msg := &c.Env().Message
+	ok := true
+	switch a.ask.Kind {
+	case flows.AskForm:
+		ok = msg.Form != nil
+	case flows.AskLocation:
+		ok = msg.Type == "location"
 	}
-	ok, err := v.EvalBool(c.Env())
-	if err != nil {
-		c.Fail(err)
+	if v := a.ask.Validate; ok && v != nil {
+		var err error
+		ok, err = v.EvalBool(c.Env())
+		if err != nil {
+			c.Fail(err)
+		}
+		c.TraceCondition(v.Src, ok)
 	}
-	c.TraceCondition(v.Src, ok)
 	switch {
 	case ok:
 		return Accepted
@@ -84,16 +93,22 @@ func (a *Ask) Then() string {
 	return a.ask.Retry.Then
 }
 
-// Saved is the variable a reply is saved in and the value (its choice
-// id, else its text); ok is false when the ask saves nothing.
-func (a *Ask) Saved(choice, text string) (name, value string, ok bool) {
+// Saved is the variable a reply is saved in and the value: a form's
+// answer (message.form), a location (message.location as data), else the
+// choice id, else the text; ok is false when the ask saves nothing.
+func (a *Ask) Saved(m *flows.MessageEnv) (name string, value any, ok bool) {
 	if a.ask.Save == "" {
-		return "", "", false
+		return "", nil, false
 	}
-	if choice != "" {
-		return a.ask.Save, choice, true
+	switch {
+	case a.ask.Kind == flows.AskForm:
+		return a.ask.Save, maps.Clone(m.Form), true
+	case a.ask.Kind == flows.AskLocation:
+		return a.ask.Save, m.Location.Data(), true
+	case m.Choice != "":
+		return a.ask.Save, m.Choice, true
 	}
-	return a.ask.Save, text, true
+	return a.ask.Save, m.Text, true
 }
 
 // Question renders an ask's message with body as its text: the question
@@ -101,6 +116,21 @@ func (a *Ask) Saved(choice, text string) (name, value string, ok bool) {
 func Question(c Conversation, ask *flows.Ask, body *flows.Text) Message {
 	m := Message{Kind: "text", Text: c.Render(body)}
 	switch {
+	case ask.Kind == flows.AskForm:
+		f := ask.Form
+		m.Kind = KindForm
+		m.Header, m.Footer = c.Render(f.Header), c.Render(f.Footer)
+		fm := &FormMessage{FlowID: c.Render(f.FlowID), CTA: clip(c, f.CTA, flows.MaxButtonTitle), Screen: f.Screen, Token: c.FormToken(), Mode: f.Mode}
+		if f.Data != nil {
+			data, err := f.Data.Render(c.Env())
+			if err != nil {
+				c.Fail(fmt.Errorf("form.data: %w", err))
+			}
+			fm.Data, _ = data.(map[string]any)
+		}
+		m.Form = fm
+	case ask.Kind == flows.AskLocation:
+		m.Kind = KindLocationRequest
 	case len(ask.Buttons) > 0:
 		m.Kind = "buttons"
 		for _, b := range ask.Buttons {

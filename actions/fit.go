@@ -57,6 +57,20 @@ func Fit(m *Message) []string {
 			}
 			m.List = &l
 		}
+	case KindLink, KindForm, KindLocationRequest:
+		cut("the body", &m.Text, flows.MaxButtonBody)
+		cut("the header", &m.Header, flows.MaxTemplateHeader)
+		cut("the footer", &m.Footer, flows.MaxTemplateHeader)
+		if l := m.Link; l != nil && over(l.Text, flows.MaxButtonTitle) {
+			c := *l
+			cut("the link's text", &c.Text, flows.MaxButtonTitle)
+			m.Link = &c
+		}
+		if f := m.Form; f != nil && over(f.CTA, flows.MaxButtonTitle) {
+			c := *f
+			cut("the form's button", &c.CTA, flows.MaxButtonTitle)
+			m.Form = &c
+		}
 	case "template":
 		if m.Template != nil && (slices.ContainsFunc(m.Template.HeaderTexts, func(h string) bool { return over(h, flows.MaxTemplateHeader) }) ||
 			slices.ContainsFunc(m.Template.HeaderNamed, func(h NamedValue) bool { return over(h.Value, flows.MaxTemplateHeader) })) {

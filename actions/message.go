@@ -15,6 +15,43 @@ type Message struct {
 	Buttons  []Choice         `json:"buttons,omitempty" bson:"buttons,omitempty"`
 	List     *List            `json:"list,omitempty" bson:"list,omitempty"`
 	Template *TemplateMessage `json:"template,omitempty" bson:"template,omitempty"`
+	Link     *LinkButton      `json:"link,omitempty" bson:"link,omitempty"`
+	Form     *FormMessage     `json:"form,omitempty" bson:"form,omitempty"`
+	Reaction *Reaction        `json:"reaction,omitempty" bson:"reaction,omitempty"`
+	// Header and Footer are a link's or a form's optional texts.
+	Header string `json:"header,omitempty" bson:"header,omitempty"`
+	Footer string `json:"footer,omitempty" bson:"footer,omitempty"`
+}
+
+// The kinds of messages besides text, media, buttons, list and template.
+const (
+	KindLink            = "link"             // a call-to-action URL button; Text is the body
+	KindForm            = "form"             // a WhatsApp Flow; Text is the body
+	KindLocationRequest = "location_request" // asks for the contact's location; Text is the body
+	KindReaction        = "reaction"         // an emoji on the contact's message; Text is the emoji
+)
+
+// LinkButton is a call-to-action URL button.
+type LinkButton struct {
+	URL  string `json:"url" bson:"url"`
+	Text string `json:"text" bson:"text"`
+}
+
+// FormMessage is a WhatsApp Flow to open: Token ties the answer to the
+// contact and the step that sent it.
+type FormMessage struct {
+	FlowID string         `json:"flow_id" bson:"flow_id"`
+	CTA    string         `json:"cta" bson:"cta"`
+	Screen string         `json:"screen" bson:"screen"`
+	Token  string         `json:"token" bson:"token"`
+	Mode   string         `json:"mode,omitempty" bson:"mode,omitempty"`
+	Data   map[string]any `json:"data,omitempty" bson:"data,omitempty"`
+}
+
+// Reaction is an emoji on one of the contact's messages.
+type Reaction struct {
+	MessageID string `json:"message_id" bson:"message_id"`
+	Emoji     string `json:"emoji" bson:"emoji"`
 }
 
 // Free reports whether the message is free-form (a session message), as

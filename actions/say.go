@@ -10,10 +10,14 @@ import (
 type Say struct{ texts []*flows.Text }
 
 func newSay(s *flows.Step) Action {
-	if len(s.Say) == 0 {
+	texts := s.Say
+	if s.Link != nil && s.Link.Body == nil && len(texts) > 0 {
+		texts = texts[:len(texts)-1] // the last is the link's body
+	}
+	if len(texts) == 0 {
 		return nil
 	}
-	return &Say{texts: s.Say}
+	return &Say{texts: texts}
 }
 
 func (a *Say) Run(_ context.Context, c Conversation) string {

@@ -59,12 +59,17 @@ type Input struct {
 
 // Inbound is a message from the contact, already parsed from the channel.
 type Inbound struct {
-	ID        string
-	Type      string // text, interactive, button, image ...
-	Text      string
-	Choice    string
-	Media     flows.MediaEnv
-	Location  flows.LocationEnv
+	ID       string
+	Type     string // text, interactive, button, image ...
+	Text     string
+	Choice   string
+	Media    flows.MediaEnv
+	Location flows.LocationEnv
+	// Form is a WhatsApp Flow's answer (response_json without its
+	// flow_token, which is FormToken); nil for other messages.
+	Form      map[string]any
+	FormToken string
+	Referral  flows.ReferralEnv
 	Name      string // the profile name, when the channel gives it
 	Timestamp time.Time
 }
@@ -356,6 +361,21 @@ func (c *conv) Redact(s string) string  { return c.e.redact.Replace(s) }
 func (c *conv) Send(m actions.Message)  { c.pending = append(c.pending, m) }
 func (c *conv) Pause(p actions.Pause)   { c.pauseBuf = p; c.pause = &c.pauseBuf }
 func (c *conv) Fail(err error)          { c.event(ErrorOccurred{c.header(), c.Redact(err.Error())}) }
+func (c *conv) LastMessageID() string   { return c.st.LastMessageID }
+
+// FormToken is the waiting step's flow_token: "flowbot:" + the flow, the
+// step and the message sequence number, made once per asking.
+func (c *conv) FormToken() string {
+	st := c.st
+	if st.FormToken == "" {
+		st.FormToken = FormTokenPrefix + st.Flow + ":" + st.Step + ":" + strconv.FormatInt(st.Seq+1, 36)
+	}
+	return st.FormToken
+}
+
+// FormTokenPrefix starts every flow_token flowbot makes: a form answer
+// with such a token that is not the waiting step's is stale.
+const FormTokenPrefix = "flowbot:"
 
 func (c *conv) TraceCondition(expr string, value bool) {
 	if c.e.opts.Trace {
@@ -527,13 +547,16 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 	if m.Timestamp.After(st.LastInbound) {
 		st.LastInbound = m.Timestamp
 	}
+	if m.ID != "" {
+		st.LastMessageID = m.ID
+	}
 	st.WindowClosed = false
 	if m.Name != "" {
 		st.Contact.Name = m.Name
 		c.env.Contact.Name = m.Name
 	}
 	c.fillWindow()
-	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location}
+	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location, Form: m.Form, Referral: m.Referral}
 	c.event(MsgReceived{c.header(), m, c.e.opts.Trace})
 
 	word := strings.ToLower(strings.TrimSpace(m.Text))
@@ -589,6 +612,12 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 	}
 	if st.Handoff != nil {
 		c.event(MsgIgnored{c.header(), "handed off to " + st.Handoff.Queue + ": the bot stays silent"})
+		return
+	}
+	if m.Form != nil && strings.HasPrefix(m.FormToken, FormTokenPrefix) && (m.FormToken != st.FormToken || st.Waiting != actions.PauseAsk) {
+		// An answer to a form this contact was sent for another step (or
+		// an earlier asking): recorded, not routed (FLOW_SPEC.md 8.5).
+		c.event(MsgIgnored{c.header(), "a form answer for another step (flow_token " + strconv.Quote(m.FormToken) + "): recorded, not routed"})
 		return
 	}
 	if c.flow != nil {
@@ -688,9 +717,9 @@ func (c *conv) reply(m *Inbound) {
 		}
 		return
 	}
-	if name, v, ok := ask.Saved(m.Choice, m.Text); ok {
+	if name, v, ok := ask.Saved(&c.env.Message); ok {
 		if c.SetVar(name, v) {
-			c.TraceSet(name, strconv.Quote(v))
+			c.TraceSet(name, c.Redact(flows.FormatValue(v)))
 		}
 	}
 	c.leavePause()
@@ -700,6 +729,7 @@ func (c *conv) reply(m *Inbound) {
 // leavePause ends the current wait and its timers.
 func (c *conv) leavePause() {
 	c.st.Waiting = ""
+	c.st.FormToken = ""
 	c.st.Attempt = 0
 	c.env.Attempt = 0
 	c.st.Timers = c.st.Timers[:0]
@@ -835,7 +865,7 @@ func (c *conv) endFlow(why string) {
 		return
 	}
 	c.event(FlowEnded{c.header(), why})
-	st.Flow, st.Step, st.Waiting, st.Attempt = "", "", "", 0
+	st.Flow, st.Step, st.Waiting, st.Attempt, st.FormToken = "", "", "", 0, ""
 	st.Timers = st.Timers[:0]
 	c.flow, c.step = nil, nil
 }
@@ -858,6 +888,7 @@ func (c *conv) run(name string) {
 		c.step = step
 		st.Step = name
 		st.Attempt = 0
+		st.FormToken = ""
 		c.env.Attempt = 0
 		if c.e.opts.Trace {
 			c.event(StepEntered{c.header()})

@@ -36,10 +36,15 @@ type State struct {
 	LastInbound time.Time `json:"last_inbound,omitzero" bson:"last_inbound,omitempty"`
 	// WindowClosed is set when WhatsApp answered 131047 (window closed)
 	// before LastInbound + 24h; the next inbound message clears it.
-	WindowClosed bool          `json:"window_closed,omitempty" bson:"window_closed,omitempty"`
-	Handoff      *HandoffState `json:"handoff,omitempty" bson:"handoff,omitempty"`
-	Timers       []Timer       `json:"timers,omitempty" bson:"timers,omitempty"`
-	Cost         Cost          `json:"cost" bson:"cost"`
+	WindowClosed bool `json:"window_closed,omitempty" bson:"window_closed,omitempty"`
+	// LastMessageID is the WhatsApp id of the contact's latest message
+	// (what `react` reacts to).
+	LastMessageID string `json:"last_message_id,omitempty" bson:"last_message_id,omitempty"`
+	// FormToken is the flow_token of the form the waiting step sent.
+	FormToken string        `json:"form_token,omitempty" bson:"form_token,omitempty"`
+	Handoff   *HandoffState `json:"handoff,omitempty" bson:"handoff,omitempty"`
+	Timers    []Timer       `json:"timers,omitempty" bson:"timers,omitempty"`
+	Cost      Cost          `json:"cost" bson:"cost"`
 	// Seq numbers the outbound messages and timers, so that ids are
 	// deterministic.
 	Seq int64 `json:"seq" bson:"seq"`

@@ -184,6 +184,8 @@ type Step struct {
 	Say      []*Text
 	Media    []*Media
 	Template *TemplateSend
+	Link     *Link
+	React    *Text
 	Ask      *Ask
 	Wait     time.Duration
 	Handoff  *Handoff
@@ -204,7 +206,31 @@ type Step struct {
 
 // SendsFreeForm reports whether the step sends any free-form message
 // (say, media or an ask's question).
-func (s *Step) SendsFreeForm() bool { return len(s.Say) > 0 || len(s.Media) > 0 || s.Ask != nil }
+func (s *Step) SendsFreeForm() bool {
+	return len(s.Say) > 0 || len(s.Media) > 0 || s.Ask != nil || s.Link != nil || s.React != nil
+}
+
+// Link is a call-to-action URL button message. Body nil: the step's
+// last say text is the body, sent as one message with the button.
+type Link struct {
+	URL, Text, Body, Header, Footer *Text
+}
+
+// Form is a WhatsApp Flow, sent as an interactive flow message.
+type Form struct {
+	FlowID, CTA    *Text
+	Screen         string
+	Data           *JSONTemplate
+	Mode           string
+	Header, Footer *Text
+}
+
+// The kinds of question an ask is.
+const (
+	AskText     = ""         // a text question, with buttons or a list
+	AskForm     = "form"     // a WhatsApp Flow; the reply is its answer
+	AskLocation = "location" // a location request; the reply is a location
+)
 
 // Assign is one `set` entry.
 type Assign struct {
@@ -240,6 +266,10 @@ type Media struct {
 
 // Ask sends a question and waits for the reply.
 type Ask struct {
+	// Kind is AskText, AskForm or AskLocation: a form or a location
+	// request accepts only its own kind of reply.
+	Kind      string
+	Form      *Form
 	Text      *Text
 	Buttons   []Button
 	List      *List

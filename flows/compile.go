@@ -779,6 +779,12 @@ func (fc *flowCompiler) checkTextLen(t *Text, limit int, what string) {
 	}
 }
 
+// isMapType reports whether a variable's type is data (a mapping).
+func isMapType(t types.Type) bool {
+	_, ok := t.(types.Map)
+	return ok
+}
+
 func typeName(t types.Type) string {
 	switch {
 	case t == nil:
@@ -890,6 +896,25 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 		ts := sp.Template
 		s.Template = fc.templateSend(ts.Name, ts.Params, ts.Language, ts.Header, ts.Buttons, ts.At)
 	}
+	if l := sp.Link; l != nil {
+		s.Link = &Link{URL: ec.text(&l.URL), Text: ec.text(&l.Text), Body: ec.text(l.Body), Header: ec.text(l.Header), Footer: ec.text(l.Footer)}
+		fc.checkTextLen(s.Link.Text, MaxButtonTitle, "link.text")
+		fc.checkTextLen(s.Link.Body, MaxButtonBody, "link.body")
+		fc.checkTextLen(s.Link.Header, MaxTemplateHeader, "link.header")
+		fc.checkTextLen(s.Link.Footer, maxTemplateFooter, "link.footer")
+		if l.Body == nil && len(s.Say) == 0 {
+			r.errorf(l.At, "step %q: a link needs a body: give link.body, or a say text before it", s.Name)
+		}
+		if l.Body == nil && len(s.Say) > 0 {
+			fc.checkTextLen(s.Say[len(s.Say)-1], MaxButtonBody, "the say text that is the link's body")
+		}
+		if u := l.URL.Text; !strings.Contains(u, "{{") && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			r.errorf(l.URL.At, "link.url %q is not a web address (https://...)", u)
+		}
+	}
+	if sp.React != nil {
+		s.React = ec.text(sp.React)
+	}
 	fc.compileAsk(s, sp)
 	if sp.Wait != nil {
 		s.Wait, s.HasWait = sp.Wait.D, true
@@ -904,7 +929,7 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 		}
 	}
 	pauses := 0
-	for _, b := range []bool{sp.Ask != nil, sp.Wait != nil, sp.Handoff != nil} {
+	for _, b := range []bool{sp.Ask != nil || sp.Form != nil || sp.AskLocation != nil, sp.Wait != nil, sp.Handoff != nil} {
 		if b {
 			pauses++
 		}
@@ -988,7 +1013,30 @@ func goTypeName(t reflect.Type) string {
 
 func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 	r, ec := fc.r, fc.ec
-	if sp.Ask == nil {
+	asks := 0
+	for _, b := range []bool{sp.Ask != nil, sp.Form != nil, sp.AskLocation != nil} {
+		if b {
+			asks++
+		}
+	}
+	if asks > 1 {
+		r.errorf(sp.At, "step %q: ask, form and ask_location each ask a question; a step may have only one of them", s.Name)
+	}
+	if (sp.Form != nil || sp.AskLocation != nil) && (sp.Buttons != nil || sp.List != nil) {
+		r.errorf(sp.At, "step %q: buttons and list belong to ask; a form or a location request has its own button", s.Name)
+	}
+	question := sp.Ask
+	kind := AskText
+	var form *Form
+	switch {
+	case sp.Ask != nil:
+	case sp.Form != nil:
+		kind, question = AskForm, &sp.Form.Body
+		form = fc.form(sp.Form)
+	case sp.AskLocation != nil:
+		kind, question = AskLocation, sp.AskLocation
+	}
+	if question == nil {
 		for _, k := range []struct {
 			key string
 			set bool
@@ -999,9 +1047,13 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 		}
 		return
 	}
-	a := &Ask{Text: ec.text(sp.Ask)}
+	a := &Ask{Kind: kind, Form: form, Text: ec.text(question)}
 	limit, what := MaxText, "ask"
 	switch {
+	case kind == AskForm:
+		limit, what = MaxButtonBody, "form.body"
+	case kind == AskLocation:
+		limit, what = MaxButtonBody, "ask_location"
 	case sp.Buttons != nil && sp.List != nil:
 		r.errorf(sp.At, "step %q: an ask has buttons or a list, not both", s.Name)
 	case sp.Buttons != nil:
@@ -1090,7 +1142,11 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 	fc.checkTextLen(a.Text, limit, what)
 	if sp.Save != nil {
 		name, t := fc.varRef(sp.Save, "save")
-		if t != nil && t.String() != "string" {
+		switch {
+		case t == nil:
+		case kind != AskText && !isMapType(t):
+			r.errorf(sp.Save.At, "save: %s holds %s, but a %s's answer is data (declare it with a default of {})", targetName(name), typeName(t), map[string]string{AskForm: "form", AskLocation: "location request"}[kind])
+		case kind == AskText && t.String() != "string":
 			r.errorf(sp.Save.At, "save: %s holds %s, but a reply is text (declare it with a default of \"\")", targetName(name), typeName(t))
 		}
 		a.Save = name
@@ -1103,7 +1159,7 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 		if rt.Times < 0 {
 			r.errorf(rt.At, "retry.times cannot be negative")
 		}
-		if sp.Validate == nil {
+		if sp.Validate == nil && kind == AskText {
 			r.warnf(rt.At, "step %q has retry but no validate: every reply is accepted, so the retries never happen", s.Name)
 		}
 		fc.checkTextLen(a.Retry.Say, limit, "retry.say")
@@ -1121,6 +1177,33 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 		a.OnTimeout = fc.stepRef(sp.OnTimeout, "on_timeout")
 	}
 	s.Ask = a
+}
+
+// form compiles a form step's WhatsApp Flow.
+func (fc *flowCompiler) form(fs *FormSpec) *Form {
+	r, ec := fc.r, fc.ec
+	f := &Form{FlowID: ec.text(&fs.FlowID), CTA: ec.text(&fs.CTA), Screen: fs.Screen, Mode: strings.ToLower(fs.Mode),
+		Header: ec.text(fs.Header), Footer: ec.text(fs.Footer)}
+	fc.checkTextLen(f.CTA, MaxButtonTitle, "form.cta")
+	fc.checkTextLen(f.Header, MaxTemplateHeader, "form.header")
+	fc.checkTextLen(f.Footer, maxTemplateFooter, "form.footer")
+	if strings.TrimSpace(fs.FlowID.Text) == "" {
+		r.errorf(fs.FlowID.At, "form.flow_id must not be empty: it is the published Flow's id")
+	}
+	if strings.TrimSpace(fs.Screen) == "" {
+		r.errorf(fs.At, "form.screen must not be empty: it is the id of the Flow's first screen")
+	}
+	if f.Mode != "" && !contains(Enums["flow_mode"], f.Mode) {
+		r.errorf(fs.At, "form.mode is published or draft, got %q", fs.Mode)
+	}
+	if fs.Data != nil {
+		if n := resolve(fs.Data); n.Kind != yaml.MappingNode {
+			r.errorf(posOf(n), "form.data is a mapping of the first screen's data: {key: value}")
+		} else if len(n.Content) > 0 {
+			f.Data = fc.jsonTemplate(fs.Data, 0)
+		}
+	}
+	return f
 }
 
 func (fc *flowCompiler) media(kind string, m *MediaSpec) *Media {

@@ -51,6 +51,22 @@ type LocationEnv struct {
 	Address   string  `expr:"address"`
 }
 
+// Data is a location as data, as `save` keeps it.
+func (l LocationEnv) Data() map[string]any {
+	return map[string]any{"latitude": l.Latitude, "longitude": l.Longitude, "name": l.Name, "address": l.Address}
+}
+
+// ReferralEnv is `message.referral`: the Click-to-WhatsApp ad or Page
+// button the message came from; empty strings otherwise.
+type ReferralEnv struct {
+	SourceType string `expr:"source_type"`
+	SourceID   string `expr:"source_id"`
+	SourceURL  string `expr:"source_url"`
+	Headline   string `expr:"headline"`
+	Body       string `expr:"body"`
+	CtwaClid   string `expr:"ctwa_clid"`
+}
+
 // MessageEnv is `message`: the contact's message being handled.
 type MessageEnv struct {
 	Type     string      `expr:"type"`
@@ -58,6 +74,10 @@ type MessageEnv struct {
 	Choice   string      `expr:"choice"`
 	Media    MediaEnv    `expr:"media"`
 	Location LocationEnv `expr:"location"`
+	// Form is a WhatsApp Flow's answer (its response_json without the
+	// flow_token); nil for any other message.
+	Form     map[string]any `expr:"form"`
+	Referral ReferralEnv    `expr:"referral"`
 }
 
 // WindowEnv is `window`: the customer service window.

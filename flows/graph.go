@@ -79,8 +79,20 @@ func stepLines(s *Step) []string {
 	if s.Template != nil {
 		out = append(out, "template "+s.Template.Name)
 	}
+	if s.Link != nil {
+		out = append(out, "link: "+s.Link.Text.Src+" -> "+s.Link.URL.Src)
+	}
+	if s.React != nil {
+		out = append(out, "react "+s.React.Src)
+	}
 	if s.Ask != nil {
 		line := "ask: " + s.Ask.Text.Src
+		switch s.Ask.Kind {
+		case AskForm:
+			line = "form " + s.Ask.Form.FlowID.Src + ": " + s.Ask.Text.Src
+		case AskLocation:
+			line = "ask_location: " + s.Ask.Text.Src
+		}
 		var choices []string
 		for _, b := range s.Ask.Buttons {
 			choices = append(choices, b.Title.Src)

@@ -59,33 +59,37 @@ type TemplateStepSpec struct {
 // StepSpec is one step; its keys run in the order of the table in
 // FLOW_SPEC.md section 2.
 type StepSpec struct {
-	At        Pos
-	Set       OrderedMap[*Source] `yaml:"set" doc:"assigns variables: {var: expression}"`
-	Call      *CallSpec           `yaml:"call" doc:"an HTTP request; the JSON response goes into vars.<save>; a failure goes to on_error"`
-	Say       *TextsSpec          `yaml:"say" doc:"text messages: one text or a list"`
-	Image     *MediaSpec          `yaml:"image" doc:"an image message: {link or id, caption}"`
-	Document  *MediaSpec          `yaml:"document" doc:"a document message: {link or id, caption, filename}"`
-	Video     *MediaSpec          `yaml:"video" doc:"a video message: {link or id, caption}"`
-	Audio     *MediaSpec          `yaml:"audio" doc:"an audio message: {link or id}"`
-	Template  *TemplateStepSpec   `yaml:"template"`
-	Ask       *Source             `yaml:"ask" doc:"a question; the flow waits for the reply"`
-	Buttons   []ButtonSpec        `yaml:"buttons"`
-	List      *ListSpec           `yaml:"list" doc:"an interactive list for the ask: {button, sections: [{title, rows: [{id, title, description}]}]}, up to 10 rows"`
-	Save      *Ref                `yaml:"save" doc:"the text variable that gets the reply (its choice id, else its text)"`
-	Validate  *Source             `yaml:"validate" doc:"a condition the reply must meet; message is the reply"`
-	Retry     *RetrySpec          `yaml:"retry" doc:"what to do with invalid replies: {times, say, then}"`
-	Timeout   *Duration           `yaml:"timeout" doc:"how long to wait for the reply, from the question"`
-	OnTimeout *Ref                `yaml:"on_timeout" doc:"the step to go to when no reply came within timeout"`
-	Wait      *Duration           `yaml:"wait" doc:"a durable timer; then the step routes on"`
-	Handoff   *HandoffSpec        `yaml:"handoff" doc:"hands the contact to a human agent: {queue, note}; the bot is silent until released"`
-	Subflow   *Ref                `yaml:"subflow" doc:"runs another flow, then comes back to this step's routing, where result.<var> holds the subflow's variables"`
-	With      OrderedMap[*Source] `yaml:"with" doc:"the subflow's variables at its start: {var: expression}"`
-	Goto      *Ref                `yaml:"goto" doc:"the next step"`
-	On        []OnSpec            `yaml:"on" doc:"conditional routes [{if, goto}], first match wins"`
-	Else      *Ref                `yaml:"else" doc:"where to go when no condition under on holds"`
-	End       *bool               `yaml:"end" doc:"true ends the flow"`
-	Random    []RandomSpec        `yaml:"random" doc:"a random split [{weight, goto}]: the branch is drawn from a hash of the contact, the flow and the step, so a contact always takes the same one"`
-	Fallback  *FallbackSpec       `yaml:"fallback"`
+	At          Pos
+	Set         OrderedMap[*Source] `yaml:"set" doc:"assigns variables: {var: expression}"`
+	Call        *CallSpec           `yaml:"call" doc:"an HTTP request; the JSON response goes into vars.<save>; a failure goes to on_error"`
+	Say         *TextsSpec          `yaml:"say" doc:"text messages: one text or a list"`
+	Image       *MediaSpec          `yaml:"image" doc:"an image message: {link or id, caption}"`
+	Document    *MediaSpec          `yaml:"document" doc:"a document message: {link or id, caption, filename}"`
+	Video       *MediaSpec          `yaml:"video" doc:"a video message: {link or id, caption}"`
+	Audio       *MediaSpec          `yaml:"audio" doc:"an audio message: {link or id}"`
+	Template    *TemplateStepSpec   `yaml:"template"`
+	Link        *LinkSpec           `yaml:"link" doc:"a call-to-action URL button {url, text (20 characters), body}; its body is the step's last say text unless given"`
+	React       *Source             `yaml:"react" doc:"an emoji reaction to the contact's latest message"`
+	Ask         *Source             `yaml:"ask" doc:"a question; the flow waits for the reply"`
+	Form        *FormSpec           `yaml:"form" doc:"a WhatsApp Flow (a form inside WhatsApp), asked like a question: {flow_id, cta, body, screen, data}; message.form is the answer"`
+	AskLocation *Source             `yaml:"ask_location" doc:"a location request, asked like a question; the reply is message.location"`
+	Buttons     []ButtonSpec        `yaml:"buttons"`
+	List        *ListSpec           `yaml:"list" doc:"an interactive list for the ask: {button, sections: [{title, rows: [{id, title, description}]}]}, up to 10 rows"`
+	Save        *Ref                `yaml:"save" doc:"the text variable that gets the reply (its choice id, else its text)"`
+	Validate    *Source             `yaml:"validate" doc:"a condition the reply must meet; message is the reply"`
+	Retry       *RetrySpec          `yaml:"retry" doc:"what to do with invalid replies: {times, say, then}"`
+	Timeout     *Duration           `yaml:"timeout" doc:"how long to wait for the reply, from the question"`
+	OnTimeout   *Ref                `yaml:"on_timeout" doc:"the step to go to when no reply came within timeout"`
+	Wait        *Duration           `yaml:"wait" doc:"a durable timer; then the step routes on"`
+	Handoff     *HandoffSpec        `yaml:"handoff" doc:"hands the contact to a human agent: {queue, note}; the bot is silent until released"`
+	Subflow     *Ref                `yaml:"subflow" doc:"runs another flow, then comes back to this step's routing, where result.<var> holds the subflow's variables"`
+	With        OrderedMap[*Source] `yaml:"with" doc:"the subflow's variables at its start: {var: expression}"`
+	Goto        *Ref                `yaml:"goto" doc:"the next step"`
+	On          []OnSpec            `yaml:"on" doc:"conditional routes [{if, goto}], first match wins"`
+	Else        *Ref                `yaml:"else" doc:"where to go when no condition under on holds"`
+	End         *bool               `yaml:"end" doc:"true ends the flow"`
+	Random      []RandomSpec        `yaml:"random" doc:"a random split [{weight, goto}]: the branch is drawn from a hash of the contact, the flow and the step, so a contact always takes the same one"`
+	Fallback    *FallbackSpec       `yaml:"fallback"`
 }
 
 // TextsSpec is one text or a list of texts (`say`).
@@ -132,6 +136,29 @@ type MediaSpec struct {
 	ID       *Source `yaml:"id"`
 	Caption  *Source `yaml:"caption" limit:"caption"`
 	Filename *Source `yaml:"filename"`
+}
+
+// LinkSpec is a call-to-action URL button message.
+type LinkSpec struct {
+	At     Pos
+	URL    Source  `yaml:"url" flowbot:"required"`
+	Text   Source  `yaml:"text" flowbot:"required" limit:"button_title"`
+	Body   *Source `yaml:"body" limit:"button_body"`
+	Header *Source `yaml:"header" limit:"interactive_header"`
+	Footer *Source `yaml:"footer" limit:"interactive_footer"`
+}
+
+// FormSpec is a WhatsApp Flow sent as an interactive flow message.
+type FormSpec struct {
+	At     Pos
+	FlowID Source     `yaml:"flow_id" flowbot:"required"`
+	CTA    Source     `yaml:"cta" flowbot:"required" limit:"flow_cta"`
+	Body   Source     `yaml:"body" flowbot:"required" limit:"button_body"`
+	Screen string     `yaml:"screen" flowbot:"required"`
+	Data   *yaml.Node `yaml:"data" doc:"the first screen's data, as in call.json: a lone {{ expression }} keeps its value's type"`
+	Mode   string     `yaml:"mode" enum:"flow_mode" doc:"published (the default) or draft, to try a Flow not yet published"`
+	Header *Source    `yaml:"header" limit:"interactive_header"`
+	Footer *Source    `yaml:"footer" limit:"interactive_footer"`
 }
 
 // ButtonSpec is a reply button.

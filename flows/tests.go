@@ -82,7 +82,23 @@ type UserSpec struct {
 	Type     string       `yaml:"type"`
 	Caption  string       `yaml:"caption"`
 	Location *LocationSet `yaml:"location"`
-	isText   bool
+	// Form answers the latest form sent (its response_json);
+	// FlowToken overrides the token the answer carries.
+	Form      map[string]any `yaml:"form"`
+	FlowToken string         `yaml:"flow_token"`
+	Referral  *ReferralSpec  `yaml:"referral"`
+	isText    bool
+}
+
+// ReferralSpec is the ad or Page button a test message came from.
+type ReferralSpec struct {
+	At         Pos
+	SourceType string `yaml:"source_type"`
+	SourceID   string `yaml:"source_id"`
+	SourceURL  string `yaml:"source_url"`
+	Headline   string `yaml:"headline"`
+	Body       string `yaml:"body"`
+	CtwaClid   string `yaml:"ctwa_clid"`
 }
 
 // LocationSet is a shared location in a test.
@@ -117,6 +133,11 @@ type BotSpec struct {
 	Params   *ParamsSpec `yaml:"params"`
 	Language string      `yaml:"language"`
 	Media    string      `yaml:"media"`
+	// Type is the message's kind: text, buttons, list, template, image
+	// ..., link, form, location_request, reaction.
+	Type string `yaml:"type" enum:"message_kind"`
+	// Link is a link message's URL.
+	Link string `yaml:"link"`
 }
 
 func (b *BotSpec) decodeNode(d *decoder, n *yaml.Node) {
@@ -363,11 +384,14 @@ func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 	switch {
 	case s.User != nil:
 		u := s.User
-		if !u.isText && u.Text == "" && u.Choice == "" && u.Payload == "" && u.Type == "" && u.Location == nil {
-			r.errorf(u.At, "user: give text, choice, payload, or a type")
+		if !u.isText && u.Text == "" && u.Choice == "" && u.Payload == "" && u.Type == "" && u.Location == nil && u.Form == nil && u.FlowToken == "" {
+			r.errorf(u.At, "user: give text, choice, payload, location, form, or a type")
 		}
 	case s.Bot != nil:
 		b := s.Bot
+		if b.Type != "" && !contains(Enums["message_kind"], b.Type) {
+			r.errorf(b.At, "bot: type is one of %s, got %q", strings.Join(Enums["message_kind"], ", "), b.Type)
+		}
 		if b.Template != "" {
 			if bot.Templates[b.Template] == nil {
 				r.errorf(b.At, "bot: undefined template %q", b.Template)

@@ -233,21 +233,24 @@ type Limit struct {
 
 // Limits are the length limits of texts.
 var Limits = map[string]Limit{
-	"text":            {MaxText, "a `say` text"},
-	"button_body":     {MaxButtonBody, "the question or body of a message with buttons"},
-	"list_body":       {MaxListBody, "the body of a list"},
-	"caption":         {MaxCaption, "a media caption"},
-	"button_title":    {MaxButtonTitle, "a button's title; the list's button"},
-	"list_button":     {MaxListButton, "a button's title; the list's button"},
-	"row_title":       {MaxRowTitle, "a list row's title; a section's title"},
-	"section_title":   {MaxSectionTitle, "a list row's title; a section's title"},
-	"row_description": {MaxRowDescription, "a list row's description"},
-	"template_header": {MaxTemplateHeader, "a template header parameter"},
-	"button_id":       {maxButtonID, "a button's id"},
-	"row_id":          {maxRowID, "a list row's id"},
-	"template_body":   {maxTemplateBody, "a template's body"},
-	"template_footer": {maxTemplateFooter, "a template's footer"},
-	"template_button": {maxTemplateBtnText, "a template button's text"},
+	"text":               {MaxText, "a `say` text"},
+	"button_body":        {MaxButtonBody, "the question or body of a message with buttons"},
+	"list_body":          {MaxListBody, "the body of a list"},
+	"caption":            {MaxCaption, "a media caption"},
+	"button_title":       {MaxButtonTitle, "a button's title; the list's button"},
+	"list_button":        {MaxListButton, "a button's title; the list's button"},
+	"row_title":          {MaxRowTitle, "a list row's title; a section's title"},
+	"section_title":      {MaxSectionTitle, "a list row's title; a section's title"},
+	"row_description":    {MaxRowDescription, "a list row's description"},
+	"template_header":    {MaxTemplateHeader, "a template header parameter"},
+	"button_id":          {maxButtonID, "a button's id"},
+	"row_id":             {maxRowID, "a list row's id"},
+	"template_body":      {maxTemplateBody, "a template's body"},
+	"template_footer":    {maxTemplateFooter, "a template's footer"},
+	"template_button":    {maxTemplateBtnText, "a template button's text"},
+	"flow_cta":           {MaxButtonTitle, "a form's button (`cta`); a link's `text`"},
+	"interactive_header": {MaxTemplateHeader, "a link's or a form's header and footer"},
+	"interactive_footer": {maxTemplateFooter, "a link's or a form's header and footer"},
 }
 
 var (
@@ -265,6 +268,8 @@ var Enums = map[string][]string{
 	"parameter_format": {"NAMED", "POSITIONAL"},
 	"header_format":    headerMediaFormats,
 	"button_type":      {"quick_reply", "url", "phone_number", "copy_code", "flow", "otp", "catalog", "mpm"},
+	"flow_mode":        {"published", "draft"},
+	"message_kind":     {"text", "buttons", "list", "template", "image", "document", "video", "audio", "link", "form", "location_request", "reaction"},
 }
 
 // caselessEnums are the enums the loader reads in any case.

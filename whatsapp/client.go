@@ -330,6 +330,37 @@ func SendBody(o engine.Outbound) ([]byte, error) {
 		}
 		b["type"] = "interactive"
 		b["interactive"] = map[string]any{"type": "list", "body": map[string]any{"text": m.Text}, "action": map[string]any{"button": m.List.Button, "sections": sections}}
+	case actions.KindLink:
+		if m.Link == nil {
+			return nil, errors.New("link message without a link")
+		}
+		b["type"] = "interactive"
+		b["interactive"] = interactive(m, "cta_url", map[string]any{"name": "cta_url", "parameters": map[string]any{"display_text": m.Link.Text, "url": m.Link.URL}})
+	case actions.KindForm:
+		f := m.Form
+		if f == nil {
+			return nil, errors.New("form message without a form")
+		}
+		params := map[string]any{"flow_message_version": "3", "flow_token": f.Token, "flow_id": f.FlowID, "flow_cta": f.CTA, "flow_action": "navigate"}
+		payload := map[string]any{"screen": f.Screen}
+		if len(f.Data) > 0 {
+			payload["data"] = f.Data
+		}
+		params["flow_action_payload"] = payload
+		if f.Mode == "draft" {
+			params["mode"] = "draft"
+		}
+		b["type"] = "interactive"
+		b["interactive"] = interactive(m, "flow", map[string]any{"name": "flow", "parameters": params})
+	case actions.KindLocationRequest:
+		b["type"] = "interactive"
+		b["interactive"] = interactive(m, "location_request_message", map[string]any{"name": "send_location"})
+	case actions.KindReaction:
+		if m.Reaction == nil {
+			return nil, errors.New("reaction message without a reaction")
+		}
+		b["type"] = "reaction"
+		b["reaction"] = map[string]any{"message_id": m.Reaction.MessageID, "emoji": m.Reaction.Emoji}
 	case "template":
 		if m.Template == nil {
 			return nil, errors.New("template message without a template")
@@ -340,6 +371,19 @@ func SendBody(o engine.Outbound) ([]byte, error) {
 		return nil, fmt.Errorf("unknown message kind %q", m.Kind)
 	}
 	return json.Marshal(b)
+}
+
+// interactive is an interactive message's object: its type, the body,
+// the optional text header and footer, and the action.
+func interactive(m actions.Message, typ string, action map[string]any) map[string]any {
+	obj := map[string]any{"type": typ, "body": map[string]any{"text": m.Text}, "action": action}
+	if m.Header != "" {
+		obj["header"] = map[string]any{"type": "text", "text": m.Header}
+	}
+	if m.Footer != "" {
+		obj["footer"] = map[string]any{"text": m.Footer}
+	}
+	return obj
 }
 
 func mediaObject(m *actions.Media) map[string]any {
@@ -380,6 +424,10 @@ func templateObject(t *actions.TemplateMessage) map[string]any {
 			param = map[string]any{"type": "text", "text": bt.Value}
 		case "copy_code":
 			param = map[string]any{"type": "coupon_code", "coupon_code": bt.Value}
+		case "flow":
+			// A Flow button's parameter is an action carrying the
+			// flow_token that the answer will bring back.
+			param = map[string]any{"type": "action", "action": map[string]any{"flow_token": bt.Value}}
 		default:
 			param = map[string]any{"type": "payload", "payload": bt.Value}
 		}

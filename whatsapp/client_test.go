@@ -44,6 +44,14 @@ func TestSendShapes(t *testing.T) {
 			Name: "appointment_reminder", Language: "en_US", Params: []string{"Ana", "2026-12-01"}, HeaderTexts: []string{"Dr. Who"},
 			Buttons: []actions.TemplateButton{{Index: 0, SubType: "quick_reply", Value: "YES"}, {Index: 1, SubType: "url", Value: "8841"}},
 		}},
+		"link": {Kind: actions.KindLink, Text: "Your order is ready.", Footer: "Thanks", Link: &actions.LinkButton{URL: "https://shop.example/pay/7", Text: "Pay now"}},
+		"form": {Kind: actions.KindForm, Text: "Tell us about your visit", Form: &actions.FormMessage{
+			FlowID: "1234567890", CTA: "Book a table", Screen: "BOOKING", Token: "flowbot:main:details:3", Data: map[string]any{"party": 4}}},
+		"location request": {Kind: actions.KindLocationRequest, Text: "Where should we deliver?"},
+		"reaction":         {Kind: actions.KindReaction, Text: "👍", Reaction: &actions.Reaction{MessageID: "wamid.IN", Emoji: "👍"}},
+		"template flow button": {Kind: "template", Template: &actions.TemplateMessage{
+			Name: "booking_flow", Language: "en_US", Buttons: []actions.TemplateButton{{Index: 0, SubType: "flow", Value: "tok-17"}},
+		}},
 		"template named media header": {Kind: "template", Template: &actions.TemplateMessage{
 			Name: "back_in_stock", Language: "en_US", Named: []actions.NamedValue{{Name: "product", Value: "Apron"}},
 			HeaderKind: "image", HeaderMedia: &actions.Media{Link: "https://x.example/p.jpg"},
@@ -66,6 +74,30 @@ func TestSendShapes(t *testing.T) {
 		if r.Body["biz_opaque_callback_data"] != "15550001111:m1" {
 			t.Errorf("request without our id: %s", r.Raw)
 		}
+	}
+	byType := func(typ, contains string) map[string]any {
+		for _, r := range fake.Sent() {
+			if strings.Contains(string(r.Raw), contains) {
+				return r.Body
+			}
+		}
+		t.Fatalf("no %s request containing %q", typ, contains)
+		return nil
+	}
+	if got := mustJSON(byType("form", "BOOKING")["interactive"]); got != `{"action":{"name":"flow","parameters":{"flow_action":"navigate","flow_action_payload":{"data":{"party":4},"screen":"BOOKING"},"flow_cta":"Book a table","flow_id":"1234567890","flow_message_version":"3","flow_token":"flowbot:main:details:3"}},"body":{"text":"Tell us about your visit"},"type":"flow"}` {
+		t.Errorf("form body: %s", got)
+	}
+	if got := mustJSON(byType("link", "Pay now")["interactive"]); got != `{"action":{"name":"cta_url","parameters":{"display_text":"Pay now","url":"https://shop.example/pay/7"}},"body":{"text":"Your order is ready."},"footer":{"text":"Thanks"},"type":"cta_url"}` {
+		t.Errorf("link body: %s", got)
+	}
+	if got := mustJSON(byType("location", "send_location")["interactive"]); got != `{"action":{"name":"send_location"},"body":{"text":"Where should we deliver?"},"type":"location_request_message"}` {
+		t.Errorf("location request body: %s", got)
+	}
+	if got := mustJSON(byType("reaction", "wamid.IN")["reaction"]); got != `{"emoji":"👍","message_id":"wamid.IN"}` {
+		t.Errorf("reaction body: %s", got)
+	}
+	if got := mustJSON(byType("template", "booking_flow")["template"]); got != `{"components":[{"index":"0","parameters":[{"action":{"flow_token":"tok-17"},"type":"action"}],"sub_type":"flow","type":"button"}],"language":{"code":"en_US"},"name":"booking_flow"}` {
+		t.Errorf("flow button: %s", got)
 	}
 	want := `{"components":[{"parameters":[{"text":"Dr. Who","type":"text"}],"type":"header"},{"parameters":[{"text":"Ana","type":"text"},{"text":"2026-12-01","type":"text"}],"type":"body"},{"index":"0","parameters":[{"payload":"YES","type":"payload"}],"sub_type":"quick_reply","type":"button"},{"index":"1","parameters":[{"text":"8841","type":"text"}],"sub_type":"url","type":"button"}],"language":{"code":"en_US"},"name":"appointment_reminder"}`
 	if got := mustJSON(tmpl["template"]); got != want {
@@ -168,5 +200,30 @@ func TestMarkRead(t *testing.T) {
 	}
 	if r := fake.Requests()[0]; r.Type != "read" || r.Body["message_id"] != "wamid.X" {
 		t.Fatalf("mark read sent %s", r.Raw)
+	}
+}
+
+// TestFakeRefusesBadRichMessages: the fake Graph API checks the new
+// messages' shapes and limits as WhatsApp does, so that a wrong body fails
+// the tests that send it.
+func TestFakeRefusesBadRichMessages(t *testing.T) {
+	c, fake := newClient(t)
+	bad := map[string]actions.Message{
+		"link label over 20": {Kind: actions.KindLink, Text: "x", Link: &actions.LinkButton{URL: "https://a.example", Text: strings.Repeat("p", 21)}},
+		"link not a URL":     {Kind: actions.KindLink, Text: "x", Link: &actions.LinkButton{URL: "shop.example", Text: "Pay"}},
+		"form without token": {Kind: actions.KindForm, Text: "x", Form: &actions.FormMessage{FlowID: "1", CTA: "Go", Screen: "A"}},
+		"form cta over 20":   {Kind: actions.KindForm, Text: "x", Form: &actions.FormMessage{FlowID: "1", CTA: strings.Repeat("c", 21), Screen: "A", Token: "t"}},
+		"form no screen":     {Kind: actions.KindForm, Text: "x", Form: &actions.FormMessage{FlowID: "1", CTA: "Go", Token: "t"}},
+		"location body 1025": {Kind: actions.KindLocationRequest, Text: strings.Repeat("w", 1025)},
+		"reaction no target": {Kind: actions.KindReaction, Reaction: &actions.Reaction{Emoji: "👍"}},
+	}
+	for name, m := range bad {
+		before := len(fake.Problems())
+		if _, err := c.Send(context.Background(), out(m)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if len(fake.Problems()) != before+1 {
+			t.Errorf("%s: the fake recorded no problem", name)
+		}
 	}
 }

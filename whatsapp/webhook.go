@@ -203,6 +203,14 @@ type wireMessage struct {
 	Context    *struct {
 		ID string `json:"id"`
 	} `json:"context"`
+	Referral *struct {
+		SourceURL  string `json:"source_url"`
+		SourceID   string `json:"source_id"`
+		SourceType string `json:"source_type"`
+		Headline   string `json:"headline"`
+		Body       string `json:"body"`
+		CtwaClid   string `json:"ctwa_clid"`
+	} `json:"referral"`
 	Text *struct {
 		Body string `json:"body"`
 	} `json:"text"`
@@ -446,6 +454,26 @@ func isDigits(s string) bool {
 	return true
 }
 
+// formAnswer reads a WhatsApp Flow's answer: response_json is a string
+// holding a JSON object (an object is accepted too). It returns the
+// object without its flow_token, and the token; an answer that cannot be
+// read, or that could not be stored, is an empty form.
+func formAnswer(raw json.RawMessage) (map[string]any, string) {
+	var text string
+	if json.Unmarshal(raw, &text) == nil {
+		raw = json.RawMessage(text)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var form map[string]any
+	if dec.Decode(&form) != nil || form == nil || flows.Storable(form) != nil {
+		return map[string]any{}, ""
+	}
+	token, _ := form["flow_token"].(string)
+	delete(form, "flow_token")
+	return flows.NormalizeJSON(form).(map[string]any), token
+}
+
 func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time.Time) Message {
 	m := Message{Key: wm.ID, PhoneNumberID: v.Metadata.PhoneNumberID}
 	if m.Key == "" || strings.HasPrefix(m.Key, "<") || len(m.Key) > 256 {
@@ -499,6 +527,7 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 			in.Choice, in.Text = wm.Interactive.ListReply.ID, wm.Interactive.ListReply.Title
 		case wm.Interactive.NfmReply != nil:
 			in.Choice, in.Text = wm.Interactive.NfmReply.Name, wm.Interactive.NfmReply.Body
+			in.Form, in.FormToken = formAnswer(wm.Interactive.NfmReply.ResponseJSON)
 		}
 	case wm.Button != nil:
 		in.Type = "button"
@@ -542,6 +571,9 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 			names = append(names, c.Name.FormattedName)
 		}
 		in.Text = strings.Join(names, ", ")
+	}
+	if r := wm.Referral; r != nil {
+		in.Referral = flows.ReferralEnv{SourceType: r.SourceType, SourceID: r.SourceID, SourceURL: r.SourceURL, Headline: r.Headline, Body: r.Body, CtwaClid: r.CtwaClid}
 	}
 	if in.Type == "" {
 		// A type whose body is missing (an "interactive" with no

@@ -1,6 +1,7 @@
 package whatsapp
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,6 +108,23 @@ func TestParseRealPayloads(t *testing.T) {
 		m := u.Messages[0].Inbound
 		if m.Type != "button" || m.Choice != "No-Button-Payload" || m.Text != "No" || u.Messages[0].Order.Unix() != 1669233778 {
 			return "want a template quick reply with an integer timestamp"
+		}
+		return ""
+	})
+	check("28-nfm_reply-flow-pywa.json", func(u *Update) string {
+		m := u.Messages[0].Inbound
+		if m.Type != "interactive" || m.FormToken != "AQAAAAACS5FpgQ_cAAAAAD0QI3s." {
+			return fmt.Sprintf("want a form answer with its flow_token, got type %q token %q", m.Type, m.FormToken)
+		}
+		if m.Form["delivery_rating"] != "4" || m.Form["comment_text"] != "Comment Text" || len(m.Form) != 5 {
+			return fmt.Sprintf("want response_json as message.form without the token, got %v", m.Form)
+		}
+		return ""
+	})
+	check("08-text-referral-ad-pywa.json", func(u *Update) string {
+		r := u.Messages[0].Inbound.Referral
+		if r.SourceID != "ADID" || r.CtwaClid != "CTWA_CLID" || r.SourceType != "ad or post" || r.Headline != "AD_TITLE" || r.Body != "AD_DESCRIPTION" || r.SourceURL != "AD_OR_POST_FB_URL" {
+			return fmt.Sprintf("want the ad referral, got %+v", r)
 		}
 		return ""
 	})

@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -256,6 +258,8 @@ func orStr(s, d string) string {
 
 const chatHelp = `Type a message to send it as the contact. Commands:
   /choice ID   tap the button or list row with this id
+  /location LAT LNG [NAME]   share a location
+  /form {"key": "value"}     answer the latest form (WhatsApp Flow)
   /wait 25h    move the virtual clock on (timers fire on the way)
   /state       show the contact's state
   /lang es     the contact now reads es (texts and templates)
@@ -336,6 +340,18 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 			if _, err := s.Say(ctx, s.Tap(arg)); err != nil {
 				fmt.Fprintln(stderr, "error:", err)
 			}
+		case "/location", "/form":
+			u, err := chatUser(cmd, arg)
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				continue
+			}
+			if !interactive {
+				p.user(s.Now, "("+strings.TrimPrefix(cmd, "/")+" "+arg+")")
+			}
+			if _, err := s.Say(ctx, dryrun.UserMessage(s, u)); err != nil {
+				fmt.Fprintln(stderr, "error:", err)
+			}
 		case "/wait":
 			d, err := flows.ParseDuration(arg)
 			if err != nil {
@@ -374,6 +390,27 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 	}
 	p.summary(ctx, bot)
 	return sc.Err()
+}
+
+// chatUser reads /location LAT LNG [NAME] and /form {json}.
+func chatUser(cmd, arg string) (*flows.UserSpec, error) {
+	if cmd == "/form" {
+		var form map[string]any
+		if err := json.Unmarshal([]byte(orStr(arg, "{}")), &form); err != nil || form == nil {
+			return nil, fmt.Errorf(`usage: /form {"items": "2 lattes"} (the answers as a JSON object)`)
+		}
+		return &flows.UserSpec{Form: form}, nil
+	}
+	f := strings.Fields(arg)
+	if len(f) < 2 {
+		return nil, fmt.Errorf("usage: /location 38.71 -9.14 Office")
+	}
+	lat, err1 := strconv.ParseFloat(f[0], 64)
+	lng, err2 := strconv.ParseFloat(f[1], 64)
+	if err1 != nil || err2 != nil || lat < -90 || lat > 90 || lng < -180 || lng > 180 {
+		return nil, fmt.Errorf("usage: /location 38.71 -9.14 Office (latitude -90..90, longitude -180..180)")
+	}
+	return &flows.UserSpec{Location: &flows.LocationSet{Latitude: lat, Longitude: lng, Name: strings.Join(f[2:], " ")}}, nil
 }
 
 func offersID(offered []engine.Choice, id string) bool {

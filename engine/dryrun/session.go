@@ -203,6 +203,17 @@ func (s *Session) Tap(id string) engine.Inbound {
 	return in
 }
 
+// FormToken is the flow_token of the latest form sent: the token the
+// contact's answer carries back.
+func (s *Session) FormToken() string {
+	for i := len(s.Sent) - 1; i >= 0; i-- {
+		if f := s.Sent[i].Message.Form; f != nil {
+			return f.Token
+		}
+	}
+	return ""
+}
+
 // Offered lists the choices the latest message that offered any offers:
 // its reply buttons or list rows (id and title), or its template's quick
 // replies (payload and text).
@@ -403,6 +414,20 @@ func Describe(o engine.Outbound) string {
 		if m.Text != "" {
 			b.WriteString(" " + m.Text)
 		}
+	case actions.KindLink:
+		b.WriteString(m.Text)
+		if m.Link != nil {
+			fmt.Fprintf(&b, " [%s -> %s]", m.Link.Text, m.Link.URL)
+		}
+	case actions.KindForm:
+		b.WriteString(m.Text)
+		if m.Form != nil {
+			fmt.Fprintf(&b, " [%s: form %s, screen %s]", m.Form.CTA, m.Form.FlowID, m.Form.Screen)
+		}
+	case actions.KindLocationRequest:
+		b.WriteString(m.Text + " [Send location]")
+	case actions.KindReaction:
+		b.WriteString("[reaction " + m.Text + "]")
 	default:
 		b.WriteString(m.Text)
 	}

@@ -87,7 +87,7 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 		}
 		switch {
 		case ts.User != nil:
-			in := userMessage(s, ts.User)
+			in := UserMessage(s, ts.User)
 			if _, err := s.Say(ctx, in); err != nil {
 				return fail(line, "user: %v", err)
 			}
@@ -156,7 +156,9 @@ func (s *Session) lastErrors() string {
 	return b.String()
 }
 
-func userMessage(s *Session, u *flows.UserSpec) engine.Inbound {
+// UserMessage builds the contact's message that a test's (or the chat's)
+// user spec describes.
+func UserMessage(s *Session, u *flows.UserSpec) engine.Inbound {
 	in := engine.Inbound{Type: "text", Text: u.Text}
 	switch {
 	case u.Choice != "":
@@ -181,6 +183,27 @@ func userMessage(s *Session, u *flows.UserSpec) engine.Inbound {
 	if l := u.Location; l != nil {
 		in.Type = "location"
 		in.Location = flows.LocationEnv{Latitude: l.Latitude, Longitude: l.Longitude, Name: l.Name, Address: l.Address}
+	}
+	if u.Form != nil || u.FlowToken != "" {
+		// The answer to the latest form sent, as WhatsApp delivers it.
+		in.Type, in.Choice = "interactive", "flow"
+		if u.Text == "" {
+			in.Text = "Sent"
+		}
+		in.Form = map[string]any{}
+		for k, v := range u.Form {
+			in.Form[k] = flows.NormalizeJSON(v)
+		}
+		in.FormToken = u.FlowToken
+		if in.FormToken == "" {
+			in.FormToken = s.FormToken()
+		}
+	}
+	if r := u.Referral; r != nil {
+		in.Referral = flows.ReferralEnv{SourceType: r.SourceType, SourceID: r.SourceID, SourceURL: r.SourceURL, Headline: r.Headline, Body: r.Body, CtwaClid: r.CtwaClid}
+		if in.Referral.SourceType == "" {
+			in.Referral.SourceType = "ad"
+		}
 	}
 	return in
 }
@@ -294,6 +317,16 @@ func matchBot(b *flows.BotSpec, o engine.Outbound) string {
 	}
 	if b.Media != "" && m.Kind != b.Media {
 		return fmt.Sprintf("expected a %s message, got %s", b.Media, m.Kind)
+	}
+	if b.Type != "" && m.Kind != b.Type {
+		return fmt.Sprintf("expected a %s message, got %s", b.Type, m.Kind)
+	}
+	if b.Link != "" && (m.Link == nil || m.Link.URL != b.Link) {
+		got := "no link"
+		if m.Link != nil {
+			got = m.Link.URL
+		}
+		return fmt.Sprintf("expected a link to %s, got %s", b.Link, got)
 	}
 	return ""
 }

@@ -368,7 +368,15 @@ func validate(b map[string]any) string {
 		return validateInteractive(obj)
 	case "template":
 		return validateTemplate(obj)
-	case "location", "reaction", "contacts":
+	case "reaction":
+		if id, _ := obj["message_id"].(string); id == "" {
+			return "reaction.message_id is required"
+		}
+		if _, ok := obj["emoji"].(string); !ok {
+			return "reaction.emoji is required (an empty one removes the reaction)"
+		}
+		return ""
+	case "location", "contacts":
 		return ""
 	}
 	return fmt.Sprintf("unknown message type %q", typ)
@@ -391,7 +399,79 @@ func validateInteractive(obj map[string]any) string {
 	if action == nil {
 		return "interactive.action is required"
 	}
+	if h, ok := obj["header"].(map[string]any); ok {
+		if t, _ := h["text"].(string); h["type"] != "text" || t == "" {
+			return "interactive.header here is {type: text, text}"
+		} else if p := maxLen("interactive.header.text", t, 60); p != "" {
+			return p
+		}
+	}
+	if f, ok := obj["footer"].(map[string]any); ok {
+		t, _ := f["text"].(string)
+		if p := maxLen("interactive.footer.text", t, 60); p != "" {
+			return p
+		}
+	}
 	switch obj["type"] {
+	case "cta_url":
+		if p := maxLen("interactive.body.text", text, 1024); p != "" {
+			return p
+		}
+		params, _ := action["parameters"].(map[string]any)
+		label, _ := params["display_text"].(string)
+		url, _ := params["url"].(string)
+		switch {
+		case action["name"] != "cta_url" || params == nil:
+			return "a cta_url action is {name: cta_url, parameters: {display_text, url}}"
+		case label == "" || url == "":
+			return "a cta_url needs display_text and url"
+		case !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "http://"):
+			return fmt.Sprintf("cta_url url %q is not an http(s) URL", url)
+		}
+		return maxLen("cta_url display_text", label, 20)
+	case "flow":
+		if p := maxLen("interactive.body.text", text, 1024); p != "" {
+			return p
+		}
+		params, _ := action["parameters"].(map[string]any)
+		if action["name"] != "flow" || params == nil {
+			return "a flow action is {name: flow, parameters: {...}}"
+		}
+		if v, _ := params["flow_message_version"].(string); v != "3" {
+			return "flow_message_version must be \"3\""
+		}
+		cta, _ := params["flow_cta"].(string)
+		id, _ := params["flow_id"].(string)
+		name, _ := params["flow_name"].(string)
+		token, _ := params["flow_token"].(string)
+		switch {
+		case cta == "":
+			return "a flow needs flow_cta"
+		case (id == "") == (name == ""):
+			return "a flow needs exactly one of flow_id or flow_name"
+		case token == "":
+			return "a flow needs a flow_token to tie the answer to the conversation"
+		}
+		if p := maxLen("flow_cta", cta, 20); p != "" {
+			return p
+		}
+		if params["flow_action"] == "navigate" || params["flow_action"] == nil {
+			payload, _ := params["flow_action_payload"].(map[string]any)
+			if s, _ := payload["screen"].(string); s == "" {
+				return "a navigate flow needs flow_action_payload.screen"
+			}
+			if d, ok := payload["data"]; ok {
+				if dm, _ := d.(map[string]any); len(dm) == 0 {
+					return "flow_action_payload.data, when given, is a non-empty object"
+				}
+			}
+		}
+		return ""
+	case "location_request_message":
+		if action["name"] != "send_location" {
+			return "a location request's action is {name: send_location}"
+		}
+		return maxLen("interactive.body.text", text, 1024)
 	case "button":
 		if p := maxLen("interactive.body.text", text, 1024); p != "" {
 			return p
@@ -531,6 +611,16 @@ func validateTemplate(obj map[string]any) string {
 			idx, _ := m["index"].(string)
 			if sub == "" || idx == "" || len(idx) != 1 || idx[0] < '0' || idx[0] > '9' {
 				return "a button component needs sub_type and index \"0\"..\"9\""
+			}
+			pm, _ := params[0].(map[string]any)
+			want := map[string]string{"quick_reply": "payload", "url": "text", "copy_code": "coupon_code", "flow": "action"}[sub]
+			if want != "" && pm["type"] != want {
+				return fmt.Sprintf("a %s button's parameter is of type %s, got %v", sub, want, pm["type"])
+			}
+			if sub == "flow" {
+				if a, _ := pm["action"].(map[string]any); a == nil {
+					return "a flow button's parameter is {type: action, action: {flow_token, flow_action_data?}}"
+				}
 			}
 		default:
 			return fmt.Sprintf("unknown component type %v", m["type"])

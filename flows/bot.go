@@ -33,6 +33,8 @@ type Config struct {
 	OptInText    *Text
 	Pricing      Pricing
 	MaxTemplates int
+	// Typing: show the typing indicator with the read receipt.
+	Typing bool
 	// Languages are the languages texts are written in, the default
 	// first (FLOW_SPEC.md 8.3).
 	Languages []string

@@ -43,9 +43,10 @@ type Sender interface {
 	Send(ctx context.Context, o engine.Outbound) (string, error)
 }
 
-// ReadMarker marks an inbound message read; senders that can, do.
+// ReadMarker marks an inbound message read, with the typing indicator
+// when typing is true; senders that can, do.
 type ReadMarker interface {
-	MarkRead(ctx context.Context, wamid string) error
+	MarkRead(ctx context.Context, wamid string, typing bool) error
 }
 
 // Config configures a server.

@@ -733,3 +733,27 @@ func TestGracefulShutdownFinishesWork(t *testing.T) {
 		t.Fatal("webhooks still taken after shutdown")
 	}
 }
+
+// TestReadReceiptAndTypingBeforeTheReply: with MarkRead, the contact's
+// message is marked read with the typing indicator before the reply goes
+// out (WhatsApp drops the indicator at the reply); typing: false in
+// flowbot.yaml sends the read receipt alone.
+func TestReadReceiptAndTypingBeforeTheReply(t *testing.T) {
+	for _, tc := range []struct {
+		dir    string
+		typing bool
+	}{{"testdata/echo", true}, {"testdata/echo_notyping", false}} {
+		t.Run(tc.dir, func(t *testing.T) {
+			r := newRig(t, tc.dir, func(c *server.Config) { c.MarkRead = true })
+			r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
+			r.settled(1)
+			reqs := r.fake.Requests()
+			if len(reqs) != 2 || reqs[0].Type != "read" || reqs[0].Body["message_id"] != "wamid.in1" || reqs[1].Type != "text" {
+				t.Fatalf("requests %v, want the read receipt, then the reply", bodies(reqs))
+			}
+			if _, typing := reqs[0].Body["typing_indicator"]; typing != tc.typing {
+				t.Fatalf("typing indicator %v, want %v: %s", typing, tc.typing, reqs[0].Raw)
+			}
+		})
+	}
+}

@@ -88,19 +88,11 @@ func (s *Server) work(ctx context.Context, contact string) {
 			log.Error("reading the inbox", "err", err)
 			return
 		}
-		progressed, lastRead, err := s.round(ctx, contact, items)
+		s.markRead(ctx, conversation.ToMarkRead(items))
+		progressed, err := s.round(ctx, contact, items)
 		if err != nil {
 			log.Error("working; the updates stay queued", "err", err)
 			return
-		}
-		if lastRead != "" && s.cfg.MarkRead {
-			if rm, ok := s.sender.(ReadMarker); ok {
-				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				if err := rm.MarkRead(rctx, lastRead); err != nil {
-					log.Debug("marking read", "err", err)
-				}
-				cancel()
-			}
 		}
 		// More updates that came meanwhile were notified, and the
 		// dispatcher runs work again; look here only when the page was
@@ -118,7 +110,24 @@ const pendingPage = 50
 // (conversation.Keeper) in memory and commits them in one write,
 // acknowledges the items, then sends the outbox. A conflict with another
 // writer starts it over on the fresh state.
-func (s *Server) round(ctx context.Context, contact string, items []store.Item) (progressed bool, lastRead string, err error) {
+// markRead marks the contact's latest message read and shows the typing
+// indicator (unless the bot says typing: false) while the bot works on
+// it, before anything is sent: WhatsApp drops the indicator at the reply,
+// or after 25 seconds. One try, within 2 seconds: a missed receipt must
+// not hold the reply up.
+func (s *Server) markRead(ctx context.Context, wamid string) {
+	rm, ok := s.sender.(ReadMarker)
+	if wamid == "" || !s.cfg.MarkRead || !ok {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := rm.MarkRead(rctx, wamid, s.Engine().Bot().Settings.Typing); err != nil {
+		s.log.Debug("marking read", "err", err)
+	}
+}
+
+func (s *Server) round(ctx context.Context, contact string, items []store.Item) (progressed bool, err error) {
 	var st *engine.State
 	var applied conversation.Result
 	for attempt := 0; ; attempt++ {
@@ -128,7 +137,7 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 			st, err = engine.NewState(contact), nil
 		}
 		if err != nil {
-			return false, "", fmt.Errorf("loading contact %s: %w", contact, err)
+			return false, fmt.Errorf("loading contact %s: %w", contact, err)
 		}
 		var errs []error
 		applied, errs = s.keeper.Apply(ctx, st, items, isNew)
@@ -151,7 +160,7 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 			break
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= 20 {
-			return false, "", fmt.Errorf("saving contact %s: %w", contact, err)
+			return false, fmt.Errorf("saving contact %s: %w", contact, err)
 		}
 	}
 	// The updates leave the queue while the replies go out: the two do
@@ -176,10 +185,10 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 		progressed = progressed || sent > 0
 	}
 	if err := <-acked; err != nil {
-		return false, "", err
+		return false, err
 	}
 	s.schedule(st)
-	return progressed || len(items) > 0, applied.LastRead, nil
+	return progressed || len(items) > 0, nil
 }
 
 // update loads the contact's state (a new one for a contact never seen),

@@ -153,10 +153,15 @@ func (c *Client) Send(ctx context.Context, o engine.Outbound) (string, error) {
 	return resp.Messages[0].ID, nil
 }
 
-// MarkRead marks an inbound message as read (blue ticks). One try: a
-// missed read receipt is not worth a retry.
-func (c *Client) MarkRead(ctx context.Context, wamid string) error {
-	body, _ := json.Marshal(map[string]any{"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
+// MarkRead marks an inbound message as read (blue ticks) and, when typing
+// is true, shows the typing indicator until the reply (or 25 seconds).
+// One try: a missed read receipt is not worth a retry.
+func (c *Client) MarkRead(ctx context.Context, wamid string, typing bool) error {
+	b := map[string]any{"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
+	if typing {
+		b["typing_indicator"] = map[string]any{"type": "text"}
+	}
+	body, _ := json.Marshal(b)
 	return c.post(ctx, body, nil)
 }
 

@@ -195,11 +195,17 @@ func TestClassify(t *testing.T) {
 
 func TestMarkRead(t *testing.T) {
 	c, fake := newClient(t)
-	if err := c.MarkRead(context.Background(), "wamid.X"); err != nil {
+	if err := c.MarkRead(context.Background(), "wamid.X", false); err != nil {
 		t.Fatal(err)
 	}
-	if r := fake.Requests()[0]; r.Type != "read" || r.Body["message_id"] != "wamid.X" {
+	if r := fake.Requests()[0]; r.Type != "read" || r.Body["message_id"] != "wamid.X" || r.Body["typing_indicator"] != nil {
 		t.Fatalf("mark read sent %s", r.Raw)
+	}
+	if err := c.MarkRead(context.Background(), "wamid.Y", true); err != nil {
+		t.Fatal(err)
+	}
+	if r := fake.Requests()[1]; r.Type != "read" || mustJSON(r.Body["typing_indicator"]) != `{"type":"text"}` {
+		t.Fatalf("mark read with typing sent %s", r.Raw)
 	}
 }
 

@@ -59,8 +59,6 @@ type Keeper struct {
 type Result struct {
 	// Changed: the record must be committed.
 	Changed bool
-	// LastRead is the latest inbound message to mark read, "" for none.
-	LastRead string
 	// Commands are the keys of the commands applied.
 	Commands []string
 }
@@ -86,9 +84,6 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 			if it.Message == nil {
 				err = errors.New("a message update without its message")
 				break
-			}
-			if !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key) {
-				res.LastRead = it.Key
 			}
 			_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputInbound, Message: it.Message})
 		case store.ItemStatus:
@@ -119,6 +114,23 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 		res.Changed = res.Changed || fired
 	}
 	return res, errs
+}
+
+// ToMarkRead is the latest of the updates' messages to mark read (with
+// the typing indicator) before working on them; "" for none. A passive
+// message (a reaction, a system notice) and one without WhatsApp's id are
+// not marked.
+func ToMarkRead(items []store.Item) string {
+	for i := len(items) - 1; i >= 0; i-- {
+		if readable(items[i]) {
+			return items[i].Key
+		}
+	}
+	return ""
+}
+
+func readable(it store.Item) bool {
+	return it.Kind == store.ItemMessage && it.Message != nil && !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key)
 }
 
 func isDerivedKey(k string) bool { return len(k) > 5 && k[:5] == "noid:" }

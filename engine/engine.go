@@ -134,8 +134,9 @@ const (
 	RecUnmatched     = "unmatched"
 	RecRetry         = "retry"
 	RecError         = "error"
-	RecWarning       = "warning" // something was changed to make it deliverable (a text cut to WhatsApp's limit)
-	RecStatus        = "status"  // a delivery status for a message not in the recent history
+	RecWarning       = "warning"          // something was changed to make it deliverable (a text cut to WhatsApp's limit)
+	RecStatus        = "status"           // a delivery status for a message not in the recent history
+	RecFreeEntry     = "free_entry_point" // an answer to an ad's message opened a 72-hour free entry point
 	RecSkipped       = "skipped_after_fallback"
 )
 
@@ -345,6 +346,9 @@ func (c *conv) fillEnv() {
 func (c *conv) fillWindow() {
 	open := c.st.WindowOpen(c.now)
 	c.env.Window = flows.WindowEnv{Open: open, ExpiresAt: c.st.WindowExpires()}
+	if c.st.FreeAt(c.now) {
+		c.env.Window.FreeUntil = c.st.FreeUntil
+	}
 	if open {
 		c.env.Window.Left = c.env.Window.ExpiresAt.Sub(c.now)
 	}
@@ -550,12 +554,19 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 	if m.ID != "" {
 		st.LastMessageID = m.ID
 	}
+	if r := m.Referral; (r.SourceID != "" || r.CtwaClid != "" || r.SourceType != "") && !st.FreeAt(m.Timestamp) {
+		st.ReferralAt = m.Timestamp // the next answer within 24h opens a free entry point
+	}
 	st.WindowClosed = false
 	if m.Name != "" {
 		st.Contact.Name = m.Name
 		c.env.Contact.Name = m.Name
 	}
 	c.fillWindow()
+	if m.Form != nil {
+		// Whole numbers are whole again after a store's JSON round trip.
+		m.Form, _ = flows.NormalizeJSON(m.Form).(map[string]any)
+	}
 	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location, Form: m.Form, Referral: m.Referral}
 	c.event(MsgReceived{c.header(), m, c.e.opts.Trace})
 

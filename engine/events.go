@@ -166,6 +166,13 @@ type TextCut struct {
 	What string
 }
 
+// FreeEntryOpened: the business answered a message from an ad within 24
+// hours, which opened a free entry point until Until.
+type FreeEntryOpened struct {
+	Header
+	Until time.Time
+}
+
 // StatusReceived: a delivery status for a message not in the recent
 // history (statuses of known messages update their deliveries).
 type StatusReceived struct {
@@ -262,7 +269,11 @@ func (e ErrorOccurred) Kind() string   { return RecError }
 func (e ErrorOccurred) Record() Record { return e.record(RecError, e.Err) }
 func (e TextCut) Kind() string         { return RecWarning }
 func (e TextCut) Record() Record       { return e.record(RecWarning, e.What) }
-func (e StatusReceived) Kind() string  { return RecStatus }
+func (e FreeEntryOpened) Kind() string { return RecFreeEntry }
+func (e FreeEntryOpened) Record() Record {
+	return e.record(RecFreeEntry, "the answer to the ad's message opened a free entry point: every message is free until "+e.Until.UTC().Format(time.RFC3339))
+}
+func (e StatusReceived) Kind() string { return RecStatus }
 func (e StatusReceived) Record() Record {
 	return e.record(RecStatus, fmt.Sprintf("%s for a message not in the recent history (%s)", e.Status, e.WAMID))
 }

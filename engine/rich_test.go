@@ -1,7 +1,10 @@
 package engine_test
 
 import (
+	"time"
+
 	"context"
+	"github.com/flowbot/flowbot/flows"
 	"strings"
 	"testing"
 
@@ -83,5 +86,72 @@ func TestRichMessagesFallBackOutsideTheWindow(t *testing.T) {
 	errs := records(res, engine.RecError)
 	if len(errs) != 1 || !strings.Contains(errs[0].Detail, "no message to react to") {
 		t.Fatalf("errors %v", errs)
+	}
+}
+
+// TestFreeEntryPoint checks FLOW_SPEC.md 8.6 under both pricing models:
+// the answer to a message from an ad opens a 72-hour free entry point in
+// which every message is free, templates included; after 72 hours
+// messages are charged again. A message without a referral opens nothing.
+func TestFreeEntryPoint(t *testing.T) {
+	flow := `
+flow: main
+start: hi
+triggers: [{ keyword: hi }]
+steps:
+  hi:
+    say: "Hello!"
+    goto: later
+  later:
+    wait: 30h
+    goto: remind
+  remind:
+    template: { name: notice }
+    goto: last
+  last:
+    wait: 50h
+    goto: again
+  again:
+    template: { name: notice }
+    end: true
+`
+	for _, model := range []string{"per_message", "conversation"} {
+		t.Run(model, func(t *testing.T) {
+			bot := loadBot(t, map[string]string{"flowbot.yaml": "pricing: { model: " + model + ", rates: { utility: 0.01, service: 0.002 } }\n",
+				"flows/main.yaml": flow, "templates.yaml": windowTemplates})
+			ctx := context.Background()
+			s := newSession(t, bot, engine.Options{})
+			res, err := s.Say(ctx, engine.Inbound{Type: "text", Text: "hi", Referral: flows.ReferralEnv{SourceType: "ad", SourceID: "120210000000", CtwaClid: "ARAkLk"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(records(res, engine.RecFreeEntry)) != 1 || res.Outbound[0].Cost != 0 {
+				t.Fatalf("the answer did not open a free entry point: %v", res.Records)
+			}
+			st, _ := s.State(ctx)
+			if want := t0.Add(72 * time.Hour); !st.FreeUntil.Equal(want) {
+				t.Fatalf("free until %v, want %v", st.FreeUntil, want)
+			}
+			if err := s.Advance(ctx, 30*time.Hour); err != nil { // the window closed; the entry point is open
+				t.Fatal(err)
+			}
+			st, _ = s.State(ctx)
+			if st.Cost.Total() != 0 || len(s.Sent) != 2 || s.Sent[1].Message.Kind != "template" {
+				t.Fatalf("at 30h: cost %v, sent %d %v", st.Cost.Total(), len(s.Sent), s.Records)
+			}
+			if err := s.Advance(ctx, 50*time.Hour); err != nil { // 80h: the entry point has ended
+				t.Fatal(err)
+			}
+			st, _ = s.State(ctx)
+			if got := st.Cost.Of(flows.Utility).Amount; abs(got-0.01) > 1e-12 || !st.FreeUntil.Before(t0.Add(80*time.Hour)) {
+				t.Fatalf("at 80h: utility %g, want 0.01 for the template after the entry point", got)
+			}
+
+			plain := newSession(t, bot, engine.Options{})
+			say(t, plain, "hi")
+			if st, _ := plain.State(ctx); !st.FreeUntil.IsZero() || st.Cost.Total() == 0 {
+				t.Fatalf("a message without a referral opened a free entry point: %+v", st.Cost)
+			}
+		})
 	}
 }

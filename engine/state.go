@@ -40,6 +40,11 @@ type State struct {
 	// LastMessageID is the WhatsApp id of the contact's latest message
 	// (what `react` reacts to).
 	LastMessageID string `json:"last_message_id,omitempty" bson:"last_message_id,omitempty"`
+	// ReferralAt is when the contact last wrote from an ad (a message
+	// with a referral) that no answer has yet turned into a free entry
+	// point; FreeUntil is when the open free entry point ends.
+	ReferralAt time.Time `json:"referral_at,omitzero" bson:"referral_at,omitempty"`
+	FreeUntil  time.Time `json:"free_until,omitzero" bson:"free_until,omitempty"`
 	// FormToken is the flow_token of the form the waiting step sent.
 	FormToken string        `json:"form_token,omitempty" bson:"form_token,omitempty"`
 	Handoff   *HandoffState `json:"handoff,omitempty" bson:"handoff,omitempty"`
@@ -249,6 +254,15 @@ func NewState(id string) *State { return &State{Contact: Contact{ID: id}} }
 func (s *State) WindowOpen(now time.Time) bool {
 	return !s.WindowClosed && !s.LastInbound.IsZero() && now.Before(s.LastInbound.Add(WindowLength))
 }
+
+// FreeEntryPoint is how long a free entry point lasts: opened by the
+// business's answer, within 24 hours, to a message from a
+// Click-to-WhatsApp ad or a Page button; every message sent in it is free.
+const FreeEntryPoint = 72 * time.Hour
+
+// FreeAt reports whether a free entry point makes a message sent at now
+// free.
+func (s *State) FreeAt(now time.Time) bool { return now.Before(s.FreeUntil) }
 
 // WindowExpires is when the window closes (or closed).
 func (s *State) WindowExpires() time.Time {

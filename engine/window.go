@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"fmt"
 	"strconv"
 
@@ -137,6 +139,17 @@ func (c *conv) price(m *actions.Message) (flows.Category, float64) {
 		cat = m.Template.Category
 	}
 	cc := c.st.Cost.Of(cat)
+	st := c.st
+	if !st.ReferralAt.IsZero() && c.now.Before(st.ReferralAt.Add(WindowLength)) && !st.FreeAt(c.now) {
+		// The first answer to an ad's message opens the free entry
+		// point (FLOW_SPEC.md 8.6).
+		st.FreeUntil, st.ReferralAt = c.now.Add(FreeEntryPoint), time.Time{}
+		c.event(FreeEntryOpened{c.header(), st.FreeUntil})
+	}
+	if st.FreeAt(c.now) {
+		cc.Messages++
+		return cat, 0
+	}
 	var charge float64
 	switch p.Model {
 	case flows.Conversation:

@@ -85,6 +85,9 @@ type WindowEnv struct {
 	Open      bool          `expr:"open"`
 	ExpiresAt time.Time     `expr:"expires_at"`
 	Left      time.Duration `expr:"left"`
+	// FreeUntil is when the free entry point an ad opened ends (zero
+	// when none is open): every message until then is free.
+	FreeUntil time.Time `expr:"free_until"`
 }
 
 // Env is the run-time environment of one evaluation. The engine fills it;

@@ -611,6 +611,9 @@ func (s *Server) view(st *engine.State) fiber.Map {
 			window["left"] = st.WindowExpires().Sub(now).Round(time.Second).String()
 		}
 	}
+	if st.FreeAt(now) {
+		window["free_until"] = st.FreeUntil
+	}
 	return fiber.Map{
 		"contact":   st.Contact,
 		"flow":      nullable(st.Flow),

@@ -757,3 +757,25 @@ func TestReadReceiptAndTypingBeforeTheReply(t *testing.T) {
 		})
 	}
 }
+
+// TestAdReferralOpensAFreeEntryPoint: a webhook message from an ad
+// carries its referral through the queue; the bot's answer opens the
+// 72-hour free entry point that GET /api/contacts/{id} shows.
+func TestAdReferralOpensAFreeEntryPoint(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	now := r.clock.Now()
+	r.post(notification("15550001111", "Ana", fmt.Sprintf(`{"from":"15550001111","id":"wamid.ad1","timestamp":"%d","type":"text","text":{"body":"hi"},
+		"referral":{"source_url":"https://fb.me/x","source_id":"120210000000","source_type":"ad","headline":"Coffee","body":"10%% off","ctwa_clid":"ARAkLk"}}`, now.Unix())))
+	sent := r.settled(1)
+	if text(sent[0]) != "echo hi" {
+		t.Fatalf("sent %s", sent[0].Raw)
+	}
+	code, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	window, _ := view["window"].(map[string]any)
+	if code != 200 || window["free_until"] != now.Add(72*time.Hour).UTC().Format(time.RFC3339) {
+		t.Fatalf("contact view %d, window %v, want free_until 72h after the answer", code, window)
+	}
+	if cost := view["cost"].(map[string]any); cost["service"].(map[string]any)["amount"] != 0.0 {
+		t.Fatalf("the answer in the free entry point was charged: %v", cost)
+	}
+}

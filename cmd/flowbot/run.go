@@ -138,11 +138,20 @@ func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, 
 // windowText shows the customer service window: open, closes in 23h10m;
 // or closed.
 func windowText(st *engine.State, at time.Time) string {
-	if st == nil || !st.WindowOpen(at) {
-		return "closed"
+	free := ""
+	if st != nil && st.FreeAt(at) {
+		free = "; free entry point for " + hm(st.FreeUntil.Sub(at))
 	}
-	left := st.WindowExpires().Sub(at).Round(time.Minute)
-	return fmt.Sprintf("open, closes in %dh%02dm", int(left.Hours()), int(left.Minutes())%60)
+	if st == nil || !st.WindowOpen(at) {
+		return "closed" + free
+	}
+	return "open, closes in " + hm(st.WindowExpires().Sub(at)) + free
+}
+
+// hm shows a duration as 23h10m.
+func hm(d time.Duration) string {
+	d = d.Round(time.Minute)
+	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
 
 // how says how a message went out: session, or template NAME(params) CATEGORY.

@@ -554,6 +554,9 @@ func (ch *chat) view(ctx context.Context) fiber.Map {
 		window["open"] = true
 		window["left"] = fmt.Sprintf("%dh%02dm", int(left.Hours()), int(left.Minutes())%60)
 	}
+	if st != nil && st.FreeAt(s.Now) {
+		window["free_until"] = st.FreeUntil
+	}
 	var trace []fiber.Map
 	for _, r := range s.Records {
 		trace = append(trace, fiber.Map{"at": r.At, "kind": r.Kind, "flow": r.Flow, "step": r.Step, "detail": r.Detail})

@@ -60,9 +60,52 @@ type Update struct {
 	// Errors are errors WhatsApp reported outside any message or status
 	// (entry.changes.value.errors).
 	Errors []Error
-	// Skipped names the changes that carry no messages (other fields such
-	// as user_preferences), for the log.
+	// Preferences are contacts' marketing preferences (user_preferences).
+	Preferences []Preference
+	// Account are the account's events: templates' status, category and
+	// quality, and the number's quality.
+	Account []AccountEvent
+	// Skipped names the changes flowbot does not follow, for the log.
 	Skipped []string
+}
+
+// Preference is a contact stopping or resuming marketing messages.
+type Preference struct {
+	Contact   string
+	Category  string // marketing_messages
+	Value     string // stop or resume
+	Detail    string
+	Timestamp time.Time
+}
+
+// The account's change fields flowbot follows besides messages.
+const (
+	FieldTemplateStatus   = "message_template_status_update"
+	FieldTemplateCategory = "template_category_update"
+	FieldTemplateQuality  = "message_template_quality_update"
+	FieldUserPreferences  = "user_preferences"
+	FieldNumberQuality    = "phone_number_quality_update"
+)
+
+// AccountEvent is one of the account's events. Template events name the
+// template and its language (as templates.yaml writes it: pt_BR); Status
+// is the new status (APPROVED, PAUSED, DISABLED, REJECTED ...), Category
+// the new category, Quality the new quality score (GREEN, YELLOW, RED);
+// number quality events carry Number, Event (FLAGGED, UNFLAGGED,
+// UPGRADE, DOWNGRADE ...) and Limit.
+type AccountEvent struct {
+	Field      string
+	TemplateID string
+	Template   string
+	Language   string
+	Status     string
+	Reason     string
+	Category   string
+	Previous   string // the previous category or quality score
+	Quality    string
+	Number     string
+	Event      string
+	Limit      string
 }
 
 // Message is one inbound message.
@@ -152,8 +195,29 @@ type wireChange struct {
 
 type wireValue struct {
 	Metadata struct {
-		PhoneNumberID string `json:"phone_number_id"`
+		PhoneNumberID      string `json:"phone_number_id"`
+		DisplayPhoneNumber string `json:"display_phone_number"`
 	} `json:"metadata"`
+	// The account's events (FieldTemplateStatus and the others).
+	Event                string     `json:"event"`
+	TemplateID           flexString `json:"message_template_id"`
+	TemplateName         string     `json:"message_template_name"`
+	TemplateLanguage     string     `json:"message_template_language"`
+	Reason               *string    `json:"reason"`
+	NewCategory          string     `json:"new_category"`
+	PreviousCategory     string     `json:"previous_category"`
+	NewQualityScore      string     `json:"new_quality_score"`
+	PreviousQualityScore string     `json:"previous_quality_score"`
+	DisplayPhoneNumber   flexString `json:"display_phone_number"`
+	CurrentLimit         string     `json:"current_limit"`
+	UserPreferences      []struct {
+		WaID      flexString `json:"wa_id"`
+		UserID    string     `json:"user_id"`
+		Detail    string     `json:"detail"`
+		Category  string     `json:"category"`
+		Value     string     `json:"value"`
+		Timestamp flexTime   `json:"timestamp"`
+	} `json:"user_preferences"`
 	Contacts []wireContact     `json:"contacts"`
 	Messages []json.RawMessage `json:"messages"`
 	Statuses []wireStatus      `json:"statuses"`
@@ -349,14 +413,51 @@ func Parse(body []byte, received time.Time) (*Update, error) {
 	u := &Update{}
 	for _, e := range n.Entry {
 		for _, ch := range e.Changes {
-			if ch.Field != "" && ch.Field != "messages" {
+			switch ch.Field {
+			case "", "messages":
+				parseValue(u, &ch.Value, received)
+			case FieldUserPreferences:
+				for _, p := range ch.Value.UserPreferences {
+					c := string(p.WaID)
+					if c == "" {
+						c = p.UserID
+					}
+					at := p.Timestamp.Time
+					if at.IsZero() {
+						at = received
+					}
+					u.Preferences = append(u.Preferences, Preference{Contact: c, Category: p.Category, Value: strings.ToLower(p.Value), Detail: p.Detail, Timestamp: at})
+				}
+			case FieldTemplateStatus, FieldTemplateCategory, FieldTemplateQuality, FieldNumberQuality:
+				u.Account = append(u.Account, accountEvent(ch.Field, &ch.Value))
+			default:
 				u.Skipped = append(u.Skipped, ch.Field)
-				continue
 			}
-			parseValue(u, &ch.Value, received)
 		}
 	}
 	return u, nil
+}
+
+func accountEvent(field string, v *wireValue) AccountEvent {
+	ev := AccountEvent{Field: field, TemplateID: string(v.TemplateID), Template: v.TemplateName,
+		Language: strings.ReplaceAll(v.TemplateLanguage, "-", "_"), Event: strings.ToUpper(v.Event)}
+	if v.Reason != nil && *v.Reason != "NONE" {
+		ev.Reason = *v.Reason
+	}
+	switch field {
+	case FieldTemplateStatus:
+		ev.Status = ev.Event
+	case FieldTemplateCategory:
+		ev.Category, ev.Previous = strings.ToUpper(v.NewCategory), strings.ToUpper(v.PreviousCategory)
+	case FieldTemplateQuality:
+		ev.Quality, ev.Previous = strings.ToUpper(v.NewQualityScore), strings.ToUpper(v.PreviousQualityScore)
+	case FieldNumberQuality:
+		ev.Number, ev.Limit = string(v.DisplayPhoneNumber), v.CurrentLimit
+		if ev.Number == "" {
+			ev.Number = v.Metadata.DisplayPhoneNumber
+		}
+	}
+	return ev
 }
 
 func parseValue(u *Update, v *wireValue, received time.Time) {

@@ -73,7 +73,7 @@ func TestParseRealPayloads(t *testing.T) {
 			continue
 		}
 		byName[name] = u
-		if len(u.Messages)+len(u.Statuses)+len(u.Skipped)+len(u.Errors) == 0 {
+		if len(u.Messages)+len(u.Statuses)+len(u.Skipped)+len(u.Errors)+len(u.Preferences)+len(u.Account) == 0 {
 			t.Errorf("%s: nothing parsed", name)
 		}
 		for _, m := range u.Messages {
@@ -128,6 +128,37 @@ func TestParseRealPayloads(t *testing.T) {
 		}
 		return ""
 	})
+	check("60-user_preferences-pywa.json", func(u *Update) string {
+		if len(u.Preferences) != 1 || len(u.Messages) != 0 {
+			return fmt.Sprintf("want one preference and no message, got %+v", u)
+		}
+		p := u.Preferences[0]
+		if p.Contact != "16505551234" || p.Category != "marketing_messages" || p.Value != "resume" || p.Timestamp.Unix() != 1731705721 {
+			return fmt.Sprintf("preference %+v", p)
+		}
+		return ""
+	})
+	check("61-template_status_update-approved-pywa.json", func(u *Update) string {
+		if len(u.Account) != 1 {
+			return fmt.Sprintf("want one account event, got %+v", u)
+		}
+		if a := u.Account[0]; a.Field != FieldTemplateStatus || a.Template != "my_message_template" || a.Language != "pt_BR" || a.Status != "APPROVED" || a.TemplateID != "12345678" || a.Reason != "" {
+			return fmt.Sprintf("template status %+v", a)
+		}
+		return ""
+	})
+	check("62-template_category_update-pywa.json", func(u *Update) string {
+		if a := u.Account[0]; a.Field != FieldTemplateCategory || a.Template != "my_message_template" || a.Language != "he" || a.Category != "MARKETING" {
+			return fmt.Sprintf("template category %+v", a)
+		}
+		return ""
+	})
+	check("63-template_quality_update-pywa.json", func(u *Update) string {
+		if a := u.Account[0]; a.Field != FieldTemplateQuality || a.Template != "welcome_template" || a.Language != "en_US" || a.Quality != "YELLOW" || a.Previous != "GREEN" {
+			return fmt.Sprintf("template quality %+v", a)
+		}
+		return ""
+	})
 	check("23-button_reply-pywa.json", func(u *Update) string {
 		if m := u.Messages[0].Inbound; m.Type != "interactive" || m.Choice == "" || m.Text == "" {
 			return "want a button reply with id and title"
@@ -156,8 +187,8 @@ func TestParseRealPayloads(t *testing.T) {
 		return ""
 	})
 	check("57-multi_change_batch-piusalfred.json", func(u *Update) string {
-		if len(u.Messages) < 2 || len(u.Skipped) != 1 || u.Skipped[0] != "user_preferences" {
-			return "want the messages of both changes and user_preferences skipped"
+		if len(u.Messages) < 2 || len(u.Skipped) != 0 || len(u.Preferences) != 2 || u.Preferences[0].Value != "stop" || u.Preferences[1].Timestamp.Unix() != 1680123463 {
+			return "want the messages of both changes and the user_preferences"
 		}
 		for _, m := range u.Messages {
 			if m.Key == "wamid.LOC789" && (m.Inbound.Type != "location" || m.Inbound.Location.Latitude != 37.7749) {
@@ -184,12 +215,6 @@ func TestParseRealPayloads(t *testing.T) {
 		}
 		return ""
 	})
-	check("60-user_preferences-pywa.json", func(u *Update) string {
-		if len(u.Messages) != 0 || len(u.Skipped) != 1 {
-			return "user_preferences carries no messages"
-		}
-		return ""
-	})
 }
 
 func FuzzParse(f *testing.F) {
@@ -211,4 +236,26 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseAccountEventsFromMetaDocs parses the shapes Meta's webhook
+// reference documents for a paused template (with its reason) and a
+// number's quality change.
+func TestParseAccountEventsFromMetaDocs(t *testing.T) {
+	body := `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","time":1731705721,"changes":[
+	 {"field":"message_template_status_update","value":{"event":"PAUSED","message_template_id":"806312974732579","message_template_name":"order_update","message_template_language":"en_US","reason":"NONE","other_info":{"title":"FIRST_PAUSE","description":"paused for low quality"}}},
+	 {"field":"phone_number_quality_update","value":{"display_phone_number":"15550783881","event":"FLAGGED","current_limit":"TIER_10K"}}]}]}`
+	u, err := Parse([]byte(body), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Account) != 2 {
+		t.Fatalf("account events %+v", u.Account)
+	}
+	if a := u.Account[0]; a.Status != "PAUSED" || a.Template != "order_update" || a.Language != "en_US" || a.Reason != "" {
+		t.Errorf("paused template %+v", a)
+	}
+	if a := u.Account[1]; a.Field != FieldNumberQuality || a.Number != "15550783881" || a.Event != "FLAGGED" || a.Limit != "TIER_10K" {
+		t.Errorf("number quality %+v", a)
+	}
 }

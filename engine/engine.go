@@ -38,6 +38,9 @@ const (
 	// the window is closed after all (the host knows the channel's code
 	// for it): the step's fallback template goes out instead.
 	InputWindowClosed InputKind = "window_closed"
+	// InputPreference: the contact stopped or resumed marketing messages
+	// in WhatsApp (user_preferences).
+	InputPreference InputKind = "preference"
 )
 
 // Input is one input to the engine: what happened to the contact.
@@ -55,6 +58,9 @@ type Input struct {
 	ForceFlow string
 	// InputWindowClosed: the refused message.
 	Outbound *Outbound
+	// InputPreference: the contact's marketing preference, "stop" or
+	// "resume".
+	Preference string
 }
 
 // Inbound is a message from the contact, already parsed from the channel.
@@ -257,6 +263,13 @@ func (e *Engine) Handle(ctx context.Context, st *State, ev Input, now time.Time)
 		c.startFlow(f, ev.Step, ev.Vars, "started by the business")
 	case InputWindowClosed:
 		c.windowClosed(ev.Outbound)
+	case InputPreference:
+		stop := ev.Preference == "stop"
+		if st.Contact.MarketingOptedOut != stop {
+			st.Contact.MarketingOptedOut = stop
+			c.env.Contact.MarketingOptedOut = stop
+			c.event(MarketingPreference{c.header(), stop})
+		}
 	default:
 		return nil, fmt.Errorf("unknown event kind %q", ev.Kind)
 	}
@@ -324,7 +337,7 @@ type conv struct {
 func (c *conv) fillEnv() {
 	st := c.st
 	c.env.Contact = flows.ContactEnv{ID: st.Contact.ID, Name: st.Contact.Name, Language: st.Contact.Language, OptedOut: st.Contact.OptedOut,
-		Fields: c.fields()}
+		MarketingOptedOut: st.Contact.MarketingOptedOut, Fields: c.fields()}
 	c.env.Vars = st.Vars
 	c.env.Now = c.now
 	c.env.Attempt = st.Attempt

@@ -112,12 +112,22 @@ type Undeliverable struct {
 type TemplateNotSent struct {
 	Header
 	Template string
+	// Marketing: a MARKETING template to a contact who stopped marketing
+	// messages.
+	Marketing bool
 }
 
 // ContactOptedOut and ContactOptedIn: the contact's keyword.
 type ContactOptedOut struct{ Header }
 
 type ContactOptedIn struct{ Header }
+
+// MarketingPreference: the contact stopped (or resumed) marketing
+// messages in WhatsApp.
+type MarketingPreference struct {
+	Header
+	Stopped bool
+}
 
 // HandedOff: the contact was handed to an agent; Keyword names the
 // global keyword that did it, if one did.
@@ -232,13 +242,28 @@ func (e Undeliverable) Kind() string      { return RecUndeliverable }
 func (e Undeliverable) Record() Record    { return e.record(RecUndeliverable, e.Reason) }
 func (e TemplateNotSent) Kind() string    { return RecOptedOut }
 func (e TemplateNotSent) Record() Record {
+	if e.Marketing {
+		return e.record(RecOptedOut, "template "+e.Template+" not sent: the contact stopped marketing messages")
+	}
 	return e.record(RecOptedOut, "template "+e.Template+" not sent: the contact opted out")
 }
 func (e ContactOptedOut) Kind() string   { return RecOptOut }
 func (e ContactOptedOut) Record() Record { return e.record(RecOptOut, "the contact opted out") }
-func (e ContactOptedIn) Kind() string    { return RecOptIn }
-func (e ContactOptedIn) Record() Record  { return e.record(RecOptIn, "the contact opted in") }
-func (e HandedOff) Kind() string         { return RecHandoff }
+func (e MarketingPreference) Kind() string {
+	if e.Stopped {
+		return RecOptOut
+	}
+	return RecOptIn
+}
+func (e MarketingPreference) Record() Record {
+	if e.Stopped {
+		return e.record(RecOptOut, "the contact stopped marketing messages in WhatsApp: MARKETING templates are not sent")
+	}
+	return e.record(RecOptIn, "the contact resumed marketing messages in WhatsApp")
+}
+func (e ContactOptedIn) Kind() string   { return RecOptIn }
+func (e ContactOptedIn) Record() Record { return e.record(RecOptIn, "the contact opted in") }
+func (e HandedOff) Kind() string        { return RecHandoff }
 func (e HandedOff) Record() Record {
 	if e.Keyword != "" {
 		return e.record(RecHandoff, "keyword "+strconv.Quote(e.Keyword)+": handed off to "+e.Queue)

@@ -155,3 +155,41 @@ steps:
 		})
 	}
 }
+
+// TestMarketingOptOut checks FLOW_SPEC.md 8.9: a contact who stopped
+// marketing messages in WhatsApp gets no MARKETING template (recorded
+// opted_out) while utility templates still go out; resuming undoes it.
+func TestMarketingOptOut(t *testing.T) {
+	bot := loadBot(t, map[string]string{"templates.yaml": windowTemplates, "flows/main.yaml": `
+flow: main
+start: a
+steps:
+  a:
+    template: { name: nudge, params: ["{{ contact.marketing_opted_out ? 'x' : 'y' }}"] }
+    goto: b
+  b:
+    template: { name: notice }
+    end: true
+`})
+	ctx := context.Background()
+	s := newSession(t, bot, engine.Options{})
+	if _, err := s.Preference(ctx, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Start(ctx, "main", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(res); len(got) != 1 || got[0] != "[template notice] A notice." {
+		t.Fatalf("sent %q, want the utility template only", got)
+	}
+	if r := records(res, engine.RecOptedOut); len(r) != 1 || !strings.Contains(r[0].Detail, "nudge not sent: the contact stopped marketing messages") {
+		t.Fatalf("opted_out records %v", r)
+	}
+	if _, err := s.Preference(ctx, "resume"); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ = s.Start(ctx, "main", "", nil); len(res.Outbound) != 2 {
+		t.Fatalf("after resume sent %q", texts(res))
+	}
+}

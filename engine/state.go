@@ -176,6 +176,10 @@ type Contact struct {
 	Name     string `json:"name,omitempty" bson:"name,omitempty"`
 	Language string `json:"language,omitempty" bson:"language,omitempty"`
 	OptedOut bool   `json:"opted_out,omitempty" bson:"opted_out,omitempty"`
+	// MarketingOptedOut: the contact stopped marketing messages in
+	// WhatsApp (a user_preferences event); MARKETING templates are not
+	// sent.
+	MarketingOptedOut bool `json:"marketing_opted_out,omitempty" bson:"marketing_opted_out,omitempty"`
 	// Fields are what the bot remembers about the contact, outside any
 	// flow (flowbot.yaml's contact_fields): they outlive flows, restarts
 	// and new versions of the bot.

@@ -116,7 +116,11 @@ func (c *conv) emit(m actions.Message, fallback bool, batch int64) {
 	if !m.Free() {
 		o.Via = ViaTemplate
 		if st.Contact.OptedOut {
-			c.event(TemplateNotSent{c.header(), m.Template.Name})
+			c.event(TemplateNotSent{c.header(), m.Template.Name, false})
+			return
+		}
+		if st.Contact.MarketingOptedOut && m.Template.Category == flows.Marketing {
+			c.event(TemplateNotSent{c.header(), m.Template.Name, true})
 			return
 		}
 	}

@@ -29,12 +29,15 @@ type ContactEnv struct {
 	Name     string `expr:"name"`
 	Language string `expr:"language"`
 	OptedOut bool   `expr:"opted_out"`
+	// MarketingOptedOut: the contact stopped marketing messages in
+	// WhatsApp.
+	MarketingOptedOut bool `expr:"marketing_opted_out"`
 	// Fields are the contact fields, defaults included.
 	Fields map[string]any `expr:"fields"`
 }
 
 // contactKeys are contact's own keys, for "did you mean".
-var contactKeys = []string{"fields", "id", "language", "name", "opted_out"}
+var contactKeys = []string{"fields", "id", "language", "marketing_opted_out", "name", "opted_out"}
 
 // MediaEnv is `message.media`.
 type MediaEnv struct {
@@ -160,7 +163,7 @@ func typeEnv(vars types.Map, secrets []string, fields types.Map) map[string]any 
 		fields = types.Map{}
 	}
 	return map[string]any{
-		"contact": types.Map{"id": types.String, "name": types.String, "language": types.String, "opted_out": types.Bool, "fields": fields},
+		"contact": types.Map{"id": types.String, "name": types.String, "language": types.String, "opted_out": types.Bool, "marketing_opted_out": types.Bool, "fields": fields},
 		"message": &MessageEnv{},
 		"window":  &WindowEnv{},
 		"vars":    vars,

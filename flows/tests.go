@@ -71,6 +71,9 @@ type TestStep struct {
 	Start   *StartSpec `yaml:"start"`
 	Release *bool      `yaml:"release"`
 	Fail    *int       `yaml:"fail"`
+	// Preference: the contact stops or resumes marketing messages in
+	// WhatsApp (user_preferences).
+	Preference string `yaml:"preference" enum:"preference"`
 }
 
 // UserSpec is what the contact sends: text, or a tapped choice.
@@ -162,9 +165,12 @@ type ExpectSpec struct {
 	Window   string             `yaml:"window"`
 	Cost     map[string]float64 `yaml:"cost"`
 	OptedOut *bool              `yaml:"opted_out"`
-	Handoff  *NullableRef       `yaml:"handoff"`
-	Events   []string           `yaml:"events"`
-	Fields   map[string]any     `yaml:"fields"`
+	// MarketingOptedOut: the contact stopped marketing messages in
+	// WhatsApp.
+	MarketingOptedOut *bool          `yaml:"marketing_opted_out"`
+	Handoff           *NullableRef   `yaml:"handoff"`
+	Events            []string       `yaml:"events"`
+	Fields            map[string]any `yaml:"fields"`
 }
 
 // NullableRef is a name, or null for "none".
@@ -369,7 +375,7 @@ func checkTestFields(r reporter, at Pos, bot *Bot, fields map[string]any) {
 
 func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 	n := 0
-	for _, set := range []bool{s.User != nil, s.Bot != nil, s.Wait != nil, s.Expect != nil, s.NoBot != nil, s.Start != nil, s.Release != nil, s.Fail != nil} {
+	for _, set := range []bool{s.User != nil, s.Bot != nil, s.Wait != nil, s.Expect != nil, s.NoBot != nil, s.Start != nil, s.Release != nil, s.Fail != nil, s.Preference != ""} {
 		if set {
 			n++
 		}
@@ -378,8 +384,11 @@ func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 		if n == 0 && r.erredAt(s.At) {
 			return // its unknown key was reported: one mistake, one diagnostic
 		}
-		r.errorf(s.At, "a test step has exactly one of user, bot, wait, expect, no_bot, start, release, fail")
+		r.errorf(s.At, "a test step has exactly one of user, bot, wait, expect, no_bot, start, release, fail, preference")
 		return
+	}
+	if s.Preference != "" && !contains(Enums["preference"], s.Preference) {
+		r.errorf(s.At, "preference is stop or resume (marketing messages), got %q", s.Preference)
 	}
 	switch {
 	case s.User != nil:

@@ -269,6 +269,7 @@ var Enums = map[string][]string{
 	"header_format":    headerMediaFormats,
 	"button_type":      {"quick_reply", "url", "phone_number", "copy_code", "flow", "otp", "catalog", "mpm"},
 	"flow_mode":        {"published", "draft"},
+	"preference":       {"stop", "resume"},
 	"message_kind":     {"text", "buttons", "list", "template", "image", "document", "video", "audio", "link", "form", "location_request", "reaction"},
 }
 

@@ -24,6 +24,10 @@ type metrics struct {
 	engineErrs prometheus.Counter
 	refused    *prometheus.CounterVec
 	clamped    *prometheus.CounterVec
+	// The account's events.
+	preferences    *prometheus.CounterVec
+	templateEvents *prometheus.CounterVec
+	numberQuality  *prometheus.CounterVec
 }
 
 func newMetrics(depth func() float64) *metrics {
@@ -70,8 +74,17 @@ func newMetrics(depth func() float64) *metrics {
 		clamped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowbot_timestamps_adjusted_total", Help: "Inbound messages whose WhatsApp timestamp was not believed and that count as received now, by reason (future, stale: older than WhatsApp's 7-day redelivery period).",
 		}, []string{"reason"}),
+		preferences: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_marketing_preferences_total", Help: "Contacts who stopped or resumed marketing messages in WhatsApp (user_preferences), by value.",
+		}, []string{"value"}),
+		templateEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_template_events_total", Help: "The account's template events, by kind (status, category, quality) and the new value (APPROVED, PAUSED, MARKETING, YELLOW ...).",
+		}, []string{"kind", "value"}),
+		numberQuality: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_phone_number_quality_events_total", Help: "The number's quality and messaging limit events (phone_number_quality_update), by event (FLAGGED, UNFLAGGED, UPGRADE, DOWNGRADE ...).",
+		}, []string{"event"}),
 	}
-	m.reg.MustRegister(m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
+	m.reg.MustRegister(m.preferences, m.templateEvents, m.numberQuality, m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
 		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -409,10 +410,13 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	s.metrics.duplicates.Add(float64(len(items) - len(fresh)))
 	seen := map[string]bool{}
 	for _, it := range fresh {
-		if it.Kind == store.ItemMessage {
+		switch it.Kind {
+		case store.ItemMessage:
 			s.metrics.inbound.WithLabelValues(label(it.Message.Type, inboundTypes)).Inc()
-		} else {
+		case store.ItemStatus:
 			s.metrics.statuses.WithLabelValues(label(it.Status.Status, statusNames)).Inc()
+		case store.ItemCommand:
+			s.metrics.preferences.WithLabelValues(it.Command.Preference).Inc()
 		}
 		if !seen[it.Contact] {
 			seen[it.Contact] = true
@@ -448,6 +452,20 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 		}
 		in := m.Inbound
 		items = append(items, store.Item{Key: m.Key, Contact: m.Contact, Kind: store.ItemMessage, Timestamp: m.Order, Received: now, Message: &in})
+	}
+	for _, p := range u.Preferences {
+		if p.Category != "marketing_messages" || (p.Value != "stop" && p.Value != "resume") {
+			s.log.Info("a contact's preference flowbot does not follow", "category", p.Category, "value", p.Value)
+			continue
+		}
+		if p.Contact == "" || len(p.Contact) > MaxContactID {
+			s.log.Warn("user_preferences without a usable contact id: dropped", "bytes", len(p.Contact))
+			continue
+		}
+		// Keyed by contact, time and value: a redelivery is a duplicate.
+		key := "pref:" + p.Contact + ":" + strconv.FormatInt(p.Timestamp.Unix(), 10) + ":" + p.Value
+		items = append(items, store.Item{Key: key, Contact: p.Contact, Kind: store.ItemCommand, Timestamp: p.Timestamp, Received: now,
+			Command: &store.Command{Kind: store.CommandPreference, Preference: p.Value}})
 	}
 	for _, st := range u.Statuses {
 		if st.Contact == "" || st.ID == "" {

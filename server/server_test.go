@@ -779,3 +779,32 @@ func TestAdReferralOpensAFreeEntryPoint(t *testing.T) {
 		t.Fatalf("the answer in the free entry point was charged: %v", cost)
 	}
 }
+
+// TestUserPreferencesReachTheContact: a user_preferences webhook goes
+// through the contact's queue (a redelivery is a duplicate) and marks the
+// contact marketing_opted_out, as the contact view shows.
+func TestUserPreferencesReachTheContact(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	body := []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"user_preferences","value":{
+		"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+		"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],
+		"user_preferences":[{"wa_id":"15550001111","detail":"User requested to stop marketing messages","category":"marketing_messages","value":"stop","timestamp":%d}]}}]}]}`, r.clock.Now().Unix()))
+	if code := r.post(body); code != 200 {
+		t.Fatalf("webhook answered %d", code)
+	}
+	r.post(body) // a redelivery
+	st := r.waitState("15550001111", func(st *engine.State) bool { return st.Contact.MarketingOptedOut })
+	n := 0
+	for _, rec := range st.Log {
+		if rec.Kind == engine.RecOptOut {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d opt-out records, want 1: %v", n, st.Log)
+	}
+	r.waitFor("the server to be quiet", r.srv.Quiet)
+	if sent := r.fake.Sent(); len(sent) != 0 {
+		t.Fatalf("a preference sent %v", bodies(sent))
+	}
+}

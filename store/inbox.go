@@ -27,6 +27,8 @@ type Command struct {
 	Vars     map[string]any `json:"vars,omitempty" bson:"vars,omitempty"`
 	Name     string         `json:"name,omitempty" bson:"name,omitempty"`
 	Language string         `json:"language,omitempty" bson:"language,omitempty"`
+	// Preference is a CommandPreference's value: stop or resume.
+	Preference string `json:"preference,omitempty" bson:"preference,omitempty"`
 }
 
 // CommandKind is what a command does.
@@ -37,6 +39,9 @@ const (
 	CommandStart CommandKind = "start"
 	// CommandRelease ends a handoff.
 	CommandRelease CommandKind = "release"
+	// CommandPreference records that the contact stopped or resumed
+	// marketing messages in WhatsApp (a user_preferences webhook).
+	CommandPreference CommandKind = "preference"
 )
 
 // Item is one webhook update, durably queued until a worker has applied

@@ -181,6 +181,8 @@ func (k *Keeper) ApplyCommand(ctx context.Context, st *engine.State, key string,
 		}
 	case store.CommandRelease:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
+	case store.CommandPreference:
+		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputPreference, Preference: cmd.Preference})
 	default:
 		err = fmt.Errorf("unknown command %q", cmd.Kind)
 	}

@@ -250,6 +250,12 @@ func (s *Session) Start(ctx context.Context, flow, step string, vars map[string]
 	return s.handle(ctx, engine.Input{Kind: engine.InputStart, Flow: flow, Step: step, Vars: vars})
 }
 
+// Preference applies the contact stopping ("stop") or resuming
+// ("resume") marketing messages, as WhatsApp's user_preferences reports.
+func (s *Session) Preference(ctx context.Context, value string) (*engine.Result, error) {
+	return s.handle(ctx, engine.Input{Kind: engine.InputPreference, Preference: value})
+}
+
 // Release ends a handoff, as an agent would.
 func (s *Session) Release(ctx context.Context) (*engine.Result, error) {
 	return s.handle(ctx, engine.Input{Kind: engine.InputRelease})

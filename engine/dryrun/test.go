@@ -129,6 +129,10 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 			if _, err := s.Release(ctx); err != nil {
 				return fail(line, "release: %v", err)
 			}
+		case ts.Preference != "":
+			if _, err := s.Preference(ctx, ts.Preference); err != nil {
+				return fail(line, "preference: %v", err)
+			}
 		case ts.Fail != nil:
 			if cursor == 0 {
 				return fail(line, "fail: no bot message has been checked yet; fail refers to the last one")
@@ -386,6 +390,9 @@ func matchState(e *flows.ExpectSpec, st *engine.State, s *Session) string {
 		if math.Abs(got-want) > 1e-9 {
 			return fmt.Sprintf("expected cost %s = %g, got %g (%s)", k, want, got, CostSummary(s.Engine.Bot().Settings.Pricing, st.Cost))
 		}
+	}
+	if e.MarketingOptedOut != nil && st.Contact.MarketingOptedOut != *e.MarketingOptedOut {
+		return fmt.Sprintf("expected marketing_opted_out %t, got %t", *e.MarketingOptedOut, st.Contact.MarketingOptedOut)
 	}
 	if e.OptedOut != nil && st.Contact.OptedOut != *e.OptedOut {
 		return fmt.Sprintf("expected opted_out %t, got %t", *e.OptedOut, st.Contact.OptedOut)

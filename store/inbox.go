@@ -100,6 +100,7 @@ type Store interface {
 	Inbox
 	Instances
 	Idempotency
+	Templates
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Name says which store this is, for start-up messages.

@@ -123,6 +123,44 @@ type Idempotency interface {
 	Forget(ctx context.Context, key string) error
 }
 
+// TemplateState is a template's live state in one language, as the
+// account's events report it: its status (APPROVED, PAUSED, DISABLED,
+// REJECTED ...), its category and its quality score; "" for what no event
+// said yet.
+type TemplateState struct {
+	Name      string    `json:"name" bson:"name"`
+	Language  string    `json:"language" bson:"language"`
+	Status    string    `json:"status,omitempty" bson:"status,omitempty"`
+	Reason    string    `json:"reason,omitempty" bson:"reason,omitempty"`
+	Category  string    `json:"category,omitempty" bson:"category,omitempty"`
+	Quality   string    `json:"quality,omitempty" bson:"quality,omitempty"`
+	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
+}
+
+// Templates keeps the templates' live states, shared by the instances and
+// kept across restarts.
+type Templates interface {
+	// UpdateTemplate records what an event says of a template: the
+	// non-empty fields of t replace the stored ones (Reason with Status).
+	UpdateTemplate(ctx context.Context, t TemplateState) error
+	// TemplateStates lists every template's live state.
+	TemplateStates(ctx context.Context) ([]TemplateState, error)
+}
+
+// Merge applies an event's fields (the non-empty ones of u) to t.
+func (t *TemplateState) Merge(u TemplateState) {
+	t.Name, t.Language, t.UpdatedAt = u.Name, u.Language, u.UpdatedAt
+	if u.Status != "" {
+		t.Status, t.Reason = u.Status, u.Reason
+	}
+	if u.Category != "" {
+		t.Category = u.Category
+	}
+	if u.Quality != "" {
+		t.Quality = u.Quality
+	}
+}
+
 // Bots keeps the versions of the bot that contacts' flows are pinned to,
 // so that a contact in the middle of a flow finishes it on the version it
 // started with, after a reload, a restart, or on another instance.

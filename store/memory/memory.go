@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -20,6 +21,7 @@ type Store struct {
 	bots     map[string]map[string][]byte
 	beats    map[string]beat
 	answers  map[string]*idem
+	tmpls    map[string]store.TemplateState
 }
 
 // idem is an Idempotency-Key's reservation and, once given, its answer.
@@ -43,7 +45,30 @@ func New() *Store {
 		bots:     map[string]map[string][]byte{},
 		beats:    map[string]beat{},
 		answers:  map[string]*idem{},
+		tmpls:    map[string]store.TemplateState{},
 	}
+}
+
+// UpdateTemplate implements store.Templates.
+func (s *Store) UpdateTemplate(_ context.Context, u store.TemplateState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := u.Name + "/" + u.Language
+	t := s.tmpls[key]
+	t.Merge(u)
+	s.tmpls[key] = t
+	return nil
+}
+
+// TemplateStates implements store.Templates.
+func (s *Store) TemplateStates(context.Context) ([]store.TemplateState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.TemplateState, 0, len(s.tmpls))
+	for _, k := range flows.SortedKeys(s.tmpls) {
+		out = append(out, s.tmpls[k])
+	}
+	return out, nil
 }
 
 // Volatile reports that the store keeps nothing across a restart.

@@ -65,8 +65,10 @@ type Store struct {
 	instances *mongo.Collection
 	// answers holds the answers of API requests by Idempotency-Key.
 	answers *mongo.Collection
-	seq     atomic.Int64
-	owned   bool
+	// templates holds the templates' live states (store.Templates).
+	templates *mongo.Collection
+	seq       atomic.Int64
+	owned     bool
 
 	insertState *batcher[[]any, []error]
 	insertQueue *batcher[[]any, []error]
@@ -136,7 +138,8 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	primary := options.Collection().SetReadPreference(readpref.Primary())
 	s := &Store{client: db.Client(), states: db.Collection("states", primary), inbox: db.Collection("inbox", primary),
 		queue: db.Collection("queue", primary), bots: db.Collection("bots", primary), instances: db.Collection("instances", primary), answers: db.Collection("answers", primary),
-		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
+		templates: db.Collection("templates", primary),
+		stop:      make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())
 	// One command of a kind at once: the server serialises writes

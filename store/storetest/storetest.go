@@ -109,6 +109,34 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("a forgotten key: %+v, %v", a, err)
 		}
 	})
+	t.Run("templates' live states", func(t *testing.T) {
+		s := newStore(t)
+		ctx := context.Background()
+		at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+		for _, u := range []store.TemplateState{
+			{Name: "order_update", Language: "en_US", Status: "PAUSED", Reason: "low quality", UpdatedAt: at},
+			{Name: "order_update", Language: "en_US", Category: "MARKETING", UpdatedAt: at.Add(time.Minute)},
+			{Name: "order_update", Language: "pt_BR", Quality: "YELLOW", UpdatedAt: at},
+		} {
+			if err := s.UpdateTemplate(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.TemplateStates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 {
+			t.Fatalf("states %+v", got)
+		}
+		en := got[0]
+		if en.Language != "en_US" {
+			en = got[1]
+		}
+		if en.Status != "PAUSED" || en.Reason != "low quality" || en.Category != "MARKETING" || !en.UpdatedAt.Equal(at.Add(time.Minute)) {
+			t.Fatalf("the category event lost the status: %+v", en)
+		}
+	})
 	t.Run("ping", func(t *testing.T) {
 		if err := newStore(t).Ping(context.Background()); err != nil {
 			t.Fatal(err)

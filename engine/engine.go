@@ -140,9 +140,10 @@ const (
 	RecUnmatched     = "unmatched"
 	RecRetry         = "retry"
 	RecError         = "error"
-	RecWarning       = "warning"          // something was changed to make it deliverable (a text cut to WhatsApp's limit)
-	RecStatus        = "status"           // a delivery status for a message not in the recent history
-	RecFreeEntry     = "free_entry_point" // an answer to an ad's message opened a 72-hour free entry point
+	RecWarning       = "warning"              // something was changed to make it deliverable (a text cut to WhatsApp's limit)
+	RecStatus        = "status"               // a delivery status for a message not in the recent history
+	RecFreeEntry     = "free_entry_point"     // an answer to an ad's message opened a 72-hour free entry point
+	RecUnavailable   = "template_unavailable" // the template is paused, disabled or rejected: not sent, the flow stopped
 	RecSkipped       = "skipped_after_fallback"
 )
 
@@ -183,6 +184,10 @@ type Options struct {
 	Secrets map[string]string
 	// Trace keeps step, condition and set records.
 	Trace bool
+	// Live is the templates' live states (the account's events): a
+	// paused template is not sent, and a new category prices it. nil
+	// when nothing follows the account (dry runs, tests).
+	Live *Live
 }
 
 // Engine runs a bot. It is safe for concurrent use on different states.
@@ -223,6 +228,13 @@ func (e *Engine) Bot() *flows.Bot { return e.bot }
 // Options are the options the engine was made with, to make another
 // engine alike (another version of the bot).
 func (e *Engine) Options() Options { return e.opts }
+
+// WithLive returns the engine following the templates' live states l.
+func (e *Engine) WithLive(l *Live) *Engine {
+	c := *e
+	c.opts.Live = l
+	return &c
+}
 
 // Handle runs one event for a contact. It changes st in place (the
 // caller owns st) and returns what to send and what happened. Bad input

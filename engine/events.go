@@ -176,6 +176,16 @@ type TextCut struct {
 	What string
 }
 
+// TemplateUnavailable: the account cannot send the template now
+// (WhatsApp paused, disabled or rejected it); it was not sent, and the
+// flow stopped there.
+type TemplateUnavailable struct {
+	Header
+	Template string
+	Language string
+	Status   string
+}
+
 // FreeEntryOpened: the business answered a message from an ad within 24
 // hours, which opened a free entry point until Until.
 type FreeEntryOpened struct {
@@ -290,10 +300,14 @@ func (e ReplyInvalid) Record() Record {
 	}
 	return e.record(RecRetry, fmt.Sprintf("reply not valid; asking again (retry %d)", e.Attempt))
 }
-func (e ErrorOccurred) Kind() string   { return RecError }
-func (e ErrorOccurred) Record() Record { return e.record(RecError, e.Err) }
-func (e TextCut) Kind() string         { return RecWarning }
-func (e TextCut) Record() Record       { return e.record(RecWarning, e.What) }
+func (e ErrorOccurred) Kind() string       { return RecError }
+func (e ErrorOccurred) Record() Record     { return e.record(RecError, e.Err) }
+func (e TextCut) Kind() string             { return RecWarning }
+func (e TextCut) Record() Record           { return e.record(RecWarning, e.What) }
+func (e TemplateUnavailable) Kind() string { return RecUnavailable }
+func (e TemplateUnavailable) Record() Record {
+	return e.record(RecUnavailable, fmt.Sprintf("template %s (%s) not sent: WhatsApp reports it %s; the flow stopped", e.Template, e.Language, e.Status))
+}
 func (e FreeEntryOpened) Kind() string { return RecFreeEntry }
 func (e FreeEntryOpened) Record() Record {
 	return e.record(RecFreeEntry, "the answer to the ad's message opened a free entry point: every message is free until "+e.Until.UTC().Format(time.RFC3339))

@@ -193,3 +193,53 @@ steps:
 		t.Fatalf("after resume sent %q", texts(res))
 	}
 }
+
+// TestTemplateUnavailable checks FLOW_SPEC.md 8.9: a template the account
+// paused is not sent, a template_unavailable event names it and its
+// status, and the flow stops there; approved again, it goes out; a
+// recategorised template is priced as its new category.
+func TestTemplateUnavailable(t *testing.T) {
+	bot := loadBot(t, map[string]string{"templates.yaml": windowTemplates, "flows/main.yaml": `
+flow: main
+start: wait
+steps:
+  wait:
+    wait: 25h
+    goto: remind
+  remind:
+    template: { name: notice }
+    goto: after
+  after:
+    template: { name: nudge, params: ["x"] }
+    end: true
+`})
+	live := &engine.Live{}
+	ctx := context.Background()
+	s := newSession(t, bot, engine.Options{Live: live})
+	if _, err := s.Start(ctx, "main", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	live.Set(map[string]engine.LiveTemplate{"notice/en_US": {Status: "PAUSED"}}) // paused while the flow waits
+	if err := s.Advance(ctx, 25*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.State(ctx)
+	un := 0
+	for _, r := range s.Records {
+		if r.Kind == engine.RecUnavailable && strings.Contains(r.Detail, "notice (en_US) not sent: WhatsApp reports it PAUSED") {
+			un++
+		}
+	}
+	if un != 1 || len(s.Sent) != 0 || st.Flow != "" {
+		t.Fatalf("paused: %d template_unavailable, sent %d, flow %q", un, len(s.Sent), st.Flow)
+	}
+
+	live.Set(map[string]engine.LiveTemplate{"notice/en_US": {Status: "APPROVED", Category: flows.Marketing}})
+	res, err := s.Start(ctx, "main", "remind", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Outbound) != 2 || res.Outbound[0].Category != flows.Marketing || res.Outbound[0].Message.Template.Category != flows.Marketing {
+		t.Fatalf("approved again and recategorised: %+v", res.Outbound)
+	}
+}

@@ -23,6 +23,12 @@ func (c *conv) flush() bool {
 	if len(c.pending) == 0 {
 		return true
 	}
+	for i := range c.pending {
+		if status := c.unavailable(&c.pending[i]); status != "" {
+			c.templateUnavailable(&c.pending[i], status)
+			return false
+		}
+	}
 	batch := c.st.Batch
 	if c.st.WindowOpen(c.now) {
 		for _, m := range c.pending {
@@ -80,8 +86,13 @@ func (c *conv) flush() bool {
 		}
 		replaced = true
 		c.fellBack = true
+		fm := actions.RenderTemplate(c, fb)
+		if status := c.unavailable(&fm); status != "" {
+			c.templateUnavailable(&fm, status)
+			return false
+		}
 		c.event(TemplateFallback{c.header(), fb.Name})
-		c.emit(actions.RenderTemplate(c, fb), true, batch)
+		c.emit(fm, true, batch)
 	}
 	c.pending = pending[:0]
 	return true
@@ -115,6 +126,14 @@ func (c *conv) emit(m actions.Message, fallback bool, batch int64) {
 	}
 	if !m.Free() {
 		o.Via = ViaTemplate
+		if t, ok := c.e.opts.Live.Get(m.Template.Name, m.Template.Language); ok && t.Category != "" && t.Category != m.Template.Category {
+			// WhatsApp recategorised the template: it is priced, and
+			// opted out of, as what it is now.
+			tm := *m.Template
+			tm.Category = t.Category
+			m.Template = &tm
+			o.Message = m
+		}
 		if st.Contact.OptedOut {
 			c.event(TemplateNotSent{c.header(), m.Template.Name, false})
 			return

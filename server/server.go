@@ -109,7 +109,9 @@ type Config struct {
 
 // Server is a running flowbot server.
 type Server struct {
-	cfg     Config
+	cfg Config
+	// live is the templates' live states, for every engine.
+	live    engine.Live
 	engine  atomic.Pointer[engine.Engine]
 	version atomic.Pointer[string]
 	// versions holds the engines of bot versions that contacts' flows
@@ -194,7 +196,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		}
 		return float64(n)
 	})
-	s.engine.Store(eng)
+	s.engine.Store(eng.WithLive(&s.live))
 	if d, ok := sender.(*DevOutbox); ok {
 		s.dev = d
 	}
@@ -244,6 +246,7 @@ func (s *Server) SetBot(ctx context.Context, e *engine.Engine, version string, f
 			return err
 		}
 	}
+	e = e.WithLive(&s.live)
 	s.versions.Store(version, e)
 	s.engine.Store(e)
 	s.version.Store(&version)
@@ -287,6 +290,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.takeID(ctx); err != nil {
 		return err
 	}
+	s.refreshTemplates(ctx)
 	s.loops.Add(2)
 	go s.heartbeat()
 	go s.scheduler()
@@ -371,6 +375,7 @@ func (s *Server) routes() {
 	api.Get("/contacts/:id", s.contact)
 	api.Post("/contacts/:id/release", s.release)
 	api.Get("/outbox", s.outbox)
+	api.Get("/templates", s.templates)
 }
 
 // Mount adds more routes (the playground) to the server's app.
@@ -399,6 +404,14 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	u, err := whatsapp.Parse(body, now)
 	if err != nil {
 		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	}
+	if len(u.Account) > 0 {
+		// Recorded before the answer: a store that cannot take them gets
+		// the notification redelivered.
+		if err := s.accountEvents(c.UserContext(), u.Account, now); err != nil {
+			s.log.Error("account events not recorded", "err", err)
+			return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "could not record the account's events; they will be redelivered"})
+		}
 	}
 	items := s.items(u, now)
 	fresh, err := s.store.Enqueue(c.UserContext(), items)

@@ -49,6 +49,7 @@ const sweepLimit = 1000
 func (s *Server) sweep() (more bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.refreshTemplates(ctx)
 	due, err := s.store.Due(ctx, s.cfg.Now().Add(s.cfg.SweepInterval), sweepLimit)
 	if err != nil {
 		s.log.Error("listing due timers", "err", err)

@@ -1,0 +1,81 @@
+package server_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flowbot/flowbot/engine"
+)
+
+// TestTemplatePausedByTheAccount checks FLOW_SPEC.md 8.9 on two instances
+// sharing one database: a message_template_status_update that pauses a
+// template, received by one instance, is stored; the other instance
+// follows it (after its sweep, or a restart); a flow that would send the
+// template records template_unavailable and sends nothing; GET
+// /api/templates shows the live status; approved again, it is sent.
+func TestTemplatePausedByTheAccount(t *testing.T) {
+	rigs := instances(t, 2, "../examples/shop")
+	a, b := rigs[0], rigs[1]
+	paused := `{"object":"whatsapp_business_account","entry":[{"id":"1","time":1731705721,"changes":[{"field":"message_template_status_update",
+		"value":{"event":"PAUSED","message_template_id":806312974732579,"message_template_name":"order_shipped","message_template_language":"en_US","reason":"NONE"}}]}]}`
+	if code := a.post([]byte(paused)); code != 200 {
+		t.Fatalf("the status event was answered %d", code)
+	}
+	// The real notification of another project: a category change.
+	category, err := os.ReadFile(filepath.Join("..", "..", "shared", "real-payloads", "62-template_category_update-pywa.json"))
+	if err == nil && a.post(category) != 200 {
+		t.Fatal("the category event was refused")
+	}
+	_, list := b.api("GET", "/api/templates", apiToken, nil)
+	var row map[string]any
+	for _, r := range list["templates"].([]any) {
+		if m := r.(map[string]any); m["name"] == "order_shipped" && m["language"] == "en_US" {
+			row = m
+		}
+	}
+	if row == nil || row["live_status"] != "PAUSED" || row["status"] != "APPROVED" || row["sendable"] != false {
+		t.Fatalf("GET /api/templates on the other instance: %v", row)
+	}
+
+	b.waitFor("the other instance to follow the pause", func() bool {
+		lt, ok := b.srv.Engine().Options().Live.Get("order_shipped", "en_US")
+		return ok && lt.Status == "PAUSED"
+	})
+	code, _ := b.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
+		map[string]any{"vars": map[string]any{"order_id": "123456", "eta": "on Friday"}, "name": "Sam"})
+	if code != 202 {
+		t.Fatalf("start: %d", code)
+	}
+	var events []any
+	b.waitFor("the template_unavailable event", func() bool {
+		_, view := b.api("GET", "/api/contacts/447700900123", apiToken, nil)
+		events, _ = view["events"].([]any)
+		for _, e := range events {
+			r := e.(map[string]any)
+			if r["kind"] == engine.RecUnavailable && strings.Contains(r["detail"].(string), "order_shipped (en_US) not sent: WhatsApp reports it PAUSED") {
+				return view["flow"] == nil
+			}
+		}
+		return false
+	})
+	b.waitFor("the server to be quiet", b.srv.Quiet)
+	if len(b.fake.Sent()) != 0 {
+		t.Fatalf("a paused template was sent: %v", bodies(b.fake.Sent()))
+	}
+
+	approved := strings.Replace(paused, `"PAUSED"`, `"APPROVED"`, 1)
+	if code := b.post([]byte(approved)); code != 200 {
+		t.Fatalf("the approval was answered %d", code)
+	}
+	a.waitFor("the first instance to follow the approval", func() bool {
+		lt, _ := a.srv.Engine().Options().Live.Get("order_shipped", "en_US")
+		return lt.Status == "APPROVED"
+	})
+	if code, _ := a.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
+		map[string]any{"vars": map[string]any{"order_id": "123456", "eta": "on Friday"}}); code != 202 {
+		t.Fatalf("start again: %d", code)
+	}
+	a.waitSent(1)
+}

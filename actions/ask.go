@@ -119,8 +119,8 @@ func Question(c Conversation, ask *flows.Ask, body *flows.Text) Message {
 	case ask.Kind == flows.AskForm:
 		f := ask.Form
 		m.Kind = KindForm
-		m.Header, m.Footer = c.Render(f.Header), c.Render(f.Footer)
-		fm := &FormMessage{FlowID: c.Render(f.FlowID), CTA: clip(c, f.CTA, flows.MaxButtonTitle), Screen: f.Screen, Token: c.FormToken(), Mode: f.Mode}
+		fm := &FormMessage{FlowID: c.Render(f.FlowID), CTA: clip(c, f.CTA, flows.MaxButtonTitle), Screen: f.Screen, Token: c.FormToken(), Mode: f.Mode,
+			Header: c.Render(f.Header), Footer: c.Render(f.Footer)}
 		if f.Data != nil {
 			data, err := f.Data.Render(c.Env())
 			if err != nil {

@@ -59,16 +59,20 @@ func Fit(m *Message) []string {
 		}
 	case KindLink, KindForm, KindLocationRequest:
 		cut("the body", &m.Text, flows.MaxButtonBody)
-		cut("the header", &m.Header, flows.MaxTemplateHeader)
-		cut("the footer", &m.Footer, flows.MaxTemplateHeader)
-		if l := m.Link; l != nil && over(l.Text, flows.MaxButtonTitle) {
+		frame := func(header, footer *string) {
+			cut("the header", header, flows.MaxTemplateHeader)
+			cut("the footer", footer, flows.MaxTemplateHeader)
+		}
+		if l := m.Link; l != nil && (over(l.Text, flows.MaxButtonTitle) || over(l.Header, flows.MaxTemplateHeader) || over(l.Footer, flows.MaxTemplateHeader)) {
 			c := *l
 			cut("the link's text", &c.Text, flows.MaxButtonTitle)
+			frame(&c.Header, &c.Footer)
 			m.Link = &c
 		}
-		if f := m.Form; f != nil && over(f.CTA, flows.MaxButtonTitle) {
+		if f := m.Form; f != nil && (over(f.CTA, flows.MaxButtonTitle) || over(f.Header, flows.MaxTemplateHeader) || over(f.Footer, flows.MaxTemplateHeader)) {
 			c := *f
 			cut("the form's button", &c.CTA, flows.MaxButtonTitle)
+			frame(&c.Header, &c.Footer)
 			m.Form = &c
 		}
 	case "template":

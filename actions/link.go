@@ -28,11 +28,9 @@ func newLink(s *flows.Step) Action {
 
 func (a *Link) Run(_ context.Context, c Conversation) string {
 	c.Send(Message{
-		Kind:   KindLink,
-		Text:   c.Render(a.body),
-		Link:   &LinkButton{URL: c.Render(a.link.URL), Text: c.Render(a.link.Text)},
-		Header: c.Render(a.link.Header),
-		Footer: c.Render(a.link.Footer),
+		Kind: KindLink,
+		Text: c.Render(a.body),
+		Link: &LinkButton{URL: c.Render(a.link.URL), Text: c.Render(a.link.Text), Header: c.Render(a.link.Header), Footer: c.Render(a.link.Footer)},
 	})
 	return ""
 }

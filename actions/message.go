@@ -18,9 +18,6 @@ type Message struct {
 	Link     *LinkButton      `json:"link,omitempty" bson:"link,omitempty"`
 	Form     *FormMessage     `json:"form,omitempty" bson:"form,omitempty"`
 	Reaction *Reaction        `json:"reaction,omitempty" bson:"reaction,omitempty"`
-	// Header and Footer are a link's or a form's optional texts.
-	Header string `json:"header,omitempty" bson:"header,omitempty"`
-	Footer string `json:"footer,omitempty" bson:"footer,omitempty"`
 }
 
 // The kinds of messages besides text, media, buttons, list and template.
@@ -33,8 +30,10 @@ const (
 
 // LinkButton is a call-to-action URL button.
 type LinkButton struct {
-	URL  string `json:"url" bson:"url"`
-	Text string `json:"text" bson:"text"`
+	URL    string `json:"url" bson:"url"`
+	Text   string `json:"text" bson:"text"`
+	Header string `json:"header,omitempty" bson:"header,omitempty"`
+	Footer string `json:"footer,omitempty" bson:"footer,omitempty"`
 }
 
 // FormMessage is a WhatsApp Flow to open: Token ties the answer to the
@@ -46,6 +45,8 @@ type FormMessage struct {
 	Token  string         `json:"token" bson:"token"`
 	Mode   string         `json:"mode,omitempty" bson:"mode,omitempty"`
 	Data   map[string]any `json:"data,omitempty" bson:"data,omitempty"`
+	Header string         `json:"header,omitempty" bson:"header,omitempty"`
+	Footer string         `json:"footer,omitempty" bson:"footer,omitempty"`
 }
 
 // Reaction is an emoji on one of the contact's messages.

@@ -340,7 +340,7 @@ func SendBody(o engine.Outbound) ([]byte, error) {
 			return nil, errors.New("link message without a link")
 		}
 		b["type"] = "interactive"
-		b["interactive"] = interactive(m, "cta_url", map[string]any{"name": "cta_url", "parameters": map[string]any{"display_text": m.Link.Text, "url": m.Link.URL}})
+		b["interactive"] = interactive(m.Text, m.Link.Header, m.Link.Footer, "cta_url", map[string]any{"name": "cta_url", "parameters": map[string]any{"display_text": m.Link.Text, "url": m.Link.URL}})
 	case actions.KindForm:
 		f := m.Form
 		if f == nil {
@@ -356,10 +356,10 @@ func SendBody(o engine.Outbound) ([]byte, error) {
 			params["mode"] = "draft"
 		}
 		b["type"] = "interactive"
-		b["interactive"] = interactive(m, "flow", map[string]any{"name": "flow", "parameters": params})
+		b["interactive"] = interactive(m.Text, f.Header, f.Footer, "flow", map[string]any{"name": "flow", "parameters": params})
 	case actions.KindLocationRequest:
 		b["type"] = "interactive"
-		b["interactive"] = interactive(m, "location_request_message", map[string]any{"name": "send_location"})
+		b["interactive"] = interactive(m.Text, "", "", "location_request_message", map[string]any{"name": "send_location"})
 	case actions.KindReaction:
 		if m.Reaction == nil {
 			return nil, errors.New("reaction message without a reaction")
@@ -380,13 +380,13 @@ func SendBody(o engine.Outbound) ([]byte, error) {
 
 // interactive is an interactive message's object: its type, the body,
 // the optional text header and footer, and the action.
-func interactive(m actions.Message, typ string, action map[string]any) map[string]any {
-	obj := map[string]any{"type": typ, "body": map[string]any{"text": m.Text}, "action": action}
-	if m.Header != "" {
-		obj["header"] = map[string]any{"type": "text", "text": m.Header}
+func interactive(body, header, footer, typ string, action map[string]any) map[string]any {
+	obj := map[string]any{"type": typ, "body": map[string]any{"text": body}, "action": action}
+	if header != "" {
+		obj["header"] = map[string]any{"type": "text", "text": header}
 	}
-	if m.Footer != "" {
-		obj["footer"] = map[string]any{"text": m.Footer}
+	if footer != "" {
+		obj["footer"] = map[string]any{"text": footer}
 	}
 	return obj
 }

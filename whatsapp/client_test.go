@@ -44,7 +44,7 @@ func TestSendShapes(t *testing.T) {
 			Name: "appointment_reminder", Language: "en_US", Params: []string{"Ana", "2026-12-01"}, HeaderTexts: []string{"Dr. Who"},
 			Buttons: []actions.TemplateButton{{Index: 0, SubType: "quick_reply", Value: "YES"}, {Index: 1, SubType: "url", Value: "8841"}},
 		}},
-		"link": {Kind: actions.KindLink, Text: "Your order is ready.", Footer: "Thanks", Link: &actions.LinkButton{URL: "https://shop.example/pay/7", Text: "Pay now"}},
+		"link": {Kind: actions.KindLink, Text: "Your order is ready.", Link: &actions.LinkButton{URL: "https://shop.example/pay/7", Text: "Pay now", Footer: "Thanks"}},
 		"form": {Kind: actions.KindForm, Text: "Tell us about your visit", Form: &actions.FormMessage{
 			FlowID: "1234567890", CTA: "Book a table", Screen: "BOOKING", Token: "flowbot:main:details:3", Data: map[string]any{"party": 4}}},
 		"location request": {Kind: actions.KindLocationRequest, Text: "Where should we deliver?"},

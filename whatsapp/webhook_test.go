@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"fmt"
+	"github.com/flowbot/flowbot/flows"
 	"os"
 	"path/filepath"
 	"strings"
@@ -225,6 +226,8 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"messages":[{"timestamp":[]}]}}]}]}`))
+	f.Add([]byte(accountEventsDoc))
+	f.Add([]byte(`{"entry":[{"changes":[{"value":{"messages":[{"id":"w","type":"interactive","interactive":{"type":"nfm_reply","nfm_reply":{"name":"flow","response_json":"{\"a\":{\"b\":[1,2.5,null]},\"flow_token\":7}"}}}]}}]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		u, err := Parse(body, time.Unix(0, 0))
 		if err != nil {
@@ -234,18 +237,29 @@ func FuzzParse(f *testing.F) {
 			if m.Key == "" || m.Inbound.Type == "" {
 				t.Fatalf("message without key or type: %+v", m)
 			}
+			if m.Inbound.Form != nil {
+				if err := flows.Storable(m.Inbound.Form); err != nil {
+					t.Fatalf("a form answer that cannot be stored: %v", err)
+				}
+			}
+		}
+		for _, a := range u.Account {
+			if a.Field == "" {
+				t.Fatalf("an account event without its field: %+v", a)
+			}
 		}
 	})
 }
+
+const accountEventsDoc = `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","time":1731705721,"changes":[
+	 {"field":"message_template_status_update","value":{"event":"PAUSED","message_template_id":"806312974732579","message_template_name":"order_update","message_template_language":"en_US","reason":"NONE","other_info":{"title":"FIRST_PAUSE","description":"paused for low quality"}}},
+	 {"field":"phone_number_quality_update","value":{"display_phone_number":"15550783881","event":"FLAGGED","current_limit":"TIER_10K"}}]}]}`
 
 // TestParseAccountEventsFromMetaDocs parses the shapes Meta's webhook
 // reference documents for a paused template (with its reason) and a
 // number's quality change.
 func TestParseAccountEventsFromMetaDocs(t *testing.T) {
-	body := `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","time":1731705721,"changes":[
-	 {"field":"message_template_status_update","value":{"event":"PAUSED","message_template_id":"806312974732579","message_template_name":"order_update","message_template_language":"en_US","reason":"NONE","other_info":{"title":"FIRST_PAUSE","description":"paused for low quality"}}},
-	 {"field":"phone_number_quality_update","value":{"display_phone_number":"15550783881","event":"FLAGGED","current_limit":"TIER_10K"}}]}]}`
-	u, err := Parse([]byte(body), time.Now())
+	u, err := Parse([]byte(accountEventsDoc), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

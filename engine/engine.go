@@ -76,8 +76,14 @@ type Inbound struct {
 	Form      map[string]any
 	FormToken string
 	Referral  flows.ReferralEnv
-	Name      string // the profile name, when the channel gives it
-	Timestamp time.Time
+	Order     flows.OrderEnv
+	// ReactionTo is the message a reaction is on.
+	ReactionTo string
+	Name       string // the profile name, when the channel gives it
+	// WaID, UserID (the business-scoped user id) and Username are who
+	// sent it, as far as the webhook says.
+	WaID, UserID, Username string
+	Timestamp              time.Time
 }
 
 // Choice is something the contact can tap: an id and its label.
@@ -587,12 +593,13 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		st.Contact.Name = m.Name
 		c.env.Contact.Name = m.Name
 	}
+	st.Contact.Learn(m.WaID, m.UserID, m.Username)
 	c.fillWindow()
 	if m.Form != nil {
 		// Whole numbers are whole again after a store's JSON round trip.
 		m.Form, _ = flows.NormalizeJSON(m.Form).(map[string]any)
 	}
-	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location, Form: m.Form, Referral: m.Referral}
+	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location, Form: m.Form, Referral: m.Referral, Order: m.Order}
 	c.event(MsgReceived{c.header(), m, c.e.opts.Trace})
 
 	word := strings.ToLower(strings.TrimSpace(m.Text))
@@ -706,6 +713,8 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 
 func describeInbound(m *Inbound) string {
 	switch {
+	case m.ReactionTo != "":
+		return fmt.Sprintf("%s %q on %s", m.Type, m.Text, m.ReactionTo)
 	case m.Choice != "":
 		return fmt.Sprintf("%s %q (choice %q)", m.Type, m.Text, m.Choice)
 	case m.Text != "":

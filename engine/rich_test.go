@@ -243,3 +243,40 @@ steps:
 		t.Fatalf("approved again and recategorised: %+v", res.Outbound)
 	}
 }
+
+// TestInboundDetailsKept: an order's items reach message.order, a
+// reaction's target is recorded, and the contact's wa_id, BSUID and
+// username are kept on one contact.
+func TestInboundDetailsKept(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": `
+flow: main
+start: got
+triggers: [{ when: 'message.type == "order"' }]
+steps:
+  got:
+    say: "{{ len(message.order.items) }} items, first {{ message.order.items[0].product_retailer_id }} x{{ message.order.items[0].quantity }}"
+    end: true
+`})
+	ctx := context.Background()
+	s := newSession(t, bot, engine.Options{})
+	order := engine.Inbound{Type: "order", WaID: "c1", UserID: "US.1349", Username: "ana.cafe", Order: flows.OrderEnv{CatalogID: "354", Items: []any{
+		map[string]any{"product_retailer_id": "HAMBURGER", "quantity": 3, "item_price": 30, "currency": "ILS"}}}}
+	res, err := s.Say(ctx, order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(res); len(got) != 1 || got[0] != "1 items, first HAMBURGER x3" {
+		t.Fatalf("the order got %q", got)
+	}
+	res, err = s.Say(ctx, engine.Inbound{Type: "reaction", Text: "😮", ReactionTo: "wamid.OURS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := records(res, engine.RecIgnored); len(r) != 1 || !strings.Contains(r[0].Detail, `reaction "😮" on wamid.OURS`) {
+		t.Fatalf("the reaction was recorded as %v", res.Records)
+	}
+	st, _ := s.State(ctx)
+	if st.Contact.ID != "c1" || st.Contact.WaID != "c1" || st.Contact.UserID != "US.1349" || st.Contact.Username != "ana.cafe" {
+		t.Fatalf("contact %+v", st.Contact)
+	}
+}

@@ -103,6 +103,23 @@ type Delivery struct {
 	StatusAt  time.Time `json:"status_at,omitzero" bson:"status_at,omitempty"`
 	ErrorCode int       `json:"error_code,omitempty" bson:"error_code,omitempty"`
 	Error     string    `json:"error,omitempty" bson:"error,omitempty"`
+	// Pricing is what WhatsApp reported charging for the message.
+	Pricing *Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
+}
+
+// Pricing is a delivery's pricing and conversation, as WhatsApp's
+// statuses report them: the category (marketing, utility, service,
+// referral_conversion ...), the type (regular, free_customer_service,
+// free_entry_point), the model (PMP, CBP), and the conversation's id,
+// origin and expiry when given.
+type Pricing struct {
+	Category       string    `json:"category,omitempty" bson:"category,omitempty"`
+	Type           string    `json:"type,omitempty" bson:"type,omitempty"`
+	Model          string    `json:"model,omitempty" bson:"model,omitempty"`
+	Billable       bool      `json:"billable,omitempty" bson:"billable,omitempty"`
+	Conversation   string    `json:"conversation,omitempty" bson:"conversation,omitempty"`
+	Origin         string    `json:"origin,omitempty" bson:"origin,omitempty"`
+	ConversationTo time.Time `json:"conversation_expires,omitzero" bson:"conversation_expires,omitempty"`
 }
 
 // AddLog appends records, keeping the last LogLimit.
@@ -180,10 +197,29 @@ type Contact struct {
 	// WhatsApp (a user_preferences event); MARKETING templates are not
 	// sent.
 	MarketingOptedOut bool `json:"marketing_opted_out,omitempty" bson:"marketing_opted_out,omitempty"`
+	// WaID, UserID (the business-scoped user id, BSUID) and Username
+	// are what webhooks said of the contact, next to the id it is keyed
+	// by.
+	WaID     string `json:"wa_id,omitempty" bson:"wa_id,omitempty"`
+	UserID   string `json:"user_id,omitempty" bson:"user_id,omitempty"`
+	Username string `json:"username,omitempty" bson:"username,omitempty"`
 	// Fields are what the bot remembers about the contact, outside any
 	// flow (flowbot.yaml's contact_fields): they outlive flows, restarts
 	// and new versions of the bot.
 	Fields map[string]any `json:"fields,omitempty" bson:"fields,omitempty"`
+}
+
+// Learn keeps what a webhook said of who the contact is.
+func (c *Contact) Learn(waID, userID, username string) {
+	if waID != "" {
+		c.WaID = waID
+	}
+	if userID != "" {
+		c.UserID = userID
+	}
+	if username != "" {
+		c.Username = username
+	}
 }
 
 // HandoffState is a contact handed to a human agent.

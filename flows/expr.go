@@ -59,6 +59,14 @@ func (l LocationEnv) Data() map[string]any {
 	return map[string]any{"latitude": l.Latitude, "longitude": l.Longitude, "name": l.Name, "address": l.Address}
 }
 
+// OrderEnv is `message.order`: a cart sent from the catalog. Items are
+// data: {product_retailer_id, quantity, item_price, currency}.
+type OrderEnv struct {
+	CatalogID string `expr:"catalog_id"`
+	Text      string `expr:"text"`
+	Items     []any  `expr:"items"`
+}
+
 // ReferralEnv is `message.referral`: the Click-to-WhatsApp ad or Page
 // button the message came from; empty strings otherwise.
 type ReferralEnv struct {
@@ -81,6 +89,7 @@ type MessageEnv struct {
 	// flow_token); nil for any other message.
 	Form     map[string]any `expr:"form"`
 	Referral ReferralEnv    `expr:"referral"`
+	Order    OrderEnv       `expr:"order"`
 }
 
 // WindowEnv is `window`: the customer service window.

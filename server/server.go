@@ -494,8 +494,16 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 		if len(st.Errors) > 0 {
 			su.ErrorCode, su.Error = st.Errors[0].Code, st.Errors[0].String()
 		}
-		if st.Pricing != nil {
-			su.Category = st.Pricing.Category
+		if st.Pricing != nil || st.Conversation != nil {
+			p := &engine.Pricing{}
+			if pr := st.Pricing; pr != nil {
+				su.Category = pr.Category
+				p.Category, p.Type, p.Model, p.Billable = pr.Category, pr.Type, pr.PricingModel, pr.Billable
+			}
+			if cv := st.Conversation; cv != nil {
+				p.Conversation, p.Origin, p.ConversationTo = cv.ID, cv.Origin, cv.Expires
+			}
+			su.Pricing = p
 		}
 		su.WindowClosed = su.ErrorCode != 0 && whatsapp.Classify(su.ErrorCode, 0) == whatsapp.WindowClosed
 		items = append(items, store.Item{Key: st.Key, Contact: st.Contact, Kind: store.ItemStatus, Timestamp: st.Timestamp, Received: now, Status: su})

@@ -808,3 +808,23 @@ func TestUserPreferencesReachTheContact(t *testing.T) {
 		t.Fatalf("a preference sent %v", bodies(sent))
 	}
 }
+
+// TestStatusPricingKept: a delivered status's pricing and conversation
+// objects are kept with the delivery, as the contact view shows.
+func TestStatusPricingKept(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
+	sent := r.settled(1)
+	body := strings.Replace(string(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "delivered", 0, r.clock.Now())),
+		`"biz_opaque_callback_data"`, `"conversation":{"id":"c-77","origin":{"type":"referral_conversion"}},"pricing":{"billable":false,"pricing_model":"PMP","type":"free_entry_point","category":"referral_conversion"},"biz_opaque_callback_data"`, 1)
+	r.post([]byte(body))
+	r.waitFor("the delivery's pricing", func() bool {
+		_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+		msgs, _ := view["messages"].([]any)
+		if len(msgs) != 1 {
+			return false
+		}
+		p, _ := msgs[0].(map[string]any)["pricing"].(map[string]any)
+		return p["type"] == "free_entry_point" && p["category"] == "referral_conversion" && p["model"] == "PMP" && p["conversation"] == "c-77" && p["origin"] == "referral_conversion"
+	})
+}

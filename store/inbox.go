@@ -72,6 +72,9 @@ type StatusUpdate struct {
 	ErrorCode int       `json:"error_code,omitempty" bson:"error_code,omitempty"`
 	Error     string    `json:"error,omitempty" bson:"error,omitempty"`
 	Category  string    `json:"category,omitempty" bson:"category,omitempty"`
+	// Pricing is what WhatsApp charged, from the status's pricing and
+	// conversation objects.
+	Pricing *engine.Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
 	// WindowClosed: the failure's code means the window was closed.
 	WindowClosed bool `json:"window_closed,omitempty" bson:"window_closed,omitempty"`
 }

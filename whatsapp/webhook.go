@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -119,6 +120,7 @@ type Message struct {
 	WaID          string
 	UserID        string
 	Name          string
+	Username      string // the profile's username, when the contact adopted one
 	PhoneNumberID string
 	Inbound       engine.Inbound
 	// Clock says why Inbound.Timestamp is not WhatsApp's timestamp (see
@@ -148,6 +150,16 @@ type Status struct {
 	Outbound string
 	Errors   []Error
 	Pricing  *Pricing
+	// Conversation is the status's conversation (WhatsApp sends it
+	// inside a free entry point, and under the older pricing model).
+	Conversation *Conversation
+}
+
+// Conversation is a status's conversation object.
+type Conversation struct {
+	ID      string    `json:"id"`
+	Origin  string    `json:"origin"` // origin.type: service, utility, referral_conversion ...
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // Pricing is a status's pricing information.
@@ -226,7 +238,8 @@ type wireValue struct {
 
 type wireContact struct {
 	Profile struct {
-		Name string `json:"name"`
+		Name     string `json:"name"`
+		Username string `json:"username"`
 	} `json:"profile"`
 	WaID   flexString `json:"wa_id"`
 	UserID string     `json:"user_id"`
@@ -320,7 +333,14 @@ type wireMessage struct {
 		Emoji     string `json:"emoji"`
 	} `json:"reaction"`
 	Order *struct {
-		Text string `json:"text"`
+		CatalogID    string `json:"catalog_id"`
+		Text         string `json:"text"`
+		ProductItems []struct {
+			ProductRetailerID flexString `json:"product_retailer_id"`
+			Quantity          flexNumber `json:"quantity"`
+			ItemPrice         flexNumber `json:"item_price"`
+			Currency          string     `json:"currency"`
+		} `json:"product_items"`
 	} `json:"order"`
 	System *struct {
 		Body string `json:"body"`
@@ -337,6 +357,13 @@ type wireStatus struct {
 	BizOpaque       string      `json:"biz_opaque_callback_data"`
 	Errors          []wireError `json:"errors"`
 	Pricing         *Pricing    `json:"pricing"`
+	Conversation    *struct {
+		ID                  flexString `json:"id"`
+		ExpirationTimestamp flexTime   `json:"expiration_timestamp"`
+		Origin              struct {
+			Type string `json:"type"`
+		} `json:"origin"`
+	} `json:"conversation"`
 }
 
 // flexString accepts a JSON string or number.
@@ -480,7 +507,8 @@ func parseValue(u *Update, v *wireValue, received time.Time) {
 	for _, s := range v.Statuses {
 		st := Status{
 			ID: s.ID, Status: s.Status, RecipientID: string(s.RecipientID),
-			Pricing: s.Pricing,
+			Pricing:      s.Pricing,
+			Conversation: conversationOf(&s),
 		}
 		st.Timestamp, _ = ClampTime(s.Timestamp.Time, received)
 		for _, e := range s.Errors {
@@ -575,6 +603,29 @@ func formAnswer(raw json.RawMessage) (map[string]any, string) {
 	return flows.NormalizeJSON(form).(map[string]any), token
 }
 
+func conversationOf(s *wireStatus) *Conversation {
+	if s.Conversation == nil {
+		return nil
+	}
+	return &Conversation{ID: string(s.Conversation.ID), Origin: s.Conversation.Origin.Type, Expires: s.Conversation.ExpirationTimestamp.Time}
+}
+
+// flexNumber accepts a JSON number or a numeric string; anything else is 0.
+type flexNumber float64
+
+func (n *flexNumber) UnmarshalJSON(b []byte) error {
+	var s flexString
+	if err := s.UnmarshalJSON(b); err != nil {
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(s), 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return nil
+	}
+	*n = flexNumber(f)
+	return nil
+}
+
 func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time.Time) Message {
 	m := Message{Key: wm.ID, PhoneNumberID: v.Metadata.PhoneNumberID}
 	if m.Key == "" || strings.HasPrefix(m.Key, "<") || len(m.Key) > 256 {
@@ -586,6 +637,7 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 	for _, c := range v.Contacts {
 		if m.WaID != "" && string(c.WaID) == m.WaID || m.WaID == "" && len(v.Contacts) == 1 {
 			m.Name = c.Profile.Name
+			m.Username = c.Profile.Username
 			if m.WaID == "" {
 				m.WaID = string(c.WaID)
 			}
@@ -604,7 +656,7 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 	for _, e := range wm.Errors {
 		m.Errors = append(m.Errors, e.toError())
 	}
-	in := engine.Inbound{ID: m.Key, Name: m.Name}
+	in := engine.Inbound{ID: m.Key, Name: m.Name, WaID: m.WaID, UserID: m.UserID, Username: m.Username}
 	in.Timestamp, m.Clock = ClampTime(wm.Timestamp.Time, received)
 	m.Order = wm.Timestamp.Time
 	if m.Order.IsZero() {
@@ -659,9 +711,15 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 	case wm.Reaction != nil:
 		in.Type = "reaction"
 		in.Text = wm.Reaction.Emoji
+		in.ReactionTo = wm.Reaction.MessageID
 	case wm.Order != nil:
 		in.Type = "order"
 		in.Text = wm.Order.Text
+		in.Order = flows.OrderEnv{CatalogID: wm.Order.CatalogID, Text: wm.Order.Text, Items: []any{}}
+		for _, it := range wm.Order.ProductItems {
+			in.Order.Items = append(in.Order.Items, map[string]any{"product_retailer_id": string(it.ProductRetailerID),
+				"quantity": flows.NormalizeJSON(float64(it.Quantity)), "item_price": flows.NormalizeJSON(float64(it.ItemPrice)), "currency": it.Currency})
+		}
 	case wm.System != nil:
 		in.Type = "system"
 		in.Text = wm.System.Body

@@ -160,6 +160,37 @@ func TestParseRealPayloads(t *testing.T) {
 		}
 		return ""
 	})
+	check("29-order-pywa.json", func(u *Update) string {
+		o := u.Messages[0].Inbound.Order
+		if o.CatalogID != "354160437058781" || len(o.Items) != 3 {
+			return fmt.Sprintf("want the order's product items, got %+v", o)
+		}
+		if it := o.Items[0].(map[string]any); it["product_retailer_id"] != "HAMBURGER" || it["quantity"] != 3 || it["item_price"] != 30 || it["currency"] != "ILS" {
+			return fmt.Sprintf("first item %v", it)
+		}
+		return ""
+	})
+	check("20-reaction-pywa.json", func(u *Update) string {
+		if m := u.Messages[0].Inbound; m.ReactionTo != "wamid.yzxyzx=" || m.Text != "😮" {
+			return fmt.Sprintf("want the reaction's target, got %q on %q", m.Text, m.ReactionTo)
+		}
+		return ""
+	})
+	check("43-status_sent-contacts-cbp-pywa.json", func(u *Update) string {
+		s := u.Statuses[0]
+		if s.Pricing == nil || s.Pricing.PricingModel != "CBP" || !s.Pricing.Billable || s.Conversation == nil ||
+			s.Conversation.ID != "7270432eae37498234f4444b35ffc5" || s.Conversation.Origin != "service" || s.Conversation.Expires.Unix() != 1698339900 {
+			return fmt.Sprintf("want the status's pricing and conversation, got %+v %+v", s.Pricing, s.Conversation)
+		}
+		return ""
+	})
+	check("03-text-bsuid-pywa.json", func(u *Update) string {
+		m := u.Messages[0]
+		if m.Contact != "972987654321" || m.Inbound.WaID != "972987654321" || m.Inbound.UserID != "US.13491208655302741918" {
+			return fmt.Sprintf("want one contact keyed by wa_id with its BSUID kept, got %q %+v", m.Contact, m.Inbound)
+		}
+		return ""
+	})
 	check("23-button_reply-pywa.json", func(u *Update) string {
 		if m := u.Messages[0].Inbound; m.Type != "interactive" || m.Choice == "" || m.Text == "" {
 			return "want a button reply with id and title"

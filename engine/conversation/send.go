@@ -58,6 +58,10 @@ func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *store.St
 	if su.ErrorCode != 0 {
 		d.ErrorCode, d.Error = su.ErrorCode, su.Error
 	}
+	if su.Pricing != nil {
+		p := *su.Pricing
+		d.Pricing = &p
+	}
 	if su.Status != "failed" {
 		return nil
 	}

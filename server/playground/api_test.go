@@ -121,3 +121,24 @@ func TestPlaygroundToken(t *testing.T) {
 		t.Errorf("with the cookie: %d", code)
 	}
 }
+
+// TestPlaygroundLocationAndForm: the playground answers a location
+// request and a form as the contact would, through the dry run's one way
+// of building the contact's message; bad coordinates are refused.
+func TestPlaygroundLocationAndForm(t *testing.T) {
+	app := newApp(t, playground.Config{Dir: "../../examples/cafe"})
+	id := startChat(t, app, "delivery")
+	path := "/playground/api/sessions/" + id + "/say"
+	if code, body := do(t, app, "POST", path, `{"text": "delivery"}`); code != 200 || !strings.Contains(body, `"kind":"location_request"`) {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	if code, _ := do(t, app, "POST", path, `{"location": {"latitude": 91, "longitude": 0}}`); code != 400 {
+		t.Errorf("a latitude of 91 was answered %d", code)
+	}
+	if code, body := do(t, app, "POST", path, `{"location": {"latitude": 38.71, "longitude": -9.14, "name": "Office"}}`); code != 200 || !strings.Contains(body, "What should we bring to Office?") {
+		t.Fatalf("location: %d %s", code, body)
+	}
+	if code, body := do(t, app, "POST", path, `{"form": {"items": "2 lattes"}}`); code != 200 || !strings.Contains(body, "2 lattes to Office") || !strings.Contains(body, `"kind":"reaction"`) {
+		t.Fatalf("form: %d %s", code, body)
+	}
+}

@@ -439,6 +439,9 @@ func (p *Playground) getSession(c *fiber.Ctx) error {
 type sayRequest struct {
 	Text   string `json:"text"`
 	Choice string `json:"choice"`
+	// Location shares a location; Form answers the latest form.
+	Location *flows.LocationSet `json:"location"`
+	Form     map[string]any     `json:"form"`
 }
 
 func (p *Playground) say(c *fiber.Ctx) error {
@@ -453,8 +456,23 @@ func (p *Playground) say(c *fiber.Ctx) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	in := engine.Inbound{Type: "text", Text: req.Text}
-	if req.Choice != "" {
+	switch {
+	case req.Choice != "":
 		in = ch.session.Tap(req.Choice)
+	case req.Location != nil:
+		if l := req.Location; l.Latitude < -90 || l.Latitude > 90 || l.Longitude < -180 || l.Longitude > 180 {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "a location's latitude is -90..90 and its longitude -180..180"})
+		}
+		in = dryrun.UserMessage(ch.session, &flows.UserSpec{Location: req.Location})
+		in.Text = req.Location.Name
+		if in.Text == "" {
+			in.Text = fmt.Sprintf("📍 %.5f, %.5f", req.Location.Latitude, req.Location.Longitude)
+		}
+	case req.Form != nil:
+		if err := flows.Storable(req.Form); err != nil {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "the form's answers cannot be stored: " + err.Error()})
+		}
+		in = dryrun.UserMessage(ch.session, &flows.UserSpec{Form: req.Form})
 	}
 	if utf8.RuneCountInString(req.Text) > MaxSay {
 		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(fiber.Map{"error": fmt.Sprintf("a message is at most %d characters", MaxSay)})

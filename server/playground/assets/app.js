@@ -190,6 +190,45 @@ function botBubble(e) {
       c.append(choiceButton("choice", b.value, b.value));
     }
     if (c.childNodes.length) div.append(c);
+  } else if (m.kind === "link" && m.link) {
+    div.append(document.createTextNode(m.text || ""));
+    const c = el("div", "choices");
+    const a = el("a", "choice tpl-link", "🔗 " + m.link.text);
+    a.href = m.link.url;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    c.append(a);
+    div.append(c);
+  } else if (m.kind === "form" && m.form) {
+    div.append(document.createTextNode(m.text || ""));
+    const c = el("div", "choices");
+    const b = el("button", "choice", "📋 " + m.form.cta);
+    b.type = "button";
+    b.title = "Flow " + m.form.flow_id + ", screen " + m.form.screen;
+    b.onclick = () => {
+      const answer = prompt("The form's answers, as JSON (Flow " + m.form.flow_id + ", screen " + m.form.screen + ")", "{}");
+      if (answer === null) return;
+      let form;
+      try { form = JSON.parse(answer); } catch (err) { alert("not JSON: " + err.message); return; }
+      send({ form: form }).catch(alert);
+    };
+    c.append(b);
+    div.append(c);
+  } else if (m.kind === "location_request") {
+    div.append(document.createTextNode(m.text || ""));
+    const c = el("div", "choices");
+    const b = el("button", "choice", "📍 Send location");
+    b.type = "button";
+    b.onclick = () => {
+      const answer = prompt("latitude, longitude, name", "38.71, -9.14, Office");
+      if (answer === null) return;
+      const [lat, lng, ...name] = answer.split(",").map((s) => s.trim());
+      send({ location: { latitude: Number(lat), longitude: Number(lng), name: name.join(", ") } }).catch(alert);
+    };
+    c.append(b);
+    div.append(c);
+  } else if (m.kind === "reaction") {
+    div.append(el("div", "media", "reacted " + (m.text || "")));
   } else if (["image", "video", "audio", "document"].includes(m.kind)) {
     div.append(el("div", "media", "[" + m.kind + "] " + ((m.media && (m.media.link || "id " + m.media.id)) || "")));
     if (m.text) div.append(document.createTextNode(m.text));

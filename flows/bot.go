@@ -35,6 +35,8 @@ type Config struct {
 	MaxTemplates int
 	// Typing: show the typing indicator with the read receipt.
 	Typing bool
+	// PhoneNumberID is the number the bot answers ("" for any).
+	PhoneNumberID string
 	// Languages are the languages texts are written in, the default
 	// first (FLOW_SPEC.md 8.3).
 	Languages []string

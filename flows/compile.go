@@ -162,6 +162,7 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 	cfg.Language = "en_US"
 	cfg.MaxTemplates = defaultMaxTemplate
 	cfg.Typing = s.Typing == nil || *s.Typing
+	cfg.PhoneNumberID = strings.TrimSpace(s.PhoneNumberID)
 	cfg.OptOutReply = "You have been unsubscribed and will get no more messages from us. Send START to subscribe again."
 	cfg.OptInReply = "You are subscribed again."
 	cfg.Pricing = Pricing{Model: PerMessage, Currency: "USD", Rates: map[Category]float64{}}

@@ -60,6 +60,9 @@ type Config struct {
 	VerifyToken string
 	// APIToken is the bearer token of /api/; without it /api/ answers 401.
 	APIToken string
+	// PhoneNumberID binds the server to one business number: updates
+	// for other numbers start nothing. "" takes every number.
+	PhoneNumberID string
 	// MarkRead marks each handled inbound message read.
 	MarkRead bool
 	// Clock is the server's time and timers; nil is the wall clock (with
@@ -447,6 +450,9 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 		s.log.Warn("WhatsApp reported an error in a webhook", "code", e.Code, "error", e.String())
 	}
 	for _, m := range u.Messages {
+		if !s.ours(m.PhoneNumberID) {
+			continue
+		}
 		if m.Contact == "" {
 			s.log.Warn("webhook message without a sender: recorded here and dropped", "key", m.Key, "type", m.Inbound.Type)
 			continue
@@ -481,6 +487,9 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 			Command: &store.Command{Kind: store.CommandPreference, Preference: p.Value}})
 	}
 	for _, st := range u.Statuses {
+		if !s.ours(st.PhoneNumberID) {
+			continue
+		}
 		if st.Contact == "" || st.ID == "" {
 			s.log.Warn("webhook status without a recipient or an id: dropped", "status", st.Status)
 			continue
@@ -509,6 +518,26 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 		items = append(items, store.Item{Key: st.Key, Contact: st.Contact, Kind: store.ItemStatus, Timestamp: st.Timestamp, Received: now, Status: su})
 	}
 	return items
+}
+
+// ours reports whether an update for a business number is this bot's:
+// when the server is bound to a number (Config.PhoneNumberID), an update
+// for another number is logged, counted and dropped (the webhook is still
+// answered 200: it was delivered to the right place, for nobody here).
+func (s *Server) ours(number string) bool {
+	if s.cfg.PhoneNumberID == "" || number == "" || number == s.cfg.PhoneNumberID {
+		return true
+	}
+	s.log.Warn("webhook update for a number this server does not serve: dropped", "phone_number_id", truncate(number, 64), "serves", s.cfg.PhoneNumberID)
+	s.metrics.refused.WithLabelValues("unknown_number").Inc()
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func (s *Server) healthz(c *fiber.Ctx) error {

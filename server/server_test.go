@@ -828,3 +828,26 @@ func TestStatusPricingKept(t *testing.T) {
 		return p["type"] == "free_entry_point" && p["category"] == "referral_conversion" && p["model"] == "PMP" && p["conversation"] == "c-77" && p["origin"] == "referral_conversion"
 	})
 }
+
+// TestBoundToItsNumber: a server bound to a business number answers the
+// messages of one webhook that are for it, and drops (logs and counts,
+// answering 200) those for another number of the same account.
+func TestBoundToItsNumber(t *testing.T) {
+	r := newRig(t, "testdata/echo", func(c *server.Config) { c.PhoneNumberID = "106540352242922" })
+	now := r.clock.Now()
+	body := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[
+	 {"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+	  "contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":"wamid.ours","timestamp":"%d","type":"text","text":{"body":"for us"}}]}},
+	 {"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550009999","phone_number_id":"999999999999999"},
+	  "contacts":[{"profile":{"name":"Bo"},"wa_id":"15550002222"}],"messages":[{"from":"15550002222","id":"wamid.theirs","timestamp":"%d","type":"text","text":{"body":"for the other number"}}]}}]}]}`, now.Unix(), now.Unix())
+	if code := r.post([]byte(body)); code != 200 {
+		t.Fatalf("the webhook was answered %d", code)
+	}
+	sent := r.settled(1)
+	if text(sent[0]) != "echo for us" || sent[0].Body["to"] != "15550001111" {
+		t.Fatalf("sent %s", sent[0].Raw)
+	}
+	if !strings.Contains(r.metricsText(), `flowbot_webhook_updates_refused_total{reason="unknown_number"} 1`) {
+		t.Fatal("the other number's message was not counted")
+	}
+}

@@ -150,6 +150,8 @@ type Status struct {
 	Outbound string
 	Errors   []Error
 	Pricing  *Pricing
+	// PhoneNumberID is the business number the status is about.
+	PhoneNumberID string
 	// Conversation is the status's conversation (WhatsApp sends it
 	// inside a free entry point, and under the older pricing model).
 	Conversation *Conversation
@@ -506,7 +508,7 @@ func parseValue(u *Update, v *wireValue, received time.Time) {
 	}
 	for _, s := range v.Statuses {
 		st := Status{
-			ID: s.ID, Status: s.Status, RecipientID: string(s.RecipientID),
+			ID: s.ID, Status: s.Status, RecipientID: string(s.RecipientID), PhoneNumberID: v.Metadata.PhoneNumberID,
 			Pricing:      s.Pricing,
 			Conversation: conversationOf(&s),
 		}

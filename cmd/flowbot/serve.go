@@ -68,15 +68,23 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn("store: in memory; state is lost on restart (set --mongo-uri or MONGODB_URI to keep it)")
 	}
 
+	// The number the bot answers: flowbot.yaml's phone_number_id, else
+	// WHATSAPP_PHONE_NUMBER_ID; the two must agree.
+	phone := bot.Settings.PhoneNumberID
+	if env := os.Getenv("WHATSAPP_PHONE_NUMBER_ID"); env != "" {
+		if phone != "" && env != phone {
+			return usageErr("serve: flowbot.yaml's phone_number_id is %s but WHATSAPP_PHONE_NUMBER_ID is %s: the bot would answer from another number than it is bound to", phone, env)
+		}
+		phone = env
+	}
 	var sender server.Sender
 	token := os.Getenv("WHATSAPP_TOKEN")
 	if token == "" {
 		sender = server.NewDevOutbox(log)
 		log.Warn("development mode: WHATSAPP_TOKEN is not set, so nothing is sent; outbound messages are logged and listed at GET /api/outbox")
 	} else {
-		phone := os.Getenv("WHATSAPP_PHONE_NUMBER_ID")
 		if phone == "" {
-			return usageErr("serve: WHATSAPP_TOKEN is set but WHATSAPP_PHONE_NUMBER_ID is not: the business phone number's id is needed to send")
+			return usageErr("serve: WHATSAPP_TOKEN is set but neither WHATSAPP_PHONE_NUMBER_ID nor flowbot.yaml's phone_number_id is: the business phone number's id is needed to send")
 		}
 		base := os.Getenv("WHATSAPP_GRAPH_URL")
 		if base == "" {
@@ -96,7 +104,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := server.New(server.Config{
 		AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
 		APIToken: apiToken, MarkRead: token != "", Logger: log, Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick, SweepInterval: *sweep,
-		InstanceID: *instanceID, Heartbeat: *heartbeat,
+		InstanceID: *instanceID, Heartbeat: *heartbeat, PhoneNumberID: phone,
 	}, eng, st, sender)
 	if err != nil {
 		return usageErr("serve: %v", err)

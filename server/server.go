@@ -373,7 +373,7 @@ func (s *Server) routes() {
 	a.Post("/webhook", s.webhook)
 	a.Get("/healthz", s.healthz)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
-	api := a.Group("/api", s.auth, s.idempotent)
+	api := a.Group("/api", s.auth, s.number, s.idempotent)
 	api.Post("/contacts/:id/flows/:flow", s.startFlow)
 	api.Get("/contacts/:id", s.contact)
 	api.Post("/contacts/:id/release", s.release)
@@ -560,6 +560,17 @@ func (s *Server) auth(c *fiber.Ctx) error {
 	got := c.Get(fiber.HeaderAuthorization)
 	if subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+s.cfg.APIToken)) != 1 {
 		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or wrong bearer token"})
+	}
+	return c.Next()
+}
+
+// number checks an /api/ request's ?number=PHONE_NUMBER_ID: a server
+// bound to a number answers for that number only (404 for another); the
+// parameter may be left out.
+func (s *Server) number(c *fiber.Ctx) error {
+	n := c.Query("number")
+	if n != "" && s.cfg.PhoneNumberID != "" && n != s.cfg.PhoneNumberID {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "this server does not serve number " + strconv.Quote(truncate(n, 64)) + "; it serves " + s.cfg.PhoneNumberID})
 	}
 	return c.Next()
 }

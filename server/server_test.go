@@ -850,4 +850,10 @@ func TestBoundToItsNumber(t *testing.T) {
 	if !strings.Contains(r.metricsText(), `flowbot_webhook_updates_refused_total{reason="unknown_number"} 1`) {
 		t.Fatal("the other number's message was not counted")
 	}
+	if code, view := r.api("GET", "/api/contacts/15550001111?number=106540352242922", apiToken, nil); code != 200 || view["flow"] != nil {
+		t.Fatalf("?number= of our number: %d %v", code, view)
+	}
+	if code, view := r.api("GET", "/api/contacts/15550001111?number=999999999999999", apiToken, nil); code != 404 || !strings.Contains(fmt.Sprint(view["error"]), "does not serve number") {
+		t.Fatalf("?number= of another number: %d %v", code, view)
+	}
 }

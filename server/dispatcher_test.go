@@ -29,7 +29,7 @@ func TestDispatcherOneWorkerPerContact(t *testing.T) {
 		worked[c]++
 		mu.Unlock()
 	}
-	d := newDispatcher(8, 2*time.Millisecond, work, newMetrics(func() float64 { return 0 }), wallClock{now: time.Now})
+	d := newDispatcher(8, 2*time.Millisecond, work, newMetrics("", func() float64 { return 0 }), wallClock{now: time.Now})
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
@@ -117,7 +117,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func TestDispatcherSettlesOnItsClock(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
 	worked := make(chan string, 10)
-	d := newDispatcher(2, 10*time.Millisecond, func(_ context.Context, c string) { worked <- c }, newMetrics(func() float64 { return 0 }), clock)
+	d := newDispatcher(2, 10*time.Millisecond, func(_ context.Context, c string) { worked <- c }, newMetrics("", func() float64 { return 0 }), clock)
 	defer d.close(context.Background())
 	settling := func(c string) bool {
 		d.mu.Lock()

@@ -30,7 +30,7 @@ type metrics struct {
 	numberQuality  *prometheus.CounterVec
 }
 
-func newMetrics(depth func() float64) *metrics {
+func newMetrics(number string, depth func() float64) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -84,9 +84,14 @@ func newMetrics(depth func() float64) *metrics {
 			Name: "flowbot_phone_number_quality_events_total", Help: "The number's quality and messaging limit events (phone_number_quality_update), by event (FLAGGED, UNFLAGGED, UPGRADE, DOWNGRADE ...).",
 		}, []string{"event"}),
 	}
-	m.reg.MustRegister(m.preferences, m.templateEvents, m.numberQuality, m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
-		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var r prometheus.Registerer = m.reg
+	if number != "" {
+		r = prometheus.WrapRegistererWith(prometheus.Labels{"number": number}, m.reg)
+	} else {
+		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	r.MustRegister(m.preferences, m.templateEvents, m.numberQuality, m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
+		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped)
 	return m
 }
 

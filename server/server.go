@@ -23,6 +23,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowbot/flowbot/engine"
@@ -60,6 +61,10 @@ type Config struct {
 	VerifyToken string
 	// APIToken is the bearer token of /api/; without it /api/ answers 401.
 	APIToken string
+	// MetricsNumber labels every flowbot metric with number=this, for a
+	// front that serves several numbers and gathers them all; the Go and
+	// process metrics are then the front's to give.
+	MetricsNumber string
 	// PhoneNumberID binds the server to one business number: updates
 	// for other numbers start nothing. "" takes every number.
 	PhoneNumberID string
@@ -190,7 +195,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue()}
 	s.clock = cfg.Clock
 	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s}}
-	s.metrics = newMetrics(func() float64 {
+	s.metrics = newMetrics(cfg.MetricsNumber, func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		n, err := st.Depth(ctx)
@@ -408,20 +413,30 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	if err != nil {
 		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
 	}
+	if err := s.Accept(c.UserContext(), u, now); err != nil {
+		// Not queued: answer 500 so that Meta delivers it again.
+		return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": err.Error()})
+	}
+	return c.SendString("OK")
+}
+
+// Accept records a parsed notification's account events and durably
+// queues its updates for the contacts' workers; an error means it was not
+// (all) taken, and the webhook must be redelivered.
+func (s *Server) Accept(ctx context.Context, u *whatsapp.Update, now time.Time) error {
 	if len(u.Account) > 0 {
 		// Recorded before the answer: a store that cannot take them gets
 		// the notification redelivered.
-		if err := s.accountEvents(c.UserContext(), u.Account, now); err != nil {
+		if err := s.accountEvents(ctx, u.Account, now); err != nil {
 			s.log.Error("account events not recorded", "err", err)
-			return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "could not record the account's events; they will be redelivered"})
+			return errors.New("could not record the account's events; they will be redelivered")
 		}
 	}
 	items := s.items(u, now)
-	fresh, err := s.store.Enqueue(c.UserContext(), items)
+	fresh, err := s.store.Enqueue(ctx, items)
 	if err != nil {
-		// Not queued: answer 500 so that Meta delivers it again.
 		s.log.Error("webhook not queued", "err", err)
-		return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "could not queue the notification; it will be redelivered"})
+		return errors.New("could not queue the notification; it will be redelivered")
 	}
 	s.metrics.duplicates.Add(float64(len(items) - len(fresh)))
 	seen := map[string]bool{}
@@ -439,7 +454,7 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 			s.disp.notify(it.Contact)
 		}
 	}
-	return c.SendString("OK")
+	return nil
 }
 
 // items turns a parsed notification into inbox items, recording what
@@ -541,15 +556,37 @@ func truncate(s string, n int) string {
 }
 
 func (s *Server) healthz(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	h, ok := s.Health(c.UserContext())
+	if !ok {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(h)
+	}
+	return c.JSON(h)
+}
+
+// Health is what /healthz answers, and whether the store can be reached.
+func (s *Server) Health(ctx context.Context) (fiber.Map, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "store": s.store.Name(), "error": err.Error()})
+		return fiber.Map{"status": "unavailable", "store": s.store.Name(), "error": err.Error()}, false
 	}
 	queued, _ := s.store.Depth(ctx)
-	return c.JSON(fiber.Map{"status": "ok", "store": s.store.Name(), "instance": s.instance,
-		"work_in_hand": fiber.Map{"contacts": s.disp.busy(), "retries": s.pending.Load(), "queued": queued}})
+	return fiber.Map{"status": "ok", "store": s.store.Name(), "instance": s.instance,
+		"work_in_hand": fiber.Map{"contacts": s.disp.busy(), "retries": s.pending.Load(), "queued": queued}}, true
 }
+
+// Handler serves one HTTP request with the server's routes (a front
+// serving several numbers hands each its own).
+func (s *Server) Handler(c *fiber.Ctx) error {
+	s.app.Handler()(c.Context())
+	return nil
+}
+
+// Number is the business number the server is bound to.
+func (s *Server) Number() string { return s.cfg.PhoneNumberID }
+
+// Gatherer is the server's Prometheus registry.
+func (s *Server) Gatherer() prometheus.Gatherer { return s.metrics.reg }
 
 // --- the API ---
 

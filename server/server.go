@@ -488,6 +488,9 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 		items = append(items, store.Item{Key: m.Key, Contact: m.Contact, Kind: store.ItemMessage, Timestamp: m.Order, Received: now, Message: &in})
 	}
 	for _, p := range u.Preferences {
+		if !s.ours(p.PhoneNumberID) {
+			continue
+		}
 		if p.Category != "marketing_messages" || (p.Value != "stop" && p.Value != "resume") {
 			s.log.Info("a contact's preference flowbot does not follow", "category", p.Category, "value", p.Value)
 			continue

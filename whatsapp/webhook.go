@@ -72,11 +72,13 @@ type Update struct {
 
 // Preference is a contact stopping or resuming marketing messages.
 type Preference struct {
-	Contact   string
-	Category  string // marketing_messages
-	Value     string // stop or resume
-	Detail    string
-	Timestamp time.Time
+	// PhoneNumberID is the business number the preference was given to.
+	PhoneNumberID string
+	Contact       string
+	Category      string // marketing_messages
+	Value         string // stop or resume
+	Detail        string
+	Timestamp     time.Time
 }
 
 // The account's change fields flowbot follows besides messages.
@@ -455,7 +457,7 @@ func Parse(body []byte, received time.Time) (*Update, error) {
 					if at.IsZero() {
 						at = received
 					}
-					u.Preferences = append(u.Preferences, Preference{Contact: c, Category: p.Category, Value: strings.ToLower(p.Value), Detail: p.Detail, Timestamp: at})
+					u.Preferences = append(u.Preferences, Preference{PhoneNumberID: ch.Value.Metadata.PhoneNumberID, Contact: c, Category: p.Category, Value: strings.ToLower(p.Value), Detail: p.Detail, Timestamp: at})
 				}
 			case FieldTemplateStatus, FieldTemplateCategory, FieldTemplateQuality, FieldNumberQuality:
 				u.Account = append(u.Account, accountEvent(ch.Field, &ch.Value))

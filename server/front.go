@@ -1,0 +1,175 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flowbot/flowbot/whatsapp"
+)
+
+// Front serves several business numbers from one listener (INTERFACES.md
+// version 2, section 3): each number has its own Server (its bot, its
+// store namespace, its sender posting from that number). The front checks
+// a webhook's signature once, splits its updates by
+// metadata.phone_number_id and hands each server its own; updates for a
+// number no bot serves are answered 200, logged and counted. /api/ and
+// /playground take ?number=PHONE_NUMBER_ID (optional with one number).
+type Front struct {
+	servers map[string]*Server
+	numbers []string
+	cfg     FrontConfig
+	app     *fiber.App
+	reg     *prometheus.Registry
+	unknown prometheus.Counter
+}
+
+// FrontConfig configures a front: the app's secret (every number of an
+// app shares it) and the clock.
+type FrontConfig struct {
+	AppSecret             string
+	InsecureSkipSignature bool
+	Logger                *slog.Logger
+	Now                   func() time.Time
+}
+
+// NewFront serves the servers, each bound to its number (Config.PhoneNumberID).
+func NewFront(cfg FrontConfig, servers ...*Server) *Front {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	f := &Front{servers: map[string]*Server{}, cfg: cfg, reg: prometheus.NewRegistry()}
+	for _, s := range servers {
+		f.servers[s.Number()] = s
+		f.numbers = append(f.numbers, s.Number())
+	}
+	f.unknown = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "flowbot_webhook_unknown_number_updates_total", Help: "Webhook updates for a business number no bot here serves (answered 200, started nothing).",
+	})
+	f.reg.MustRegister(f.unknown, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gather := prometheus.Gatherers{f.reg}
+	for _, n := range f.numbers {
+		gather = append(gather, f.servers[n].Gatherer())
+	}
+	f.app = fiber.New(fiber.Config{Immutable: true, BodyLimit: MaxBody, DisableStartupMessage: true,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+	f.app.Get("/webhook", func(c *fiber.Ctx) error { return f.servers[f.numbers[0]].handshake(c) })
+	f.app.Post("/webhook", f.webhook)
+	f.app.Get("/healthz", f.healthz)
+	f.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(gather, promhttp.HandlerOpts{})))
+	f.app.Use(f.route)
+	return f
+}
+
+// webhook verifies, parses and splits a notification by number.
+func (f *Front) webhook(c *fiber.Ctx) error {
+	body := c.Body()
+	if !f.cfg.InsecureSkipSignature && !whatsapp.VerifySignature(f.cfg.AppSecret, body, c.Get(whatsapp.SignatureHeader)) {
+		f.cfg.Logger.Warn("webhook refused: missing or wrong signature", "remote", c.IP())
+		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or invalid " + whatsapp.SignatureHeader})
+	}
+	now := f.cfg.Now()
+	u, err := whatsapp.Parse(body, now)
+	if err != nil {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	}
+	parts := map[string]*whatsapp.Update{}
+	part := func(number string) *whatsapp.Update {
+		if _, ok := f.servers[number]; !ok {
+			f.unknown.Inc()
+			f.cfg.Logger.Warn("webhook update for a number no bot here serves: dropped", "phone_number_id", truncate(number, 64))
+			return nil
+		}
+		if parts[number] == nil {
+			parts[number] = &whatsapp.Update{}
+		}
+		return parts[number]
+	}
+	for _, m := range u.Messages {
+		if p := part(m.PhoneNumberID); p != nil {
+			p.Messages = append(p.Messages, m)
+		}
+	}
+	for _, s := range u.Statuses {
+		if p := part(s.PhoneNumberID); p != nil {
+			p.Statuses = append(p.Statuses, s)
+		}
+	}
+	for _, pr := range u.Preferences {
+		if p := part(pr.PhoneNumberID); p != nil {
+			p.Preferences = append(p.Preferences, pr)
+		}
+	}
+	for _, n := range f.numbers {
+		// The account's events (templates, errors) concern every number.
+		if len(u.Account) > 0 || len(u.Errors) > 0 {
+			p := part(n)
+			p.Account, p.Errors = u.Account, u.Errors
+		}
+	}
+	for _, n := range f.numbers {
+		if p := parts[n]; p != nil {
+			if err := f.servers[n].Accept(c.UserContext(), p, now); err != nil {
+				return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": err.Error()})
+			}
+		}
+	}
+	return c.SendString("OK")
+}
+
+// healthz is every number's health.
+func (f *Front) healthz(c *fiber.Ctx) error {
+	all, ok := fiber.Map{}, true
+	for _, n := range f.numbers {
+		h, up := f.servers[n].Health(c.UserContext())
+		all[n], ok = h, ok && up
+	}
+	status := "ok"
+	if !ok {
+		status = "unavailable"
+		c.Status(fiber.StatusServiceUnavailable)
+	}
+	return c.JSON(fiber.Map{"status": status, "numbers": all})
+}
+
+// route hands /api/ and /playground requests to the server of
+// ?number=; with one number the parameter may be left out.
+func (f *Front) route(c *fiber.Ctx) error {
+	n := c.Query("number")
+	if n == "" && len(f.numbers) == 1 {
+		n = f.numbers[0]
+	}
+	s, ok := f.servers[n]
+	if !ok {
+		if n == "" {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "several numbers are served here: add ?number= one of " + strings.Join(f.numbers, ", ")})
+		}
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no bot here serves number " + truncate(n, 64) + "; the numbers are " + strings.Join(f.numbers, ", ")})
+	}
+	return s.Handler(c)
+}
+
+// Serve serves HTTP on ln until Shutdown.
+func (f *Front) Serve(ln net.Listener) error { return f.app.Listener(ln) }
+
+// Shutdown stops taking requests, then shuts every number's server down.
+func (f *Front) Shutdown(ctx context.Context) error {
+	err := f.app.ShutdownWithContext(ctx)
+	for _, n := range f.numbers {
+		if e := f.servers[n].Shutdown(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}

@@ -108,14 +108,36 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 // parseFlags parses flags that may come before or after the bot
 // directory, as in `flowbot test DIR -v`.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (dir string, err error) {
+	positional, err := parseArgs(fs, args, stderr)
+	if err != nil {
+		return "", err
+	}
+	if len(positional) != 1 {
+		return "", usageErr("%s: expected one bot directory, got %d arguments (%s)", fs.Name(), len(positional), strings.Join(positional, " "))
+	}
+	return positional[0], nil
+}
+
+// parseDirs is parseFlags for commands that take one bot directory or
+// more (serve).
+func parseDirs(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
+	positional, err := parseArgs(fs, args, stderr)
+	if err == nil && len(positional) == 0 {
+		err = usageErr("%s: expected a bot directory (or several, one per number)", fs.Name())
+	}
+	return positional, err
+}
+
+// parseArgs parses flags wherever they stand among the arguments.
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
 	fs.SetOutput(stderr)
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return "", &exitError{code: 0}
+				return nil, &exitError{code: 0}
 			}
-			return "", &exitError{code: 2}
+			return nil, &exitError{code: 2}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -124,10 +146,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (dir string, 
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
-	if len(positional) != 1 {
-		return "", usageErr("%s: expected one bot directory, got %d arguments (%s)", fs.Name(), len(positional), strings.Join(positional, " "))
-	}
-	return positional[0], nil
+	return positional, nil
 }
 
 // secretsFromEnv reads the environment variables a bot lists as secrets.

@@ -41,57 +41,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	instanceID := fs.String("instance-id", server.DefaultInstanceID(), "this instance's name among several on one database: a restart under the same name takes back its unsent messages at once; refused while a live instance holds it")
 	heartbeat := fs.Duration("heartbeat", 2*time.Second, "how often this instance proves it holds its --instance-id; a crashed instance's id is free again after three")
 	reload := fs.Duration("reload-interval", time.Second, "how often the bot directory is checked for changes (SIGHUP checks at once); 0 checks only on SIGHUP")
-	dir, err := parseFlags(fs, args, stderr)
+	dirs, err := parseDirs(fs, args, stderr)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	bot, err := mustLoadBot(dir, stderr)
-	if err != nil {
-		return err
-	}
 	if *mongoURI == "" {
 		*mongoURI = os.Getenv("MONGODB_URI")
 	}
-	var st store.Store
-	if *mongoURI != "" {
-		ms, err := mongostore.Open(ctx, *mongoURI)
-		if err != nil {
-			return usageErr("serve: %v", err)
-		}
-		defer ms.Close(context.Background())
-		ms.SetLogger(log)
-		st = ms
-		log.Info("store: MongoDB", "uri", redactURI(*mongoURI))
-	} else {
-		st = memory.New()
-		log.Warn("store: in memory; state is lost on restart (set --mongo-uri or MONGODB_URI to keep it)")
-	}
-
-	// The number the bot answers: flowbot.yaml's phone_number_id, else
-	// WHATSAPP_PHONE_NUMBER_ID; the two must agree.
-	phone := bot.Settings.PhoneNumberID
-	if env := os.Getenv("WHATSAPP_PHONE_NUMBER_ID"); env != "" {
-		if phone != "" && env != phone {
-			return usageErr("serve: flowbot.yaml's phone_number_id is %s but WHATSAPP_PHONE_NUMBER_ID is %s: the bot would answer from another number than it is bound to", phone, env)
-		}
-		phone = env
-	}
-	var sender server.Sender
 	token := os.Getenv("WHATSAPP_TOKEN")
-	if token == "" {
-		sender = server.NewDevOutbox(log)
-		log.Warn("development mode: WHATSAPP_TOKEN is not set, so nothing is sent; outbound messages are logged and listed at GET /api/outbox")
-	} else {
-		if phone == "" {
-			return usageErr("serve: WHATSAPP_TOKEN is set but neither WHATSAPP_PHONE_NUMBER_ID nor flowbot.yaml's phone_number_id is: the business phone number's id is needed to send")
-		}
-		base := os.Getenv("WHATSAPP_GRAPH_URL")
-		if base == "" {
-			base = whatsapp.DefaultGraphURL
-		}
-		sender = &whatsapp.Client{BaseURL: base, PhoneNumberID: phone, Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
-	}
 	secret := os.Getenv("WHATSAPP_APP_SECRET")
 	if *insecure {
 		log.Warn("signature checks are OFF (--insecure-skip-signature): anyone can post webhooks; development only")
@@ -100,43 +58,127 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if apiToken == "" {
 		log.Warn("FLOWBOT_API_TOKEN is not set: every /api/ endpoint answers 401")
 	}
-	eng := engine.New(bot, engine.Options{Secrets: secretsFromEnv(bot.Settings.Secrets)})
-	srv, err := server.New(server.Config{
-		AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
-		APIToken: apiToken, MarkRead: token != "", Logger: log, Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick, SweepInterval: *sweep,
-		InstanceID: *instanceID, Heartbeat: *heartbeat, PhoneNumberID: phone,
-	}, eng, st, sender)
-	if err != nil {
-		return usageErr("serve: %v", err)
+	if token == "" {
+		log.Warn("development mode: WHATSAPP_TOKEN is not set, so nothing is sent; outbound messages are logged and listed at GET /api/outbox")
 	}
-	files, err := flows.ReadFiles(dir)
-	if err != nil {
-		return usageErr("serve: %v", err)
+	multi := len(dirs) > 1
+	if multi && os.Getenv("WHATSAPP_PHONE_NUMBER_ID") != "" {
+		log.Warn("WHATSAPP_PHONE_NUMBER_ID is ignored with several bots: each names its number in flowbot.yaml (phone_number_id)")
 	}
-	if err := srv.SetBot(ctx, eng, flows.Version(files), files); err != nil {
-		return usageErr("serve: %v", err)
-	}
-	go watchBot(ctx, dir, srv, *reload, log)
-	if apiToken != "" {
-		pg, err := playground.New(playground.Config{Dir: dir, Token: apiToken}) // secrets read as placeholders
-		if err != nil {
-			return usageErr("serve: playground: %v", err)
+	var servers []*server.Server
+	numbers := map[string]string{}
+	stopAll := func() {
+		for _, srv := range servers {
+			srv.Shutdown(context.Background())
 		}
-		srv.Mount(func(r fiber.Router) { pg.Mount(r, "/playground") })
+	}
+	for _, dir := range dirs {
+		bot, err := mustLoadBot(dir, stderr)
+		if err != nil {
+			stopAll()
+			return err
+		}
+		// The number the bot answers: flowbot.yaml's phone_number_id, else
+		// WHATSAPP_PHONE_NUMBER_ID (one bot only); the two must agree.
+		phone := bot.Settings.PhoneNumberID
+		if env := os.Getenv("WHATSAPP_PHONE_NUMBER_ID"); env != "" && !multi {
+			if phone != "" && env != phone {
+				return usageErr("serve: flowbot.yaml's phone_number_id is %s but WHATSAPP_PHONE_NUMBER_ID is %s: the bot would answer from another number than it is bound to", phone, env)
+			}
+			phone = env
+		}
+		if multi {
+			if phone == "" {
+				stopAll()
+				return usageErr("serve: %s: with several bots each names its number in flowbot.yaml (phone_number_id: \"...\")", dir)
+			}
+			if other, dup := numbers[phone]; dup {
+				stopAll()
+				return usageErr("serve: %s and %s both answer number %s", other, dir, phone)
+			}
+			numbers[phone] = dir
+		}
+		st, err := openStore(ctx, *mongoURI, phone, multi, log)
+		if err != nil {
+			stopAll()
+			return usageErr("serve: %v", err)
+		}
+		if c, ok := st.(interface{ Close(context.Context) error }); ok {
+			defer c.Close(context.Background())
+		}
+		var sender server.Sender
+		if token == "" {
+			sender = server.NewDevOutbox(log)
+		} else {
+			if phone == "" {
+				stopAll()
+				return usageErr("serve: WHATSAPP_TOKEN is set but neither WHATSAPP_PHONE_NUMBER_ID nor flowbot.yaml's phone_number_id is: the business phone number's id is needed to send")
+			}
+			base := os.Getenv("WHATSAPP_GRAPH_URL")
+			if base == "" {
+				base = whatsapp.DefaultGraphURL
+			}
+			sender = &whatsapp.Client{BaseURL: base, PhoneNumberID: phone, Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+		}
+		eng := engine.New(bot, engine.Options{Secrets: secretsFromEnv(bot.Settings.Secrets)})
+		cfg := server.Config{
+			AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
+			APIToken: apiToken, MarkRead: token != "", Logger: log.With("number", phone), Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick, SweepInterval: *sweep,
+			InstanceID: *instanceID, Heartbeat: *heartbeat, PhoneNumberID: phone,
+		}
+		if multi {
+			cfg.MetricsNumber = phone
+		}
+		srv, err := server.New(cfg, eng, st, sender)
+		if err != nil {
+			stopAll()
+			return usageErr("serve: %v", err)
+		}
+		files, err := flows.ReadFiles(dir)
+		if err != nil {
+			stopAll()
+			return usageErr("serve: %v", err)
+		}
+		if err := srv.SetBot(ctx, eng, flows.Version(files), files); err != nil {
+			stopAll()
+			return usageErr("serve: %v", err)
+		}
+		go watchBot(ctx, dir, srv, *reload, log)
+		if apiToken != "" {
+			pg, err := playground.New(playground.Config{Dir: dir, Token: apiToken}) // secrets read as placeholders
+			if err != nil {
+				stopAll()
+				return usageErr("serve: playground: %v", err)
+			}
+			srv.Mount(func(r fiber.Router) { pg.Mount(r, "/playground") })
+		}
+		if err := srv.Start(ctx); err != nil {
+			stopAll()
+			return usageErr("serve: %v", err)
+		}
+		servers = append(servers, srv)
+		log.Info("bot ready", "bot", dir, "number", phone, "version", srv.Version(), "flows", len(bot.Flows))
+	}
+	if apiToken != "" {
 		log.Info("playground at /playground?token=<FLOWBOT_API_TOKEN>: dry runs only; its HTTP calls answer from no mock, and its edits stay in memory")
 	}
-	if err := srv.Start(ctx); err != nil {
-		return usageErr("serve: %v", err)
+	type service interface {
+		Serve(net.Listener) error
+		Shutdown(context.Context) error
+	}
+	var svc service = servers[0]
+	if multi {
+		svc = server.NewFront(server.FrontConfig{AppSecret: secret, InsecureSkipSignature: *insecure, Logger: log}, servers...)
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
-		srv.Shutdown(context.Background())
+		stopAll()
 		return usageErr("serve: %v", err)
 	}
-	log.Info("serving", "bot", dir, "version", srv.Version(), "flows", len(bot.Flows), "addr", ln.Addr().String())
-	fmt.Fprintf(stdout, "flowbot serving %s on %s\n", dir, ln.Addr())
+	log.Info("serving", "bots", strings.Join(dirs, " "), "addr", ln.Addr().String())
+	fmt.Fprintf(stdout, "flowbot serving %s on %s\n", strings.Join(dirs, " "), ln.Addr())
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- svc.Serve(ln) }()
 	select {
 	case err := <-errc:
 		if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "closed") {
@@ -148,12 +190,35 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("shutting down: no more webhooks; finishing the work in hand", "timeout", drain.String())
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := svc.Shutdown(sctx); err != nil {
 		log.Error("shutdown", "err", err)
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openStore opens a number's store: MongoDB when a URI is given (with
+// several numbers, each in a database of its own, the URI's database name
+// followed by _ and the number), else memory.
+func openStore(ctx context.Context, uri, number string, multi bool, log *slog.Logger) (store.Store, error) {
+	if uri == "" {
+		log.Warn("store: in memory; state is lost on restart (set --mongo-uri or MONGODB_URI to keep it)", "number", number)
+		return memory.New(), nil
+	}
+	var ms *mongostore.Store
+	var err error
+	if multi {
+		ms, err = mongostore.OpenDatabase(ctx, uri, func(db string) string { return db + "_" + number })
+	} else {
+		ms, err = mongostore.Open(ctx, uri)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ms.SetLogger(log)
+	log.Info("store: MongoDB", "uri", redactURI(uri), "number", number)
+	return ms, nil
 }
 
 // redactURI hides a connection string's password in logs.

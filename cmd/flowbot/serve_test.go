@@ -125,3 +125,63 @@ func TestServeReloads(t *testing.T) {
 	os.WriteFile(flow, []byte(strings.Replace(string(src), "I can book you an appointment.", "Let's book.", 1)), 0o644)
 	waitFor("msg=\"reloaded the bot")
 }
+
+// TestServeSeveralNumbers: `serve DIR DIR` serves two bots, each bound to
+// the number its flowbot.yaml names, on one address; one webhook carrying
+// messages for both numbers and a third is answered 200, each message by
+// its number's bot, the third by none.
+func TestServeSeveralNumbers(t *testing.T) {
+	bots := map[string]string{"111": "one says {{ message.text }}", "222": "two says {{ message.text }}"}
+	var dirs []string
+	for number, reply := range bots {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "flows"), 0o755)
+		os.WriteFile(filepath.Join(dir, "flowbot.yaml"), []byte("default_flow: echo\nphone_number_id: \""+number+"\"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "flows", "echo.yaml"), []byte("flow: echo\nstart: reply\nsteps:\n  reply:\n    say: \""+reply+"\"\n    end: true\n"), 0o644)
+		dirs = append(dirs, dir)
+	}
+	stdout, stderr, cancel, done := serveInProcess(t, dirs[0], dirs[1])
+	addrRe := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`)
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if m := addrRe.FindStringSubmatch(stdout.String()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		cancel()
+		t.Fatalf("serve did not start:\n%s", stderr.String())
+	}
+	value := func(number, id, text string) string {
+		return fmt.Sprintf(`{"field":"messages","value":{"metadata":{"phone_number_id":%q},"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":%q,"timestamp":"%d","type":"text","text":{"body":%q}}]}}`, number, id, time.Now().Unix(), text)
+	}
+	body := []byte(`{"object":"whatsapp_business_account","entry":[{"changes":[` + value("111", "wamid.1", "hi one") + "," + value("222", "wamid.2", "hi two") + "," + value("333", "wamid.3", "hi three") + `]}]}`)
+	req, _ := http.NewRequest("POST", "http://"+addr+"/webhook", bytes.NewReader(body))
+	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign("s3cret", body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("webhook: %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d:\n%s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	log := stderr.String()
+	for _, want := range []string{"one says hi one", "two says hi two", "a number no bot here serves"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "hi three") && strings.Contains(log, "says hi three") {
+		t.Errorf("the third number's message was answered:\n%s", log)
+	}
+}

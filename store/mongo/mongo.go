@@ -95,6 +95,13 @@ type Store struct {
 // Open connects to uri (the database is the URI's, else "flowbot") and
 // creates the indexes.
 func Open(ctx context.Context, uri string) (*Store, error) {
+	return OpenDatabase(ctx, uri, func(db string) string { return db })
+}
+
+// OpenDatabase is Open on the database that name makes of the URI's (by
+// default "flowbot"): a server serving several numbers keeps each in a
+// database of its own.
+func OpenDatabase(ctx context.Context, uri string, name func(db string) string) (*Store, error) {
 	cs, err := connstring.ParseAndValidate(uri)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: bad connection string: %w", err)
@@ -103,6 +110,7 @@ func Open(ctx context.Context, uri string) (*Store, error) {
 	if db == "" {
 		db = "flowbot"
 	}
+	db = name(db)
 	client, err := mongo.Connect(clientOptions(cs, uri))
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: connecting: %w", err)

@@ -21,8 +21,9 @@ import (
 // store namespace, its sender posting from that number). The front checks
 // a webhook's signature once, splits its updates by
 // metadata.phone_number_id and hands each server its own; updates for a
-// number no bot serves are answered 200, logged and counted. /api/ and
-// /playground take ?number=PHONE_NUMBER_ID (optional with one number).
+// number no bot serves are answered 200, logged and counted. /api/ takes
+// ?number=PHONE_NUMBER_ID (optional with one number); /playground is the
+// first bot's.
 type Front struct {
 	servers map[string]*Server
 	numbers []string
@@ -147,7 +148,9 @@ func (f *Front) healthz(c *fiber.Ctx) error {
 // ?number=; with one number the parameter may be left out.
 func (f *Front) route(c *fiber.Ctx) error {
 	n := c.Query("number")
-	if n == "" && len(f.numbers) == 1 {
+	if n == "" && (len(f.numbers) == 1 || strings.HasPrefix(c.Path(), "/playground")) {
+		// The playground's page does not carry the number in its own
+		// requests: it is the first bot's.
 		n = f.numbers[0]
 	}
 	s, ok := f.servers[n]

@@ -16,16 +16,43 @@ import (
 	"github.com/flowbot/flowbot/whatsapp"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+// syncBuffer is a bytes.Buffer safe for the server's goroutines; each
+// write wakes whoever waits for what it says.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{}
 }
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{written: make(chan struct{}, 1)} }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	n, err := s.b.Write(p)
+	select {
+	case s.written <- struct{}{}:
+	default:
+	}
+	return n, err
+}
+
+// waitMatch waits until the text written matches re, looking again at
+// each write, failing after 10 s; it returns the match's groups.
+func (s *syncBuffer) waitMatch(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	give := time.NewTimer(10 * time.Second)
+	defer give.Stop()
+	for {
+		if m := re.FindStringSubmatch(s.String()); m != nil {
+			return m
+		}
+		select {
+		case <-s.written:
+		case <-give.C:
+			t.Fatalf("the output never matched %s:\n%s", re, s.String())
+		}
+	}
 }
 
 func (s *syncBuffer) String() string {
@@ -42,7 +69,7 @@ func serveInProcess(t *testing.T, dir string, args ...string) (stdout, stderr *s
 	t.Setenv("WHATSAPP_TOKEN", "")
 	t.Setenv("MONGODB_URI", "")
 	t.Setenv("FLOWBOT_API_TOKEN", "")
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = newSyncBuffer(), newSyncBuffer()
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan int)
 	go func() {
@@ -54,25 +81,16 @@ func serveInProcess(t *testing.T, dir string, args ...string) (stdout, stderr *s
 // TestServeShutsDownCleanly runs `flowbot serve` in development mode,
 // posts a signed webhook, then stops it as SIGTERM does (main cancels the
 // context): the reply is made before it exits, and it exits 0.
-func TestServeShutsDownCleanly(t *testing.T) {
-	stdout, stderr, cancel, done := serveInProcess(t, "../../examples/clinic")
-	addrRe := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`)
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if m := addrRe.FindStringSubmatch(stdout.String()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		cancel()
-		t.Fatalf("serve did not start:\n%s", stderr.String())
-	}
-	for _, want := range []string{"store: in memory", "development mode"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("start-up does not say %q:\n%s", want, stderr.String())
-		}
-	}
-	body := []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":"wamid.s1","timestamp":"%d","type":"text","text":{"body":"hi"}}]}}]}]}`, time.Now().Unix()))
+// serving waits for serve's address.
+func serving(t *testing.T, stdout *syncBuffer) string {
+	t.Helper()
+	return stdout.waitMatch(t, regexp.MustCompile(`on (127\.0\.0\.1:\d+)`))[1]
+}
+
+// postWebhook posts a webhook signed with the app secret serveInProcess
+// sets, and fails unless it is answered 200.
+func postWebhook(t *testing.T, addr string, body []byte) {
+	t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+addr+"/webhook", bytes.NewReader(body))
 	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign("s3cret", body))
 	resp, err := http.DefaultClient.Do(req)
@@ -83,6 +101,12 @@ func TestServeShutsDownCleanly(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("webhook: %d", resp.StatusCode)
 	}
+}
+
+// stop stops serve as SIGTERM does and returns its log, failing unless it
+// exits 0.
+func stop(t *testing.T, stderr *syncBuffer, cancel context.CancelFunc, done chan int) string {
+	t.Helper()
 	cancel()
 	select {
 	case code := <-done:
@@ -92,7 +116,21 @@ func TestServeShutsDownCleanly(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not stop")
 	}
-	log := stderr.String()
+	return stderr.String()
+}
+
+func TestServeShutsDownCleanly(t *testing.T) {
+	stdout, stderr, cancel, done := serveInProcess(t, "../../examples/clinic")
+	defer cancel()
+	addr := serving(t, stdout)
+	for _, want := range []string{"store: in memory", "development mode"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("start-up does not say %q:\n%s", want, stderr.String())
+		}
+	}
+	body := []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":"wamid.s1","timestamp":"%d","type":"text","text":{"body":"hi"}}]}}]}]}`, time.Now().Unix()))
+	postWebhook(t, addr, body)
+	log := stop(t, stderr, cancel, done)
 	if !strings.Contains(log, "Hi Ana! I can book you an appointment.") || !strings.Contains(log, "msg=stopped") {
 		t.Fatalf("the work in hand was not finished before exit:\n%s", log)
 	}
@@ -107,12 +145,7 @@ func TestServeReloads(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	waitFor := func(what string) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if strings.Contains(stderr.String(), what) {
-				return
-			}
-		}
-		t.Fatalf("the log never said %q:\n%s", what, stderr.String())
+		stderr.waitMatch(t, regexp.MustCompile(regexp.QuoteMeta(what)))
 	}
 	waitFor("msg=serving")
 	flow := filepath.Join(dir, "flows", "appointments.yaml")
@@ -141,41 +174,14 @@ func TestServeSeveralNumbers(t *testing.T) {
 		dirs = append(dirs, dir)
 	}
 	stdout, stderr, cancel, done := serveInProcess(t, dirs[0], dirs[1])
-	addrRe := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`)
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if m := addrRe.FindStringSubmatch(stdout.String()); m != nil {
-			addr = m[1]
-		}
-	}
-	if addr == "" {
-		cancel()
-		t.Fatalf("serve did not start:\n%s", stderr.String())
-	}
+	defer cancel()
+	addr := serving(t, stdout)
 	value := func(number, id, text string) string {
 		return fmt.Sprintf(`{"field":"messages","value":{"metadata":{"phone_number_id":%q},"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":%q,"timestamp":"%d","type":"text","text":{"body":%q}}]}}`, number, id, time.Now().Unix(), text)
 	}
 	body := []byte(`{"object":"whatsapp_business_account","entry":[{"changes":[` + value("111", "wamid.1", "hi one") + "," + value("222", "wamid.2", "hi two") + "," + value("333", "wamid.3", "hi three") + `]}]}`)
-	req, _ := http.NewRequest("POST", "http://"+addr+"/webhook", bytes.NewReader(body))
-	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign("s3cret", body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("webhook: %d", resp.StatusCode)
-	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("serve exited %d:\n%s", code, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop")
-	}
-	log := stderr.String()
+	postWebhook(t, addr, body)
+	log := stop(t, stderr, cancel, done)
 	for _, want := range []string{"one says hi one", "two says hi two", "a number no bot here serves"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the log lacks %q:\n%s", want, log)

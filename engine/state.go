@@ -45,6 +45,11 @@ type State struct {
 	// point; FreeUntil is when the open free entry point ends.
 	ReferralAt time.Time `json:"referral_at,omitzero" bson:"referral_at,omitempty"`
 	FreeUntil  time.Time `json:"free_until,omitzero" bson:"free_until,omitempty"`
+	// MovedTo is the contact's key since their conversation moved there:
+	// a contact first known by their business-scoped id alone continues
+	// under their wa_id once a webhook gives both; updates that still
+	// come under the old key are forwarded.
+	MovedTo string `json:"moved_to,omitempty" bson:"moved_to,omitempty"`
 	// FormToken is the flow_token of the form the waiting step sent.
 	FormToken string        `json:"form_token,omitempty" bson:"form_token,omitempty"`
 	Handoff   *HandoffState `json:"handoff,omitempty" bson:"handoff,omitempty"`

@@ -857,3 +857,56 @@ func TestBoundToItsNumber(t *testing.T) {
 		t.Fatalf("?number= of another number: %d %v", code, view)
 	}
 }
+
+// TestBSUIDContactBecomesOne: a username user first writes with their
+// business-scoped id alone (WhatsApp hides the number), then with both
+// ids, then with the BSUID alone again. It is one conversation: the
+// order asked under the BSUID is answered under the wa_id, and the next
+// BSUID-only message is forwarded to it.
+func TestBSUIDContactBecomesOne(t *testing.T) {
+	r := newRig(t, "../examples/cafe")
+	bsuidScenario(t, r)
+	st := r.waitState(waID1, func(st *engine.State) bool { return st.Contact.Fields["email"] == "ana@example.com" })
+	if st.Contact.UserID != bsuid1 || st.Contact.Username != "ana.cafe" {
+		t.Fatalf("the contact %+v", st.Contact)
+	}
+	old := r.waitState(bsuid1, func(st *engine.State) bool { return st.MovedTo == waID1 })
+	if old.Flow != "" || len(old.Timers) != 0 {
+		t.Fatalf("the old key still runs a flow: %+v", old)
+	}
+}
+
+// TestBSUIDContactBecomesOneOnMongoDB is the same on MongoDB (FerretDB
+// here).
+func TestBSUIDContactBecomesOneOnMongoDB(t *testing.T) {
+	bsuidScenario(t, instances(t, 1, "../examples/cafe")[0])
+}
+
+const bsuid1, waID1 = "US.13491208655302741918", "15550001111"
+
+// bsuidScenario: BSUID alone, then both ids, then BSUID alone again.
+func bsuidScenario(t *testing.T, r *rig) {
+	const bsuid, waID = bsuid1, waID1
+	now := r.clock.Now()
+	bsuidOnly := func(id, text string) []byte {
+		return []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"106540352242922"},
+		 "contacts":[{"profile":{"name":"Ana","username":"ana.cafe"},"user_id":%q}],"messages":[{"from_user_id":%q,"id":%q,"timestamp":"%d","type":"text","text":{"body":%q}}]}}]}]}`, bsuid, bsuid, id, now.Unix(), text))
+	}
+	r.post(bsuidOnly("wamid.u1", "order"))
+	sent := r.settled(1)
+	if !strings.Contains(string(sent[0].Raw), "What would you like?") || sent[0].Body["recipient"] != bsuid {
+		t.Fatalf("the first reply %s", sent[0].Raw)
+	}
+	both := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"106540352242922"},
+	 "contacts":[{"profile":{"name":"Ana"},"wa_id":%q,"user_id":%q}],"messages":[{"from":%q,"id":"wamid.u2","timestamp":"%d","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"coffee","title":"Coffee"}}}]}}]}]}`, waID, bsuid, waID, now.Unix())
+	r.post([]byte(both))
+	sent = r.settled(2)
+	if !strings.Contains(string(sent[1].Raw), "What is your email?") || sent[1].Body["to"] != waID {
+		t.Fatalf("the answer under the wa_id did not continue the order: %s", sent[1].Raw)
+	}
+	r.post(bsuidOnly("wamid.u3", "ana@example.com"))
+	sent = r.settled(3)
+	if !strings.Contains(string(sent[2].Raw), "One coffee coming up! The receipt goes to ana@example.com.") {
+		t.Fatalf("the BSUID-only message was not forwarded to the conversation: %s", sent[2].Raw)
+	}
+}

@@ -131,14 +131,25 @@ func (s *Server) markRead(ctx context.Context, wamid string) {
 func (s *Server) round(ctx context.Context, contact string, items []store.Item) (progressed bool, err error) {
 	var st *engine.State
 	var applied conversation.Result
+	forwarded, adoptedFrom := false, ""
 	for attempt := 0; ; attempt++ {
 		st, err = s.store.Load(ctx, contact)
 		isNew := errors.Is(err, store.ErrNotFound)
 		if isNew {
 			st, err = engine.NewState(contact), nil
+			if old := s.adopt(ctx, contact, items); old != nil {
+				st, isNew, adoptedFrom = old, false, old.MovedTo
+				old.MovedTo = ""
+			}
 		}
 		if err != nil {
 			return false, fmt.Errorf("loading contact %s: %w", contact, err)
+		}
+		if st.MovedTo != "" && len(items) > 0 {
+			if err := s.forward(ctx, contact, st.MovedTo, items); err != nil {
+				return false, err
+			}
+			items, forwarded = nil, true
 		}
 		var errs []error
 		applied, errs = s.keeper.Apply(ctx, st, items, isNew)
@@ -152,6 +163,9 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 		}
 		err = s.store.Save(ctx, st)
 		if err == nil {
+			if adoptedFrom != "" {
+				s.moved(ctx, adoptedFrom, contact)
+			}
 			// A store may keep what it was given (the memory store
 			// does): go on with a copy.
 			st = st.Clone()
@@ -189,7 +203,71 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 		return false, err
 	}
 	s.schedule(st)
-	return progressed || len(items) > 0, nil
+	return progressed || forwarded || len(items) > 0, nil
+}
+
+// adopt continues, under the contact's wa_id, the conversation of a
+// contact first known by their business-scoped user id alone (a username
+// user whose number WhatsApp did not give): when the contact's first
+// message under the wa_id also carries that id and a state is stored
+// under it, the state is taken over (its unsent messages stay with the
+// old key, which sends them), so that one person has one conversation.
+// It returns nil when there is nothing to adopt; else the state to save
+// under contact, with MovedTo holding the old key.
+func (s *Server) adopt(ctx context.Context, contact string, items []store.Item) *engine.State {
+	for _, it := range items {
+		m := it.Message
+		if it.Kind != store.ItemMessage || m == nil || m.UserID == "" || m.UserID == contact || m.WaID != contact {
+			continue
+		}
+		old, err := s.store.Load(ctx, m.UserID)
+		if err != nil || old.MovedTo != "" {
+			return nil
+		}
+		st := old.Clone()
+		st.Contact.ID, st.Contact.WaID = contact, contact
+		st.Outbox, st.Version = nil, 0
+		st.MovedTo = m.UserID
+		s.log.Info("a contact known by their business-scoped id continues under their wa_id", "from", m.UserID, "to", contact)
+		return st
+	}
+	return nil
+}
+
+// moved marks the state under an old key as moved to key: its flow, its
+// timers and its handoff are gone from it (they continue under key); its
+// unsent messages still go out from it.
+func (s *Server) moved(ctx context.Context, old, key string) {
+	_, err := s.update(ctx, old, func(st *engine.State) error {
+		st.MovedTo = key
+		st.Flow, st.Step, st.Waiting, st.Stack, st.Handoff = "", "", "", nil, nil
+		st.Timers = nil
+		return nil
+	})
+	if err != nil {
+		s.log.Error("marking a moved contact; updates under the old id stay there", "from", old, "to", key, "err", err)
+	}
+}
+
+// forward queues updates that came under a moved contact's old key under
+// its new one (with keys of their own, so that they are not taken for
+// duplicates), and takes them off the old key's queue.
+func (s *Server) forward(ctx context.Context, from, to string, items []store.Item) error {
+	fwd := make([]store.Item, len(items))
+	keys := make([]string, len(items))
+	for i, it := range items {
+		fwd[i] = it
+		fwd[i].Key, fwd[i].Contact = "fwd:"+it.Key, to
+		keys[i] = it.Key
+	}
+	if _, err := s.store.Enqueue(ctx, fwd); err != nil {
+		return fmt.Errorf("forwarding the updates of %s to %s: %w", from, to, err)
+	}
+	if err := s.store.Ack(ctx, from, keys...); err != nil {
+		return fmt.Errorf("forwarding the updates of %s to %s: %w", from, to, err)
+	}
+	s.disp.notify(to)
+	return nil
 }
 
 // update loads the contact's state (a new one for a contact never seen),

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
@@ -133,7 +134,12 @@ func readable(it store.Item) bool {
 	return it.Kind == store.ItemMessage && it.Message != nil && !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key)
 }
 
-func isDerivedKey(k string) bool { return len(k) > 5 && k[:5] == "noid:" }
+// isDerivedKey reports whether an update's key is not WhatsApp's message
+// id: one made for a message without an id ("noid:"), or a forwarded
+// update's ("fwd:", marked read under its first key).
+func isDerivedKey(k string) bool {
+	return strings.HasPrefix(k, "noid:") || strings.HasPrefix(k, "fwd:")
+}
 
 // FireDue runs the record's due timers, in due order; it reports whether
 // any fired.

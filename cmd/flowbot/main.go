@@ -43,6 +43,7 @@ Usage:
   flowbot graph DIR [--flow F] [--format mermaid|dot]   the flows as a diagram
   flowbot schema KIND | --out DIR  JSON Schemas of the bot's files, for editors
   flowbot templates pull DIR       the account's templates into DIR/templates.yaml
+  flowbot campaign estimate DIR --flow F --contacts FILE.csv   what a campaign would send and cost, offline
   flowbot version                  print the version
 
 Run 'flowbot run -h' for the dry run's flags.
@@ -94,6 +95,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdSchema(rest, stdout, stderr)
 	case "templates":
 		return cmdTemplates(ctx, rest, stdout, stderr)
+	case "campaign":
+		return cmdCampaign(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "flowbot "+version)
 		return nil

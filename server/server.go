@@ -118,6 +118,9 @@ type Config struct {
 // Server is a running flowbot server.
 type Server struct {
 	cfg Config
+	// handlerOnce builds serveReq, the server's routes for a front.
+	handlerOnce sync.Once
+	serveReq    func(*fiber.Ctx)
 	// live is the templates' live states, for every engine.
 	live    engine.Live
 	engine  atomic.Pointer[engine.Engine]
@@ -579,9 +582,15 @@ func (s *Server) Health(ctx context.Context) (fiber.Map, bool) {
 }
 
 // Handler serves one HTTP request with the server's routes (a front
-// serving several numbers hands each its own).
+// serving several numbers hands each its own). The route tree is built
+// at the first request (Fiber rebuilds it, under a lock, at each
+// app.Handler call): every route is mounted by then.
 func (s *Server) Handler(c *fiber.Ctx) error {
-	s.app.Handler()(c.Context())
+	s.handlerOnce.Do(func() {
+		h := s.app.Handler()
+		s.serveReq = func(c *fiber.Ctx) { h(c.Context()) }
+	})
+	s.serveReq(c)
 	return nil
 }
 

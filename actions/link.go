@@ -9,27 +9,20 @@ import (
 
 // Link sends a call-to-action URL button (`link`): its body is link.body,
 // else the step's last say text, which then goes out with the button
-// instead of on its own.
-type Link struct {
-	link *flows.Link
-	body *flows.Text
-}
+// instead of on its own (flows.Link.SayIsBody).
+type Link struct{ link *flows.Link }
 
 func newLink(s *flows.Step) Action {
 	if s.Link == nil {
 		return nil
 	}
-	body := s.Link.Body
-	if body == nil && len(s.Say) > 0 {
-		body = s.Say[len(s.Say)-1]
-	}
-	return &Link{link: s.Link, body: body}
+	return &Link{link: s.Link}
 }
 
 func (a *Link) Run(_ context.Context, c Conversation) string {
 	c.Send(Message{
 		Kind: KindLink,
-		Text: c.Render(a.body),
+		Text: c.Render(a.link.Body),
 		Link: &LinkButton{URL: c.Render(a.link.URL), Text: c.Render(a.link.Text), Header: c.Render(a.link.Header), Footer: c.Render(a.link.Footer)},
 	})
 	return ""

@@ -11,7 +11,7 @@ type Say struct{ texts []*flows.Text }
 
 func newSay(s *flows.Step) Action {
 	texts := s.Say
-	if s.Link != nil && s.Link.Body == nil && len(texts) > 0 {
+	if s.Link != nil && s.Link.SayIsBody {
 		texts = texts[:len(texts)-1] // the last is the link's body
 	}
 	if len(texts) == 0 {

@@ -214,10 +214,12 @@ func (s *Step) SendsFreeForm() bool {
 	return len(s.Say) > 0 || len(s.Media) > 0 || s.Ask != nil || s.Link != nil || s.React != nil
 }
 
-// Link is a call-to-action URL button message. Body nil: the step's
-// last say text is the body, sent as one message with the button.
+// Link is a call-to-action URL button message. Without a body of its
+// own, the step's last say text is its Body (SayIsBody), sent once, with
+// the button.
 type Link struct {
 	URL, Text, Body, Header, Footer *Text
+	SayIsBody                       bool
 }
 
 // Form is a WhatsApp Flow, sent as an interactive flow message.

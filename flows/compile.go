@@ -904,11 +904,12 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 		fc.checkTextLen(s.Link.Body, MaxButtonBody, "link.body")
 		fc.checkTextLen(s.Link.Header, MaxTemplateHeader, "link.header")
 		fc.checkTextLen(s.Link.Footer, maxTemplateFooter, "link.footer")
-		if l.Body == nil && len(s.Say) == 0 {
+		switch {
+		case l.Body == nil && len(s.Say) == 0:
 			r.errorf(l.At, "step %q: a link needs a body: give link.body, or a say text before it", s.Name)
-		}
-		if l.Body == nil && len(s.Say) > 0 {
-			fc.checkTextLen(s.Say[len(s.Say)-1], MaxButtonBody, "the say text that is the link's body")
+		case l.Body == nil:
+			s.Link.Body, s.Link.SayIsBody = s.Say[len(s.Say)-1], true
+			fc.checkTextLen(s.Link.Body, MaxButtonBody, "the say text that is the link's body")
 		}
 		if u := l.URL.Text; !strings.Contains(u, "{{") && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 			r.errorf(l.URL.At, "link.url %q is not a web address (https://...)", u)

@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -103,6 +104,15 @@ type ReferralSpec struct {
 	Headline   string `yaml:"headline"`
 	Body       string `yaml:"body"`
 	CtwaClid   string `yaml:"ctwa_clid"`
+}
+
+// Check says what is wrong with a location's coordinates, nil when
+// nothing is.
+func (l *LocationSet) Check() error {
+	if l.Latitude < -90 || l.Latitude > 90 || l.Longitude < -180 || l.Longitude > 180 {
+		return errors.New("a location's latitude is -90..90 and its longitude -180..180")
+	}
+	return nil
 }
 
 // LocationSet is a shared location in a test.

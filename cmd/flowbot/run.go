@@ -416,10 +416,11 @@ func chatUser(cmd, arg string) (*flows.UserSpec, error) {
 	}
 	lat, err1 := strconv.ParseFloat(f[0], 64)
 	lng, err2 := strconv.ParseFloat(f[1], 64)
-	if err1 != nil || err2 != nil || lat < -90 || lat > 90 || lng < -180 || lng > 180 {
+	l := &flows.LocationSet{Latitude: lat, Longitude: lng, Name: strings.Join(f[2:], " ")}
+	if err1 != nil || err2 != nil || l.Check() != nil {
 		return nil, fmt.Errorf("usage: /location 38.71 -9.14 Office (latitude -90..90, longitude -180..180)")
 	}
-	return &flows.UserSpec{Location: &flows.LocationSet{Latitude: lat, Longitude: lng, Name: strings.Join(f[2:], " ")}}, nil
+	return &flows.UserSpec{Location: l}, nil
 }
 
 func offersID(offered []engine.Choice, id string) bool {

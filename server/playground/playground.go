@@ -460,8 +460,8 @@ func (p *Playground) say(c *fiber.Ctx) error {
 	case req.Choice != "":
 		in = ch.session.Tap(req.Choice)
 	case req.Location != nil:
-		if l := req.Location; l.Latitude < -90 || l.Latitude > 90 || l.Longitude < -180 || l.Longitude > 180 {
-			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "a location's latitude is -90..90 and its longitude -180..180"})
+		if err := req.Location.Check(); err != nil {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
 		}
 		in = dryrun.UserMessage(ch.session, &flows.UserSpec{Location: req.Location})
 		in.Text = req.Location.Name

@@ -75,15 +75,10 @@ func NewFront(cfg FrontConfig, servers ...*Server) *Front {
 
 // webhook verifies, parses and splits a notification by number.
 func (f *Front) webhook(c *fiber.Ctx) error {
-	body := c.Body()
-	if !f.cfg.InsecureSkipSignature && !whatsapp.VerifySignature(f.cfg.AppSecret, body, c.Get(whatsapp.SignatureHeader)) {
-		f.cfg.Logger.Warn("webhook refused: missing or wrong signature", "remote", c.IP())
-		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or invalid " + whatsapp.SignatureHeader})
-	}
 	now := f.cfg.Now()
-	u, err := whatsapp.Parse(body, now)
-	if err != nil {
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	u, answered := readWebhook(c, f.cfg.AppSecret, f.cfg.InsecureSkipSignature, f.cfg.Logger, now)
+	if u == nil {
+		return answered
 	}
 	parts := map[string]*whatsapp.Update{}
 	part := func(number string) *whatsapp.Update {

@@ -81,6 +81,14 @@ func TestFrontServesSeveralNumbers(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("the webhook was answered %d", resp.StatusCode)
 	}
+	unsigned, err := http.Post(url+"/webhook", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned.Body.Close()
+	if unsigned.StatusCode != 401 {
+		t.Fatalf("an unsigned webhook was answered %d", unsigned.StatusCode)
+	}
 	r := &rig{t: t, fake: fake}
 	sent := r.waitSent(2)
 	for _, s := range servers {

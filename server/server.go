@@ -405,22 +405,32 @@ func (s *Server) handshake(c *fiber.Ctx) error {
 func (s *Server) webhook(c *fiber.Ctx) error {
 	start := time.Now()
 	defer func() { s.metrics.webhook.Observe(time.Since(start).Seconds()) }()
-	body := c.Body() // a copy: the app is Immutable
-
-	if !s.cfg.InsecureSkipSignature && !whatsapp.VerifySignature(s.cfg.AppSecret, body, c.Get(whatsapp.SignatureHeader)) {
-		s.log.Warn("webhook refused: missing or wrong signature", "remote", c.IP())
-		return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or invalid " + whatsapp.SignatureHeader})
-	}
 	now := s.cfg.Now()
-	u, err := whatsapp.Parse(body, now)
-	if err != nil {
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	u, answered := readWebhook(c, s.cfg.AppSecret, s.cfg.InsecureSkipSignature, s.log, now)
+	if u == nil {
+		return answered
 	}
 	if err := s.Accept(c.UserContext(), u, now); err != nil {
 		// Not queued: answer 500 so that Meta delivers it again.
 		return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": err.Error()})
 	}
 	return c.SendString("OK")
+}
+
+// readWebhook checks a webhook's signature and parses it. On failure it
+// has answered the request (401 for the signature, 400 for a body that is
+// not a notification) and returns a nil update and that answer.
+func readWebhook(c *fiber.Ctx, secret string, insecure bool, log *slog.Logger, now time.Time) (*whatsapp.Update, error) {
+	body := c.Body() // a copy: the apps are Immutable
+	if !insecure && !whatsapp.VerifySignature(secret, body, c.Get(whatsapp.SignatureHeader)) {
+		log.Warn("webhook refused: missing or wrong signature", "remote", c.IP())
+		return nil, c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or invalid " + whatsapp.SignatureHeader})
+	}
+	u, err := whatsapp.Parse(body, now)
+	if err != nil {
+		return nil, c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	}
+	return u, nil
 }
 
 // Accept records a parsed notification's account events and durably

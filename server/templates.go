@@ -19,10 +19,11 @@ import (
 // logged and counted.
 
 var (
-	templateStatuses  = set("APPROVED", "PAUSED", "DISABLED", "REJECTED", "PENDING", "PENDING_DELETION", "DELETED", "FLAGGED", "IN_APPEAL", "REINSTATED", "LIMIT_EXCEEDED", "ARCHIVED", "LOCKED", "UNLOCKED")
-	templateQualities = set("GREEN", "YELLOW", "RED", "UNKNOWN")
-	numberEvents      = set("FLAGGED", "UNFLAGGED", "UPGRADE", "DOWNGRADE", "ONBOARDING", "THROUGHPUT_UPGRADE")
-	maxTemplateName   = 512
+	templateStatuses   = set("APPROVED", "PAUSED", "DISABLED", "REJECTED", "PENDING", "PENDING_DELETION", "DELETED", "FLAGGED", "IN_APPEAL", "REINSTATED", "LIMIT_EXCEEDED", "ARCHIVED", "LOCKED", "UNLOCKED")
+	templateQualities  = set("GREEN", "YELLOW", "RED", "UNKNOWN")
+	templateCategories = set(flows.Enums["category"]...)
+	numberEvents       = set("FLAGGED", "UNFLAGGED", "UPGRADE", "DOWNGRADE", "ONBOARDING", "THROUGHPUT_UPGRADE")
+	maxTemplateName    = 512
 )
 
 // accountEvents records the account's events and makes the engines follow
@@ -55,13 +56,7 @@ func (s *Server) accountEvents(ctx context.Context, events []whatsapp.AccountEve
 			return err
 		}
 		changed = true
-		known := templateStatuses
-		switch kind {
-		case "category":
-			known = set(flows.Enums["category"]...)
-		case "quality":
-			known = templateQualities
-		}
+		known := map[string]map[string]bool{"status": templateStatuses, "category": templateCategories, "quality": templateQualities}[kind]
 		s.metrics.templateEvents.WithLabelValues(kind, label(value, known)).Inc()
 		level := s.log.Info
 		if engine.Unavailable(ev.Status) || ev.Quality == "RED" {

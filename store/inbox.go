@@ -104,6 +104,7 @@ type Store interface {
 	Instances
 	Idempotency
 	Templates
+	Campaigns
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Name says which store this is, for start-up messages.

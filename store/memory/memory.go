@@ -22,6 +22,7 @@ type Store struct {
 	beats    map[string]beat
 	answers  map[string]*idem
 	tmpls    map[string]store.TemplateState
+	camps    campaigns
 }
 
 // idem is an Idempotency-Key's reservation and, once given, its answer.

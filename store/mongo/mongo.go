@@ -67,8 +67,11 @@ type Store struct {
 	answers *mongo.Collection
 	// templates holds the templates' live states (store.Templates).
 	templates *mongo.Collection
-	seq       atomic.Int64
-	owned     bool
+	// campaigns, audience, batches and counts hold campaigns
+	// (campaigns.go).
+	campaigns, audience, batches, counts *mongo.Collection
+	seq                                  atomic.Int64
+	owned                                bool
 
 	insertState *batcher[[]any, []error]
 	insertQueue *batcher[[]any, []error]
@@ -147,7 +150,9 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	s := &Store{client: db.Client(), states: db.Collection("states", primary), inbox: db.Collection("inbox", primary),
 		queue: db.Collection("queue", primary), bots: db.Collection("bots", primary), instances: db.Collection("instances", primary), answers: db.Collection("answers", primary),
 		templates: db.Collection("templates", primary),
-		stop:      make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
+		campaigns: db.Collection("campaigns", primary), audience: db.Collection("audience", primary),
+		batches: db.Collection("campaign_batches", primary), counts: db.Collection("campaign_counts", primary),
+		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())
 	// One command of a kind at once: the server serialises writes
@@ -182,6 +187,9 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	// (MongoDB); where it cannot (FerretDB), the collector deletes them.
 	ensureIndexes(pctx, s.inbox, index{"expire", bson.D{{Key: "received", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(dedupeWindow / time.Second))})
 	ensureIndexes(pctx, s.answers, index{"expire", bson.D{{Key: "at", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(store.IdempotencyWindow / time.Second))})
+	if err := s.campaignIndexes(pctx); err != nil {
+		return nil, fmt.Errorf("mongodb: creating the campaigns' indexes: %w", err)
+	}
 	if err := s.migrate(pctx); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,190 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// CampaignState is where a campaign is.
+type CampaignState string
+
+const (
+	CampaignRunning   CampaignState = "running"
+	CampaignPaused    CampaignState = "paused"
+	CampaignDone      CampaignState = "done"
+	CampaignCancelled CampaignState = "cancelled"
+)
+
+// AudiencePage is how many contacts one stored page of an audience
+// holds: 100,000 contacts are 100 documents, each far below MongoDB's
+// 16 MB.
+const AudiencePage = 1000
+
+// AudienceContact is one contact of a campaign's audience: who to start
+// the flow for, with the flow's variables (already converted to their
+// types).
+type AudienceContact struct {
+	ID       string         `json:"id" bson:"id"`
+	Name     string         `json:"name,omitempty" bson:"name,omitempty"`
+	Language string         `json:"language,omitempty" bson:"language,omitempty"`
+	Vars     map[string]any `json:"vars,omitempty" bson:"vars,omitempty"`
+}
+
+// Campaign is one flow started for an audience, paced (INTERFACES.md
+// version 2, section 4). What changes while it runs is kept apart: the
+// batches handed out (CampaignBatch) and the counts (CampaignCounts), so
+// that no write contends with another on one document.
+type Campaign struct {
+	ID   string `json:"id" bson:"_id"`
+	Name string `json:"name" bson:"name"`
+	Flow string `json:"flow" bson:"flow"`
+	// Rate is the starts per second asked for; DailyLimit caps the
+	// starts in any 24 hours (0: no cap).
+	Rate       int `json:"rate" bson:"rate"`
+	DailyLimit int `json:"daily_limit" bson:"daily_limit"`
+	// Batch is how many contacts one batch hands out (fixed at creation:
+	// batch n is contacts n*Batch up to (n+1)*Batch).
+	Batch int `json:"batch" bson:"batch"`
+	// Total is the accepted contacts; Rejected the rows refused.
+	Total    int `json:"total" bson:"total"`
+	Rejected int `json:"rejected" bson:"rejected"`
+	// Fingerprint names the request that made it (name, flow, rate,
+	// audience): the same request again is answered with this campaign.
+	Fingerprint string        `json:"-" bson:"fingerprint"`
+	State       CampaignState `json:"state" bson:"state"`
+	// Factor is the share of Rate the campaign runs at: WhatsApp's
+	// throughput errors halve it, and it climbs back while none come.
+	Factor   float64   `json:"factor" bson:"factor"`
+	SlowedAt time.Time `json:"slowed_at,omitzero" bson:"slowed_at,omitempty"`
+	// HandedOut is when the last batch was handed out.
+	HandedOut  time.Time `json:"handed_out_at,omitzero" bson:"handed_out,omitempty"`
+	CreatedAt  time.Time `json:"created_at" bson:"created_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero" bson:"finished_at,omitempty"`
+}
+
+// Pages is how many audience pages the campaign has.
+func (c *Campaign) Pages() int { return (c.Total + AudiencePage - 1) / AudiencePage }
+
+// Batches is how many batches the campaign hands out.
+func (c *Campaign) Batches() int { return (c.Total + c.Batch - 1) / c.Batch }
+
+// Range is batch n's contacts: indexes from, up to to.
+func (c *Campaign) Range(n int) (from, to int) {
+	return n * c.Batch, min((n+1)*c.Batch, c.Total)
+}
+
+// CampaignBatch is a batch of a campaign's contacts handed out to an
+// instance to start, each at its slot: the batch's contacts evenly
+// spread from Start to End. A batch is claimed by inserting it, so that
+// of any instances one gets it; its successor starts where it ends, so
+// that the pace holds across every instance.
+type CampaignBatch struct {
+	Campaign string    `bson:"campaign"`
+	N        int       `bson:"n"`
+	Start    time.Time `bson:"start"`
+	End      time.Time `bson:"end"`
+	// By is the instance starting it, until Until: when it dies first,
+	// another instance takes the batch over (a start already queued is
+	// not queued again).
+	By    string    `bson:"by"`
+	Until time.Time `bson:"until"`
+	Done  bool      `bson:"done"`
+}
+
+// CampaignCounts is what a campaign did: its contacts started or
+// skipped (by reason), its messages' delivery statuses, and their cost.
+type CampaignCounts struct {
+	Started   int        `json:"started" bson:"started"`
+	OptedOut  int        `json:"opted_out" bson:"opted_out"`
+	Busy      int        `json:"busy" bson:"busy"`
+	Limit     int        `json:"limit" bson:"limit"`
+	Sent      int        `json:"sent" bson:"sent"`
+	Delivered int        `json:"delivered" bson:"delivered"`
+	Read      int        `json:"read" bson:"read"`
+	Failed    int        `json:"failed" bson:"failed"`
+	Cost      CostCounts `json:"cost" bson:"cost"`
+}
+
+// CostCounts is a campaign's cost by category.
+type CostCounts struct {
+	Marketing      float64 `json:"marketing" bson:"marketing"`
+	Utility        float64 `json:"utility" bson:"utility"`
+	Authentication float64 `json:"authentication" bson:"authentication"`
+	Service        float64 `json:"service" bson:"service"`
+}
+
+// Add adds d to c.
+func (c *CampaignCounts) Add(d CampaignCounts) {
+	c.Started += d.Started
+	c.OptedOut += d.OptedOut
+	c.Busy += d.Busy
+	c.Limit += d.Limit
+	c.Sent += d.Sent
+	c.Delivered += d.Delivered
+	c.Read += d.Read
+	c.Failed += d.Failed
+	c.Cost.Marketing += d.Cost.Marketing
+	c.Cost.Utility += d.Cost.Utility
+	c.Cost.Authentication += d.Cost.Authentication
+	c.Cost.Service += d.Cost.Service
+}
+
+// Skipped is the contacts skipped, for every reason.
+func (c *CampaignCounts) Skipped() int { return c.OptedOut + c.Busy + c.Limit }
+
+// Zero reports whether nothing is counted.
+func (c *CampaignCounts) Zero() bool { return *c == CampaignCounts{} }
+
+// CampaignUpdate is a change of a campaign: the fields set.
+type CampaignUpdate struct {
+	State      CampaignState
+	Factor     float64
+	SlowedAt   time.Time
+	HandedOut  time.Time
+	FinishedAt time.Time
+}
+
+// ErrWrongState: the campaign is not in a state the change applies to.
+type ErrWrongState struct{ State CampaignState }
+
+func (e *ErrWrongState) Error() string { return fmt.Sprintf("the campaign is %s", e.State) }
+
+// Campaigns keeps campaigns, their audiences (in pages), the batches
+// handed out and the counts.
+type Campaigns interface {
+	// CreateCampaign stores a campaign whose audience pages are stored;
+	// ErrConflict when the id is taken.
+	CreateCampaign(ctx context.Context, c Campaign) error
+	// PutAudience stores one page of a campaign's audience (idempotent).
+	PutAudience(ctx context.Context, campaign string, page int, contacts []AudienceContact) error
+	// Audience reads one page; ErrNotFound when it is not stored.
+	Audience(ctx context.Context, campaign string, page int) ([]AudienceContact, error)
+	// Campaign reads a campaign, or ErrNotFound.
+	Campaign(ctx context.Context, id string) (*Campaign, error)
+	// FindCampaign returns the campaign made by the request with this
+	// fingerprint, or ErrNotFound.
+	FindCampaign(ctx context.Context, fingerprint string) (*Campaign, error)
+	// ListCampaigns lists the campaigns, newest first.
+	ListCampaigns(ctx context.Context) ([]Campaign, error)
+	// UpdateCampaign applies u's non-zero fields when the campaign is in
+	// one of the states from (any, when from is empty); else it returns
+	// *ErrWrongState. ErrNotFound for an unknown id.
+	UpdateCampaign(ctx context.Context, id string, from []CampaignState, u CampaignUpdate) error
+	// ClaimBatch stores a batch unless that batch is stored:
+	// ErrConflict then.
+	ClaimBatch(ctx context.Context, b CampaignBatch) error
+	// Batch reads batch n, or ErrNotFound.
+	Batch(ctx context.Context, campaign string, n int) (*CampaignBatch, error)
+	// LastBatch reads the highest batch claimed, or ErrNotFound.
+	LastBatch(ctx context.Context, campaign string) (*CampaignBatch, error)
+	// OpenBatches lists the batches not done.
+	OpenBatches(ctx context.Context, campaign string) ([]CampaignBatch, error)
+	// UpdateBatch records a batch's new holder, or that it is done.
+	UpdateBatch(ctx context.Context, b CampaignBatch) error
+	// AddCounts adds to the counts an instance keeps for a campaign: one
+	// writer per document, so that no count is lost to a race.
+	AddCounts(ctx context.Context, campaign, instance string, d CampaignCounts) error
+	// Counts sums every instance's counts.
+	Counts(ctx context.Context, campaign string) (CampaignCounts, error)
+}

@@ -1,0 +1,243 @@
+package memory
+
+import (
+	"context"
+	"slices"
+	"sort"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+)
+
+// campaigns is the memory store's part for campaigns.
+type campaigns struct {
+	byID     map[string]*store.Campaign
+	audience map[string]map[int][]store.AudienceContact
+	batches  map[string]map[int]store.CampaignBatch
+	counts   map[string]map[string]store.CampaignCounts // campaign, instance
+}
+
+func (c *campaigns) init() {
+	if c.byID == nil {
+		c.byID = map[string]*store.Campaign{}
+		c.audience = map[string]map[int][]store.AudienceContact{}
+		c.batches = map[string]map[int]store.CampaignBatch{}
+		c.counts = map[string]map[string]store.CampaignCounts{}
+	}
+}
+
+// CreateCampaign implements store.Campaigns.
+func (s *Store) CreateCampaign(_ context.Context, c store.Campaign) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.camps.init()
+	if _, ok := s.camps.byID[c.ID]; ok {
+		return store.ErrConflict
+	}
+	s.camps.byID[c.ID] = &c
+	return nil
+}
+
+// PutAudience implements store.Campaigns.
+func (s *Store) PutAudience(_ context.Context, id string, page int, contacts []store.AudienceContact) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.camps.init()
+	pages := s.camps.audience[id]
+	if pages == nil {
+		pages = map[int][]store.AudienceContact{}
+		s.camps.audience[id] = pages
+	}
+	pages[page] = cloneAudience(contacts)
+	return nil
+}
+
+func cloneAudience(in []store.AudienceContact) []store.AudienceContact {
+	out := make([]store.AudienceContact, len(in))
+	for i, c := range in {
+		out[i] = c
+		out[i].Vars = engine.CloneVars(c.Vars)
+	}
+	return out
+}
+
+// Audience implements store.Campaigns.
+func (s *Store) Audience(_ context.Context, id string, page int) ([]store.AudienceContact, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.camps.audience[id][page]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return cloneAudience(p), nil
+}
+
+// Campaign implements store.Campaigns.
+func (s *Store) Campaign(_ context.Context, id string) (*store.Campaign, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.camps.byID[id]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	cp := *c
+	return &cp, nil
+}
+
+// FindCampaign implements store.Campaigns.
+func (s *Store) FindCampaign(_ context.Context, fp string) (*store.Campaign, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.camps.byID {
+		if c.Fingerprint == fp {
+			cp := *c
+			return &cp, nil
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
+// ListCampaigns implements store.Campaigns.
+func (s *Store) ListCampaigns(context.Context) ([]store.Campaign, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.Campaign, 0, len(s.camps.byID))
+	for _, c := range s.camps.byID {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.After(out[j].CreatedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}
+
+// UpdateCampaign implements store.Campaigns.
+func (s *Store) UpdateCampaign(_ context.Context, id string, from []store.CampaignState, u store.CampaignUpdate) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.camps.byID[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	if len(from) > 0 && !slices.Contains(from, c.State) {
+		return &store.ErrWrongState{State: c.State}
+	}
+	if u.State != "" {
+		c.State = u.State
+	}
+	if u.Factor != 0 {
+		c.Factor = u.Factor
+	}
+	if !u.SlowedAt.IsZero() {
+		c.SlowedAt = u.SlowedAt
+	}
+	if !u.HandedOut.IsZero() {
+		c.HandedOut = u.HandedOut
+	}
+	if !u.FinishedAt.IsZero() {
+		c.FinishedAt = u.FinishedAt
+	}
+	return nil
+}
+
+// ClaimBatch implements store.Campaigns.
+func (s *Store) ClaimBatch(_ context.Context, b store.CampaignBatch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.camps.init()
+	m := s.camps.batches[b.Campaign]
+	if m == nil {
+		m = map[int]store.CampaignBatch{}
+		s.camps.batches[b.Campaign] = m
+	}
+	if _, ok := m[b.N]; ok {
+		return store.ErrConflict
+	}
+	m[b.N] = b
+	return nil
+}
+
+// Batch implements store.Campaigns.
+func (s *Store) Batch(_ context.Context, id string, n int) (*store.CampaignBatch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.camps.batches[id][n]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return &b, nil
+}
+
+// LastBatch implements store.Campaigns.
+func (s *Store) LastBatch(_ context.Context, id string) (*store.CampaignBatch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last *store.CampaignBatch
+	for _, b := range s.camps.batches[id] {
+		if last == nil || b.N > last.N {
+			b := b
+			last = &b
+		}
+	}
+	if last == nil {
+		return nil, store.ErrNotFound
+	}
+	return last, nil
+}
+
+// OpenBatches implements store.Campaigns.
+func (s *Store) OpenBatches(_ context.Context, id string) ([]store.CampaignBatch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.CampaignBatch
+	for _, b := range s.camps.batches[id] {
+		if !b.Done {
+			out = append(out, b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].N < out[j].N })
+	return out, nil
+}
+
+// UpdateBatch implements store.Campaigns.
+func (s *Store) UpdateBatch(_ context.Context, b store.CampaignBatch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.camps.batches[b.Campaign][b.N]
+	if !ok {
+		return store.ErrNotFound
+	}
+	old.By, old.Until, old.Done = b.By, b.Until, b.Done || old.Done
+	s.camps.batches[b.Campaign][b.N] = old
+	return nil
+}
+
+// AddCounts implements store.Campaigns.
+func (s *Store) AddCounts(_ context.Context, id, instance string, d store.CampaignCounts) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.camps.init()
+	m := s.camps.counts[id]
+	if m == nil {
+		m = map[string]store.CampaignCounts{}
+		s.camps.counts[id] = m
+	}
+	c := m[instance]
+	c.Add(d)
+	m[instance] = c
+	return nil
+}
+
+// Counts implements store.Campaigns.
+func (s *Store) Counts(_ context.Context, id string) (store.CampaignCounts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum store.CampaignCounts
+	for _, c := range s.camps.counts[id] {
+		sum.Add(c)
+	}
+	return sum, nil
+}

@@ -1,0 +1,287 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/flowbot/flowbot/store"
+)
+
+// Campaigns live in four collections: campaigns (one small document
+// each), audience (a campaign's contacts, store.AudiencePage to a
+// document, so that no document nears MongoDB's 16 MB), campaign_batches
+// (the batches handed out: claimed by inserting them, which every
+// MongoDB-compatible server makes atomic) and campaign_counts (one
+// document per campaign and instance, written by that instance alone).
+
+type audienceDoc struct {
+	ID       string                  `bson:"_id"`
+	Campaign string                  `bson:"campaign"`
+	Page     int                     `bson:"page"`
+	Contacts []store.AudienceContact `bson:"contacts"`
+}
+
+type batchDoc struct {
+	ID                  string `bson:"_id"`
+	store.CampaignBatch `bson:",inline"`
+}
+
+type countsDoc struct {
+	ID                   string `bson:"_id"`
+	Campaign             string `bson:"campaign"`
+	Instance             string `bson:"instance"`
+	store.CampaignCounts `bson:",inline"`
+}
+
+func batchID(campaign string, n int) string { return fmt.Sprintf("%s/%09d", campaign, n) }
+
+// campaignIndexes creates the indexes of the campaign collections.
+func (s *Store) campaignIndexes(ctx context.Context) error {
+	if err := ensureIndexes(ctx, s.campaigns, index{"fingerprint", bson.D{{Key: "fingerprint", Value: 1}}, options.Index()}); err != nil {
+		return err
+	}
+	if err := ensureIndexes(ctx, s.batches, index{"last", bson.D{{Key: "campaign", Value: 1}, {Key: "n", Value: -1}}, options.Index()}); err != nil {
+		return err
+	}
+	return ensureIndexes(ctx, s.counts, index{"campaign", bson.D{{Key: "campaign", Value: 1}}, options.Index()})
+}
+
+// CreateCampaign implements store.Campaigns.
+func (s *Store) CreateCampaign(ctx context.Context, c store.Campaign) error {
+	if _, err := s.campaigns.InsertOne(ctx, c); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return store.ErrConflict
+		}
+		return fmt.Errorf("mongodb: creating campaign %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// PutAudience implements store.Campaigns.
+func (s *Store) PutAudience(ctx context.Context, id string, page int, contacts []store.AudienceContact) error {
+	doc := audienceDoc{ID: fmt.Sprintf("%s/%06d", id, page), Campaign: id, Page: page, Contacts: contacts}
+	_, err := s.audience.ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, options.Replace().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("mongodb: storing page %d of campaign %s: %w", page, id, err)
+	}
+	return nil
+}
+
+// Audience implements store.Campaigns.
+func (s *Store) Audience(ctx context.Context, id string, page int) ([]store.AudienceContact, error) {
+	var doc audienceDoc
+	err := s.audience.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%s/%06d", id, page)}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: reading page %d of campaign %s: %w", page, id, err)
+	}
+	return doc.Contacts, nil
+}
+
+func (s *Store) findCampaign(ctx context.Context, filter bson.D) (*store.Campaign, error) {
+	var c store.Campaign
+	err := s.campaigns.FindOne(ctx, filter).Decode(&c)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: reading a campaign: %w", err)
+	}
+	return &c, nil
+}
+
+// Campaign implements store.Campaigns.
+func (s *Store) Campaign(ctx context.Context, id string) (*store.Campaign, error) {
+	return s.findCampaign(ctx, bson.D{{Key: "_id", Value: id}})
+}
+
+// FindCampaign implements store.Campaigns.
+func (s *Store) FindCampaign(ctx context.Context, fp string) (*store.Campaign, error) {
+	return s.findCampaign(ctx, bson.D{{Key: "fingerprint", Value: fp}})
+}
+
+// ListCampaigns implements store.Campaigns.
+func (s *Store) ListCampaigns(ctx context.Context) ([]store.Campaign, error) {
+	cur, err := s.campaigns.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: listing campaigns: %w", err)
+	}
+	var out []store.Campaign
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("mongodb: listing campaigns: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateCampaign implements store.Campaigns.
+func (s *Store) UpdateCampaign(ctx context.Context, id string, from []store.CampaignState, u store.CampaignUpdate) error {
+	set := bson.D{}
+	if u.State != "" {
+		set = append(set, bson.E{Key: "state", Value: u.State})
+	}
+	if u.Factor != 0 {
+		set = append(set, bson.E{Key: "factor", Value: u.Factor})
+	}
+	if !u.SlowedAt.IsZero() {
+		set = append(set, bson.E{Key: "slowed_at", Value: u.SlowedAt})
+	}
+	if !u.HandedOut.IsZero() {
+		set = append(set, bson.E{Key: "handed_out", Value: u.HandedOut})
+	}
+	if !u.FinishedAt.IsZero() {
+		set = append(set, bson.E{Key: "finished_at", Value: u.FinishedAt})
+	}
+	filter := bson.D{{Key: "_id", Value: id}}
+	if len(from) > 0 {
+		filter = append(filter, bson.E{Key: "state", Value: bson.D{{Key: "$in", Value: from}}})
+	}
+	if len(set) == 0 {
+		set = bson.D{{Key: "_id", Value: id}}
+	}
+	res, err := s.campaigns.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return fmt.Errorf("mongodb: updating campaign %s: %w", id, err)
+	}
+	if res.MatchedCount == 0 {
+		c, err := s.Campaign(ctx, id)
+		if err != nil {
+			return err
+		}
+		return &store.ErrWrongState{State: c.State}
+	}
+	return nil
+}
+
+// ClaimBatch implements store.Campaigns.
+func (s *Store) ClaimBatch(ctx context.Context, b store.CampaignBatch) error {
+	if _, err := s.batches.InsertOne(ctx, batchDoc{ID: batchID(b.Campaign, b.N), CampaignBatch: b}); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return store.ErrConflict
+		}
+		return fmt.Errorf("mongodb: claiming batch %d of campaign %s: %w", b.N, b.Campaign, err)
+	}
+	return nil
+}
+
+func (s *Store) findBatches(ctx context.Context, filter bson.D, opts ...options.Lister[options.FindOptions]) ([]store.CampaignBatch, error) {
+	cur, err := s.batches.Find(ctx, filter, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: reading a campaign's batches: %w", err)
+	}
+	var docs []batchDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongodb: reading a campaign's batches: %w", err)
+	}
+	out := make([]store.CampaignBatch, len(docs))
+	for i, d := range docs {
+		out[i] = d.CampaignBatch
+	}
+	return out, nil
+}
+
+// Batch implements store.Campaigns.
+func (s *Store) Batch(ctx context.Context, id string, n int) (*store.CampaignBatch, error) {
+	bs, err := s.findBatches(ctx, bson.D{{Key: "_id", Value: batchID(id, n)}})
+	if err != nil {
+		return nil, err
+	}
+	if len(bs) == 0 {
+		return nil, store.ErrNotFound
+	}
+	return &bs[0], nil
+}
+
+// LastBatch implements store.Campaigns.
+func (s *Store) LastBatch(ctx context.Context, id string) (*store.CampaignBatch, error) {
+	bs, err := s.findBatches(ctx, bson.D{{Key: "campaign", Value: id}}, options.Find().SetSort(bson.D{{Key: "n", Value: -1}}).SetLimit(1))
+	if err != nil {
+		return nil, err
+	}
+	if len(bs) == 0 {
+		return nil, store.ErrNotFound
+	}
+	return &bs[0], nil
+}
+
+// OpenBatches implements store.Campaigns.
+func (s *Store) OpenBatches(ctx context.Context, id string) ([]store.CampaignBatch, error) {
+	return s.findBatches(ctx, bson.D{{Key: "campaign", Value: id}, {Key: "done", Value: false}}, options.Find().SetSort(bson.D{{Key: "n", Value: 1}}))
+}
+
+// UpdateBatch implements store.Campaigns.
+func (s *Store) UpdateBatch(ctx context.Context, b store.CampaignBatch) error {
+	set := bson.D{{Key: "by", Value: b.By}, {Key: "until", Value: b.Until}}
+	if b.Done {
+		set = append(set, bson.E{Key: "done", Value: true})
+	}
+	res, err := s.batches.UpdateOne(ctx, bson.D{{Key: "_id", Value: batchID(b.Campaign, b.N)}}, bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return fmt.Errorf("mongodb: updating batch %d of campaign %s: %w", b.N, b.Campaign, err)
+	}
+	if res.MatchedCount == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// AddCounts implements store.Campaigns: an $inc on the instance's own
+// document.
+func (s *Store) AddCounts(ctx context.Context, id, instance string, d store.CampaignCounts) error {
+	inc := bson.D{}
+	add := func(k string, v float64) {
+		if v != 0 {
+			inc = append(inc, bson.E{Key: k, Value: v})
+		}
+	}
+	addInt := func(k string, v int) {
+		if v != 0 {
+			inc = append(inc, bson.E{Key: k, Value: int64(v)})
+		}
+	}
+	addInt("started", d.Started)
+	addInt("opted_out", d.OptedOut)
+	addInt("busy", d.Busy)
+	addInt("limit", d.Limit)
+	addInt("sent", d.Sent)
+	addInt("delivered", d.Delivered)
+	addInt("read", d.Read)
+	addInt("failed", d.Failed)
+	add("cost.marketing", d.Cost.Marketing)
+	add("cost.utility", d.Cost.Utility)
+	add("cost.authentication", d.Cost.Authentication)
+	add("cost.service", d.Cost.Service)
+	if len(inc) == 0 {
+		return nil
+	}
+	_, err := s.counts.UpdateOne(ctx, bson.D{{Key: "_id", Value: id + "/" + instance}},
+		bson.D{{Key: "$inc", Value: inc}, {Key: "$set", Value: bson.D{{Key: "campaign", Value: id}, {Key: "instance", Value: instance}}}},
+		options.UpdateOne().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("mongodb: counting campaign %s: %w", id, err)
+	}
+	return nil
+}
+
+// Counts implements store.Campaigns.
+func (s *Store) Counts(ctx context.Context, id string) (store.CampaignCounts, error) {
+	var sum store.CampaignCounts
+	cur, err := s.counts.Find(ctx, bson.D{{Key: "campaign", Value: id}})
+	if err != nil {
+		return sum, fmt.Errorf("mongodb: reading campaign %s's counts: %w", id, err)
+	}
+	var docs []countsDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return sum, fmt.Errorf("mongodb: reading campaign %s's counts: %w", id, err)
+	}
+	for _, d := range docs {
+		sum.Add(d.CampaignCounts)
+	}
+	return sum, nil
+}

@@ -1,0 +1,131 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/store"
+)
+
+func runCampaigns(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	t.Run("campaigns and their audience pages", func(t *testing.T) {
+		s := newStore(t)
+		page := []store.AudienceContact{{ID: "1", Name: "Ana", Language: "es", Vars: map[string]any{"n": 3, "tags": []any{"a"}}}, {ID: "2"}}
+		if err := s.PutAudience(ctx, "c1", 0, page); err != nil {
+			t.Fatal(err)
+		}
+		c := store.Campaign{ID: "c1", Name: "reminders", Flow: "remind", Rate: 80, Batch: 20, Total: 2, Fingerprint: "fp1", State: store.CampaignRunning, Factor: 1, CreatedAt: at}
+		if err := s.CreateCampaign(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateCampaign(ctx, c); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("a second campaign under one id: %v, want ErrConflict", err)
+		}
+		c2 := c
+		c2.ID, c2.Fingerprint, c2.CreatedAt = "c2", "fp2", at.Add(time.Minute)
+		if err := s.CreateCampaign(ctx, c2); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Audience(ctx, "c1", 0)
+		if err != nil || len(got) != 2 || got[0].Name != "Ana" || fmt.Sprint(got[0].Vars["n"]) != "3" || got[1].ID != "2" {
+			t.Fatalf("audience page: %+v, %v", got, err)
+		}
+		if _, err := s.Audience(ctx, "c1", 1); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a page never stored: %v", err)
+		}
+		if f, err := s.FindCampaign(ctx, "fp2"); err != nil || f.ID != "c2" {
+			t.Fatalf("by fingerprint: %+v, %v", f, err)
+		}
+		list, err := s.ListCampaigns(ctx)
+		if err != nil || len(list) != 2 || list[0].ID != "c2" {
+			t.Fatalf("newest first: %+v, %v", list, err)
+		}
+		if err := s.UpdateCampaign(ctx, "c1", []store.CampaignState{store.CampaignRunning}, store.CampaignUpdate{State: store.CampaignPaused}); err != nil {
+			t.Fatal(err)
+		}
+		var ws *store.ErrWrongState
+		if err := s.UpdateCampaign(ctx, "c1", []store.CampaignState{store.CampaignRunning}, store.CampaignUpdate{State: store.CampaignDone}); !errors.As(err, &ws) || ws.State != store.CampaignPaused {
+			t.Fatalf("a change from the wrong state: %v", err)
+		}
+		if err := s.UpdateCampaign(ctx, "nope", nil, store.CampaignUpdate{State: store.CampaignDone}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("an unknown campaign: %v", err)
+		}
+		if err := s.UpdateCampaign(ctx, "c1", nil, store.CampaignUpdate{Factor: 0.5, SlowedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+		if g, _ := s.Campaign(ctx, "c1"); g.State != store.CampaignPaused || g.Factor != 0.5 || !g.SlowedAt.Equal(at) || g.Total != 2 {
+			t.Fatalf("after the updates: %+v", g)
+		}
+	})
+	t.Run("campaign batches are claimed once", func(t *testing.T) {
+		s := newStore(t)
+		if _, err := s.LastBatch(ctx, "c"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("no batch yet: %v", err)
+		}
+		var wg sync.WaitGroup
+		wins := make(chan string, 8)
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				by := fmt.Sprint("i", i)
+				if err := s.ClaimBatch(ctx, store.CampaignBatch{Campaign: "c", N: 0, Start: at, End: at.Add(time.Second), By: by, Until: at.Add(time.Minute)}); err == nil {
+					wins <- by
+				} else if !errors.Is(err, store.ErrConflict) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(wins)
+		if n := len(wins); n != 1 {
+			t.Fatalf("%d instances claimed one batch", n)
+		}
+		for n := 1; n <= 11; n++ {
+			if err := s.ClaimBatch(ctx, store.CampaignBatch{Campaign: "c", N: n, Start: at, End: at, By: "x"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b, err := s.LastBatch(ctx, "c"); err != nil || b.N != 11 {
+			t.Fatalf("last batch: %+v, %v (batch numbers sort as numbers)", b, err)
+		}
+		if err := s.UpdateBatch(ctx, store.CampaignBatch{Campaign: "c", N: 3, By: "x", Done: true}); err != nil {
+			t.Fatal(err)
+		}
+		open, err := s.OpenBatches(ctx, "c")
+		if err != nil || len(open) != 11 || open[0].N != 0 || open[3].N != 4 {
+			t.Fatalf("open batches: %d %v", len(open), err)
+		}
+		if b, err := s.Batch(ctx, "c", 0); err != nil || !b.End.Equal(at.Add(time.Second)) {
+			t.Fatalf("batch 0: %+v, %v", b, err)
+		}
+	})
+	t.Run("campaign counts add up over instances", func(t *testing.T) {
+		s := newStore(t)
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := 0; j < 25; j++ {
+					if err := s.AddCounts(ctx, "c", fmt.Sprint("i", i), store.CampaignCounts{Started: 1, Sent: 1, Cost: store.CostCounts{Marketing: 0.25}}); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		s.AddCounts(ctx, "c", "i0", store.CampaignCounts{Busy: 2, Read: 1})
+		s.AddCounts(ctx, "other", "i0", store.CampaignCounts{Started: 7})
+		got, err := s.Counts(ctx, "c")
+		if err != nil || got.Started != 100 || got.Sent != 100 || got.Busy != 2 || got.Read != 1 || got.Cost.Marketing != 25 {
+			t.Fatalf("counts: %+v, %v", got, err)
+		}
+	})
+}

@@ -20,26 +20,19 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/store"
 )
 
 // MaxContactID is the longest contact id accepted (as the server's).
 const MaxContactID = 256
 
 // Contact is one accepted row: who to start the flow for, and the flow's
-// variables (converted to their types).
-type Contact struct {
-	ID       string         `json:"id"`
-	Name     string         `json:"name,omitempty"`
-	Language string         `json:"language,omitempty"`
-	Vars     map[string]any `json:"vars,omitempty"`
-}
+// variables (converted to their types), as the store keeps it.
+type Contact = store.AudienceContact
 
 // Rejected is a row that was not accepted: its number (the header is row
 // 1 in a CSV file; the first contact is row 1 in JSON) and why.
-type Rejected struct {
-	Row   int    `json:"row"`
-	Error string `json:"error"`
-}
+type Rejected = store.RejectedRow
 
 var langRe = regexp.MustCompile(`^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$`)
 

@@ -115,6 +115,8 @@ type Outbound struct {
 	// Cost is what this message adds to the conversation's cost.
 	Cost     float64        `json:"cost,omitempty"`
 	Category flows.Category `json:"category,omitempty"`
+	// Campaign names the campaign whose start committed the message.
+	Campaign string `json:"campaign,omitempty"`
 	// ClaimedBy is the server instance sending the message, since
 	// ClaimedAt: another instance leaves it alone until the claim expires
 	// at ClaimUntil (the claimer died), so that a message goes out once.

@@ -110,6 +110,8 @@ type Delivery struct {
 	Error     string    `json:"error,omitempty" bson:"error,omitempty"`
 	// Pricing is what WhatsApp reported charging for the message.
 	Pricing *Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
+	// Campaign names the campaign whose start sent the message.
+	Campaign string `json:"campaign,omitempty" bson:"campaign,omitempty"`
 }
 
 // Pricing is a delivery's pricing and conversation, as WhatsApp's

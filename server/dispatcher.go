@@ -17,6 +17,10 @@ type dispatcher struct {
 	cond    *sync.Cond
 	actors  map[string]*actor
 	queue   []string // ready to run, in order
+	// low holds contacts asked for in the background (a campaign's
+	// starts): a worker takes them only when queue is empty, so that
+	// replies to contacts who wrote never wait behind a campaign.
+	low []string
 	settle  time.Duration
 	work    func(ctx context.Context, contact string)
 	ctx     context.Context
@@ -29,6 +33,8 @@ type dispatcher struct {
 
 type actor struct {
 	queued, running, waiting, again bool
+	// bg: asked for in the background only, since it last ran.
+	bg bool
 	// fresh: updates came since the current settle wait began (or while
 	// the contact was worked on); held: how long its burst has been held.
 	fresh bool
@@ -47,13 +53,17 @@ func newDispatcher(workers int, settle time.Duration, work func(context.Context,
 }
 
 // notify asks for the contact's work because new updates came for it.
-func (d *dispatcher) notify(contact string) { d.ask(contact, true) }
+func (d *dispatcher) notify(contact string) { d.ask(contact, true, false) }
 
 // kick asks for the contact's work without new updates (due timers, the
 // backlog, a retry): it does not extend the settle time.
-func (d *dispatcher) kick(contact string) { d.ask(contact, false) }
+func (d *dispatcher) kick(contact string) { d.ask(contact, false, false) }
 
-func (d *dispatcher) ask(contact string, fresh bool) {
+// background asks for the contact's work at a lower priority than any
+// other (a campaign's start).
+func (d *dispatcher) background(contact string) { d.ask(contact, false, true) }
+
+func (d *dispatcher) ask(contact string, fresh, bg bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -61,10 +71,11 @@ func (d *dispatcher) ask(contact string, fresh bool) {
 	}
 	a := d.actors[contact]
 	if a == nil {
-		a = &actor{}
+		a = &actor{bg: true}
 		d.actors[contact] = a
 		d.metrics.actors.Inc()
 	}
+	a.bg = a.bg && bg
 	if fresh {
 		a.fresh = true
 	}
@@ -102,7 +113,11 @@ func (d *dispatcher) schedule(contact string, a *actor) {
 	}
 	a.fresh = false
 	a.queued = true
-	d.queue = append(d.queue, contact)
+	if a.bg {
+		d.low = append(d.low, contact)
+	} else {
+		d.queue = append(d.queue, contact)
+	}
 	d.cond.Signal()
 }
 
@@ -111,16 +126,22 @@ func (d *dispatcher) worker() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		for len(d.queue) == 0 && !d.closed {
+		for len(d.queue) == 0 && len(d.low) == 0 && !d.closed {
 			d.cond.Wait()
 		}
-		if len(d.queue) == 0 {
+		var contact string
+		switch {
+		case len(d.queue) > 0:
+			contact = d.queue[0]
+			d.queue = d.queue[1:]
+		case len(d.low) > 0:
+			contact = d.low[0]
+			d.low = d.low[1:]
+		default:
 			return // closed, and nothing left
 		}
-		contact := d.queue[0]
-		d.queue = d.queue[1:]
 		a := d.actors[contact]
-		a.queued, a.running = false, true
+		a.queued, a.running, a.bg = false, true, true
 		d.mu.Unlock()
 		d.work(d.ctx, contact)
 		d.mu.Lock()

@@ -28,6 +28,11 @@ type metrics struct {
 	preferences    *prometheus.CounterVec
 	templateEvents *prometheus.CounterVec
 	numberQuality  *prometheus.CounterVec
+	// Campaigns.
+	campaignStarts    prometheus.Counter
+	campaignSkips     *prometheus.CounterVec
+	campaignRate      *prometheus.GaugeVec
+	campaignSlowdowns prometheus.Counter
 }
 
 func newMetrics(number string, depth func() float64) *metrics {
@@ -83,6 +88,18 @@ func newMetrics(number string, depth func() float64) *metrics {
 		numberQuality: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowbot_phone_number_quality_events_total", Help: "The number's quality and messaging limit events (phone_number_quality_update), by event (FLAGGED, UNFLAGGED, UPGRADE, DOWNGRADE ...).",
 		}, []string{"event"}),
+		campaignStarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowbot_campaign_starts_total", Help: "Campaign starts queued for contacts by this instance (each contact of a campaign once).",
+		}),
+		campaignSkips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_campaign_skips_total", Help: "Campaign contacts skipped, by reason (opted_out, busy: in a handoff or a flow, limit: WhatsApp's per-user marketing limit).",
+		}, []string{"reason"}),
+		campaignRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowbot_campaign_rate", Help: "The starts per second a running campaign is paced at now (its rate, less any slow-down after WhatsApp's throughput errors).",
+		}, []string{"campaign"}),
+		campaignSlowdowns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowbot_campaign_slowdowns_total", Help: "Times a campaign was slowed down after WhatsApp answered a throughput error (130429, 131056).",
+		}),
 	}
 	var r prometheus.Registerer = m.reg
 	if number != "" {
@@ -91,7 +108,8 @@ func newMetrics(number string, depth func() float64) *metrics {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	r.MustRegister(m.preferences, m.templateEvents, m.numberQuality, m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
-		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped)
+		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped,
+		m.campaignStarts, m.campaignSkips, m.campaignRate, m.campaignSlowdowns)
 	return m
 }
 

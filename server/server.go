@@ -25,6 +25,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
@@ -37,6 +38,18 @@ import (
 // MaxBody is the largest webhook body accepted: Meta's payloads are at
 // most 3 MB.
 const MaxBody = 3 << 20
+
+// limitBodies holds every request body to MaxBody, but a campaign's
+// audience to MaxAudienceBody: the limit is set from the request's
+// header, before its body is read.
+func limitBodies(app *fiber.App) {
+	app.Server().HeaderReceived = func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+		if bytes.HasSuffix(bytes.TrimRight(h.RequestURI(), "/"), []byte("/api/campaigns")) || bytes.Contains(h.RequestURI(), []byte("/api/campaigns?")) {
+			return fasthttp.RequestConfig{MaxRequestBodySize: MaxAudienceBody}
+		}
+		return fasthttp.RequestConfig{}
+	}
+}
 
 // Sender hands an outbound message to WhatsApp, trying once, and returns
 // its WhatsApp message id. Errors are classified with whatsapp.ClassOf;
@@ -149,6 +162,8 @@ type Server struct {
 	pending pendingCount
 	// keeper applies everything that comes in to contacts' records.
 	keeper *conversation.Keeper
+	// runner hands out the campaigns' contacts.
+	runner *campaignRunner
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud
@@ -197,6 +212,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	}
 	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue()}
 	s.clock = cfg.Clock
+	s.runner = newCampaignRunner(s)
 	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s}}
 	s.metrics = newMetrics(cfg.MetricsNumber, func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -232,6 +248,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 			return c.Status(code).JSON(fiber.Map{"error": err.Error()})
 		},
 	})
+	limitBodies(s.app)
 	s.routes()
 	return s, nil
 }
@@ -302,9 +319,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.refreshTemplates(ctx)
-	s.loops.Add(2)
+	s.loops.Add(3)
 	go s.heartbeat()
 	go s.scheduler()
+	go s.runner.loop()
 	claimed, err := s.store.Claimed(ctx, s.instance, 10000)
 	if err != nil {
 		s.log.Error("listing the messages claimed before a restart; they go out when their claims expire", "err", err)
@@ -387,6 +405,12 @@ func (s *Server) routes() {
 	api.Post("/contacts/:id/release", s.release)
 	api.Get("/outbox", s.outbox)
 	api.Get("/templates", s.templates)
+	api.Post("/campaigns", s.createCampaign)
+	api.Get("/campaigns", s.listCampaigns)
+	api.Get("/campaigns/:id", s.getCampaign)
+	api.Post("/campaigns/:id/pause", s.changeCampaign(store.CampaignPaused, store.CampaignRunning))
+	api.Post("/campaigns/:id/resume", s.changeCampaign(store.CampaignRunning, store.CampaignPaused))
+	api.Post("/campaigns/:id/cancel", s.changeCampaign(store.CampaignCancelled, store.CampaignRunning, store.CampaignPaused))
 }
 
 // Mount adds more routes (the playground) to the server's app.

@@ -169,6 +169,7 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 			// A store may keep what it was given (the memory store
 			// does): go on with a copy.
 			st = st.Clone()
+			s.runner.tally.add(applied.Tally)
 			for _, key := range applied.Commands {
 				s.waiters.applied(key, st)
 			}
@@ -341,6 +342,9 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.Stat
 		class := whatsapp.ClassOf(err)
 		if err != nil && (class == whatsapp.Retryable || cut) {
 			s.metrics.sendError(errorCode(err))
+			if code := errorCode(err); o.Campaign != "" && (code == 130429 || code == 131056) {
+				go s.runner.slowDown(o.Campaign, code)
+			}
 			attempt++
 			if !cut && attempt < s.cfg.Retry.Attempts && s.wait(ctx, whatsapp.Backoff(s.cfg.Retry, attempt-1, err)) {
 				continue
@@ -447,6 +451,7 @@ func (s *Server) record(ctx context.Context, contact string, st *engine.State, r
 	}
 	err := s.store.Save(ctx, st)
 	if err == nil {
+		s.tallySends(results)
 		return st.Clone(), nil
 	}
 	if !errors.Is(err, store.ErrConflict) {
@@ -455,7 +460,7 @@ func (s *Server) record(ctx context.Context, contact string, st *engine.State, r
 	// The state moved on meanwhile: record the outcomes on the fresh one.
 	quiet := *s.keeper
 	quiet.Observer = nil
-	return s.update(ctx, contact, func(fresh *engine.State) error {
+	written, err := s.update(ctx, contact, func(fresh *engine.State) error {
 		for _, r := range results {
 			if err := quiet.ApplySendResult(ctx, fresh, r); err != nil {
 				return err
@@ -466,6 +471,19 @@ func (s *Server) record(ctx context.Context, contact string, st *engine.State, r
 		}
 		return nil
 	})
+	if err == nil {
+		s.tallySends(results)
+	}
+	return written, err
+}
+
+// tallySends adds the written send results to their campaigns' counts.
+func (s *Server) tallySends(results []conversation.SendResult) {
+	for _, r := range results {
+		if id, d := conversation.SendTally(r); id != "" {
+			s.runner.tally.add(conversation.Tally{id: d})
+		}
+	}
 }
 
 func errorCode(err error) int {

@@ -49,6 +49,8 @@ type Campaign struct {
 	// Total is the accepted contacts; Rejected the rows refused.
 	Total    int `json:"total" bson:"total"`
 	Rejected int `json:"rejected" bson:"rejected"`
+	// RejectedRows are the first rows refused, with why.
+	RejectedRows []RejectedRow `json:"rejected_rows,omitempty" bson:"rejected_rows,omitempty"`
 	// Fingerprint names the request that made it (name, flow, rate,
 	// audience): the same request again is answered with this campaign.
 	Fingerprint string        `json:"-" bson:"fingerprint"`
@@ -61,6 +63,14 @@ type Campaign struct {
 	HandedOut  time.Time `json:"handed_out_at,omitzero" bson:"handed_out,omitempty"`
 	CreatedAt  time.Time `json:"created_at" bson:"created_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero" bson:"finished_at,omitempty"`
+}
+
+// RejectedRow is a row of an audience that was refused: its number (the
+// header is row 1 of a CSV file; the first contact is row 1 of a JSON
+// list) and why.
+type RejectedRow struct {
+	Row   int    `json:"row" bson:"row"`
+	Error string `json:"error" bson:"error"`
 }
 
 // Pages is how many audience pages the campaign has.

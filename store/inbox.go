@@ -29,6 +29,10 @@ type Command struct {
 	Language string         `json:"language,omitempty" bson:"language,omitempty"`
 	// Preference is a CommandPreference's value: stop or resume.
 	Preference string `json:"preference,omitempty" bson:"preference,omitempty"`
+	// Campaign names the campaign of a start: the contact is skipped
+	// (not started) when opted out, in a handoff or in the middle of a
+	// flow, and the messages of the start are counted as the campaign's.
+	Campaign string `json:"campaign,omitempty" bson:"campaign,omitempty"`
 }
 
 // CommandKind is what a command does.

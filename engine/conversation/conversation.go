@@ -62,6 +62,8 @@ type Result struct {
 	Changed bool
 	// Commands are the keys of the commands applied.
 	Commands []string
+	// Tally is what the updates did to campaigns.
+	Tally Tally
 }
 
 // Apply applies a contact's queued updates, in order, each once: inbound
@@ -92,13 +94,13 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 				err = errors.New("a status update without its status")
 				break
 			}
-			err = k.ApplyStatus(ctx, st, it.Status)
+			err = k.applyStatus(ctx, st, it.Status, &res.Tally)
 		case store.ItemCommand:
 			if it.Command == nil {
 				err = errors.New("a command update without its command")
 				break
 			}
-			k.ApplyCommand(ctx, st, it.Key, it.Command)
+			k.applyCommand(ctx, st, it.Key, it.Command, &res.Tally)
 			res.Commands = append(res.Commands, it.Key)
 		default:
 			err = fmt.Errorf("unknown update kind %q", it.Kind)
@@ -167,24 +169,18 @@ const (
 	RefusedError        = "error"
 )
 
-// ApplyCommand applies a command (a flow start, a release) and keeps its
+// applyCommand applies a command (a flow start, a release) and keeps its
 // outcome in the record. A refusal changes nothing else.
-func (k *Keeper) ApplyCommand(ctx context.Context, st *engine.State, key string, cmd *store.Command) {
+func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string, cmd *store.Command, tally *Tally) {
 	var err error
+	skipped := ""
 	switch cmd.Kind {
 	case store.CommandStart:
-		vars, _ := flows.NormalizeJSON(engine.CloneVars(cmd.Vars)).(map[string]any)
-		name, lang := st.Contact.Name, st.Contact.Language
-		if cmd.Name != "" {
-			st.Contact.Name = cmd.Name
+		if cmd.Campaign != "" {
+			skipped, err = k.startCampaign(ctx, st, cmd, tally)
+			break
 		}
-		if cmd.Language != "" {
-			st.Contact.Language = cmd.Language
-		}
-		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: cmd.Flow, Vars: vars})
-		if err != nil {
-			st.Contact.Name, st.Contact.Language = name, lang
-		}
+		_, err = k.start(ctx, st, cmd)
 	case store.CommandRelease:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
 	case store.CommandPreference:
@@ -192,7 +188,7 @@ func (k *Keeper) ApplyCommand(ctx context.Context, st *engine.State, key string,
 	default:
 		err = fmt.Errorf("unknown command %q", cmd.Kind)
 	}
-	o := engine.Outcome{Key: key}
+	o := engine.Outcome{Key: key, Refused: skipped}
 	if err != nil {
 		o.Error = err.Error()
 		switch {
@@ -209,6 +205,24 @@ func (k *Keeper) ApplyCommand(ctx context.Context, st *engine.State, key string,
 		}
 	}
 	st.AddOutcome(o)
+}
+
+// start starts a command's flow, with the name and language it gives
+// the contact (kept only when the flow starts).
+func (k *Keeper) start(ctx context.Context, st *engine.State, cmd *store.Command) (*engine.Result, error) {
+	vars, _ := flows.NormalizeJSON(engine.CloneVars(cmd.Vars)).(map[string]any)
+	name, lang := st.Contact.Name, st.Contact.Language
+	if cmd.Name != "" {
+		st.Contact.Name = cmd.Name
+	}
+	if cmd.Language != "" {
+		st.Contact.Language = cmd.Language
+	}
+	res, err := k.handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: cmd.Flow, Vars: vars})
+	if err != nil {
+		st.Contact.Name, st.Contact.Language = name, lang
+	}
+	return res, err
 }
 
 // Handle runs one engine event on the record (a dry run's input, a test's

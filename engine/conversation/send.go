@@ -40,6 +40,10 @@ var statusRank = map[string]int{"queued": 0, "sent": 1, "delivered": 2, "read": 
 // free-form message that failed because the window is closed takes the
 // path a refused send takes.
 func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *store.StatusUpdate) error {
+	return k.applyStatus(ctx, st, su, new(Tally))
+}
+
+func (k *Keeper) applyStatus(ctx context.Context, st *engine.State, su *store.StatusUpdate, tally *Tally) error {
 	idx := -1
 	for i := range st.Recent {
 		d := &st.Recent[i]
@@ -52,6 +56,9 @@ func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *store.St
 		return nil
 	}
 	d := &st.Recent[idx]
+	if d.Campaign != "" {
+		tally.add(d.Campaign, statusTally(d.Status, su.Status, su.ErrorCode))
+	}
 	if statusRank[su.Status] >= statusRank[d.Status] {
 		d.Status, d.StatusAt = su.Status, su.Timestamp
 	}
@@ -94,7 +101,7 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *engine.State, r SendRe
 	}
 	st.Outbox = append(st.Outbox[:idx:idx], st.Outbox[idx+1:]...)
 	o := r.Outbound
-	d := engine.Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent"}
+	d := engine.Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent", Campaign: o.Campaign}
 	if r.Class == Sent {
 		if k.Observer != nil {
 			k.Observer.Sent(o)

@@ -1,0 +1,517 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/store"
+)
+
+// campaignRunner hands out running campaigns' contacts, batch by batch,
+// and keeps this instance's share of their counts until it writes them.
+type campaignRunner struct {
+	s     *Server
+	tally tallies
+	wakeC chan struct{}
+
+	mu    sync.Mutex
+	known map[string]*campaignRun
+	// batches counts the batches this instance is starting.
+	batches sync.WaitGroup
+}
+
+// campaignRun is what this instance knows of one campaign. c and running
+// are guarded by the runner's mu; the rest is the loop's alone.
+type campaignRun struct {
+	c store.Campaign
+	// last is the highest batch known to be claimed (nil: none yet, or
+	// not looked up).
+	last   *store.CampaignBatch
+	looked bool
+	// notBefore: the daily limit holds the next batch until then.
+	notBefore time.Time
+	// running holds the batches this instance is starting.
+	running map[int]bool
+	// checked is when open batches and the end were last looked at.
+	checked time.Time
+}
+
+func newCampaignRunner(s *Server) *campaignRunner {
+	return &campaignRunner{s: s, wakeC: make(chan struct{}, 1), known: map[string]*campaignRun{}}
+}
+
+// wake makes the runner look at the campaigns now (one was created).
+func (r *campaignRunner) wake() {
+	select {
+	case r.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+// changed tells the runner of a campaign's new state at once (it would
+// see it at its next listing).
+func (r *campaignRunner) changed(id string, state store.CampaignState) {
+	r.mu.Lock()
+	if k := r.known[id]; k != nil {
+		k.c.State = state
+	}
+	r.mu.Unlock()
+	r.wake()
+}
+
+// state is what this instance knows of a campaign's state.
+func (r *campaignRunner) state(id string) store.CampaignState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k := r.known[id]; k != nil {
+		return k.c.State
+	}
+	return ""
+}
+
+// campaignTick is how often the runner looks for batches to claim.
+const campaignTick = 50 * time.Millisecond
+
+// loop runs until the server stops.
+func (r *campaignRunner) loop() {
+	defer r.s.loops.Done()
+	var listed time.Time
+	for {
+		now := r.s.cfg.Now()
+		if now.Sub(listed) >= time.Second {
+			r.list()
+			listed = now
+		}
+		r.claim()
+		r.flush()
+		tick, stop := after(r.s.clock, campaignTick)
+		select {
+		case <-r.s.stop:
+			stop()
+			r.batches.Wait()
+			r.flush()
+			return
+		case <-r.wakeC:
+			stop()
+			listed = time.Time{}
+		case <-tick:
+		}
+	}
+}
+
+// list reads the campaigns from the store: the running ones are worked
+// on, and the others forgotten.
+func (r *campaignRunner) list() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := r.s.store.ListCampaigns(ctx)
+	if err != nil {
+		r.s.log.Error("listing campaigns", "err", err)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, c := range list {
+		if c.State != store.CampaignRunning {
+			if k := r.known[c.ID]; k != nil {
+				k.c = c
+				if len(k.running) == 0 {
+					delete(r.known, c.ID)
+					r.s.metrics.campaignRate.DeleteLabelValues(c.ID)
+				}
+			}
+			continue
+		}
+		seen[c.ID] = true
+		k := r.known[c.ID]
+		if k == nil {
+			k = &campaignRun{running: map[int]bool{}}
+			r.known[c.ID] = k
+		}
+		k.c = c
+		r.s.metrics.campaignRate.WithLabelValues(c.ID).Set(float64(c.Rate) * c.Factor)
+	}
+	for id, k := range r.known {
+		if !seen[id] && len(k.running) == 0 && k.c.State == store.CampaignRunning {
+			delete(r.known, id) // gone from the store
+		}
+	}
+}
+
+// claim claims the next batch of every running campaign whose turn has
+// come, and now and then takes over batches a dead instance left, and
+// ends campaigns whose contacts are all handed out.
+func (r *campaignRunner) claim() {
+	r.mu.Lock()
+	runs := make([]*campaignRun, 0, len(r.known))
+	for _, k := range r.known {
+		if k.c.State == store.CampaignRunning {
+			runs = append(runs, k)
+		}
+	}
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, k := range runs {
+		if err := r.claimNext(ctx, k); err != nil {
+			r.s.log.Error("campaign: claiming a batch", "campaign", k.c.ID, "err", err)
+		}
+		// Every few seconds while contacts are handed out; often once they
+		// all are, so that the end is told promptly.
+		every := 5 * time.Second
+		if !r.snapshot(k).HandedOut.IsZero() {
+			every = 250 * time.Millisecond
+		}
+		if now := r.s.cfg.Now(); now.Sub(k.checked) >= every {
+			k.checked = now
+			if err := r.checkOpen(ctx, k); err != nil {
+				r.s.log.Error("campaign: looking at its open batches", "campaign", k.c.ID, "err", err)
+			}
+		}
+	}
+}
+
+// pace is the campaign's current share of its rate: after a slow-down it
+// climbs back by half again each rampEvery without throughput errors.
+func (r *campaignRunner) pace(ctx context.Context, k *campaignRun, c store.Campaign, now time.Time) float64 {
+	f := c.Factor
+	if f <= 0 {
+		f = 1
+	}
+	if f < 1 && now.Sub(c.SlowedAt) >= rampEvery {
+		f = min(1, f*1.5)
+		if err := r.s.store.UpdateCampaign(ctx, c.ID, nil, store.CampaignUpdate{Factor: f, SlowedAt: now}); err == nil {
+			r.mu.Lock()
+			k.c.Factor, k.c.SlowedAt = f, now
+			r.mu.Unlock()
+			r.s.log.Info("campaign: speeding up again", "campaign", c.ID, "rate", float64(c.Rate)*f)
+		}
+	}
+	return f
+}
+
+// snapshot is a copy of what the runner knows of a campaign.
+func (r *campaignRunner) snapshot(k *campaignRun) store.Campaign {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return k.c
+}
+
+// claimNext claims the campaign's next batch when its start is near: it
+// starts where the last one ends (or now), and no sooner than 24 hours
+// after the contacts a daily limit counts against it started.
+func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
+	snap := r.snapshot(k)
+	c := &snap
+	now := r.s.cfg.Now()
+	if now.Before(k.notBefore) {
+		return nil
+	}
+	if !k.looked {
+		last, err := r.s.store.LastBatch(ctx, c.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		k.last, k.looked = last, true
+	}
+	for tries := 0; tries < 10; tries++ {
+		n, start := 0, now
+		if k.last != nil {
+			n = k.last.N + 1
+			if k.last.End.After(start) {
+				start = k.last.End
+			}
+		}
+		if n >= c.Batches() {
+			return nil // all handed out
+		}
+		if start.Sub(now) > lookahead {
+			return nil // not yet: the batch before is still running
+		}
+		from, to := c.Range(n)
+		if c.DailyLimit > 0 && to-1-c.DailyLimit >= 0 {
+			m := (to - 1 - c.DailyLimit) / c.Batch
+			earlier, err := r.s.store.Batch(ctx, c.ID, m)
+			if err != nil {
+				return err
+			}
+			if free := earlier.End.Add(24 * time.Hour); free.After(start) {
+				start = free
+				if start.Sub(now) > lookahead {
+					k.notBefore = start.Add(-lookahead)
+					r.s.log.Info("campaign: the daily limit is reached; the next contacts start once the earliest counted left the last 24 hours", "campaign", c.ID, "daily_limit", c.DailyLimit, "next_at", start)
+					return nil
+				}
+			}
+		}
+		rate := float64(c.Rate) * r.pace(ctx, k, snap, now)
+		dur := time.Duration(float64(to-from) / rate * float64(time.Second))
+		b := store.CampaignBatch{Campaign: c.ID, N: n, Start: start, End: start.Add(dur), By: r.s.instance, Until: start.Add(dur + leaseSlack)}
+		err := r.s.store.ClaimBatch(ctx, b)
+		if errors.Is(err, store.ErrConflict) {
+			got, err := r.s.store.Batch(ctx, c.ID, n)
+			if err != nil {
+				return err
+			}
+			k.last = got // another instance has it: go on after it
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		k.last = &b
+		if n == c.Batches()-1 {
+			if err := r.s.store.UpdateCampaign(ctx, c.ID, nil, store.CampaignUpdate{HandedOut: now}); err != nil {
+				r.s.log.Error("campaign: recording that every contact is handed out", "campaign", c.ID, "err", err)
+			}
+			r.mu.Lock()
+			k.c.HandedOut = now
+			r.mu.Unlock()
+		}
+		r.start(k, snap, b)
+		return nil
+	}
+	return nil
+}
+
+// checkOpen takes over the batches whose holder died (their lease
+// lapsed), and ends the campaign once every batch is done and its
+// contacts are counted.
+func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun) error {
+	c := r.snapshot(k)
+	now := r.s.cfg.Now()
+	open, err := r.s.store.OpenBatches(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	for _, b := range open {
+		r.mu.Lock()
+		mine := k.running[b.N]
+		r.mu.Unlock()
+		if mine || now.Before(b.Until) {
+			continue
+		}
+		dur := b.End.Sub(b.Start)
+		r.s.log.Warn("campaign: taking over a batch its instance did not finish (starts it already queued are not queued again)", "campaign", c.ID, "batch", b.N, "by", b.By)
+		b.Start, b.End, b.By, b.Until = now, now.Add(dur), r.s.instance, now.Add(dur+leaseSlack)
+		if err := r.s.store.UpdateBatch(ctx, b); err != nil {
+			return err
+		}
+		r.start(k, c, b)
+	}
+	if len(open) > 0 || c.HandedOut.IsZero() {
+		return nil
+	}
+	n, err := r.s.store.Counts(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	counted := n.Started + n.Skipped()
+	if counted < c.Total && now.Sub(c.HandedOut) < finishGrace {
+		return nil
+	}
+	err = r.s.store.UpdateCampaign(ctx, c.ID, []store.CampaignState{store.CampaignRunning}, store.CampaignUpdate{State: store.CampaignDone, FinishedAt: now})
+	var ws *store.ErrWrongState
+	if errors.As(err, &ws) {
+		return nil // paused, cancelled, or ended by another instance
+	}
+	if err != nil {
+		return err
+	}
+	if counted < c.Total {
+		r.s.log.Warn("campaign: done, with fewer contacts counted than handed out (an instance died before writing its counts)", "campaign", c.ID, "total", c.Total, "counted", counted)
+	}
+	r.s.log.Info("campaign done", "campaign", c.ID, "name", c.Name, "total", c.Total, "started", n.Started, "skipped", n.Skipped(), "sent", n.Sent, "failed", n.Failed)
+	r.changed(c.ID, store.CampaignDone)
+	r.s.campaignFinished(ctx, &c, n)
+	return nil
+}
+
+// start starts a batch's contacts, each at its slot.
+func (r *campaignRunner) start(k *campaignRun, c store.Campaign, b store.CampaignBatch) {
+	r.mu.Lock()
+	k.running[b.N] = true
+	r.mu.Unlock()
+	r.batches.Add(1)
+	go func() {
+		defer r.batches.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(k.running, b.N)
+			r.mu.Unlock()
+		}()
+		if err := r.runBatch(c, b); err != nil {
+			r.s.log.Warn("campaign: a batch stopped; it is taken over once its lease lapses", "campaign", c.ID, "batch", b.N, "err", err)
+		}
+	}()
+}
+
+var errCampaignStopped = errors.New("the campaign is no longer running")
+
+// runBatch queues each of the batch's contacts' start at its slot, then
+// marks the batch done.
+func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	from, to := c.Range(b.N)
+	contacts, err := r.audience(ctx, c.ID, from, to)
+	if err != nil {
+		return err
+	}
+	size := to - from
+	span := b.End.Sub(b.Start)
+	for i, ct := range contacts {
+		slot := b.Start.Add(span * time.Duration(i) / time.Duration(size))
+		if d := slot.Sub(r.s.cfg.Now()); d > 0 {
+			done, stop := after(r.s.clock, d)
+			select {
+			case <-ctx.Done():
+				stop()
+				return ctx.Err()
+			case <-done:
+			}
+		}
+		if r.state(c.ID) != store.CampaignRunning {
+			return errCampaignStopped
+		}
+		if err := r.queueStart(ctx, c, ct); err != nil {
+			return err
+		}
+	}
+	b.Done, b.By, b.Until = true, r.s.instance, r.s.cfg.Now()
+	return r.s.store.UpdateBatch(ctx, b)
+}
+
+// queueStart queues one contact's start, once: a key seen before is
+// dropped by the queue.
+func (r *campaignRunner) queueStart(ctx context.Context, c store.Campaign, ct store.AudienceContact) error {
+	now := r.s.cfg.Now()
+	it := store.Item{Key: "camp:" + c.ID + ":" + ct.ID, Contact: ct.ID, Kind: store.ItemCommand, Timestamp: now, Received: now,
+		Command: &store.Command{Kind: store.CommandStart, Flow: c.Flow, Vars: ct.Vars, Name: ct.Name, Language: ct.Language, Campaign: c.ID}}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var fresh []store.Item
+		fresh, err = r.s.store.Enqueue(ctx, []store.Item{it})
+		if err == nil {
+			if len(fresh) > 0 {
+				r.s.metrics.campaignStarts.Inc()
+				r.s.disp.background(ct.ID)
+			}
+			return nil
+		}
+		if !r.s.wait(ctx, time.Duration(attempt+1)*100*time.Millisecond) {
+			break
+		}
+	}
+	return err
+}
+
+// audience reads the contacts from, up to to, from their pages.
+func (r *campaignRunner) audience(ctx context.Context, id string, from, to int) ([]store.AudienceContact, error) {
+	var out []store.AudienceContact
+	for p := from / store.AudiencePage; p <= (to-1)/store.AudiencePage; p++ {
+		page, err := r.s.store.Audience(ctx, id, p)
+		if err != nil {
+			return nil, err
+		}
+		lo, hi := max(from-p*store.AudiencePage, 0), min(to-p*store.AudiencePage, len(page))
+		if lo < hi {
+			out = append(out, page[lo:hi]...)
+		}
+	}
+	return out, nil
+}
+
+// slowDown halves a campaign's pace after WhatsApp answered a
+// throughput error (130429, 131056), at most once every two seconds
+// (one burst of errors is one signal).
+func (r *campaignRunner) slowDown(id string, code int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := r.s.store.Campaign(ctx, id)
+	if err != nil || c.State != store.CampaignRunning {
+		return
+	}
+	now := r.s.cfg.Now()
+	if now.Sub(c.SlowedAt) < 2*time.Second {
+		return
+	}
+	f := max(slowFloor, c.Factor/2)
+	if err := r.s.store.UpdateCampaign(ctx, id, nil, store.CampaignUpdate{Factor: f, SlowedAt: now}); err != nil {
+		r.s.log.Error("campaign: slowing down", "campaign", id, "err", err)
+		return
+	}
+	r.mu.Lock()
+	if k := r.known[id]; k != nil {
+		k.c.Factor, k.c.SlowedAt = f, now
+	}
+	r.mu.Unlock()
+	r.s.metrics.campaignSlowdowns.Inc()
+	r.s.log.Warn("campaign: WhatsApp's throughput limit answered; slowing down", "campaign", id, "code", code, "rate", float64(c.Rate)*f)
+}
+
+// flush writes this instance's counts.
+func (r *campaignRunner) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for id, d := range r.tally.take() {
+		if err := r.s.store.AddCounts(ctx, id, r.s.instance, d); err != nil {
+			r.s.log.Error("campaign: writing counts; kept for the next try", "campaign", id, "err", err)
+			r.tally.add(conversation.Tally{id: d})
+			continue
+		}
+		r.s.metrics.campaignSkips.WithLabelValues("opted_out").Add(float64(d.OptedOut))
+		r.s.metrics.campaignSkips.WithLabelValues("busy").Add(float64(d.Busy))
+		r.s.metrics.campaignSkips.WithLabelValues("limit").Add(float64(d.Limit))
+	}
+}
+
+// tallies are counts not written yet.
+type tallies struct {
+	mu sync.Mutex
+	m  conversation.Tally
+}
+
+func (t *tallies) add(d conversation.Tally) {
+	if len(d) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = conversation.Tally{}
+	}
+	for id, c := range d {
+		sum := t.m[id]
+		sum.Add(c)
+		t.m[id] = sum
+	}
+}
+
+func (t *tallies) take() conversation.Tally {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.m
+	t.m = nil
+	return m
+}
+
+// pending adds the counts of a campaign not written yet to n.
+func (t *tallies) pending(id string, n *store.CampaignCounts) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.m[id]; ok {
+		n.Add(c)
+	}
+}

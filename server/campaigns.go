@@ -1,0 +1,322 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/flowbot/flowbot/campaign"
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/store"
+)
+
+// Campaigns (INTERFACES.md version 2, section 4): one flow started for
+// an audience, paced. The audience is stored in pages; the contacts are
+// handed out in batches, each claimed by one instance (an insert: of any
+// instances one gets it) and spread evenly over its time, the next batch
+// starting where the last one ends, so that the pace holds across every
+// instance together. Each start is a command in the contact's queue
+// under the key camp:<campaign>:<contact>: the queue drops a key it has
+// seen (for eight days), so that a restart, a batch taken over from a
+// dead instance or a repeated request never starts a contact twice.
+
+const (
+	// DefaultCampaignRate is WhatsApp's default throughput, in messages
+	// per second.
+	DefaultCampaignRate = 80
+	// MaxCampaignRate is the highest throughput WhatsApp gives a number.
+	MaxCampaignRate = 1000
+	// MaxAudienceBody is the largest audience a POST /api/campaigns takes
+	// (a webhook is held to MaxBody).
+	MaxAudienceBody = 64 << 20
+	// batchTime is how long a batch's starts last at full rate: a
+	// quarter second, so that a pause, a slow-down or an instance's
+	// death holds up little.
+	batchTime = 250 * time.Millisecond
+	// lookahead is how early an instance claims the next batch.
+	lookahead = 150 * time.Millisecond
+	// leaseSlack is how long after its end a batch's holder may still be
+	// starting it before another instance takes it over.
+	leaseSlack = 30 * time.Second
+	// slowFloor is the least share of its rate a slowed campaign runs at;
+	// rampEvery is how often, without throughput errors, it climbs back
+	// (by half again).
+	slowFloor = 0.05
+	rampEvery = 10 * time.Second
+	// finishGrace is how long after the last batch was handed out a
+	// campaign whose counts fall short (an instance died before writing
+	// them) is called done all the same.
+	finishGrace = 2 * time.Minute
+)
+
+type campaignRequest struct {
+	Name       string          `json:"name"`
+	Flow       string          `json:"flow"`
+	Rate       *int            `json:"rate"`
+	DailyLimit int             `json:"daily_limit"`
+	Contacts   json.RawMessage `json:"contacts"`
+}
+
+// createCampaign is POST /api/campaigns: a JSON body, or a CSV audience
+// with the rest in the query.
+func (s *Server) createCampaign(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	var req campaignRequest
+	body := c.Body()
+	isCSV := strings.HasPrefix(strings.ToLower(c.Get(fiber.HeaderContentType)), "text/csv")
+	if isCSV {
+		req.Name, req.Flow = c.Query("name"), c.Query("flow")
+		for _, q := range []struct {
+			name string
+			to   func(int)
+		}{{"rate", func(n int) { req.Rate = &n }}, {"daily_limit", func(n int) { req.DailyLimit = n }}} {
+			if v := c.Query(q.name); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?%s=%s: expected a whole number", q.name, truncate(v, 32)))
+				}
+				q.to(n)
+			}
+		}
+	} else {
+		if err := decodeBody(body, &req); err != nil {
+			return fiber.NewError(fiber.StatusBadRequest, err.Error())
+		}
+		if len(bytes.TrimSpace(req.Contacts)) == 0 {
+			return fiber.NewError(fiber.StatusBadRequest, `the body has no "contacts": expected a list of {"id", "name", "language", "vars"} (or send a CSV file with Content-Type: text/csv)`)
+		}
+	}
+	rate := DefaultCampaignRate
+	if req.Rate != nil {
+		rate = *req.Rate
+	}
+	switch {
+	case req.Flow == "":
+		return fiber.NewError(fiber.StatusBadRequest, "no flow: name the flow to start (flow)")
+	case rate < 1 || rate > MaxCampaignRate:
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": fmt.Sprintf("rate %d: expected starts per second from 1 to %d (WhatsApp's default throughput is %d)", rate, MaxCampaignRate, DefaultCampaignRate)})
+	case req.DailyLimit < 0:
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": "daily_limit must be 0 (no limit) or more"})
+	case len(req.Name) > 200:
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": "the name is longer than 200 characters"})
+	}
+	f := s.Engine().Bot().Flow(req.Flow)
+	if f == nil {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": fmt.Sprintf("%v: %q", engine.ErrUnknownFlow, req.Flow)})
+	}
+	if req.Name == "" {
+		req.Name = req.Flow
+	}
+	// The same request again (a client retrying without an
+	// Idempotency-Key) is answered with the campaign it made.
+	h := sha256.New()
+	fmt.Fprintf(h, "%q %q %d %d %t\n", req.Name, req.Flow, rate, req.DailyLimit, isCSV)
+	if isCSV {
+		h.Write(body)
+	} else {
+		h.Write(req.Contacts)
+	}
+	fp := hex.EncodeToString(h.Sum(nil))
+	if prior, err := s.store.FindCampaign(ctx, fp); err == nil {
+		return c.Status(fiber.StatusOK).JSON(createdView(prior))
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+
+	var rd *campaign.Reader
+	var err error
+	if isCSV {
+		rd, err = campaign.NewCSV(bytes.NewReader(body), f)
+	} else {
+		rd, err = campaign.NewJSON(bytes.NewReader(req.Contacts), f)
+	}
+	if err != nil {
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": "contacts: " + err.Error()})
+	}
+	id := newCampaignID()
+	cp := store.Campaign{ID: id, Name: req.Name, Flow: req.Flow, Rate: rate, DailyLimit: req.DailyLimit, Fingerprint: fp,
+		State: store.CampaignRunning, Factor: 1, CreatedAt: s.cfg.Now()}
+	cp.Batch = max(1, int(math.Round(float64(rate)*batchTime.Seconds())))
+	if cp.DailyLimit > 0 {
+		cp.Batch = min(cp.Batch, cp.DailyLimit)
+	}
+	page := make([]store.AudienceContact, 0, store.AudiencePage)
+	flush := func() error {
+		if len(page) == 0 {
+			return nil
+		}
+		if err := s.store.PutAudience(ctx, id, (cp.Total-1)/store.AudiencePage, page); err != nil {
+			return err
+		}
+		page = page[:0]
+		return nil
+	}
+	for {
+		ct, rej, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fiber.NewError(fiber.StatusBadRequest, err.Error())
+		}
+		if rej != nil {
+			cp.Rejected++
+			if len(cp.RejectedRows) < campaign.MaxRejectedListed {
+				cp.RejectedRows = append(cp.RejectedRows, store.RejectedRow{Row: rej.Row, Error: rej.Error})
+			}
+			continue
+		}
+		page = append(page, ct)
+		cp.Total++
+		if len(page) == store.AudiencePage {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if cp.Total == 0 {
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": "no contact was accepted: the campaign was not created", "rejected": rejectedView(cp.RejectedRows)})
+	}
+	// The campaign is stored after its audience: an instance never sees
+	// a campaign whose contacts are not all there.
+	if err := s.store.CreateCampaign(ctx, cp); err != nil {
+		return err
+	}
+	s.log.Info("campaign created", "campaign", id, "name", cp.Name, "flow", cp.Flow, "contacts", cp.Total, "rejected", cp.Rejected, "rate", cp.Rate, "daily_limit", cp.DailyLimit)
+	s.runner.wake()
+	return c.Status(fiber.StatusCreated).JSON(createdView(&cp))
+}
+
+func createdView(c *store.Campaign) fiber.Map {
+	return fiber.Map{"id": c.ID, "name": c.Name, "flow": c.Flow, "total": c.Total, "rejected": rejectedView(c.RejectedRows), "rejected_count": c.Rejected, "state": c.State}
+}
+
+func rejectedView(rows []store.RejectedRow) []store.RejectedRow {
+	if rows == nil {
+		return []store.RejectedRow{}
+	}
+	return rows
+}
+
+func newCampaignID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "cmp_" + hex.EncodeToString(b[:])
+}
+
+// campaignView is a campaign as the API shows it, with its counts.
+func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map, error) {
+	n, err := s.store.Counts(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	s.runner.tally.pending(c.ID, &n) // this instance's counts not written yet
+	cost := n.Cost
+	v := fiber.Map{
+		"id": c.ID, "name": c.Name, "flow": c.Flow, "state": c.State,
+		"total": c.Total, "rejected": c.Rejected,
+		"started": n.Started,
+		"skipped": fiber.Map{"opted_out": n.OptedOut, "busy": n.Busy, "limit": n.Limit},
+		"pending": max(0, c.Total-n.Started-n.Skipped()),
+		"sent":    n.Sent, "delivered": n.Delivered, "read": n.Read, "failed": n.Failed,
+		"cost": fiber.Map{"marketing": cost.Marketing, "utility": cost.Utility, "authentication": cost.Authentication, "service": cost.Service,
+			"total": cost.Marketing + cost.Utility + cost.Authentication + cost.Service, "currency": s.Engine().Bot().Settings.Pricing.Currency},
+		"rate": c.Rate, "current_rate": math.Round(float64(c.Rate)*c.Factor*10) / 10, "daily_limit": c.DailyLimit,
+		"created_at": c.CreatedAt,
+	}
+	if !c.FinishedAt.IsZero() {
+		v["finished_at"] = c.FinishedAt
+	}
+	return v, nil
+}
+
+func campaignParam(c *fiber.Ctx) string {
+	id, err := url.PathUnescape(c.Params("id"))
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+func (s *Server) getCampaign(c *fiber.Ctx) error {
+	cp, err := s.store.Campaign(c.UserContext(), campaignParam(c))
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.NewError(fiber.StatusNotFound, "no such campaign")
+	}
+	if err != nil {
+		return err
+	}
+	v, err := s.campaignView(c.UserContext(), cp)
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
+}
+
+func (s *Server) listCampaigns(c *fiber.Ctx) error {
+	list, err := s.store.ListCampaigns(c.UserContext())
+	if err != nil {
+		return err
+	}
+	out := make([]fiber.Map, 0, len(list))
+	for i := range list {
+		v, err := s.campaignView(c.UserContext(), &list[i])
+		if err != nil {
+			return err
+		}
+		out = append(out, v)
+	}
+	return c.JSON(out)
+}
+
+// changeCampaign is pause, resume and cancel.
+func (s *Server) changeCampaign(to store.CampaignState, from ...store.CampaignState) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		ctx := c.UserContext()
+		id := campaignParam(c)
+		err := s.store.UpdateCampaign(ctx, id, from, store.CampaignUpdate{State: to})
+		var ws *store.ErrWrongState
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return fiber.NewError(fiber.StatusNotFound, "no such campaign")
+		case errors.As(err, &ws):
+			if ws.State == to {
+				break // already so: a repeat does nothing
+			}
+			return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": fmt.Sprintf("the campaign is %s: it cannot be made %s", ws.State, to), "state": ws.State})
+		case err != nil:
+			return err
+		}
+		s.log.Info("campaign "+string(to), "campaign", id)
+		s.runner.changed(id, to)
+		cp, err := s.store.Campaign(ctx, id)
+		if err != nil {
+			return err
+		}
+		v, err := s.campaignView(ctx, cp)
+		if err != nil {
+			return err
+		}
+		return c.JSON(v)
+	}
+}
+
+// campaignFinished tells of a campaign that is done.
+func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n store.CampaignCounts) {
+}

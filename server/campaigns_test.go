@@ -1,0 +1,339 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/store"
+	"github.com/flowbot/flowbot/store/memory"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+// Campaigns are paced on the server's clock; these tests run it on the
+// wall clock, at rates that make them quick, and wait for the campaign's
+// own report (its state done) rather than for time.
+func wallTime(c *server.Config) { c.Now = time.Now }
+
+// raw sends a request with a body of the given type and decodes the JSON
+// answer (an object or a list).
+func (r *rig) raw(method, path, contentType, body string) (int, any) {
+	r.t.Helper()
+	req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		r.t.Fatalf("%s %s answered %d, not JSON: %s", method, path, resp.StatusCode, b)
+	}
+	return resp.StatusCode, out
+}
+
+// campaignDone waits for the campaign to be done and returns its view.
+func (r *rig) campaignDone(id string) map[string]any {
+	r.t.Helper()
+	var view map[string]any
+	r.waitFor("campaign "+id+" to be done", func() bool {
+		_, view = r.api("GET", "/api/campaigns/"+id, apiToken, nil)
+		return view["state"] == "done"
+	})
+	return view
+}
+
+func num(v any) int {
+	f, _ := v.(float64)
+	return int(f)
+}
+
+// A CSV audience: the rows that do not convert are rejected with their
+// row number and why, every accepted contact is started once, and the
+// counts come back from the sends.
+func TestCampaignFromCSV(t *testing.T) {
+	r := newRig(t, "../examples/shop", wallTime)
+	var csv strings.Builder
+	csv.WriteString("id,name,product,slug\n")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&csv, "4477009%05d,Ana %d,Apron,apron\n", i, i)
+	}
+	csv.WriteString("447700900000,Dup,Apron,apron\n") // row 42: the first contact again
+	csv.WriteString(",Nobody,Apron,apron\n")         // row 43: no id
+	csv.WriteString("4477,Short\n")                  // row 44: too few values
+	code, out := r.raw("POST", "/api/campaigns?name=restock&flow=back_in_stock&rate=1000", "text/csv", csv.String())
+	created, _ := out.(map[string]any)
+	if code != 201 || num(created["total"]) != 40 {
+		t.Fatalf("create: %d %v", code, out)
+	}
+	rejected, _ := created["rejected"].([]any)
+	if len(rejected) != 3 {
+		t.Fatalf("rejected rows: %v", rejected)
+	}
+	for i, want := range []struct {
+		row  int
+		says string
+	}{{42, "already in row 2"}, {43, "no id"}, {44, "2 values for 4 columns"}} {
+		got := rejected[i].(map[string]any)
+		if num(got["row"]) != want.row || !strings.Contains(got["error"].(string), want.says) {
+			t.Errorf("rejected row %d: %v, want row %d saying %q", i, got, want.row, want.says)
+		}
+	}
+	id := created["id"].(string)
+	view := r.campaignDone(id)
+	sent := r.settled(40)
+	to := map[string]int{}
+	for _, s := range sent {
+		if s.Type != "template" {
+			t.Fatalf("a campaign start went out as %s", s.Type)
+		}
+		to[s.To]++
+	}
+	if len(to) != 40 {
+		t.Fatalf("%d contacts got the template, want 40: %v", len(to), to)
+	}
+	view = r.campaignView(id)
+	if num(view["started"]) != 40 || num(view["sent"]) != 40 || num(view["pending"]) != 0 || view["flow"] != "back_in_stock" {
+		t.Fatalf("the campaign's counts: %v", view)
+	}
+	if cost := view["cost"].(map[string]any); cost["marketing"].(float64) < 0.99 || cost["marketing"].(float64) > 1.01 {
+		t.Errorf("40 marketing templates at 0.025: %v", cost)
+	}
+
+	// Statuses count as the campaign's: delivered, then read (and a read
+	// that comes first counts as delivered too).
+	now := time.Now()
+	r.post(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "delivered", 0, now))
+	r.post(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "read", 0, now))
+	r.post(statusWebhook(sent[1].To, r.wamidOf(sent[1].To), "", "read", 0, now))
+	r.post(statusWebhook(sent[2].To, r.wamidOf(sent[2].To), "", "failed", 131049, now))
+	r.waitFor("the statuses to be counted", func() bool {
+		v := r.campaignView(id)
+		return num(v["read"]) == 2
+	})
+	view = r.campaignView(id)
+	if num(view["delivered"]) != 2 || num(view["read"]) != 2 || num(view["skipped"].(map[string]any)["limit"]) != 1 {
+		t.Fatalf("after the statuses: %v", view)
+	}
+
+	// The same request again is the same campaign: nobody is started
+	// twice.
+	code, again := r.raw("POST", "/api/campaigns?name=restock&flow=back_in_stock&rate=1000", "text/csv", csv.String())
+	if code != 200 || again.(map[string]any)["id"] != id {
+		t.Fatalf("the same request again: %d %v", code, again)
+	}
+	r.waitFor("the server to be quiet", r.srv.Quiet)
+	if n := len(r.fake.Sent()); n != 40 {
+		t.Fatalf("the repeated request sent more: %d", n)
+	}
+	code, list := r.raw("GET", "/api/campaigns", "", "")
+	if items, _ := list.([]any); code != 200 || len(items) != 1 || items[0].(map[string]any)["id"] != id {
+		t.Fatalf("the list: %d %v", code, list)
+	}
+}
+
+func (r *rig) campaignView(id string) map[string]any {
+	r.t.Helper()
+	code, view := r.api("GET", "/api/campaigns/"+id, apiToken, nil)
+	if code != 200 {
+		r.t.Fatalf("GET campaign: %d %v", code, view)
+	}
+	return view
+}
+
+// wamidOf is the WhatsApp id of the latest message sent to a contact.
+func (r *rig) wamidOf(contact string) string {
+	st, err := r.store.Load(context.Background(), contact)
+	if err != nil || len(st.Recent) == 0 {
+		r.t.Fatalf("no message sent to %s: %v", contact, err)
+	}
+	return st.Recent[len(st.Recent)-1].WAMID
+}
+
+// Contacts who opted out, stopped marketing messages, are in a flow or
+// in a handoff are skipped, each counted by reason; the others start.
+func TestCampaignSkips(t *testing.T) {
+	r := newRig(t, "../examples/shop", wallTime)
+	now := time.Now()
+	r.post(textWebhook("15550000001", "Busy", "wamid.s1", "hi", now)) // in the menu flow, waiting
+	r.post(textWebhook("15550000002", "Gone", "wamid.s2", "STOP", now))
+	r.settled(2)
+	ctx := context.Background()
+	mk := engine.NewState("15550000003")
+	mk.Contact.MarketingOptedOut = true
+	if err := r.store.Save(ctx, mk); err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 500, "contacts": []map[string]any{
+		{"id": "15550000001"}, {"id": "15550000002"}, {"id": "15550000003"},
+		{"id": "15550000004", "vars": map[string]any{"product": "Apron", "slug": "apron"}},
+		{"id": "15550000005", "vars": map[string]any{"product": 7}},
+	}}
+	code, created := r.api("POST", "/api/campaigns", apiToken, body)
+	if code != 201 || num(created["total"]) != 4 {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	if rej := created["rejected"].([]any); len(rej) != 1 || num(rej[0].(map[string]any)["row"]) != 5 {
+		t.Fatalf("the row with a number for a text: %v", rej)
+	}
+	view := r.campaignDone(created["id"].(string))
+	skipped := view["skipped"].(map[string]any)
+	if num(view["started"]) != 1 || num(skipped["busy"]) != 1 || num(skipped["opted_out"]) != 2 {
+		t.Fatalf("skips: %v", view)
+	}
+	sent := r.settled(3)
+	if sent[2].To != "15550000004" {
+		t.Fatalf("the one started: %v", bodies(sent))
+	}
+	st, _ := r.store.Load(ctx, "15550000001")
+	if st.Flow != "menu" {
+		t.Fatalf("the busy contact's flow was disturbed: %q", st.Flow)
+	}
+}
+
+// Pause holds the starts, resume goes on where it stopped, cancel ends
+// it; a change that does not apply is 409, an unknown campaign 404.
+func TestCampaignPauseResumeCancel(t *testing.T) {
+	r := newRig(t, "../examples/shop", wallTime)
+	var contacts []map[string]any
+	for i := 0; i < 6; i++ {
+		contacts = append(contacts, map[string]any{"id": fmt.Sprintf("1555010%04d", i), "vars": map[string]any{"product": "Apron", "slug": "apron"}})
+	}
+	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 2, "contacts": contacts})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	id := created["id"].(string)
+	r.waitSent(1)
+	if code, v := r.api("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 || v["state"] != "paused" {
+		t.Fatalf("pause: %d %v", code, v)
+	}
+	r.waitFor("the server to be quiet", r.srv.Quiet)
+	held := len(r.fake.Sent())
+	if held >= 6 {
+		t.Fatalf("all %d went out before the pause", held)
+	}
+	if code, _ := r.api("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 {
+		t.Errorf("a second pause: %d, want 200 (it is paused)", code)
+	}
+	if code, v := r.api("POST", "/api/campaigns/"+id+"/resume", apiToken, nil); code != 200 || v["state"] != "running" {
+		t.Fatalf("resume: %d %v", code, v)
+	}
+	r.waitSent(held + 1)
+	if code, v := r.api("POST", "/api/campaigns/"+id+"/cancel", apiToken, nil); code != 200 || v["state"] != "cancelled" {
+		t.Fatalf("cancel: %d %v", code, v)
+	}
+	if code, v := r.api("POST", "/api/campaigns/"+id+"/resume", apiToken, nil); code != 409 || !strings.Contains(v["error"].(string), "cancelled") {
+		t.Fatalf("resume after cancel: %d %v", code, v)
+	}
+	if code, _ := r.api("GET", "/api/campaigns/nope", apiToken, nil); code != 404 {
+		t.Fatalf("an unknown campaign: %d", code)
+	}
+	if code, _ := r.api("POST", "/api/campaigns/nope/pause", apiToken, nil); code != 404 {
+		t.Fatalf("pausing an unknown campaign: %d", code)
+	}
+}
+
+// Bad requests say what is wrong in the request's terms.
+func TestCampaignBadRequests(t *testing.T) {
+	r := newRig(t, "../examples/shop")
+	for _, c := range []struct {
+		ctype, path, body string
+		code              int
+		says              string
+	}{
+		{"application/json", "/api/campaigns", `{"flow":"nope","contacts":[{"id":"1"}]}`, 404, "nope"},
+		{"application/json", "/api/campaigns", `{"flow":"back_in_stock","rate":5000,"contacts":[{"id":"1"}]}`, 422, "rate 5000"},
+		{"application/json", "/api/campaigns", `{"flow":"back_in_stock"}`, 400, "contacts"},
+		{"application/json", "/api/campaigns", `{"flow":"back_in_stock","contacts":[{"id":"1","vars":{"colour":"red"}}]}`, 422, "no contact was accepted"},
+		{"text/csv", "/api/campaigns?flow=back_in_stock", "name,product\nAna,Apron\n", 422, "no id column"},
+		{"text/csv", "/api/campaigns?flow=back_in_stock&rate=fast", "id\n1\n", 400, "rate=fast"},
+		{"text/csv", "/api/campaigns", "id\n1\n", 400, "no flow"},
+	} {
+		code, out := r.raw("POST", c.path, c.ctype, c.body)
+		m, _ := out.(map[string]any)
+		if code != c.code || !strings.Contains(fmt.Sprint(m["error"]), c.says) {
+			t.Errorf("%s %s: %d %v, want %d saying %q", c.ctype, c.body, code, out, c.code, c.says)
+		}
+	}
+}
+
+// Two instances on one store share a campaign: each contact is started
+// once, by one of them.
+func TestCampaignAcrossInstances(t *testing.T) {
+	st := memory.New()
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	clk := &clock{now: time.Now()}
+	a := newRigOn(t, "../examples/shop", st, fake, clk, wallTime)
+	b := newRigOn(t, "../examples/shop", st, fake, clk, wallTime)
+	a.store = st
+	var contacts []map[string]any
+	for i := 0; i < 300; i++ {
+		contacts = append(contacts, map[string]any{"id": fmt.Sprintf("1555020%04d", i), "vars": map[string]any{"product": "Apron", "slug": "apron"}})
+	}
+	code, created := a.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 200, "contacts": contacts})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	id := created["id"].(string)
+	b.campaignDone(id)
+	a.settled(300)
+	to := map[string]int{}
+	for _, s := range fake.Sent() {
+		to[s.To]++
+	}
+	for c, n := range to {
+		if n != 1 {
+			t.Errorf("%s got %d templates", c, n)
+		}
+	}
+	batches, err := st.OpenBatches(context.Background(), id)
+	if err != nil || len(batches) != 0 {
+		t.Fatalf("batches left open: %v %v", batches, err)
+	}
+	by := map[string]int{}
+	for n := 0; ; n++ {
+		bt, err := st.Batch(context.Background(), id, n)
+		if err != nil {
+			break
+		}
+		by[bt.By]++
+	}
+	t.Logf("batches by instance: %v", by)
+}
+
+// WhatsApp's throughput error slows a campaign down.
+func TestCampaignSlowsDownOnThroughputErrors(t *testing.T) {
+	r := newRig(t, "../examples/shop", wallTime)
+	r.fake.FailNext(1, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
+	var contacts []map[string]any
+	for i := 0; i < 20; i++ {
+		contacts = append(contacts, map[string]any{"id": fmt.Sprintf("1555030%04d", i), "vars": map[string]any{"product": "Apron", "slug": "apron"}})
+	}
+	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 400, "contacts": contacts})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	view := r.campaignDone(created["id"].(string))
+	if view["current_rate"].(float64) != 200 {
+		t.Fatalf("after a 130429 the campaign runs at %v, want half its rate", view["current_rate"])
+	}
+	r.settled(20)
+	c, _ := r.store.Campaign(context.Background(), created["id"].(string))
+	if c.Factor != 0.5 || c.State != store.CampaignDone {
+		t.Fatalf("stored: %+v", c)
+	}
+}

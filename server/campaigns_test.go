@@ -71,8 +71,8 @@ func TestCampaignFromCSV(t *testing.T) {
 		fmt.Fprintf(&csv, "4477009%05d,Ana %d,Apron,apron\n", i, i)
 	}
 	csv.WriteString("447700900000,Dup,Apron,apron\n") // row 42: the first contact again
-	csv.WriteString(",Nobody,Apron,apron\n")         // row 43: no id
-	csv.WriteString("4477,Short\n")                  // row 44: too few values
+	csv.WriteString(",Nobody,Apron,apron\n")          // row 43: no id
+	csv.WriteString("4477,Short\n")                   // row 44: too few values
 	code, out := r.raw("POST", "/api/campaigns?name=restock&flow=back_in_stock&rate=1000", "text/csv", csv.String())
 	created, _ := out.(map[string]any)
 	if code != 201 || num(created["total"]) != 40 {

@@ -13,14 +13,14 @@ import (
 // in a queue, not in goroutines, so a backlog of a million contacts costs
 // a map entry each.
 type dispatcher struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	actors  map[string]*actor
-	queue   []string // ready to run, in order
+	mu     sync.Mutex
+	cond   *sync.Cond
+	actors map[string]*actor
+	queue  []string // ready to run, in order
 	// low holds contacts asked for in the background (a campaign's
 	// starts): a worker takes them only when queue is empty, so that
 	// replies to contacts who wrote never wait behind a campaign.
-	low []string
+	low     []string
 	settle  time.Duration
 	work    func(ctx context.Context, contact string)
 	ctx     context.Context

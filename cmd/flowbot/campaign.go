@@ -16,12 +16,30 @@ import (
 	"github.com/flowbot/flowbot/flows"
 )
 
-// cmdCampaign is `flowbot campaign estimate DIR --flow F --contacts FILE`:
-// what a campaign would send and cost, offline, before anything is sent.
+// cmdCampaign is `flowbot campaign estimate|start|status`.
 func cmdCampaign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "estimate" {
-		return usageErr("campaign: the subcommand is estimate: flowbot campaign estimate DIR --flow F --contacts FILE.csv")
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
 	}
+	switch sub {
+	case "estimate":
+		return cmdCampaignEstimate(ctx, args, stdout, stderr)
+	case "start":
+		return cmdCampaignStart(ctx, args[1:], stdout, stderr)
+	case "status":
+		return cmdCampaignStatus(ctx, args[1:], stdout, stderr)
+	}
+	return usageErr("campaign: the subcommands are estimate, start and status:\n" +
+		"  flowbot campaign estimate DIR --flow F --contacts FILE.csv\n" +
+		"  flowbot campaign start --server URL --flow F --contacts FILE.csv [--rate N] [--name N]\n" +
+		"  flowbot campaign status --server URL ID")
+}
+
+// cmdCampaignEstimate is `flowbot campaign estimate DIR --flow F
+// --contacts FILE`: what a campaign would send and cost, offline, before
+// anything is sent.
+func cmdCampaignEstimate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("campaign estimate", flag.ContinueOnError)
 	flow := fs.String("flow", "", "the flow the campaign starts (required)")
 	contacts := fs.String("contacts", "", "the audience: a CSV file with a header row id,name,language,<variable>..., or a JSON list of {id, name, language, vars} (required)")

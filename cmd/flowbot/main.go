@@ -44,6 +44,9 @@ Usage:
   flowbot schema KIND | --out DIR  JSON Schemas of the bot's files, for editors
   flowbot templates pull DIR       the account's templates into DIR/templates.yaml
   flowbot campaign estimate DIR --flow F --contacts FILE.csv   what a campaign would send and cost, offline
+  flowbot campaign start --server URL --flow F --contacts FILE.csv [--rate N] [--name N]
+                                                     start a campaign on a running server, with its progress
+  flowbot campaign status --server URL ID            a campaign's progress and results
   flowbot version                  print the version
 
 Run 'flowbot run -h' for the dry run's flags.

@@ -472,7 +472,9 @@ func printState(w io.Writer, st *engine.State, now time.Time) {
 	fmt.Fprint(w, string(b))
 }
 
-func isTerminal(r io.Reader) bool {
+// isTerminal reports whether a reader or writer is a terminal (where the
+// chat reads lines and a progress bar is redrawn in place).
+func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
 	if !ok {
 		return false

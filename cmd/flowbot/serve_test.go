@@ -65,10 +65,16 @@ func (s *syncBuffer) String() string {
 // port; cancel stops it as SIGTERM does, and done gives its exit status.
 func serveInProcess(t *testing.T, dir string, args ...string) (stdout, stderr *syncBuffer, cancel context.CancelFunc, done chan int) {
 	t.Helper()
+	return serveWithToken(t, dir, "", args...)
+}
+
+// serveWithToken is serveInProcess with FLOWBOT_API_TOKEN set to token.
+func serveWithToken(t *testing.T, dir, token string, args ...string) (stdout, stderr *syncBuffer, cancel context.CancelFunc, done chan int) {
+	t.Helper()
 	t.Setenv("WHATSAPP_APP_SECRET", "s3cret")
 	t.Setenv("WHATSAPP_TOKEN", "")
 	t.Setenv("MONGODB_URI", "")
-	t.Setenv("FLOWBOT_API_TOKEN", "")
+	t.Setenv("FLOWBOT_API_TOKEN", token)
 	stdout, stderr = newSyncBuffer(), newSyncBuffer()
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan int)

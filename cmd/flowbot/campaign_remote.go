@@ -105,7 +105,7 @@ type campaignStatus struct {
 	Failed    int `json:"failed"`
 	Cost      struct {
 		Marketing, Utility, Authentication, Service, Total float64
-		Currency                                          string
+		Currency                                           string
 	} `json:"cost"`
 	Rate        int     `json:"rate"`
 	CurrentRate float64 `json:"current_rate"`

@@ -80,10 +80,24 @@ type State struct {
 	// by their queue keys, so that whoever queued one can tell how it
 	// went, from any instance.
 	Outcomes []Outcome `json:"outcomes,omitempty" bson:"outcomes,omitempty"`
+	// EventsOut are events for other systems (FLOWBOT_EVENTS_URL) made
+	// with this version of the record: committed with it, then queued
+	// for delivery (again, harmlessly, after a crash).
+	EventsOut []EventOut `json:"events_out,omitempty" bson:"events_out,omitempty"`
 	// Version is the store's compare-and-swap counter.
 	Version int64 `json:"version" bson:"version"`
 	// LoadedAt is when a store loaded this state (not stored).
 	LoadedAt time.Time `json:"-" bson:"-"`
+}
+
+// EventOut is an event for another system, as the record keeps it until
+// it is queued: Body is the JSON posted.
+type EventOut struct {
+	ID    string    `json:"id" bson:"id"`
+	Type  string    `json:"type" bson:"type"`
+	At    time.Time `json:"at" bson:"at"`
+	Order string    `json:"order" bson:"order"`
+	Body  []byte    `json:"body" bson:"body"`
 }
 
 // Bounds of the state's histories.
@@ -375,6 +389,7 @@ func (s *State) Clone() *State {
 	c.Log = cloneSlice(s.Log)
 	c.Processed = cloneSlice(s.Processed)
 	c.Outcomes = cloneSlice(s.Outcomes)
+	c.EventsOut = cloneSlice(s.EventsOut)
 	return &c
 }
 

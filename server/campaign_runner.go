@@ -72,6 +72,13 @@ func (r *campaignRunner) state(id string) store.CampaignState {
 	return ""
 }
 
+// paceMargin is the share of the rate the slots are spaced for: a start
+// goes out a few milliseconds after its slot (the contact's worker, the
+// send), and the margin keeps that jitter from ever making a second's
+// count exceed the rate asked (measured at 500/s: without it the first
+// second counted 502).
+const paceMargin = 0.99
+
 // campaignTick is how often the runner looks for batches to claim.
 const campaignTick = 50 * time.Millisecond
 
@@ -248,7 +255,7 @@ func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
 				}
 			}
 		}
-		rate := float64(c.Rate) * r.pace(ctx, k, snap, now)
+		rate := float64(c.Rate) * r.pace(ctx, k, snap, now) * paceMargin
 		dur := time.Duration(float64(to-from) / rate * float64(time.Second))
 		b := store.CampaignBatch{Campaign: c.ID, N: n, Start: start, End: start.Add(dur), By: r.s.instance, Until: start.Add(dur + leaseSlack)}
 		err := r.s.store.ClaimBatch(ctx, b)

@@ -316,7 +316,3 @@ func (s *Server) changeCampaign(to store.CampaignState, from ...store.CampaignSt
 		return c.JSON(v)
 	}
 }
-
-// campaignFinished tells of a campaign that is done.
-func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n store.CampaignCounts) {
-}

@@ -33,6 +33,8 @@ type metrics struct {
 	campaignSkips     *prometheus.CounterVec
 	campaignRate      *prometheus.GaugeVec
 	campaignSlowdowns prometheus.Counter
+	// Events out.
+	events *prometheus.CounterVec
 }
 
 func newMetrics(number string, depth func() float64) *metrics {
@@ -97,6 +99,9 @@ func newMetrics(number string, depth func() float64) *metrics {
 		campaignRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flowbot_campaign_rate", Help: "The starts per second a running campaign is paced at now (its rate, less any slow-down after WhatsApp's throughput errors).",
 		}, []string{"campaign"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_events_total", Help: "Events out (FLOWBOT_EVENTS_URL) by result: delivered, retried (an attempt failed; it is tried again), dropped (refused or past 24 hours of retries).",
+		}, []string{"result"}),
 		campaignSlowdowns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowbot_campaign_slowdowns_total", Help: "Times a campaign was slowed down after WhatsApp answered a throughput error (130429, 131056).",
 		}),
@@ -109,7 +114,7 @@ func newMetrics(number string, depth func() float64) *metrics {
 	}
 	r.MustRegister(m.preferences, m.templateEvents, m.numberQuality, m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
 		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped,
-		m.campaignStarts, m.campaignSkips, m.campaignRate, m.campaignSlowdowns)
+		m.campaignStarts, m.campaignSkips, m.campaignRate, m.campaignSlowdowns, m.events)
 	return m
 }
 

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -125,7 +126,14 @@ type Config struct {
 	// CommandWait is how long an API command's answer waits for the
 	// command to be applied before it answers "queued"; 0 is 5 seconds.
 	CommandWait time.Duration
-	Logger      *slog.Logger
+	// EventsURL receives the events out (handoffs, messages during a
+	// handoff, flows ended, campaigns finished), each signed with
+	// EventsSecret; "" sends none. EventsClient posts them (nil: a
+	// client with a 10 s timeout).
+	EventsURL    string
+	EventsSecret string
+	EventsClient *http.Client
+	Logger       *slog.Logger
 }
 
 // Server is a running flowbot server.
@@ -164,6 +172,8 @@ type Server struct {
 	keeper *conversation.Keeper
 	// runner hands out the campaigns' contacts.
 	runner *campaignRunner
+	// eventsWake wakes the events' deliverer.
+	eventsWake chan struct{}
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud
@@ -213,7 +223,9 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue()}
 	s.clock = cfg.Clock
 	s.runner = newCampaignRunner(s)
-	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s}}
+	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s},
+		Events: cfg.EventsURL != "", Number: cfg.PhoneNumberID}
+	s.eventsWake = make(chan struct{}, 1)
 	s.metrics = newMetrics(cfg.MetricsNumber, func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -323,6 +335,10 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.heartbeat()
 	go s.scheduler()
 	go s.runner.loop()
+	if s.cfg.EventsURL != "" {
+		s.loops.Add(1)
+		go s.deliverEvents()
+	}
 	claimed, err := s.store.Claimed(ctx, s.instance, 10000)
 	if err != nil {
 		s.log.Error("listing the messages claimed before a restart; they go out when their claims expire", "err", err)

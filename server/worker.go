@@ -145,6 +145,15 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 		if err != nil {
 			return false, fmt.Errorf("loading contact %s: %w", contact, err)
 		}
+		// Events a written record still holds are queued (again: the
+		// queue drops an id it has), and leave the record with this write.
+		carried := false
+		if len(st.EventsOut) > 0 {
+			if err := s.queueEvents(ctx, contact, st.EventsOut); err != nil {
+				return false, fmt.Errorf("queueing the events of contact %s: %w", contact, err)
+			}
+			st.EventsOut, carried = nil, true
+		}
 		if st.MovedTo != "" && len(items) > 0 {
 			if err := s.forward(ctx, contact, st.MovedTo, items); err != nil {
 				return false, err
@@ -158,9 +167,10 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 			// and let it go rather than retry it forever.
 			s.log.Error("update dropped", "contact", contact, "err", err)
 		}
-		if !applied.Changed {
+		if !applied.Changed && !carried {
 			break
 		}
+		applied.Changed = true
 		err = s.store.Save(ctx, st)
 		if err == nil {
 			if adoptedFrom != "" {
@@ -183,12 +193,23 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 	// not depend on each other (the state has the updates' ids, so one
 	// seen again is skipped).
 	acked := make(chan error, 1)
-	if len(items) > 0 {
+	if len(items) > 0 || len(st.EventsOut) > 0 {
 		keys := make([]string, len(items))
 		for i, it := range items {
 			keys[i] = it.Key
 		}
-		go func() { acked <- s.store.Ack(ctx, contact, keys...) }()
+		evs := st.EventsOut
+		go func() {
+			if err := s.queueEvents(ctx, contact, evs); err != nil {
+				// They stay in the record, and go with its next write.
+				s.log.Error("events: queueing; they are queued with the contact's next update", "contact", contact, "err", err)
+			}
+			if len(keys) == 0 {
+				acked <- nil
+				return
+			}
+			acked <- s.store.Ack(ctx, contact, keys...)
+		}()
 	} else {
 		acked <- nil
 	}

@@ -109,6 +109,7 @@ type Store interface {
 	Idempotency
 	Templates
 	Campaigns
+	Events
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Name says which store this is, for start-up messages.

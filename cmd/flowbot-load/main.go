@@ -5,6 +5,14 @@
 //
 //	go run ./cmd/flowbot-load --rate 1000 --duration 10s
 //
+// With --campaign N it measures a campaign of N contacts instead (its
+// start rate in one-second buckets, while --webhooks per second come from
+// other contacts), and with --kill D on a shared store (--ferretdb or
+// --mongo-uri) it kills one of two instances D after the campaign began:
+//
+//	go run ./cmd/flowbot-load --campaign 20000 --campaign-rate 500 --webhooks 200
+//	go run ./cmd/flowbot-load --campaign 5000 --campaign-rate 80 --ferretdb --kill 20s --webhooks 0
+//
 // Every address it uses is on 127.0.0.1, and it stops by itself.
 package main
 
@@ -38,27 +46,59 @@ func main() {
 	workers := flag.Int("workers", 64, "concurrent senders")
 	bin := flag.String("serve-bin", "", "a built flowbot binary (default: go build one)")
 	mongoURI := flag.String("mongo-uri", "", "run serve on this MongoDB (give it a database of its own: the run adds to it); default: the memory store")
+	camp := flag.Int("campaign", 0, "measure a campaign of this many contacts instead")
+	campRate := flag.Int("campaign-rate", 500, "the campaign's rate (starts per second)")
+	hooks := flag.Int("webhooks", 200, "with --campaign: webhooks per second from other contacts meanwhile")
+	ferret := flag.Bool("ferretdb", false, "with --campaign: run on an embedded FerretDB")
+	kill := flag.Duration("kill", 0, "with --campaign on a shared store: run two instances and SIGKILL the first this long after the campaign began")
 	flag.Parse()
+	if *camp > 0 {
+		if *bot == "server/testdata/echo" {
+			*bot = "cmd/flowbot-load/testdata/broadcast"
+		}
+		b, cleanup, err := buildBin(*bin)
+		if err == nil {
+			defer cleanup()
+			err = (&campaignLoad{bin: b, bot: *bot, contacts: *camp, rate: *campRate, webhookRate: *hooks, mongoURI: *mongoURI,
+				ferret: *ferret, kill: *kill, workers: *workers, replyContacts: *contacts}).run()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "flowbot-load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*bot, *rate, *duration, *contacts, *workers, *bin, *mongoURI); err != nil {
 		fmt.Fprintln(os.Stderr, "flowbot-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bot string, rate int, duration time.Duration, contacts, workers int, bin, mongoURI string) error {
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "flowbot-load")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "flowbot")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/flowbot")
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("building flowbot: %w", err)
-		}
+// buildBin builds flowbot unless bin names a built one.
+func buildBin(bin string) (string, func(), error) {
+	if bin != "" {
+		return bin, func() {}, nil
 	}
+	dir, err := os.MkdirTemp("", "flowbot-load")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "flowbot")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/flowbot")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("building flowbot: %w", err)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+func run(bot string, rate int, duration time.Duration, contacts, workers int, bin, mongoURI string) error {
+	bin, cleanup, err := buildBin(bin)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	fake := fakegraph.New("load-token")
 	defer fake.Close()
 

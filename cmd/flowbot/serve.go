@@ -58,6 +58,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if apiToken == "" {
 		log.Warn("FLOWBOT_API_TOKEN is not set: every /api/ endpoint answers 401")
 	}
+	eventsURL, eventsSecret := os.Getenv("FLOWBOT_EVENTS_URL"), os.Getenv("FLOWBOT_EVENTS_SECRET")
+	if eventsURL != "" {
+		if u, err := url.Parse(eventsURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return usageErr("FLOWBOT_EVENTS_URL %q: expected an http or https URL", eventsURL)
+		}
+		if eventsSecret == "" {
+			return usageErr("FLOWBOT_EVENTS_URL is set without FLOWBOT_EVENTS_SECRET: events are signed with it, so that the receiver can tell they are flowbot's")
+		}
+		log.Info("events out: handoffs, messages during a handoff, flows ended and campaigns finished are posted, signed", "url", redactURI(eventsURL))
+	}
 	if token == "" {
 		log.Warn("development mode: WHATSAPP_TOKEN is not set, so nothing is sent; outbound messages are logged and listed at GET /api/outbox")
 	}
@@ -125,6 +135,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
 			APIToken: apiToken, MarkRead: token != "", Logger: log.With("number", phone), Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick, SweepInterval: *sweep,
 			InstanceID: *instanceID, Heartbeat: *heartbeat, PhoneNumberID: phone,
+			EventsURL: eventsURL, EventsSecret: eventsSecret,
 		}
 		if multi {
 			cfg.MetricsNumber = phone

@@ -51,6 +51,11 @@ type Keeper struct {
 	ClaimTimeout time.Duration
 	// Observer hears what happened; nil hears nothing.
 	Observer Observer
+	// Events makes the record keep events out (handoffs, messages during
+	// a handoff, flows ended) for the host to queue; Number is the
+	// business number they name.
+	Events bool
+	Number string
 	// OnResult sees what each event produced, in order (dry-run
 	// transcripts); nil sees nothing.
 	OnResult func(ev engine.Input, at time.Time, res *engine.Result)
@@ -87,6 +92,10 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 			if it.Message == nil {
 				err = errors.New("a message update without its message")
 				break
+			}
+			if st.Handoff != nil {
+				f := map[string]any{"message": messageView(it.Message), "handoff": map[string]any{"queue": st.Handoff.Queue, "since": st.Handoff.Since.UTC()}}
+				k.emit(st, EventMessageReceived, f)
 			}
 			_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputInbound, Message: it.Message})
 		case store.ItemStatus:
@@ -273,6 +282,7 @@ func (k *Keeper) log(st *engine.State, events ...engine.Event) {
 		if k.Observer != nil {
 			k.Observer.Happened(st.Contact.ID, e)
 		}
+		k.eventsOf(st, e)
 		st.AddLog(e.Record())
 	}
 }

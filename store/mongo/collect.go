@@ -90,6 +90,9 @@ func (s *Store) collect(ctx context.Context, now time.Time) (deleted int, err er
 		if _, err := s.answers.DeleteMany(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: now.Add(-store.IdempotencyWindow)}}}}); err != nil {
 			return deleted, fmt.Errorf("mongodb: deleting expired idempotency keys: %w", err)
 		}
+		if _, err := s.events.DeleteMany(ctx, bson.D{{Key: "done_at", Value: bson.D{{Key: "$lt", Value: now.Add(-store.EventsRemembered)}}}}); err != nil {
+			return deleted, fmt.Errorf("mongodb: deleting the ids of delivered events: %w", err)
+		}
 		s.lastFullGC = now
 	}
 	return deleted, nil

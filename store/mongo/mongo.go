@@ -70,8 +70,10 @@ type Store struct {
 	// campaigns, audience, batches and counts hold campaigns
 	// (campaigns.go).
 	campaigns, audience, batches, counts *mongo.Collection
-	seq                                  atomic.Int64
-	owned                                bool
+	// events holds the events out not delivered yet (events.go).
+	events *mongo.Collection
+	seq    atomic.Int64
+	owned  bool
 
 	insertState *batcher[[]any, []error]
 	insertQueue *batcher[[]any, []error]
@@ -152,7 +154,8 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 		templates: db.Collection("templates", primary),
 		campaigns: db.Collection("campaigns", primary), audience: db.Collection("audience", primary),
 		batches: db.Collection("campaign_batches", primary), counts: db.Collection("campaign_counts", primary),
-		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
+		events: db.Collection("events", primary),
+		stop:   make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())
 	// One command of a kind at once: the server serialises writes
@@ -187,6 +190,9 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	// (MongoDB); where it cannot (FerretDB), the collector deletes them.
 	ensureIndexes(pctx, s.inbox, index{"expire", bson.D{{Key: "received", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(dedupeWindow / time.Second))})
 	ensureIndexes(pctx, s.answers, index{"expire", bson.D{{Key: "at", Value: 1}}, options.Index().SetExpireAfterSeconds(int32(store.IdempotencyWindow / time.Second))})
+	if err := s.eventIndexes(pctx); err != nil {
+		return nil, fmt.Errorf("mongodb: creating the events' indexes: %w", err)
+	}
 	if err := s.campaignIndexes(pctx); err != nil {
 		return nil, fmt.Errorf("mongodb: creating the campaigns' indexes: %w", err)
 	}

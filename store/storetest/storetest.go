@@ -18,6 +18,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	runContacts(t, func(t *testing.T) store.Contacts { return newStore(t) })
 	runInbox(t, newStore)
 	runCampaigns(t, newStore)
+	runEvents(t, newStore)
 	t.Run("bot versions", func(t *testing.T) {
 		s, ok := newStore(t).(store.Bots)
 		if !ok {

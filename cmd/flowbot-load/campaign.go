@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+
+	"github.com/flowbot/flowbot/whatsapp"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+// campaignLoad measures a campaign: its start rate in one-second buckets
+// (as the fake Graph API received its templates), while webhooks from
+// other contacts come at webhookRate, with their latency and how long
+// their replies took. With kill > 0 it runs two instances on one
+// database and kills the first (SIGKILL) that long after the campaign
+// began, then checks that every contact got the campaign's message once.
+type campaignLoad struct {
+	bin, bot      string
+	contacts      int
+	rate          int
+	webhookRate   int
+	mongoURI      string
+	ferret        bool
+	kill          time.Duration
+	workers       int
+	replyContacts int
+}
+
+type instance struct {
+	base string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+func startServe(ctx context.Context, bin, bot, graphURL, mongoURI, id string) (*instance, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	args := []string{"serve", bot, "--addr", addr, "--instance-id", id}
+	if mongoURI != "" {
+		args = append(args, "--mongo-uri", mongoURI)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(),
+		"WHATSAPP_TOKEN=load-token", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+graphURL,
+		"WHATSAPP_APP_SECRET="+secret, "MONGODB_URI=", "FLOWBOT_API_TOKEN=load-api")
+	var log bytes.Buffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	in := &instance{base: "http://" + addr, cmd: cmd, log: &log}
+	if err := waitHealthy(in.base); err != nil {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("%w\n%s", err, log.String())
+	}
+	return in, nil
+}
+
+func (in *instance) stop() {
+	in.cmd.Process.Signal(os.Interrupt)
+	in.cmd.Wait()
+}
+
+func (l *campaignLoad) run() error {
+	fake := fakegraph.New("load-token")
+	defer fake.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	uri := l.mongoURI
+	if l.ferret {
+		dir, err := os.MkdirTemp("", "flowbot-load-ferretdb")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		f, err := ferretdb.New(&ferretdb.Config{Listener: ferretdb.ListenerConfig{TCP: "127.0.0.1:0"}, Handler: "sqlite",
+			SQLiteURL: "file:" + dir + "/", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			return err
+		}
+		fctx, fcancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { f.Run(fctx); close(done) }()
+		defer func() { fcancel(); <-done }()
+		uri = strings.TrimSuffix(f.MongoDBURI(), "/") + "/flowbot_load"
+		fmt.Println("store: FerretDB (embedded, SQLite)")
+	}
+	a, err := startServe(ctx, l.bin, l.bot, fake.URL, uri, "load-a")
+	if err != nil {
+		return err
+	}
+	defer a.stop()
+	var b *instance
+	if l.kill > 0 {
+		if uri == "" {
+			return fmt.Errorf("--kill needs a shared store: --mongo-uri or --ferretdb")
+		}
+		if b, err = startServe(ctx, l.bin, l.bot, fake.URL, uri, "load-b"); err != nil {
+			return err
+		}
+		defer b.stop()
+	}
+
+	var csv strings.Builder
+	csv.WriteString("id,name,day\n")
+	for i := 0; i < l.contacts; i++ {
+		fmt.Fprintf(&csv, "1666%07d,Guest %d,Friday\n", i, i)
+	}
+	req, _ := http.NewRequest("POST", a.base+"/api/campaigns?flow=notice&name=load&rate="+strconv.Itoa(l.rate), strings.NewReader(csv.String()))
+	req.Header.Set("Content-Type", "text/csv")
+	req.Header.Set("Authorization", "Bearer load-api")
+	began := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	var created struct {
+		ID    string `json:"id"`
+		Total int    `json:"total"`
+	}
+	json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || created.Total != l.contacts {
+		return fmt.Errorf("creating the campaign: %d %+v", resp.StatusCode, created)
+	}
+	fmt.Printf("campaign %s: %d contacts at %d/s (created in %s)", created.ID, l.contacts, l.rate, time.Since(began).Round(time.Millisecond))
+	if l.webhookRate > 0 {
+		fmt.Printf(", while %d webhooks/s come from %d other contacts", l.webhookRate, l.replyContacts)
+	}
+	fmt.Println()
+
+	expected := time.Duration(float64(l.contacts) / float64(l.rate) * float64(time.Second))
+	// The webhooks, open loop, for the campaign's expected time.
+	var sentAt []time.Time
+	var latencies []time.Duration
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	if l.webhookRate > 0 {
+		total := int(float64(l.webhookRate) * expected.Seconds())
+		sentAt = make([]time.Time, total)
+		latencies = make([]time.Duration, total)
+		jobs := make(chan int, l.workers)
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: l.workers}, Timeout: 10 * time.Second}
+		for w := 0; w < l.workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range jobs {
+					body := webhook(i, l.replyContacts)
+					r, _ := http.NewRequest("POST", a.base+"/webhook", bytes.NewReader(body))
+					r.Header.Set("Content-Type", "application/json")
+					r.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(secret, body))
+					start := time.Now()
+					sentAt[i] = start
+					resp, err := client.Do(r)
+					latencies[i] = time.Since(start)
+					if err != nil {
+						failures.Add(1)
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						failures.Add(1)
+					}
+				}
+			}()
+		}
+		go func() {
+			start := time.Now()
+			interval := time.Second / time.Duration(l.webhookRate)
+			for i := 0; i < total; i++ {
+				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+					time.Sleep(d)
+				}
+				jobs <- i
+			}
+			close(jobs)
+		}()
+	}
+	if l.kill > 0 {
+		time.Sleep(l.kill)
+		a.cmd.Process.Kill()
+		a.cmd.Wait()
+		fmt.Printf("killed the first instance (SIGKILL) %s after the campaign began; the second goes on\n", l.kill)
+	}
+	wg.Wait()
+
+	// Wait for every template: an instance's death holds its batch for
+	// its lease (30 s) and its claimed messages for their claim (2 min).
+	deadline := time.Now().Add(expected + 4*time.Minute)
+	templates := func() []fakegraph.Request {
+		var out []fakegraph.Request
+		for _, r := range fake.Sent() {
+			if r.Type == "template" {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	for time.Now().Before(deadline) && len(uniqueTo(templates())) < l.contacts {
+		time.Sleep(100 * time.Millisecond)
+	}
+	replies := func() int {
+		n := 0
+		for _, r := range fake.Sent() {
+			if r.Type == "text" {
+				n++
+			}
+		}
+		return n
+	}
+	for time.Now().Before(deadline) && replies() < len(sentAt) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	tmpl := templates()
+	to := uniqueTo(tmpl)
+	twice := 0
+	for _, n := range to {
+		if n > 1 {
+			twice += n - 1
+		}
+	}
+	sort.Slice(tmpl, func(i, j int) bool { return tmpl[i].At.Before(tmpl[j].At) })
+	fmt.Printf("templates: %d contacts of %d got it, %d twice or more (%d extra)\n", len(to), l.contacts, countOver(to, 1), twice)
+	if len(tmpl) > 0 {
+		first, last := tmpl[0].At, tmpl[len(tmpl)-1].At
+		fmt.Printf("the campaign's sends spanned %s (%d at %d/s take %s)\n", last.Sub(first).Round(time.Millisecond), l.contacts, l.rate, expected)
+		buckets := map[int]int{}
+		for _, r := range tmpl {
+			buckets[int(r.At.Sub(first)/time.Second)]++
+		}
+		n := int(last.Sub(first) / time.Second)
+		var full []int
+		for s := 0; s < n; s++ { // whole seconds only: the last is partial
+			full = append(full, buckets[s])
+		}
+		if len(full) > 0 {
+			sorted := append([]int(nil), full...)
+			sort.Ints(sorted)
+			fmt.Printf("start rate over %d whole one-second buckets: min %d  median %d  max %d  (target %d: within 5%% is %d..%d)\n",
+				len(full), sorted[0], sorted[len(sorted)/2], sorted[len(sorted)-1], l.rate, int(float64(l.rate)*0.95), l.rate)
+			if l.kill == 0 {
+				fmt.Printf("per second: %v\n", full)
+			}
+		}
+	}
+	if l.webhookRate > 0 {
+		var delays []time.Duration
+		for _, r := range fake.Sent() {
+			if r.Type != "text" {
+				continue
+			}
+			txt, _ := r.Body["text"].(map[string]any)["body"].(string)
+			var i int
+			if _, err := fmt.Sscanf(txt, "echo message %d", &i); err == nil && i < len(sentAt) {
+				delays = append(delays, r.At.Sub(sentAt[i]))
+			}
+		}
+		sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+		sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
+		p := func(d []time.Duration, q float64) time.Duration {
+			if len(d) == 0 {
+				return 0
+			}
+			return d[int(q*float64(len(d)-1))]
+		}
+		fmt.Printf("webhooks: %d, %d failed; latency p50 %s  p99 %s  max %s\n", len(latencies), failures.Load(), p(latencies, .5), p(latencies, .99), p(latencies, 1))
+		fmt.Printf("replies: %d of %d; from webhook to WhatsApp p50 %s  p99 %s  max %s\n", len(delays), len(sentAt), p(delays, .5), p(delays, .99), p(delays, 1))
+	}
+	if p := fake.Problems(); len(p) > 0 {
+		fmt.Printf("the fake Graph API refused %d malformed requests, e.g. %s\n", len(p), p[0].Problem)
+	}
+	return nil
+}
+
+func uniqueTo(reqs []fakegraph.Request) map[string]int {
+	m := map[string]int{}
+	for _, r := range reqs {
+		m[r.To]++
+	}
+	return m
+}
+
+func countOver(m map[string]int, n int) int {
+	c := 0
+	for _, v := range m {
+		if v > n {
+			c++
+		}
+	}
+	return c
+}

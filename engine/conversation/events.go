@@ -1,0 +1,112 @@
+package conversation
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+)
+
+// Types of the events out (INTERFACES.md version 2, section 2).
+const (
+	EventMessageReceived  = "message.received"
+	EventHandoffStarted   = "handoff.started"
+	EventHandoffReleased  = "handoff.released"
+	EventFlowEnded        = "flow.ended"
+	EventCampaignFinished = "campaign.finished"
+)
+
+// ContactView is a contact as events show it.
+type ContactView struct {
+	ID       string `json:"id"`
+	Name     string `json:"name,omitempty"`
+	Language string `json:"language,omitempty"`
+	WaID     string `json:"wa_id,omitempty"`
+	UserID   string `json:"user_id,omitempty"`
+	Username string `json:"username,omitempty"`
+}
+
+func contactView(c engine.Contact) *ContactView {
+	return &ContactView{ID: c.ID, Name: c.Name, Language: c.Language, WaID: c.WaID, UserID: c.UserID, Username: c.Username}
+}
+
+// MessageView is an inbound message as events show it.
+type MessageView struct {
+	ID        string         `json:"id"`
+	Type      string         `json:"type"`
+	Text      string         `json:"text,omitempty"`
+	Choice    string         `json:"choice,omitempty"`
+	Media     map[string]any `json:"media,omitempty"`
+	Location  map[string]any `json:"location,omitempty"`
+	Form      map[string]any `json:"form,omitempty"`
+	Timestamp time.Time      `json:"timestamp"`
+}
+
+func messageView(m *engine.Inbound) *MessageView {
+	v := &MessageView{ID: m.ID, Type: m.Type, Text: m.Text, Choice: m.Choice, Form: m.Form, Timestamp: m.Timestamp}
+	if m.Media.ID != "" {
+		v.Media = map[string]any{"id": m.Media.ID, "mime_type": m.Media.MimeType, "caption": m.Media.Caption}
+	}
+	if m.Type == "location" {
+		v.Location = m.Location.Data()
+	}
+	return v
+}
+
+// NewEventOut makes an event out: its id, its type and time, and the
+// fields of its kind, as the JSON body posted.
+func NewEventOut(typ string, at time.Time, contact *ContactView, number string, fields map[string]any) engine.EventOut {
+	var b [10]byte
+	rand.Read(b[:])
+	id := "evt_" + hex.EncodeToString(b[:])
+	body := map[string]any{"id": id, "type": typ, "at": at.UTC(), "contact": contact}
+	if number != "" {
+		body["number"] = number
+	}
+	for k, v := range fields {
+		body[k] = v
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		raw = []byte(fmt.Sprintf(`{"id":%q,"type":%q,"error":%q}`, id, typ, err.Error()))
+	}
+	return engine.EventOut{ID: id, Type: typ, At: at, Body: raw}
+}
+
+// emit adds an event out to the record, committed with it: the host
+// queues it for delivery once the record is written.
+func (k *Keeper) emit(st *engine.State, typ string, fields map[string]any) {
+	if !k.Events {
+		return
+	}
+	e := NewEventOut(typ, k.Now(), contactView(st.Contact), k.Number, fields)
+	e.Order = fmt.Sprintf("%020d.%04d", st.Version, len(st.EventsOut))
+	st.EventsOut = append(st.EventsOut, e)
+}
+
+// eventsOf turns the engine's events into events out.
+func (k *Keeper) eventsOf(st *engine.State, e engine.Event) {
+	switch e := e.(type) {
+	case engine.HandedOff:
+		f := map[string]any{"queue": e.Queue, "flow": e.Flow, "step": e.Step}
+		if st.Handoff != nil {
+			f["note"] = st.Handoff.Note
+			f["since"] = st.Handoff.Since.UTC()
+		}
+		if e.Keyword != "" {
+			f["keyword"] = e.Keyword
+		}
+		k.emit(st, EventHandoffStarted, f)
+	case engine.HandoffReleased:
+		by := "agent"
+		if e.Keyword != "" {
+			by = "keyword"
+		}
+		k.emit(st, EventHandoffReleased, map[string]any{"queue": e.Queue, "by": by, "flow": e.Flow, "step": e.Step})
+	case engine.FlowEnded:
+		k.emit(st, EventFlowEnded, map[string]any{"flow": e.Flow, "step": e.Step, "reason": e.Reason})
+	}
+}

@@ -110,6 +110,7 @@ type Store interface {
 	Templates
 	Campaigns
 	Events
+	Lister
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Name says which store this is, for start-up messages.

@@ -167,7 +167,11 @@ func (l *campaignLoad) run() error {
 				defer wg.Done()
 				for i := range jobs {
 					body := webhook(i, l.replyContacts)
-					r, _ := http.NewRequest("POST", a.base+"/webhook", bytes.NewReader(body))
+					target := a.base
+					if b != nil && i%2 == 1 {
+						target = b.base // half to each instance
+					}
+					r, _ := http.NewRequest("POST", target+"/webhook", bytes.NewReader(body))
 					r.Header.Set("Content-Type", "application/json")
 					r.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(secret, body))
 					start := time.Now()
@@ -219,7 +223,7 @@ func (l *campaignLoad) run() error {
 		return out
 	}
 	for time.Now().Before(deadline) && len(uniqueTo(templates())) < l.contacts {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	replies := func() int {
 		n := 0
@@ -230,7 +234,8 @@ func (l *campaignLoad) run() error {
 		}
 		return n
 	}
-	for time.Now().Before(deadline) && replies() < len(sentAt) {
+	answered := len(sentAt) - int(failures.Load()) // a killed instance's webhooks fail
+	for time.Now().Before(deadline) && replies() < answered {
 		time.Sleep(50 * time.Millisecond)
 	}
 	tmpl := templates()

@@ -178,6 +178,8 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 		index{"latest", bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: -1}}, options.Index()},
 		index{"next_due", bson.D{{Key: "next_due", Value: 1}}, options.Index().SetSparse(true)},
 		index{"claimed_by", bson.D{{Key: "claimed_by", Value: 1}}, options.Index().SetSparse(true)},
+		index{"handoff", bson.D{{Key: "handoff_since", Value: 1}, {Key: "contact", Value: 1}}, options.Index().SetSparse(true)},
+		index{"flow_step", bson.D{{Key: "flow", Value: 1}, {Key: "step", Value: 1}, {Key: "contact", Value: 1}}, options.Index()},
 	); err != nil {
 		return nil, fmt.Errorf("mongodb: creating the states indexes: %w", err)
 	}

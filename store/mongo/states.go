@@ -30,12 +30,16 @@ type stateDoc struct {
 	NextDue *time.Time `bson:"next_due,omitempty"`
 	Saved   time.Time  `bson:"saved"`
 	// The summary.
-	Flow     string `bson:"flow,omitempty"`
-	Step     string `bson:"step,omitempty"`
-	Waiting  string `bson:"waiting,omitempty"`
-	Handoff  string `bson:"handoff,omitempty"` // the queue
-	OptedOut bool   `bson:"opted_out,omitempty"`
-	Outbox   int    `bson:"outbox,omitempty"` // messages not sent yet
+	Flow    string `bson:"flow,omitempty"`
+	Step    string `bson:"step,omitempty"`
+	Waiting string `bson:"waiting,omitempty"`
+	Handoff string `bson:"handoff,omitempty"` // the queue
+	// HandoffSince is when the handoff began; WindowUntil when the
+	// window closes (GET /api/contacts filters and sorts by them).
+	HandoffSince *time.Time `bson:"handoff_since,omitempty"`
+	WindowUntil  *time.Time `bson:"window_until,omitempty"`
+	OptedOut     bool       `bson:"opted_out,omitempty"`
+	Outbox       int        `bson:"outbox,omitempty"` // messages not sent yet
 	// ClaimedBy is the instance whose claim the first of them is under:
 	// a restarted instance finds its own claims by it.
 	ClaimedBy string `bson:"claimed_by,omitempty"`
@@ -55,6 +59,11 @@ func newStateDoc(st *engine.State, next int64, now time.Time) (stateDoc, error) 
 		State: bson.RawValue{Type: bson.TypeBinary, Value: bsoncore.AppendBinary(nil, 0, b)}}
 	if st.Handoff != nil {
 		doc.Handoff = st.Handoff.Queue
+		since := st.Handoff.Since
+		doc.HandoffSince = &since
+	}
+	if until := st.WindowExpires(); !until.IsZero() && !st.WindowClosed {
+		doc.WindowUntil = &until
 	}
 	if len(st.Outbox) > 0 {
 		doc.ClaimedBy = st.Outbox[0].ClaimedBy

@@ -41,6 +41,8 @@ const (
 	// InputPreference: the contact stopped or resumed marketing messages
 	// in WhatsApp (user_preferences).
 	InputPreference InputKind = "preference"
+	// InputAgent: an agent's message to the contact (Agent).
+	InputAgent InputKind = "agent"
 )
 
 // Input is one input to the engine: what happened to the contact.
@@ -61,6 +63,8 @@ type Input struct {
 	// InputPreference: the contact's marketing preference, "stop" or
 	// "resume".
 	Preference string
+	// InputAgent: the agent's message, free-form or a template.
+	Agent *actions.Message
 }
 
 // Inbound is a message from the contact, already parsed from the channel.
@@ -117,6 +121,8 @@ type Outbound struct {
 	Category flows.Category `json:"category,omitempty"`
 	// Campaign names the campaign whose start committed the message.
 	Campaign string `json:"campaign,omitempty"`
+	// Agent: an agent wrote it (POST /api/contacts/{id}/messages).
+	Agent bool `json:"agent,omitempty"`
 	// ClaimedBy is the server instance sending the message, since
 	// ClaimedAt: another instance leaves it alone until the claim expires
 	// at ClaimUntil (the claimer died), so that a message goes out once.
@@ -143,6 +149,7 @@ const (
 	RecOptIn         = "opt_in"
 	RecHandoff       = "handoff"
 	RecReleased      = "released"
+	RecAgent         = "agent"
 	RecTimer         = "timer"
 	RecIgnored       = "ignored"
 	RecUnmatched     = "unmatched"
@@ -283,6 +290,10 @@ func (e *Engine) Handle(ctx context.Context, st *State, ev Input, now time.Time)
 		c.startFlow(f, ev.Step, ev.Vars, "started by the business")
 	case InputWindowClosed:
 		c.windowClosed(ev.Outbound)
+	case InputAgent:
+		if err := c.agent(ev.Agent); err != nil {
+			return nil, err
+		}
 	case InputPreference:
 		stop := ev.Preference == "stop"
 		if st.Contact.MarketingOptedOut != stop {
@@ -302,6 +313,15 @@ var (
 	ErrInHandoff    = errors.New("the contact is handed off to an agent")
 	ErrNotInHandoff = errors.New("the contact is not handed off")
 	ErrBadVars      = errors.New("bad variables")
+	// ErrWindowClosed: an agent's free-form message while the customer
+	// service window is closed.
+	ErrWindowClosed = errors.New("the customer service window is closed")
+	// ErrOptedOut: an agent's template to a contact who opted out (of
+	// marketing messages, for a marketing template).
+	ErrOptedOut = errors.New("the contact opted out")
+	// ErrTemplateUnavailable: the account cannot send the template now
+	// (paused, disabled).
+	ErrTemplateUnavailable = errors.New("the template cannot be sent now")
 )
 
 // CheckVars checks variables given from outside against the flow's

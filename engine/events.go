@@ -144,6 +144,13 @@ type HandoffReleased struct {
 	Keyword string
 }
 
+// AgentMessage: an agent's message was committed to send.
+type AgentMessage struct {
+	Header
+	ID      string
+	Summary string
+}
+
 // TimerFired: a durable timer fell due.
 type TimerFired struct {
 	Header
@@ -250,7 +257,11 @@ func (e TemplateFallback) Kind() string   { return RecFallback }
 func (e TemplateFallback) Record() Record { return e.record(RecFallback, e.Template) }
 func (e Undeliverable) Kind() string      { return RecUndeliverable }
 func (e Undeliverable) Record() Record    { return e.record(RecUndeliverable, e.Reason) }
-func (e TemplateNotSent) Kind() string    { return RecOptedOut }
+func (e AgentMessage) Kind() string       { return RecAgent }
+func (e AgentMessage) Record() Record {
+	return e.record(RecAgent, "message "+e.ID+" from an agent: "+e.Summary)
+}
+func (e TemplateNotSent) Kind() string { return RecOptedOut }
 func (e TemplateNotSent) Record() Record {
 	if e.Marketing {
 		return e.record(RecOptedOut, "template "+e.Template+" not sent: the contact stopped marketing messages")

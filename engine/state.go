@@ -126,6 +126,8 @@ type Delivery struct {
 	Pricing *Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
 	// Campaign names the campaign whose start sent the message.
 	Campaign string `json:"campaign,omitempty" bson:"campaign,omitempty"`
+	// Agent: an agent wrote it.
+	Agent bool `json:"agent,omitempty" bson:"agent,omitempty"`
 }
 
 // Pricing is a delivery's pricing and conversation, as WhatsApp's

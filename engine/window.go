@@ -1,10 +1,10 @@
 package engine
 
 import (
-	"time"
-
+	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/flows"
@@ -189,4 +189,68 @@ func (c *conv) price(m *actions.Message) (flows.Category, float64) {
 	cc.Amount += charge
 	cc.Messages++
 	return cat, charge
+}
+
+// agent commits an agent's message, under the window rule with no
+// fallback: a free-form message while the window is closed, or a
+// template the contact opted out of or the account cannot send, is
+// refused (nothing is committed) so that the agent can choose otherwise.
+func (c *conv) agent(m *actions.Message) error {
+	if m == nil {
+		return errors.New("an agent's message without its message")
+	}
+	st := c.st
+	if m.Free() {
+		if !st.WindowOpen(c.now) {
+			return ErrWindowClosed
+		}
+	} else {
+		switch {
+		case st.Contact.OptedOut:
+			return ErrOptedOut
+		case st.Contact.MarketingOptedOut && m.Template.Category == flows.Marketing:
+			return fmt.Errorf("%w of marketing messages, and %s is a MARKETING template", ErrOptedOut, m.Template.Name)
+		}
+		if status := c.unavailable(m); status != "" {
+			return fmt.Errorf("%w: %s is %s", ErrTemplateUnavailable, m.Template.Name, status)
+		}
+	}
+	st.Batch++
+	before := len(c.res.Outbound)
+	c.emit(*m, false, st.Batch)
+	for i := before; i < len(c.res.Outbound); i++ {
+		o := &c.res.Outbound[i]
+		o.Agent = true
+		c.event(AgentMessage{c.header(), o.ID, summary(o.Message)})
+	}
+	return nil
+}
+
+// summary is a message on one line, for the log.
+func summary(m actions.Message) string {
+	if m.Template != nil {
+		return "template " + m.Template.Name
+	}
+	if len(m.Text) > 80 {
+		return m.Text[:80] + "..."
+	}
+	return m.Text
+}
+
+// SuggestTemplate names the template the bot itself would send the
+// contact now that the window is closed: the fallback of the step the
+// contact is at, else of the flow; "" when there is none.
+func (e *Engine) SuggestTemplate(st *State) string {
+	f := e.bot.Flow(st.Flow)
+	if f == nil {
+		return ""
+	}
+	var step *flows.Step
+	if st.Step != "" {
+		step = f.Steps[st.Step]
+	}
+	if fb := fallbackFor(f, step); fb != nil {
+		return fb.Name
+	}
+	return ""
 }

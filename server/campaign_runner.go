@@ -359,6 +359,12 @@ func (r *campaignRunner) start(k *campaignRun, c store.Campaign, b store.Campaig
 
 var errCampaignStopped = errors.New("the campaign is no longer running")
 
+// startsInFlight bounds the starts of one batch being queued at once: a
+// start is queued at its slot whatever the store's latency (a slow write
+// does not push the next ones back into a burst), and concurrent writes
+// share the store's round trips.
+const startsInFlight = 64
+
 // runBatch queues each of the batch's contacts' start at its slot, then
 // marks the batch done.
 func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error {
@@ -378,6 +384,14 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 	}
 	size := to - from
 	span := b.End.Sub(b.Start)
+	var wg sync.WaitGroup
+	var failed error
+	var failedMu sync.Mutex
+	sem := make(chan struct{}, startsInFlight)
+	stopped := func(err error) error {
+		wg.Wait()
+		return err
+	}
 	for i, ct := range contacts {
 		slot := b.Start.Add(span * time.Duration(i) / time.Duration(size))
 		if d := slot.Sub(r.s.cfg.Now()); d > 0 {
@@ -385,16 +399,32 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 			select {
 			case <-ctx.Done():
 				stop()
-				return ctx.Err()
+				return stopped(ctx.Err())
 			case <-done:
 			}
 		}
 		if r.state(c.ID) != store.CampaignRunning {
-			return errCampaignStopped
+			return stopped(errCampaignStopped)
 		}
-		if err := r.queueStart(ctx, c, ct); err != nil {
-			return err
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return stopped(ctx.Err())
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := r.queueStart(ctx, c, ct); err != nil {
+				failedMu.Lock()
+				failed = err
+				failedMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed != nil {
+		return failed // the batch stays open: it is taken over, and what was queued is not queued again
 	}
 	b.Done, b.By, b.Until = true, r.s.instance, r.s.cfg.Now()
 	return r.s.store.UpdateBatch(ctx, b)

@@ -88,6 +88,8 @@ func (s *Server) command(c *fiber.Ctx, contact string, cmd store.Command, ok int
 		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": o.Error})
 	case conversation.RefusedUnknownFlow:
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": o.Error})
+	case conversation.RefusedWindowClosed, conversation.RefusedOptedOut, conversation.RefusedTemplateUnavailable:
+		return s.agentRefusal(c, st, o)
 	}
 	return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": o.Error})
 }

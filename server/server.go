@@ -416,6 +416,8 @@ func (s *Server) routes() {
 	a.Get("/healthz", s.healthz)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	api := a.Group("/api", s.auth, s.number, s.idempotent)
+	api.Get("/contacts", s.listContacts)
+	api.Post("/contacts/:id/messages", s.agentMessage)
 	api.Post("/contacts/:id/flows/:flow", s.startFlow)
 	api.Get("/contacts/:id", s.contact)
 	api.Post("/contacts/:id/release", s.release)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/engine"
 )
 
@@ -33,6 +34,8 @@ type Command struct {
 	// (not started) when opted out, in a handoff or in the middle of a
 	// flow, and the messages of the start are counted as the campaign's.
 	Campaign string `json:"campaign,omitempty" bson:"campaign,omitempty"`
+	// Message is a CommandAgent's message.
+	Message *actions.Message `json:"message,omitempty" bson:"message,omitempty"`
 }
 
 // CommandKind is what a command does.
@@ -46,6 +49,8 @@ const (
 	// CommandPreference records that the contact stopped or resumed
 	// marketing messages in WhatsApp (a user_preferences webhook).
 	CommandPreference CommandKind = "preference"
+	// CommandAgent sends an agent's message, in order with the bot's.
+	CommandAgent CommandKind = "agent"
 )
 
 // Item is one webhook update, durably queued until a worker has applied

@@ -150,6 +150,42 @@ func (l *campaignLoad) run() error {
 	fmt.Println()
 
 	expected := time.Duration(float64(l.contacts) / float64(l.rate) * float64(time.Second))
+	// The hand-out, as the instances count it (flowbot_campaign_starts_total),
+	// sampled each second: the pace apart from how fast the store lets the
+	// workers send.
+	var handout []int
+	sampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		last := -1
+		known := map[*instance]int{} // a killed instance keeps its last count
+		for {
+			select {
+			case <-sampling:
+				return
+			case <-tick.C:
+			}
+			n := 0
+			for _, in := range []*instance{a, b} {
+				if in != nil {
+					if c, ok := startsCounted(in.base); ok {
+						known[in] = c
+					}
+					n += known[in]
+				}
+			}
+			if last >= 0 && n > 0 {
+				handout = append(handout, n-last)
+			}
+			last = n
+			if n >= l.contacts {
+				return
+			}
+		}
+	}()
 	// The webhooks, open loop, for the campaign's expected time.
 	var sentAt []time.Time
 	var latencies []time.Duration
@@ -238,6 +274,8 @@ func (l *campaignLoad) run() error {
 	for time.Now().Before(deadline) && replies() < answered {
 		time.Sleep(50 * time.Millisecond)
 	}
+	close(sampling)
+	<-sampled
 	tmpl := templates()
 	to := uniqueTo(tmpl)
 	twice := 0
@@ -270,6 +308,12 @@ func (l *campaignLoad) run() error {
 			}
 		}
 	}
+	// The first and last samples are partial seconds.
+	if len(handout) > 2 {
+		h := append([]int(nil), handout[1:len(handout)-1]...)
+		sort.Ints(h)
+		fmt.Printf("hand-out (starts queued, sampled each second from the instances' metrics): min %d  median %d  max %d over %d seconds\n", h[0], h[len(h)/2], h[len(h)-1], len(h))
+	}
 	if l.webhookRate > 0 {
 		var delays []time.Duration
 		for _, r := range fake.Sent() {
@@ -297,6 +341,24 @@ func (l *campaignLoad) run() error {
 		fmt.Printf("the fake Graph API refused %d malformed requests, e.g. %s\n", len(p), p[0].Problem)
 	}
 	return nil
+}
+
+// startsCounted reads flowbot_campaign_starts_total from an instance;
+// false when it does not answer (killed).
+func startsCounted(base string) (int, bool) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "flowbot_campaign_starts_total "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(f), true
+		}
+	}
+	return 0, true
 }
 
 func uniqueTo(reqs []fakegraph.Request) map[string]int {

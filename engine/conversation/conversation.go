@@ -78,8 +78,8 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 	var res Result
 	var errs []error
 	for _, it := range items {
-		if isNew && (it.Kind == store.ItemStatus || it.Kind == store.ItemCommand && it.Command != nil && it.Command.Kind == store.CommandRelease) {
-			continue // a status, or a release, never creates a contact
+		if isNew && (it.Kind == store.ItemStatus || it.Kind == store.ItemCommand && it.Command != nil && (it.Command.Kind == store.CommandRelease || it.Command.Kind == store.CommandAgent)) {
+			continue // a status, a release or an agent's message never creates a contact
 		}
 		if st.WasProcessed(it.Key) {
 			continue
@@ -176,6 +176,10 @@ const (
 	RefusedBadVars      = "bad_vars"
 	RefusedUnknownFlow  = "unknown_flow"
 	RefusedError        = "error"
+	// An agent's message refused.
+	RefusedWindowClosed        = "window_closed"
+	RefusedOptedOut            = "opted_out"
+	RefusedTemplateUnavailable = "template_unavailable"
 )
 
 // applyCommand applies a command (a flow start, a release) and keeps its
@@ -192,6 +196,8 @@ func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string,
 		_, err = k.start(ctx, st, cmd)
 	case store.CommandRelease:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
+	case store.CommandAgent:
+		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputAgent, Agent: cmd.Message})
 	case store.CommandPreference:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputPreference, Preference: cmd.Preference})
 	default:
@@ -209,6 +215,12 @@ func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string,
 			o.Refused = RefusedBadVars
 		case errors.Is(err, engine.ErrUnknownFlow):
 			o.Refused = RefusedUnknownFlow
+		case errors.Is(err, engine.ErrWindowClosed):
+			o.Refused = RefusedWindowClosed
+		case errors.Is(err, engine.ErrOptedOut):
+			o.Refused = RefusedOptedOut
+		case errors.Is(err, engine.ErrTemplateUnavailable):
+			o.Refused = RefusedTemplateUnavailable
 		default:
 			o.Refused = RefusedError
 		}

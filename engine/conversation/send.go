@@ -101,7 +101,7 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *engine.State, r SendRe
 	}
 	st.Outbox = append(st.Outbox[:idx:idx], st.Outbox[idx+1:]...)
 	o := r.Outbound
-	d := engine.Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent", Campaign: o.Campaign}
+	d := engine.Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent", Campaign: o.Campaign, Agent: o.Agent}
 	if r.Class == Sent {
 		if k.Observer != nil {
 			k.Observer.Sent(o)

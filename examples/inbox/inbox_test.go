@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/store/memory"
+	"github.com/flowbot/flowbot/whatsapp"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+// The inbox against a real flowbot server on the support example: a
+// handoff opens a conversation, the contact's messages show in it, the
+// agent's answer reaches WhatsApp through flowbot, and closing it hands
+// the contact back to the bot.
+func TestInboxWithFlowbot(t *testing.T) {
+	in := New("", "api-tok", "ev-secret")
+	inbox := httptest.NewServer(in.Handler())
+	defer inbox.Close()
+
+	bot, diags := flows.Load("../support")
+	if bot == nil {
+		t.Fatal(diags.Error())
+	}
+	fake := fakegraph.New("tok")
+	defer fake.Close()
+	srv, err := server.New(server.Config{AppSecret: "app-secret", APIToken: "api-tok", InstanceID: "inbox-test",
+		EventsURL: inbox.URL + "/events", EventsSecret: "ev-secret"},
+		engine.New(bot, engine.Options{}), memory.New(), &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "1", Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	in.flowbot = "http://" + ln.Addr().String()
+
+	const ana = "15550008001"
+	seq := 0
+	say := func(kind, value string) {
+		seq++
+		msg := fmt.Sprintf(`{"from":%q,"id":"wamid.in.%d","timestamp":"%d","type":"text","text":{"body":%q}}`, ana, seq, time.Now().Unix(), value)
+		if kind == "button" {
+			msg = fmt.Sprintf(`{"from":%q,"id":"wamid.in.%d","timestamp":"%d","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":%q,"title":"x"}}}`, ana, seq, time.Now().Unix(), value)
+		}
+		body := []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"1"},"contacts":[{"profile":{"name":"Ana"},"wa_id":%q}],"messages":[%s]}}]}]}`, ana, msg))
+		req, _ := http.NewRequest("POST", in.flowbot+"/webhook", bytes.NewReader(body))
+		req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign("app-secret", body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("webhook: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("gave up waiting for %s", what)
+			}
+		}
+	}
+	conversations := func() []Conversation {
+		resp, err := http.Get(inbox.URL + "/conversations")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out []Conversation
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
+	sentTexts := func() []string {
+		var out []string
+		for _, r := range fake.Sent() {
+			if r.Type == "text" {
+				out = append(out, r.Body["text"].(map[string]any)["body"].(string))
+			}
+		}
+		return out
+	}
+
+	say("text", "hi")
+	say("button", "technical")
+	say("button", "not_fixed")
+	waitFor("the handoff to open a conversation", func() bool { return len(conversations()) == 1 })
+	if c := conversations()[0]; c.Contact != ana || c.Queue != "support" || c.Name != "Ana" {
+		t.Fatalf("the conversation: %+v", c)
+	}
+	say("text", "my invoice is wrong")
+	waitFor("the contact's message in the inbox", func() bool {
+		c := conversations()
+		return len(c) == 1 && len(c[0].Lines) == 1 && c[0].Lines[0].Text == "my invoice is wrong"
+	})
+
+	resp, err := http.Post(inbox.URL+"/conversations/"+ana+"/reply", "application/json", strings.NewReader(`{"text": "Sam here, fixing it now."}`))
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("reply: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitFor("the agent's answer at WhatsApp", func() bool {
+		for _, s := range sentTexts() {
+			if s == "Sam here, fixing it now." {
+				return true
+			}
+		}
+		return false
+	})
+
+	resp, err = http.Post(inbox.URL+"/conversations/"+ana+"/close", "application/json", nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("close: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitFor("the release to close the conversation", func() bool { return len(conversations()) == 0 })
+	waitFor("the bot to go on", func() bool {
+		s := sentTexts()
+		return len(s) > 0 && strings.HasPrefix(s[len(s)-1], "Glad we could help")
+	})
+
+	// A forged event is refused.
+	resp, err = http.Post(inbox.URL+"/events", "application/json", strings.NewReader(`{"id":"evt_x","type":"handoff.started","contact":{"id":"1"}}`))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a forged event: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}

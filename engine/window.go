@@ -239,9 +239,13 @@ func summary(m actions.Message) string {
 
 // SuggestTemplate names the template the bot itself would send the
 // contact now that the window is closed: the fallback of the step the
-// contact is at, else of the flow; "" when there is none.
+// contact is at, else of its flow (of the default flow for a contact in
+// none); "" when there is none.
 func (e *Engine) SuggestTemplate(st *State) string {
 	f := e.bot.Flow(st.Flow)
+	if f == nil {
+		f = e.bot.Flow(e.bot.Settings.DefaultFlow)
+	}
 	if f == nil {
 		return ""
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -108,7 +109,11 @@ func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, 
 			continue
 		case engine.RecSent:
 			o := sent[r.Detail]
-			fmt.Fprintf(p.w, "%s  bot < %s   [%s; window %s]\n", clock(o.At), dryrun.DescribeIDs(o), how(o), window)
+			who := "bot"
+			if o.Agent {
+				who = "agent"
+			}
+			fmt.Fprintf(p.w, "%s  %s < %s   [%s; window %s]\n", clock(o.At), who, dryrun.DescribeIDs(o), how(o), window)
 		case engine.RecStep, engine.RecCondition, engine.RecSet, engine.RecCall:
 			if !p.trace {
 				continue
@@ -272,6 +277,7 @@ const chatHelp = `Type a message to send it as the contact. Commands:
   /wait 25h    move the virtual clock on (timers fire on the way)
   /state       show the contact's state
   /lang es     the contact now reads es (texts and templates)
+  /agent TEXT  an agent's message (refused once the window is closed, as the API refuses it)
   /release     end a handoff, as an agent would
   /quit        end the dry run
 `
@@ -382,6 +388,20 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 				continue
 			}
 			p.note(s.Now, "the contact's language is now "+arg)
+		case "/agent":
+			if arg == "" {
+				fmt.Fprintln(stderr, "usage: /agent TEXT")
+				continue
+			}
+			if _, err := s.Agent(ctx, actions.Message{Kind: "text", Text: arg}); err != nil {
+				hint := ""
+				if st, serr := s.State(ctx); serr == nil && errors.Is(err, engine.ErrWindowClosed) {
+					if t := s.Engine.SuggestTemplate(st); t != "" {
+						hint = " (an agent sends a template instead: the bot would send " + t + ")"
+					}
+				}
+				fmt.Fprintf(stderr, "not sent: %v%s\n", err, hint)
+			}
 		case "/release":
 			if _, err := s.Release(ctx); err != nil {
 				fmt.Fprintln(stderr, "cannot release:", err)

@@ -261,6 +261,13 @@ func (s *Session) Release(ctx context.Context) (*engine.Result, error) {
 	return s.handle(ctx, engine.Input{Kind: engine.InputRelease})
 }
 
+// Agent sends an agent's message as `POST /api/contacts/{id}/messages`
+// does: free-form only while the window is open (engine.ErrWindowClosed
+// otherwise), templates unless the contact opted out.
+func (s *Session) Agent(ctx context.Context, m actions.Message) (*engine.Result, error) {
+	return s.handle(ctx, engine.Input{Kind: engine.InputAgent, Agent: &m})
+}
+
 // Fail reports WhatsApp refusing an outbound message with a code: a
 // failed delivery status for it, as production receives one.
 func (s *Session) Fail(ctx context.Context, o engine.Outbound, code int) error {

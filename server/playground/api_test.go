@@ -142,3 +142,26 @@ func TestPlaygroundLocationAndForm(t *testing.T) {
 		t.Fatalf("form: %d %s", code, body)
 	}
 }
+
+// An agent answers in a chat as the API's messages endpoint would: shown
+// as the agent's while the window is open, refused (with what the bot
+// would send instead) once it closed.
+func TestPlaygroundAgent(t *testing.T) {
+	app := newApp(t, playground.Config{Dir: copyDir(t, "../../examples/support")})
+	_, body := do(t, app, "POST", "/playground/api/sessions", `{"name": "Ana"}`)
+	id := body[strings.Index(body, `"id":"`)+6:]
+	id = id[:strings.Index(id, `"`)]
+	do(t, app, "POST", "/playground/api/sessions/"+id+"/say", `{"text": "agent"}`) // the handoff keyword
+	code, body := do(t, app, "POST", "/playground/api/sessions/"+id+"/agent", `{"text": "Sam here."}`)
+	if code != 200 || !strings.Contains(body, `"from":"agent","text":"Sam here."`) {
+		t.Fatalf("an agent's message: %d %s", code, body)
+	}
+	do(t, app, "POST", "/playground/api/sessions/"+id+"/wait", `{"duration": "25h"}`)
+	code, body = do(t, app, "POST", "/playground/api/sessions/"+id+"/agent", `{"text": "Still there?"}`)
+	if code != 409 || !strings.Contains(body, "window_closed") || !strings.Contains(body, "support_followup") {
+		t.Fatalf("after the window: %d %s", code, body)
+	}
+	if code, _ := do(t, app, "POST", "/playground/api/sessions/"+id+"/agent", `{}`); code != 400 {
+		t.Fatalf("no text: %d", code)
+	}
+}

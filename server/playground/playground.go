@@ -14,6 +14,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -114,7 +115,7 @@ type chat struct {
 // entry is one line of the chat as the page shows it.
 type entry struct {
 	At       time.Time        `json:"at"`
-	From     string           `json:"from"` // user, bot, note
+	From     string           `json:"from"` // user, bot, agent, note
 	Text     string           `json:"text"`
 	Via      string           `json:"via,omitempty"`
 	Window   string           `json:"window,omitempty"`
@@ -188,6 +189,7 @@ func (p *Playground) Mount(r fiber.Router, prefix string) {
 	g.Post("/api/sessions/:id/say", p.say)
 	g.Post("/api/sessions/:id/wait", p.wait)
 	g.Post("/api/sessions/:id/release", p.release)
+	g.Post("/api/sessions/:id/agent", p.agent)
 	sub, _ := fs.Sub(assets, "assets")
 	g.Use("/", filesystem.New(filesystem.Config{Root: http.FS(sub), Index: "index.html", MaxAge: 0}))
 }
@@ -537,6 +539,40 @@ func (p *Playground) release(c *fiber.Ctx) error {
 	return c.JSON(ch.view(c.UserContext()))
 }
 
+// agent sends an agent's text, as the API's messages endpoint would: 409
+// with what to do when the window is closed.
+func (p *Playground) agent(c *fiber.Ctx) error {
+	ch, err := p.chat(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(c.Body(), &req); err != nil || strings.TrimSpace(req.Text) == "" {
+		return fiber.NewError(fiber.StatusBadRequest, `expected {"text": "..."}`)
+	}
+	if n := len([]rune(req.Text)); n > MaxSay {
+		return fiber.NewError(fiber.StatusRequestEntityTooLarge, fmt.Sprintf("the message is %d characters; the playground takes at most %d", n, MaxSay))
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if _, err := ch.session.Agent(c.UserContext(), actions.Message{Kind: "text", Text: req.Text}); err != nil {
+		if errors.Is(err, engine.ErrWindowClosed) {
+			hint := "the window is closed: WhatsApp refuses an agent's free-form message now; send a template"
+			if st, serr := ch.session.State(c.UserContext()); serr == nil {
+				if t := ch.session.Engine.SuggestTemplate(st); t != "" {
+					hint += " (the bot would send " + t + ")"
+				}
+			}
+			ch.entries = append(ch.entries, entry{At: ch.session.Now, From: "note", Text: "not sent: " + hint})
+			return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": "window_closed", "message": hint})
+		}
+		return err
+	}
+	return c.JSON(ch.view(c.UserContext()))
+}
+
 // record keeps an event's outbound messages as chat entries.
 func (ch *chat) record(_ engine.Input, at time.Time, res *engine.Result) {
 	st, _ := ch.session.State(context.Background())
@@ -546,7 +582,11 @@ func (ch *chat) record(_ engine.Input, at time.Time, res *engine.Result) {
 	}
 	for _, o := range res.Outbound {
 		m := o.Message
-		ch.entries = append(ch.entries, entry{At: o.At, From: "bot", Text: m.Text, Via: string(o.Via), Window: window, Message: &m, Fallback: o.Fallback, Step: o.Flow + "/" + o.Step})
+		from := "bot"
+		if o.Agent {
+			from = "agent"
+		}
+		ch.entries = append(ch.entries, entry{At: o.At, From: from, Text: m.Text, Via: string(o.Via), Window: window, Message: &m, Fallback: o.Fallback, Step: o.Flow + "/" + o.Step})
 	}
 	ch.entries = keepLast(ch.entries, MaxEntries)
 	ch.session.Records = keepLast(ch.session.Records, MaxEntries)

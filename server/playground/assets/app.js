@@ -165,7 +165,7 @@ function choiceButton(cls, label, id, sub) {
 
 function botBubble(e) {
   const m = e.message || { kind: "text", text: e.text };
-  const div = el("div", "msg bot");
+  const div = el("div", "msg bot" + (e.from === "agent" ? " agent" : ""));
   if (m.kind === "template" && m.template) {
     const t = m.template;
     div.classList.add("template");
@@ -253,7 +253,7 @@ function botBubble(e) {
     c.append(open, rows);
     div.append(c);
   }
-  div.append(el("span", "meta", clock(e.at).slice(11, 16) + " · " + e.via + " · window " + e.window + " · " + e.step));
+  div.append(el("span", "meta", clock(e.at).slice(11, 16) + (e.from === "agent" ? " · agent" : "") + " · " + e.via + " · window " + e.window + " · " + e.step));
   return div;
 }
 
@@ -262,7 +262,7 @@ function render() {
   const box = $("messages");
   box.innerHTML = "";
   for (const e of chat.entries || []) {
-    if (e.from === "bot") box.append(botBubble(e));
+    if (e.from === "bot" || e.from === "agent") box.append(botBubble(e));
     else if (e.from === "user") box.append(el("div", "msg user", e.text));
     else box.append(el("div", "msg note", e.text));
   }
@@ -327,6 +327,16 @@ function wire() {
   };
   for (const b of document.querySelectorAll("[data-wait]")) b.onclick = () => wait(b.dataset.wait).catch(alert);
   $("waitbtn").onclick = () => wait($("waitfor").value || "1h").catch(alert);
+  $("agentbtn").onclick = async () => {
+    const text = prompt("The agent writes:");
+    if (!text) return;
+    try {
+      chat = await call("POST", "/sessions/" + chat.id + "/agent", { text });
+    } catch (e) {
+      chat = await call("GET", "/sessions/" + chat.id);
+    }
+    render();
+  };
   $("releasebtn").onclick = async () => {
     try {
       chat = await call("POST", "/sessions/" + chat.id + "/release");

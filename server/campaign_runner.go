@@ -35,8 +35,9 @@ type campaignRun struct {
 	notBefore time.Time
 	// running holds the batches this instance is starting.
 	running map[int]bool
-	// checked is when open batches and the end were last looked at.
-	checked time.Time
+	// checked counts the runner's ticks since open batches and the end
+	// were last looked at.
+	checked int
 }
 
 func newCampaignRunner(s *Server) *campaignRunner {
@@ -85,12 +86,14 @@ const campaignTick = 50 * time.Millisecond
 // loop runs until the server stops.
 func (r *campaignRunner) loop() {
 	defer r.s.loops.Done()
-	var listed time.Time
+	// The runner's periods are counted in its ticks (timers of the
+	// server's clock), not read off the clock: a listing each second.
+	const listEvery = int(time.Second / campaignTick)
+	listed := listEvery
 	for {
-		now := r.s.cfg.Now()
-		if now.Sub(listed) >= time.Second {
+		if listed++; listed >= listEvery {
 			r.list()
-			listed = now
+			listed = 0
 		}
 		r.claim()
 		r.flush()
@@ -103,7 +106,7 @@ func (r *campaignRunner) loop() {
 			return
 		case <-r.wakeC:
 			stop()
-			listed = time.Time{}
+			listed = listEvery
 		case <-tick:
 		}
 	}
@@ -167,14 +170,14 @@ func (r *campaignRunner) claim() {
 		if err := r.claimNext(ctx, k); err != nil {
 			r.s.log.Error("campaign: claiming a batch", "campaign", k.c.ID, "err", err)
 		}
-		// Every few seconds while contacts are handed out; often once they
-		// all are, so that the end is told promptly.
-		every := 5 * time.Second
+		// Every five seconds while contacts are handed out; four times a
+		// second once they all are, so that the end is told promptly.
+		every := int(5 * time.Second / campaignTick)
 		if !r.snapshot(k).HandedOut.IsZero() {
-			every = 250 * time.Millisecond
+			every = int(250 * time.Millisecond / campaignTick)
 		}
-		if now := r.s.cfg.Now(); now.Sub(k.checked) >= every {
-			k.checked = now
+		if k.checked++; k.checked >= every {
+			k.checked = 0
 			if err := r.checkOpen(ctx, k); err != nil {
 				r.s.log.Error("campaign: looking at its open batches", "campaign", k.c.ID, "err", err)
 			}

@@ -337,3 +337,74 @@ func TestCampaignSlowsDownOnThroughputErrors(t *testing.T) {
 		t.Fatalf("stored: %+v", c)
 	}
 }
+
+// A daily limit holds the contacts past it until the earliest counted
+// left the last 24 hours; the campaign's end is told as an event.
+func TestCampaignDailyLimit(t *testing.T) {
+	rc := newReceiver(t)
+	r := newRig(t, "../examples/shop", withEvents(rc.url))
+	var contacts []map[string]any
+	for i := 0; i < 8; i++ {
+		contacts = append(contacts, map[string]any{"id": fmt.Sprintf("1555040%04d", i), "vars": map[string]any{"product": "Apron", "slug": "apron"}})
+	}
+	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"name": "capped", "flow": "back_in_stock", "rate": 1000, "daily_limit": 5, "contacts": contacts})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	id := created["id"].(string)
+	r.waitSent(5)
+	r.waitFor("the server to be quiet", r.srv.Quiet)
+	view := r.campaignView(id)
+	if n := len(r.fake.Sent()); n != 5 || num(view["started"]) != 5 || num(view["pending"]) != 3 || view["state"] != "running" {
+		t.Fatalf("within the daily limit: %d sent, %v", n, view)
+	}
+	r.clock.Advance(24*time.Hour + time.Second)
+	view = r.campaignDone(id)
+	r.settled(8)
+	if num(view["started"]) != 8 {
+		t.Fatalf("after 24 hours: %v", view)
+	}
+	var ev map[string]any
+	r.waitFor("campaign.finished", func() bool {
+		for _, e := range rc.events() {
+			if e["type"] == "campaign.finished" {
+				ev = e
+			}
+		}
+		return ev != nil
+	})
+	c, _ := ev["campaign"].(map[string]any)
+	if ev["type"] != "campaign.finished" || ev["contact"] != nil || c["id"] != id || num(c["started"]) != 8 || num(c["total"]) != 8 {
+		t.Fatalf("the event: %v", ev)
+	}
+}
+
+// BenchmarkCreateCampaign100k posts a 100,000-contact CSV audience (two
+// variables) and measures its creation: reading, checking and storing it
+// in pages. go test ./server -run '^$' -bench CreateCampaign -benchmem
+func BenchmarkCreateCampaign100k(b *testing.B) {
+	var csv strings.Builder
+	csv.WriteString("id,name,language,product,slug\n")
+	for i := 0; i < 100000; i++ {
+		fmt.Fprintf(&csv, "44%010d,Guest %d,en_US,Apron,apron\n", i, i)
+	}
+	body := csv.String()
+	r := newRig(b, "../examples/shop")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/campaigns?flow=back_in_stock&rate=1&name=bench%d", r.url, i), strings.NewReader(body))
+		req.Header.Set("Content-Type", "text/csv")
+		req.Header.Set("Authorization", "Bearer "+apiToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != 201 || num(out["total"]) != 100000 {
+			b.Fatalf("create: %d %v", resp.StatusCode, out)
+		}
+		r.api("POST", "/api/campaigns/"+out["id"].(string)+"/cancel", apiToken, nil)
+	}
+}

@@ -153,3 +153,38 @@ func TestDispatcherSettlesOnItsClock(t *testing.T) {
 		t.Fatalf("worked on %q", got)
 	}
 }
+
+// A contact who wrote is worked on before the campaign starts waiting
+// for a worker (the background lane): replies never queue behind a
+// campaign.
+func TestDispatcherRepliesBeforeBackground(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	busy := make(chan struct{})
+	release := make(chan struct{})
+	work := func(ctx context.Context, c string) {
+		if c == "busy" {
+			close(busy)
+			<-release
+			return
+		}
+		mu.Lock()
+		order = append(order, c)
+		mu.Unlock()
+	}
+	d := newDispatcher(1, 0, work, newMetrics("", func() float64 { return 0 }), wallClock{now: time.Now})
+	d.kick("busy") // the only worker is held
+	<-busy
+	for i := 0; i < 50; i++ {
+		d.background(fmt.Sprintf("camp%d", i))
+	}
+	d.notify("reply")
+	d.kick("timer")
+	close(release)
+	if _, err := d.close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 52 || order[0] != "reply" || order[1] != "timer" {
+		t.Fatalf("worked on in the order %v, want the reply and the timer before the campaign", order[:min(len(order), 5)])
+	}
+}

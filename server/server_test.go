@@ -45,7 +45,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *server.Server
 	url   string
 	fake  *fakegraph.Server
@@ -58,7 +58,7 @@ type option func(*server.Config)
 // rigs numbers the rigs, for their instance ids.
 var rigs atomic.Int64
 
-func newRig(t *testing.T, botDir string, opts ...option) *rig {
+func newRig(t testing.TB, botDir string, opts ...option) *rig {
 	t.Helper()
 	fake := fakegraph.New("tok")
 	t.Cleanup(fake.Close)
@@ -71,13 +71,13 @@ func newRig(t *testing.T, botDir string, opts ...option) *rig {
 
 // newRigOn starts a server on a given store, fake Graph API and clock:
 // several of them make several instances on one database.
-func newRigOn(t *testing.T, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, opts ...option) *rig {
+func newRigOn(t testing.TB, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, opts ...option) *rig {
 	t.Helper()
 	return newRigWith(t, botDir, st, fake, clk, whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 6}, opts...)
 }
 
 // newRigWith is newRigOn with the client's retry policy.
-func newRigWith(t *testing.T, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, retry whatsapp.RetryPolicy, opts ...option) *rig {
+func newRigWith(t testing.TB, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, retry whatsapp.RetryPolicy, opts ...option) *rig {
 	t.Helper()
 	bot, diags := flows.Load(botDir)
 	if bot == nil {

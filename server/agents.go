@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -128,7 +129,7 @@ func (s *Server) agentMessage(c *fiber.Ctx) error {
 	default:
 		return fiber.NewError(fiber.StatusBadRequest, `the body has neither "text" nor "template": expected {"text": "..."} or {"template": {"name": "...", "params": [...]}}`)
 	}
-	return s.command(c, id, store.Command{Kind: store.CommandAgent, Message: &m}, fiber.StatusAccepted)
+	return s.command(c, id, conversation.Command{Kind: conversation.CommandAgent, Message: &m}, fiber.StatusAccepted)
 }
 
 // templateParams reads a template's parameters: a list (positional) or

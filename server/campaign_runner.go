@@ -437,12 +437,12 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 // dropped by the queue.
 func (r *campaignRunner) queueStart(ctx context.Context, c store.Campaign, ct store.AudienceContact) error {
 	now := r.s.cfg.Now()
-	it := store.Item{Key: "camp:" + c.ID + ":" + ct.ID, Contact: ct.ID, Kind: store.ItemCommand, Timestamp: now, Received: now,
-		Command: &store.Command{Kind: store.CommandStart, Flow: c.Flow, Vars: ct.Vars, Name: ct.Name, Language: ct.Language, Campaign: c.ID}}
+	it := conversation.Item{Key: "camp:" + c.ID + ":" + ct.ID, Contact: ct.ID, Kind: conversation.ItemCommand, Timestamp: now, Received: now,
+		Command: &conversation.Command{Kind: conversation.CommandStart, Flow: c.Flow, Vars: ct.Vars, Name: ct.Name, Language: ct.Language, Campaign: c.ID}}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		var fresh []store.Item
-		fresh, err = r.s.store.Enqueue(ctx, []store.Item{it})
+		var fresh []conversation.Item
+		fresh, err = r.s.store.Enqueue(ctx, []conversation.Item{it})
 		if err == nil {
 			if len(fresh) > 0 {
 				r.s.metrics.campaignStarts.Inc()
@@ -548,7 +548,7 @@ func (t *tallies) take() conversation.Tally {
 }
 
 // pending adds the counts of a campaign not written yet to n.
-func (t *tallies) pending(id string, n *store.CampaignCounts) {
+func (t *tallies) pending(id string, n *conversation.CampaignCounts) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if c, ok := t.m[id]; ok {

@@ -62,14 +62,14 @@ func (w *commandWaiters) applied(key string, st *engine.State) {
 
 // command queues a command for the contact and answers with its outcome
 // once applied, or 202 queued.
-func (s *Server) command(c *fiber.Ctx, contact string, cmd store.Command, ok int) error {
+func (s *Server) command(c *fiber.Ctx, contact string, cmd conversation.Command, ok int) error {
 	ctx := c.UserContext()
 	key := newCommandKey()
 	ch := s.waiters.add(key)
 	defer s.waiters.remove(key)
 	now := s.cfg.Now()
-	it := store.Item{Key: key, Contact: contact, Kind: store.ItemCommand, Timestamp: now, Received: now, Command: &cmd}
-	if _, err := s.store.Enqueue(ctx, []store.Item{it}); err != nil {
+	it := conversation.Item{Key: key, Contact: contact, Kind: conversation.ItemCommand, Timestamp: now, Received: now, Command: &cmd}
+	if _, err := s.store.Enqueue(ctx, []conversation.Item{it}); err != nil {
 		s.log.Error("command not queued", "contact", contact, "err", err)
 		return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "could not queue the command: nothing was done; retry"})
 	}

@@ -70,7 +70,7 @@ func (s *Server) wakeEvents() {
 }
 
 // campaignFinished sends campaign.finished, with the campaign's counts.
-func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n store.CampaignCounts) {
+func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n conversation.CampaignCounts) {
 	if s.cfg.EventsURL == "" {
 		return
 	}

@@ -497,11 +497,11 @@ func (s *Server) Accept(ctx context.Context, u *whatsapp.Update, now time.Time) 
 	seen := map[string]bool{}
 	for _, it := range fresh {
 		switch it.Kind {
-		case store.ItemMessage:
+		case conversation.ItemMessage:
 			s.metrics.inbound.WithLabelValues(label(it.Message.Type, inboundTypes)).Inc()
-		case store.ItemStatus:
+		case conversation.ItemStatus:
 			s.metrics.statuses.WithLabelValues(label(it.Status.Status, statusNames)).Inc()
-		case store.ItemCommand:
+		case conversation.ItemCommand:
 			s.metrics.preferences.WithLabelValues(it.Command.Preference).Inc()
 		}
 		if !seen[it.Contact] {
@@ -514,8 +514,8 @@ func (s *Server) Accept(ctx context.Context, u *whatsapp.Update, now time.Time) 
 
 // items turns a parsed notification into inbox items, recording what
 // cannot be attributed to a contact.
-func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
-	var items []store.Item
+func (s *Server) items(u *whatsapp.Update, now time.Time) []conversation.Item {
+	var items []conversation.Item
 	for _, e := range u.Errors {
 		s.log.Warn("WhatsApp reported an error in a webhook", "code", e.Code, "error", e.String())
 	}
@@ -540,7 +540,7 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 			s.metrics.clamped.WithLabelValues(m.Clock).Inc()
 		}
 		in := m.Inbound
-		items = append(items, store.Item{Key: m.Key, Contact: m.Contact, Kind: store.ItemMessage, Timestamp: m.Order, Received: now, Message: &in})
+		items = append(items, conversation.Item{Key: m.Key, Contact: m.Contact, Kind: conversation.ItemMessage, Timestamp: m.Order, Received: now, Message: &in})
 	}
 	for _, p := range u.Preferences {
 		if !s.ours(p.PhoneNumberID) {
@@ -556,8 +556,8 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 		}
 		// Keyed by contact, time and value: a redelivery is a duplicate.
 		key := "pref:" + p.Contact + ":" + strconv.FormatInt(p.Timestamp.Unix(), 10) + ":" + p.Value
-		items = append(items, store.Item{Key: key, Contact: p.Contact, Kind: store.ItemCommand, Timestamp: p.Timestamp, Received: now,
-			Command: &store.Command{Kind: store.CommandPreference, Preference: p.Value}})
+		items = append(items, conversation.Item{Key: key, Contact: p.Contact, Kind: conversation.ItemCommand, Timestamp: p.Timestamp, Received: now,
+			Command: &conversation.Command{Kind: conversation.CommandPreference, Preference: p.Value}})
 	}
 	for _, st := range u.Statuses {
 		if !s.ours(st.PhoneNumberID) {
@@ -572,7 +572,7 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 			s.metrics.refused.WithLabelValues("long_id").Inc()
 			continue
 		}
-		su := &store.StatusUpdate{WAMID: st.ID, Outbound: st.Outbound, Status: st.Status, Timestamp: st.Timestamp}
+		su := &conversation.StatusUpdate{WAMID: st.ID, Outbound: st.Outbound, Status: st.Status, Timestamp: st.Timestamp}
 		if len(st.Errors) > 0 {
 			su.ErrorCode, su.Error = st.Errors[0].Code, st.Errors[0].String()
 		}
@@ -588,7 +588,7 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []store.Item {
 			su.Pricing = p
 		}
 		su.WindowClosed = su.ErrorCode != 0 && whatsapp.Classify(su.ErrorCode, 0) == whatsapp.WindowClosed
-		items = append(items, store.Item{Key: st.Key, Contact: st.Contact, Kind: store.ItemStatus, Timestamp: st.Timestamp, Received: now, Status: su})
+		items = append(items, conversation.Item{Key: st.Key, Contact: st.Contact, Kind: conversation.ItemStatus, Timestamp: st.Timestamp, Received: now, Status: su})
 	}
 	return items
 }
@@ -702,7 +702,7 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 	if err := engine.CheckVars(f, vars); err != nil {
 		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
 	}
-	return s.command(c, id, store.Command{Kind: store.CommandStart, Flow: flow, Vars: vars, Name: req.Name, Language: req.Language}, fiber.StatusAccepted)
+	return s.command(c, id, conversation.Command{Kind: conversation.CommandStart, Flow: flow, Vars: vars, Name: req.Name, Language: req.Language}, fiber.StatusAccepted)
 }
 
 // MaxContactID is the longest contact id accepted: WhatsApp's ids are
@@ -771,7 +771,7 @@ func (s *Server) release(c *fiber.Ctx) error {
 	if st.Handoff == nil {
 		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": engine.ErrNotInHandoff.Error()})
 	}
-	return s.command(c, id, store.Command{Kind: store.CommandRelease}, fiber.StatusOK)
+	return s.command(c, id, conversation.Command{Kind: conversation.CommandRelease}, fiber.StatusOK)
 }
 
 func (s *Server) outbox(c *fiber.Ctx) error {

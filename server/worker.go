@@ -128,7 +128,7 @@ func (s *Server) markRead(ctx context.Context, wamid string) {
 	}
 }
 
-func (s *Server) round(ctx context.Context, contact string, items []store.Item) (progressed bool, err error) {
+func (s *Server) round(ctx context.Context, contact string, items []conversation.Item) (progressed bool, err error) {
 	var st *engine.State
 	var applied conversation.Result
 	forwarded, adoptedFrom := false, ""
@@ -236,10 +236,10 @@ func (s *Server) round(ctx context.Context, contact string, items []store.Item) 
 // old key, which sends them), so that one person has one conversation.
 // It returns nil when there is nothing to adopt; else the state to save
 // under contact, with MovedTo holding the old key.
-func (s *Server) adopt(ctx context.Context, contact string, items []store.Item) *engine.State {
+func (s *Server) adopt(ctx context.Context, contact string, items []conversation.Item) *engine.State {
 	for _, it := range items {
 		m := it.Message
-		if it.Kind != store.ItemMessage || m == nil || m.UserID == "" || m.UserID == contact || m.WaID != contact {
+		if it.Kind != conversation.ItemMessage || m == nil || m.UserID == "" || m.UserID == contact || m.WaID != contact {
 			continue
 		}
 		old, err := s.store.Load(ctx, m.UserID)
@@ -274,8 +274,8 @@ func (s *Server) moved(ctx context.Context, old, key string) {
 // forward queues updates that came under a moved contact's old key under
 // its new one (with keys of their own, so that they are not taken for
 // duplicates), and takes them off the old key's queue.
-func (s *Server) forward(ctx context.Context, from, to string, items []store.Item) error {
-	fwd := make([]store.Item, len(items))
+func (s *Server) forward(ctx context.Context, from, to string, items []conversation.Item) error {
+	fwd := make([]conversation.Item, len(items))
 	keys := make([]string, len(items))
 	for i, it := range items {
 		fwd[i] = it

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"time"
 )
 
@@ -33,7 +34,7 @@ type AudienceContact struct {
 
 // Campaign is one flow started for an audience, paced (INTERFACES.md
 // version 2, section 4). What changes while it runs is kept apart: the
-// batches handed out (CampaignBatch) and the counts (CampaignCounts), so
+// batches handed out (CampaignBatch) and the counts (conversation.CampaignCounts), so
 // that no write contends with another on one document.
 type Campaign struct {
 	ID   string `json:"id" bson:"_id"`
@@ -102,50 +103,6 @@ type CampaignBatch struct {
 	Done  bool      `bson:"done"`
 }
 
-// CampaignCounts is what a campaign did: its contacts started or
-// skipped (by reason), its messages' delivery statuses, and their cost.
-type CampaignCounts struct {
-	Started   int        `json:"started" bson:"started"`
-	OptedOut  int        `json:"opted_out" bson:"opted_out"`
-	Busy      int        `json:"busy" bson:"busy"`
-	Limit     int        `json:"limit" bson:"limit"`
-	Sent      int        `json:"sent" bson:"sent"`
-	Delivered int        `json:"delivered" bson:"delivered"`
-	Read      int        `json:"read" bson:"read"`
-	Failed    int        `json:"failed" bson:"failed"`
-	Cost      CostCounts `json:"cost" bson:"cost"`
-}
-
-// CostCounts is a campaign's cost by category.
-type CostCounts struct {
-	Marketing      float64 `json:"marketing" bson:"marketing"`
-	Utility        float64 `json:"utility" bson:"utility"`
-	Authentication float64 `json:"authentication" bson:"authentication"`
-	Service        float64 `json:"service" bson:"service"`
-}
-
-// Add adds d to c.
-func (c *CampaignCounts) Add(d CampaignCounts) {
-	c.Started += d.Started
-	c.OptedOut += d.OptedOut
-	c.Busy += d.Busy
-	c.Limit += d.Limit
-	c.Sent += d.Sent
-	c.Delivered += d.Delivered
-	c.Read += d.Read
-	c.Failed += d.Failed
-	c.Cost.Marketing += d.Cost.Marketing
-	c.Cost.Utility += d.Cost.Utility
-	c.Cost.Authentication += d.Cost.Authentication
-	c.Cost.Service += d.Cost.Service
-}
-
-// Skipped is the contacts skipped, for every reason.
-func (c *CampaignCounts) Skipped() int { return c.OptedOut + c.Busy + c.Limit }
-
-// Zero reports whether nothing is counted.
-func (c *CampaignCounts) Zero() bool { return *c == CampaignCounts{} }
-
 // CampaignUpdate is a change of a campaign: the fields set.
 type CampaignUpdate struct {
 	State      CampaignState
@@ -194,7 +151,7 @@ type Campaigns interface {
 	UpdateBatch(ctx context.Context, b CampaignBatch) error
 	// AddCounts adds to the counts an instance keeps for a campaign: one
 	// writer per document, so that no count is lost to a race.
-	AddCounts(ctx context.Context, campaign, instance string, d CampaignCounts) error
+	AddCounts(ctx context.Context, campaign, instance string, d conversation.CampaignCounts) error
 	// Counts sums every instance's counts.
-	Counts(ctx context.Context, campaign string) (CampaignCounts, error)
+	Counts(ctx context.Context, campaign string) (conversation.CampaignCounts, error)
 }

@@ -2,101 +2,18 @@ package store
 
 import (
 	"context"
-	"time"
-
-	"github.com/flowbot/flowbot/actions"
-	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 )
-
-// ItemKind is what an inbox item carries.
-type ItemKind string
-
-const (
-	// ItemMessage is a message from a contact.
-	ItemMessage ItemKind = "message"
-	// ItemStatus is a delivery status of a message the bot sent.
-	ItemStatus ItemKind = "status"
-	// ItemCommand is an API command (a flow start, a release): applied in
-	// order with the contact's webhook updates, once.
-	ItemCommand ItemKind = "command"
-)
-
-// Command is an API command for a contact.
-type Command struct {
-	Kind     CommandKind    `json:"kind" bson:"kind"`
-	Flow     string         `json:"flow,omitempty" bson:"flow,omitempty"`
-	Vars     map[string]any `json:"vars,omitempty" bson:"vars,omitempty"`
-	Name     string         `json:"name,omitempty" bson:"name,omitempty"`
-	Language string         `json:"language,omitempty" bson:"language,omitempty"`
-	// Preference is a CommandPreference's value: stop or resume.
-	Preference string `json:"preference,omitempty" bson:"preference,omitempty"`
-	// Campaign names the campaign of a start: the contact is skipped
-	// (not started) when opted out, in a handoff or in the middle of a
-	// flow, and the messages of the start are counted as the campaign's.
-	Campaign string `json:"campaign,omitempty" bson:"campaign,omitempty"`
-	// Message is a CommandAgent's message.
-	Message *actions.Message `json:"message,omitempty" bson:"message,omitempty"`
-}
-
-// CommandKind is what a command does.
-type CommandKind string
-
-const (
-	// CommandStart starts a business-initiated flow.
-	CommandStart CommandKind = "start"
-	// CommandRelease ends a handoff.
-	CommandRelease CommandKind = "release"
-	// CommandPreference records that the contact stopped or resumed
-	// marketing messages in WhatsApp (a user_preferences webhook).
-	CommandPreference CommandKind = "preference"
-	// CommandAgent sends an agent's message, in order with the bot's.
-	CommandAgent CommandKind = "agent"
-)
-
-// Item is one webhook update, durably queued until a worker has applied
-// it to the contact's state.
-type Item struct {
-	// Key is unique: the WhatsApp message id,
-	// "status:<wamid>:<status>", or "cmd:<random>" for a command. A second item with the same key is a
-	// duplicate delivery and is dropped.
-	Key     string   `json:"key" bson:"_id"`
-	Contact string   `json:"contact" bson:"contact"`
-	Kind    ItemKind `json:"kind" bson:"kind"`
-	// Timestamp is WhatsApp's; items of a contact are applied in
-	// timestamp order, then in arrival order.
-	Timestamp time.Time       `json:"timestamp" bson:"timestamp"`
-	Seq       int64           `json:"seq" bson:"seq"`
-	Received  time.Time       `json:"received" bson:"received"`
-	Message   *engine.Inbound `json:"message,omitempty" bson:"message,omitempty"`
-	Status    *StatusUpdate   `json:"status,omitempty" bson:"status,omitempty"`
-	Command   *Command        `json:"command,omitempty" bson:"command,omitempty"`
-}
-
-// StatusUpdate is a delivery status from WhatsApp.
-type StatusUpdate struct {
-	WAMID     string    `json:"wamid" bson:"wamid"`
-	Outbound  string    `json:"outbound,omitempty" bson:"outbound,omitempty"`
-	Status    string    `json:"status" bson:"status"`
-	Timestamp time.Time `json:"timestamp" bson:"timestamp"`
-	ErrorCode int       `json:"error_code,omitempty" bson:"error_code,omitempty"`
-	Error     string    `json:"error,omitempty" bson:"error,omitempty"`
-	Category  string    `json:"category,omitempty" bson:"category,omitempty"`
-	// Pricing is what WhatsApp charged, from the status's pricing and
-	// conversation objects.
-	Pricing *engine.Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
-	// WindowClosed: the failure's code means the window was closed.
-	WindowClosed bool `json:"window_closed,omitempty" bson:"window_closed,omitempty"`
-}
 
 // Inbox is the durable queue between the webhook and the workers.
 type Inbox interface {
 	// Enqueue stores items durably, dropping those whose key was stored
 	// before (processed or not). It returns the items that were new, with
 	// their Seq set. When it returns nil, the new items survive a crash.
-	Enqueue(ctx context.Context, items []Item) ([]Item, error)
+	Enqueue(ctx context.Context, items []conversation.Item) ([]conversation.Item, error)
 	// Pending returns a contact's unprocessed items, in timestamp order
 	// then arrival order, at most limit.
-	Pending(ctx context.Context, contact string, limit int) ([]Item, error)
+	Pending(ctx context.Context, contact string, limit int) ([]conversation.Item, error)
 	// Ack marks items processed.
 	Ack(ctx context.Context, contact string, keys ...string) error
 	// Backlog lists contacts with unprocessed items, at most limit, for

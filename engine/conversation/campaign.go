@@ -5,7 +5,6 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
-	"github.com/flowbot/flowbot/store"
 )
 
 // Why a campaign's start skipped a contact (engine.Outcome.Refused).
@@ -24,9 +23,9 @@ const (
 
 // Tally is what applying updates did to campaigns, by campaign id: the
 // host adds it to the campaigns' counts once the record is committed.
-type Tally map[string]store.CampaignCounts
+type Tally map[string]CampaignCounts
 
-func (t *Tally) add(campaign string, d store.CampaignCounts) {
+func (t *Tally) add(campaign string, d CampaignCounts) {
 	if campaign == "" {
 		return
 	}
@@ -39,20 +38,20 @@ func (t *Tally) add(campaign string, d store.CampaignCounts) {
 }
 
 // failure counts a campaign message WhatsApp did not deliver.
-func failure(code int) store.CampaignCounts {
+func failure(code int) CampaignCounts {
 	switch code {
 	case codePerUserLimit:
-		return store.CampaignCounts{Limit: 1}
+		return CampaignCounts{Limit: 1}
 	case codeMarketingStopped:
-		return store.CampaignCounts{OptedOut: 1}
+		return CampaignCounts{OptedOut: 1}
 	}
-	return store.CampaignCounts{Failed: 1}
+	return CampaignCounts{Failed: 1}
 }
 
 // SendTally is what a send's result adds to its campaign's counts: a
 // message WhatsApp accepted is sent, with its cost; one refused failed.
 // campaign is "" for a message of no campaign.
-func SendTally(r SendResult) (campaign string, d store.CampaignCounts) {
+func SendTally(r SendResult) (campaign string, d CampaignCounts) {
 	o := r.Outbound
 	if o.Campaign == "" {
 		return "", d
@@ -77,8 +76,8 @@ func SendTally(r SendResult) (campaign string, d store.CampaignCounts) {
 // statusTally is what a delivery status adds to its campaign's counts:
 // each step up (delivered, read) once, whatever order the statuses came
 // in; a failure by its code.
-func statusTally(from, to string, code int) store.CampaignCounts {
-	var d store.CampaignCounts
+func statusTally(from, to string, code int) CampaignCounts {
+	var d CampaignCounts
 	if to == "failed" {
 		if from != "failed" {
 			return failure(code)
@@ -101,7 +100,7 @@ func statusTally(from, to string, code int) store.CampaignCounts {
 // opted out (of marketing messages, for a campaign whose first template
 // is a marketing one), in a handoff, or in the middle of a flow; else the
 // flow starts, and its messages are the campaign's.
-func (k *Keeper) startCampaign(ctx context.Context, st *engine.State, cmd *store.Command, tally *Tally) (skipped string, err error) {
+func (k *Keeper) startCampaign(ctx context.Context, st *engine.State, cmd *Command, tally *Tally) (skipped string, err error) {
 	switch {
 	case st.Contact.OptedOut:
 		skipped = SkippedOptedOut
@@ -126,15 +125,15 @@ func (k *Keeper) startCampaign(ctx context.Context, st *engine.State, cmd *store
 				trial.Outbox[i].Campaign = cmd.Campaign
 			}
 			*st = *trial
-			tally.add(cmd.Campaign, store.CampaignCounts{Started: 1})
+			tally.add(cmd.Campaign, CampaignCounts{Started: 1})
 			return "", nil
 		}
 	}
 	switch skipped {
 	case SkippedOptedOut:
-		tally.add(cmd.Campaign, store.CampaignCounts{OptedOut: 1})
+		tally.add(cmd.Campaign, CampaignCounts{OptedOut: 1})
 	case SkippedBusy:
-		tally.add(cmd.Campaign, store.CampaignCounts{Busy: 1})
+		tally.add(cmd.Campaign, CampaignCounts{Busy: 1})
 	}
 	return skipped, nil
 }

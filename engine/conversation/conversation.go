@@ -19,7 +19,6 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
-	"github.com/flowbot/flowbot/store"
 )
 
 // Observer hears what a Keeper did, for metrics and logs. Any method may
@@ -74,11 +73,11 @@ type Result struct {
 // Apply applies a contact's queued updates, in order, each once: inbound
 // messages, delivery statuses and commands. isNew says that st is a
 // contact never seen: a status (or a release) does not create one.
-func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item, isNew bool) (Result, []error) {
+func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []Item, isNew bool) (Result, []error) {
 	var res Result
 	var errs []error
 	for _, it := range items {
-		if isNew && (it.Kind == store.ItemStatus || it.Kind == store.ItemCommand && it.Command != nil && (it.Command.Kind == store.CommandRelease || it.Command.Kind == store.CommandAgent)) {
+		if isNew && (it.Kind == ItemStatus || it.Kind == ItemCommand && it.Command != nil && (it.Command.Kind == CommandRelease || it.Command.Kind == CommandAgent)) {
 			continue // a status, a release or an agent's message never creates a contact
 		}
 		if st.WasProcessed(it.Key) {
@@ -88,7 +87,7 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 		res.Changed = true
 		var err error
 		switch it.Kind {
-		case store.ItemMessage:
+		case ItemMessage:
 			if it.Message == nil {
 				err = errors.New("a message update without its message")
 				break
@@ -98,13 +97,13 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 				k.emit(st, EventMessageReceived, f)
 			}
 			_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputInbound, Message: it.Message})
-		case store.ItemStatus:
+		case ItemStatus:
 			if it.Status == nil {
 				err = errors.New("a status update without its status")
 				break
 			}
 			err = k.applyStatus(ctx, st, it.Status, &res.Tally)
-		case store.ItemCommand:
+		case ItemCommand:
 			if it.Command == nil {
 				err = errors.New("a command update without its command")
 				break
@@ -132,7 +131,7 @@ func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []store.Item
 // the typing indicator) before working on them; "" for none. A passive
 // message (a reaction, a system notice) and one without WhatsApp's id are
 // not marked.
-func ToMarkRead(items []store.Item) string {
+func ToMarkRead(items []Item) string {
 	for i := len(items) - 1; i >= 0; i-- {
 		if readable(items[i]) {
 			return items[i].Key
@@ -141,8 +140,8 @@ func ToMarkRead(items []store.Item) string {
 	return ""
 }
 
-func readable(it store.Item) bool {
-	return it.Kind == store.ItemMessage && it.Message != nil && !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key)
+func readable(it Item) bool {
+	return it.Kind == ItemMessage && it.Message != nil && !engine.PassiveTypes[it.Message.Type] && !isDerivedKey(it.Key)
 }
 
 // isDerivedKey reports whether an update's key is not WhatsApp's message
@@ -184,21 +183,21 @@ const (
 
 // applyCommand applies a command (a flow start, a release) and keeps its
 // outcome in the record. A refusal changes nothing else.
-func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string, cmd *store.Command, tally *Tally) {
+func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string, cmd *Command, tally *Tally) {
 	var err error
 	skipped := ""
 	switch cmd.Kind {
-	case store.CommandStart:
+	case CommandStart:
 		if cmd.Campaign != "" {
 			skipped, err = k.startCampaign(ctx, st, cmd, tally)
 			break
 		}
 		_, err = k.start(ctx, st, cmd)
-	case store.CommandRelease:
+	case CommandRelease:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
-	case store.CommandAgent:
+	case CommandAgent:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputAgent, Agent: cmd.Message})
-	case store.CommandPreference:
+	case CommandPreference:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputPreference, Preference: cmd.Preference})
 	default:
 		err = fmt.Errorf("unknown command %q", cmd.Kind)
@@ -230,7 +229,7 @@ func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string,
 
 // start starts a command's flow, with the name and language it gives
 // the contact (kept only when the flow starts).
-func (k *Keeper) start(ctx context.Context, st *engine.State, cmd *store.Command) (*engine.Result, error) {
+func (k *Keeper) start(ctx context.Context, st *engine.State, cmd *Command) (*engine.Result, error) {
 	vars, _ := flows.NormalizeJSON(engine.CloneVars(cmd.Vars)).(map[string]any)
 	name, lang := st.Contact.Name, st.Contact.Language
 	if cmd.Name != "" {

@@ -15,7 +15,6 @@ import (
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
-	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"
 )
 
@@ -86,17 +85,17 @@ func (p *prop) step(i int) {
 		st = engine.NewState(contact)
 		st.Contact.Name = "Ana"
 	}
-	var items []store.Item
+	var items []conversation.Item
 	key := fmt.Sprintf("u%d", i)
 	switch n := p.rnd.IntN(100); {
 	case n < 30:
 		text := texts[p.rnd.IntN(len(texts))]
 		p.log("message %q", text)
-		items = append(items, store.Item{Key: key, Kind: store.ItemMessage, Message: &engine.Inbound{ID: key, Type: "text", Text: text, Timestamp: p.now}})
+		items = append(items, conversation.Item{Key: key, Kind: conversation.ItemMessage, Message: &engine.Inbound{ID: key, Type: "text", Text: text, Timestamp: p.now}})
 	case n < 45:
 		choice := p.choice(st)
 		p.log("tap %q", choice)
-		items = append(items, store.Item{Key: key, Kind: store.ItemMessage, Message: &engine.Inbound{ID: key, Type: "interactive", Choice: choice, Text: choice, Timestamp: p.now}})
+		items = append(items, conversation.Item{Key: key, Kind: conversation.ItemMessage, Message: &engine.Inbound{ID: key, Type: "interactive", Choice: choice, Text: choice, Timestamp: p.now}})
 	case n < 60:
 		d := []time.Duration{time.Minute, time.Hour, 2 * time.Hour, 23 * time.Hour, 25 * time.Hour, 31 * time.Hour, 48 * time.Hour}[p.rnd.IntN(7)]
 		p.now = p.now.Add(d)
@@ -104,19 +103,19 @@ func (p *prop) step(i int) {
 	case n < 68:
 		f := p.bot.Flows[p.rnd.IntN(len(p.bot.Flows))]
 		p.log("API start %s", f.ID)
-		items = append(items, store.Item{Key: key, Kind: store.ItemCommand, Command: &store.Command{Kind: store.CommandStart, Flow: f.ID}})
+		items = append(items, conversation.Item{Key: key, Kind: conversation.ItemCommand, Command: &conversation.Command{Kind: conversation.CommandStart, Flow: f.ID}})
 	case n < 73:
 		p.log("API release")
-		items = append(items, store.Item{Key: key, Kind: store.ItemCommand, Command: &store.Command{Kind: store.CommandRelease}})
+		items = append(items, conversation.Item{Key: key, Kind: conversation.ItemCommand, Command: &conversation.Command{Kind: conversation.CommandRelease}})
 	case n < 85 && len(st.Recent) > 0:
 		d := st.Recent[p.rnd.IntN(len(st.Recent))]
-		su := &store.StatusUpdate{WAMID: d.WAMID, Outbound: d.ID, Status: []string{"delivered", "read", "failed"}[p.rnd.IntN(3)], Timestamp: p.now}
+		su := &conversation.StatusUpdate{WAMID: d.WAMID, Outbound: d.ID, Status: []string{"delivered", "read", "failed"}[p.rnd.IntN(3)], Timestamp: p.now}
 		if su.Status == "failed" {
 			su.ErrorCode = []int{131047, 131026}[p.rnd.IntN(2)]
 			su.WindowClosed = su.ErrorCode == 131047
 		}
 		p.log("status %s %d for %s", su.Status, su.ErrorCode, d.ID)
-		items = append(items, store.Item{Key: key, Kind: store.ItemStatus, Status: su})
+		items = append(items, conversation.Item{Key: key, Kind: conversation.ItemStatus, Status: su})
 	default:
 		p.log("restart")
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/store"
 )
 
 // Class is what a send's outcome means for the record.
@@ -39,11 +38,11 @@ var statusRank = map[string]int{"queued": 0, "sent": 1, "delivered": 2, "read": 
 // ApplyStatus records a delivery status on the message it is about. A
 // free-form message that failed because the window is closed takes the
 // path a refused send takes.
-func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *store.StatusUpdate) error {
+func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *StatusUpdate) error {
 	return k.applyStatus(ctx, st, su, new(Tally))
 }
 
-func (k *Keeper) applyStatus(ctx context.Context, st *engine.State, su *store.StatusUpdate, tally *Tally) error {
+func (k *Keeper) applyStatus(ctx context.Context, st *engine.State, su *StatusUpdate, tally *Tally) error {
 	idx := -1
 	for i := range st.Recent {
 		d := &st.Recent[i]

@@ -272,7 +272,7 @@ func (s *Session) Agent(ctx context.Context, m actions.Message) (*engine.Result,
 // failed delivery status for it, as production receives one.
 func (s *Session) Fail(ctx context.Context, o engine.Outbound, code int) error {
 	return s.apply(ctx, func(st *engine.State) error {
-		su := &store.StatusUpdate{WAMID: "wamid.dryrun." + o.ID, Outbound: o.ID, Status: "failed", Timestamp: s.Now,
+		su := &conversation.StatusUpdate{WAMID: "wamid.dryrun." + o.ID, Outbound: o.ID, Status: "failed", Timestamp: s.Now,
 			ErrorCode: code, Error: fmt.Sprintf("error %d", code), WindowClosed: whatsapp.Classify(code, 400) == whatsapp.WindowClosed}
 		return s.keeper.ApplyStatus(ctx, st, su)
 	})

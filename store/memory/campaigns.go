@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"slices"
 	"sort"
 
@@ -14,7 +15,7 @@ type campaigns struct {
 	byID     map[string]*store.Campaign
 	audience map[string]map[int][]store.AudienceContact
 	batches  map[string]map[int]store.CampaignBatch
-	counts   map[string]map[string]store.CampaignCounts // campaign, instance
+	counts   map[string]map[string]conversation.CampaignCounts // campaign, instance
 }
 
 func (c *campaigns) init() {
@@ -22,7 +23,7 @@ func (c *campaigns) init() {
 		c.byID = map[string]*store.Campaign{}
 		c.audience = map[string]map[int][]store.AudienceContact{}
 		c.batches = map[string]map[int]store.CampaignBatch{}
-		c.counts = map[string]map[string]store.CampaignCounts{}
+		c.counts = map[string]map[string]conversation.CampaignCounts{}
 	}
 }
 
@@ -216,13 +217,13 @@ func (s *Store) UpdateBatch(_ context.Context, b store.CampaignBatch) error {
 }
 
 // AddCounts implements store.Campaigns.
-func (s *Store) AddCounts(_ context.Context, id, instance string, d store.CampaignCounts) error {
+func (s *Store) AddCounts(_ context.Context, id, instance string, d conversation.CampaignCounts) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.camps.init()
 	m := s.camps.counts[id]
 	if m == nil {
-		m = map[string]store.CampaignCounts{}
+		m = map[string]conversation.CampaignCounts{}
 		s.camps.counts[id] = m
 	}
 	c := m[instance]
@@ -232,10 +233,10 @@ func (s *Store) AddCounts(_ context.Context, id, instance string, d store.Campai
 }
 
 // Counts implements store.Campaigns.
-func (s *Store) Counts(_ context.Context, id string) (store.CampaignCounts, error) {
+func (s *Store) Counts(_ context.Context, id string) (conversation.CampaignCounts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var sum store.CampaignCounts
+	var sum conversation.CampaignCounts
 	for _, c := range s.camps.counts[id] {
 		sum.Add(c)
 	}

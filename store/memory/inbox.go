@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"sort"
 	"time"
 
@@ -15,7 +16,7 @@ const dedupeWindow = 8 * 24 * time.Hour
 type inbox struct {
 	seq     int64
 	keys    map[string]time.Time // every key seen, processed or not, with when
-	pending map[string][]store.Item
+	pending map[string][]conversation.Item
 }
 
 // prune forgets keys older than the dedupe window, now and then.
@@ -31,10 +32,10 @@ func (in *inbox) prune(now time.Time) {
 }
 
 // Enqueue implements store.Inbox.
-func (s *Store) Enqueue(_ context.Context, items []store.Item) ([]store.Item, error) {
+func (s *Store) Enqueue(_ context.Context, items []conversation.Item) ([]conversation.Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var fresh []store.Item
+	var fresh []conversation.Item
 	for _, it := range items {
 		if _, seen := s.inbox.keys[it.Key]; seen {
 			continue
@@ -57,14 +58,14 @@ func (s *Store) Enqueue(_ context.Context, items []store.Item) ([]store.Item, er
 }
 
 // Pending implements store.Inbox.
-func (s *Store) Pending(_ context.Context, contact string, limit int) ([]store.Item, error) {
+func (s *Store) Pending(_ context.Context, contact string, limit int) ([]conversation.Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.inbox.pending[contact]
 	if limit > 0 && len(list) > limit {
 		list = list[:limit]
 	}
-	return append([]store.Item(nil), list...), nil
+	return append([]conversation.Item(nil), list...), nil
 }
 
 // Ack implements store.Inbox.

@@ -4,6 +4,7 @@ package memory
 
 import (
 	"context"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"sort"
 	"sync"
 	"time"
@@ -43,7 +44,7 @@ type beat struct {
 func New() *Store {
 	return &Store{
 		contacts: map[string]*engine.State{},
-		inbox:    inbox{keys: map[string]time.Time{}, pending: map[string][]store.Item{}},
+		inbox:    inbox{keys: map[string]time.Time{}, pending: map[string][]conversation.Item{}},
 		bots:     map[string]map[string][]byte{},
 		beats:    map[string]beat{},
 		answers:  map[string]*idem{},

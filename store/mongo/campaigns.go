@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -32,10 +33,10 @@ type batchDoc struct {
 }
 
 type countsDoc struct {
-	ID                   string `bson:"_id"`
-	Campaign             string `bson:"campaign"`
-	Instance             string `bson:"instance"`
-	store.CampaignCounts `bson:",inline"`
+	ID                          string `bson:"_id"`
+	Campaign                    string `bson:"campaign"`
+	Instance                    string `bson:"instance"`
+	conversation.CampaignCounts `bson:",inline"`
 }
 
 func batchID(campaign string, n int) string { return fmt.Sprintf("%s/%09d", campaign, n) }
@@ -233,7 +234,7 @@ func (s *Store) UpdateBatch(ctx context.Context, b store.CampaignBatch) error {
 
 // AddCounts implements store.Campaigns: an $inc on the instance's own
 // document.
-func (s *Store) AddCounts(ctx context.Context, id, instance string, d store.CampaignCounts) error {
+func (s *Store) AddCounts(ctx context.Context, id, instance string, d conversation.CampaignCounts) error {
 	inc := bson.D{}
 	add := func(k string, v float64) {
 		if v != 0 {
@@ -270,8 +271,8 @@ func (s *Store) AddCounts(ctx context.Context, id, instance string, d store.Camp
 }
 
 // Counts implements store.Campaigns.
-func (s *Store) Counts(ctx context.Context, id string) (store.CampaignCounts, error) {
-	var sum store.CampaignCounts
+func (s *Store) Counts(ctx context.Context, id string) (conversation.CampaignCounts, error) {
+	var sum conversation.CampaignCounts
 	cur, err := s.counts.Find(ctx, bson.D{{Key: "campaign", Value: id}})
 	if err != nil {
 		return sum, fmt.Errorf("mongodb: reading campaign %s's counts: %w", id, err)

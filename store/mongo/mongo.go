@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -79,7 +80,7 @@ type Store struct {
 	insertQueue *batcher[[]any, []error]
 	insertInbox *batcher[[]any, []error]
 	dequeue     *batcher[[]string, struct{}]
-	pending     *batcher[pendingReq, []store.Item]
+	pending     *batcher[pendingReq, []conversation.Item]
 	loads       *batcher[string, *loaded]
 
 	// cache holds the states this instance last read or wrote, so that a
@@ -212,7 +213,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mongodb: reading updates queued by an earlier version: %w", err)
 	}
-	var docs []store.Item
+	var docs []conversation.Item
 	if err := cur.All(ctx, &docs); err != nil {
 		return fmt.Errorf("mongodb: reading updates queued by an earlier version: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -171,9 +172,9 @@ func TestMigratesQueuedInbox(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Key != "old-queued" || got[0].Message == nil || got[0].Message.Text != "hi old-queued" {
 		t.Fatalf("pending after the migration = %+v, %v", got, err)
 	}
-	fresh, err := s.Enqueue(ctx, []store.Item{
-		{Key: "old-queued", Contact: "a", Kind: store.ItemMessage, Timestamp: at, Received: at, Message: &engine.Inbound{ID: "old-queued", Type: "text"}},
-		{Key: "old-done", Contact: "a", Kind: store.ItemMessage, Timestamp: at, Received: at, Message: &engine.Inbound{ID: "old-done", Type: "text"}},
+	fresh, err := s.Enqueue(ctx, []conversation.Item{
+		{Key: "old-queued", Contact: "a", Kind: conversation.ItemMessage, Timestamp: at, Received: at, Message: &engine.Inbound{ID: "old-queued", Type: "text"}},
+		{Key: "old-done", Contact: "a", Kind: conversation.ItemMessage, Timestamp: at, Received: at, Message: &engine.Inbound{ID: "old-done", Type: "text"}},
 	})
 	if err != nil || len(fresh) != 0 {
 		t.Fatalf("redeliveries of migrated updates: fresh %d, %v", len(fresh), err)

@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"sort"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/flowbot/flowbot/store"
 )
 
 // queueDoc is a queued update: the fields the queue is read by, and the
@@ -26,7 +25,7 @@ type queueDoc struct {
 	Item      string    `bson:"item"`
 }
 
-func newQueueDoc(it store.Item) (queueDoc, error) {
+func newQueueDoc(it conversation.Item) (queueDoc, error) {
 	b, err := json.Marshal(it)
 	if err != nil {
 		return queueDoc{}, err
@@ -47,7 +46,7 @@ type seenDoc struct {
 // takes it out of the queue again). A crash between the two leaves the
 // update queued and its id unrecorded: the webhook was not answered, and
 // its redelivery is caught by the contact's recently applied ids.
-func (s *Store) Enqueue(ctx context.Context, items []store.Item) ([]store.Item, error) {
+func (s *Store) Enqueue(ctx context.Context, items []conversation.Item) ([]conversation.Item, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
@@ -64,7 +63,7 @@ func (s *Store) Enqueue(ctx context.Context, items []store.Item) ([]store.Item, 
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: queueing updates: %w", err)
 	}
-	var queued []store.Item
+	var queued []conversation.Item
 	var seen []any
 	for i, err := range errs {
 		switch {
@@ -82,7 +81,7 @@ func (s *Store) Enqueue(ctx context.Context, items []store.Item) ([]store.Item, 
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: recording update ids: %w", err)
 	}
-	var fresh []store.Item
+	var fresh []conversation.Item
 	var dup []string
 	for i, err := range errs {
 		switch {
@@ -109,7 +108,7 @@ type pendingReq struct {
 }
 
 // findPending reads the queued updates of several contacts in one query.
-func (s *Store) findPending(ctx context.Context, reqs []pendingReq) ([][]store.Item, error) {
+func (s *Store) findPending(ctx context.Context, reqs []pendingReq) ([][]conversation.Item, error) {
 	var contacts bson.A
 	total, unlimited := 0, false
 	for _, r := range reqs {
@@ -132,17 +131,17 @@ func (s *Store) findPending(ctx context.Context, reqs []pendingReq) ([][]store.I
 	if err := cur.All(ctx, &docs); err != nil {
 		return nil, err
 	}
-	items := make([]store.Item, len(docs))
+	items := make([]conversation.Item, len(docs))
 	for i, d := range docs {
 		if err := json.Unmarshal([]byte(d.Item), &items[i]); err != nil {
 			return nil, fmt.Errorf("queued update %s: %w", d.Key, err)
 		}
 	}
-	byContact := map[string][]store.Item{}
+	byContact := map[string][]conversation.Item{}
 	for _, it := range items {
 		byContact[it.Contact] = append(byContact[it.Contact], it)
 	}
-	out := make([][]store.Item, len(reqs))
+	out := make([][]conversation.Item, len(reqs))
 	for i, r := range reqs {
 		got := byContact[r.contact]
 		// Equal timestamps keep arrival order whatever the server's sort.
@@ -171,7 +170,7 @@ func (s *Store) findPending(ctx context.Context, reqs []pendingReq) ([][]store.I
 	return out, nil
 }
 
-func (s *Store) findPendingOne(ctx context.Context, r pendingReq) ([]store.Item, error) {
+func (s *Store) findPendingOne(ctx context.Context, r pendingReq) ([]conversation.Item, error) {
 	// Alone, a cut answer is exactly the request's limit: no further
 	// query.
 	out, err := s.findPending(ctx, []pendingReq{r})
@@ -182,7 +181,7 @@ func (s *Store) findPendingOne(ctx context.Context, r pendingReq) ([]store.Item,
 }
 
 // Pending implements store.Inbox.
-func (s *Store) Pending(ctx context.Context, contact string, limit int) ([]store.Item, error) {
+func (s *Store) Pending(ctx context.Context, contact string, limit int) ([]conversation.Item, error) {
 	items, err := s.pending.do(ctx, pendingReq{contact: contact, limit: limit})
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: reading the queue: %w", err)

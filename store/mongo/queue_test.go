@@ -3,6 +3,7 @@ package mongo
 import (
 	"context"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"testing"
 	"time"
 
@@ -10,7 +11,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/mongo/mongotest"
 )
 
@@ -31,12 +31,12 @@ func TestPendingForSeveralContacts(t *testing.T) {
 	}
 	defer s.Close(ctx)
 	base := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
-	var items []store.Item
+	var items []conversation.Item
 	add := func(contact string, n int, from time.Duration) {
 		for i := 0; i < n; i++ {
 			key := fmt.Sprintf("%s%d", contact, i)
 			at := base.Add(from + time.Duration(i)*time.Second)
-			items = append(items, store.Item{Key: key, Contact: contact, Kind: store.ItemMessage, Timestamp: at, Received: at,
+			items = append(items, conversation.Item{Key: key, Contact: contact, Kind: conversation.ItemMessage, Timestamp: at, Received: at,
 				Message: &engine.Inbound{ID: key, Type: "text", Text: key, Timestamp: at}})
 		}
 	}
@@ -56,7 +56,7 @@ func TestPendingForSeveralContacts(t *testing.T) {
 	}
 }
 
-func keysOf(items []store.Item) []string {
+func keysOf(items []conversation.Item) []string {
 	var out []string
 	for _, it := range items {
 		out = append(out, it.Key)

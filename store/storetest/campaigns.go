@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"sync"
 	"testing"
 	"time"
@@ -114,15 +115,15 @@ func runCampaigns(t *testing.T, newStore func(t *testing.T) store.Store) {
 			go func() {
 				defer wg.Done()
 				for j := 0; j < 25; j++ {
-					if err := s.AddCounts(ctx, "c", fmt.Sprint("i", i), store.CampaignCounts{Started: 1, Sent: 1, Cost: store.CostCounts{Marketing: 0.25}}); err != nil {
+					if err := s.AddCounts(ctx, "c", fmt.Sprint("i", i), conversation.CampaignCounts{Started: 1, Sent: 1, Cost: conversation.CostCounts{Marketing: 0.25}}); err != nil {
 						t.Error(err)
 					}
 				}
 			}()
 		}
 		wg.Wait()
-		s.AddCounts(ctx, "c", "i0", store.CampaignCounts{Busy: 2, Read: 1})
-		s.AddCounts(ctx, "other", "i0", store.CampaignCounts{Started: 7})
+		s.AddCounts(ctx, "c", "i0", conversation.CampaignCounts{Busy: 2, Read: 1})
+		s.AddCounts(ctx, "other", "i0", conversation.CampaignCounts{Started: 7})
 		got, err := s.Counts(ctx, "c")
 		if err != nil || got.Started != 100 || got.Sent != 100 || got.Busy != 2 || got.Read != 1 || got.Cost.Marketing != 25 {
 			t.Fatalf("counts: %+v, %v", got, err)

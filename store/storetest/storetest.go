@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"sync"
 	"testing"
 	"time"
@@ -354,11 +355,11 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 func runInbox(t *testing.T, newStore func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	base := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
-	msg := func(key, contact string, at time.Duration) store.Item {
-		return store.Item{Key: key, Contact: contact, Kind: store.ItemMessage, Timestamp: base.Add(at), Received: base,
+	msg := func(key, contact string, at time.Duration) conversation.Item {
+		return conversation.Item{Key: key, Contact: contact, Kind: conversation.ItemMessage, Timestamp: base.Add(at), Received: base,
 			Message: &engine.Inbound{ID: key, Type: "text", Text: key, Timestamp: base.Add(at)}}
 	}
-	keys := func(items []store.Item) string {
+	keys := func(items []conversation.Item) string {
 		var out []string
 		for _, it := range items {
 			out = append(out, it.Key)
@@ -367,14 +368,14 @@ func runInbox(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 	t.Run("inbox dedupes and orders by timestamp", func(t *testing.T) {
 		s := newStore(t)
-		fresh, err := s.Enqueue(ctx, []store.Item{msg("m2", "a", 2*time.Second), msg("m1", "a", time.Second), msg("x1", "b", 0)})
+		fresh, err := s.Enqueue(ctx, []conversation.Item{msg("m2", "a", 2*time.Second), msg("m1", "a", time.Second), msg("x1", "b", 0)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(fresh) != 3 {
 			t.Fatalf("fresh = %v, want all 3", keys(fresh))
 		}
-		again, err := s.Enqueue(ctx, []store.Item{msg("m1", "a", time.Second), msg("m3", "a", 2*time.Second)})
+		again, err := s.Enqueue(ctx, []conversation.Item{msg("m1", "a", time.Second), msg("m3", "a", 2*time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +397,7 @@ func runInbox(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("after ack: %v", keys(got))
 		}
 		// A processed key is still a duplicate.
-		if again, _ := s.Enqueue(ctx, []store.Item{msg("m1", "a", 0)}); len(again) != 0 {
+		if again, _ := s.Enqueue(ctx, []conversation.Item{msg("m1", "a", 0)}); len(again) != 0 {
 			t.Fatal("a processed message was queued again")
 		}
 		if n, err := s.Depth(ctx); err != nil || n != 2 {
@@ -414,13 +415,13 @@ func runInbox(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 	t.Run("inbox keeps statuses", func(t *testing.T) {
 		s := newStore(t)
-		st := store.Item{Key: "status:wamid.1:failed", Contact: "a", Kind: store.ItemStatus, Timestamp: base, Received: base,
-			Status: &store.StatusUpdate{WAMID: "wamid.1", Outbound: "a:m1", Status: "failed", ErrorCode: 131047, Error: "Re-engagement message"}}
-		if _, err := s.Enqueue(ctx, []store.Item{st}); err != nil {
+		st := conversation.Item{Key: "status:wamid.1:failed", Contact: "a", Kind: conversation.ItemStatus, Timestamp: base, Received: base,
+			Status: &conversation.StatusUpdate{WAMID: "wamid.1", Outbound: "a:m1", Status: "failed", ErrorCode: 131047, Error: "Re-engagement message"}}
+		if _, err := s.Enqueue(ctx, []conversation.Item{st}); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := s.Pending(ctx, "a", 1)
-		if len(got) != 1 || got[0].Status == nil || got[0].Status.ErrorCode != 131047 || got[0].Kind != store.ItemStatus {
+		if len(got) != 1 || got[0].Status == nil || got[0].Status.ErrorCode != 131047 || got[0].Kind != conversation.ItemStatus {
 			t.Fatalf("status came back as %+v", got)
 		}
 	})
@@ -434,7 +435,7 @@ func runInbox(t *testing.T, newStore func(t *testing.T) store.Store) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < 25; i++ {
-					fresh, err := s.Enqueue(ctx, []store.Item{msg(fmt.Sprintf("k%d", i), "c", time.Duration(i)*time.Second)})
+					fresh, err := s.Enqueue(ctx, []conversation.Item{msg(fmt.Sprintf("k%d", i), "c", time.Duration(i)*time.Second)})
 					if err != nil {
 						t.Error(err)
 						return

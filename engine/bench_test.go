@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"strconv"
 	"testing"
 	"time"
@@ -53,9 +54,9 @@ func benchInbound(b *testing.B, age time.Duration) {
 	var st store.Contacts = memory.New()
 	ctx := context.Background()
 	now := t0
-	first := engine.NewState("15550001111")
+	first := conversation.NewRecord("15550001111")
 	first.Contact.Name = "Ana"
-	if _, err := e.Handle(ctx, first, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now.Add(-age)}}, now); err != nil {
+	if _, err := e.Handle(ctx, &first.Session, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now.Add(-age)}}, now); err != nil {
 		b.Fatal(err)
 	}
 	if err := st.Save(ctx, first); err != nil {
@@ -77,7 +78,7 @@ func benchInbound(b *testing.B, age time.Duration) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := e.Handle(ctx, s, engine.Input{Kind: engine.InputInbound, Message: m}, now)
+		res, err := e.Handle(ctx, &s.Session, engine.Input{Kind: engine.InputInbound, Message: m}, now)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -133,9 +134,9 @@ func BenchmarkInboundSubflow(b *testing.B) {
 	var st store.Contacts = memory.New()
 	ctx := context.Background()
 	now := t0
-	first := engine.NewState("15550001111")
+	first := conversation.NewRecord("15550001111")
 	first.Contact.Name, first.Contact.Language = "Ana", "es"
-	if _, err := e.Handle(ctx, first, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now}}, now); err != nil {
+	if _, err := e.Handle(ctx, &first.Session, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now}}, now); err != nil {
 		b.Fatal(err)
 	}
 	if err := st.Save(ctx, first); err != nil {
@@ -151,7 +152,7 @@ func BenchmarkInboundSubflow(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := e.Handle(ctx, s, engine.Input{Kind: engine.InputInbound, Message: &msg}, now)
+		res, err := e.Handle(ctx, &s.Session, engine.Input{Kind: engine.InputInbound, Message: &msg}, now)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -255,7 +255,7 @@ func (e *Engine) WithLive(l *Live) *Engine {
 // caller owns st) and returns what to send and what happened. Bad input
 // never panics it: run-time expression errors are recorded as error
 // events and the conversation goes on or stops cleanly.
-func (e *Engine) Handle(ctx context.Context, st *State, ev Input, now time.Time) (*Result, error) {
+func (e *Engine) Handle(ctx context.Context, st *Session, ev Input, now time.Time) (*Result, error) {
 	c := &conv{e: e, st: st, now: now, ctx: ctx}
 	c.res = &c.result
 	c.res.Outbound = c.outBuf[:0]
@@ -350,7 +350,7 @@ func CheckVars(f *flows.Flow, vars map[string]any) error {
 // conv is one Handle call: the Conversation the actions see.
 type conv struct {
 	e    *Engine
-	st   *State
+	st   *Session
 	now  time.Time
 	ctx  context.Context
 	res  *Result

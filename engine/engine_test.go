@@ -253,7 +253,7 @@ func TestWindowRule(t *testing.T) {
 
 // TestWindowBoundary: the window is open while now < last inbound + 24h.
 func TestWindowBoundary(t *testing.T) {
-	st := engine.NewState("c")
+	st := engine.NewSession("c")
 	st.LastInbound = t0
 	if !st.WindowOpen(t0.Add(24*time.Hour - time.Second)) {
 		t.Error("window closed one second before 24h")
@@ -261,7 +261,7 @@ func TestWindowBoundary(t *testing.T) {
 	if st.WindowOpen(t0.Add(24 * time.Hour)) {
 		t.Error("window open at exactly 24h")
 	}
-	if engine.NewState("x").WindowOpen(t0) {
+	if engine.NewSession("x").WindowOpen(t0) {
 		t.Error("window open for a contact who never wrote")
 	}
 }
@@ -449,7 +449,7 @@ func TestStartErrors(t *testing.T) {
 	}
 	e := engine.New(bot, engine.Options{})
 	ctx := context.Background()
-	st := engine.NewState("c")
+	st := engine.NewSession("c")
 	if _, err := e.Handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: "nope"}, t0); !errors.Is(err, engine.ErrUnknownFlow) {
 		t.Errorf("unknown flow: %v", err)
 	}
@@ -498,7 +498,7 @@ steps:
 func TestStaleState(t *testing.T) {
 	bot := loadBot(t, map[string]string{"flows/main.yaml": windowBot, "templates.yaml": windowTemplates})
 	e := engine.New(bot, engine.Options{})
-	st := engine.NewState("c")
+	st := engine.NewSession("c")
 	st.Flow, st.Step, st.Waiting = "main", "gone", "ask"
 	res, err := e.Handle(context.Background(), st, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: t0}}, t0)
 	if err != nil {
@@ -572,7 +572,7 @@ steps:
 	for i := 0; i < 2000; i++ {
 		var got []string
 		for round := 0; round < 2; round++ { // the same contact twice: the same branch
-			st := engine.NewState(fmt.Sprintf("1555%07d", i))
+			st := engine.NewSession(fmt.Sprintf("1555%07d", i))
 			st.LastInbound = t0
 			res, err := e.Handle(context.Background(), st, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{ID: "w", Type: "text", Text: "hi", Timestamp: t0}}, t0)
 			if err != nil {

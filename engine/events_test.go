@@ -17,7 +17,7 @@ func TestTypedEvents(t *testing.T) {
 		"flows/a.yaml": "flow: a\nstart: s\nsteps:\n  s: { ask: \"Name?\", save: name, goto: t }\n  t: { say: \"Hi {{ vars.name }}\", end: true }\nvars: { name: \"\" }\n",
 	})
 	e := engine.New(bot, engine.Options{Trace: true})
-	st := engine.NewState("c1")
+	st := engine.NewSession("c1")
 	st.LastInbound = t0
 	res, err := e.Handle(context.Background(), st, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{ID: "w1", Type: "text", Text: "hi", Timestamp: t0}}, t0)
 	if err != nil {

@@ -241,7 +241,7 @@ func summary(m actions.Message) string {
 // contact now that the window is closed: the fallback of the step the
 // contact is at, else of its flow (of the default flow for a contact in
 // none); "" when there is none.
-func (e *Engine) SuggestTemplate(st *State) string {
+func (e *Engine) SuggestTemplate(st *Session) string {
 	f := e.bot.Flow(st.Flow)
 	if f == nil {
 		f = e.bot.Flow(e.bot.Settings.DefaultFlow)

@@ -13,7 +13,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/flowbot/flowbot/actions"
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 )
@@ -65,7 +64,7 @@ func (s *Server) listContacts(c *fiber.Ctx) error {
 }
 
 // summary is a contact as GET /api/contacts lists it.
-func (s *Server) summary(st *engine.State) fiber.Map {
+func (s *Server) summary(st *conversation.Record) fiber.Map {
 	now := s.cfg.Now()
 	window := fiber.Map{"open": st.WindowOpen(now)}
 	if !st.LastInbound.IsZero() {
@@ -182,7 +181,7 @@ func templateParams(raw json.RawMessage) ([]string, map[string]string, error) {
 
 // agentRefusal answers an agent's message refused when it was applied:
 // what happened, and what to do instead.
-func (s *Server) agentRefusal(c *fiber.Ctx, st *engine.State, o engine.Outcome) error {
+func (s *Server) agentRefusal(c *fiber.Ctx, st *conversation.Record, o conversation.Outcome) error {
 	switch o.Refused {
 	case "window_closed":
 		body := fiber.Map{"error": "window_closed", "expires_at": st.WindowExpires()}
@@ -191,7 +190,7 @@ func (s *Server) agentRefusal(c *fiber.Ctx, st *engine.State, o engine.Outcome) 
 			hint = "the contact never wrote, so WhatsApp refuses free-form messages: send an approved template instead"
 			body["expires_at"] = nil
 		}
-		if t := s.Engine().SuggestTemplate(st); t != "" {
+		if t := s.Engine().SuggestTemplate(&st.Session); t != "" {
 			body["template"] = t
 			hint += fmt.Sprintf(` (the bot would send %q: {"template": {"name": %q, "params": [...]}})`, t, t)
 		}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"net/url"
 	"strings"
 	"testing"
@@ -29,7 +30,7 @@ func TestListContactsWaiting(t *testing.T) {
 		r.clock.Advance(time.Minute) // each waits a minute less than the one before
 	}
 	r.post(textWebhook("15550005009", "Zed", "wamid.z", "hi", r.clock.Now())) // in the flow, not handed off
-	r.waitState("15550005009", func(*engine.State) bool { return true })
+	r.waitState("15550005009", func(*conversation.Record) bool { return true })
 
 	code, page := r.api("GET", "/api/contacts?handoff=true&limit=2", apiToken, nil)
 	if code != 200 {
@@ -84,7 +85,7 @@ func TestAgentMessages(t *testing.T) {
 	if got := text(sent[before]); got != "Hi Ana, Sam here. Let me look." {
 		t.Fatalf("sent %q", got)
 	}
-	st := r.waitState(c, func(st *engine.State) bool { return len(st.Recent) > 0 && st.Recent[len(st.Recent)-1].Agent })
+	st := r.waitState(c, func(st *conversation.Record) bool { return len(st.Recent) > 0 && st.Recent[len(st.Recent)-1].Agent })
 	last := st.Recent[len(st.Recent)-1]
 	if !last.Agent || last.Via != "session" {
 		t.Fatalf("the agent's message as recorded: %+v", last)
@@ -108,7 +109,7 @@ func TestAgentMessages(t *testing.T) {
 	if tpl := sent[before+1]; tpl.Type != "template" || !strings.Contains(string(tpl.Raw), `"T-1"`) {
 		t.Fatalf("the template sent: %s", sent[before+1].Raw)
 	}
-	st = r.waitState(c, func(st *engine.State) bool {
+	st = r.waitState(c, func(st *conversation.Record) bool {
 		return len(st.Recent) > 0 && st.Recent[len(st.Recent)-1].Via == "template"
 	})
 	if st.Cost.Utility.Messages == 0 {
@@ -140,7 +141,7 @@ func TestAgentMessages(t *testing.T) {
 
 	// Opted out: the template is refused too, and nothing is sent.
 	r.post(textWebhook(c, "Ana", "wamid.stop", "STOP", r.clock.Now()))
-	r.waitState(c, func(st *engine.State) bool { return st.Contact.OptedOut })
+	r.waitState(c, func(st *conversation.Record) bool { return st.Contact.OptedOut })
 	r.waitFor("the server to be quiet", r.srv.Quiet)
 	n := len(r.fake.Sent())
 	code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"template": map[string]any{"name": "support_followup", "params": map[string]any{"first_name": "Ana", "ticket": "T-1"}}})

@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"
@@ -171,7 +171,7 @@ func TestCampaignSkips(t *testing.T) {
 	r.post(textWebhook("15550000002", "Gone", "wamid.s2", "STOP", now))
 	r.settled(2)
 	ctx := context.Background()
-	mk := engine.NewState("15550000003")
+	mk := conversation.NewRecord("15550000003")
 	mk.Contact.MarketingOptedOut = true
 	if err := r.store.Save(ctx, mk); err != nil {
 		t.Fatal(err)

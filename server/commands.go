@@ -9,7 +9,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/store"
 )
@@ -26,16 +25,16 @@ import (
 // handler waiting for it on this instance.
 type commandWaiters struct {
 	mu sync.Mutex
-	m  map[string]chan *engine.State
+	m  map[string]chan *conversation.Record
 }
 
-func (w *commandWaiters) add(key string) chan *engine.State {
+func (w *commandWaiters) add(key string) chan *conversation.Record {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
-		w.m = map[string]chan *engine.State{}
+		w.m = map[string]chan *conversation.Record{}
 	}
-	ch := make(chan *engine.State, 1)
+	ch := make(chan *conversation.Record, 1)
 	w.m[key] = ch
 	return ch
 }
@@ -48,7 +47,7 @@ func (w *commandWaiters) remove(key string) {
 
 // applied tells the waiter of a command, if any, the state it was
 // committed with.
-func (w *commandWaiters) applied(key string, st *engine.State) {
+func (w *commandWaiters) applied(key string, st *conversation.Record) {
 	w.mu.Lock()
 	ch := w.m[key]
 	w.mu.Unlock()
@@ -97,7 +96,7 @@ func (s *Server) command(c *fiber.Ctx, contact string, cmd conversation.Command,
 // awaitCommand waits for the command to be applied: told by this
 // instance's worker, or seen in the stored state (another instance's
 // worker applied it). nil when it was not applied in time.
-func (s *Server) awaitCommand(ctx context.Context, contact, key string, ch chan *engine.State) *engine.State {
+func (s *Server) awaitCommand(ctx context.Context, contact, key string, ch chan *conversation.Record) *conversation.Record {
 	timeout := time.NewTimer(s.cfg.CommandWait)
 	defer timeout.Stop()
 	poll := time.NewTicker(s.cfg.CommandWait / 20)
@@ -122,7 +121,7 @@ func (s *Server) awaitCommand(ctx context.Context, contact, key string, ch chan 
 
 // loadFresh reads the stored state, not this instance's cache (another
 // instance may have moved on).
-func (s *Server) loadFresh(ctx context.Context, contact string) (*engine.State, error) {
+func (s *Server) loadFresh(ctx context.Context, contact string) (*conversation.Record, error) {
 	if f, ok := s.store.(store.FreshLoader); ok {
 		return f.LoadFresh(ctx, contact)
 	}

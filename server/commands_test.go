@@ -2,7 +2,7 @@ package server_test
 
 import (
 	"context"
-	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,7 +81,7 @@ func TestCommandRefusals(t *testing.T) {
 	r.post(buttonWebhook("15550001111", "wamid.2", "technical", "Technical problem", now))
 	r.waitSent(3)
 	r.post(buttonWebhook("15550001111", "wamid.3", "not_fixed", "No", now))
-	r.waitState("15550001111", func(st *engine.State) bool { return st.Handoff != nil })
+	r.waitState("15550001111", func(st *conversation.Record) bool { return st.Handoff != nil })
 	code, out := r.api("POST", "/api/contacts/15550001111/flows/triage", apiToken, nil)
 	if code != 409 {
 		t.Errorf("a start during a handoff: %d %v", code, out)

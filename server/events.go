@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/store"
 )
@@ -47,7 +46,7 @@ const (
 func eventKey(contact string) string { return "contact:" + contact }
 
 // queueEvents puts the record's events in the store's queue.
-func (s *Server) queueEvents(ctx context.Context, contact string, evs []engine.EventOut) error {
+func (s *Server) queueEvents(ctx context.Context, contact string, evs []conversation.EventOut) error {
 	if len(evs) == 0 {
 		return nil
 	}

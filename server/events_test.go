@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
 	"net"
 	"net/http"
@@ -10,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/server"
 )
 
@@ -95,7 +95,7 @@ func toHandoff(r *rig, contact string) {
 	r.post(buttonWebhook(contact, "wamid."+contact+".2", "technical", "Technical problem", now))
 	r.waitSent(3)
 	r.post(buttonWebhook(contact, "wamid."+contact+".3", "not_fixed", "No", now))
-	r.waitState(contact, func(st *engine.State) bool { return st.Handoff != nil })
+	r.waitState(contact, func(st *conversation.Record) bool { return st.Handoff != nil })
 }
 
 // A handoff, the contact's messages meanwhile, the release and the end

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/store/memory"
@@ -225,7 +226,7 @@ func TestTimestampsAreNotTrustedBlindly(t *testing.T) {
 	}
 	r.waitSent(4)
 	for _, tt := range tests {
-		st := r.waitState(tt.contact, func(st *engine.State) bool { return !st.LastInbound.IsZero() })
+		st := r.waitState(tt.contact, func(st *conversation.Record) bool { return !st.LastInbound.IsZero() })
 		if !st.LastInbound.Equal(tt.want) {
 			t.Errorf("timestamp %s: the window counts from %v, want %v", tt.unix, st.LastInbound, tt.want)
 		}
@@ -249,9 +250,9 @@ func TestTimestampsAreNotTrustedBlindly(t *testing.T) {
 }
 
 // waitState waits until the contact's stored state satisfies ok.
-func (r *rig) waitState(contact string, ok func(*engine.State) bool) *engine.State {
+func (r *rig) waitState(contact string, ok func(*conversation.Record) bool) *conversation.Record {
 	r.t.Helper()
-	var st *engine.State
+	var st *conversation.Record
 	r.waitFor("contact "+contact+"'s state", func() bool {
 		var err error
 		st, err = r.store.Load(context.Background(), contact)
@@ -315,7 +316,7 @@ func TestUndecodableMessagesKeepTheirSender(t *testing.T) {
 	if code := r.post(body); code != 200 {
 		t.Fatal(code)
 	}
-	st := r.waitState("15550002222", func(st *engine.State) bool { return st.WasProcessed("wamid.num") })
+	st := r.waitState("15550002222", func(st *conversation.Record) bool { return st.WasProcessed("wamid.num") })
 	if !st.LastInbound.Equal(now) {
 		t.Errorf("the unreadable message did not open the window: %v", st.LastInbound)
 	}
@@ -348,7 +349,7 @@ func TestLongRepliesAreCutToFit(t *testing.T) {
 	if p := r.fake.Problems(); len(p) != 0 {
 		t.Errorf("WhatsApp refused: %s", p[0].Problem)
 	}
-	st := r.waitState("15550003333", func(st *engine.State) bool { return len(st.Recent) > 0 })
+	st := r.waitState("15550003333", func(st *conversation.Record) bool { return len(st.Recent) > 0 })
 	found := false
 	for _, rec := range st.Log {
 		found = found || rec.Kind == engine.RecWarning && strings.Contains(rec.Detail, "the text was 100005 characters, over WhatsApp's 4096")

@@ -295,7 +295,7 @@ func (s *Server) SetBot(ctx context.Context, e *engine.Engine, version string, f
 
 // engineFor is the engine of the version the contact's flow is pinned
 // to, else the current one.
-func (s *Server) engineFor(ctx context.Context, st *engine.State) (*engine.Engine, string) {
+func (s *Server) engineFor(ctx context.Context, st *conversation.Record) (*engine.Engine, string) {
 	cur, curVersion := s.Engine(), s.Version()
 	if st.Flow == "" || st.FlowVersion == "" || st.FlowVersion == curVersion {
 		return cur, curVersion
@@ -577,7 +577,7 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []conversation.Item {
 			su.ErrorCode, su.Error = st.Errors[0].Code, st.Errors[0].String()
 		}
 		if st.Pricing != nil || st.Conversation != nil {
-			p := &engine.Pricing{}
+			p := &conversation.Pricing{}
 			if pr := st.Pricing; pr != nil {
 				su.Category = pr.Category
 				p.Category, p.Type, p.Model, p.Billable = pr.Category, pr.Type, pr.PricingModel, pr.Billable
@@ -743,7 +743,7 @@ func decodeBody(body []byte, v any) error {
 }
 
 // stored is the stored state of the path's contact, or a 404.
-func (s *Server) stored(c *fiber.Ctx) (string, *engine.State, error) {
+func (s *Server) stored(c *fiber.Ctx) (string, *conversation.Record, error) {
 	id, err := contactParam(c)
 	if err != nil {
 		return "", nil, err
@@ -782,7 +782,7 @@ func (s *Server) outbox(c *fiber.Ctx) error {
 }
 
 // view is the contact's state as GET /api/contacts/{id} shows it.
-func (s *Server) view(st *engine.State) fiber.Map {
+func (s *Server) view(st *conversation.Record) fiber.Map {
 	now := s.cfg.Now()
 	window := fiber.Map{"open": st.WindowOpen(now)}
 	if !st.LastInbound.IsZero() {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
 	"net"
 	"net/http"
@@ -793,7 +794,7 @@ func TestUserPreferencesReachTheContact(t *testing.T) {
 		t.Fatalf("webhook answered %d", code)
 	}
 	r.post(body) // a redelivery
-	st := r.waitState("15550001111", func(st *engine.State) bool { return st.Contact.MarketingOptedOut })
+	st := r.waitState("15550001111", func(st *conversation.Record) bool { return st.Contact.MarketingOptedOut })
 	n := 0
 	for _, rec := range st.Log {
 		if rec.Kind == engine.RecOptOut {
@@ -866,11 +867,11 @@ func TestBoundToItsNumber(t *testing.T) {
 func TestBSUIDContactBecomesOne(t *testing.T) {
 	r := newRig(t, "../examples/cafe")
 	bsuidScenario(t, r)
-	st := r.waitState(waID1, func(st *engine.State) bool { return st.Contact.Fields["email"] == "ana@example.com" })
+	st := r.waitState(waID1, func(st *conversation.Record) bool { return st.Contact.Fields["email"] == "ana@example.com" })
 	if st.Contact.UserID != bsuid1 || st.Contact.Username != "ana.cafe" {
 		t.Fatalf("the contact %+v", st.Contact)
 	}
-	old := r.waitState(bsuid1, func(st *engine.State) bool { return st.MovedTo == waID1 })
+	old := r.waitState(bsuid1, func(st *conversation.Record) bool { return st.MovedTo == waID1 })
 	if old.Flow != "" || len(old.Timers) != 0 {
 		t.Fatalf("the old key still runs a flow: %+v", old)
 	}

@@ -72,7 +72,7 @@ func (s *Server) sweep() (more bool) {
 
 // schedule registers the contact's next work when it falls before the
 // next sweep (a later sweep finds the rest).
-func (s *Server) schedule(st *engine.State) {
+func (s *Server) schedule(st *conversation.Record) {
 	if at, ok := st.NextWork(); ok && at.Before(s.cfg.Now().Add(s.cfg.SweepInterval)) {
 		s.timers.add(st.Contact.ID, at)
 	}
@@ -129,14 +129,14 @@ func (s *Server) markRead(ctx context.Context, wamid string) {
 }
 
 func (s *Server) round(ctx context.Context, contact string, items []conversation.Item) (progressed bool, err error) {
-	var st *engine.State
+	var st *conversation.Record
 	var applied conversation.Result
 	forwarded, adoptedFrom := false, ""
 	for attempt := 0; ; attempt++ {
 		st, err = s.store.Load(ctx, contact)
 		isNew := errors.Is(err, store.ErrNotFound)
 		if isNew {
-			st, err = engine.NewState(contact), nil
+			st, err = conversation.NewRecord(contact), nil
 			if old := s.adopt(ctx, contact, items); old != nil {
 				st, isNew, adoptedFrom = old, false, old.MovedTo
 				old.MovedTo = ""
@@ -236,7 +236,7 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 // old key, which sends them), so that one person has one conversation.
 // It returns nil when there is nothing to adopt; else the state to save
 // under contact, with MovedTo holding the old key.
-func (s *Server) adopt(ctx context.Context, contact string, items []conversation.Item) *engine.State {
+func (s *Server) adopt(ctx context.Context, contact string, items []conversation.Item) *conversation.Record {
 	for _, it := range items {
 		m := it.Message
 		if it.Kind != conversation.ItemMessage || m == nil || m.UserID == "" || m.UserID == contact || m.WaID != contact {
@@ -260,7 +260,7 @@ func (s *Server) adopt(ctx context.Context, contact string, items []conversation
 // timers and its handoff are gone from it (they continue under key); its
 // unsent messages still go out from it.
 func (s *Server) moved(ctx context.Context, old, key string) {
-	_, err := s.update(ctx, old, func(st *engine.State) error {
+	_, err := s.update(ctx, old, func(st *conversation.Record) error {
 		st.MovedTo = key
 		st.Flow, st.Step, st.Waiting, st.Stack, st.Handoff = "", "", "", nil, nil
 		st.Timers = nil
@@ -295,11 +295,11 @@ func (s *Server) forward(ctx context.Context, from, to string, items []conversat
 // update loads the contact's state (a new one for a contact never seen),
 // lets f change it, and saves it with compare-and-swap, retrying on
 // conflicts with a fresh load.
-func (s *Server) update(ctx context.Context, contact string, f func(*engine.State) error) (*engine.State, error) {
+func (s *Server) update(ctx context.Context, contact string, f func(*conversation.Record) error) (*conversation.Record, error) {
 	for attempt := 0; ; attempt++ {
 		st, err := s.store.Load(ctx, contact)
 		if errors.Is(err, store.ErrNotFound) {
-			st, err = engine.NewState(contact), nil
+			st, err = conversation.NewRecord(contact), nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("loading contact %s: %w", contact, err)
@@ -325,7 +325,7 @@ func (s *Server) update(ctx context.Context, contact string, f func(*engine.Stat
 // them; another takes over only when the claim has expired. A crash
 // between a send and that write sends the message again on restart (at
 // least once).
-func (s *Server) sendOutbox(ctx context.Context, contact string, st *engine.State) (int, error) {
+func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversation.Record) (int, error) {
 	var results []conversation.SendResult // sent, not yet written
 	dirty := false                        // the record changed otherwise, not yet written
 	sent, attempt := 0, 0
@@ -423,7 +423,7 @@ var errClaimLost = errors.New("another instance holds the claim")
 // with the outcomes of the sends so far. It returns the state to go on
 // from (st itself when nothing was written), and false when another
 // instance holds the claim.
-func (s *Server) holdClaim(ctx context.Context, contact string, st *engine.State, results []conversation.SendResult) (*engine.State, bool, error) {
+func (s *Server) holdClaim(ctx context.Context, contact string, st *conversation.Record, results []conversation.SendResult) (*conversation.Record, bool, error) {
 	if !s.holdsID() {
 		// The heartbeat lapsed: another process may hold the id. Try
 		// again once it beats.
@@ -441,7 +441,7 @@ func (s *Server) holdClaim(ctx context.Context, contact string, st *engine.State
 	if o.ClaimedBy != "" && o.ClaimedBy != s.instance {
 		s.log.Warn("taking over messages another instance claimed and did not send: a duplicate is possible", "contact", contact, "message", o.ID, "claimed_by", o.ClaimedBy)
 	}
-	held, err := s.record(ctx, contact, st, results, func(fresh *engine.State) error {
+	held, err := s.record(ctx, contact, st, results, func(fresh *conversation.Record) error {
 		if len(fresh.Outbox) == 0 {
 			return errClaimLost // sent meanwhile
 		}
@@ -464,7 +464,7 @@ func (s *Server) holdClaim(ctx context.Context, contact string, st *engine.State
 // change, if any: on st when the store still holds st's version, else on
 // the fresh state, where the outcomes are applied again (uncounted). It
 // returns the state written.
-func (s *Server) record(ctx context.Context, contact string, st *engine.State, results []conversation.SendResult, change func(*engine.State) error) (*engine.State, error) {
+func (s *Server) record(ctx context.Context, contact string, st *conversation.Record, results []conversation.SendResult, change func(*conversation.Record) error) (*conversation.Record, error) {
 	if change != nil {
 		if err := change(st); err != nil {
 			return nil, err
@@ -481,7 +481,7 @@ func (s *Server) record(ctx context.Context, contact string, st *engine.State, r
 	// The state moved on meanwhile: record the outcomes on the fresh one.
 	quiet := *s.keeper
 	quiet.Observer = nil
-	written, err := s.update(ctx, contact, func(fresh *engine.State) error {
+	written, err := s.update(ctx, contact, func(fresh *conversation.Record) error {
 		for _, r := range results {
 			if err := quiet.ApplySendResult(ctx, fresh, r); err != nil {
 				return err

@@ -4,10 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"strings"
 	"time"
-
-	"github.com/flowbot/flowbot/engine"
 )
 
 // ContactFilter selects contacts for GET /api/contacts: every field
@@ -31,7 +30,7 @@ func (f *ContactFilter) ByHandoff() bool { return f.Handoff != nil && *f.Handoff
 
 // Matches reports whether a state passes every filter (the stores' one
 // definition of a match).
-func (f *ContactFilter) Matches(st *engine.State) bool {
+func (f *ContactFilter) Matches(st *conversation.Record) bool {
 	switch {
 	case st.MovedTo != "":
 		return false
@@ -104,7 +103,7 @@ func (c ContactCursor) Before(since time.Time, id string, byHandoff bool) bool {
 }
 
 // CursorOf is the cursor a page ending with st gives.
-func CursorOf(st *engine.State, byHandoff bool) ContactCursor {
+func CursorOf(st *conversation.Record, byHandoff bool) ContactCursor {
 	c := ContactCursor{ID: st.Contact.ID}
 	if byHandoff && st.Handoff != nil {
 		c.Since = st.Handoff.Since
@@ -115,7 +114,7 @@ func CursorOf(st *engine.State, byHandoff bool) ContactCursor {
 // ContactPage is a page of contacts and the cursor of the next ("" at
 // the end).
 type ContactPage struct {
-	States []*engine.State
+	States []*conversation.Record
 	Next   string
 }
 

@@ -7,9 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"time"
-
-	"github.com/flowbot/flowbot/engine"
 )
 
 var (
@@ -25,13 +24,13 @@ var (
 // contact.
 type Contacts interface {
 	// Load returns a copy of the contact's state, or ErrNotFound.
-	Load(ctx context.Context, id string) (*engine.State, error)
+	Load(ctx context.Context, id string) (*conversation.Record, error)
 	// Save stores st when the stored version still equals st.Version (0
 	// for a contact not stored yet), then increments st.Version. It
 	// returns ErrConflict when another writer got there first; nothing is
 	// written then. After a successful Save the store owns st: the caller
 	// must not change it (Load again to go on).
-	Save(ctx context.Context, st *engine.State) error
+	Save(ctx context.Context, st *conversation.Record) error
 	// Claimed lists contacts whose unsent messages the instance claimed
 	// (their latest state's first outbound message), at most limit: a
 	// restarted instance takes back its own claims at once.
@@ -52,7 +51,7 @@ type Due struct {
 // instance can have moved on from (the next Save catches that); LoadFresh
 // reads the stored state, for people looking at it.
 type FreshLoader interface {
-	LoadFresh(ctx context.Context, id string) (*engine.State, error)
+	LoadFresh(ctx context.Context, id string) (*conversation.Record, error)
 }
 
 // ErrInstanceHeld: another live process holds the instance id (its

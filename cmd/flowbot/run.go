@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
 	"net"
 	"net/http"
@@ -142,7 +143,7 @@ func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, 
 
 // windowText shows the customer service window: open, closes in 23h10m;
 // or closed.
-func windowText(st *engine.State, at time.Time) string {
+func windowText(st *conversation.Record, at time.Time) string {
 	free := ""
 	if st != nil && st.FreeAt(at) {
 		free = "; free entry point for " + hm(st.FreeUntil.Sub(at))
@@ -383,7 +384,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 				fmt.Fprintln(stderr, "usage: /lang CODE, e.g. /lang es")
 				continue
 			}
-			if err := s.Update(ctx, func(st *engine.State) { st.Contact.Language = arg }); err != nil {
+			if err := s.Update(ctx, func(st *conversation.Record) { st.Contact.Language = arg }); err != nil {
 				fmt.Fprintln(stderr, "error:", err)
 				continue
 			}
@@ -396,7 +397,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 			if _, err := s.Agent(ctx, actions.Message{Kind: "text", Text: arg}); err != nil {
 				hint := ""
 				if st, serr := s.State(ctx); serr == nil && errors.Is(err, engine.ErrWindowClosed) {
-					if t := s.Engine.SuggestTemplate(st); t != "" {
+					if t := s.Engine.SuggestTemplate(&st.Session); t != "" {
 						hint = " (an agent sends a template instead: the bot would send " + t + ")"
 					}
 				}
@@ -464,7 +465,7 @@ func describeOffered(offered []engine.Choice) string {
 }
 
 // printState shows the contact's state as YAML, to read at a glance.
-func printState(w io.Writer, st *engine.State, now time.Time) {
+func printState(w io.Writer, st *conversation.Record, now time.Time) {
 	type timer struct {
 		Kind string `yaml:"kind"`
 		Due  string `yaml:"due"`

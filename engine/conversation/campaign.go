@@ -7,7 +7,7 @@ import (
 	"github.com/flowbot/flowbot/flows"
 )
 
-// Why a campaign's start skipped a contact (engine.Outcome.Refused).
+// Why a campaign's start skipped a contact (Outcome.Refused).
 const (
 	SkippedOptedOut = "opted_out"
 	SkippedBusy     = "busy"
@@ -100,7 +100,7 @@ func statusTally(from, to string, code int) CampaignCounts {
 // opted out (of marketing messages, for a campaign whose first template
 // is a marketing one), in a handoff, or in the middle of a flow; else the
 // flow starts, and its messages are the campaign's.
-func (k *Keeper) startCampaign(ctx context.Context, st *engine.State, cmd *Command, tally *Tally) (skipped string, err error) {
+func (k *Keeper) startCampaign(ctx context.Context, st *Record, cmd *Command, tally *Tally) (skipped string, err error) {
 	switch {
 	case st.Contact.OptedOut:
 		skipped = SkippedOptedOut

@@ -41,7 +41,7 @@ type Observer interface {
 type Keeper struct {
 	// Engine is the engine for the contact: the version of the bot its
 	// flow is pinned to, else the current one, with that version's name.
-	Engine func(ctx context.Context, st *engine.State) (*engine.Engine, string)
+	Engine func(ctx context.Context, st *Record) (*engine.Engine, string)
 	// Now is the clock.
 	Now func() time.Time
 	// Instance names the sender that claims the messages it commits.
@@ -73,7 +73,7 @@ type Result struct {
 // Apply applies a contact's queued updates, in order, each once: inbound
 // messages, delivery statuses and commands. isNew says that st is a
 // contact never seen: a status (or a release) does not create one.
-func (k *Keeper) Apply(ctx context.Context, st *engine.State, items []Item, isNew bool) (Result, []error) {
+func (k *Keeper) Apply(ctx context.Context, st *Record, items []Item, isNew bool) (Result, []error) {
 	var res Result
 	var errs []error
 	for _, it := range items {
@@ -153,7 +153,7 @@ func isDerivedKey(k string) bool {
 
 // FireDue runs the record's due timers, in due order; it reports whether
 // any fired.
-func (k *Keeper) FireDue(ctx context.Context, st *engine.State) (bool, error) {
+func (k *Keeper) FireDue(ctx context.Context, st *Record) (bool, error) {
 	fired := false
 	for i := 0; i < 100; i++ {
 		t, ok := st.NextTimer()
@@ -168,7 +168,7 @@ func (k *Keeper) FireDue(ctx context.Context, st *engine.State) (bool, error) {
 	return fired, nil
 }
 
-// Why a command did nothing (engine.Outcome.Refused).
+// Why a command did nothing (Outcome.Refused).
 const (
 	RefusedInHandoff    = "in_handoff"
 	RefusedNotInHandoff = "not_in_handoff"
@@ -183,7 +183,7 @@ const (
 
 // applyCommand applies a command (a flow start, a release) and keeps its
 // outcome in the record. A refusal changes nothing else.
-func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string, cmd *Command, tally *Tally) {
+func (k *Keeper) applyCommand(ctx context.Context, st *Record, key string, cmd *Command, tally *Tally) {
 	var err error
 	skipped := ""
 	switch cmd.Kind {
@@ -202,7 +202,7 @@ func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string,
 	default:
 		err = fmt.Errorf("unknown command %q", cmd.Kind)
 	}
-	o := engine.Outcome{Key: key, Refused: skipped}
+	o := Outcome{Key: key, Refused: skipped}
 	if err != nil {
 		o.Error = err.Error()
 		switch {
@@ -229,7 +229,7 @@ func (k *Keeper) applyCommand(ctx context.Context, st *engine.State, key string,
 
 // start starts a command's flow, with the name and language it gives
 // the contact (kept only when the flow starts).
-func (k *Keeper) start(ctx context.Context, st *engine.State, cmd *Command) (*engine.Result, error) {
+func (k *Keeper) start(ctx context.Context, st *Record, cmd *Command) (*engine.Result, error) {
 	vars, _ := flows.NormalizeJSON(engine.CloneVars(cmd.Vars)).(map[string]any)
 	name, lang := st.Contact.Name, st.Contact.Language
 	if cmd.Name != "" {
@@ -247,7 +247,7 @@ func (k *Keeper) start(ctx context.Context, st *engine.State, cmd *Command) (*en
 
 // Handle runs one engine event on the record (a dry run's input, a test's
 // start or release) and folds its result in.
-func (k *Keeper) Handle(ctx context.Context, st *engine.State, ev engine.Input) (*engine.Result, error) {
+func (k *Keeper) Handle(ctx context.Context, st *Record, ev engine.Input) (*engine.Result, error) {
 	return k.handle(ctx, st, ev)
 }
 
@@ -255,11 +255,11 @@ func (k *Keeper) Handle(ctx context.Context, st *engine.State, ev engine.Input) 
 // record: outbound messages in the outbox, under the claim of the sender
 // already sending the contact's messages (else this one's), records in
 // the log. A flow is pinned to the bot version it started on.
-func (k *Keeper) handle(ctx context.Context, st *engine.State, ev engine.Input) (*engine.Result, error) {
+func (k *Keeper) handle(ctx context.Context, st *Record, ev engine.Input) (*engine.Result, error) {
 	start := time.Now()
 	eng, version := k.Engine(ctx, st)
 	now := k.Now()
-	res, err := eng.Handle(ctx, st, ev, now)
+	res, err := eng.Handle(ctx, &st.Session, ev, now)
 	if k.Observer != nil {
 		k.Observer.Handled(time.Since(start))
 	}
@@ -288,7 +288,7 @@ func (k *Keeper) handle(ctx context.Context, st *engine.State, ev engine.Input) 
 }
 
 // log adds events to the contact's log, telling the observer.
-func (k *Keeper) log(st *engine.State, events ...engine.Event) {
+func (k *Keeper) log(st *Record, events ...engine.Event) {
 	for _, e := range events {
 		if k.Observer != nil {
 			k.Observer.Happened(st.Contact.ID, e)
@@ -300,7 +300,7 @@ func (k *Keeper) log(st *engine.State, events ...engine.Event) {
 
 // event adds one event of the record's own (not the engine's), shown like
 // the engine's in transcripts.
-func (k *Keeper) event(st *engine.State, e engine.Event) {
+func (k *Keeper) event(st *Record, e engine.Event) {
 	k.log(st, e)
 	if k.OnResult != nil {
 		k.OnResult(engine.Input{}, e.Record().At, &engine.Result{Events: []engine.Event{e}, Records: []engine.Record{e.Record()}})

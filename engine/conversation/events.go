@@ -58,7 +58,7 @@ func messageView(m *engine.Inbound) *MessageView {
 
 // NewEventOut makes an event out: its id, its type and time, and the
 // fields of its kind, as the JSON body posted.
-func NewEventOut(typ string, at time.Time, contact *ContactView, number string, fields map[string]any) engine.EventOut {
+func NewEventOut(typ string, at time.Time, contact *ContactView, number string, fields map[string]any) EventOut {
 	var b [10]byte
 	rand.Read(b[:])
 	id := "evt_" + hex.EncodeToString(b[:])
@@ -73,12 +73,12 @@ func NewEventOut(typ string, at time.Time, contact *ContactView, number string, 
 	if err != nil {
 		raw = []byte(fmt.Sprintf(`{"id":%q,"type":%q,"error":%q}`, id, typ, err.Error()))
 	}
-	return engine.EventOut{ID: id, Type: typ, At: at, Body: raw}
+	return EventOut{ID: id, Type: typ, At: at, Body: raw}
 }
 
 // emit adds an event out to the record, committed with it: the host
 // queues it for delivery once the record is written.
-func (k *Keeper) emit(st *engine.State, typ string, fields map[string]any) {
+func (k *Keeper) emit(st *Record, typ string, fields map[string]any) {
 	if !k.Events {
 		return
 	}
@@ -88,7 +88,7 @@ func (k *Keeper) emit(st *engine.State, typ string, fields map[string]any) {
 }
 
 // eventsOf turns the engine's events into events out.
-func (k *Keeper) eventsOf(st *engine.State, e engine.Event) {
+func (k *Keeper) eventsOf(st *Record, e engine.Event) {
 	switch e := e.(type) {
 	case engine.HandedOff:
 		f := map[string]any{"queue": e.Queue, "flow": e.Flow, "step": e.Step}

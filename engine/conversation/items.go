@@ -87,7 +87,7 @@ type StatusUpdate struct {
 	Category  string    `json:"category,omitempty" bson:"category,omitempty"`
 	// Pricing is what WhatsApp charged, from the status's pricing and
 	// conversation objects.
-	Pricing *engine.Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
+	Pricing *Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
 	// WindowClosed: the failure's code means the window was closed.
 	WindowClosed bool `json:"window_closed,omitempty" bson:"window_closed,omitempty"`
 }

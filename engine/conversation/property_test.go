@@ -45,7 +45,7 @@ func TestInvariants(t *testing.T) {
 				p := &prop{t: t, bot: bot, rnd: rand.New(rand.NewPCG(uint64(seed), 7)), store: memory.New(),
 					now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC), handed: map[string]bool{}}
 				p.keeper = &conversation.Keeper{
-					Engine:   func(context.Context, *engine.State) (*engine.Engine, string) { return e, "v1" },
+					Engine:   func(context.Context, *conversation.Record) (*engine.Engine, string) { return e, "v1" },
 					Now:      func() time.Time { return p.now },
 					Instance: "node-1", ClaimTimeout: time.Hour,
 				}
@@ -82,7 +82,7 @@ func (p *prop) step(i int) {
 	st, err := p.store.Load(ctx, contact)
 	isNew := err != nil
 	if isNew {
-		st = engine.NewState(contact)
+		st = conversation.NewRecord(contact)
 		st.Contact.Name = "Ana"
 	}
 	var items []conversation.Item
@@ -137,7 +137,7 @@ func (p *prop) step(i int) {
 	// nothing either.
 	saved, _ := json.Marshal(st)
 	again, _ := json.Marshal(loaded)
-	var decoded engine.State
+	var decoded conversation.Record
 	if err := json.Unmarshal(saved, &decoded); err != nil {
 		p.fail("the record does not decode: %v", err)
 	}
@@ -149,7 +149,7 @@ func (p *prop) step(i int) {
 }
 
 // choice is a button or row the latest messages offered, or any id.
-func (p *prop) choice(st *engine.State) string {
+func (p *prop) choice(st *conversation.Record) string {
 	var ids []string
 	for _, o := range st.Outbox {
 		for _, b := range o.Message.Buttons {
@@ -163,7 +163,7 @@ func (p *prop) choice(st *engine.State) string {
 // send hands the outbox to a sender whose WhatsApp accepts a message,
 // refuses it (131047 or another error), or fails so that it stays for
 // later, at random.
-func (p *prop) send(ctx context.Context, st *engine.State) {
+func (p *prop) send(ctx context.Context, st *conversation.Record) {
 	for i := 0; i < 50; i++ {
 		o, ok, err := p.keeper.Next(ctx, st)
 		if err != nil {
@@ -204,7 +204,7 @@ func (p *prop) send(ctx context.Context, st *engine.State) {
 }
 
 // check: message ids are unique across the outbox and the deliveries.
-func (p *prop) check(st *engine.State) {
+func (p *prop) check(st *conversation.Record) {
 	seen := map[string]bool{}
 	for _, o := range st.Outbox {
 		if seen[o.ID] {

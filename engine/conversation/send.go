@@ -38,11 +38,11 @@ var statusRank = map[string]int{"queued": 0, "sent": 1, "delivered": 2, "read": 
 // ApplyStatus records a delivery status on the message it is about. A
 // free-form message that failed because the window is closed takes the
 // path a refused send takes.
-func (k *Keeper) ApplyStatus(ctx context.Context, st *engine.State, su *StatusUpdate) error {
+func (k *Keeper) ApplyStatus(ctx context.Context, st *Record, su *StatusUpdate) error {
 	return k.applyStatus(ctx, st, su, new(Tally))
 }
 
-func (k *Keeper) applyStatus(ctx context.Context, st *engine.State, su *StatusUpdate, tally *Tally) error {
+func (k *Keeper) applyStatus(ctx context.Context, st *Record, su *StatusUpdate, tally *Tally) error {
 	idx := -1
 	for i := range st.Recent {
 		d := &st.Recent[i]
@@ -87,7 +87,7 @@ func (k *Keeper) applyStatus(ctx context.Context, st *engine.State, su *StatusUp
 // because the window is closed takes the queued free-form messages with
 // it (they would be refused too, so they are not attempted) and sends the
 // step's fallback template, once.
-func (k *Keeper) ApplySendResult(ctx context.Context, st *engine.State, r SendResult) error {
+func (k *Keeper) ApplySendResult(ctx context.Context, st *Record, r SendResult) error {
 	idx := -1
 	for i, q := range st.Outbox {
 		if q.ID == r.Outbound.ID {
@@ -100,7 +100,7 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *engine.State, r SendRe
 	}
 	st.Outbox = append(st.Outbox[:idx:idx], st.Outbox[idx+1:]...)
 	o := r.Outbound
-	d := engine.Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent", Campaign: o.Campaign, Agent: o.Agent}
+	d := Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent", Campaign: o.Campaign, Agent: o.Agent}
 	if r.Class == Sent {
 		if k.Observer != nil {
 			k.Observer.Sent(o)
@@ -130,11 +130,11 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *engine.State, r SendRe
 // windowClosed is the one path of a window WhatsApp found closed: the
 // queued free-form messages are not attempted, and the engine sends the
 // fallback template.
-func (k *Keeper) windowClosed(ctx context.Context, st *engine.State, o engine.Outbound, code int) error {
+func (k *Keeper) windowClosed(ctx context.Context, st *Record, o engine.Outbound, code int) error {
 	kept := st.Outbox[:0:0]
 	for _, q := range st.Outbox {
 		if q.Via == engine.ViaSession {
-			st.AddRecent(engine.Delivery{ID: q.ID, Via: q.Via, Summary: Summary(q), Flow: q.Flow, Step: q.Step, Batch: q.Batch,
+			st.AddRecent(Delivery{ID: q.ID, Via: q.Via, Summary: Summary(q), Flow: q.Flow, Step: q.Step, Batch: q.Batch,
 				At: k.Now(), Status: "failed", ErrorCode: code, Error: "not sent: the window is closed"})
 			continue
 		}
@@ -153,14 +153,14 @@ func (k *Keeper) windowClosed(ctx context.Context, st *engine.State, o engine.Ou
 // never handed over: it takes the path of a window found closed, which
 // sends the step's fallback template instead, and the next one is
 // looked at. ok is false when the outbox is empty.
-func (k *Keeper) Next(ctx context.Context, st *engine.State) (o engine.Outbound, ok bool, err error) {
+func (k *Keeper) Next(ctx context.Context, st *Record) (o engine.Outbound, ok bool, err error) {
 	for i := 0; len(st.Outbox) > 0 && i < 100; i++ {
 		o = st.Outbox[0]
 		if o.Via != engine.ViaSession || st.WindowOpen(k.Now()) {
 			return o, true, nil
 		}
 		st.Outbox = st.Outbox[1:]
-		st.AddRecent(engine.Delivery{ID: o.ID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
+		st.AddRecent(Delivery{ID: o.ID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
 			At: k.Now(), Status: "failed", Error: "not sent: the window closed before it could go out"})
 		k.event(st, engine.Undeliverable{Header: k.header(&o), Reason: fmt.Sprintf("message %s was not sent: the window closed before it could go out", o.ID)})
 		if err := k.windowClosed(ctx, st, o, 0); err != nil {
@@ -186,7 +186,7 @@ func (k *Keeper) ClaimUntil(o engine.Outbound) time.Time {
 
 // Claim puts the record's unsent messages under this sender's claim,
 // from now for a ClaimTimeout.
-func (k *Keeper) Claim(st *engine.State) {
+func (k *Keeper) Claim(st *Record) {
 	now := k.Now()
 	for i := range st.Outbox {
 		st.Outbox[i].ClaimedBy, st.Outbox[i].ClaimedAt, st.Outbox[i].ClaimUntil = k.Instance, now, now.Add(k.ClaimTimeout)

@@ -54,13 +54,13 @@ type Session struct {
 func NewSession(ctx context.Context, e *engine.Engine, contact engine.Contact, start time.Time) (*Session, error) {
 	s := &Session{Engine: e, Store: memory.New(), Contact: contact.ID, Now: start}
 	s.keeper = &conversation.Keeper{
-		Engine:       func(context.Context, *engine.State) (*engine.Engine, string) { return s.Engine, "" },
+		Engine:       func(context.Context, *conversation.Record) (*engine.Engine, string) { return s.Engine, "" },
 		Now:          func() time.Time { return s.Now },
 		Instance:     "dryrun",
 		ClaimTimeout: time.Hour,
 		OnResult:     s.observe,
 	}
-	st := engine.NewState(contact.ID)
+	st := conversation.NewRecord(contact.ID)
 	st.Contact = contact
 	if err := s.Store.Save(ctx, st); err != nil {
 		return nil, err
@@ -83,12 +83,12 @@ func (s *Session) observe(ev engine.Input, at time.Time, res *engine.Result) {
 }
 
 // State returns the contact's state.
-func (s *Session) State(ctx context.Context) (*engine.State, error) {
+func (s *Session) State(ctx context.Context) (*conversation.Record, error) {
 	return s.Store.Load(ctx, s.Contact)
 }
 
 // Update changes the stored state directly (a test's starting point).
-func (s *Session) Update(ctx context.Context, f func(*engine.State)) error {
+func (s *Session) Update(ctx context.Context, f func(*conversation.Record)) error {
 	st, err := s.State(ctx)
 	if err != nil {
 		return err
@@ -99,7 +99,7 @@ func (s *Session) Update(ctx context.Context, f func(*engine.State)) error {
 
 // apply changes the record with f, sends what it committed, and saves
 // it, as a production worker does.
-func (s *Session) apply(ctx context.Context, f func(*engine.State) error) error {
+func (s *Session) apply(ctx context.Context, f func(*conversation.Record) error) error {
 	st, err := s.State(ctx)
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ func (s *Session) apply(ctx context.Context, f func(*engine.State) error) error 
 }
 
 // send hands the outbox to a WhatsApp that accepts every message.
-func (s *Session) send(ctx context.Context, st *engine.State) error {
+func (s *Session) send(ctx context.Context, st *conversation.Record) error {
 	for i := 0; i < 1000; i++ {
 		o, ok, err := s.keeper.Next(ctx, st)
 		if err != nil || !ok {
@@ -140,7 +140,7 @@ func (s *Session) send(ctx context.Context, st *engine.State) error {
 // handle runs one engine event on the record.
 func (s *Session) handle(ctx context.Context, ev engine.Input) (*engine.Result, error) {
 	var res *engine.Result
-	err := s.apply(ctx, func(st *engine.State) error {
+	err := s.apply(ctx, func(st *conversation.Record) error {
 		var err error
 		res, err = s.keeper.Handle(ctx, st, ev)
 		return err
@@ -271,7 +271,7 @@ func (s *Session) Agent(ctx context.Context, m actions.Message) (*engine.Result,
 // Fail reports WhatsApp refusing an outbound message with a code: a
 // failed delivery status for it, as production receives one.
 func (s *Session) Fail(ctx context.Context, o engine.Outbound, code int) error {
-	return s.apply(ctx, func(st *engine.State) error {
+	return s.apply(ctx, func(st *conversation.Record) error {
 		su := &conversation.StatusUpdate{WAMID: "wamid.dryrun." + o.ID, Outbound: o.ID, Status: "failed", Timestamp: s.Now,
 			ErrorCode: code, Error: fmt.Sprintf("error %d", code), WindowClosed: whatsapp.Classify(code, 400) == whatsapp.WindowClosed}
 		return s.keeper.ApplyStatus(ctx, st, su)

@@ -3,6 +3,7 @@ package dryrun
 import (
 	"context"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"math"
 	"reflect"
 	"strings"
@@ -59,7 +60,7 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 		observe(s)
 	}
 	if spec.Window == "open" {
-		if err := s.Update(ctx, func(st *engine.State) { st.LastInbound = t.StartAt }); err != nil {
+		if err := s.Update(ctx, func(st *conversation.Record) { st.LastInbound = t.StartAt }); err != nil {
 			return fail(spec.At.Line, "%v", err)
 		}
 	}
@@ -336,7 +337,7 @@ func matchBot(b *flows.BotSpec, o engine.Outbound) string {
 }
 
 // matchState compares the contact's state with an `expect:`.
-func matchState(e *flows.ExpectSpec, st *engine.State, s *Session) string {
+func matchState(e *flows.ExpectSpec, st *conversation.Record, s *Session) string {
 	if r := e.Step; r != nil {
 		want := r.Name
 		if st.Step != want {

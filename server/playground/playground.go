@@ -561,7 +561,7 @@ func (p *Playground) agent(c *fiber.Ctx) error {
 		if errors.Is(err, engine.ErrWindowClosed) {
 			hint := "the window is closed: WhatsApp refuses an agent's free-form message now; send a template"
 			if st, serr := ch.session.State(c.UserContext()); serr == nil {
-				if t := ch.session.Engine.SuggestTemplate(st); t != "" {
+				if t := ch.session.Engine.SuggestTemplate(&st.Session); t != "" {
 					hint += " (the bot would send " + t + ")"
 				}
 			}

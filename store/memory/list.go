@@ -2,9 +2,9 @@ package memory
 
 import (
 	"context"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"sort"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -16,7 +16,7 @@ func (s *Store) ListContacts(_ context.Context, f store.ContactFilter) (store.Co
 	}
 	by := f.ByHandoff()
 	s.mu.Lock()
-	var match []*engine.State
+	var match []*conversation.Record
 	for _, st := range s.contacts {
 		if !f.Matches(st) {
 			continue

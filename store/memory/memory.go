@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 )
@@ -17,7 +16,7 @@ import (
 // Store keeps contacts in a map. It is safe for concurrent use.
 type Store struct {
 	mu       sync.Mutex
-	contacts map[string]*engine.State
+	contacts map[string]*conversation.Record
 	inbox    inbox
 	bots     map[string]map[string][]byte
 	beats    map[string]beat
@@ -43,7 +42,7 @@ type beat struct {
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		contacts: map[string]*engine.State{},
+		contacts: map[string]*conversation.Record{},
 		inbox:    inbox{keys: map[string]time.Time{}, pending: map[string][]conversation.Item{}},
 		bots:     map[string]map[string][]byte{},
 		beats:    map[string]beat{},
@@ -78,7 +77,7 @@ func (s *Store) TemplateStates(context.Context) ([]store.TemplateState, error) {
 func (s *Store) Volatile() bool { return true }
 
 // Load implements store.Contacts.
-func (s *Store) Load(_ context.Context, id string) (*engine.State, error) {
+func (s *Store) Load(_ context.Context, id string) (*conversation.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.contacts[id]
@@ -89,7 +88,7 @@ func (s *Store) Load(_ context.Context, id string) (*engine.State, error) {
 }
 
 // Save implements store.Contacts.
-func (s *Store) Save(_ context.Context, st *engine.State) error {
+func (s *Store) Save(_ context.Context, st *conversation.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.contacts[st.Contact.ID]

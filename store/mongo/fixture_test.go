@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"os"
 	"testing"
 	"time"
@@ -20,9 +21,9 @@ var updateFixture = flag.Bool("update", false, "rewrite testdata/state_v2.json f
 // fixtureState is a state with everything version 2 keeps: contact
 // fields, a subflow's stack, an unasked question, command outcomes,
 // timers, an outbox under a claim, deliveries and the log.
-func fixtureState() *engine.State {
+func fixtureState() *conversation.Record {
 	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
-	st := engine.NewState("15550001111")
+	st := conversation.NewRecord("15550001111")
 	st.Contact = engine.Contact{ID: "15550001111", Name: "Ana", Language: "es", Fields: map[string]any{"email": "ana@example.com", "visits": 3, "vip": true}}
 	st.Flow, st.Step, st.Waiting, st.Unasked, st.AskedAt, st.LastInbound = "collect_email", "ask", "ask", true, at, at
 	st.Vars = map[string]any{"email": "", "reason": "your receipt"}
@@ -30,10 +31,10 @@ func fixtureState() *engine.State {
 	st.Timers = []engine.Timer{{ID: "15550001111:t1", Kind: engine.TimerTimeout, Due: at.Add(2 * time.Hour), Flow: "collect_email", Step: "ask", Seq: 1}}
 	st.Outbox = []engine.Outbound{{ID: "15550001111:m2", To: "15550001111", Via: engine.ViaSession, Message: actions.Message{Kind: "text", Text: "¿Tu email?"},
 		Flow: "collect_email", Step: "ask", At: at, ClaimedBy: "web-1", ClaimedAt: at, ClaimUntil: at.Add(2 * time.Minute)}}
-	st.Recent = []engine.Delivery{{ID: "15550001111:m1", WAMID: "wamid.1", Via: engine.ViaSession, Summary: "Hola", At: at, Status: "read"}}
+	st.Recent = []conversation.Delivery{{ID: "15550001111:m1", WAMID: "wamid.1", Via: engine.ViaSession, Summary: "Hola", At: at, Status: "read"}}
 	st.Log = []engine.Record{{At: at, Kind: engine.RecFlowStart, Flow: "order", Detail: "keyword \"buy\""}}
 	st.Processed = []string{"wamid.in.1", "cmd:abc"}
-	st.Outcomes = []engine.Outcome{{Key: "cmd:abc"}}
+	st.Outcomes = []conversation.Outcome{{Key: "cmd:abc"}}
 	st.Cost.Service.Amount, st.Cost.Service.Messages = 0.004, 1
 	st.Seq, st.Batch = 2, 3
 	return st

@@ -3,13 +3,13 @@ package mongo
 import (
 	"context"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"sort"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -135,7 +135,7 @@ func (s *Store) ListContacts(ctx context.Context, f store.ContactFilter) (store.
 	return page, nil
 }
 
-func sortStates(sts []*engine.State, by bool) {
+func sortStates(sts []*conversation.Record, by bool) {
 	sort.Slice(sts, func(i, j int) bool {
 		a, b := store.CursorOf(sts[i], by), store.CursorOf(sts[j], by)
 		return a.Before(b.Since, b.ID, by)

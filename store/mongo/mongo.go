@@ -35,7 +35,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -87,7 +86,7 @@ type Store struct {
 	// Load needs no query: the version insert of the next Save fails if
 	// another writer moved on meanwhile, and that write then evicts it.
 	cacheMu sync.Mutex
-	cache   map[string]*engine.State
+	cache   map[string]*conversation.Record
 
 	logger atomic.Pointer[slog.Logger]
 
@@ -156,7 +155,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 		campaigns: db.Collection("campaigns", primary), audience: db.Collection("audience", primary),
 		batches: db.Collection("campaign_batches", primary), counts: db.Collection("campaign_counts", primary),
 		events: db.Collection("events", primary),
-		stop:   make(chan struct{}), done: make(chan struct{}), cache: map[string]*engine.State{}}
+		stop:   make(chan struct{}), done: make(chan struct{}), cache: map[string]*conversation.Record{}}
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())
 	// One command of a kind at once: the server serialises writes

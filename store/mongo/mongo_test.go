@@ -80,7 +80,7 @@ func TestVersionsAndValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := engine.NewState("c")
+	st := conversation.NewRecord("c")
 	st.Vars = map[string]any{"n": 3, "f": 2.5, "list": []any{1, "two", map[string]any{"x": 1}}, "m": map[string]any{"id": "A-17", "nested": map[string]any{"k": true}}}
 	for i := 0; i < 5; i++ {
 		if err := s.Save(ctx, st); err != nil {
@@ -215,7 +215,7 @@ func TestCollectsWhatADeadInstanceLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := engine.NewState("d")
+	st := conversation.NewRecord("d")
 	for i := 0; i < 3; i++ {
 		if err := dead.Save(ctx, st); err != nil {
 			t.Fatal(err)
@@ -231,7 +231,7 @@ func TestCollectsWhatADeadInstanceLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(ctx)
-	e := engine.NewState("e")
+	e := conversation.NewRecord("e")
 	e.Version = 1
 	if err := s.Save(ctx, e); err != nil {
 		t.Fatal(err)
@@ -260,7 +260,7 @@ func TestStateDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(ctx)
-	st := engine.NewState("g")
+	st := conversation.NewRecord("g")
 	st.Flow, st.Step, st.Waiting = "booking", "pick_day", "ask"
 	st.Handoff = &engine.HandoffState{Queue: "billing"}
 	if err := s.Save(ctx, st); err != nil {
@@ -309,7 +309,7 @@ func TestDueWorkIsNotHiddenByTheCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer there.Close(ctx)
-	if err := here.Save(ctx, engine.NewState("x")); err != nil {
+	if err := here.Save(ctx, conversation.NewRecord("x")); err != nil {
 		t.Fatal(err)
 	}
 	st, err := there.Load(ctx, "x")

@@ -1,10 +1,10 @@
 package mongo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -12,7 +12,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 )
@@ -49,8 +48,8 @@ type stateDoc struct {
 }
 
 // newStateDoc is the document of st's next version.
-func newStateDoc(st *engine.State, next int64, now time.Time) (stateDoc, error) {
-	b, err := bson.Marshal(st)
+func newStateDoc(st *conversation.Record, next int64, now time.Time) (stateDoc, error) {
+	b, err := encodeRecord(st)
 	if err != nil {
 		return stateDoc{}, err
 	}
@@ -79,7 +78,7 @@ func newStateDoc(st *engine.State, next int64, now time.Time) (stateDoc, error) 
 
 // state decodes the document's state (nil when it has none), with
 // documents inside it as maps.
-func (d *stateDoc) state() (*engine.State, error) {
+func (d *stateDoc) state() (*conversation.Record, error) {
 	var raw []byte
 	switch d.State.Type {
 	case 0, bson.TypeNull:
@@ -95,10 +94,8 @@ func (d *stateDoc) state() (*engine.State, error) {
 	default:
 		return nil, fmt.Errorf("version %s: a state of BSON type %s", d.ID, d.State.Type)
 	}
-	dec := bson.NewDecoder(bson.NewDocumentReader(bytes.NewReader(raw)))
-	dec.DefaultDocumentMap()
-	st := &engine.State{}
-	if err := dec.Decode(st); err != nil {
+	st, err := decodeRecord(raw)
+	if err != nil {
 		return nil, fmt.Errorf("version %s: %w", d.ID, err)
 	}
 	st.Vars, _ = flows.Normalize(st.Vars).(map[string]any)
@@ -114,7 +111,7 @@ func versionID(contact string, v int64) string { return fmt.Sprintf("%s#%d", con
 // cacheLimit bounds the cache; past it, entries are dropped at random.
 const cacheLimit = 10000
 
-func (s *Store) cached(id string) *engine.State {
+func (s *Store) cached(id string) *conversation.Record {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
 	st, ok := s.cache[id]
@@ -129,7 +126,7 @@ func (s *Store) cached(id string) *engine.State {
 	return st.Clone()
 }
 
-func (s *Store) remember(st *engine.State) {
+func (s *Store) remember(st *conversation.Record) {
 	c := st.Clone()
 	c.LoadedAt = time.Now()
 	s.cacheMu.Lock()
@@ -165,7 +162,7 @@ func (s *Store) forget(id string) {
 // of, else the latest in the database. A state another instance has
 // moved on from fails to save (a conflict), and the next Load reads the
 // database.
-func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
+func (s *Store) Load(ctx context.Context, id string) (*conversation.Record, error) {
 	if st := s.cached(id); st != nil {
 		return st, nil
 	}
@@ -174,11 +171,11 @@ func (s *Store) Load(ctx context.Context, id string) (*engine.State, error) {
 
 // LoadFresh implements store.FreshLoader: the latest version in the
 // database, whatever the cache holds.
-func (s *Store) LoadFresh(ctx context.Context, id string) (*engine.State, error) {
+func (s *Store) LoadFresh(ctx context.Context, id string) (*conversation.Record, error) {
 	return s.load(ctx, id)
 }
 
-func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
+func (s *Store) load(ctx context.Context, id string) (*conversation.Record, error) {
 	doc, err := s.loads.do(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: loading contact %s: %w", id, err)
@@ -188,7 +185,7 @@ func (s *Store) load(ctx context.Context, id string) (*engine.State, error) {
 	}
 	// Requests for one contact in one command share the state: each gets
 	// its own copy.
-	st := engine.NewState(id)
+	st := conversation.NewRecord(id)
 	if doc.state != nil {
 		st = doc.state.Clone()
 	}
@@ -227,7 +224,7 @@ func (s *Store) latestVersions(ctx context.Context, contacts []string) (map[stri
 // loaded is a contact's latest version as read.
 type loaded struct {
 	version int64
-	state   *engine.State // nil for a document without one
+	state   *conversation.Record // nil for a document without one
 }
 
 // findLatest reads the latest versions of several contacts (nil for a
@@ -283,7 +280,7 @@ func (s *Store) latestVersion(ctx context.Context, id string) (int64, error) {
 
 // Save implements store.Contacts: the next version is inserted under its
 // own id, which only one writer can do.
-func (s *Store) Save(ctx context.Context, st *engine.State) error {
+func (s *Store) Save(ctx context.Context, st *conversation.Record) error {
 	if !st.LoadedAt.IsZero() && time.Since(st.LoadedAt) > staleAfter {
 		// Held so long that its successor may have come and been
 		// collected: go on only if it is still the latest (the latest is

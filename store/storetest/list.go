@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"sync"
 	"testing"
 	"time"
@@ -28,9 +29,9 @@ func runList(t *testing.T, newStore func(t *testing.T) store.Store) {
 		// since at+i seconds, in reverse of their ids); every third is in
 		// the flow "menu" at step "pick"; even ones wrote within 24 hours.
 		want := map[string]int{}
-		var states []*engine.State
+		var states []*conversation.Record
 		for i := 0; i < n; i++ {
-			st := engine.NewState(fmt.Sprintf("c%05d", i))
+			st := conversation.NewRecord(fmt.Sprintf("c%05d", i))
 			if i%3 == 0 {
 				st.Flow, st.Step = "menu", "pick"
 			}
@@ -49,7 +50,7 @@ func runList(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 		// Saved from 32 writers at once (a store batches them).
 		var wg sync.WaitGroup
-		next := make(chan *engine.State)
+		next := make(chan *conversation.Record)
 		for w := 0; w < 32; w++ {
 			wg.Add(1)
 			go func() {
@@ -75,8 +76,8 @@ func runList(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 		want["tech"]--
 		yes := true
-		all := func(f store.ContactFilter) []*engine.State {
-			var out []*engine.State
+		all := func(f store.ContactFilter) []*conversation.Record {
+			var out []*conversation.Record
 			for pages := 0; ; pages++ {
 				p, err := s.ListContacts(ctx, f)
 				if err != nil {

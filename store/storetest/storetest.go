@@ -153,7 +153,7 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 	t.Run("claimed", func(t *testing.T) {
 		s := newStore(t)
 		claimed := func(c, by string) {
-			st := engine.NewState(c)
+			st := conversation.NewRecord(c)
 			if by != "" {
 				st.Outbox = []engine.Outbound{{ID: c + ":m1", To: c, ClaimedBy: by}}
 			}
@@ -190,7 +190,7 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 	})
 	t.Run("round trip", func(t *testing.T) {
 		s := newStore(t)
-		st := engine.NewState("15550001111")
+		st := conversation.NewRecord("15550001111")
 		st.Contact.Name = "Ana"
 		st.Flow, st.Step = "appointments", "confirm"
 		st.Vars = map[string]any{"date": "2026-12-01", "booking": map[string]any{"id": "A-17"}, "n": 3}
@@ -221,7 +221,7 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 	})
 	t.Run("compare and swap", func(t *testing.T) {
 		s := newStore(t)
-		st := engine.NewState("c1")
+		st := conversation.NewRecord("c1")
 		if err := s.Save(ctx, st); err != nil {
 			t.Fatal(err)
 		}
@@ -239,14 +239,14 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 		if got.Step != "a" {
 			t.Fatalf("step = %q, want the first writer's", got.Step)
 		}
-		fresh := engine.NewState("c1")
+		fresh := conversation.NewRecord("c1")
 		if err := s.Save(ctx, fresh); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("creating an existing contact: got %v, want ErrConflict", err)
 		}
 	})
 	t.Run("concurrent writers lose no update", func(t *testing.T) {
 		s := newStore(t)
-		if err := s.Save(ctx, engine.NewState("c")); err != nil {
+		if err := s.Save(ctx, conversation.NewRecord("c")); err != nil {
 			t.Fatal(err)
 		}
 		const workers, each = 4, 10
@@ -285,23 +285,23 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 		s := newStore(t)
 		base := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
 		for i, d := range []time.Duration{3 * time.Hour, time.Hour, 2 * time.Hour} {
-			st := engine.NewState(fmt.Sprintf("c%d", i))
+			st := conversation.NewRecord(fmt.Sprintf("c%d", i))
 			st.Timers = []engine.Timer{{ID: "t", Kind: engine.TimerWait, Due: base.Add(d), Seq: 1}}
 			if err := s.Save(ctx, st); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := s.Save(ctx, engine.NewState("no-timer")); err != nil {
+		if err := s.Save(ctx, conversation.NewRecord("no-timer")); err != nil {
 			t.Fatal(err)
 		}
 		// Messages waiting in the outbox make a contact due at once, or
 		// when their sender's claim on them expires.
-		unsent := engine.NewState("unsent")
+		unsent := conversation.NewRecord("unsent")
 		unsent.Outbox = []engine.Outbound{{ID: "unsent:m1", To: "unsent", Via: engine.ViaSession}}
 		if err := s.Save(ctx, unsent); err != nil {
 			t.Fatal(err)
 		}
-		claimed := engine.NewState("claimed")
+		claimed := conversation.NewRecord("claimed")
 		claimed.Outbox = []engine.Outbound{{ID: "claimed:m1", To: "claimed", Via: engine.ViaSession, ClaimedBy: "i1", ClaimedAt: base, ClaimUntil: base.Add(90 * time.Minute)}}
 		if err := s.Save(ctx, claimed); err != nil {
 			t.Fatal(err)

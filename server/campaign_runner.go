@@ -338,6 +338,7 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun) error {
 	r.s.log.Info("campaign done", "campaign", c.ID, "name", c.Name, "total", c.Total, "started", n.Started, "skipped", n.Skipped(), "sent", n.Sent, "failed", n.Failed)
 	r.changed(c.ID, store.CampaignDone)
 	r.s.campaignFinished(ctx, &c, n)
+	r.s.changed()
 	return nil
 }
 
@@ -447,6 +448,7 @@ func (r *campaignRunner) queueStart(ctx context.Context, c store.Campaign, ct st
 			if len(fresh) > 0 {
 				r.s.metrics.campaignStarts.Inc()
 				r.s.disp.background(ct.ID)
+				r.s.changed()
 			}
 			return nil
 		}
@@ -511,6 +513,7 @@ func (r *campaignRunner) flush() {
 			r.tally.add(conversation.Tally{id: d})
 			continue
 		}
+		r.s.changed()
 		r.s.metrics.campaignSkips.WithLabelValues("opted_out").Add(float64(d.OptedOut))
 		r.s.metrics.campaignSkips.WithLabelValues("busy").Add(float64(d.Busy))
 		r.s.metrics.campaignSkips.WithLabelValues("limit").Add(float64(d.Limit))

@@ -29,6 +29,9 @@ type dispatcher struct {
 	wg      sync.WaitGroup
 	metrics *metrics
 	clock   Clock
+	// idle, when set, is called after a contact's work, once the contact
+	// is no longer in hand (or is queued again).
+	idle func()
 }
 
 type actor struct {
@@ -149,10 +152,15 @@ func (d *dispatcher) worker() {
 		if a.again && d.ctx.Err() == nil {
 			a.again, a.held = false, 0
 			d.schedule(contact, a)
-			continue
+		} else {
+			delete(d.actors, contact)
+			d.metrics.actors.Dec()
 		}
-		delete(d.actors, contact)
-		d.metrics.actors.Dec()
+		if d.idle != nil {
+			d.mu.Unlock()
+			d.idle()
+			d.mu.Lock()
+		}
 	}
 }
 

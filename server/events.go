@@ -109,6 +109,7 @@ func (s *Server) deliverEvents() {
 				defer wg.Done()
 				defer func() { <-sem }()
 				s.deliver(ctx, client, e)
+				s.changed()
 			}()
 		}
 		wg.Wait()

@@ -37,7 +37,7 @@ func TestFrontServesSeveralNumbers(t *testing.T) {
 			t.Fatal(diags.Error())
 		}
 		client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: n.number, Token: "tok"}
-		srv, err := server.New(server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now,
+		srv, err := server.New(server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now, OnChange: fake.Touch,
 			PhoneNumberID: n.number, MetricsNumber: n.number, InstanceID: "front-" + n.number,
 			TimerInterval: 10 * time.Millisecond, SweepInterval: 50 * time.Millisecond, Settle: 5 * time.Millisecond},
 			engine.New(bot, engine.Options{}), memory.New(), client)

@@ -261,15 +261,29 @@ func (r *rig) waitState(contact string, ok func(*conversation.Record) bool) *con
 	return st
 }
 
-// waitFor waits for a condition the server reports, failing after 10 s.
+// waitFor waits for a condition, looking again at each change the
+// servers of the test report (Config.OnChange, through the fake Graph
+// API they share) or the fake sees; it fails after 10 s without it.
 func (r *rig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
+	r.waitForWithin(10*time.Second, what, cond)
+}
+
+// waitForWithin is waitFor with another limit.
+func (r *rig) waitForWithin(limit time.Duration, what string, cond func() bool) {
+	r.t.Helper()
+	give := time.NewTimer(limit)
+	defer give.Stop()
+	for {
+		changed := r.fake.Changed() // before looking, so that no change is missed
+		if cond() {
+			return
+		}
+		select {
+		case <-changed:
+		case <-give.C:
 			r.t.Fatalf("gave up waiting for %s", what)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 

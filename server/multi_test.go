@@ -82,9 +82,7 @@ func TestTwoInstancesKeepOrder(t *testing.T) {
 	wg.Wait()
 	// FerretDB on SQLite is slow to write, the more so under the race
 	// detector: wait longer than the other tests do.
-	for deadline := time.Now().Add(60 * time.Second); len(rigs[0].fake.Sent()) < contacts*each && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
+	rigs[0].waitForWithin(60*time.Second, "every reply", func() bool { return len(rigs[0].fake.Sent()) >= contacts*each })
 	rigs[0].waitFor("both instances to be quiet", func() bool { return rigs[0].srv.Quiet() && rigs[1].srv.Quiet() })
 	sent := rigs[0].settled(contacts * each)
 	byContact := map[string][]string{}

@@ -133,7 +133,13 @@ type Config struct {
 	EventsURL    string
 	EventsSecret string
 	EventsClient *http.Client
-	Logger       *slog.Logger
+	// OnChange is called whenever the server has done something another
+	// party can see: a contact's work done (its updates applied, its
+	// messages sent), campaign starts queued or counts written, a
+	// campaign ended, an event delivered. Tests wait on it instead of
+	// sleeping; nil calls nothing.
+	OnChange func()
+	Logger   *slog.Logger
 }
 
 // Server is a running flowbot server.
@@ -240,6 +246,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		s.dev = d
 	}
 	s.disp = newDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics, cfg.Clock)
+	s.disp.idle = s.changed
 	s.app = fiber.New(fiber.Config{
 		// Every value a handler reads from a request (path parameters,
 		// query values, headers, the body) is a copy: Fiber otherwise hands
@@ -263,6 +270,13 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	limitBodies(s.app)
 	s.routes()
 	return s, nil
+}
+
+// changed tells Config.OnChange that something happened.
+func (s *Server) changed() {
+	if s.cfg.OnChange != nil {
+		s.cfg.OnChange()
+	}
 }
 
 // Engine is the engine new conversations use.

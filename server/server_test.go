@@ -85,7 +85,7 @@ func newRigWith(t testing.TB, botDir string, st store.Store, fake *fakegraph.Ser
 		t.Fatal(diags.Error())
 	}
 	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok"}
-	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now,
+	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now, OnChange: fake.Touch,
 		InstanceID: fmt.Sprintf("rig-%d", rigs.Add(1)), Heartbeat: 200 * time.Millisecond, Retry: retry,
 		TimerInterval: 10 * time.Millisecond, SweepInterval: 50 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
 	for _, o := range opts {
@@ -196,16 +196,12 @@ func (r *rig) api(method, path, token string, body any) (int, map[string]any) {
 // waitSent waits until the fake Graph API accepted n messages.
 func (r *rig) waitSent(n int) []fakegraph.Request {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if sent := r.fake.Sent(); len(sent) >= n {
-			return sent
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	sent := r.fake.Sent()
-	r.t.Fatalf("the fake Graph API got %d messages, want %d: %v", len(sent), n, bodies(sent))
-	return nil
+	var sent []fakegraph.Request
+	r.waitFor(fmt.Sprintf("%d messages at the fake Graph API", n), func() bool {
+		sent = r.fake.Sent()
+		return len(sent) >= n
+	})
+	return sent
 }
 
 // settled waits until n messages were sent and the server has nothing
@@ -636,7 +632,14 @@ func TestNoSecretNoStart(t *testing.T) {
 func TestDevelopmentOutbox(t *testing.T) {
 	bot, _ := flows.Load("testdata/echo")
 	dev := server.NewDevOutbox(nil)
-	srv, err := server.New(server.Config{AppSecret: appSecret, APIToken: apiToken, Settle: time.Millisecond}, engine.New(bot, engine.Options{}), memory.New(), dev)
+	done := make(chan struct{}, 16)
+	srv, err := server.New(server.Config{AppSecret: appSecret, APIToken: apiToken, Settle: time.Millisecond,
+		OnChange: func() {
+			select {
+			case done <- struct{}{}:
+			default:
+			}
+		}}, engine.New(bot, engine.Options{}), memory.New(), dev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -650,9 +653,13 @@ func TestDevelopmentOutbox(t *testing.T) {
 	if resp, err := srv.App().Test(req, -1); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("webhook: %v %v", resp, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(dev.List()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(2 * time.Millisecond)
+	give := time.After(5 * time.Second)
+	for len(dev.List()) == 0 { // looked at again at each change the server reports
+		select {
+		case <-done:
+		case <-give:
+			t.Fatal("the webhook's reply never reached the outbox")
+		}
 	}
 	req, _ = http.NewRequest("GET", "/api/outbox", nil)
 	req.Header.Set("Authorization", "Bearer "+apiToken)
@@ -684,13 +691,7 @@ func TestRealPayloads(t *testing.T) {
 		}
 	}
 	// Everything queued gets handled: the inbox drains.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if backlog, _ := r.store.Backlog(context.Background(), 10); len(backlog) == 0 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r.waitFor("the inbox to drain", r.srv.Quiet)
 	if backlog, _ := r.store.Backlog(context.Background(), 10); len(backlog) != 0 {
 		t.Fatalf("updates still queued: %v", backlog)
 	}

@@ -67,6 +67,7 @@ func (s *Server) sweep() (more bool) {
 	for _, id := range backlog {
 		s.disp.kick(id)
 	}
+	s.changed() // the templates' states may have moved on
 	return len(due) == sweepLimit
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -46,18 +47,20 @@ func startServe(t *testing.T, uri, graph string, args ...string) *instance {
 		"WHATSAPP_APP_SECRET="+crashSecret, "MONGODB_URI="+uri, "FLOWBOT_API_TOKEN=")
 	var log bytes.Buffer
 	cmd.Stderr = &log
+	out := newSyncBuffer()
+	cmd.Stdout = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	in := &instance{t: t, cmd: cmd, addr: addr, log: &log}
 	t.Cleanup(func() { in.kill() })
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return in
-			}
+	// It says where it serves once it listens (and has taken its
+	// instance id, waiting for a dead holder's heartbeat to lapse).
+	out.waitMatchWithin(t, regexp.MustCompile(`serving .* on `), 30*time.Second)
+	if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			return in
 		}
 	}
 	in.kill()
@@ -93,9 +96,7 @@ func (in *instance) post(from, id, text string, ts time.Time) {
 // each contact's in order: anything more would be a duplicate.
 func replies(t *testing.T, in *instance, fake *fakegraph.Server, n int) map[string][]string {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && len(fake.Sent()) < n; {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFake(t, fake, 60*time.Second, func() bool { return len(fake.Sent()) >= n })
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !in.quiet(); {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -152,7 +153,7 @@ func TestCrashBetweenAcceptAndProcess(t *testing.T) {
 	fake := fakegraph.New("tok")
 	defer fake.Close()
 	const contacts, each = 3, 3
-	first := startServe(t, uri, fake.URL, "--settle", "1m") // accepted, held, not handled
+	first := startServe(t, uri, fake.URL, "--settle", "1m", "--sweep-interval", "1h") // accepted, held, not handled (no sweep picks the backlog up)
 	base := time.Now()
 	for i := 0; i < each; i++ {
 		for c := 0; c < contacts; c++ {
@@ -161,7 +162,7 @@ func TestCrashBetweenAcceptAndProcess(t *testing.T) {
 	}
 	first.kill()
 	if n := len(fake.Sent()); n != 0 {
-		t.Fatalf("%d messages went out before the crash", n)
+		t.Fatalf("%d messages went out before the crash: %s", n, fake.Sent()[0].Raw)
 	}
 	second := startServe(t, uri, fake.URL)
 	checkEchoes(t, replies(t, second, fake, contacts*each), contacts, each)
@@ -185,17 +186,11 @@ func TestCrashBetweenCommitAndSend(t *testing.T) {
 	base := time.Now()
 	first.post("15551230000", "wamid.crash2.0.0", "m0", base)
 	// Wait until the reply is committed and its send is under way.
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if hung(fake) {
-			break
-		}
-	}
+	waitFake(t, fake, 20*time.Second, func() bool { return hung(fake) })
 	first.kill()
 	// The killed process's request was never answered: wait until the
 	// fake has seen its connection go, so that it does not count it.
-	for deadline := time.Now().Add(10 * time.Second); hung(fake) && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFake(t, fake, 10*time.Second, func() bool { return !hung(fake) })
 	resume()
 	second := startServe(t, uri, fake.URL, "--settle", "1ms", "--claim-timeout", "1h")
 	second.post("15551230000", "wamid.crash2.0.1", "m1", base.Add(time.Second))
@@ -209,6 +204,25 @@ func TestCrashBetweenCommitAndSend(t *testing.T) {
 
 // hung reports whether a send is waiting in the hung fake: nothing is
 // recorded until it answers, so look at the connection count instead.
+// waitFake waits for a condition on what the fake Graph API saw, looking
+// again at each change it reports.
+func waitFake(t *testing.T, fake *fakegraph.Server, limit time.Duration, cond func() bool) {
+	t.Helper()
+	give := time.NewTimer(limit)
+	defer give.Stop()
+	for {
+		changed := fake.Changed()
+		if cond() {
+			return
+		}
+		select {
+		case <-changed:
+		case <-give.C:
+			t.Fatal("gave up waiting on the fake Graph API")
+		}
+	}
+}
+
 func hung(fake *fakegraph.Server) bool {
 	return fake.Waiting() > 0
 }

@@ -41,7 +41,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 // each write, failing after 10 s; it returns the match's groups.
 func (s *syncBuffer) waitMatch(t *testing.T, re *regexp.Regexp) []string {
 	t.Helper()
-	give := time.NewTimer(10 * time.Second)
+	return s.waitMatchWithin(t, re, 10*time.Second)
+}
+
+// waitMatchWithin is waitMatch with another limit.
+func (s *syncBuffer) waitMatchWithin(t *testing.T, re *regexp.Regexp, limit time.Duration) []string {
+	t.Helper()
+	give := time.NewTimer(limit)
 	defer give.Stop()
 	for {
 		if m := re.FindStringSubmatch(s.String()); m != nil {

@@ -35,7 +35,7 @@ func TestInboxWithFlowbot(t *testing.T) {
 	}
 	fake := fakegraph.New("tok")
 	defer fake.Close()
-	srv, err := server.New(server.Config{AppSecret: "app-secret", APIToken: "api-tok", InstanceID: "inbox-test",
+	srv, err := server.New(server.Config{AppSecret: "app-secret", APIToken: "api-tok", InstanceID: "inbox-test", OnChange: fake.Touch,
 		EventsURL: inbox.URL + "/events", EventsSecret: "ev-secret"},
 		engine.New(bot, engine.Options{}), memory.New(), &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "1", Token: "tok"})
 	if err != nil {
@@ -69,10 +69,20 @@ func TestInboxWithFlowbot(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// Looked at again at each change the server reports (through the
+	// fake's Changed: an event delivered to the inbox, a message sent).
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
+		give := time.NewTimer(10 * time.Second)
+		defer give.Stop()
+		for {
+			changed := fake.Changed()
+			if cond() {
+				return
+			}
+			select {
+			case <-changed:
+			case <-give.C:
 				t.Fatalf("gave up waiting for %s", what)
 			}
 		}

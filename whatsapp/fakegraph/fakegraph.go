@@ -56,6 +56,38 @@ type Server struct {
 
 	templates []map[string]any
 	pageSize  int
+
+	// changed is closed (and replaced) at every request recorded and
+	// every change of the requests waiting: tests wait on it instead of
+	// sleeping.
+	changed chan struct{}
+}
+
+// Changed returns a channel closed at the next change: a request
+// recorded, a request starting or ending its wait, or Touch. Take it
+// before looking at what the fake recorded, so that no change is missed.
+func (s *Server) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+// Touch wakes whoever waits on Changed: a server under test reports its
+// own progress through it (server.Config.OnChange).
+func (s *Server) Touch() {
+	s.mu.Lock()
+	s.touchLocked()
+	s.mu.Unlock()
+}
+
+func (s *Server) touchLocked() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 }
 
 // SetTemplates sets what GET /{waba-id}/message_templates lists, pageSize
@@ -194,10 +226,12 @@ func (s *Server) Problems() []Request {
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.inFlight++
+	s.touchLocked()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.inFlight--
+		s.touchLocked()
 		s.mu.Unlock()
 	}()
 	raw, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
@@ -208,10 +242,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	if hang != nil {
 		s.mu.Lock()
 		s.waiting++
+		s.touchLocked()
 		s.mu.Unlock()
 		defer func() {
 			s.mu.Lock()
 			s.waiting--
+			s.touchLocked()
 			s.mu.Unlock()
 		}()
 		select {
@@ -269,6 +305,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		req.Code = fail.Code
 	}
 	s.requests = append(s.requests, req)
+	s.touchLocked()
 	s.mu.Unlock()
 
 	switch {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"time"
 
@@ -139,7 +140,9 @@ func (r *campaignRunner) list() {
 		seen[c.ID] = true
 		k := r.known[c.ID]
 		if k == nil {
-			k = &campaignRun{running: map[int]bool{}}
+			// Its open batches are looked at on the first tick (a batch a
+			// pause stopped, or an instance's death left).
+			k = &campaignRun{running: map[int]bool{}, checked: math.MaxInt32}
 			r.known[c.ID] = k
 		}
 		k.c = c
@@ -408,7 +411,15 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 			}
 		}
 		if r.state(c.ID) != store.CampaignRunning {
-			return stopped(errCampaignStopped)
+			// Paused or cancelled: the rest of the batch is left open with
+			// its lease ended, so that a resume takes it over at once
+			// (what was queued is not queued again).
+			err := stopped(errCampaignStopped)
+			b.Until = r.s.cfg.Now()
+			if uerr := r.s.store.UpdateBatch(ctx, b); uerr != nil {
+				r.s.log.Error("campaign: ending the lease of a stopped batch", "campaign", c.ID, "batch", b.N, "err", uerr)
+			}
+			return err
 		}
 		select {
 		case sem <- struct{}{}:

@@ -408,3 +408,33 @@ func BenchmarkCreateCampaign100k(b *testing.B) {
 		r.api("POST", "/api/campaigns/"+out["id"].(string)+"/cancel", apiToken, nil)
 	}
 }
+
+// Only a request with the API token may send more than a webhook's 3 MB:
+// an audience up to 64 MB is read for it, and refused (413) unread for
+// anyone else.
+func TestCampaignBodyLimit(t *testing.T) {
+	r := newRig(t, "../examples/shop")
+	big := "id,product,slug\n" + strings.Repeat("447700900123,Apron,apron\n", server.MaxBody/25+10)
+	for _, c := range []struct {
+		token string
+		code  int
+	}{{"", 413}, {"wrong", 413}, {apiToken, 201}} {
+		req, _ := http.NewRequest("POST", r.url+"/api/campaigns?flow=back_in_stock", strings.NewReader(big))
+		req.Header.Set("Content-Type", "text/csv")
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if c.code == 413 {
+				continue // the server may close the connection as it refuses
+			}
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code {
+			t.Errorf("token %q: %d, want %d", c.token, resp.StatusCode, c.code)
+		}
+	}
+}

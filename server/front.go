@@ -65,7 +65,11 @@ func NewFront(cfg FrontConfig, servers ...*Server) *Front {
 	}
 	f.app = fiber.New(fiber.Config{Immutable: true, BodyLimit: MaxBody, DisableStartupMessage: true,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
-	limitBodies(f.app)
+	token := ""
+	if len(servers) > 0 {
+		token = servers[0].cfg.APIToken // one token for every number
+	}
+	limitBodies(f.app, token)
 	f.app.Get("/webhook", func(c *fiber.Ctx) error { return f.servers[f.numbers[0]].handshake(c) })
 	f.app.Post("/webhook", f.webhook)
 	f.app.Get("/healthz", f.healthz)

@@ -40,12 +40,16 @@ import (
 // most 3 MB.
 const MaxBody = 3 << 20
 
-// limitBodies holds every request body to MaxBody, but a campaign's
-// audience to MaxAudienceBody: the limit is set from the request's
-// header, before its body is read.
-func limitBodies(app *fiber.App) {
+// limitBodies holds every request body to MaxBody, but an authorized
+// campaign's audience to MaxAudienceBody: the limit is set from the
+// request's header, before its body is read, so that nobody without the
+// API token can make the server read more than MaxBody.
+func limitBodies(app *fiber.App, apiToken string) {
+	want := []byte("Bearer " + apiToken)
 	app.Server().HeaderReceived = func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-		if bytes.HasSuffix(bytes.TrimRight(h.RequestURI(), "/"), []byte("/api/campaigns")) || bytes.Contains(h.RequestURI(), []byte("/api/campaigns?")) {
+		uri := h.RequestURI()
+		campaigns := bytes.HasSuffix(bytes.TrimRight(uri, "/"), []byte("/api/campaigns")) || bytes.Contains(uri, []byte("/api/campaigns?"))
+		if campaigns && apiToken != "" && subtle.ConstantTimeCompare(h.Peek(fiber.HeaderAuthorization), want) == 1 {
 			return fasthttp.RequestConfig{MaxRequestBodySize: MaxAudienceBody}
 		}
 		return fasthttp.RequestConfig{}
@@ -267,7 +271,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 			return c.Status(code).JSON(fiber.Map{"error": err.Error()})
 		},
 	})
-	limitBodies(s.app)
+	limitBodies(s.app, cfg.APIToken)
 	s.routes()
 	return s, nil
 }

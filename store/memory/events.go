@@ -8,19 +8,31 @@ import (
 	"github.com/flowbot/flowbot/store"
 )
 
+// events is the memory store's queue of events out: the pending ones,
+// and the ids of those delivered (or dropped) within
+// store.EventsRemembered.
+type events struct {
+	pending map[string]*store.OutEvent
+	done    map[string]time.Time
+	pruned  time.Time
+}
+
 // PutEvents implements store.Events.
-func (s *Store) PutEvents(_ context.Context, events []store.OutEvent) error {
+func (s *Store) PutEvents(_ context.Context, evs []store.OutEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.events == nil {
-		s.events = map[string]*store.OutEvent{}
+	if s.events.pending == nil {
+		s.events.pending, s.events.done = map[string]*store.OutEvent{}, map[string]time.Time{}
 	}
-	for _, e := range events {
-		if _, ok := s.events[e.ID]; ok {
+	for _, e := range evs {
+		if _, ok := s.events.pending[e.ID]; ok {
+			continue
+		}
+		if _, ok := s.events.done[e.ID]; ok {
 			continue
 		}
 		e.Body = append([]byte(nil), e.Body...)
-		s.events[e.ID] = &e
+		s.events.pending[e.ID] = &e
 	}
 	return nil
 }
@@ -29,14 +41,16 @@ func (s *Store) PutEvents(_ context.Context, events []store.OutEvent) error {
 func (s *Store) NextEvents(_ context.Context, now time.Time, limit int) ([]store.OutEvent, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	heads := map[string]*store.OutEvent{}
-	for id, e := range s.events {
-		if !e.DoneAt.IsZero() {
-			if now.Sub(e.DoneAt) > store.EventsRemembered {
-				delete(s.events, id)
+	if now.Sub(s.events.pruned) > time.Hour {
+		for id, at := range s.events.done {
+			if now.Sub(at) > store.EventsRemembered {
+				delete(s.events.done, id)
 			}
-			continue
 		}
+		s.events.pruned = now
+	}
+	heads := map[string]*store.OutEvent{}
+	for _, e := range s.events.pending {
 		if h := heads[e.Key]; h == nil || e.Order < h.Order {
 			heads[e.Key] = e
 		}
@@ -63,8 +77,9 @@ func (s *Store) NextEvents(_ context.Context, now time.Time, limit int) ([]store
 func (s *Store) EventDone(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.events[id]; ok {
-		e.DoneAt, e.Body = time.Now(), nil
+	if _, ok := s.events.pending[id]; ok {
+		delete(s.events.pending, id)
+		s.events.done[id] = time.Now()
 	}
 	return nil
 }
@@ -73,7 +88,7 @@ func (s *Store) EventDone(_ context.Context, id string) error {
 func (s *Store) EventRetry(_ context.Context, id string, attempts int, next time.Time, lastErr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.events[id]; ok {
+	if e, ok := s.events.pending[id]; ok {
 		e.Attempts, e.NextAt, e.LastError = attempts, next, lastErr
 	}
 	return nil

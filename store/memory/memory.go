@@ -23,7 +23,7 @@ type Store struct {
 	answers  map[string]*idem
 	tmpls    map[string]store.TemplateState
 	camps    campaigns
-	events   map[string]*store.OutEvent
+	events   events
 }
 
 // idem is an Idempotency-Key's reservation and, once given, its answer.

@@ -108,8 +108,9 @@ type Delivery struct {
 	Pricing *Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
 	// Campaign names the campaign whose start sent the message.
 	Campaign string `json:"campaign,omitempty" bson:"campaign,omitempty"`
-	// Agent: an agent wrote it.
-	Agent bool `json:"agent,omitempty" bson:"agent,omitempty"`
+	// From is who wrote it: "bot", or "agent" (POST
+	// /api/contacts/{id}/messages).
+	From string `json:"from,omitempty" bson:"from,omitempty"`
 }
 
 // Pricing is a delivery's pricing and conversation, as WhatsApp's

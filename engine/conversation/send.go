@@ -100,7 +100,7 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *Record, r SendResult) 
 	}
 	st.Outbox = append(st.Outbox[:idx:idx], st.Outbox[idx+1:]...)
 	o := r.Outbound
-	d := Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent", Campaign: o.Campaign, Agent: o.Agent}
+	d := Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent", Campaign: o.Campaign, From: From(o)}
 	if r.Class == Sent {
 		if k.Observer != nil {
 			k.Observer.Sent(o)
@@ -135,7 +135,7 @@ func (k *Keeper) windowClosed(ctx context.Context, st *Record, o engine.Outbound
 	for _, q := range st.Outbox {
 		if q.Via == engine.ViaSession {
 			st.AddRecent(Delivery{ID: q.ID, Via: q.Via, Summary: Summary(q), Flow: q.Flow, Step: q.Step, Batch: q.Batch,
-				At: k.Now(), Status: "failed", ErrorCode: code, Error: "not sent: the window is closed"})
+				At: k.Now(), Status: "failed", From: From(q), ErrorCode: code, Error: "not sent: the window is closed"})
 			continue
 		}
 		kept = append(kept, q)
@@ -161,7 +161,7 @@ func (k *Keeper) Next(ctx context.Context, st *Record) (o engine.Outbound, ok bo
 		}
 		st.Outbox = st.Outbox[1:]
 		st.AddRecent(Delivery{ID: o.ID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
-			At: k.Now(), Status: "failed", Error: "not sent: the window closed before it could go out"})
+			At: k.Now(), Status: "failed", From: From(o), Error: "not sent: the window closed before it could go out"})
 		k.event(st, engine.Undeliverable{Header: k.header(&o), Reason: fmt.Sprintf("message %s was not sent: the window closed before it could go out", o.ID)})
 		if err := k.windowClosed(ctx, st, o, 0); err != nil {
 			return engine.Outbound{}, false, err
@@ -191,6 +191,14 @@ func (k *Keeper) Claim(st *Record) {
 	for i := range st.Outbox {
 		st.Outbox[i].ClaimedBy, st.Outbox[i].ClaimedAt, st.Outbox[i].ClaimUntil = k.Instance, now, now.Add(k.ClaimTimeout)
 	}
+}
+
+// From is who wrote a message: "agent" or "bot".
+func From(o engine.Outbound) string {
+	if o.Agent {
+		return "agent"
+	}
+	return "bot"
 }
 
 // Summary is a message on one line, for the deliveries.

@@ -85,7 +85,9 @@ func TestAgentMessages(t *testing.T) {
 	if got := text(sent[before]); got != "Hi Ana, Sam here. Let me look." {
 		t.Fatalf("sent %q", got)
 	}
-	st := r.waitState(c, func(st *conversation.Record) bool { return len(st.Recent) > 0 && st.Recent[len(st.Recent)-1].From == "agent" })
+	st := r.waitState(c, func(st *conversation.Record) bool {
+		return len(st.Recent) > 0 && st.Recent[len(st.Recent)-1].From == "agent"
+	})
 	last := st.Recent[len(st.Recent)-1]
 	if last.From != "agent" || last.Via != "session" {
 		t.Fatalf("the agent's message as recorded: %+v", last)

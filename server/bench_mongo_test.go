@@ -129,7 +129,7 @@ func benchMongo(b *testing.B, uri string, contacts int) {
 		return r.postErr(body)
 	})
 	b.Logf("webhooks posted in %v; %d replies so far", time.Since(start), len(fake.Sent()))
-	sentAtLeast(fake, n, 5*time.Minute)
+	fake.WaitFor(5*time.Minute, func() bool { return len(fake.Sent()) >= n })
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if got := len(fake.Sent()); got < n {
@@ -146,7 +146,7 @@ func benchMongo(b *testing.B, uri string, contacts int) {
 		if err := r.postErr(textWebhook("15559999999", "Ana", fmt.Sprintf("wamid.alone.%d", i), "hi", time.Now())); err != nil {
 			b.Fatal(err)
 		}
-		sentAtLeast(fake, n+i+1, time.Minute)
+		fake.WaitFor(time.Minute, func() bool { return len(fake.Sent()) >= n+i+1 })
 	}
 	if got := len(fake.Sent()); got < n+alone {
 		b.Fatalf("only %d of %d replies to the lone messages", got-n, alone)
@@ -219,22 +219,4 @@ func (l *commandLog) print() {
 	}
 	sort.Strings(lines)
 	fmt.Fprintf(os.Stderr, "database commands (count, time in flight):\n  %s\n", strings.Join(lines, "\n  "))
-}
-
-// sentAtLeast waits until the fake accepted n messages, or limit passed,
-// looking again at each request it records.
-func sentAtLeast(fake *fakegraph.Server, n int, limit time.Duration) {
-	give := time.NewTimer(limit)
-	defer give.Stop()
-	for {
-		changed := fake.Changed()
-		if len(fake.Sent()) >= n {
-			return
-		}
-		select {
-		case <-changed:
-		case <-give.C:
-			return
-		}
-	}
 }

@@ -26,22 +26,12 @@ func wallTime(c *server.Config) { c.Now = time.Now }
 // answer (an object or a list).
 func (r *rig) raw(method, path, contentType, body string) (int, any) {
 	r.t.Helper()
-	req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Authorization", "Bearer "+apiToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	code, b := r.apiTyped(method, path, contentType, body)
 	var out any
-	if err := json.Unmarshal(b, &out); err != nil {
-		r.t.Fatalf("%s %s answered %d, not JSON: %s", method, path, resp.StatusCode, b)
+	if err := json.Unmarshal([]byte(b), &out); err != nil {
+		r.t.Fatalf("%s %s answered %d, not JSON: %s", method, path, code, b)
 	}
-	return resp.StatusCode, out
+	return code, out
 }
 
 // campaignDone waits for the campaign to be done and returns its view.

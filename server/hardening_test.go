@@ -80,11 +80,19 @@ func TestRequestValuesOutliveTheirHandler(t *testing.T) {
 	}
 }
 
-// apiRaw sends a raw body to the API.
+// apiRaw sends a raw JSON body to the API.
 func (r *rig) apiRaw(method, path, body string) (int, string) {
 	r.t.Helper()
+	return r.apiTyped(method, path, "application/json", body)
+}
+
+// apiTyped sends a raw body of the given type to the API ("" for none).
+func (r *rig) apiTyped(method, path, contentType, body string) (int, string) {
+	r.t.Helper()
 	req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -272,18 +280,8 @@ func (r *rig) waitFor(what string, cond func() bool) {
 // waitForWithin is waitFor with another limit.
 func (r *rig) waitForWithin(limit time.Duration, what string, cond func() bool) {
 	r.t.Helper()
-	give := time.NewTimer(limit)
-	defer give.Stop()
-	for {
-		changed := r.fake.Changed() // before looking, so that no change is missed
-		if cond() {
-			return
-		}
-		select {
-		case <-changed:
-		case <-give.C:
-			r.t.Fatalf("gave up waiting for %s", what)
-		}
+	if !r.fake.WaitFor(limit, cond) {
+		r.t.Fatalf("gave up waiting for %s", what)
 	}
 }
 

@@ -14,13 +14,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 
-	"github.com/flowbot/flowbot/whatsapp"
 	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 )
 
@@ -48,7 +45,9 @@ type instance struct {
 	log  *bytes.Buffer
 }
 
-func startServe(ctx context.Context, bin, bot, graphURL, mongoURI, id string) (*instance, error) {
+// startServe starts `flowbot serve` as a child process (its API token
+// apiToken, "" for none) and waits until it is healthy.
+func startServe(ctx context.Context, bin, bot, graphURL, mongoURI, id, apiToken string) (*instance, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -62,7 +61,7 @@ func startServe(ctx context.Context, bin, bot, graphURL, mongoURI, id string) (*
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(),
 		"WHATSAPP_TOKEN=load-token", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+graphURL,
-		"WHATSAPP_APP_SECRET="+secret, "MONGODB_URI=", "FLOWBOT_API_TOKEN=load-api")
+		"WHATSAPP_APP_SECRET="+secret, "MONGODB_URI=", "FLOWBOT_API_TOKEN="+apiToken)
 	var log bytes.Buffer
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
@@ -105,7 +104,7 @@ func (l *campaignLoad) run() error {
 		uri = strings.TrimSuffix(f.MongoDBURI(), "/") + "/flowbot_load"
 		fmt.Println("store: FerretDB (embedded, SQLite)")
 	}
-	a, err := startServe(ctx, l.bin, l.bot, fake.URL, uri, "load-a")
+	a, err := startServe(ctx, l.bin, l.bot, fake.URL, uri, "load-a", "load-api")
 	if err != nil {
 		return err
 	}
@@ -115,7 +114,7 @@ func (l *campaignLoad) run() error {
 		if uri == "" {
 			return fmt.Errorf("--kill needs a shared store: --mongo-uri or --ferretdb")
 		}
-		if b, err = startServe(ctx, l.bin, l.bot, fake.URL, uri, "load-b"); err != nil {
+		if b, err = startServe(ctx, l.bin, l.bot, fake.URL, uri, "load-b", "load-api"); err != nil {
 			return err
 		}
 		defer b.stop()
@@ -186,65 +185,33 @@ func (l *campaignLoad) run() error {
 			}
 		}
 	}()
-	// The webhooks, open loop, for the campaign's expected time.
-	var sentAt []time.Time
-	var latencies []time.Duration
-	var failures atomic.Int64
-	var wg sync.WaitGroup
-	if l.webhookRate > 0 {
-		total := int(float64(l.webhookRate) * expected.Seconds())
-		sentAt = make([]time.Time, total)
-		latencies = make([]time.Duration, total)
-		jobs := make(chan int, l.workers)
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: l.workers}, Timeout: 10 * time.Second}
-		for w := 0; w < l.workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range jobs {
-					body := webhook(i, l.replyContacts)
-					target := a.base
-					if b != nil && i%2 == 1 {
-						target = b.base // half to each instance
-					}
-					r, _ := http.NewRequest("POST", target+"/webhook", bytes.NewReader(body))
-					r.Header.Set("Content-Type", "application/json")
-					r.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(secret, body))
-					start := time.Now()
-					sentAt[i] = start
-					resp, err := client.Do(r)
-					latencies[i] = time.Since(start)
-					if err != nil {
-						failures.Add(1)
-						continue
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						failures.Add(1)
-					}
-				}
-			}()
-		}
-		go func() {
-			start := time.Now()
-			interval := time.Second / time.Duration(l.webhookRate)
-			for i := 0; i < total; i++ {
-				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-					time.Sleep(d)
-				}
-				jobs <- i
+	// The webhooks, open loop, for the campaign's expected time, half to
+	// each instance when there are two.
+	var hooks *webhookRun
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		if l.webhookRate > 0 {
+			targets := []string{a.base}
+			if b != nil {
+				targets = append(targets, b.base)
 			}
-			close(jobs)
-		}()
-	}
+			hooks = sendWebhooks(targets, l.webhookRate, int(float64(l.webhookRate)*expected.Seconds()), l.workers, l.replyContacts)
+		}
+	}()
 	if l.kill > 0 {
 		time.Sleep(l.kill)
 		a.cmd.Process.Kill()
 		a.cmd.Wait()
 		fmt.Printf("killed the first instance (SIGKILL) %s after the campaign began; the second goes on\n", l.kill)
 	}
-	wg.Wait()
+	<-hooksDone
+	var sentAt []time.Time
+	var latencies []time.Duration
+	var failures int64
+	if hooks != nil {
+		sentAt, latencies, failures = hooks.sentAt, hooks.latencies, hooks.failures.Load()
+	}
 
 	// Wait for every template: an instance's death holds its batch for
 	// its lease (30 s) and its claimed messages for their claim (2 min).
@@ -258,6 +225,8 @@ func (l *campaignLoad) run() error {
 		}
 		return out
 	}
+	// Looked at twice a second: a look at every send would take the
+	// measured process's CPU.
 	for time.Now().Before(deadline) && len(uniqueTo(templates())) < l.contacts {
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -270,7 +239,7 @@ func (l *campaignLoad) run() error {
 		}
 		return n
 	}
-	answered := len(sentAt) - int(failures.Load()) // a killed instance's webhooks fail
+	answered := len(sentAt) - int(failures) // a killed instance's webhooks fail
 	for time.Now().Before(deadline) && replies() < answered {
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -334,7 +303,7 @@ func (l *campaignLoad) run() error {
 			}
 			return d[int(q*float64(len(d)-1))]
 		}
-		fmt.Printf("webhooks: %d, %d failed; latency p50 %s  p99 %s  max %s\n", len(latencies), failures.Load(), p(latencies, .5), p(latencies, .99), p(latencies, 1))
+		fmt.Printf("webhooks: %d, %d failed; latency p50 %s  p99 %s  max %s\n", len(latencies), failures, p(latencies, .5), p(latencies, .99), p(latencies, 1))
 		fmt.Printf("replies: %d of %d; from webhook to WhatsApp p50 %s  p99 %s  max %s\n", len(delays), len(sentAt), p(delays, .5), p(delays, .99), p(delays, 1))
 	}
 	if p := fake.Problems(); len(p) > 0 {

@@ -17,22 +17,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/flowbot/flowbot/whatsapp"
 	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 )
 
@@ -102,90 +96,23 @@ func run(bot string, rate int, duration time.Duration, contacts, workers int, bi
 	fake := fakegraph.New("load-token")
 	defer fake.Close()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), duration+2*time.Minute)
+	defer cancel()
+	serve, err := startServe(ctx, bin, bot, fake.URL, mongoURI, "load", "")
 	if err != nil {
 		return err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), duration+2*time.Minute)
-	defer cancel()
-	args := []string{"serve", bot, "--addr", addr}
-	if mongoURI != "" {
-		args = append(args, "--mongo-uri", mongoURI)
-	}
-	serve := exec.CommandContext(ctx, bin, args...)
-	serve.Env = append(os.Environ(),
-		"WHATSAPP_TOKEN=load-token", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+fake.URL,
-		"WHATSAPP_APP_SECRET="+secret, "MONGODB_URI=", "FLOWBOT_API_TOKEN=")
-	var serveLog bytes.Buffer
-	serve.Stderr = &serveLog
-	if err := serve.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		serve.Process.Signal(os.Interrupt)
-		serve.Wait()
-	}()
-	base := "http://" + addr
-	if err := waitHealthy(base); err != nil {
-		return fmt.Errorf("%w\n%s", err, serveLog.String())
-	}
+	defer serve.stop()
 
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}, Timeout: 10 * time.Second}
 	total := rate * int(duration/time.Second)
-	jobs := make(chan int, workers)
-	latencies := make([]time.Duration, total)
-	var failures atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				body := webhook(i, contacts)
-				req, _ := http.NewRequest("POST", base+"/webhook", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(secret, body))
-				start := time.Now()
-				resp, err := client.Do(req)
-				latencies[i] = time.Since(start)
-				if err != nil {
-					failures.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failures.Add(1)
-				}
-			}
-		}()
-	}
 	fmt.Printf("sending %d signed webhooks at %d/s for %s, %d contacts, %d connections\n", total, rate, duration, contacts, workers)
 	start := time.Now()
-	interval := time.Second / time.Duration(rate)
-	behind := 0
-	for i := 0; i < total; i++ {
-		due := start.Add(time.Duration(i) * interval)
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		} else if d < -100*time.Millisecond {
-			behind++
-		}
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	sendTime := time.Since(start)
+	sentRun := sendWebhooks([]string{serve.base}, rate, total, workers, contacts)
+	latencies, failures, behind, sendTime := sentRun.latencies, &sentRun.failures, sentRun.behind, sentRun.elapsed
 
-	// Wait for every reply.
-	deadline := time.Now().Add(60 * time.Second)
-	var sent int
-	for time.Now().Before(deadline) {
-		if sent = len(fake.Sent()); sent >= total {
-			break
-		}
+	// Wait for every reply, looking twenty times a second (a look at
+	// every reply would cost the measured process's CPU).
+	for deadline := time.Now().Add(60 * time.Second); len(fake.Sent()) < total && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
 	replies := fake.Sent()

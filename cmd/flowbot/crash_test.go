@@ -208,18 +208,8 @@ func TestCrashBetweenCommitAndSend(t *testing.T) {
 // again at each change it reports.
 func waitFake(t *testing.T, fake *fakegraph.Server, limit time.Duration, cond func() bool) {
 	t.Helper()
-	give := time.NewTimer(limit)
-	defer give.Stop()
-	for {
-		changed := fake.Changed()
-		if cond() {
-			return
-		}
-		select {
-		case <-changed:
-		case <-give.C:
-			t.Fatal("gave up waiting on the fake Graph API")
-		}
+	if !fake.WaitFor(limit, cond) {
+		t.Fatal("gave up waiting on the fake Graph API")
 	}
 }
 

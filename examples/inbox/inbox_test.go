@@ -73,18 +73,8 @@ func TestInboxWithFlowbot(t *testing.T) {
 	// fake's Changed: an event delivered to the inbox, a message sent).
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		give := time.NewTimer(10 * time.Second)
-		defer give.Stop()
-		for {
-			changed := fake.Changed()
-			if cond() {
-				return
-			}
-			select {
-			case <-changed:
-			case <-give.C:
-				t.Fatalf("gave up waiting for %s", what)
-			}
+		if !fake.WaitFor(10*time.Second, cond) {
+			t.Fatalf("gave up waiting for %s", what)
 		}
 	}
 	conversations := func() []Conversation {

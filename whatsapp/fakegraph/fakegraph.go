@@ -83,6 +83,24 @@ func (s *Server) Touch() {
 	s.mu.Unlock()
 }
 
+// WaitFor waits until cond holds, looking again at each change (Changed);
+// false when limit passed first.
+func (s *Server) WaitFor(limit time.Duration, cond func() bool) bool {
+	give := time.NewTimer(limit)
+	defer give.Stop()
+	for {
+		changed := s.Changed() // before looking, so that no change is missed
+		if cond() {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-give.C:
+			return false
+		}
+	}
+}
+
 func (s *Server) touchLocked() {
 	if s.changed != nil {
 		close(s.changed)

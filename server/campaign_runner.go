@@ -20,6 +20,9 @@ type campaignRunner struct {
 
 	mu    sync.Mutex
 	known map[string]*campaignRun
+	// turns is when each campaign's next message may go out from this
+	// instance.
+	turns map[string]time.Time
 	// batches counts the batches this instance is starting.
 	batches sync.WaitGroup
 }
@@ -42,7 +45,7 @@ type campaignRun struct {
 }
 
 func newCampaignRunner(s *Server) *campaignRunner {
-	return &campaignRunner{s: s, wakeC: make(chan struct{}, 1), known: map[string]*campaignRun{}}
+	return &campaignRunner{s: s, wakeC: make(chan struct{}, 1), known: map[string]*campaignRun{}, turns: map[string]time.Time{}}
 }
 
 // wake makes the runner look at the campaigns now (one was created).
@@ -132,6 +135,7 @@ func (r *campaignRunner) list() {
 				k.c = c
 				if len(k.running) == 0 {
 					delete(r.known, c.ID)
+					delete(r.turns, c.ID)
 					r.s.metrics.campaignRate.DeleteLabelValues(c.ID)
 				}
 			}
@@ -484,6 +488,37 @@ func (r *campaignRunner) audience(ctx context.Context, id string, from, to int) 
 		}
 	}
 	return out, nil
+}
+
+// sendTurn waits for the campaign's next turn to send from this
+// instance: the starts are handed out at the campaign's pace, but a store
+// that holds the workers' writes up (a slow disk, a failover) lets them
+// through in bursts, and WhatsApp counts the sends. A campaign this
+// instance does not know of (not running here) does not wait. False when
+// ctx ended first.
+func (r *campaignRunner) sendTurn(ctx context.Context, campaign string) bool {
+	r.mu.Lock()
+	k := r.known[campaign]
+	if k == nil || k.c.Rate <= 0 {
+		r.mu.Unlock()
+		return true
+	}
+	factor := k.c.Factor
+	if factor <= 0 {
+		factor = 1
+	}
+	interval := time.Duration(float64(time.Second) / (float64(k.c.Rate) * factor * paceMargin))
+	now := r.s.cfg.Now()
+	turn := r.turns[campaign]
+	if turn.Before(now) {
+		turn = now
+	}
+	r.turns[campaign] = turn.Add(interval)
+	r.mu.Unlock()
+	if d := turn.Sub(now); d > 0 {
+		return r.s.wait(ctx, d)
+	}
+	return true
 }
 
 // slowDown halves a campaign's pace after WhatsApp answered a

@@ -354,6 +354,13 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversatio
 		if o.ID != first {
 			attempt = 0
 		}
+		// A campaign's message waits for its turn: however late the store
+		// let its start through, this instance sends the campaign's
+		// messages no faster than the campaign's rate.
+		if o.Campaign != "" && attempt == 0 && !s.runner.sendTurn(ctx, o.Campaign) {
+			stopErr = ctx.Err()
+			break
+		}
 		// The send ends before the claim does: a message is never in two
 		// senders' hands.
 		budget := s.keeper.ClaimUntil(o).Sub(s.cfg.Now()) - s.cfg.ClaimTimeout/10

@@ -255,6 +255,28 @@ func (l *campaignLoad) run() error {
 	}
 	sort.Slice(tmpl, func(i, j int) bool { return tmpl[i].At.Before(tmpl[j].At) })
 	fmt.Printf("templates: %d contacts of %d got it, %d twice or more (%d extra)\n", len(to), l.contacts, countOver(to, 1), twice)
+	if len(to) < l.contacts {
+		// Say where the first few that got nothing are.
+		live := a
+		if b != nil {
+			live = b
+		}
+		shown := 0
+		for i := 0; i < l.contacts && shown < 3; i++ {
+			id := fmt.Sprintf("1666%07d", i)
+			if to[id] > 0 {
+				continue
+			}
+			shown++
+			req, _ := http.NewRequest("GET", live.base+"/api/contacts/"+id, nil)
+			req.Header.Set("Authorization", "Bearer load-api")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4000))
+				resp.Body.Close()
+				fmt.Printf("  %s got nothing: %d %s\n", id, resp.StatusCode, body)
+			}
+		}
+	}
 	if len(tmpl) > 0 {
 		first, last := tmpl[0].At, tmpl[len(tmpl)-1].At
 		fmt.Printf("the campaign's sends spanned %s (%d at %d/s take %s)\n", last.Sub(first).Round(time.Millisecond), l.contacts, l.rate, expected)

@@ -275,6 +275,18 @@ func (l *campaignLoad) run() error {
 				resp.Body.Close()
 				fmt.Printf("  %s got nothing: %d %s\n", id, resp.StatusCode, body)
 			}
+			for _, line := range strings.Split(live.log.String(), "\n") {
+				if strings.Contains(line, id) {
+					fmt.Println("    log:", line)
+				}
+			}
+		}
+		n := 0
+		for _, line := range strings.Split(live.log.String(), "\n") {
+			if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) && n < 15 {
+				fmt.Println("  log:", line)
+				n++
+			}
 		}
 	}
 	if len(tmpl) > 0 {

@@ -62,7 +62,11 @@ func (s *Store) Claimed(ctx context.Context, instance string, limit int) ([]stri
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing claimed contacts: %w", err)
 	}
-	latest, _, err := s.splitLatest(ctx, cur)
+	var docs []versionRef
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("mongodb: listing claimed contacts: %w", err)
+	}
+	latest, err := s.keepLatest(ctx, docs)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: listing claimed contacts: %w", err)
 	}

@@ -330,3 +330,35 @@ func TestDueWorkIsNotHiddenByTheCache(t *testing.T) {
 		t.Fatalf("loaded %+v, %v; want version 2 with its timer", got, err)
 	}
 }
+
+// Superseded versions that still say they are due (the collector has not
+// deleted them yet) do not crowd out the contacts whose latest version is
+// due: Due reads on past them.
+func TestDueReadsPastSupersededVersions(t *testing.T) {
+	ctx := context.Background()
+	s, err := mstore.New(ctx, testDB(t, "due_superseded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	busy := conversation.NewRecord("busy")
+	for i := 0; i < 150; i++ { // each version due a second later than the one before
+		busy.Timers = []engine.Timer{{ID: "busy:t", Kind: engine.TimerWait, Due: at.Add(time.Duration(i) * time.Second)}}
+		if err := s.Save(ctx, busy); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := conversation.NewRecord("late")
+	late.Timers = []engine.Timer{{ID: "late:t", Kind: engine.TimerWait, Due: at.Add(time.Hour)}}
+	if err := s.Save(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.Due(ctx, at.Add(2*time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 2 || due[0].Contact != "busy" || due[1].Contact != "late" || !due[0].At.Equal(at.Add(149*time.Second)) {
+		t.Fatalf("due: %+v, want busy (its latest version) then late", due)
+	}
+}

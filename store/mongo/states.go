@@ -327,15 +327,11 @@ type versionRef struct {
 	NextDue time.Time `bson:"next_due"`
 }
 
-// splitLatest reads the versions a query found and splits them into the
-// contacts' latest versions and superseded ones (not deleted yet).
-func (s *Store) splitLatest(ctx context.Context, cur *mongo.Cursor) (latest, superseded []versionRef, err error) {
-	var docs []versionRef
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, nil, err
-	}
+// keepLatest keeps, of the versions a query found, the contacts' latest
+// ones (superseded ones are not deleted yet).
+func (s *Store) keepLatest(ctx context.Context, docs []versionRef) ([]versionRef, error) {
 	if len(docs) == 0 {
-		return nil, nil, nil
+		return nil, nil
 	}
 	names := make([]string, len(docs))
 	for i, d := range docs {
@@ -343,59 +339,68 @@ func (s *Store) splitLatest(ctx context.Context, cur *mongo.Cursor) (latest, sup
 	}
 	versions, err := s.latestVersions(ctx, names)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	var latest []versionRef
 	for _, d := range docs {
 		if d.Version == versions[d.Contact] {
 			latest = append(latest, d)
-		} else {
-			superseded = append(superseded, d)
 		}
 	}
-	return latest, superseded, nil
+	return latest, nil
 }
 
-// Due implements store.Contacts.
+// Due implements store.Contacts. Superseded versions not deleted yet
+// may still say they are due: the query goes on past them, a page at a
+// time in (next_due, _id) order, keeping the contacts whose latest
+// version is due. It writes nothing: the collector deletes superseded
+// versions (an update here on every sweep is what a slow server, FerretDB
+// under load, chokes on).
 func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Due, error) {
-	opts := options.Find().SetSort(bson.D{{Key: "next_due", Value: 1}})
-	if limit > 0 {
-		opts.SetLimit(int64(limit))
-	}
-	opts.SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}, {Key: "next_due", Value: 1}})
-	cur, err := s.states.Find(ctx, bson.D{{Key: "next_due", Value: bson.D{{Key: "$lte", Value: t}}}}, opts)
-	if err != nil {
-		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
-	}
-	// A superseded version not deleted yet may still say it is due:
-	// keep only the contacts whose latest version does.
-	docs, old, err := s.splitLatest(ctx, cur)
-	if err != nil {
-		return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
-	}
+	page := int64(max(limit, 100))
 	var due []store.Due
-	for _, d := range docs {
-		at := d.NextDue.UTC()
-		if at.Equal(epoch) {
-			at = time.Time{}
+	var last *versionRef
+	for round := 0; round < 20; round++ {
+		filter := bson.D{{Key: "next_due", Value: bson.D{{Key: "$lte", Value: t}}}}
+		if last != nil {
+			filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+				bson.D{{Key: "next_due", Value: bson.D{{Key: "$gt", Value: last.NextDue}}}},
+				bson.D{{Key: "next_due", Value: last.NextDue}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: versionID(last.Contact, last.Version)}}}},
+			}})
 		}
-		due = append(due, store.Due{Contact: d.Contact, At: at})
-		// The worker this sends will load the contact: not an older
-		// version from the cache, on which the due work may not be (a
-		// round that changes nothing saves nothing, so no conflict would
-		// tell).
-		s.forgetOlder(d.Contact, d.Version)
-	}
-	var superseded bson.A
-	for _, d := range old {
-		superseded = append(superseded, versionID(d.Contact, d.Version))
-	}
-	if len(superseded) > 0 {
-		// They would come back every time, and could crowd out the due
-		// ones past the limit: they are no longer due.
-		if _, err := s.states.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: superseded}}}},
-			bson.D{{Key: "$unset", Value: bson.D{{Key: "next_due", Value: ""}}}}); err != nil {
+		opts := options.Find().SetSort(bson.D{{Key: "next_due", Value: 1}, {Key: "_id", Value: 1}}).SetLimit(page).
+			SetProjection(bson.D{{Key: "contact", Value: 1}, {Key: "version", Value: 1}, {Key: "next_due", Value: 1}})
+		cur, err := s.states.Find(ctx, filter, opts)
+		if err != nil {
 			return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
 		}
+		var docs []versionRef
+		if err := cur.All(ctx, &docs); err != nil {
+			return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+		}
+		latest, err := s.keepLatest(ctx, docs)
+		if err != nil {
+			return nil, fmt.Errorf("mongodb: listing due timers: %w", err)
+		}
+		for _, d := range latest {
+			at := d.NextDue.UTC()
+			if at.Equal(epoch) {
+				at = time.Time{}
+			}
+			due = append(due, store.Due{Contact: d.Contact, At: at})
+			// The worker this sends will load the contact: not an older
+			// version from the cache, on which the due work may not be (a
+			// round that changes nothing saves nothing, so no conflict would
+			// tell).
+			s.forgetOlder(d.Contact, d.Version)
+		}
+		if int64(len(docs)) < page || limit > 0 && len(due) >= limit {
+			break
+		}
+		last = &docs[len(docs)-1]
+	}
+	if limit > 0 && len(due) > limit {
+		due = due[:limit]
 	}
 	return due, nil
 }

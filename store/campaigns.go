@@ -74,9 +74,6 @@ type RejectedRow struct {
 	Error string `json:"error" bson:"error"`
 }
 
-// Pages is how many audience pages the campaign has.
-func (c *Campaign) Pages() int { return (c.Total + AudiencePage - 1) / AudiencePage }
-
 // Batches is how many batches the campaign hands out.
 func (c *Campaign) Batches() int { return (c.Total + c.Batch - 1) / c.Batch }
 

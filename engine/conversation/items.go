@@ -133,5 +133,3 @@ func (c *CampaignCounts) Add(d CampaignCounts) {
 // Skipped is the contacts skipped, for every reason.
 func (c *CampaignCounts) Skipped() int { return c.OptedOut + c.Busy + c.Limit }
 
-// Zero reports whether nothing is counted.
-func (c *CampaignCounts) Zero() bool { return *c == CampaignCounts{} }

@@ -219,3 +219,43 @@ func TestEventsNeverSlowReplies(t *testing.T) {
 		return n == 2
 	})
 }
+
+// A receiver that does not answer in time has the event again later: a
+// timeout is retried like a 5xx.
+func TestEventsTimeoutIsRetried(t *testing.T) {
+	rc := newReceiver(t)
+	var mu sync.Mutex
+	hang := true
+	release := make(chan struct{})
+	rc.answer = func(map[string]any) int {
+		mu.Lock()
+		h := hang
+		mu.Unlock()
+		if h {
+			<-release
+			return 200 // too late: the client gave up
+		}
+		return 200
+	}
+	defer close(release)
+	r := newRig(t, "../examples/support", withEvents(rc.url), func(c *server.Config) {
+		c.EventsClient = &http.Client{Timeout: 100 * time.Millisecond}
+	})
+	toHandoff(r, "15550009001")
+	<-rc.arrived // the first try, which times out
+	r.waitFor("the timeout to be counted as a retry", func() bool {
+		return strings.Contains(r.metricsText(), `flowbot_events_total{result="retried"} 1`)
+	})
+	mu.Lock()
+	hang = false
+	mu.Unlock()
+	r.clock.Advance(time.Minute) // the retry is due
+	r.waitFor("the event delivered on its retry", func() bool {
+		for _, e := range rc.events() {
+			if e["type"] == "handoff.started" {
+				return true
+			}
+		}
+		return false
+	})
+}

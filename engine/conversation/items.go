@@ -132,4 +132,3 @@ func (c *CampaignCounts) Add(d CampaignCounts) {
 
 // Skipped is the contacts skipped, for every reason.
 func (c *CampaignCounts) Skipped() int { return c.OptedOut + c.Busy + c.Limit }
-

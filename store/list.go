@@ -24,10 +24,6 @@ type ContactFilter struct {
 	After string
 }
 
-// ByHandoff reports whether the contacts are listed oldest handoff
-// first (a handoff filter), else by id.
-func (f *ContactFilter) ByHandoff() bool { return f.Handoff != nil && *f.Handoff || f.Queue != "" }
-
 // Matches reports whether a state passes every filter (the stores' one
 // definition of a match).
 func (f *ContactFilter) Matches(st *conversation.Record) bool {
@@ -51,7 +47,9 @@ func (f *ContactFilter) Matches(st *conversation.Record) bool {
 }
 
 // ContactCursor is where a page ends: the last contact's handoff time
-// (when listed by handoff) and id.
+// (zero for a contact in none) and id. It is also the order contacts are
+// listed in: the contacts in a handoff first, oldest handoff first, then
+// the others; by id among equals.
 type ContactCursor struct {
 	Since time.Time
 	ID    string
@@ -94,18 +92,24 @@ func DecodeCursor(s string) (ContactCursor, error) {
 }
 
 // Before reports whether the cursor sorts before the contact whose
-// handoff began at since (when listed by handoff) and whose id is id.
-func (c ContactCursor) Before(since time.Time, id string, byHandoff bool) bool {
-	if byHandoff && !since.Equal(c.Since) {
+// handoff began at since (zero: in none) and whose id is id.
+func (c ContactCursor) Before(since time.Time, id string) bool {
+	if !since.Equal(c.Since) {
+		switch {
+		case c.Since.IsZero():
+			return false // the cursor is past every handoff
+		case since.IsZero():
+			return true
+		}
 		return c.Since.Before(since)
 	}
 	return c.ID < id
 }
 
-// CursorOf is the cursor a page ending with st gives.
-func CursorOf(st *conversation.Record, byHandoff bool) ContactCursor {
+// CursorOf is where st sorts, and the cursor of a page ending with it.
+func CursorOf(st *conversation.Record) ContactCursor {
 	c := ContactCursor{ID: st.Contact.ID}
-	if byHandoff && st.Handoff != nil {
+	if st.Handoff != nil {
 		c.Since = st.Handoff.Since
 	}
 	return c

@@ -121,10 +121,33 @@ func runList(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if len(menu) != wantMenu {
 			t.Fatalf("in menu/pick with the window open: %d, want %d", len(menu), wantMenu)
 		}
-		for i := 1; i < len(menu); i++ {
-			if menu[i].Contact.ID <= menu[i-1].Contact.ID {
-				t.Fatalf("not by id at %d", i)
+		inOrder := func(what string, list []*conversation.Record) {
+			t.Helper()
+			for i := 1; i < len(list); i++ {
+				a, b := store.CursorOf(list[i-1]), store.CursorOf(list[i])
+				if !a.Before(b.Since, b.ID) {
+					t.Fatalf("%s: not in order at %d: %s then %s", what, i, list[i-1].Contact.ID, list[i].Contact.ID)
+				}
 			}
+		}
+		inOrder("menu/pick", menu)
+		// Without a filter: everyone once, the contacts in a handoff first
+		// (oldest first), then the others by id.
+		everyone := all(store.ContactFilter{Limit: 333, Now: at})
+		if len(everyone) != n {
+			t.Fatalf("everyone: %d, want %d", len(everyone), n)
+		}
+		inOrder("everyone", everyone)
+		handedOff := want["tech"] + want["billing"]
+		if everyone[handedOff-1].Handoff == nil || everyone[handedOff].Handoff != nil {
+			t.Fatalf("the contacts in a handoff do not come first")
+		}
+		ids := map[string]bool{}
+		for _, st := range everyone {
+			if ids[st.Contact.ID] {
+				t.Fatalf("%s listed twice", st.Contact.ID)
+			}
+			ids[st.Contact.ID] = true
 		}
 		closed := all(store.ContactFilter{Window: "closed", Limit: 500, Now: at})
 		if len(closed) != n/2 {

@@ -35,10 +35,10 @@ func TestConformance(t *testing.T) {
 	t.Cleanup(func() { client.Disconnect(context.Background()) })
 	run := fmt.Sprintf("flowbot_test_%d", time.Now().UnixNano())
 	// FerretDB reads its whole collection for nearly every query: the
-	// listing test stores 2,000 contacts there (10,000 take 85 s), and
+	// listing test stores 1,000 contacts there (10,000 take 85 s), and
 	// 10,000 on a MongoDB, or when FLOWBOT_LIST_CONTACTS says so.
 	if os.Getenv("MONGODB_URI") == "" {
-		storetest.ListContactsN = 2000
+		storetest.ListContactsN = 1000
 	}
 	if n, err := strconv.Atoi(os.Getenv("FLOWBOT_LIST_CONTACTS")); err == nil {
 		storetest.ListContactsN = n

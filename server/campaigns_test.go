@@ -45,6 +45,16 @@ func (r *rig) campaignDone(id string) map[string]any {
 	return view
 }
 
+// restock is an audience of n contacts for the shop's back_in_stock
+// campaign, their ids prefix followed by four digits.
+func restock(prefix string, n int) []map[string]any {
+	contacts := make([]map[string]any, n)
+	for i := range contacts {
+		contacts[i] = map[string]any{"id": fmt.Sprintf("%s%04d", prefix, i), "vars": map[string]any{"product": "Apron", "slug": "apron"}}
+	}
+	return contacts
+}
+
 func num(v any) int {
 	f, _ := v.(float64)
 	return int(f)
@@ -197,10 +207,7 @@ func TestCampaignSkips(t *testing.T) {
 // it; a change that does not apply is 409, an unknown campaign 404.
 func TestCampaignPauseResumeCancel(t *testing.T) {
 	r := newRig(t, "../examples/shop", wallTime)
-	var contacts []map[string]any
-	for i := 0; i < 6; i++ {
-		contacts = append(contacts, map[string]any{"id": fmt.Sprintf("1555010%04d", i), "vars": map[string]any{"product": "Apron", "slug": "apron"}})
-	}
+	contacts := restock("1555010", 6)
 	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 2, "contacts": contacts})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
@@ -270,10 +277,7 @@ func TestCampaignAcrossInstances(t *testing.T) {
 	a := newRigOn(t, "../examples/shop", st, fake, clk, wallTime)
 	b := newRigOn(t, "../examples/shop", st, fake, clk, wallTime)
 	a.store = st
-	var contacts []map[string]any
-	for i := 0; i < 300; i++ {
-		contacts = append(contacts, map[string]any{"id": fmt.Sprintf("1555020%04d", i), "vars": map[string]any{"product": "Apron", "slug": "apron"}})
-	}
+	contacts := restock("1555020", 300)
 	code, created := a.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 200, "contacts": contacts})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
@@ -309,10 +313,7 @@ func TestCampaignAcrossInstances(t *testing.T) {
 func TestCampaignSlowsDownOnThroughputErrors(t *testing.T) {
 	r := newRig(t, "../examples/shop", wallTime)
 	r.fake.FailNext(1, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
-	var contacts []map[string]any
-	for i := 0; i < 20; i++ {
-		contacts = append(contacts, map[string]any{"id": fmt.Sprintf("1555030%04d", i), "vars": map[string]any{"product": "Apron", "slug": "apron"}})
-	}
+	contacts := restock("1555030", 20)
 	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 400, "contacts": contacts})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
@@ -333,10 +334,7 @@ func TestCampaignSlowsDownOnThroughputErrors(t *testing.T) {
 func TestCampaignDailyLimit(t *testing.T) {
 	rc := newReceiver(t)
 	r := newRig(t, "../examples/shop", withEvents(rc.url))
-	var contacts []map[string]any
-	for i := 0; i < 8; i++ {
-		contacts = append(contacts, map[string]any{"id": fmt.Sprintf("1555040%04d", i), "vars": map[string]any{"product": "Apron", "slug": "apron"}})
-	}
+	contacts := restock("1555040", 8)
 	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"name": "capped", "flow": "back_in_stock", "rate": 1000, "daily_limit": 5, "contacts": contacts})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)

@@ -12,10 +12,10 @@ import (
 )
 
 // campaignRunner hands out running campaigns' contacts, batch by batch,
-// and keeps this instance's share of their counts until it writes them.
+// and ends a campaign once every contact is counted and every message of
+// it has left the outboxes.
 type campaignRunner struct {
 	s     *Server
-	tally tallies
 	wakeC chan struct{}
 
 	mu    sync.Mutex
@@ -25,6 +25,9 @@ type campaignRunner struct {
 	turns map[string]time.Time
 	// batches counts the batches this instance is starting.
 	batches sync.WaitGroup
+	// unannounced are campaigns done whose end is to be announced (the
+	// loop's alone).
+	unannounced []store.Campaign
 }
 
 // campaignRun is what this instance knows of one campaign. c and running
@@ -100,13 +103,11 @@ func (r *campaignRunner) loop() {
 			listed = 0
 		}
 		r.claim()
-		r.flush()
 		tick, stop := after(r.s.clock, campaignTick)
 		select {
 		case <-r.s.stop:
 			stop()
 			r.batches.Wait()
-			r.flush()
 			return
 		case <-r.wakeC:
 			stop()
@@ -126,10 +127,15 @@ func (r *campaignRunner) list() {
 		r.s.log.Error("listing campaigns", "err", err)
 		return
 	}
+	defer r.announce(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[string]bool{}
 	for _, c := range list {
+		if c.State == store.CampaignDone && !c.Announced && r.s.cfg.EventsURL != "" && r.s.cfg.Now().Sub(c.FinishedAt) < EventRetention {
+			// Marked done, and the instance died before announcing it.
+			r.unannounced = append(r.unannounced, c)
+		}
 		if c.State != store.CampaignRunning {
 			if k := r.known[c.ID]; k != nil {
 				k.c = c
@@ -155,6 +161,22 @@ func (r *campaignRunner) list() {
 	for id, k := range r.known {
 		if !seen[id] && len(k.running) == 0 && k.c.State == store.CampaignRunning {
 			delete(r.known, id) // gone from the store
+		}
+	}
+}
+
+// announce queues the campaign.finished of campaigns marked done whose
+// end was not announced (the same id again: the queue drops a repeat).
+func (r *campaignRunner) announce(ctx context.Context) {
+	list := r.unannounced
+	r.unannounced = nil
+	for _, c := range list {
+		n, err := r.s.store.Counts(ctx, c.ID)
+		if err == nil {
+			err = r.s.campaignFinished(ctx, &c, n)
+		}
+		if err != nil {
+			r.s.log.Error("campaign: announcing its end; tried again at the next listing", "campaign", c.ID, "err", err)
 		}
 	}
 }
@@ -328,7 +350,8 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun) error {
 		return err
 	}
 	counted := n.Started + n.Skipped()
-	if counted < c.Total && now.Sub(c.HandedOut) < finishGrace {
+	complete := counted >= c.Total && n.Outbox <= 0
+	if !complete && now.Sub(c.HandedOut) < finishGrace {
 		return nil
 	}
 	err = r.s.store.UpdateCampaign(ctx, c.ID, []store.CampaignState{store.CampaignRunning}, store.CampaignUpdate{State: store.CampaignDone, FinishedAt: now})
@@ -339,12 +362,15 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun) error {
 	if err != nil {
 		return err
 	}
-	if counted < c.Total {
-		r.s.log.Warn("campaign: done, with fewer contacts counted than handed out (an instance died before writing its counts)", "campaign", c.ID, "total", c.Total, "counted", counted)
+	if !complete {
+		r.s.log.Warn("campaign: done, with contacts or messages unaccounted for after the grace period", "campaign", c.ID, "total", c.Total, "counted", counted, "messages_unsent", n.Outbox, "grace", finishGrace)
 	}
 	r.s.log.Info("campaign done", "campaign", c.ID, "name", c.Name, "total", c.Total, "started", n.Started, "skipped", n.Skipped(), "sent", n.Sent, "failed", n.Failed)
 	r.changed(c.ID, store.CampaignDone)
-	r.s.campaignFinished(ctx, &c, n)
+	c.State, c.FinishedAt = store.CampaignDone, now
+	if err := r.s.campaignFinished(ctx, &c, n); err != nil {
+		r.s.log.Error("campaign: announcing its end; announced again at the next listing", "campaign", c.ID, "err", err)
+	}
 	r.s.changed()
 	return nil
 }
@@ -547,60 +573,4 @@ func (r *campaignRunner) slowDown(id string, code int) {
 	r.mu.Unlock()
 	r.s.metrics.campaignSlowdowns.Inc()
 	r.s.log.Warn("campaign: WhatsApp's throughput limit answered; slowing down", "campaign", id, "code", code, "rate", float64(c.Rate)*f)
-}
-
-// flush writes this instance's counts.
-func (r *campaignRunner) flush() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for id, d := range r.tally.take() {
-		if err := r.s.store.AddCounts(ctx, id, r.s.instance, d); err != nil {
-			r.s.log.Error("campaign: writing counts; kept for the next try", "campaign", id, "err", err)
-			r.tally.add(conversation.Tally{id: d})
-			continue
-		}
-		r.s.changed()
-		r.s.metrics.campaignSkips.WithLabelValues("opted_out").Add(float64(d.OptedOut))
-		r.s.metrics.campaignSkips.WithLabelValues("busy").Add(float64(d.Busy))
-		r.s.metrics.campaignSkips.WithLabelValues("limit").Add(float64(d.Limit))
-	}
-}
-
-// tallies are counts not written yet.
-type tallies struct {
-	mu sync.Mutex
-	m  conversation.Tally
-}
-
-func (t *tallies) add(d conversation.Tally) {
-	if len(d) == 0 {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = conversation.Tally{}
-	}
-	for id, c := range d {
-		sum := t.m[id]
-		sum.Add(c)
-		t.m[id] = sum
-	}
-}
-
-func (t *tallies) take() conversation.Tally {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m := t.m
-	t.m = nil
-	return m
-}
-
-// pending adds the counts of a campaign not written yet to n.
-func (t *tallies) pending(id string, n *conversation.CampaignCounts) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if c, ok := t.m[id]; ok {
-		n.Add(c)
-	}
 }

@@ -59,7 +59,7 @@ const (
 	// finishGrace is how long after the last batch was handed out a
 	// campaign whose counts fall short (an instance died before writing
 	// them) is called done all the same.
-	finishGrace = 2 * time.Minute
+	finishGrace = 10 * time.Minute
 )
 
 type campaignRequest struct {
@@ -226,7 +226,6 @@ func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map
 	if err != nil {
 		return nil, err
 	}
-	s.runner.tally.pending(c.ID, &n) // this instance's counts not written yet
 	cost := n.Cost
 	v := fiber.Map{
 		"id": c.ID, "name": c.Name, "flow": c.Flow, "state": c.State,

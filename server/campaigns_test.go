@@ -38,12 +38,19 @@ func (r *rig) raw(method, path, contentType, body string) (int, any) {
 func (r *rig) campaignDone(id string) map[string]any {
 	r.t.Helper()
 	var view map[string]any
+	defer func() {
+		if view["state"] != "done" && debugView != nil {
+			debugView(r, id)
+		}
+	}()
 	r.waitFor("campaign "+id+" to be done", func() bool {
 		_, view = r.api("GET", "/api/campaigns/"+id, apiToken, nil)
 		return view["state"] == "done"
 	})
 	return view
 }
+
+var debugView func(r *rig, id string)
 
 // restock is an audience of n contacts for the shop's back_in_stock
 // campaign, their ids prefix followed by four digits.

@@ -68,23 +68,37 @@ func (s *Server) wakeEvents() {
 	}
 }
 
-// campaignFinished sends campaign.finished, with the campaign's counts.
-func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n conversation.CampaignCounts) {
+// campaignFinishedID is the id of a campaign's campaign.finished: one
+// id, however often it is queued (the queue drops an id it has).
+func campaignFinishedID(campaign string) string { return "evt_finished_" + campaign }
+
+// campaignFinished queues campaign.finished, with the campaign's final
+// counts, and records on the campaign that it is queued: a campaign done
+// and not yet announced (a crash came between) is announced again by
+// the runner, under the same id.
+func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n conversation.CampaignCounts) error {
 	if s.cfg.EventsURL == "" {
-		return
+		return nil
 	}
-	e := conversation.NewEventOut(conversation.EventCampaignFinished, s.cfg.Now(), nil, s.cfg.PhoneNumberID, map[string]any{"campaign": map[string]any{
+	at := c.FinishedAt
+	if at.IsZero() {
+		at = s.cfg.Now()
+	}
+	e := conversation.NewEventOut(campaignFinishedID(c.ID), conversation.EventCampaignFinished, at, nil, s.cfg.PhoneNumberID, map[string]any{"campaign": map[string]any{
 		"id": c.ID, "name": c.Name, "flow": c.Flow, "total": c.Total, "rejected": c.Rejected,
 		"started": n.Started, "skipped": map[string]int{"opted_out": n.OptedOut, "busy": n.Busy, "limit": n.Limit},
 		"sent": n.Sent, "delivered": n.Delivered, "read": n.Read, "failed": n.Failed, "cost": n.Cost,
-		"created_at": c.CreatedAt, "finished_at": s.cfg.Now(),
+		"created_at": c.CreatedAt, "finished_at": at,
 	}})
 	err := s.store.PutEvents(ctx, []store.OutEvent{{ID: e.ID, Key: "campaign:" + c.ID, Order: "0", Type: e.Type, At: e.At, Body: e.Body, NextAt: e.At}})
 	if err != nil {
-		s.log.Error("events: queueing campaign.finished", "campaign", c.ID, "err", err)
-		return
+		return fmt.Errorf("events: queueing campaign.finished of %s: %w", c.ID, err)
 	}
 	s.wakeEvents()
+	if err := s.store.UpdateCampaign(ctx, c.ID, nil, store.CampaignUpdate{Announced: true}); err != nil {
+		return fmt.Errorf("recording that campaign %s's end is announced: %w", c.ID, err)
+	}
+	return nil
 }
 
 // deliverEvents is the deliverer's loop.

@@ -184,6 +184,9 @@ type Server struct {
 	runner *campaignRunner
 	// eventsWake wakes the events' deliverer.
 	eventsWake chan struct{}
+	// drainedV is the versions of records whose events and tallies this
+	// process drained.
+	drainedV drained
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud

@@ -93,7 +93,10 @@ func (s *Server) work(ctx context.Context, contact string) {
 		s.markRead(ctx, conversation.ToMarkRead(items))
 		progressed, err := s.round(ctx, contact, items)
 		if err != nil {
-			log.Error("working; the updates stay queued", "err", err)
+			log.Error("working; the updates stay queued, and are tried again shortly", "err", err)
+			if ctx.Err() == nil {
+				s.later(s.cfg.RetryLater, contact)
+			}
 			return
 		}
 		// More updates that came meanwhile were notified, and the
@@ -146,14 +149,12 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 		if err != nil {
 			return false, fmt.Errorf("loading contact %s: %w", contact, err)
 		}
-		// Events a written record still holds are queued (again: the
-		// queue drops an id it has), and leave the record with this write.
-		carried := false
-		if len(st.EventsOut) > 0 {
-			if err := s.queueEvents(ctx, contact, st.EventsOut); err != nil {
-				return false, fmt.Errorf("queueing the events of contact %s: %w", contact, err)
-			}
-			st.EventsOut, carried = nil, true
+		// Events and tallies a written record still holds are drained
+		// (again, unless this process did: the store takes each once), and
+		// leave the record with this write.
+		carried, err := s.carry(ctx, st)
+		if err != nil {
+			return false, err
 		}
 		if st.MovedTo != "" && len(items) > 0 {
 			if err := s.forward(ctx, contact, st.MovedTo, items); err != nil {
@@ -180,7 +181,6 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 			// A store may keep what it was given (the memory store
 			// does): go on with a copy.
 			st = st.Clone()
-			s.runner.tally.add(applied.Tally)
 			for _, key := range applied.Commands {
 				s.waiters.applied(key, st)
 			}
@@ -194,17 +194,14 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 	// not depend on each other (the state has the updates' ids, so one
 	// seen again is skipped).
 	acked := make(chan error, 1)
-	if len(items) > 0 || len(st.EventsOut) > 0 {
+	if len(items) > 0 || len(st.EventsOut) > 0 || len(st.Tallies) > 0 {
 		keys := make([]string, len(items))
 		for i, it := range items {
 			keys[i] = it.Key
 		}
-		evs := st.EventsOut
+		written := st.Clone()
 		go func() {
-			if err := s.queueEvents(ctx, contact, evs); err != nil {
-				// They stay in the record, and go with its next write.
-				s.log.Error("events: queueing; they are queued with the contact's next update", "contact", contact, "err", err)
-			}
+			s.drainWritten(ctx, written)
 			if len(keys) == 0 {
 				acked <- nil
 				return
@@ -249,7 +246,9 @@ func (s *Server) adopt(ctx context.Context, contact string, items []conversation
 		}
 		st := old.Clone()
 		st.Contact.ID, st.Contact.WaID = contact, contact
-		st.Outbox, st.Version = nil, 0
+		// Its unsent messages, events and tallies stay with the old key,
+		// which sends and drains them.
+		st.Outbox, st.EventsOut, st.Tallies, st.Version = nil, nil, nil, 0
 		st.MovedTo = m.UserID
 		s.log.Info("a contact known by their business-scoped id continues under their wa_id", "from", m.UserID, "to", contact)
 		return st
@@ -305,6 +304,9 @@ func (s *Server) update(ctx context.Context, contact string, f func(*conversatio
 		if err != nil {
 			return nil, fmt.Errorf("loading contact %s: %w", contact, err)
 		}
+		if _, err := s.carry(ctx, st); err != nil {
+			return nil, err
+		}
 		if err := f(st); err != nil {
 			return nil, err
 		}
@@ -312,6 +314,7 @@ func (s *Server) update(ctx context.Context, contact string, f func(*conversatio
 		err = s.store.Save(ctx, st)
 		if err == nil {
 			view.Version = st.Version
+			s.drainWritten(ctx, view)
 			return view, nil
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= 20 {
@@ -480,7 +483,7 @@ func (s *Server) record(ctx context.Context, contact string, st *conversation.Re
 	}
 	err := s.store.Save(ctx, st)
 	if err == nil {
-		s.tallySends(results)
+		s.drainWritten(ctx, st)
 		return st.Clone(), nil
 	}
 	if !errors.Is(err, store.ErrConflict) {
@@ -500,19 +503,7 @@ func (s *Server) record(ctx context.Context, contact string, st *conversation.Re
 		}
 		return nil
 	})
-	if err == nil {
-		s.tallySends(results)
-	}
 	return written, err
-}
-
-// tallySends adds the written send results to their campaigns' counts.
-func (s *Server) tallySends(results []conversation.SendResult) {
-	for _, r := range results {
-		if id, d := conversation.SendTally(r); id != "" {
-			s.runner.tally.add(conversation.Tally{id: d})
-		}
-	}
 }
 
 func errorCode(err error) int {

@@ -34,8 +34,9 @@ type AudienceContact struct {
 
 // Campaign is one flow started for an audience, paced (INTERFACES.md
 // version 2, section 4). What changes while it runs is kept apart: the
-// batches handed out (CampaignBatch) and the counts (conversation.CampaignCounts), so
-// that no write contends with another on one document.
+// batches handed out (CampaignBatch) and the counts (drained from the
+// contacts' records, conversation.TallyOut), so that no write contends
+// with another on one document.
 type Campaign struct {
 	ID   string `json:"id" bson:"_id"`
 	Name string `json:"name" bson:"name"`
@@ -64,6 +65,8 @@ type Campaign struct {
 	HandedOut  time.Time `json:"handed_out_at,omitzero" bson:"handed_out,omitempty"`
 	CreatedAt  time.Time `json:"created_at" bson:"created_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero" bson:"finished_at,omitempty"`
+	// Announced: its campaign.finished is queued.
+	Announced bool `json:"-" bson:"announced,omitempty"`
 }
 
 // RejectedRow is a row of an audience that was refused: its number (the
@@ -107,6 +110,7 @@ type CampaignUpdate struct {
 	SlowedAt   time.Time
 	HandedOut  time.Time
 	FinishedAt time.Time
+	Announced  bool
 }
 
 // ErrWrongState: the campaign is not in a state the change applies to.
@@ -146,9 +150,17 @@ type Campaigns interface {
 	OpenBatches(ctx context.Context, campaign string) ([]CampaignBatch, error)
 	// UpdateBatch records a batch's new holder, or that it is done.
 	UpdateBatch(ctx context.Context, b CampaignBatch) error
-	// AddCounts adds to the counts an instance keeps for a campaign: one
-	// writer per document, so that no count is lost to a race.
-	AddCounts(ctx context.Context, campaign, instance string, d conversation.CampaignCounts) error
-	// Counts sums every instance's counts.
+	// DrainTallies adds a contact's committed tallies to their campaigns'
+	// counts, each under the key (campaign, contact, version) at most
+	// once: a key drained before is skipped, so that a tally drained again
+	// after a crash or a retry counts once.
+	DrainTallies(ctx context.Context, contact string, tallies []conversation.TallyOut) error
+	// Counts sums the campaign's drained tallies.
 	Counts(ctx context.Context, campaign string) (conversation.CampaignCounts, error)
+}
+
+// TallyKey is the key a tally is drained under: the campaign, the
+// contact and the version of the contact's record that made it.
+func TallyKey(campaign, contact string, version int64) string {
+	return fmt.Sprintf("%s/%s#%d", campaign, contact, version)
 }

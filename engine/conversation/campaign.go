@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"time"
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
@@ -21,20 +22,43 @@ const (
 	codeMarketingStopped = 131050
 )
 
-// Tally is what applying updates did to campaigns, by campaign id: the
-// host adds it to the campaigns' counts once the record is committed.
-type Tally map[string]CampaignCounts
+// TallyOut is what one version of the record did to campaigns: committed
+// with the record that made it, then drained by the host into the
+// campaigns' counts under the key (campaign, contact, Version), which a
+// store takes once, so that neither a crash nor a retry loses or doubles
+// a count. It leaves the record with the record's next write.
+type TallyOut struct {
+	// Version is the record's version that made it.
+	Version int64 `json:"version" bson:"version"`
+	// At is when it was made.
+	At        time.Time       `json:"at" bson:"at"`
+	Campaigns []CampaignTally `json:"campaigns" bson:"campaigns"`
+}
 
-func (t *Tally) add(campaign string, d CampaignCounts) {
-	if campaign == "" {
+// CampaignTally is what a version did to one campaign's counts.
+type CampaignTally struct {
+	Campaign       string `json:"campaign" bson:"campaign"`
+	CampaignCounts `bson:",inline"`
+}
+
+// tally adds to a campaign's counts in the tally of the version this
+// record's next write makes.
+func (s *Record) tally(campaign string, d CampaignCounts, now time.Time) {
+	if campaign == "" || d == (CampaignCounts{}) {
 		return
 	}
-	if *t == nil {
-		*t = Tally{}
+	v := s.Version + 1
+	if n := len(s.Tallies); n == 0 || s.Tallies[n-1].Version != v {
+		s.Tallies = append(s.Tallies, TallyOut{Version: v, At: now})
 	}
-	c := (*t)[campaign]
-	c.Add(d)
-	(*t)[campaign] = c
+	t := &s.Tallies[len(s.Tallies)-1]
+	for i := range t.Campaigns {
+		if t.Campaigns[i].Campaign == campaign {
+			t.Campaigns[i].Add(d)
+			return
+		}
+	}
+	t.Campaigns = append(t.Campaigns, CampaignTally{Campaign: campaign, CampaignCounts: d})
 }
 
 // failure counts a campaign message WhatsApp did not deliver.
@@ -48,16 +72,15 @@ func failure(code int) CampaignCounts {
 	return CampaignCounts{Failed: 1}
 }
 
-// SendTally is what a send's result adds to its campaign's counts: a
-// message WhatsApp accepted is sent, with its cost; one refused failed.
-// campaign is "" for a message of no campaign.
-func SendTally(r SendResult) (campaign string, d CampaignCounts) {
-	o := r.Outbound
-	if o.Campaign == "" {
-		return "", d
-	}
-	if r.Class != Sent {
-		return o.Campaign, failure(r.Code)
+// sendTally is what a message leaving the outbox adds to its campaign's
+// counts: one WhatsApp accepted is sent, with its cost; one refused (or
+// never attempted) failed, by its code.
+func sendTally(o engine.Outbound, sent bool, code int) CampaignCounts {
+	d := CampaignCounts{Outbox: -1}
+	if !sent {
+		f := failure(code)
+		f.Outbox = -1
+		return f
 	}
 	d.Sent = 1
 	switch o.Category {
@@ -70,7 +93,7 @@ func SendTally(r SendResult) (campaign string, d CampaignCounts) {
 	default:
 		d.Cost.Service = o.Cost
 	}
-	return o.Campaign, d
+	return d
 }
 
 // statusTally is what a delivery status adds to its campaign's counts:
@@ -100,7 +123,7 @@ func statusTally(from, to string, code int) CampaignCounts {
 // opted out (of marketing messages, for a campaign whose first template
 // is a marketing one), in a handoff, or in the middle of a flow; else the
 // flow starts, and its messages are the campaign's.
-func (k *Keeper) startCampaign(ctx context.Context, st *Record, cmd *Command, tally *Tally) (skipped string, err error) {
+func (k *Keeper) startCampaign(ctx context.Context, st *Record, cmd *Command) (skipped string, err error) {
 	switch {
 	case st.Contact.OptedOut:
 		skipped = SkippedOptedOut
@@ -125,15 +148,15 @@ func (k *Keeper) startCampaign(ctx context.Context, st *Record, cmd *Command, ta
 				trial.Outbox[i].Campaign = cmd.Campaign
 			}
 			*st = *trial
-			tally.add(cmd.Campaign, CampaignCounts{Started: 1})
+			st.tally(cmd.Campaign, CampaignCounts{Started: 1, Outbox: len(st.Outbox) - before}, k.Now())
 			return "", nil
 		}
 	}
 	switch skipped {
 	case SkippedOptedOut:
-		tally.add(cmd.Campaign, CampaignCounts{OptedOut: 1})
+		st.tally(cmd.Campaign, CampaignCounts{OptedOut: 1}, k.Now())
 	case SkippedBusy:
-		tally.add(cmd.Campaign, CampaignCounts{Busy: 1})
+		st.tally(cmd.Campaign, CampaignCounts{Busy: 1}, k.Now())
 	}
 	return skipped, nil
 }

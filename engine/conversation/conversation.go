@@ -66,8 +66,6 @@ type Result struct {
 	Changed bool
 	// Commands are the keys of the commands applied.
 	Commands []string
-	// Tally is what the updates did to campaigns.
-	Tally Tally
 }
 
 // Apply applies a contact's queued updates, in order, each once: inbound
@@ -102,13 +100,13 @@ func (k *Keeper) Apply(ctx context.Context, st *Record, items []Item, isNew bool
 				err = errors.New("a status update without its status")
 				break
 			}
-			err = k.applyStatus(ctx, st, it.Status, &res.Tally)
+			err = k.ApplyStatus(ctx, st, it.Status)
 		case ItemCommand:
 			if it.Command == nil {
 				err = errors.New("a command update without its command")
 				break
 			}
-			k.applyCommand(ctx, st, it.Key, it.Command, &res.Tally)
+			k.applyCommand(ctx, st, it.Key, it.Command)
 			res.Commands = append(res.Commands, it.Key)
 		default:
 			err = fmt.Errorf("unknown update kind %q", it.Kind)
@@ -183,13 +181,13 @@ const (
 
 // applyCommand applies a command (a flow start, a release) and keeps its
 // outcome in the record. A refusal changes nothing else.
-func (k *Keeper) applyCommand(ctx context.Context, st *Record, key string, cmd *Command, tally *Tally) {
+func (k *Keeper) applyCommand(ctx context.Context, st *Record, key string, cmd *Command) {
 	var err error
 	skipped := ""
 	switch cmd.Kind {
 	case CommandStart:
 		if cmd.Campaign != "" {
-			skipped, err = k.startCampaign(ctx, st, cmd, tally)
+			skipped, err = k.startCampaign(ctx, st, cmd)
 			break
 		}
 		_, err = k.start(ctx, st, cmd)

@@ -56,12 +56,14 @@ func messageView(m *engine.Inbound) *MessageView {
 	return v
 }
 
-// NewEventOut makes an event out: its id, its type and time, and the
-// fields of its kind, as the JSON body posted.
-func NewEventOut(typ string, at time.Time, contact *ContactView, number string, fields map[string]any) EventOut {
-	var b [10]byte
-	rand.Read(b[:])
-	id := "evt_" + hex.EncodeToString(b[:])
+// NewEventOut makes an event out: its id (a random one for ""), its type
+// and time, and the fields of its kind, as the JSON body posted.
+func NewEventOut(id, typ string, at time.Time, contact *ContactView, number string, fields map[string]any) EventOut {
+	if id == "" {
+		var b [10]byte
+		rand.Read(b[:])
+		id = "evt_" + hex.EncodeToString(b[:])
+	}
 	body := map[string]any{"id": id, "type": typ, "at": at.UTC(), "contact": contact}
 	if number != "" {
 		body["number"] = number
@@ -82,7 +84,7 @@ func (k *Keeper) emit(st *Record, typ string, fields map[string]any) {
 	if !k.Events {
 		return
 	}
-	e := NewEventOut(typ, k.Now(), contactView(st.Contact), k.Number, fields)
+	e := NewEventOut("", typ, k.Now(), contactView(st.Contact), k.Number, fields)
 	e.Order = fmt.Sprintf("%020d.%04d", st.Version, len(st.EventsOut))
 	st.EventsOut = append(st.EventsOut, e)
 }

@@ -104,6 +104,10 @@ type CampaignCounts struct {
 	Read      int        `json:"read" bson:"read"`
 	Failed    int        `json:"failed" bson:"failed"`
 	Cost      CostCounts `json:"cost" bson:"cost"`
+	// Outbox is the campaign's messages committed and not yet handed to
+	// WhatsApp (a start adds its messages, each leaving takes one off):
+	// a campaign is done when every contact is counted and this is 0.
+	Outbox int `json:"outbox" bson:"outbox"`
 }
 
 // CostCounts is a campaign's cost by category.
@@ -124,6 +128,7 @@ func (c *CampaignCounts) Add(d CampaignCounts) {
 	c.Delivered += d.Delivered
 	c.Read += d.Read
 	c.Failed += d.Failed
+	c.Outbox += d.Outbox
 	c.Cost.Marketing += d.Cost.Marketing
 	c.Cost.Utility += d.Cost.Utility
 	c.Cost.Authentication += d.Cost.Authentication

@@ -49,6 +49,11 @@ type Host struct {
 	// with this version of the record: committed with it, then queued
 	// for delivery (again, harmlessly, after a crash).
 	EventsOut []EventOut `json:"events_out,omitempty" bson:"events_out,omitempty"`
+	// Tallies are what versions of the record did to campaigns' counts:
+	// committed with the record, then drained into the counts under an
+	// idempotent key (again, harmlessly, after a crash) until the
+	// record's next write.
+	Tallies []TallyOut `json:"tallies,omitempty" bson:"tallies,omitempty"`
 	// Version is the store's compare-and-swap counter.
 	Version int64 `json:"version" bson:"version"`
 	// LoadedAt is when a store loaded this record (not stored).
@@ -69,6 +74,14 @@ func (r *Record) Clone() *Record {
 	c.Processed = engine.CloneSlice(r.Processed)
 	c.Outcomes = engine.CloneSlice(r.Outcomes)
 	c.EventsOut = engine.CloneSlice(r.EventsOut)
+	c.Tallies = make([]TallyOut, len(r.Tallies))
+	for i, t := range r.Tallies {
+		t.Campaigns = engine.CloneSlice(t.Campaigns)
+		c.Tallies[i] = t
+	}
+	if r.Tallies == nil {
+		c.Tallies = nil
+	}
 	return c
 }
 
@@ -185,19 +198,35 @@ func appendBounded[T any](list, add []T, limit int) []T {
 	return list
 }
 
+// DrainAfter is how long after a write the events and tallies it
+// committed count as work for whoever finds the record (a sweep): the
+// writer drains them at once, and the next write takes them out of the
+// record; a crash in between leaves them to be drained again, which the
+// stores take once.
+const DrainAfter = time.Minute
+
 // NextWork is when the contact next needs a worker: its next timer's due
-// time, or while committed messages wait in the outbox, when their
-// sender's claim expires (now, the zero time, for unclaimed ones: the
-// sender that claimed them sends them itself). Stores index it, so that
-// work left by a crash is found again.
+// time; while committed messages wait in the outbox, when their sender's
+// claim expires (now, the zero time, for unclaimed ones: the sender that
+// claimed them sends them itself); while events or tallies wait in the
+// record, DrainAfter after they were made. Stores index it, so that work
+// left by a crash is found again.
 func (s *Record) NextWork() (time.Time, bool) {
-	t, ok := s.NextTimer()
-	if len(s.Outbox) == 0 {
-		return t.Due, ok
+	at, ok := s.NextTimer()
+	next, has := at.Due, ok
+	earlier := func(t time.Time) {
+		if !has || t.Before(next) {
+			next, has = t, true
+		}
 	}
-	claim := s.Outbox[0].ClaimUntil
-	if ok && t.Due.Before(claim) {
-		return t.Due, true
+	if len(s.Outbox) > 0 {
+		earlier(s.Outbox[0].ClaimUntil)
 	}
-	return claim, true
+	if len(s.EventsOut) > 0 {
+		earlier(s.EventsOut[0].At.Add(DrainAfter))
+	}
+	if len(s.Tallies) > 0 {
+		earlier(s.Tallies[0].At.Add(DrainAfter))
+	}
+	return next, has
 }

@@ -39,10 +39,6 @@ var statusRank = map[string]int{"queued": 0, "sent": 1, "delivered": 2, "read": 
 // free-form message that failed because the window is closed takes the
 // path a refused send takes.
 func (k *Keeper) ApplyStatus(ctx context.Context, st *Record, su *StatusUpdate) error {
-	return k.applyStatus(ctx, st, su, new(Tally))
-}
-
-func (k *Keeper) applyStatus(ctx context.Context, st *Record, su *StatusUpdate, tally *Tally) error {
 	idx := -1
 	for i := range st.Recent {
 		d := &st.Recent[i]
@@ -55,9 +51,7 @@ func (k *Keeper) applyStatus(ctx context.Context, st *Record, su *StatusUpdate, 
 		return nil
 	}
 	d := &st.Recent[idx]
-	if d.Campaign != "" {
-		tally.add(d.Campaign, statusTally(d.Status, su.Status, su.ErrorCode))
-	}
+	st.tally(d.Campaign, statusTally(d.Status, su.Status, su.ErrorCode), k.Now())
 	if statusRank[su.Status] >= statusRank[d.Status] {
 		d.Status, d.StatusAt = su.Status, su.Timestamp
 	}
@@ -100,22 +94,21 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *Record, r SendResult) 
 	}
 	st.Outbox = append(st.Outbox[:idx:idx], st.Outbox[idx+1:]...)
 	o := r.Outbound
-	d := Delivery{ID: o.ID, WAMID: r.WAMID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch, At: k.Now(), Status: "sent", Campaign: o.Campaign, From: From(o)}
 	if r.Class == Sent {
 		if k.Observer != nil {
 			k.Observer.Sent(o)
 		}
-		st.AddRecent(d)
+		k.left(st, o, true, r.WAMID, 0, "")
 		return nil
 	}
 	if k.Observer != nil {
 		k.Observer.SendFailed(r.Code)
 	}
-	d.Status, d.ErrorCode = "failed", r.Code
+	why := ""
 	if r.Err != nil {
-		d.Error = r.Err.Error()
+		why = r.Err.Error()
 	}
-	st.AddRecent(d)
+	k.left(st, o, false, "", r.Code, why)
 	refused := engine.SendRefused{Header: k.header(&o), MessageID: o.ID, Code: r.Code}
 	if r.Err != nil {
 		refused.Err = r.Err.Error()
@@ -134,8 +127,7 @@ func (k *Keeper) windowClosed(ctx context.Context, st *Record, o engine.Outbound
 	kept := st.Outbox[:0:0]
 	for _, q := range st.Outbox {
 		if q.Via == engine.ViaSession {
-			st.AddRecent(Delivery{ID: q.ID, Via: q.Via, Summary: Summary(q), Flow: q.Flow, Step: q.Step, Batch: q.Batch,
-				At: k.Now(), Status: "failed", From: From(q), ErrorCode: code, Error: "not sent: the window is closed"})
+			k.left(st, q, false, "", code, "not sent: the window is closed")
 			continue
 		}
 		kept = append(kept, q)
@@ -160,14 +152,27 @@ func (k *Keeper) Next(ctx context.Context, st *Record) (o engine.Outbound, ok bo
 			return o, true, nil
 		}
 		st.Outbox = st.Outbox[1:]
-		st.AddRecent(Delivery{ID: o.ID, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
-			At: k.Now(), Status: "failed", From: From(o), Error: "not sent: the window closed before it could go out"})
+		k.left(st, o, false, "", 0, "not sent: the window closed before it could go out")
 		k.event(st, engine.Undeliverable{Header: k.header(&o), Reason: fmt.Sprintf("message %s was not sent: the window closed before it could go out", o.ID)})
 		if err := k.windowClosed(ctx, st, o, 0); err != nil {
 			return engine.Outbound{}, false, err
 		}
 	}
 	return engine.Outbound{}, false, nil
+}
+
+// left records a message that left the outbox (taken off it already):
+// sent, with WhatsApp's id, or failed with a code and why (a refusal, or
+// never attempted). It is the one construction of a delivery, and what it
+// adds to its campaign's counts.
+func (k *Keeper) left(st *Record, o engine.Outbound, sent bool, wamid string, code int, why string) {
+	d := Delivery{ID: o.ID, WAMID: wamid, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
+		At: k.Now(), Status: "sent", Campaign: o.Campaign, From: From(o)}
+	if !sent {
+		d.Status, d.ErrorCode, d.Error = "failed", code, why
+	}
+	st.AddRecent(d)
+	st.tally(o.Campaign, sendTally(o, sent, code), k.Now())
 }
 
 // Claimed reports whether a sender's claim on o still holds at now.

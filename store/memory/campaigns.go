@@ -15,7 +15,13 @@ type campaigns struct {
 	byID     map[string]*store.Campaign
 	audience map[string]map[int][]store.AudienceContact
 	batches  map[string]map[int]store.CampaignBatch
-	counts   map[string]map[string]conversation.CampaignCounts // campaign, instance
+	counts   map[string]*ledger
+}
+
+// ledger is a campaign's counts and the keys of the tallies in them.
+type ledger struct {
+	sum  conversation.CampaignCounts
+	seen map[string]bool
 }
 
 func (c *campaigns) init() {
@@ -23,7 +29,7 @@ func (c *campaigns) init() {
 		c.byID = map[string]*store.Campaign{}
 		c.audience = map[string]map[int][]store.AudienceContact{}
 		c.batches = map[string]map[int]store.CampaignBatch{}
-		c.counts = map[string]map[string]conversation.CampaignCounts{}
+		c.counts = map[string]*ledger{}
 	}
 }
 
@@ -141,6 +147,9 @@ func (s *Store) UpdateCampaign(_ context.Context, id string, from []store.Campai
 	if !u.FinishedAt.IsZero() {
 		c.FinishedAt = u.FinishedAt
 	}
+	if u.Announced {
+		c.Announced = true
+	}
 	return nil
 }
 
@@ -216,19 +225,26 @@ func (s *Store) UpdateBatch(_ context.Context, b store.CampaignBatch) error {
 	return nil
 }
 
-// AddCounts implements store.Campaigns.
-func (s *Store) AddCounts(_ context.Context, id, instance string, d conversation.CampaignCounts) error {
+// DrainTallies implements store.Campaigns.
+func (s *Store) DrainTallies(_ context.Context, contact string, tallies []conversation.TallyOut) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.camps.init()
-	m := s.camps.counts[id]
-	if m == nil {
-		m = map[string]conversation.CampaignCounts{}
-		s.camps.counts[id] = m
+	for _, t := range tallies {
+		for _, c := range t.Campaigns {
+			l := s.camps.counts[c.Campaign]
+			if l == nil {
+				l = &ledger{seen: map[string]bool{}}
+				s.camps.counts[c.Campaign] = l
+			}
+			key := store.TallyKey(c.Campaign, contact, t.Version)
+			if l.seen[key] {
+				continue
+			}
+			l.seen[key] = true
+			l.sum.Add(c.CampaignCounts)
+		}
 	}
-	c := m[instance]
-	c.Add(d)
-	m[instance] = c
 	return nil
 }
 
@@ -236,9 +252,8 @@ func (s *Store) AddCounts(_ context.Context, id, instance string, d conversation
 func (s *Store) Counts(_ context.Context, id string) (conversation.CampaignCounts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var sum conversation.CampaignCounts
-	for _, c := range s.camps.counts[id] {
-		sum.Add(c)
+	if l := s.camps.counts[id]; l != nil {
+		return l.sum, nil
 	}
-	return sum, nil
+	return conversation.CampaignCounts{}, nil
 }

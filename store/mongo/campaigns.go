@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
 	"github.com/flowbot/flowbot/engine/conversation"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -18,7 +20,8 @@ import (
 // document, so that no document nears MongoDB's 16 MB), campaign_batches
 // (the batches handed out: claimed by inserting them, which every
 // MongoDB-compatible server makes atomic) and campaign_counts (one
-// document per campaign and instance, written by that instance alone).
+// document per tally drained from a contact's record, keyed by campaign,
+// contact and record version: inserted once, summed on reading).
 
 type audienceDoc struct {
 	ID       string                  `bson:"_id"`
@@ -30,13 +33,6 @@ type audienceDoc struct {
 type batchDoc struct {
 	ID                  string `bson:"_id"`
 	store.CampaignBatch `bson:",inline"`
-}
-
-type countsDoc struct {
-	ID                          string `bson:"_id"`
-	Campaign                    string `bson:"campaign"`
-	Instance                    string `bson:"instance"`
-	conversation.CampaignCounts `bson:",inline"`
 }
 
 func batchID(campaign string, n int) string { return fmt.Sprintf("%s/%09d", campaign, n) }
@@ -139,6 +135,9 @@ func (s *Store) UpdateCampaign(ctx context.Context, id string, from []store.Camp
 	if !u.FinishedAt.IsZero() {
 		set = append(set, bson.E{Key: "finished_at", Value: u.FinishedAt})
 	}
+	if u.Announced {
+		set = append(set, bson.E{Key: "announced", Value: true})
+	}
 	filter := bson.D{{Key: "_id", Value: id}}
 	if len(from) > 0 {
 		filter = append(filter, bson.E{Key: "state", Value: bson.D{{Key: "$in", Value: from}}})
@@ -232,57 +231,86 @@ func (s *Store) UpdateBatch(ctx context.Context, b store.CampaignBatch) error {
 	return nil
 }
 
-// AddCounts implements store.Campaigns: an $inc on the instance's own
-// document.
-func (s *Store) AddCounts(ctx context.Context, id, instance string, d conversation.CampaignCounts) error {
-	inc := bson.D{}
-	add := func(k string, v float64) {
-		if v != 0 {
-			inc = append(inc, bson.E{Key: k, Value: v})
+// tallyDoc is one drained tally of one campaign: its id is the tally's
+// key (store.TallyKey), so that draining it again is a duplicate insert,
+// which every MongoDB-compatible server refuses atomically.
+type tallyDoc struct {
+	ID       string                   `bson:"_id"`
+	Campaign string                   `bson:"campaign"`
+	At       time.Time                `bson:"at"`
+	Started  int                      `bson:"started,omitempty"`
+	OptedOut int                      `bson:"opted_out,omitempty"`
+	Busy     int                      `bson:"busy,omitempty"`
+	Limit    int                      `bson:"limit,omitempty"`
+	Sent     int                      `bson:"sent,omitempty"`
+	Deliv    int                      `bson:"delivered,omitempty"`
+	Read     int                      `bson:"read,omitempty"`
+	Failed   int                      `bson:"failed,omitempty"`
+	Outbox   int                      `bson:"outbox,omitempty"`
+	Cost     *conversation.CostCounts `bson:"cost,omitempty"`
+}
+
+// DrainTallies implements store.Campaigns: one insert per campaign and
+// version, a duplicate (drained before) skipped.
+func (s *Store) DrainTallies(ctx context.Context, contact string, tallies []conversation.TallyOut) error {
+	var docs []any
+	for _, t := range tallies {
+		for _, c := range t.Campaigns {
+			n := c.CampaignCounts
+			d := tallyDoc{ID: store.TallyKey(c.Campaign, contact, t.Version), Campaign: c.Campaign, At: t.At,
+				Started: n.Started, OptedOut: n.OptedOut, Busy: n.Busy, Limit: n.Limit, Sent: n.Sent, Deliv: n.Delivered,
+				Read: n.Read, Failed: n.Failed, Outbox: n.Outbox}
+			if n.Cost != (conversation.CostCounts{}) {
+				d.Cost = &n.Cost
+			}
+			docs = append(docs, d)
 		}
 	}
-	addInt := func(k string, v int) {
-		if v != 0 {
-			inc = append(inc, bson.E{Key: k, Value: int64(v)})
-		}
-	}
-	addInt("started", d.Started)
-	addInt("opted_out", d.OptedOut)
-	addInt("busy", d.Busy)
-	addInt("limit", d.Limit)
-	addInt("sent", d.Sent)
-	addInt("delivered", d.Delivered)
-	addInt("read", d.Read)
-	addInt("failed", d.Failed)
-	add("cost.marketing", d.Cost.Marketing)
-	add("cost.utility", d.Cost.Utility)
-	add("cost.authentication", d.Cost.Authentication)
-	add("cost.service", d.Cost.Service)
-	if len(inc) == 0 {
+	if len(docs) == 0 {
 		return nil
 	}
-	_, err := s.counts.UpdateOne(ctx, bson.D{{Key: "_id", Value: id + "/" + instance}},
-		bson.D{{Key: "$inc", Value: inc}, {Key: "$set", Value: bson.D{{Key: "campaign", Value: id}, {Key: "instance", Value: instance}}}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("mongodb: counting campaign %s: %w", id, err)
+	_, err := s.counts.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err != nil && !onlyDuplicates(err) {
+		return fmt.Errorf("mongodb: counting the tallies of contact %s: %w", contact, err)
 	}
 	return nil
 }
 
-// Counts implements store.Campaigns.
+// onlyDuplicates reports whether every write an insert refused was a
+// duplicate key.
+func onlyDuplicates(err error) bool {
+	var bw mongo.BulkWriteException
+	if errors.As(err, &bw) {
+		for _, we := range bw.WriteErrors {
+			if !mongo.IsDuplicateKeyError(we) {
+				return false
+			}
+		}
+		return bw.WriteConcernError == nil
+	}
+	return mongo.IsDuplicateKeyError(err)
+}
+
+// Counts implements store.Campaigns: the campaign's tallies summed (and
+// the per-instance counts versions before 3 wrote, which have the same
+// fields). The sum is taken here, not in a $group: FerretDB computes only
+// the first of several accumulators.
 func (s *Store) Counts(ctx context.Context, id string) (conversation.CampaignCounts, error) {
 	var sum conversation.CampaignCounts
-	cur, err := s.counts.Find(ctx, bson.D{{Key: "campaign", Value: id}})
+	cur, err := s.counts.Find(ctx, bson.D{{Key: "campaign", Value: id}}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "at", Value: 0}, {Key: "campaign", Value: 0}, {Key: "instance", Value: 0}}))
 	if err != nil {
 		return sum, fmt.Errorf("mongodb: reading campaign %s's counts: %w", id, err)
 	}
-	var docs []countsDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return sum, fmt.Errorf("mongodb: reading campaign %s's counts: %w", id, err)
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var n conversation.CampaignCounts
+		if err := cur.Decode(&n); err != nil {
+			return sum, fmt.Errorf("mongodb: reading campaign %s's counts: %w", id, err)
+		}
+		sum.Add(n)
 	}
-	for _, d := range docs {
-		sum.Add(d.CampaignCounts)
+	if err := cur.Err(); err != nil {
+		return sum, fmt.Errorf("mongodb: reading campaign %s's counts: %w", id, err)
 	}
 	return sum, nil
 }

@@ -107,26 +107,48 @@ func runCampaigns(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("batch 0: %+v, %v", b, err)
 		}
 	})
-	t.Run("campaign counts add up over instances", func(t *testing.T) {
+	t.Run("tallies drained again count once", func(t *testing.T) {
 		s := newStore(t)
+		one := conversation.CampaignCounts{Started: 1, Sent: 1, Outbox: 0, Cost: conversation.CostCounts{Marketing: 0.25}}
 		var wg sync.WaitGroup
+		// Four writers drain the same 25 contacts' tallies at once (a
+		// retry, a crash, another instance): each key counts once.
 		for i := 0; i < 4; i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for j := 0; j < 25; j++ {
-					if err := s.AddCounts(ctx, "c", fmt.Sprint("i", i), conversation.CampaignCounts{Started: 1, Sent: 1, Cost: conversation.CostCounts{Marketing: 0.25}}); err != nil {
+					tallies := []conversation.TallyOut{{Version: 3, At: at, Campaigns: []conversation.CampaignTally{{Campaign: "c", CampaignCounts: one}}}}
+					if err := s.DrainTallies(ctx, fmt.Sprint("contact", j), tallies); err != nil {
 						t.Error(err)
 					}
 				}
 			}()
 		}
 		wg.Wait()
-		s.AddCounts(ctx, "c", "i0", conversation.CampaignCounts{Busy: 2, Read: 1})
-		s.AddCounts(ctx, "other", "i0", conversation.CampaignCounts{Started: 7})
+		// A later version of one contact counts; the same version of
+		// another campaign in one tally counts for that campaign.
+		later := []conversation.TallyOut{
+			{Version: 3, At: at, Campaigns: []conversation.CampaignTally{{Campaign: "c", CampaignCounts: one}}},
+			{Version: 4, At: at, Campaigns: []conversation.CampaignTally{
+				{Campaign: "c", CampaignCounts: conversation.CampaignCounts{Busy: 2, Read: 1, Outbox: -1}},
+				{Campaign: "other", CampaignCounts: conversation.CampaignCounts{Started: 7}}}},
+		}
+		for range 2 {
+			if err := s.DrainTallies(ctx, "contact0", later); err != nil {
+				t.Fatal(err)
+			}
+		}
 		got, err := s.Counts(ctx, "c")
-		if err != nil || got.Started != 100 || got.Sent != 100 || got.Busy != 2 || got.Read != 1 || got.Cost.Marketing != 25 {
-			t.Fatalf("counts: %+v, %v", got, err)
+		want := conversation.CampaignCounts{Started: 25, Sent: 25, Busy: 2, Read: 1, Outbox: -1, Cost: conversation.CostCounts{Marketing: 6.25}}
+		if err != nil || got != want {
+			t.Fatalf("counts: %+v, %v; want %+v", got, err, want)
+		}
+		if got, err := s.Counts(ctx, "other"); err != nil || got.Started != 7 {
+			t.Fatalf("other campaign's counts: %+v, %v", got, err)
+		}
+		if got, err := s.Counts(ctx, "none"); err != nil || got != (conversation.CampaignCounts{}) {
+			t.Fatalf("an unknown campaign's counts: %+v, %v", got, err)
 		}
 	})
 }

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/flowbot/flowbot/engine/conversation"
+)
+
+// What a commit causes (events out, campaign tallies) is written in the
+// record with it, then drained: the events to the store's queue, the
+// tallies to the campaigns' counts, each under an id or key the store
+// takes once. The record keeps them until its next write, so that a crash
+// between the commit and the drain leaves them to be drained again
+// (harmlessly) by whoever loads the record next, or by a sweep
+// (conversation.DrainAfter).
+
+// drained remembers, per contact, the version of the record this process
+// wrote and drained: the contact's next write leaves that version's
+// events and tallies out without draining them again.
+type drained struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+// drainedLimit bounds what drained remembers; forgetting costs a drain
+// again, never a count.
+const drainedLimit = 100_000
+
+func (d *drained) set(contact string, version int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) >= drainedLimit {
+		d.m = map[string]int64{}
+	}
+	d.m[contact] = version
+}
+
+func (d *drained) is(contact string, version int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.m[contact]
+	return ok && v == version
+}
+
+// drainWritten drains what a written record caused; what fails stays in
+// the record and is tried again soon (and by a sweep, after a crash).
+func (s *Server) drainWritten(ctx context.Context, st *conversation.Record) {
+	if err := s.drain(ctx, st); err != nil {
+		s.log.Error("draining what a write caused; tried again shortly", "contact", st.Contact.ID, "err", err)
+		if ctx.Err() == nil {
+			s.later(s.cfg.RetryLater, st.Contact.ID)
+		}
+	}
+}
+
+// drain queues the events and drains the tallies of a written record.
+func (s *Server) drain(ctx context.Context, st *conversation.Record) error {
+	contact := st.Contact.ID
+	if len(st.EventsOut) == 0 && len(st.Tallies) == 0 {
+		return nil
+	}
+	if err := s.queueEvents(ctx, contact, st.EventsOut); err != nil {
+		return fmt.Errorf("queueing the events of contact %s: %w", contact, err)
+	}
+	if len(st.Tallies) > 0 {
+		if err := s.store.DrainTallies(ctx, contact, st.Tallies); err != nil {
+			return fmt.Errorf("counting the campaigns of contact %s: %w", contact, err)
+		}
+		for _, t := range st.Tallies {
+			for _, c := range t.Campaigns {
+				s.metrics.campaignSkips.WithLabelValues("opted_out").Add(float64(c.OptedOut))
+				s.metrics.campaignSkips.WithLabelValues("busy").Add(float64(c.Busy))
+				s.metrics.campaignSkips.WithLabelValues("limit").Add(float64(c.Limit))
+			}
+		}
+		s.changed()
+	}
+	s.drainedV.set(contact, st.Version)
+	return nil
+}
+
+// carry prepares a loaded record for its next write: the events and
+// tallies of a version this process drained leave it; those of another
+// writer (or of this one before a crash) are drained first. It reports
+// whether the record changed, and must be written.
+func (s *Server) carry(ctx context.Context, st *conversation.Record) (bool, error) {
+	if len(st.EventsOut) == 0 && len(st.Tallies) == 0 {
+		return false, nil
+	}
+	if !s.drainedV.is(st.Contact.ID, st.Version) {
+		if err := s.drain(ctx, st); err != nil {
+			return false, err
+		}
+	}
+	st.EventsOut, st.Tallies = nil, nil
+	return true, nil
+}

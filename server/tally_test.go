@@ -1,0 +1,81 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/store"
+	"github.com/flowbot/flowbot/store/memory"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+)
+
+// timingOutTallies is a store whose drains of campaign tallies time out
+// now and then: every third is refused before it is written, and every
+// third after it was written (the client never heard the answer).
+type timingOutTallies struct {
+	store.Store
+	calls, refused, lost atomic.Int64
+}
+
+var errStoreTimeout = errors.New("store: i/o timeout")
+
+func (s *timingOutTallies) DrainTallies(ctx context.Context, contact string, tallies []conversation.TallyOut) error {
+	switch s.calls.Add(1) % 3 {
+	case 1:
+		s.refused.Add(1)
+		return errStoreTimeout
+	case 2:
+		if err := s.Store.DrainTallies(ctx, contact, tallies); err != nil {
+			return err
+		}
+		s.lost.Add(1)
+		return errStoreTimeout
+	}
+	return s.Store.DrainTallies(ctx, contact, tallies)
+}
+
+// A campaign's counts are exact when the store times out while they are
+// drained: a drain refused is tried again from the record, and one that
+// landed before its answer was lost is not counted twice.
+func TestCampaignCountsExactThroughStoreTimeouts(t *testing.T) {
+	mem := memory.New()
+	st := &timingOutTallies{Store: mem}
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	clk := &clock{now: time.Now()}
+	r := newRigOn(t, "../examples/shop", st, fake, clk, wallTime)
+	r.store = mem
+	const n = 60
+	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 300, "contacts": restock("1555090", n)})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	id := created["id"].(string)
+	view := r.campaignDone(id)
+	sent := r.settled(n)
+	if num(view["started"]) != n || num(view["sent"]) != n {
+		t.Fatalf("done with started %v, sent %v; want %d each: %v", view["started"], view["sent"], n, view)
+	}
+	now := time.Now()
+	for _, s := range sent {
+		r.post(statusWebhook(s.To, r.wamidOf(s.To), "", "delivered", 0, now))
+	}
+	r.waitFor("every delivery to be counted", func() bool { return num(r.campaignView(id)["delivered"]) >= n })
+	r.waitFor("the server to be quiet", r.srv.Quiet)
+	view = r.campaignView(id)
+	if num(view["started"]) != n || num(view["sent"]) != n || num(view["delivered"]) != n || num(view["failed"]) != 0 {
+		t.Fatalf("counts after the statuses: %v", view)
+	}
+	if cost := view["cost"].(map[string]any)["marketing"].(float64); cost <= 0 {
+		t.Fatalf("no cost counted: %v", view["cost"])
+	}
+	if st.refused.Load() == 0 || st.lost.Load() == 0 {
+		t.Fatalf("the store never timed out (%d refused, %d lost): the test tests nothing", st.refused.Load(), st.lost.Load())
+	}
+}
+
+func init() { debugView = func(r *rig, id string) { r.t.Logf("view: %v", r.campaignView(id)) } }

@@ -68,6 +68,9 @@ type campaignRequest struct {
 	Rate       *int            `json:"rate"`
 	DailyLimit int             `json:"daily_limit"`
 	Contacts   json.RawMessage `json:"contacts"`
+	// Force creates the campaign even when an identical one was created
+	// within IdempotencyWindow.
+	Force bool `json:"force"`
 }
 
 // createCampaign is POST /api/campaigns: a JSON body, or a CSV audience
@@ -120,24 +123,46 @@ func (s *Server) createCampaign(c *fiber.Ctx) error {
 	if req.Name == "" {
 		req.Name = req.Flow
 	}
-	// The same request again (a client retrying without an
-	// Idempotency-Key) is answered with the campaign it made.
+	// An identical campaign (the same name, flow and audience) within
+	// IdempotencyWindow is answered with the campaign made first, unless
+	// forced: a client retrying without an Idempotency-Key, or a double
+	// click, never messages the audience twice.
 	h := sha256.New()
-	fmt.Fprintf(h, "%q %q %d %d %t\n", req.Name, req.Flow, rate, req.DailyLimit, isCSV)
+	fmt.Fprintf(h, "%q %q %t\n", req.Name, req.Flow, isCSV)
 	if isCSV {
 		h.Write(body)
 	} else {
 		h.Write(req.Contacts)
 	}
 	fp := hex.EncodeToString(h.Sum(nil))
-	if prior, err := s.store.FindCampaign(ctx, fp); err == nil {
-		return c.Status(fiber.StatusOK).JSON(createdView(prior))
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
+	// The campaign's identity is reserved before anything is stored: of
+	// identical requests at once, on any instances, one creates it and the
+	// others answer with it.
+	if req.Force || c.QueryBool("force") {
+		fp = "forced:" + newCampaignID()
 	}
+	key, reservedAt := "campaign:"+fp, s.cfg.Now()
+	prior, err := s.reserveCampaign(ctx, key, fp, reservedAt)
+	switch {
+	case errors.Is(err, store.ErrInProgress):
+		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": "an identical campaign is being created by another request; ask again in a moment to get it"})
+	case err != nil:
+		return err
+	case prior != nil:
+		v := createdView(prior)
+		v["duplicate_of"] = prior.ID
+		return c.Status(fiber.StatusOK).JSON(v)
+	}
+	created := false
+	defer func() {
+		if !created {
+			if err := s.store.Forget(context.WithoutCancel(ctx), key, reservedAt); err != nil {
+				s.log.Error("campaign: giving up the reservation of a campaign not created; an identical one is refused for a minute", "err", err)
+			}
+		}
+	}()
 
 	var rd *campaign.Reader
-	var err error
 	if isCSV {
 		rd, err = campaign.NewCSV(bytes.NewReader(body), f)
 	} else {
@@ -198,9 +223,34 @@ func (s *Server) createCampaign(c *fiber.Ctx) error {
 	if err := s.store.CreateCampaign(ctx, cp); err != nil {
 		return err
 	}
+	created = true
+	if err := s.store.Answer(ctx, key, reservedAt, store.Answer{Status: fiber.StatusCreated, Body: []byte(cp.ID)}); err != nil {
+		s.log.Error("campaign: recording its reservation; an identical one may be created after a minute", "campaign", cp.ID, "err", err)
+	}
 	s.log.Info("campaign created", "campaign", id, "name", cp.Name, "flow", cp.Flow, "contacts", cp.Total, "rejected", cp.Rejected, "rate", cp.Rate, "daily_limit", cp.DailyLimit)
 	s.runner.wake()
 	return c.Status(fiber.StatusCreated).JSON(createdView(&cp))
+}
+
+// reserveCampaign reserves a campaign's identity (store.Idempotency,
+// for IdempotencyWindow): nil when this request is to create it; the
+// campaign an identical request created; ErrInProgress when one is
+// still creating it after CommandWait.
+func (s *Server) reserveCampaign(ctx context.Context, key, fp string, reservedAt time.Time) (*store.Campaign, error) {
+	deadline := s.cfg.Now().Add(s.cfg.CommandWait)
+	for {
+		prior, err := s.store.Reserve(ctx, key, fp, reservedAt)
+		if errors.Is(err, store.ErrInProgress) && s.cfg.Now().Before(deadline) {
+			if !s.wait(ctx, 50*time.Millisecond) {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		if err != nil || prior == nil {
+			return nil, err
+		}
+		return s.store.Campaign(ctx, string(prior.Body))
+	}
 }
 
 func createdView(c *store.Campaign) fiber.Map {
@@ -233,6 +283,7 @@ func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map
 		"started": n.Started,
 		"skipped": fiber.Map{"opted_out": n.OptedOut, "busy": n.Busy, "limit": n.Limit},
 		"pending": max(0, c.Total-n.Started-n.Skipped()),
+		"unsent":  max(0, n.Outbox),
 		"sent":    n.Sent, "delivered": n.Delivered, "read": n.Read, "failed": n.Failed,
 		"cost": fiber.Map{"marketing": cost.Marketing, "utility": cost.Utility, "authentication": cost.Authentication, "service": cost.Service,
 			"total": cost.Marketing + cost.Utility + cost.Authentication + cost.Service, "currency": s.Engine().Bot().Settings.Pricing.Currency},

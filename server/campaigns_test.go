@@ -433,3 +433,84 @@ func TestCampaignBodyLimit(t *testing.T) {
 		}
 	}
 }
+
+// Identical campaigns posted at once, on two instances, make one
+// campaign: one answer is 201, the others 200 with "duplicate_of", and
+// every contact is messaged once. "force" makes another on purpose.
+func TestIdenticalCampaignsAtOnceMakeOne(t *testing.T) {
+	st := memory.New()
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	clk := &clock{now: time.Now()}
+	a := newRigOn(t, "../examples/shop", st, fake, clk, wallTime)
+	b := newRigOn(t, "../examples/shop", st, fake, clk, wallTime)
+	a.store = st
+	const n = 40
+	body := map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 400, "contacts": restock("1555070", n)}
+	type answer struct {
+		code int
+		view map[string]any
+	}
+	answers := make(chan answer, 6)
+	for i := 0; i < 6; i++ {
+		r := a
+		if i%2 == 1 {
+			r = b
+		}
+		go func() {
+			code, view := r.api("POST", "/api/campaigns", apiToken, body)
+			answers <- answer{code, view}
+		}()
+	}
+	ids := map[string]bool{}
+	created, dups := 0, 0
+	for i := 0; i < 6; i++ {
+		got := <-answers
+		switch got.code {
+		case 201:
+			created++
+			ids[got.view["id"].(string)] = true
+		case 200:
+			dups++
+			ids[got.view["id"].(string)] = true
+			if got.view["duplicate_of"] != got.view["id"] {
+				t.Errorf("a duplicate's answer without duplicate_of: %v", got.view)
+			}
+		default:
+			t.Fatalf("answered %d: %v", got.code, got.view)
+		}
+	}
+	if created != 1 || dups != 5 || len(ids) != 1 {
+		t.Fatalf("%d created, %d duplicates, campaigns %v: want one campaign", created, dups, ids)
+	}
+	var id string
+	for id = range ids {
+	}
+	a.campaignDone(id)
+	a.settled(n)
+	to := map[string]int{}
+	for _, s := range fake.Sent() {
+		to[s.To]++
+	}
+	if len(to) != n {
+		t.Fatalf("%d contacts messaged, want %d", len(to), n)
+	}
+	for c, k := range to {
+		if k != 1 {
+			t.Errorf("%s messaged %d times", c, k)
+		}
+	}
+	// On purpose: a new campaign, with JSON's force and CSV's ?force=true.
+	body["force"] = true
+	code, again := a.api("POST", "/api/campaigns", apiToken, body)
+	if code != 201 || again["id"] == id || again["duplicate_of"] != nil {
+		t.Fatalf("forced: %d %v", code, again)
+	}
+	csv := "id,product,slug\n15550719999,Apron,apron\n"
+	first, _ := a.raw("POST", "/api/campaigns?flow=back_in_stock&name=csv", "text/csv", csv)
+	repeat, view := a.raw("POST", "/api/campaigns?flow=back_in_stock&name=csv", "text/csv", csv)
+	forced, _ := a.raw("POST", "/api/campaigns?flow=back_in_stock&name=csv&force=true", "text/csv", csv)
+	if first != 201 || repeat != 200 || view.(map[string]any)["duplicate_of"] == nil || forced != 201 {
+		t.Fatalf("CSV: first %d, repeat %d (%v), forced %d", first, repeat, view, forced)
+	}
+}

@@ -33,7 +33,8 @@ func (s *Server) idempotent(c *fiber.Ctx) error {
 	sum := sha256.Sum256(c.Body())
 	fingerprint := c.Method() + " " + c.OriginalURL() + " " + hex.EncodeToString(sum[:])
 	ctx := c.UserContext()
-	prior, err := s.store.Reserve(ctx, key, fingerprint, s.cfg.Now())
+	reservedAt := s.cfg.Now()
+	prior, err := s.store.Reserve(ctx, key, fingerprint, reservedAt)
 	switch {
 	case errors.Is(err, store.ErrInProgress):
 		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": "a request with this Idempotency-Key is being handled; retry in a moment"})
@@ -48,18 +49,22 @@ func (s *Server) idempotent(c *fiber.Ctx) error {
 	}
 	if err := c.Next(); err != nil {
 		if herr := s.app.Config().ErrorHandler(c, err); herr != nil {
-			s.store.Forget(ctx, key)
+			s.store.Forget(ctx, key, reservedAt)
 			return herr
 		}
 	}
 	status := c.Response().StatusCode()
 	if status >= 500 {
-		if err := s.store.Forget(ctx, key); err != nil {
+		if err := s.store.Forget(ctx, key, reservedAt); err != nil {
 			s.log.Error("forgetting an idempotency key after a 5xx; retries with it wait a minute", "err", err)
 		}
 		return nil
 	}
-	if err := s.store.Answer(ctx, key, store.Answer{Status: status, Body: bytes.Clone(c.Response().Body())}); err != nil {
+	err = s.store.Answer(ctx, key, reservedAt, store.Answer{Status: status, Body: bytes.Clone(c.Response().Body())})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		s.log.Warn("an idempotent answer came after its key was taken over (the request ran longer than a minute); the answer the key keeps is the other request's", "status", status)
+	case err != nil:
 		s.log.Error("recording an idempotent answer; a retry with the key waits a minute, then runs again", "err", err)
 	}
 	return nil

@@ -130,9 +130,6 @@ type Campaigns interface {
 	Audience(ctx context.Context, campaign string, page int) ([]AudienceContact, error)
 	// Campaign reads a campaign, or ErrNotFound.
 	Campaign(ctx context.Context, id string) (*Campaign, error)
-	// FindCampaign returns the campaign made by the request with this
-	// fingerprint, or ErrNotFound.
-	FindCampaign(ctx context.Context, fingerprint string) (*Campaign, error)
 	// ListCampaigns lists the campaigns, newest first.
 	ListCampaigns(ctx context.Context) ([]Campaign, error)
 	// UpdateCampaign applies u's non-zero fields when the campaign is in

@@ -115,11 +115,15 @@ type Idempotency interface {
 	// first request's Answer when there is one, and ErrInProgress while
 	// the first is still being handled.
 	Reserve(ctx context.Context, key, fingerprint string, now time.Time) (*Answer, error)
-	// Answer records the answer of the request that reserved key.
-	Answer(ctx context.Context, key string, a Answer) error
-	// Forget gives key up: the request did nothing (a 5xx), so a retry
-	// must run it.
-	Forget(ctx context.Context, key string) error
+	// Answer records the answer of the request that reserved key at
+	// reservedAt (the now given to Reserve). It returns ErrConflict, and
+	// writes nothing, when that reservation is no longer the key's (it
+	// was abandoned and taken over, or answered).
+	Answer(ctx context.Context, key string, reservedAt time.Time, a Answer) error
+	// Forget gives key up: the request that reserved it at reservedAt
+	// did nothing (a 5xx), so a retry must run it. ErrConflict when that
+	// reservation is no longer the key's.
+	Forget(ctx context.Context, key string, reservedAt time.Time) error
 }
 
 // TemplateState is a template's live state in one language, as the

@@ -91,19 +91,6 @@ func (s *Store) Campaign(_ context.Context, id string) (*store.Campaign, error) 
 	return &cp, nil
 }
 
-// FindCampaign implements store.Campaigns.
-func (s *Store) FindCampaign(_ context.Context, fp string) (*store.Campaign, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.camps.byID {
-		if c.Fingerprint == fp {
-			cp := *c
-			return &cp, nil
-		}
-	}
-	return nil, store.ErrNotFound
-}
-
 // ListCampaigns implements store.Campaigns.
 func (s *Store) ListCampaigns(context.Context) ([]store.Campaign, error) {
 	s.mu.Lock()

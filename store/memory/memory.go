@@ -208,21 +208,27 @@ func (s *Store) Reserve(_ context.Context, key, fingerprint string, now time.Tim
 }
 
 // Answer implements store.Idempotency.
-func (s *Store) Answer(_ context.Context, key string, a store.Answer) error {
+func (s *Store) Answer(_ context.Context, key string, reservedAt time.Time, a store.Answer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r, ok := s.answers[key]; ok {
-		a.Body = append([]byte(nil), a.Body...)
-		a.Fingerprint, a.At = r.fingerprint, r.at
-		r.answer = &a
+	r, ok := s.answers[key]
+	if !ok || !r.at.Equal(reservedAt) || r.answer != nil {
+		return store.ErrConflict
 	}
+	a.Body = append([]byte(nil), a.Body...)
+	a.Fingerprint, a.At = r.fingerprint, r.at
+	r.answer = &a
 	return nil
 }
 
 // Forget implements store.Idempotency.
-func (s *Store) Forget(_ context.Context, key string) error {
+func (s *Store) Forget(_ context.Context, key string, reservedAt time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r, ok := s.answers[key]
+	if !ok || !r.at.Equal(reservedAt) || r.answer != nil {
+		return store.ErrConflict
+	}
 	delete(s.answers, key)
 	return nil
 }

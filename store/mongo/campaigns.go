@@ -99,11 +99,6 @@ func (s *Store) Campaign(ctx context.Context, id string) (*store.Campaign, error
 	return s.findCampaign(ctx, bson.D{{Key: "_id", Value: id}})
 }
 
-// FindCampaign implements store.Campaigns.
-func (s *Store) FindCampaign(ctx context.Context, fp string) (*store.Campaign, error) {
-	return s.findCampaign(ctx, bson.D{{Key: "fingerprint", Value: fp}})
-}
-
 // ListCampaigns implements store.Campaigns.
 func (s *Store) ListCampaigns(ctx context.Context) ([]store.Campaign, error) {
 	cur, err := s.campaigns.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}))

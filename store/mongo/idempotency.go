@@ -8,7 +8,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/flowbot/flowbot/store"
 )
@@ -27,6 +26,7 @@ type answerDoc struct {
 // Reserve implements store.Idempotency. The reservation is an insert: of
 // two requests with one key, on any instances, one gets the key.
 func (s *Store) Reserve(ctx context.Context, key, fingerprint string, now time.Time) (*store.Answer, error) {
+	now = now.Truncate(time.Millisecond) // as the server keeps it
 	for attempt := 0; attempt < 3; attempt++ {
 		_, err := s.answers.InsertOne(ctx, answerDoc{ID: key, Fingerprint: fingerprint, At: now})
 		if err == nil {
@@ -60,21 +60,34 @@ func (s *Store) Reserve(ctx context.Context, key, fingerprint string, now time.T
 	return nil, store.ErrInProgress
 }
 
-// Answer implements store.Idempotency.
-func (s *Store) Answer(ctx context.Context, key string, a store.Answer) error {
-	_, err := s.answers.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "done", Value: true}, {Key: "status", Value: a.Status}, {Key: "body", Value: a.Body}}}},
-		options.UpdateOne())
+// Answer implements store.Idempotency: the update matches the very
+// reservation (its time), not yet answered.
+func (s *Store) Answer(ctx context.Context, key string, reservedAt time.Time, a store.Answer) error {
+	res, err := s.answers.UpdateOne(ctx, reservation(key, reservedAt),
+		bson.D{{Key: "$set", Value: bson.D{{Key: "done", Value: true}, {Key: "status", Value: a.Status}, {Key: "body", Value: a.Body}}}})
 	if err != nil {
 		return fmt.Errorf("mongodb: recording an idempotent answer: %w", err)
+	}
+	if res.MatchedCount == 0 {
+		return store.ErrConflict
 	}
 	return nil
 }
 
 // Forget implements store.Idempotency.
-func (s *Store) Forget(ctx context.Context, key string) error {
-	if _, err := s.answers.DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
+func (s *Store) Forget(ctx context.Context, key string, reservedAt time.Time) error {
+	res, err := s.answers.DeleteOne(ctx, reservation(key, reservedAt))
+	if err != nil {
 		return fmt.Errorf("mongodb: forgetting an idempotency key: %w", err)
 	}
+	if res.DeletedCount == 0 {
+		return store.ErrConflict
+	}
 	return nil
+}
+
+// reservation matches a key's reservation made at reservedAt, not yet
+// answered.
+func reservation(key string, reservedAt time.Time) bson.D {
+	return bson.D{{Key: "_id", Value: key}, {Key: "at", Value: reservedAt.Truncate(time.Millisecond)}, {Key: "done", Value: false}}
 }

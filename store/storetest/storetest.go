@@ -89,7 +89,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if _, err := s.Reserve(ctx, "k1", "POST /a", now.Add(time.Second)); !errors.Is(err, store.ErrInProgress) {
 			t.Fatalf("while the first is handled: %v", err)
 		}
-		if err := s.Answer(ctx, "k1", store.Answer{Status: 202, Body: []byte(`{"ok":true}`)}); err != nil {
+		if err := s.Answer(ctx, "k1", now.Add(time.Second), store.Answer{Status: 202}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("an answer for a reservation the key does not hold: %v, want ErrConflict", err)
+		}
+		if err := s.Answer(ctx, "k1", now, store.Answer{Status: 202, Body: []byte(`{"ok":true}`)}); err != nil {
 			t.Fatal(err)
 		}
 		a, err := s.Reserve(ctx, "k1", "POST /b", now.Add(time.Hour))
@@ -105,8 +108,19 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if a, err := s.Reserve(ctx, "k2", "POST /a", now.Add(2*time.Minute)); a != nil || err != nil {
 			t.Fatalf("an abandoned reservation: %+v, %v", a, err)
 		}
+		// The request that abandoned it answers late: the key keeps the
+		// one that took it over.
+		if err := s.Answer(ctx, "k2", now, store.Answer{Status: 201}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("a late answer of an abandoned reservation: %v, want ErrConflict", err)
+		}
+		if err := s.Answer(ctx, "k2", now.Add(2*time.Minute), store.Answer{Status: 202}); err != nil {
+			t.Fatal(err)
+		}
 		s.Reserve(ctx, "k3", "POST /a", now)
-		if err := s.Forget(ctx, "k3"); err != nil {
+		if err := s.Forget(ctx, "k3", now.Add(time.Second)); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("forgetting a reservation the key does not hold: %v, want ErrConflict", err)
+		}
+		if err := s.Forget(ctx, "k3", now); err != nil {
 			t.Fatal(err)
 		}
 		if a, err := s.Reserve(ctx, "k3", "POST /a", now); a != nil || err != nil {

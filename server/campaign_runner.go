@@ -222,12 +222,19 @@ func (r *campaignRunner) pace(ctx context.Context, k *campaignRun, c store.Campa
 		f = 1
 	}
 	if f < 1 && now.Sub(c.SlowedAt) >= rampEvery {
-		f = min(1, f*1.5)
-		if err := r.s.store.UpdateCampaign(ctx, c.ID, nil, store.CampaignUpdate{Factor: f, SlowedAt: now}); err == nil {
+		up := store.Pace{Factor: min(1, f*1.5), SlowedAt: now}
+		switch err := r.s.store.SetPace(ctx, c.ID, c.Pace(), up); {
+		case err == nil:
 			r.mu.Lock()
-			k.c.Factor, k.c.SlowedAt = f, now
+			k.c.Factor, k.c.SlowedAt = up.Factor, up.SlowedAt
 			r.mu.Unlock()
-			r.s.log.Info("campaign: speeding up again", "campaign", c.ID, "rate", float64(c.Rate)*f)
+			r.s.log.Info("campaign: speeding up again", "campaign", c.ID, "rate", float64(c.Rate)*up.Factor)
+			return up.Factor
+		case errors.Is(err, store.ErrConflict):
+			// Another instance changed the pace since it was read: the next
+			// listing brings it here.
+		default:
+			r.s.log.Error("campaign: speeding up again", "campaign", c.ID, "err", err)
 		}
 	}
 	return f
@@ -334,12 +341,17 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun) error {
 		if mine || now.Before(b.Until) {
 			continue
 		}
+		was := b
 		dur := b.End.Sub(b.Start)
-		r.s.log.Warn("campaign: taking over a batch its instance did not finish (starts it already queued are not queued again)", "campaign", c.ID, "batch", b.N, "by", b.By)
 		b.Start, b.End, b.By, b.Until = now, now.Add(dur), r.s.instance, now.Add(dur+leaseSlack)
-		if err := r.s.store.UpdateBatch(ctx, b); err != nil {
+		err := r.s.store.UpdateBatch(ctx, was, b)
+		if errors.Is(err, store.ErrConflict) {
+			continue // another instance took it over first, or it ended
+		}
+		if err != nil {
 			return err
 		}
+		r.s.log.Warn("campaign: took over a batch its instance did not finish (starts it already queued are not queued again)", "campaign", c.ID, "batch", b.N, "by", was.By)
 		r.start(k, c, b)
 	}
 	if len(open) > 0 || c.HandedOut.IsZero() {
@@ -445,8 +457,9 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 			// its lease ended, so that a resume takes it over at once
 			// (what was queued is not queued again).
 			err := stopped(errCampaignStopped)
-			b.Until = r.s.cfg.Now()
-			if uerr := r.s.store.UpdateBatch(ctx, b); uerr != nil {
+			ended := b
+			ended.Until = r.s.cfg.Now()
+			if uerr := r.s.store.UpdateBatch(ctx, b, ended); uerr != nil {
 				r.s.log.Error("campaign: ending the lease of a stopped batch", "campaign", c.ID, "batch", b.N, "err", uerr)
 			}
 			return err
@@ -471,8 +484,13 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 	if failed != nil {
 		return failed // the batch stays open: it is taken over, and what was queued is not queued again
 	}
-	b.Done, b.By, b.Until = true, r.s.instance, r.s.cfg.Now()
-	return r.s.store.UpdateBatch(ctx, b)
+	done := b
+	done.Done, done.Until = true, r.s.cfg.Now()
+	err = r.s.store.UpdateBatch(ctx, b, done)
+	if errors.Is(err, store.ErrConflict) {
+		return errors.New("the batch was taken over by another instance before it was done here (its starts are queued once all the same)")
+	}
+	return err
 }
 
 // queueStart queues one contact's start, once: a key seen before is
@@ -562,7 +580,11 @@ func (r *campaignRunner) slowDown(id string, code int) {
 		return
 	}
 	f := max(slowFloor, c.Factor/2)
-	if err := r.s.store.UpdateCampaign(ctx, id, nil, store.CampaignUpdate{Factor: f, SlowedAt: now}); err != nil {
+	err = r.s.store.SetPace(ctx, id, c.Pace(), store.Pace{Factor: f, SlowedAt: now})
+	if errors.Is(err, store.ErrConflict) {
+		return // another instance slowed it down meanwhile: one burst is one signal
+	}
+	if err != nil {
 		r.s.log.Error("campaign: slowing down", "campaign", id, "err", err)
 		return
 	}

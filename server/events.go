@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -146,8 +147,14 @@ func (s *Server) deliverEvents() {
 // deliver posts one event: delivered, retried later, or dropped.
 func (s *Server) deliver(ctx context.Context, client *http.Client, e store.OutEvent) {
 	now := s.cfg.Now()
-	// Held while it is tried, so that another instance leaves it alone.
-	if err := s.store.EventRetry(ctx, e.ID, e.Attempts, now.Add(eventTimeout+5*time.Second), e.LastError); err != nil {
+	// Held while it is tried, so that another instance leaves it alone:
+	// the hold is written only on the event as read.
+	held := now.Add(eventTimeout + 5*time.Second)
+	err := s.store.EventRetry(ctx, e.ID, e.NextAt, e.Attempts, held, e.LastError)
+	if errors.Is(err, store.ErrConflict) {
+		return // another instance holds it, or delivered it
+	}
+	if err != nil {
 		s.log.Error("events: holding an event", "event", e.ID, "err", err)
 		return
 	}
@@ -172,7 +179,7 @@ func (s *Server) deliver(ctx context.Context, client *http.Client, e store.OutEv
 	wait := eventBackoff(attempts)
 	s.log.Warn("events: delivery failed; retrying", "event", e.ID, "type", e.Type, "attempt", attempts, "in", wait, "err", err)
 	s.metrics.events.WithLabelValues("retried").Inc()
-	if err := s.store.EventRetry(ctx, e.ID, attempts, now.Add(wait), err.Error()); err != nil {
+	if err := s.store.EventRetry(ctx, e.ID, held, attempts, now.Add(wait), err.Error()); err != nil {
 		s.log.Error("events: recording a failed delivery", "event", e.ID, "err", err)
 	}
 }

@@ -103,11 +103,31 @@ type CampaignBatch struct {
 	Done  bool      `bson:"done"`
 }
 
+// Pace is how fast a campaign runs: Factor is the share of its rate, set
+// at SlowedAt.
+type Pace struct {
+	Factor   float64
+	SlowedAt time.Time
+}
+
+// Pace is the campaign's pace.
+func (c *Campaign) Pace() Pace { return Pace{Factor: c.Factor, SlowedAt: c.SlowedAt} }
+
+// Same reports whether two paces are one, to the millisecond a store
+// keeps.
+func (p Pace) Same(q Pace) bool {
+	return p.Factor == q.Factor && p.SlowedAt.Truncate(time.Millisecond).Equal(q.SlowedAt.Truncate(time.Millisecond))
+}
+
+// Holds reports whether a stored batch is still as was: the same holder
+// and lease (to the millisecond a store keeps), not done.
+func (b *CampaignBatch) Holds(was CampaignBatch) bool {
+	return !b.Done && b.By == was.By && b.Until.Truncate(time.Millisecond).Equal(was.Until.Truncate(time.Millisecond))
+}
+
 // CampaignUpdate is a change of a campaign: the fields set.
 type CampaignUpdate struct {
 	State      CampaignState
-	Factor     float64
-	SlowedAt   time.Time
 	HandedOut  time.Time
 	FinishedAt time.Time
 	Announced  bool
@@ -145,8 +165,14 @@ type Campaigns interface {
 	LastBatch(ctx context.Context, campaign string) (*CampaignBatch, error)
 	// OpenBatches lists the batches not done.
 	OpenBatches(ctx context.Context, campaign string) ([]CampaignBatch, error)
-	// UpdateBatch records a batch's new holder, or that it is done.
-	UpdateBatch(ctx context.Context, b CampaignBatch) error
+	// UpdateBatch records a batch's new holder and lease, or that it is
+	// done, when the stored batch is still as was (the same holder, the
+	// same lease, not done): else ErrConflict, and nothing is written.
+	// ErrNotFound for a batch never claimed.
+	UpdateBatch(ctx context.Context, was, b CampaignBatch) error
+	// SetPace sets the campaign's pace when it is still was (the one
+	// read): else ErrConflict, and nothing is written.
+	SetPace(ctx context.Context, id string, was, to Pace) error
 	// DrainTallies adds a contact's committed tallies to their campaigns'
 	// counts, each under the key (campaign, contact, version) at most
 	// once: a key drained before is skipped, so that a tally drained again

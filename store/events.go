@@ -43,6 +43,9 @@ type Events interface {
 	NextEvents(ctx context.Context, now time.Time, limit int) ([]OutEvent, error)
 	// EventDone takes an event off the queue (delivered, or dropped).
 	EventDone(ctx context.Context, id string) error
-	// EventRetry records a failed attempt.
-	EventRetry(ctx context.Context, id string, attempts int, next time.Time, lastErr string) error
+	// EventRetry sets an event's attempts, next try and last error (a
+	// hold while it is posted, or a failed attempt) when its NextAt is
+	// still was, the one read: else ErrConflict, and nothing is written
+	// (another instance holds it, or it was delivered).
+	EventRetry(ctx context.Context, id string, was time.Time, attempts int, next time.Time, lastErr string) error
 }

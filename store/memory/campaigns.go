@@ -122,12 +122,6 @@ func (s *Store) UpdateCampaign(_ context.Context, id string, from []store.Campai
 	if u.State != "" {
 		c.State = u.State
 	}
-	if u.Factor != 0 {
-		c.Factor = u.Factor
-	}
-	if !u.SlowedAt.IsZero() {
-		c.SlowedAt = u.SlowedAt
-	}
 	if !u.HandedOut.IsZero() {
 		c.HandedOut = u.HandedOut
 	}
@@ -200,15 +194,33 @@ func (s *Store) OpenBatches(_ context.Context, id string) ([]store.CampaignBatch
 }
 
 // UpdateBatch implements store.Campaigns.
-func (s *Store) UpdateBatch(_ context.Context, b store.CampaignBatch) error {
+func (s *Store) UpdateBatch(_ context.Context, was, b store.CampaignBatch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.camps.batches[b.Campaign][b.N]
 	if !ok {
 		return store.ErrNotFound
 	}
-	old.By, old.Until, old.Done = b.By, b.Until, b.Done || old.Done
+	if !old.Holds(was) {
+		return store.ErrConflict
+	}
+	old.By, old.Until, old.Done = b.By, b.Until, b.Done
 	s.camps.batches[b.Campaign][b.N] = old
+	return nil
+}
+
+// SetPace implements store.Campaigns.
+func (s *Store) SetPace(_ context.Context, id string, was, to store.Pace) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.camps.byID[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	if !c.Pace().Same(was) {
+		return store.ErrConflict
+	}
+	c.Factor, c.SlowedAt = to.Factor, to.SlowedAt
 	return nil
 }
 

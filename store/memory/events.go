@@ -85,11 +85,13 @@ func (s *Store) EventDone(_ context.Context, id string) error {
 }
 
 // EventRetry implements store.Events.
-func (s *Store) EventRetry(_ context.Context, id string, attempts int, next time.Time, lastErr string) error {
+func (s *Store) EventRetry(_ context.Context, id string, was time.Time, attempts int, next time.Time, lastErr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.events.pending[id]; ok {
-		e.Attempts, e.NextAt, e.LastError = attempts, next, lastErr
+	e, ok := s.events.pending[id]
+	if !ok || !e.NextAt.Truncate(time.Millisecond).Equal(was.Truncate(time.Millisecond)) {
+		return store.ErrConflict
 	}
+	e.Attempts, e.NextAt, e.LastError = attempts, next, lastErr
 	return nil
 }

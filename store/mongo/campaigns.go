@@ -118,12 +118,6 @@ func (s *Store) UpdateCampaign(ctx context.Context, id string, from []store.Camp
 	if u.State != "" {
 		set = append(set, bson.E{Key: "state", Value: u.State})
 	}
-	if u.Factor != 0 {
-		set = append(set, bson.E{Key: "factor", Value: u.Factor})
-	}
-	if !u.SlowedAt.IsZero() {
-		set = append(set, bson.E{Key: "slowed_at", Value: u.SlowedAt})
-	}
 	if !u.HandedOut.IsZero() {
 		set = append(set, bson.E{Key: "handed_out", Value: u.HandedOut})
 	}
@@ -210,18 +204,42 @@ func (s *Store) OpenBatches(ctx context.Context, id string) ([]store.CampaignBat
 	return s.findBatches(ctx, bson.D{{Key: "campaign", Value: id}, {Key: "done", Value: false}}, options.Find().SetSort(bson.D{{Key: "n", Value: 1}}))
 }
 
-// UpdateBatch implements store.Campaigns.
-func (s *Store) UpdateBatch(ctx context.Context, b store.CampaignBatch) error {
-	set := bson.D{{Key: "by", Value: b.By}, {Key: "until", Value: b.Until}}
-	if b.Done {
-		set = append(set, bson.E{Key: "done", Value: true})
-	}
-	res, err := s.batches.UpdateOne(ctx, bson.D{{Key: "_id", Value: batchID(b.Campaign, b.N)}}, bson.D{{Key: "$set", Value: set}})
+// UpdateBatch implements store.Campaigns: the update filters on the
+// holder, the lease and not done, as read.
+func (s *Store) UpdateBatch(ctx context.Context, was, b store.CampaignBatch) error {
+	set := bson.D{{Key: "by", Value: b.By}, {Key: "until", Value: b.Until}, {Key: "done", Value: b.Done}}
+	id := batchID(b.Campaign, b.N)
+	res, err := s.batches.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "by", Value: was.By},
+		{Key: "until", Value: was.Until.Truncate(time.Millisecond)}, {Key: "done", Value: false}}, bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		return fmt.Errorf("mongodb: updating batch %d of campaign %s: %w", b.N, b.Campaign, err)
 	}
 	if res.MatchedCount == 0 {
-		return store.ErrNotFound
+		if _, err := s.Batch(ctx, b.Campaign, b.N); err != nil {
+			return err
+		}
+		return store.ErrConflict
+	}
+	return nil
+}
+
+// SetPace implements store.Campaigns: the update filters on the pace read.
+func (s *Store) SetPace(ctx context.Context, id string, was, to store.Pace) error {
+	filter := bson.D{{Key: "_id", Value: id}, {Key: "factor", Value: was.Factor}}
+	if was.SlowedAt.IsZero() {
+		filter = append(filter, bson.E{Key: "slowed_at", Value: bson.D{{Key: "$exists", Value: false}}})
+	} else {
+		filter = append(filter, bson.E{Key: "slowed_at", Value: was.SlowedAt.Truncate(time.Millisecond)})
+	}
+	res, err := s.campaigns.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "factor", Value: to.Factor}, {Key: "slowed_at", Value: to.SlowedAt}}}})
+	if err != nil {
+		return fmt.Errorf("mongodb: setting campaign %s's pace: %w", id, err)
+	}
+	if res.MatchedCount == 0 {
+		if _, err := s.Campaign(ctx, id); err != nil {
+			return err
+		}
+		return store.ErrConflict
 	}
 	return nil
 }

@@ -106,11 +106,14 @@ func (s *Store) EventDone(ctx context.Context, id string) error {
 }
 
 // EventRetry implements store.Events.
-func (s *Store) EventRetry(ctx context.Context, id string, attempts int, next time.Time, lastErr string) error {
-	_, err := s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{
+func (s *Store) EventRetry(ctx context.Context, id string, was time.Time, attempts int, next time.Time, lastErr string) error {
+	res, err := s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "next_at", Value: was.Truncate(time.Millisecond)}}, bson.D{{Key: "$set", Value: bson.D{
 		{Key: "attempts", Value: attempts}, {Key: "next_at", Value: next}, {Key: "last_error", Value: lastErr}}}})
 	if err != nil {
 		return fmt.Errorf("mongodb: recording event %s's attempt: %w", id, err)
+	}
+	if res.MatchedCount == 0 {
+		return store.ErrConflict
 	}
 	return nil
 }

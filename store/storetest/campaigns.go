@@ -54,8 +54,17 @@ func runCampaigns(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if err := s.UpdateCampaign(ctx, "nope", nil, store.CampaignUpdate{State: store.CampaignDone}); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("an unknown campaign: %v", err)
 		}
-		if err := s.UpdateCampaign(ctx, "c1", nil, store.CampaignUpdate{Factor: 0.5, SlowedAt: at}); err != nil {
+		// Two instances slow it down from the pace they read: one wins,
+		// the other is told.
+		read := store.Pace{Factor: 1}
+		if err := s.SetPace(ctx, "c1", read, store.Pace{Factor: 0.5, SlowedAt: at}); err != nil {
 			t.Fatal(err)
+		}
+		if err := s.SetPace(ctx, "c1", read, store.Pace{Factor: 0.5, SlowedAt: at.Add(time.Second)}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("a pace set from a stale read: %v, want ErrConflict", err)
+		}
+		if err := s.SetPace(ctx, "nope", read, store.Pace{Factor: 0.5}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("an unknown campaign's pace: %v", err)
 		}
 		if g, _ := s.Campaign(ctx, "c1"); g.State != store.CampaignPaused || g.Factor != 0.5 || !g.SlowedAt.Equal(at) || g.Total != 2 {
 			t.Fatalf("after the updates: %+v", g)
@@ -93,7 +102,29 @@ func runCampaigns(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if b, err := s.LastBatch(ctx, "c"); err != nil || b.N != 11 {
 			t.Fatalf("last batch: %+v, %v (batch numbers sort as numbers)", b, err)
 		}
-		if err := s.UpdateBatch(ctx, store.CampaignBatch{Campaign: "c", N: 3, By: "x", Done: true}); err != nil {
+		// Two instances take over batch 0 from what they read: one gets it.
+		b0, err := s.Batch(ctx, "c", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range []error{nil, store.ErrConflict} {
+			next := *b0
+			next.By, next.Until = fmt.Sprint("taker", i), at.Add(2*time.Minute)
+			if err := s.UpdateBatch(ctx, *b0, next); !errors.Is(err, want) {
+				t.Fatalf("taker %d: %v, want %v", i, err, want)
+			}
+		}
+		// The holder it was taken from finds out when it marks it done.
+		if err := s.UpdateBatch(ctx, *b0, store.CampaignBatch{Campaign: "c", N: 0, By: b0.By, Done: true}); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("the old holder marking it done: %v, want ErrConflict", err)
+		}
+		if b, _ := s.Batch(ctx, "c", 0); b.By != "taker0" || b.Done {
+			t.Fatalf("batch 0 after the takeover: %+v", b)
+		}
+		if err := s.UpdateBatch(ctx, store.CampaignBatch{By: "x"}, store.CampaignBatch{Campaign: "c", N: 99, By: "x"}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a batch never claimed: %v", err)
+		}
+		if err := s.UpdateBatch(ctx, store.CampaignBatch{Campaign: "c", N: 3, By: "x"}, store.CampaignBatch{Campaign: "c", N: 3, By: "x", Done: true}); err != nil {
 			t.Fatal(err)
 		}
 		open, err := s.OpenBatches(ctx, "c")

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -37,8 +38,16 @@ func runEvents(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if got := ids(at); !same(got, "a1", "c1") {
 			t.Fatalf("due now: %v, want a1 and c1 (b1 is not due, a2 waits for a1)", got)
 		}
+		// Two instances read a1 and hold it: one gets it, the other is
+		// told so and leaves it alone.
+		if err := s.EventRetry(ctx, "a1", at, 0, at.Add(15*time.Second), ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.EventRetry(ctx, "a1", at, 0, at.Add(15*time.Second), ""); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("holding an event another holds: %v, want ErrConflict", err)
+		}
 		// a1 fails: A waits, a2 with it.
-		if err := s.EventRetry(ctx, "a1", 1, at.Add(30*time.Second), "503"); err != nil {
+		if err := s.EventRetry(ctx, "a1", at.Add(15*time.Second), 1, at.Add(30*time.Second), "503"); err != nil {
 			t.Fatal(err)
 		}
 		if got := ids(at.Add(time.Second)); !same(got, "c1") {
@@ -65,6 +74,9 @@ func runEvents(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 		if got := ids(at.Add(2 * time.Minute)); !same(got, "a2", "b1") {
 			t.Fatalf("a delivered event queued again: %v", got)
+		}
+		if err := s.EventRetry(ctx, "a1", at.Add(30*time.Second), 2, at.Add(time.Hour), "late"); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("a retry recorded on a delivered event: %v, want ErrConflict", err)
 		}
 	})
 }

@@ -23,8 +23,6 @@ type campaignRunner struct {
 	// turns is when each campaign's next message may go out from this
 	// instance.
 	turns map[string]time.Time
-	// batches counts the batches this instance is starting.
-	batches sync.WaitGroup
 	// unannounced are campaigns done whose end is to be announced (the
 	// loop's alone).
 	unannounced []store.Campaign
@@ -90,9 +88,9 @@ const paceMargin = 0.99
 // campaignTick is how often the runner looks for batches to claim.
 const campaignTick = 50 * time.Millisecond
 
-// loop runs until the server stops.
-func (r *campaignRunner) loop() {
-	defer r.s.loops.Done()
+// loop runs until the runner is stopped; once the hand-out is (the
+// server's intake stops first), it only looks for campaigns to end.
+func (r *campaignRunner) loop(stopping <-chan struct{}) {
 	// The runner's periods are counted in its ticks (timers of the
 	// server's clock), not read off the clock: a listing each second.
 	const listEvery = int(time.Second / campaignTick)
@@ -105,9 +103,8 @@ func (r *campaignRunner) loop() {
 		r.claim()
 		tick, stop := after(r.s.clock, campaignTick)
 		select {
-		case <-r.s.stop:
+		case <-stopping:
 			stop()
-			r.batches.Wait()
 			return
 		case <-r.wakeC:
 			stop()
@@ -195,9 +192,17 @@ func (r *campaignRunner) claim() {
 	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	handingOut := true
+	select {
+	case <-r.s.handout.Stopping():
+		handingOut = false // shutting down: only campaigns to end are looked at
+	default:
+	}
 	for _, k := range runs {
-		if err := r.claimNext(ctx, k); err != nil {
-			r.s.log.Error("campaign: claiming a batch", "campaign", k.c.ID, "err", err)
+		if handingOut {
+			if err := r.claimNext(ctx, k); err != nil {
+				r.s.log.Error("campaign: claiming a batch", "campaign", k.c.ID, "err", err)
+			}
 		}
 		// Every five seconds while contacts are handed out; four times a
 		// second once they all are, so that the end is told promptly.
@@ -207,7 +212,7 @@ func (r *campaignRunner) claim() {
 		}
 		if k.checked++; k.checked >= every {
 			k.checked = 0
-			if err := r.checkOpen(ctx, k); err != nil {
+			if err := r.checkOpen(ctx, k, handingOut); err != nil {
 				r.s.log.Error("campaign: looking at its open batches", "campaign", k.c.ID, "err", err)
 			}
 		}
@@ -327,7 +332,7 @@ func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
 // checkOpen takes over the batches whose holder died (their lease
 // lapsed), and ends the campaign once every batch is done and its
 // contacts are counted.
-func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun) error {
+func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver bool) error {
 	c := r.snapshot(k)
 	now := r.s.cfg.Now()
 	open, err := r.s.store.OpenBatches(ctx, c.ID)
@@ -338,7 +343,7 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun) error {
 		r.mu.Lock()
 		mine := k.running[b.N]
 		r.mu.Unlock()
-		if mine || now.Before(b.Until) {
+		if mine || now.Before(b.Until) || !takeOver {
 			continue
 		}
 		was := b
@@ -387,14 +392,18 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun) error {
 	return nil
 }
 
-// start starts a batch's contacts, each at its slot.
+// start starts a batch's contacts, each at its slot (a part of the
+// hand-out: stopping it stops the batch).
 func (r *campaignRunner) start(k *campaignRun, c store.Campaign, b store.CampaignBatch) {
+	select {
+	case <-r.s.handout.Stopping():
+		return // the lease lapses, and another instance takes the batch over
+	default:
+	}
 	r.mu.Lock()
 	k.running[b.N] = true
 	r.mu.Unlock()
-	r.batches.Add(1)
-	go func() {
-		defer r.batches.Done()
+	r.s.handout.Go(func() {
 		defer func() {
 			r.mu.Lock()
 			delete(k.running, b.N)
@@ -403,7 +412,7 @@ func (r *campaignRunner) start(k *campaignRun, c store.Campaign, b store.Campaig
 		if err := r.runBatch(c, b); err != nil {
 			r.s.log.Warn("campaign: a batch stopped; it is taken over once its lease lapses", "campaign", c.ID, "batch", b.N, "err", err)
 		}
-	}()
+	})
 }
 
 var errCampaignStopped = errors.New("the campaign is no longer running")
@@ -421,7 +430,7 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 	defer cancel()
 	go func() {
 		select {
-		case <-r.s.stop:
+		case <-r.s.handout.Stopping():
 			cancel()
 		case <-ctx.Done():
 		}

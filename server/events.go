@@ -103,8 +103,7 @@ func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n conv
 }
 
 // deliverEvents is the deliverer's loop.
-func (s *Server) deliverEvents() {
-	defer s.loops.Done()
+func (s *Server) deliverEvents(stopping <-chan struct{}) {
 	client := s.cfg.EventsClient
 	if client == nil {
 		client = &http.Client{Timeout: eventTimeout}
@@ -134,7 +133,7 @@ func (s *Server) deliverEvents() {
 		}
 		tick, stop := after(s.clock, 200*time.Millisecond)
 		select {
-		case <-s.stop:
+		case <-stopping:
 			stop()
 			return
 		case <-s.eventsWake:

@@ -76,13 +76,12 @@ func (s *Server) takeID(ctx context.Context) error {
 }
 
 // heartbeat keeps the instance id until Shutdown, then gives it up.
-func (s *Server) heartbeat() {
-	defer s.loops.Done()
+func (s *Server) heartbeat(stopping <-chan struct{}) {
 	t := time.NewTicker(s.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-stopping:
 			return
 		case <-t.C:
 		}

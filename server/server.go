@@ -168,9 +168,8 @@ type Server struct {
 	timers   *timerQueue
 	log      *slog.Logger
 
-	stop     chan struct{}
-	stopOnce sync.Once
-	loops    sync.WaitGroup
+	// The background parts, in the order Shutdown stops them.
+	sched, handout, campaigns, deliverer, beat *part
 	// instance names this server among several on one database (id.id).
 	instance string
 	id       *identity
@@ -233,7 +232,8 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, stop: make(chan struct{}), instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue()}
+	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue(),
+		sched: newPart("scheduler"), handout: newPart("campaign hand-out"), campaigns: newPart("campaign runner"), deliverer: newPart("events deliverer"), beat: newPart("heartbeat")}
 	s.clock = cfg.Clock
 	s.runner = newCampaignRunner(s)
 	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s},
@@ -352,13 +352,11 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.refreshTemplates(ctx)
-	s.loops.Add(3)
-	go s.heartbeat()
-	go s.scheduler()
-	go s.runner.loop()
+	s.beat.Start(s.heartbeat)
+	s.sched.Start(s.scheduler)
+	s.campaigns.Start(s.runner.loop)
 	if s.cfg.EventsURL != "" {
-		s.loops.Add(1)
-		go s.deliverEvents()
+		s.deliverer.Start(s.deliverEvents)
 	}
 	claimed, err := s.store.Claimed(ctx, s.instance, 10000)
 	if err != nil {
@@ -378,7 +376,19 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 
 // Shutdown stops taking webhooks, finishes the work in hand and returns;
 // when ctx ends first, work still running is cancelled (what it had not
-// committed stays queued in the store).
+// committed stays queued in the store). The parts stop in this order,
+// each once the ones before it have:
+//
+//  1. intake: HTTP (webhooks, the API), the scheduler (timers, sweeps)
+//     and the campaigns' hand-out (no batch claimed, the batches running
+//     here stop queueing starts; their leases lapse for another instance);
+//  2. the workers: every contact's work in hand is done, committed, sent,
+//     and what it caused (events, campaign tallies) drained;
+//  3. the campaign runner (a campaign whose last counts the drain brought
+//     is ended here) and the events' deliverer;
+//  4. the heartbeat, which held the instance id (and so its claims on
+//     messages) through all of the above;
+//  5. the instance id is given up, so that a restart takes it at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	// The HTTP side gets a share of the time: the listener closes at once,
 	// requests in progress finish, but a client's connection that never
@@ -395,9 +405,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Info("shutdown: idle client connections left open; draining the work in hand")
 		err = nil
 	}
-	s.stopOnce.Do(func() { close(s.stop) })
-	s.loops.Wait()
+	s.sched.Stop()
+	s.handout.Stop()
 	left, werr := s.disp.close(ctx)
+	s.campaigns.Stop()
+	s.deliverer.Stop()
+	s.beat.Stop()
 	s.leaveID()
 	if werr != nil {
 		s.reportLeft(left)

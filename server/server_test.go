@@ -736,6 +736,29 @@ func TestGracefulShutdownFinishesWork(t *testing.T) {
 	}
 }
 
+// A shutdown whose work in hand outlasts three heartbeats still finishes
+// it: the heartbeat (and so the instance's hold on its claims) stops
+// after the workers, not before.
+func TestShutdownDrainLongerThanTheHeartbeat(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	r.fake.SetDelay(300 * time.Millisecond) // four replies: 1.2 s, the heartbeat lapses in 0.6 s
+	at := r.clock.Now().Unix()
+	var msgs []string
+	for i := 0; i < 4; i++ {
+		msgs = append(msgs, fmt.Sprintf(`{"from":"15550001111","id":"wamid.h%d","timestamp":"%d","type":"text","text":{"body":"m%d"}}`, i, at, i))
+	}
+	r.post(notification("15550001111", "Ana", msgs...))
+	r.waitFor("the first send to be under way", func() bool { return r.fake.InFlight() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(r.fake.Sent()); len(got) != 4 || got[3] != "echo m3" {
+		t.Fatalf("after shutdown, sent %v: want the four replies", got)
+	}
+}
+
 // TestReadReceiptAndTypingBeforeTheReply: with MarkRead, the contact's
 // message is marked read with the typing indicator before the reply goes
 // out (WhatsApp drops the indicator at the reply); typing: false in

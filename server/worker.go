@@ -16,8 +16,7 @@ import (
 // told about (after a restart, or a notify lost to a full server): each
 // TimerInterval from the timers this instance knows of, each
 // SweepInterval from the store.
-func (s *Server) scheduler() {
-	defer s.loops.Done()
+func (s *Server) scheduler(stopping <-chan struct{}) {
 	every := max(1, int(s.cfg.SweepInterval/s.cfg.TimerInterval))
 	for tick := 0; ; tick++ {
 		more := false
@@ -32,7 +31,7 @@ func (s *Server) scheduler() {
 		}
 		tick, stop := after(s.clock, s.cfg.TimerInterval)
 		select {
-		case <-s.stop:
+		case <-stopping:
 			stop()
 			return
 		case <-tick:
@@ -375,7 +374,7 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversatio
 		if err != nil && (class == whatsapp.Retryable || cut) {
 			s.metrics.sendError(errorCode(err))
 			if code := errorCode(err); o.Campaign != "" && (code == 130429 || code == 131056) {
-				go s.runner.slowDown(o.Campaign, code)
+				s.campaigns.Go(func() { s.runner.slowDown(o.Campaign, code) })
 			}
 			attempt++
 			if !cut && attempt < s.cfg.Retry.Attempts && s.wait(ctx, whatsapp.Backoff(s.cfg.Retry, attempt-1, err)) {

@@ -1,0 +1,45 @@
+package server
+
+import "sync"
+
+// part is one of the server's background parts (the scheduler, the
+// campaigns' hand-out, the runner, the events' deliverer, the
+// heartbeat): its loop runs from Start until Stop, which waits for it to
+// return. Shutdown stops the parts in one written order (see Shutdown).
+type part struct {
+	name     string
+	stopC    chan struct{}
+	stopOnce sync.Once
+	done     sync.WaitGroup
+}
+
+func newPart(name string) *part { return &part{name: name, stopC: make(chan struct{})} }
+
+// Start runs loop in its own goroutine; loop returns once stopping is
+// closed.
+func (p *part) Start(loop func(stopping <-chan struct{})) {
+	p.done.Add(1)
+	go func() {
+		defer p.done.Done()
+		loop(p.stopC)
+	}()
+}
+
+// Go runs f, tracked: Stop waits for it too (work a loop hands off).
+func (p *part) Go(f func()) {
+	p.done.Add(1)
+	go func() {
+		defer p.done.Done()
+		f()
+	}()
+}
+
+// Stop tells the loop to stop and waits for it and what it handed off.
+// It may be called more than once, and on a part never started.
+func (p *part) Stop() {
+	p.stopOnce.Do(func() { close(p.stopC) })
+	p.done.Wait()
+}
+
+// Stopping is closed once Stop was called.
+func (p *part) Stopping() <-chan struct{} { return p.stopC }

@@ -343,7 +343,12 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver
 		r.mu.Lock()
 		mine := k.running[b.N]
 		r.mu.Unlock()
-		if mine || now.Before(b.Until) || !takeOver {
+		// A batch held under this instance's id and not running here was
+		// being started by this id's process before a crash (its
+		// heartbeat lapsed before this one took the id): taken back at
+		// once. Another's waits for its lease.
+		ours := b.By == r.s.instance
+		if mine || !takeOver || now.Before(b.Until) && !ours {
 			continue
 		}
 		was := b

@@ -514,3 +514,35 @@ func TestIdenticalCampaignsAtOnceMakeOne(t *testing.T) {
 		t.Fatalf("CSV: first %d, repeat %d (%v), forced %d", first, repeat, view, forced)
 	}
 }
+
+// An instance restarted under its id after a crash takes back the
+// campaign batch it was starting at once, not when its lease lapses.
+func TestRestartTakesBackItsCampaignBatchAtOnce(t *testing.T) {
+	st := memory.New()
+	ctx := context.Background()
+	now := time.Now()
+	const n = 12
+	var audience []store.AudienceContact
+	for _, c := range restock("1555060", n) {
+		audience = append(audience, store.AudienceContact{ID: c["id"].(string), Vars: c["vars"].(map[string]any)})
+	}
+	c := store.Campaign{ID: "cmp_crashed", Name: "restock", Flow: "back_in_stock", Rate: 200, Batch: n, Total: n, State: store.CampaignRunning, Factor: 1, CreatedAt: now, HandedOut: now}
+	if err := st.PutAudience(ctx, c.ID, 0, audience); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateCampaign(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	// The process killed while starting it held it for another hour.
+	if err := st.ClaimBatch(ctx, store.CampaignBatch{Campaign: c.ID, N: 0, Start: now, End: now.Add(time.Second), By: "web1:8080", Until: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	r := newRigOn(t, "../examples/shop", st, fake, &clock{now: now}, wallTime, func(cfg *server.Config) { cfg.InstanceID = "web1:8080" })
+	r.store = st
+	view := r.campaignDone(c.ID)
+	if num(view["started"]) != n || num(view["sent"]) != n {
+		t.Fatalf("after the restart: %v", view)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,12 +22,22 @@ import (
 // process that died is taken back once its heartbeat lapsed (three
 // heartbeats).
 
-// DefaultInstanceID is the host name (or "flowbot" without one).
-func DefaultInstanceID() string {
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return h
+// DefaultInstanceID is the host name (or "flowbot" without one) and the
+// address the instance listens on ("" for none), as given: stable across
+// restarts, and apart for two instances on one host ("web1:8080",
+// "web1:8081", "web1/10.0.0.5:8080").
+func DefaultInstanceID(addr string) string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "flowbot"
 	}
-	return "flowbot"
+	switch {
+	case addr == "":
+		return h
+	case strings.HasPrefix(addr, ":"):
+		return h + addr
+	}
+	return h + "/" + addr
 }
 
 // identity is the id this process holds and the proof of holding it.
@@ -63,7 +74,7 @@ func (s *Server) takeID(ctx context.Context) error {
 		case !errors.As(err, &held):
 			return fmt.Errorf("taking instance id %q: %w", s.id.id, err)
 		case attempt > 0:
-			return fmt.Errorf("instance id %q is in use by a live instance (its heartbeat is fresh): give each instance its own --instance-id (the default is the host name)", s.id.id)
+			return fmt.Errorf("instance id %q is in use by a live instance (its heartbeat is fresh): give each instance its own --instance-id (the default is the host name and the listen address)", s.id.id)
 		}
 		wait := min(time.Until(held.Until), s.lapse()) + s.cfg.Heartbeat/4
 		s.log.Info("instance id held by another process, maybe one that died: waiting for its heartbeat to lapse", "instance", s.id.id, "wait", wait.Round(time.Millisecond).String())

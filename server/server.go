@@ -115,7 +115,8 @@ type Config struct {
 	// InstanceID names this instance among several on one database: its
 	// claims on contacts' unsent messages are made in this name, and a
 	// restart under the same id takes them back at once. "" is the host
-	// name. One live process holds an id at a time.
+	// name (serve's default adds its listen address:
+	// DefaultInstanceID). One live process holds an id at a time.
 	InstanceID string
 	// Heartbeat is how often the instance proves that it holds its id; a
 	// process that died frees it after three. 0 is two seconds.
@@ -221,7 +222,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.InstanceID == "" {
-		cfg.InstanceID = DefaultInstanceID()
+		cfg.InstanceID = DefaultInstanceID("")
 	}
 	if cfg.Retry.Attempts <= 0 {
 		cfg.Retry = whatsapp.DefaultRetry

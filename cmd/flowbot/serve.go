@@ -38,7 +38,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	claim := fs.Duration("claim-timeout", 2*time.Minute, "with several instances: how long one instance's claim on a contact's unsent messages holds before another sends them (the first died)")
 	tick := fs.Duration("timer-interval", time.Second, "how often the timers this instance knows of are checked (in memory)")
 	sweep := fs.Duration("sweep-interval", 5*time.Second, "how often the store is asked for due timers and queued work this instance does not know of (set by another instance, or left by a crash)")
-	instanceID := fs.String("instance-id", server.DefaultInstanceID(), "this instance's name among several on one database: a restart under the same name takes back its unsent messages at once; refused while a live instance holds it")
+	instanceID := fs.String("instance-id", "", "this instance's name among several on one database: a restart under the same name takes back its unsent messages and campaign batches at once; refused while a live instance holds it (default: the host name and --addr, e.g. "+server.DefaultInstanceID(":8080")+")")
 	heartbeat := fs.Duration("heartbeat", 2*time.Second, "how often this instance proves it holds its --instance-id; a crashed instance's id is free again after three")
 	reload := fs.Duration("reload-interval", time.Second, "how often the bot directory is checked for changes (SIGHUP checks at once); 0 checks only on SIGHUP")
 	dirs, err := parseDirs(fs, args, stderr)
@@ -46,6 +46,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if *instanceID == "" {
+		*instanceID = server.DefaultInstanceID(*addr)
+	}
 	if *mongoURI == "" {
 		*mongoURI = os.Getenv("MONGODB_URI")
 	}

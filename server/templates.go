@@ -41,7 +41,10 @@ func (s *Server) accountEvents(ctx context.Context, events []whatsapp.AccountEve
 			s.log.Warn("a template event without a usable template name: dropped", "field", ev.Field)
 			continue
 		}
-		ts := store.TemplateState{Name: ev.Template, Language: ev.Language, Status: ev.Status, Reason: ev.Reason, Category: ev.Category, Quality: ev.Quality, UpdatedAt: now}
+		ts := store.TemplateState{Name: ev.Template, Language: ev.Language, Status: ev.Status, Reason: ev.Reason, Category: ev.Category, Quality: ev.Quality, UpdatedAt: ev.At}
+		if ts.UpdatedAt.IsZero() {
+			ts.UpdatedAt = now
+		}
 		kind, value := "status", ev.Status
 		switch ev.Field {
 		case whatsapp.FieldTemplateCategory:
@@ -52,8 +55,13 @@ func (s *Server) accountEvents(ctx context.Context, events []whatsapp.AccountEve
 		if value == "" {
 			continue
 		}
-		if err := s.store.UpdateTemplate(ctx, ts); err != nil {
+		applied, err := s.store.UpdateTemplate(ctx, ts)
+		if err != nil {
 			return err
+		}
+		if !applied {
+			s.log.Info("a template event older than the one in force: dropped", "template", ev.Template, "language", ev.Language, kind, value, "happened", ts.UpdatedAt)
+			continue
 		}
 		changed = true
 		known := map[string]map[string]bool{"status": templateStatuses, "category": templateCategories, "quality": templateQualities}[kind]

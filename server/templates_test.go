@@ -65,14 +65,23 @@ func TestTemplatePausedByTheAccount(t *testing.T) {
 		t.Fatalf("a paused template was sent: %v", bodies(b.fake.Sent()))
 	}
 
-	approved := strings.Replace(paused, `"PAUSED"`, `"APPROVED"`, 1)
+	// Approved an hour later; then Meta redelivers the pause: events are
+	// applied in the order they happened (the entry's time), so the late
+	// PAUSED changes nothing.
+	approved := strings.Replace(strings.Replace(paused, `"PAUSED"`, `"APPROVED"`, 1), `1731705721`, `1731709321`, 1)
 	if code := b.post([]byte(approved)); code != 200 {
 		t.Fatalf("the approval was answered %d", code)
+	}
+	if code := b.post([]byte(paused)); code != 200 {
+		t.Fatalf("the redelivered pause was answered %d", code)
 	}
 	a.waitFor("the first instance to follow the approval", func() bool {
 		lt, _ := a.srv.Engine().Options().Live.Get("order_shipped", "en_US")
 		return lt.Status == "APPROVED"
 	})
+	if lt, _ := b.srv.Engine().Options().Live.Get("order_shipped", "en_US"); lt.Status != "APPROVED" {
+		t.Fatalf("after a redelivered pause older than the approval: %+v", lt)
+	}
 	if code, _ := a.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
 		map[string]any{"vars": map[string]any{"order_id": "123456", "eta": "on Friday"}}); code != 202 {
 		t.Fatalf("start again: %d", code)

@@ -138,30 +138,49 @@ type TemplateState struct {
 	Category  string    `json:"category,omitempty" bson:"category,omitempty"`
 	Quality   string    `json:"quality,omitempty" bson:"quality,omitempty"`
 	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
+	// When the events that set the status, the category and the quality
+	// happened: an event older than the one a field holds is dropped (a
+	// redelivered PAUSED after a later APPROVED does not pause).
+	StatusAt   time.Time `json:"status_at,omitzero" bson:"status_at,omitempty"`
+	CategoryAt time.Time `json:"category_at,omitzero" bson:"category_at,omitempty"`
+	QualityAt  time.Time `json:"quality_at,omitzero" bson:"quality_at,omitempty"`
 }
 
 // Templates keeps the templates' live states, shared by the instances and
 // kept across restarts.
 type Templates interface {
-	// UpdateTemplate records what an event says of a template: the
-	// non-empty fields of t replace the stored ones (Reason with Status).
-	UpdateTemplate(ctx context.Context, t TemplateState) error
+	// UpdateTemplate records what an event that happened at t.UpdatedAt
+	// says of a template: each non-empty field of t (Reason with Status)
+	// replaces the stored one unless the stored one was set by an event
+	// as recent or more (it reports false then, and writes nothing).
+	UpdateTemplate(ctx context.Context, t TemplateState) (bool, error)
 	// TemplateStates lists every template's live state.
 	TemplateStates(ctx context.Context) ([]TemplateState, error)
 }
 
-// Merge applies an event's fields (the non-empty ones of u) to t.
-func (t *TemplateState) Merge(u TemplateState) {
-	t.Name, t.Language, t.UpdatedAt = u.Name, u.Language, u.UpdatedAt
-	if u.Status != "" {
-		t.Status, t.Reason = u.Status, u.Reason
+// Merge applies an event's fields (the non-empty ones of u, which
+// happened at u.UpdatedAt) to t, each unless t's was set by an event as
+// recent or more; it reports whether any applied.
+func (t *TemplateState) Merge(u TemplateState) bool {
+	at := u.UpdatedAt
+	newer := func(was time.Time) bool { return was.IsZero() || at.After(was) }
+	applied := false
+	if u.Status != "" && newer(t.StatusAt) {
+		t.Status, t.Reason, t.StatusAt, applied = u.Status, u.Reason, at, true
 	}
-	if u.Category != "" {
-		t.Category = u.Category
+	if u.Category != "" && newer(t.CategoryAt) {
+		t.Category, t.CategoryAt, applied = u.Category, at, true
 	}
-	if u.Quality != "" {
-		t.Quality = u.Quality
+	if u.Quality != "" && newer(t.QualityAt) {
+		t.Quality, t.QualityAt, applied = u.Quality, at, true
 	}
+	if applied {
+		t.Name, t.Language = u.Name, u.Language
+		if at.After(t.UpdatedAt) {
+			t.UpdatedAt = at
+		}
+	}
+	return applied
 }
 
 // Bots keeps the versions of the bot that contacts' flows are pinned to,

@@ -109,6 +109,8 @@ type AccountEvent struct {
 	Number     string
 	Event      string
 	Limit      string
+	// At is when it happened: the entry's time, else when it was received.
+	At time.Time
 }
 
 // Message is one inbound message.
@@ -200,7 +202,10 @@ type wireNotification struct {
 }
 
 type wireEntry struct {
-	ID      string       `json:"id"`
+	ID string `json:"id"`
+	// Time is when the entry's changes happened (the account's events
+	// carry it): they are applied in this order, not in arrival order.
+	Time    flexTime     `json:"time"`
 	Changes []wireChange `json:"changes"`
 }
 
@@ -460,7 +465,14 @@ func Parse(body []byte, received time.Time) (*Update, error) {
 					u.Preferences = append(u.Preferences, Preference{PhoneNumberID: ch.Value.Metadata.PhoneNumberID, Contact: c, Category: p.Category, Value: strings.ToLower(p.Value), Detail: p.Detail, Timestamp: at})
 				}
 			case FieldTemplateStatus, FieldTemplateCategory, FieldTemplateQuality, FieldNumberQuality:
-				u.Account = append(u.Account, accountEvent(ch.Field, &ch.Value))
+				ev := accountEvent(ch.Field, &ch.Value)
+				// The entry's time orders the account's events, however old;
+				// one missing or from the future counts as received now.
+				ev.At = e.Time.Time
+				if ev.At.IsZero() || ev.At.After(received) {
+					ev.At = received
+				}
+				u.Account = append(u.Account, ev)
 			default:
 				u.Skipped = append(u.Skipped, ch.Field)
 			}

@@ -149,7 +149,7 @@ func TestParseRealPayloads(t *testing.T) {
 		return ""
 	})
 	check("62-template_category_update-pywa.json", func(u *Update) string {
-		if a := u.Account[0]; a.Field != FieldTemplateCategory || a.Template != "my_message_template" || a.Language != "he" || a.Category != "MARKETING" {
+		if a := u.Account[0]; a.Field != FieldTemplateCategory || a.Template != "my_message_template" || a.Language != "he" || a.Category != "MARKETING" || a.At.Unix() != 1750344882 {
 			return fmt.Sprintf("template category %+v", a)
 		}
 		return ""

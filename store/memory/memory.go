@@ -52,14 +52,16 @@ func New() *Store {
 }
 
 // UpdateTemplate implements store.Templates.
-func (s *Store) UpdateTemplate(_ context.Context, u store.TemplateState) error {
+func (s *Store) UpdateTemplate(_ context.Context, u store.TemplateState) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := u.Name + "/" + u.Language
 	t := s.tmpls[key]
-	t.Merge(u)
+	if !t.Merge(u) {
+		return false, nil
+	}
 	s.tmpls[key] = t
-	return nil
+	return true, nil
 }
 
 // TemplateStates implements store.Templates.

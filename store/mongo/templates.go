@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/flowbot/flowbot/store"
@@ -12,24 +13,41 @@ import (
 
 // UpdateTemplate implements store.Templates: one document per template
 // and language, keyed "name/language"; an event sets only the fields it
-// carries, so that a category event keeps the status another one set.
-func (s *Store) UpdateTemplate(ctx context.Context, u store.TemplateState) error {
-	set := bson.D{{Key: "name", Value: u.Name}, {Key: "language", Value: u.Language}, {Key: "updated_at", Value: u.UpdatedAt}}
-	if u.Status != "" {
-		set = append(set, bson.E{Key: "status", Value: u.Status}, bson.E{Key: "reason", Value: u.Reason})
+// carries, so that a category event keeps the status another one set,
+// and each field only when the event is newer than the one that set it
+// (the filter says so; on an older event the upsert's insert fails on
+// the taken id, and nothing is written).
+func (s *Store) UpdateTemplate(ctx context.Context, u store.TemplateState) (bool, error) {
+	applied := false
+	for _, f := range []struct {
+		name  string
+		value string
+		more  bson.D
+	}{
+		{"status", u.Status, bson.D{{Key: "reason", Value: u.Reason}}},
+		{"category", u.Category, nil},
+		{"quality", u.Quality, nil},
+	} {
+		if f.value == "" {
+			continue
+		}
+		at := f.name + "_at"
+		set := append(bson.D{{Key: "name", Value: u.Name}, {Key: "language", Value: u.Language}, {Key: "updated_at", Value: u.UpdatedAt},
+			{Key: f.name, Value: f.value}, {Key: at, Value: u.UpdatedAt}}, f.more...)
+		filter := bson.D{{Key: "_id", Value: u.Name + "/" + u.Language}, {Key: "$or", Value: bson.A{
+			bson.D{{Key: at, Value: bson.D{{Key: "$exists", Value: false}}}},
+			bson.D{{Key: at, Value: bson.D{{Key: "$lt", Value: u.UpdatedAt}}}},
+		}}}
+		_, err := s.templates.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}}, options.UpdateOne().SetUpsert(true))
+		if mongo.IsDuplicateKeyError(err) {
+			continue // an event as recent or more set it
+		}
+		if err != nil {
+			return applied, fmt.Errorf("mongodb: recording template %s/%s: %w", u.Name, u.Language, err)
+		}
+		applied = true
 	}
-	if u.Category != "" {
-		set = append(set, bson.E{Key: "category", Value: u.Category})
-	}
-	if u.Quality != "" {
-		set = append(set, bson.E{Key: "quality", Value: u.Quality})
-	}
-	_, err := s.templates.UpdateOne(ctx, bson.D{{Key: "_id", Value: u.Name + "/" + u.Language}},
-		bson.D{{Key: "$set", Value: set}}, options.UpdateOne().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("mongodb: recording template %s/%s: %w", u.Name, u.Language, err)
-	}
-	return nil
+	return applied, nil
 }
 
 // TemplateStates implements store.Templates. The collection holds one

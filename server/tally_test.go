@@ -79,3 +79,38 @@ func TestCampaignCountsExactThroughStoreTimeouts(t *testing.T) {
 }
 
 func init() { debugView = func(r *rig, id string) { r.t.Logf("view: %v", r.campaignView(id)) } }
+
+// failingMove is a store whose first write marking a moved contact's old
+// record fails, as a crash between the move's two writes would leave it.
+type failingMove struct {
+	store.Store
+	failed atomic.Bool
+}
+
+func (s *failingMove) Save(ctx context.Context, st *conversation.Record) error {
+	if st.MovedTo != "" && st.Contact.ID == bsuid1 && !s.failed.Swap(true) {
+		return errStoreTimeout
+	}
+	return s.Store.Save(ctx, st)
+}
+
+// A crash between writing the conversation under the wa_id and marking
+// the business-scoped id's record moved leaves the intent in the old
+// record: the move is finished (by a sweep, or the next update under the
+// old key), and one person stays one conversation.
+func TestHalfDoneMoveIsFinished(t *testing.T) {
+	mem := memory.New()
+	st := &failingMove{Store: mem}
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	r := newRigOn(t, "../examples/cafe", st, fake, &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)})
+	r.store = mem
+	bsuidScenario(t, r)
+	if !st.failed.Load() {
+		t.Fatal("the move's second write never failed: the test tests nothing")
+	}
+	old := r.waitState(bsuid1, func(st *conversation.Record) bool { return st.MovedTo == waID1 })
+	if old.Flow != "" || len(old.Timers) != 0 || old.MovingTo != "" {
+		t.Fatalf("the old key after the move: %+v", old)
+	}
+}

@@ -148,6 +148,14 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 		if err != nil {
 			return false, fmt.Errorf("loading contact %s: %w", contact, err)
 		}
+		if st.MovingTo != "" {
+			// A move a crash left half done: finished first, then the
+			// record is read again (its updates go to the new key).
+			if err := s.finishMove(ctx, st); err != nil {
+				return false, err
+			}
+			continue
+		}
 		// Events and tallies a written record still holds are drained
 		// (again, unless this process did: the store takes each once), and
 		// leave the record with this write.
@@ -175,7 +183,9 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 		err = s.store.Save(ctx, st)
 		if err == nil {
 			if adoptedFrom != "" {
-				s.moved(ctx, adoptedFrom, contact)
+				if err := s.moved(ctx, adoptedFrom, contact); err != nil {
+					s.log.Error("a contact's move", "err", err)
+				}
 			}
 			// A store may keep what it was given (the memory store
 			// does): go on with a copy.
@@ -231,7 +241,9 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 // message under the wa_id also carries that id and a state is stored
 // under it, the state is taken over (its unsent messages stay with the
 // old key, which sends them), so that one person has one conversation.
-// It returns nil when there is nothing to adopt; else the state to save
+// The intent is written on the old record first (MovingTo): a crash
+// before the move is done leaves it to be finished (finishMove). It
+// returns nil when there is nothing to adopt; else the state to save
 // under contact, with MovedTo holding the old key.
 func (s *Server) adopt(ctx context.Context, contact string, items []conversation.Item) *conversation.Record {
 	for _, it := range items {
@@ -239,35 +251,73 @@ func (s *Server) adopt(ctx context.Context, contact string, items []conversation
 		if it.Kind != conversation.ItemMessage || m == nil || m.UserID == "" || m.UserID == contact || m.WaID != contact {
 			continue
 		}
-		old, err := s.store.Load(ctx, m.UserID)
-		if err != nil || old.MovedTo != "" {
+		if old, err := s.store.Load(ctx, m.UserID); err != nil || old.MovedTo != "" || old.MovingTo != "" && old.MovingTo != contact {
 			return nil
 		}
-		st := old.Clone()
-		st.Contact.ID, st.Contact.WaID = contact, contact
-		// Its unsent messages, events and tallies stay with the old key,
-		// which sends and drains them.
-		st.Outbox, st.EventsOut, st.Tallies, st.Version = nil, nil, nil, 0
-		st.MovedTo = m.UserID
+		old, err := s.update(ctx, m.UserID, func(st *conversation.Record) error {
+			if st.Version == 0 || st.MovedTo != "" || st.MovingTo != "" && st.MovingTo != contact {
+				return errNothingToMove
+			}
+			st.MovingTo = contact
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, errNothingToMove) {
+				s.log.Error("recording a contact's move; it stays under its business-scoped id for now", "from", m.UserID, "to", contact, "err", err)
+			}
+			return nil
+		}
 		s.log.Info("a contact known by their business-scoped id continues under their wa_id", "from", m.UserID, "to", contact)
-		return st
+		return movedCopy(old, contact)
 	}
 	return nil
+}
+
+var errNothingToMove = errors.New("nothing to move")
+
+// movedCopy is the record of old continued under key: its unsent
+// messages, events and tallies stay with the old key, which sends and
+// drains them.
+func movedCopy(old *conversation.Record, key string) *conversation.Record {
+	st := old.Clone()
+	st.Contact.ID, st.Contact.WaID = key, key
+	st.Outbox, st.EventsOut, st.Tallies, st.Version = nil, nil, nil, 0
+	st.MovedTo, st.MovingTo = old.Contact.ID, ""
+	return st
+}
+
+// finishMove finishes a move a crash left half done: the record under
+// the new key is written if it is not there, then the old one is marked
+// moved.
+func (s *Server) finishMove(ctx context.Context, old *conversation.Record) error {
+	to := old.MovingTo
+	if _, err := s.store.Load(ctx, to); errors.Is(err, store.ErrNotFound) {
+		st := movedCopy(old, to)
+		st.MovedTo = ""
+		if err := s.store.Save(ctx, st); err != nil && !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("finishing the move of %s to %s: %w", old.Contact.ID, to, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("finishing the move of %s to %s: %w", old.Contact.ID, to, err)
+	}
+	s.log.Info("finishing a contact's move a crash left half done", "from", old.Contact.ID, "to", to)
+	return s.moved(ctx, old.Contact.ID, to)
 }
 
 // moved marks the state under an old key as moved to key: its flow, its
 // timers and its handoff are gone from it (they continue under key); its
 // unsent messages still go out from it.
-func (s *Server) moved(ctx context.Context, old, key string) {
+func (s *Server) moved(ctx context.Context, old, key string) error {
 	_, err := s.update(ctx, old, func(st *conversation.Record) error {
-		st.MovedTo = key
+		st.MovedTo, st.MovingTo = key, ""
 		st.Flow, st.Step, st.Waiting, st.Stack, st.Handoff = "", "", "", nil, nil
 		st.Timers = nil
 		return nil
 	})
 	if err != nil {
-		s.log.Error("marking a moved contact; updates under the old id stay there", "from", old, "to", key, "err", err)
+		return fmt.Errorf("marking %s moved to %s; the move is finished later: %w", old, key, err)
 	}
+	return nil
 }
 
 // forward queues updates that came under a moved contact's old key under

@@ -27,6 +27,11 @@ type Host struct {
 	// under their wa_id once a webhook gives both; updates that still
 	// come under the old key are forwarded.
 	MovedTo string `json:"moved_to,omitempty" bson:"moved_to,omitempty"`
+	// MovingTo is the key the conversation is moving to: written first,
+	// before the record under that key, so that a crash between the two
+	// writes leaves the intent, and whoever finds the record (a sweep: it
+	// is due at once) finishes the move.
+	MovingTo string `json:"moving_to,omitempty" bson:"moving_to,omitempty"`
 	// Outbox holds committed outbound messages not yet accepted by
 	// WhatsApp, in order: they are committed with the record that produced
 	// them, so that none is lost between a step and its send.
@@ -209,9 +214,12 @@ const DrainAfter = time.Minute
 // time; while committed messages wait in the outbox, when their sender's
 // claim expires (now, the zero time, for unclaimed ones: the sender that
 // claimed them sends them itself); while events or tallies wait in the
-// record, DrainAfter after they were made. Stores index it, so that work
+// record, DrainAfter after they were made; a move half done, now. Stores index it, so that work
 // left by a crash is found again.
 func (s *Record) NextWork() (time.Time, bool) {
+	if s.MovingTo != "" {
+		return time.Time{}, true // a move to finish: now
+	}
 	at, ok := s.NextTimer()
 	next, has := at.Due, ok
 	earlier := func(t time.Time) {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -97,19 +96,21 @@ func (s *Server) command(c *fiber.Ctx, contact string, cmd conversation.Command,
 // instance's worker, or seen in the stored state (another instance's
 // worker applied it). nil when it was not applied in time.
 func (s *Server) awaitCommand(ctx context.Context, contact, key string, ch chan *conversation.Record) *conversation.Record {
-	timeout := time.NewTimer(s.cfg.CommandWait)
-	defer timeout.Stop()
-	poll := time.NewTicker(s.cfg.CommandWait / 20)
-	defer poll.Stop()
+	timeout, stopTimeout := after(s.clock, s.cfg.CommandWait)
+	defer stopTimeout()
 	for {
+		poll, stopPoll := after(s.clock, s.cfg.CommandWait/20)
 		select {
 		case st := <-ch:
+			stopPoll()
 			return st
-		case <-timeout.C:
+		case <-timeout:
+			stopPoll()
 			return nil
 		case <-ctx.Done():
+			stopPoll()
 			return nil
-		case <-poll.C:
+		case <-poll:
 			if st, err := s.loadFresh(ctx, contact); err == nil {
 				if _, done := st.OutcomeOf(key); done {
 					return st

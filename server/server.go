@@ -158,8 +158,8 @@ type Server struct {
 	engine  atomic.Pointer[engine.Engine]
 	version atomic.Pointer[string]
 	// versions holds the engines of bot versions that contacts' flows
-	// are pinned to, by version.
-	versions sync.Map
+	// are pinned to, by version (a bounded number of them).
+	versions engines
 	store    store.Store
 	sender   Sender
 	dev      *DevOutbox
@@ -309,7 +309,7 @@ func (s *Server) SetBot(ctx context.Context, e *engine.Engine, version string, f
 		}
 	}
 	e = e.WithLive(&s.live)
-	s.versions.Store(version, e)
+	s.versions.put(version, e, version)
 	s.engine.Store(e)
 	s.version.Store(&version)
 	return nil
@@ -322,14 +322,14 @@ func (s *Server) engineFor(ctx context.Context, st *conversation.Record) (*engin
 	if st.Flow == "" || st.FlowVersion == "" || st.FlowVersion == curVersion {
 		return cur, curVersion
 	}
-	if e, ok := s.versions.Load(st.FlowVersion); ok {
-		return e.(*engine.Engine), st.FlowVersion
+	if e, ok := s.versions.get(st.FlowVersion); ok {
+		return e, st.FlowVersion
 	}
 	if bs, ok := s.store.(store.Bots); ok {
 		if files, err := bs.LoadBot(ctx, st.FlowVersion); err == nil {
 			if bot, diags := flows.LoadFiles("bot version "+st.FlowVersion, files); bot != nil {
 				e := engine.New(bot, cur.Options())
-				s.versions.Store(st.FlowVersion, e)
+				s.versions.put(st.FlowVersion, e, curVersion)
 				return e, st.FlowVersion
 			} else {
 				s.log.Error("a pinned bot version no longer loads; the contact goes on with the current one", "version", st.FlowVersion, "err", diags.Error())

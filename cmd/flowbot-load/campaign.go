@@ -18,6 +18,7 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 
+	"github.com/flowbot/flowbot/whatsapp"
 	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 )
 
@@ -365,6 +366,69 @@ func (l *campaignLoad) run() error {
 	if p := fake.Problems(); len(p) > 0 {
 		fmt.Printf("the fake Graph API refused %d malformed requests, e.g. %s\n", len(p), p[0].Problem)
 	}
+	live := a
+	if b != nil {
+		live = b
+	}
+	return checkCounts(live, created.ID, tmpl, len(to), twice)
+}
+
+// checkCounts delivers a "delivered" status for every template WhatsApp
+// accepted, waits for the campaign to be done with them counted, and
+// compares its counts with what the fake Graph API saw: started and sent
+// with the contacts that got the template, delivered with them too.
+func checkCounts(live *instance, id string, tmpl []fakegraph.Request, contacts, extra int) error {
+	began := time.Now()
+	var statuses []string
+	for _, r := range tmpl {
+		if r.WAMID != "" {
+			statuses = append(statuses, fmt.Sprintf(`{"id":%q,"status":"delivered","timestamp":"%d","recipient_id":%q}`, r.WAMID, time.Now().Unix(), r.To))
+		}
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	for i := 0; i < len(statuses); i += 100 {
+		body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"106540352242922"},"statuses":[` +
+			strings.Join(statuses[i:min(i+100, len(statuses))], ",") + `]}}]}]}`)
+		req, _ := http.NewRequest("POST", live.base+"/webhook", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(secret, body))
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("delivering statuses: %w", err)
+		}
+		resp.Body.Close()
+	}
+	var st struct {
+		State     string `json:"state"`
+		Started   int    `json:"started"`
+		Sent      int    `json:"sent"`
+		Delivered int    `json:"delivered"`
+		Failed    int    `json:"failed"`
+		Unsent    int    `json:"unsent"`
+		Skipped   map[string]int
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", live.base+"/api/campaigns/"+id, nil)
+		req.Header.Set("Authorization", "Bearer load-api")
+		resp, err := client.Do(req)
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if st.State == "done" && st.Delivered >= contacts {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	fmt.Printf("campaign counts (%s after the statuses were posted): state %s, started %d, sent %d, delivered %d, failed %d, unsent %d\n",
+		time.Since(began).Round(100*time.Millisecond), st.State, st.Started, st.Sent, st.Delivered, st.Failed, st.Unsent)
+	fmt.Printf("WhatsApp (the fake) accepted %d templates: %d contacts, %d extra to contacts already sent one (a killed instance's sends not yet recorded)\n", len(tmpl), contacts, extra)
+	if st.Started != contacts || st.Sent != contacts || st.Delivered != contacts {
+		fmt.Println("COUNTS DIFFER from what WhatsApp saw")
+		return fmt.Errorf("counts differ: started %d, sent %d, delivered %d; WhatsApp saw %d contacts", st.Started, st.Sent, st.Delivered, contacts)
+	}
+	fmt.Println("counts equal what WhatsApp saw")
 	return nil
 }
 

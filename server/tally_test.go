@@ -114,3 +114,37 @@ func TestHalfDoneMoveIsFinished(t *testing.T) {
 		t.Fatalf("the old key after the move: %+v", old)
 	}
 }
+
+// failingEvents is a store whose first queueing of events fails (the
+// store timed out).
+type failingEvents struct {
+	store.Store
+	failed atomic.Int64
+}
+
+func (s *failingEvents) PutEvents(ctx context.Context, evs []store.OutEvent) error {
+	if len(evs) > 0 && s.failed.Add(1) == 1 {
+		return errStoreTimeout
+	}
+	return s.Store.PutEvents(ctx, evs)
+}
+
+// An event the record keeps because queueing it failed is not stranded
+// until the contact writes again: it is queued shortly, and delivered.
+func TestEventsNotStrandedWhenQueueingFails(t *testing.T) {
+	rc := newReceiver(t)
+	mem := memory.New()
+	st := &failingEvents{Store: mem}
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	r := newRigOn(t, "../examples/support", st, fake, &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}, withEvents(rc.url))
+	r.store = mem
+	toHandoff(r, "15550003333")
+	r.waitFor("handoff.started, with no other update from the contact", func() bool { return len(rc.types()) >= 1 })
+	if st.failed.Load() < 2 {
+		t.Fatalf("queueing failed %d times: the test tests nothing", st.failed.Load())
+	}
+	if got := rc.types(); got[0] != "handoff.started" {
+		t.Fatalf("events %v", got)
+	}
+}

@@ -204,11 +204,12 @@ func (r *campaignRunner) claim() {
 				r.s.log.Error("campaign: claiming a batch", "campaign", k.c.ID, "err", err)
 			}
 		}
-		// Every five seconds while contacts are handed out; four times a
-		// second once they all are, so that the end is told promptly.
+		// Every five seconds while contacts are handed out; each second once
+		// they all are, so that the end is told promptly (the counts are a
+		// sum over the campaign's tallies: not read more often).
 		every := int(5 * time.Second / campaignTick)
 		if !r.snapshot(k).HandedOut.IsZero() {
-			every = int(250 * time.Millisecond / campaignTick)
+			every = int(time.Second / campaignTick)
 		}
 		if k.checked++; k.checked >= every {
 			k.checked = 0

@@ -37,6 +37,16 @@ func (d *drained) set(contact string, version int64) {
 	d.m[contact] = version
 }
 
+// since reports whether a version of the contact's record at least as
+// recent as version was drained here: a later write carries the earlier
+// one's events and tallies, and drains them with its own.
+func (d *drained) since(contact string, version int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.m[contact]
+	return ok && v >= version
+}
+
 func (d *drained) is(contact string, version int64) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -78,6 +88,12 @@ func (s *Server) drain(ctx context.Context, st *conversation.Record) error {
 		s.changed()
 	}
 	s.drainedV.set(contact, st.Version)
+	// The version's drains are no work for a sweep any more. Should this
+	// not be written, a sweep comes for them once (DrainAfter), and finds
+	// nothing to count again.
+	if err := s.store.Drained(ctx, st); err != nil {
+		s.log.Warn("recording a drain; a sweep looks at the contact again", "contact", contact, "err", err)
+	}
 	return nil
 }
 

@@ -202,15 +202,23 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 	// The updates leave the queue while the replies go out: the two do
 	// not depend on each other (the state has the updates' ids, so one
 	// seen again is skipped).
+	//
+	// What the write caused (events, tallies) is drained with the write
+	// that records the sends, when messages are to go out (one drain, not
+	// two, a few milliseconds later), else beside the acknowledgement.
+	sends := len(st.Outbox) > 0 && st.Version > 0
+	drain := len(st.EventsOut) > 0 || len(st.Tallies) > 0
+	written := st
 	acked := make(chan error, 1)
-	if len(items) > 0 || len(st.EventsOut) > 0 || len(st.Tallies) > 0 {
+	if len(items) > 0 || drain && !sends {
 		keys := make([]string, len(items))
 		for i, it := range items {
 			keys[i] = it.Key
 		}
-		written := st.Clone()
 		go func() {
-			s.drainWritten(ctx, written)
+			if drain && !sends {
+				s.drainWritten(ctx, written)
+			}
 			if len(keys) == 0 {
 				acked <- nil
 				return
@@ -221,12 +229,16 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 		acked <- nil
 	}
 	progressed = applied.Changed
-	if len(st.Outbox) > 0 && st.Version > 0 {
+	if sends {
+		written = written.Clone() // the sender changes st
 		sent, err := s.sendOutbox(ctx, contact, st)
 		if err != nil {
 			s.log.Warn("sending", "contact", contact, "err", err)
 		}
 		progressed = progressed || sent > 0
+		if drain && !s.drainedV.since(contact, written.Version) {
+			s.drainWritten(ctx, written) // no later write drained it
+		}
 	}
 	if err := <-acked; err != nil {
 		return false, err

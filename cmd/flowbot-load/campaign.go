@@ -370,7 +370,40 @@ func (l *campaignLoad) run() error {
 	if b != nil {
 		live = b
 	}
-	return checkCounts(live, created.ID, tmpl, len(to), twice)
+	err = checkCounts(live, created.ID, tmpl, len(to), twice)
+	logSummary(live)
+	return err
+}
+
+// logSummary prints how many warnings and errors an instance logged, by
+// message.
+func logSummary(in *instance) {
+	by := map[string]int{}
+	for _, line := range strings.Split(in.log.String(), "\n") {
+		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			continue
+		}
+		msg := line
+		if i := strings.Index(line, "msg="); i >= 0 {
+			msg = line[i+4:]
+			if strings.HasPrefix(msg, `"`) {
+				if j := strings.Index(msg[1:], `"`); j >= 0 {
+					msg = msg[1 : j+1]
+				}
+			} else if j := strings.Index(msg, " "); j >= 0 {
+				msg = msg[:j]
+			}
+		}
+		by[msg]++
+	}
+	if len(by) == 0 {
+		fmt.Println("the surviving instance logged no warning or error")
+		return
+	}
+	fmt.Println("the surviving instance's warnings and errors:")
+	for msg, n := range by {
+		fmt.Printf("  %5d  %s\n", n, msg)
+	}
 }
 
 // checkCounts delivers a "delivered" status for every template WhatsApp

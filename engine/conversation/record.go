@@ -59,6 +59,11 @@ type Host struct {
 	// idempotent key (again, harmlessly, after a crash) until the
 	// record's next write.
 	Tallies []TallyOut `json:"tallies,omitempty" bson:"tallies,omitempty"`
+	// Drained: the events and tallies this version holds were drained
+	// (Contacts.Drained), so they are no work for a sweep. Not stored in
+	// the record: a store keeps it beside the version it is about, and
+	// anything new the record makes clears it.
+	Drained bool `json:"-" bson:"-"`
 	// Version is the store's compare-and-swap counter.
 	Version int64 `json:"version" bson:"version"`
 	// LoadedAt is when a store loaded this record (not stored).
@@ -208,13 +213,14 @@ func appendBounded[T any](list, add []T, limit int) []T {
 // writer drains them at once, and the next write takes them out of the
 // record; a crash in between leaves them to be drained again, which the
 // stores take once.
-const DrainAfter = time.Minute
+const DrainAfter = 2 * time.Minute
 
 // NextWork is when the contact next needs a worker: its next timer's due
 // time; while committed messages wait in the outbox, when their sender's
 // claim expires (now, the zero time, for unclaimed ones: the sender that
 // claimed them sends them itself); while events or tallies wait in the
-// record, DrainAfter after they were made; a move half done, now. Stores index it, so that work
+// record and were not drained, DrainAfter after they were made; a move
+// half done, now. Stores index it, so that work
 // left by a crash is found again.
 func (s *Record) NextWork() (time.Time, bool) {
 	if s.MovingTo != "" {
@@ -230,10 +236,10 @@ func (s *Record) NextWork() (time.Time, bool) {
 	if len(s.Outbox) > 0 {
 		earlier(s.Outbox[0].ClaimUntil)
 	}
-	if len(s.EventsOut) > 0 {
+	if len(s.EventsOut) > 0 && !s.Drained {
 		earlier(s.EventsOut[0].At.Add(DrainAfter))
 	}
-	if len(s.Tallies) > 0 {
+	if len(s.Tallies) > 0 && !s.Drained {
 		earlier(s.Tallies[0].At.Add(DrainAfter))
 	}
 	return next, has

@@ -282,26 +282,19 @@ func (s *Store) DrainTallies(ctx context.Context, contact string, tallies []conv
 	if len(docs) == 0 {
 		return nil
 	}
-	_, err := s.counts.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err != nil && !onlyDuplicates(err) {
+	// Concurrent drains share one insert (store.insertMany).
+	errs, err := s.insertTally.do(ctx, docs)
+	if err == nil {
+		for _, e := range errs {
+			if e != nil && !mongo.IsDuplicateKeyError(e) {
+				err = e
+			}
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("mongodb: counting the tallies of contact %s: %w", contact, err)
 	}
 	return nil
-}
-
-// onlyDuplicates reports whether every write an insert refused was a
-// duplicate key.
-func onlyDuplicates(err error) bool {
-	var bw mongo.BulkWriteException
-	if errors.As(err, &bw) {
-		for _, we := range bw.WriteErrors {
-			if !mongo.IsDuplicateKeyError(we) {
-				return false
-			}
-		}
-		return bw.WriteConcernError == nil
-	}
-	return mongo.IsDuplicateKeyError(err)
 }
 
 // Counts implements store.Campaigns: the campaign's tallies summed (and

@@ -76,6 +76,7 @@ type Store struct {
 	owned  bool
 
 	insertState *batcher[[]any, []error]
+	insertTally *batcher[[]any, []error]
 	insertQueue *batcher[[]any, []error]
 	insertInbox *batcher[[]any, []error]
 	dequeue     *batcher[[]string, struct{}]
@@ -164,6 +165,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	const inflight = 1
 	s.insertState = newBatcher(inflight, 500, s.insertMany(s.states))
 	s.insertQueue = newBatcher(inflight, 500, s.insertMany(s.queue))
+	s.insertTally = newBatcher(inflight, 500, s.insertMany(s.counts))
 	s.insertInbox = newBatcher(inflight, 500, s.insertMany(s.inbox))
 	s.dequeue = newBatcher(inflight, 100, s.deleteQueued)
 	s.pending = newBatcher(inflight, 100, s.findPending)

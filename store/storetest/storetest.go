@@ -179,6 +179,53 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 
 func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 	ctx := context.Background()
+	t.Run("drains due until drained", func(t *testing.T) {
+		s := newStore(t)
+		at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+		withTally := func(c string) *conversation.Record {
+			st := conversation.NewRecord(c)
+			st.Tallies = []conversation.TallyOut{{Version: 1, At: at, Campaigns: []conversation.CampaignTally{{Campaign: "k", CampaignCounts: conversation.CampaignCounts{Started: 1}}}}}
+			if err := s.Save(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		a, b := withTally("d1"), withTally("d2")
+		later := at.Add(conversation.DrainAfter)
+		due := func() []string {
+			got, err := s.Due(ctx, later, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, d := range got {
+				ids = append(ids, d.Contact)
+			}
+			return ids
+		}
+		if got := due(); len(got) != 2 {
+			t.Fatalf("undrained tallies are due for a sweep: got %v, want d1 and d2", got)
+		}
+		if err := s.Drained(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		// d2 moved on before its drain was recorded: the record of the
+		// older version changes nothing.
+		b2, err := s.Load(ctx, "d2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2.Tallies = append(b2.Tallies, conversation.TallyOut{Version: 2, At: at, Campaigns: b2.Tallies[0].Campaigns})
+		if err := s.Save(ctx, b2); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Drained(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if got := due(); len(got) != 1 || got[0] != "d2" {
+			t.Fatalf("after d1 was drained: due %v, want d2 alone", got)
+		}
+	})
 	t.Run("claimed", func(t *testing.T) {
 		s := newStore(t)
 		claimed := func(c, by string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/flowbot/flowbot/engine/conversation"
 )
@@ -13,7 +14,10 @@ import (
 // tallies to the campaigns' counts, each under an id or key the store
 // takes once. The record keeps them until its next write, so that a crash
 // between the commit and the drain leaves them to be drained again
-// (harmlessly) by whoever loads the record next, or by a sweep
+// (harmlessly) by whoever works on the contact next: the updates that
+// caused them stay queued until they are drained, which brings the
+// contact's work back after a crash; a write no queued update caused (a
+// timer, a retry) carries a drain_due instead, when a sweep comes for it
 // (conversation.DrainAfter).
 
 // drained remembers, per contact, the version of the record this process
@@ -54,14 +58,32 @@ func (d *drained) is(contact string, version int64) bool {
 	return ok && v == version
 }
 
+// save writes st (compare-and-swap). guarded says that the queued
+// updates that caused what st holds to drain (events, tallies) stay
+// queued until it is drained; else st carries a drain_due, when a sweep
+// comes for it should the writer not drain it (a crash).
+func (s *Server) save(ctx context.Context, st *conversation.Record, guarded bool) error {
+	st.DrainDue = time.Time{}
+	if !guarded && (len(st.EventsOut) > 0 || len(st.Tallies) > 0) {
+		st.DrainDue = s.cfg.Now().Add(conversation.DrainAfter)
+	}
+	return s.store.Save(ctx, st)
+}
+
 // drainWritten drains what a written record caused; what fails stays in
 // the record and is tried again soon (and by a sweep, after a crash).
 func (s *Server) drainWritten(ctx context.Context, st *conversation.Record) {
 	if err := s.drain(ctx, st); err != nil {
-		s.log.Error("draining what a write caused; tried again shortly", "contact", st.Contact.ID, "err", err)
-		if ctx.Err() == nil {
-			s.later(s.cfg.RetryLater, st.Contact.ID)
-		}
+		s.drainFailed(ctx, st.Contact.ID, err)
+	}
+}
+
+// drainFailed logs a drain that failed, and has the contact's work done
+// again shortly.
+func (s *Server) drainFailed(ctx context.Context, contact string, err error) {
+	s.log.Error("draining what a write caused; tried again shortly", "contact", contact, "err", err)
+	if ctx.Err() == nil {
+		s.later(s.cfg.RetryLater, contact)
 	}
 }
 
@@ -88,12 +110,6 @@ func (s *Server) drain(ctx context.Context, st *conversation.Record) error {
 		s.changed()
 	}
 	s.drainedV.set(contact, st.Version)
-	// The version's drains are no work for a sweep any more. Should this
-	// not be written, a sweep comes for them once (DrainAfter), and finds
-	// nothing to count again.
-	if err := s.store.Drained(ctx, st); err != nil {
-		s.log.Warn("recording a drain; a sweep looks at the contact again", "contact", contact, "err", err)
-	}
 	return nil
 }
 
@@ -110,6 +126,6 @@ func (s *Server) carry(ctx context.Context, st *conversation.Record) (bool, erro
 			return false, err
 		}
 	}
-	st.EventsOut, st.Tallies = nil, nil
+	st.EventsOut, st.Tallies, st.DrainDue = nil, nil, time.Time{}
 	return true, nil
 }

@@ -180,7 +180,7 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 			break
 		}
 		applied.Changed = true
-		err = s.store.Save(ctx, st)
+		err = s.save(ctx, st, len(items) > 0)
 		if err == nil {
 			if adoptedFrom != "" {
 				if err := s.moved(ctx, adoptedFrom, contact); err != nil {
@@ -199,51 +199,42 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 			return false, fmt.Errorf("saving contact %s: %w", contact, err)
 		}
 	}
-	// The updates leave the queue while the replies go out: the two do
-	// not depend on each other (the state has the updates' ids, so one
-	// seen again is skipped).
-	//
-	// What the write caused (events, tallies) is drained with the write
-	// that records the sends, when messages are to go out (one drain, not
-	// two, a few milliseconds later), else beside the acknowledgement.
-	sends := len(st.Outbox) > 0 && st.Version > 0
-	drain := len(st.EventsOut) > 0 || len(st.Tallies) > 0
-	written := st
-	acked := make(chan error, 1)
-	if len(items) > 0 || drain && !sends {
+	// The replies go out; then what the round's writes caused (events,
+	// tallies) is drained, once, from the latest; then the updates leave
+	// the queue. A crash before that leaves them queued: the round is done
+	// again (each update is skipped as applied) and drains what this one
+	// did not.
+	guarded := len(items) > 0
+	latest := st
+	progressed = applied.Changed
+	if len(st.Outbox) > 0 && st.Version > 0 {
+		sent, written, err := s.sendOutbox(ctx, contact, st, guarded)
+		if err != nil {
+			s.log.Warn("sending", "contact", contact, "err", err)
+		}
+		if written != nil {
+			latest = written
+		}
+		progressed = progressed || sent > 0
+	}
+	if (len(latest.EventsOut) > 0 || len(latest.Tallies) > 0) && latest.Version > 0 && !s.drainedV.since(contact, latest.Version) {
+		if err := s.drain(ctx, latest); err != nil {
+			if guarded {
+				return false, err // the updates stay queued: tried again shortly
+			}
+			s.drainFailed(ctx, contact, err) // its drain_due brings a sweep
+		}
+	}
+	if guarded {
 		keys := make([]string, len(items))
 		for i, it := range items {
 			keys[i] = it.Key
 		}
-		go func() {
-			if drain && !sends {
-				s.drainWritten(ctx, written)
-			}
-			if len(keys) == 0 {
-				acked <- nil
-				return
-			}
-			acked <- s.store.Ack(ctx, contact, keys...)
-		}()
-	} else {
-		acked <- nil
-	}
-	progressed = applied.Changed
-	if sends {
-		written = written.Clone() // the sender changes st
-		sent, err := s.sendOutbox(ctx, contact, st)
-		if err != nil {
-			s.log.Warn("sending", "contact", contact, "err", err)
-		}
-		progressed = progressed || sent > 0
-		if drain && !s.drainedV.since(contact, written.Version) {
-			s.drainWritten(ctx, written) // no later write drained it
+		if err := s.store.Ack(ctx, contact, keys...); err != nil {
+			return false, err
 		}
 	}
-	if err := <-acked; err != nil {
-		return false, err
-	}
-	s.schedule(st)
+	s.schedule(latest)
 	return progressed || forwarded || len(items) > 0, nil
 }
 
@@ -272,7 +263,7 @@ func (s *Server) adopt(ctx context.Context, contact string, items []conversation
 			}
 			st.MovingTo = contact
 			return nil
-		})
+		}, false)
 		if err != nil {
 			if !errors.Is(err, errNothingToMove) {
 				s.log.Error("recording a contact's move; it stays under its business-scoped id for now", "from", m.UserID, "to", contact, "err", err)
@@ -306,7 +297,7 @@ func (s *Server) finishMove(ctx context.Context, old *conversation.Record) error
 	if _, err := s.store.Load(ctx, to); errors.Is(err, store.ErrNotFound) {
 		st := movedCopy(old, to)
 		st.MovedTo = ""
-		if err := s.store.Save(ctx, st); err != nil && !errors.Is(err, store.ErrConflict) {
+		if err := s.save(ctx, st, false); err != nil && !errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("finishing the move of %s to %s: %w", old.Contact.ID, to, err)
 		}
 	} else if err != nil {
@@ -325,7 +316,7 @@ func (s *Server) moved(ctx context.Context, old, key string) error {
 		st.Flow, st.Step, st.Waiting, st.Stack, st.Handoff = "", "", "", nil, nil
 		st.Timers = nil
 		return nil
-	})
+	}, false)
 	if err != nil {
 		return fmt.Errorf("marking %s moved to %s; the move is finished later: %w", old, key, err)
 	}
@@ -356,7 +347,7 @@ func (s *Server) forward(ctx context.Context, from, to string, items []conversat
 // update loads the contact's state (a new one for a contact never seen),
 // lets f change it, and saves it with compare-and-swap, retrying on
 // conflicts with a fresh load.
-func (s *Server) update(ctx context.Context, contact string, f func(*conversation.Record) error) (*conversation.Record, error) {
+func (s *Server) update(ctx context.Context, contact string, f func(*conversation.Record) error, guarded bool) (*conversation.Record, error) {
 	for attempt := 0; ; attempt++ {
 		st, err := s.store.Load(ctx, contact)
 		if errors.Is(err, store.ErrNotFound) {
@@ -371,11 +362,12 @@ func (s *Server) update(ctx context.Context, contact string, f func(*conversatio
 		if err := f(st); err != nil {
 			return nil, err
 		}
-		view := st.Clone()
-		err = s.store.Save(ctx, st)
+		err = s.save(ctx, st, guarded)
 		if err == nil {
-			view.Version = st.Version
-			s.drainWritten(ctx, view)
+			view := st.Clone()
+			if !guarded {
+				s.drainWritten(ctx, view)
+			}
 			return view, nil
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= 20 {
@@ -389,16 +381,20 @@ func (s *Server) update(ctx context.Context, contact string, f func(*conversatio
 // One instance at a time sends a contact's messages: the one that claimed
 // them; another takes over only when the claim has expired. A crash
 // between a send and that write sends the message again on restart (at
-// least once).
-func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversation.Record) (int, error) {
+// least once). It returns the latest record it wrote (nil for none);
+// guarded says that the round's queued updates stay queued until what
+// the writes caused is drained (else each write is drained at once, and
+// carries a drain_due).
+func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversation.Record, guarded bool) (int, *conversation.Record, error) {
 	var results []conversation.SendResult // sent, not yet written
 	dirty := false                        // the record changed otherwise, not yet written
 	sent, attempt := 0, 0
 	var stopErr error
+	var written *conversation.Record
 	for len(st.Outbox) > 0 && ctx.Err() == nil {
 		// Before every try, a retry included: the claim must hold, and a
 		// free-form message's window must still be open.
-		held, ok, err := s.holdClaim(ctx, contact, st, results)
+		held, ok, err := s.holdClaim(ctx, contact, st, results, guarded)
 		if err != nil || !ok {
 			// The outcomes of the sends so far are written below all the
 			// same: a message sent is never left in the outbox.
@@ -406,7 +402,7 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversatio
 			break
 		}
 		if held != st {
-			st, results, dirty = held, nil, false // the claim's write recorded everything so far
+			st, results, dirty, written = held, nil, false, held // the claim's write recorded everything so far
 		}
 		first := st.Outbox[0].ID
 		o, ok, err := s.keeper.Next(ctx, st)
@@ -466,12 +462,13 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversatio
 		}
 	}
 	if len(results) == 0 && !dirty {
-		return sent, stopErr
+		return sent, written, stopErr
 	}
-	if _, err := s.record(ctx, contact, st, results, nil); err != nil {
-		return sent, err
+	w, err := s.record(ctx, contact, st, results, nil, guarded)
+	if err != nil {
+		return sent, written, err
 	}
-	return sent, stopErr
+	return sent, w, stopErr
 }
 
 // wait waits d before a retry; false when shutting down first.
@@ -495,7 +492,7 @@ var errClaimLost = errors.New("another instance holds the claim")
 // with the outcomes of the sends so far. It returns the state to go on
 // from (st itself when nothing was written), and false when another
 // instance holds the claim.
-func (s *Server) holdClaim(ctx context.Context, contact string, st *conversation.Record, results []conversation.SendResult) (*conversation.Record, bool, error) {
+func (s *Server) holdClaim(ctx context.Context, contact string, st *conversation.Record, results []conversation.SendResult, guarded bool) (*conversation.Record, bool, error) {
 	if !s.holdsID() {
 		// The heartbeat lapsed: another process may hold the id. Try
 		// again once it beats.
@@ -522,7 +519,7 @@ func (s *Server) holdClaim(ctx context.Context, contact string, st *conversation
 		}
 		s.keeper.Claim(fresh)
 		return nil
-	})
+	}, guarded)
 	if errors.Is(err, errClaimLost) {
 		return st, false, nil
 	}
@@ -536,15 +533,17 @@ func (s *Server) holdClaim(ctx context.Context, contact string, st *conversation
 // change, if any: on st when the store still holds st's version, else on
 // the fresh state, where the outcomes are applied again (uncounted). It
 // returns the state written.
-func (s *Server) record(ctx context.Context, contact string, st *conversation.Record, results []conversation.SendResult, change func(*conversation.Record) error) (*conversation.Record, error) {
+func (s *Server) record(ctx context.Context, contact string, st *conversation.Record, results []conversation.SendResult, change func(*conversation.Record) error, guarded bool) (*conversation.Record, error) {
 	if change != nil {
 		if err := change(st); err != nil {
 			return nil, err
 		}
 	}
-	err := s.store.Save(ctx, st)
+	err := s.save(ctx, st, guarded)
 	if err == nil {
-		s.drainWritten(ctx, st)
+		if !guarded {
+			s.drainWritten(ctx, st)
+		}
 		return st.Clone(), nil
 	}
 	if !errors.Is(err, store.ErrConflict) {
@@ -563,7 +562,7 @@ func (s *Server) record(ctx context.Context, contact string, st *conversation.Re
 			return change(fresh)
 		}
 		return nil
-	})
+	}, guarded)
 	return written, err
 }
 

@@ -39,11 +39,6 @@ type Contacts interface {
 	// (State.NextWork: a timer, or messages waiting in the outbox whose
 	// sender's claim expires), earliest first, at most limit of them.
 	Due(ctx context.Context, t time.Time, limit int) ([]Due, error)
-	// Drained records that the events and tallies of the contact's
-	// record at st.Version were drained: that version's next work (Due)
-	// no longer counts them, so that no sweep comes for them. Nothing
-	// changes when another version is stored by then.
-	Drained(ctx context.Context, st *conversation.Record) error
 }
 
 // Due is a contact's next work and when it is due.

@@ -48,7 +48,6 @@ func (s *Record) tally(campaign string, d CampaignCounts, now time.Time) {
 		return
 	}
 	v := s.Version + 1
-	s.Drained = false
 	if n := len(s.Tallies); n == 0 || s.Tallies[n-1].Version != v {
 		s.Tallies = append(s.Tallies, TallyOut{Version: v, At: now})
 	}

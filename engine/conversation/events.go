@@ -87,7 +87,6 @@ func (k *Keeper) emit(st *Record, typ string, fields map[string]any) {
 	e := NewEventOut("", typ, k.Now(), contactView(st.Contact), k.Number, fields)
 	e.Order = fmt.Sprintf("%020d.%04d", st.Version, len(st.EventsOut))
 	st.EventsOut = append(st.EventsOut, e)
-	st.Drained = false
 }
 
 // eventsOf turns the engine's events into events out.

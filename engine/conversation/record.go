@@ -59,11 +59,12 @@ type Host struct {
 	// idempotent key (again, harmlessly, after a crash) until the
 	// record's next write.
 	Tallies []TallyOut `json:"tallies,omitempty" bson:"tallies,omitempty"`
-	// Drained: the events and tallies this version holds were drained
-	// (Contacts.Drained), so they are no work for a sweep. Not stored in
-	// the record: a store keeps it beside the version it is about, and
-	// anything new the record makes clears it.
-	Drained bool `json:"-" bson:"-"`
+	// DrainDue is when the events and tallies this record holds are work
+	// for a sweep: set by a host that wrote them with nothing else to
+	// guard their drain (a round without queued updates: a timer, a
+	// retry); zero when the updates that caused them stay queued until
+	// they are drained, so that a crash has the round done again.
+	DrainDue time.Time `json:"drain_due,omitzero" bson:"drain_due,omitempty"`
 	// Version is the store's compare-and-swap counter.
 	Version int64 `json:"version" bson:"version"`
 	// LoadedAt is when a store loaded this record (not stored).
@@ -208,19 +209,18 @@ func appendBounded[T any](list, add []T, limit int) []T {
 	return list
 }
 
-// DrainAfter is how long after a write the events and tallies it
-// committed count as work for whoever finds the record (a sweep): the
-// writer drains them at once, and the next write takes them out of the
-// record; a crash in between leaves them to be drained again, which the
-// stores take once.
+// DrainAfter is how long after a write without queued updates to guard
+// it (DrainDue) the events and tallies it committed are work for a
+// sweep: the writer drains them at once, the next write takes them out
+// of the record, and a crash in between leaves them to be drained again,
+// which the stores take once.
 const DrainAfter = 2 * time.Minute
 
 // NextWork is when the contact next needs a worker: its next timer's due
 // time; while committed messages wait in the outbox, when their sender's
 // claim expires (now, the zero time, for unclaimed ones: the sender that
-// claimed them sends them itself); while events or tallies wait in the
-// record and were not drained, DrainAfter after they were made; a move
-// half done, now. Stores index it, so that work
+// claimed them sends them itself); DrainDue, while events or tallies
+// wait in the record; a move half done, now. Stores index it, so that work
 // left by a crash is found again.
 func (s *Record) NextWork() (time.Time, bool) {
 	if s.MovingTo != "" {
@@ -236,11 +236,8 @@ func (s *Record) NextWork() (time.Time, bool) {
 	if len(s.Outbox) > 0 {
 		earlier(s.Outbox[0].ClaimUntil)
 	}
-	if len(s.EventsOut) > 0 && !s.Drained {
-		earlier(s.EventsOut[0].At.Add(DrainAfter))
-	}
-	if len(s.Tallies) > 0 && !s.Drained {
-		earlier(s.Tallies[0].At.Add(DrainAfter))
+	if !s.DrainDue.IsZero() && (len(s.EventsOut) > 0 || len(s.Tallies) > 0) {
+		earlier(s.DrainDue)
 	}
 	return next, has
 }

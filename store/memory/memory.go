@@ -103,20 +103,6 @@ func (s *Store) Save(_ context.Context, st *conversation.Record) error {
 	return nil
 }
 
-// Drained implements store.Contacts.
-func (s *Store) Drained(_ context.Context, st *conversation.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cur, ok := s.contacts[st.Contact.ID]; ok && cur.Version == st.Version && !cur.Drained {
-		// A stored record is never changed in place: its writer may still
-		// be reading it.
-		c := cur.Clone()
-		c.Drained = true
-		s.contacts[st.Contact.ID] = c
-	}
-	return nil
-}
-
 // Due implements store.Contacts.
 func (s *Store) Due(_ context.Context, t time.Time, limit int) ([]store.Due, error) {
 	s.mu.Lock()

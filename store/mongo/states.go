@@ -103,32 +103,6 @@ func (d *stateDoc) state() (*conversation.Record, error) {
 	return st, nil
 }
 
-// Drained implements store.Contacts: the version's next_due is set again
-// without the drains (a version superseded meanwhile is left alone: the
-// sweep reads latest versions only).
-func (s *Store) Drained(ctx context.Context, st *conversation.Record) error {
-	with, hadDue := st.NextWork()
-	c := *st
-	c.Drained = true
-	due, ok := c.NextWork()
-	if ok == hadDue && due.Equal(with) {
-		return nil // nothing to change
-	}
-	var update bson.D
-	if ok {
-		if due.IsZero() {
-			due = epoch
-		}
-		update = bson.D{{Key: "$set", Value: bson.D{{Key: "next_due", Value: due}}}}
-	} else {
-		update = bson.D{{Key: "$unset", Value: bson.D{{Key: "next_due", Value: ""}}}}
-	}
-	if _, err := s.states.UpdateOne(ctx, bson.D{{Key: "_id", Value: versionID(st.Contact.ID, st.Version)}}, update); err != nil {
-		return fmt.Errorf("mongodb: recording contact %s drained: %w", st.Contact.ID, err)
-	}
-	return nil
-}
-
 // epoch stands for "due now" in next_due, which must be a date to sort.
 var epoch = time.Unix(0, 0).UTC()
 

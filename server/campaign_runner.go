@@ -168,7 +168,7 @@ func (r *campaignRunner) announce(ctx context.Context) {
 	list := r.unannounced
 	r.unannounced = nil
 	for _, c := range list {
-		n, err := r.s.store.Counts(ctx, c.ID)
+		n, err := r.s.campaignCounts(ctx, c.ID, true)
 		if err == nil {
 			err = r.s.campaignFinished(ctx, &c, n)
 		}
@@ -368,7 +368,7 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver
 	if len(open) > 0 || c.HandedOut.IsZero() {
 		return nil
 	}
-	n, err := r.s.store.Counts(ctx, c.ID)
+	n, err := r.s.campaignCounts(ctx, c.ID, false)
 	if err != nil {
 		return err
 	}

@@ -272,7 +272,7 @@ func newCampaignID() string {
 
 // campaignView is a campaign as the API shows it, with its counts.
 func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map, error) {
-	n, err := s.store.Counts(ctx, c.ID)
+	n, err := s.campaignCounts(ctx, c.ID, false)
 	if err != nil {
 		return nil, err
 	}

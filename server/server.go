@@ -187,6 +187,8 @@ type Server struct {
 	// drainedV is the versions of records whose events and tallies this
 	// process drained.
 	drainedV drained
+	// countsC holds campaigns' counts as last read.
+	countsC countsCache
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud

@@ -440,7 +440,7 @@ func checkCounts(live *instance, id string, tmpl []fakegraph.Request, contacts, 
 		Unsent    int    `json:"unsent"`
 		Skipped   map[string]int
 	}
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(8 * time.Minute)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequest("GET", live.base+"/api/campaigns/"+id, nil)
 		req.Header.Set("Authorization", "Bearer load-api")

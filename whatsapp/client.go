@@ -37,10 +37,16 @@ type RetryPolicy struct {
 	Base     time.Duration // the first wait
 	Max      time.Duration // the longest wait
 	Attempts int           // tries in all, the first included
+	// PairBase is the first wait after WhatsApp's pair rate limit
+	// (131056, too many messages to one contact): then 4 times as long
+	// each time, up to 64 times it, never sooner and past Max if need be,
+	// as Meta says (1, 4, 16, 64 seconds). 0 is Base.
+	PairBase time.Duration
 }
 
-// DefaultRetry waits 500ms, 1s, 2s ... up to 30s, for about 4 minutes in all.
-var DefaultRetry = RetryPolicy{Base: 500 * time.Millisecond, Max: 30 * time.Second, Attempts: 12}
+// DefaultRetry waits 500ms, 1s, 2s ... up to 30s, for about 4 minutes in
+// all; after a 131056, 1s, 4s, 16s, 64s.
+var DefaultRetry = RetryPolicy{Base: 500 * time.Millisecond, Max: 30 * time.Second, Attempts: 12, PairBase: time.Second}
 
 // Class is what to do about a failed send.
 type Class int
@@ -189,14 +195,24 @@ func (c *Client) withRetry(ctx context.Context, try func() error) error {
 }
 
 // Backoff is the wait after try attempt (0 for the first) failed with
-// err: exponential with jitter over its upper half; the pair rate limit
-// (131056) grows by 4, as Meta advises.
+// err: exponential with jitter over its upper half; after the pair rate
+// limit (131056), 4^attempt times PairBase (1, 4, 16, 64 seconds by
+// default, then 64 again), never sooner, as Meta says: jitter adds up to
+// a quarter.
 func Backoff(p RetryPolicy, attempt int, err error) time.Duration {
-	factor := 2.0
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Code == 131056 {
-		factor = 4
+		unit := p.PairBase
+		if unit <= 0 {
+			unit = p.Base
+		}
+		d := float64(unit)
+		for i := 0; i < min(attempt, 3); i++ {
+			d *= 4
+		}
+		return time.Duration(d + rand.Float64()*d/4)
 	}
+	factor := 2.0
 	d := float64(p.Base)
 	for i := 0; i < attempt; i++ {
 		d *= factor

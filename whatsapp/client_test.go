@@ -174,8 +174,11 @@ func TestBackoff(t *testing.T) {
 			t.Errorf("attempt %d: %v, want between %v and %v", attempt, d, want/2, want)
 		}
 	}
-	if d := whatsapp.Backoff(p, 1, pair); d < 200*time.Millisecond || d > 400*time.Millisecond {
-		t.Errorf("131056 grows by 4: %v", d)
+	// After a 131056, Meta's 4^X seconds, never sooner (past Max).
+	for attempt, want := range []time.Duration{time.Second, 4 * time.Second, 16 * time.Second, 64 * time.Second, 64 * time.Second} {
+		if d := whatsapp.Backoff(whatsapp.DefaultRetry, attempt, pair); d < want || d > want*5/4 {
+			t.Errorf("131056, attempt %d: %v, want %v to %v", attempt, d, want, want*5/4)
+		}
 	}
 }
 

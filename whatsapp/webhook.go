@@ -241,7 +241,7 @@ type wireValue struct {
 	} `json:"user_preferences"`
 	Contacts []wireContact     `json:"contacts"`
 	Messages []json.RawMessage `json:"messages"`
-	Statuses []wireStatus      `json:"statuses"`
+	Statuses []json.RawMessage `json:"statuses"`
 	Errors   []wireError       `json:"errors"`
 }
 
@@ -513,14 +513,23 @@ func parseValue(u *Update, v *wireValue, received time.Time) {
 			// A message we cannot read whole is still recorded for its
 			// sender, as unsupported, with every field that could be read:
 			// it is seen, and not retried forever.
-			wm = decodeLeniently(raw)
+			wm = decodeLeniently[wireMessage](raw)
 			wm.Type = "unsupported"
 			wm.Errors = append(wm.Errors, wireError{Title: "unreadable message", Details: jsonerr.Describe(err)})
 		}
 		m := toMessage(&wm, raw, v, received)
 		u.Messages = append(u.Messages, m)
 	}
-	for _, s := range v.Statuses {
+	for _, raw := range v.Statuses {
+		var s wireStatus
+		var unreadable error
+		if err := json.Unmarshal(raw, &s); err != nil {
+			// One field of the wrong type loses that field, not the
+			// status, nor the rest of the notification (which Meta would
+			// redeliver for 7 days).
+			s = decodeLeniently[wireStatus](raw)
+			unreadable = err
+		}
 		st := Status{
 			ID: s.ID, Status: s.Status, RecipientID: string(s.RecipientID), PhoneNumberID: v.Metadata.PhoneNumberID,
 			Pricing:      s.Pricing,
@@ -529,6 +538,9 @@ func parseValue(u *Update, v *wireValue, received time.Time) {
 		st.Timestamp, _ = ClampTime(s.Timestamp.Time, received)
 		for _, e := range s.Errors {
 			st.Errors = append(st.Errors, e.toError())
+		}
+		if unreadable != nil {
+			u.Errors = append(u.Errors, Error{Title: "status " + s.ID + " read in part", Details: jsonerr.Describe(unreadable)})
 		}
 		st.Key = "status:" + s.ID + ":" + s.Status
 		st.Contact = st.RecipientID
@@ -566,25 +578,25 @@ func ClampTime(ts, received time.Time) (t time.Time, why string) {
 	return ts, ""
 }
 
-// decodeLeniently reads a message field by field, keeping each field
-// that decodes and leaving the others zero.
-func decodeLeniently(raw json.RawMessage) wireMessage {
-	var wm wireMessage
+// decodeLeniently reads a message or a status field by field, keeping
+// each field that decodes and leaving the others zero.
+func decodeLeniently[T any](raw json.RawMessage) T {
+	var out T
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(raw, &fields) != nil {
-		return wm
+		return out
 	}
 	for k, v := range fields {
 		one, err := json.Marshal(map[string]json.RawMessage{k: v})
 		if err != nil {
 			continue
 		}
-		var part wireMessage
+		var part T
 		if json.Unmarshal(one, &part) == nil {
-			json.Unmarshal(one, &wm)
+			json.Unmarshal(one, &out)
 		}
 	}
-	return wm
+	return out
 }
 
 func isDigits(s string) bool {

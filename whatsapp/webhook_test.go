@@ -304,3 +304,41 @@ func TestParseAccountEventsFromMetaDocs(t *testing.T) {
 		t.Errorf("number quality %+v", a)
 	}
 }
+
+// One field of the wrong type in one status (a real batch of another
+// project's, with a status's billable sent as a string) loses that field
+// only: the notification parses, its message and every status are kept,
+// and what could not be read is reported.
+func TestOneBadFieldKeepsTheBatch(t *testing.T) {
+	body, ok := realPayloads(t)["58-multi_message_batch-mixed-messages-statuses-typebot.json"]
+	if !ok {
+		t.Skip("fixture missing")
+	}
+	bad := strings.Replace(string(body), `"status": "read",`, `"status": "read", "pricing": {"billable": "true", "category": "marketing"},`, 1)
+	if bad == string(body) {
+		t.Fatal("the fixture changed: nothing to break")
+	}
+	u, err := Parse([]byte(bad), time.Unix(1700000100, 0))
+	if err != nil {
+		t.Fatalf("one bad field refused the whole notification: %v", err)
+	}
+	want, err := Parse(body, time.Unix(1700000100, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Messages) != len(want.Messages) || len(u.Statuses) != len(want.Statuses) {
+		t.Fatalf("kept %d messages and %d statuses, want %d and %d", len(u.Messages), len(u.Statuses), len(want.Messages), len(want.Statuses))
+	}
+	var read *Status
+	for i := range u.Statuses {
+		if u.Statuses[i].ID == "marketing-status" {
+			read = &u.Statuses[i]
+		}
+	}
+	if read == nil || read.Status != "read" || read.Contact != "33600000000" || read.Conversation == nil {
+		t.Fatalf("the status with the bad field: %+v", read)
+	}
+	if len(u.Errors) != 1 || !strings.Contains(u.Errors[0].String(), "billable") {
+		t.Fatalf("what could not be read is not reported: %+v", u.Errors)
+	}
+}

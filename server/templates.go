@@ -33,7 +33,7 @@ func (s *Server) accountEvents(ctx context.Context, events []whatsapp.AccountEve
 	for _, ev := range events {
 		switch ev.Field {
 		case whatsapp.FieldNumberQuality:
-			s.log.Warn("WhatsApp changed the number's quality rating or messaging limit", "number", ev.Number, "event", ev.Event, "limit", ev.Limit)
+			s.log.Warn("WhatsApp changed the number's quality rating or messaging limit", "number", ev.Number, "event", ev.Event, "limit", ev.Limit, "old_limit", ev.OldLimit)
 			s.metrics.numberQuality.WithLabelValues(label(ev.Event, numberEvents)).Inc()
 			continue
 		}

@@ -108,7 +108,11 @@ type AccountEvent struct {
 	Quality    string
 	Number     string
 	Event      string
-	Limit      string
+	// Limit is the number's messaging limit now
+	// (max_daily_conversations_per_business); OldLimit the one before,
+	// for a limit's change.
+	Limit    string
+	OldLimit string
 	// At is when it happened: the entry's time, else when it was received.
 	At time.Time
 }
@@ -231,6 +235,8 @@ type wireValue struct {
 	PreviousQualityScore string     `json:"previous_quality_score"`
 	DisplayPhoneNumber   flexString `json:"display_phone_number"`
 	CurrentLimit         string     `json:"current_limit"`
+	OldLimit             string     `json:"old_limit"`
+	MaxDaily             flexString `json:"max_daily_conversations_per_business"`
 	UserPreferences      []struct {
 		WaID      flexString `json:"wa_id"`
 		UserID    string     `json:"user_id"`
@@ -495,7 +501,13 @@ func accountEvent(field string, v *wireValue) AccountEvent {
 	case FieldTemplateQuality:
 		ev.Quality, ev.Previous = strings.ToUpper(v.NewQualityScore), strings.ToUpper(v.PreviousQualityScore)
 	case FieldNumberQuality:
-		ev.Number, ev.Limit = string(v.DisplayPhoneNumber), v.CurrentLimit
+		// current_limit is gone since February 2026: the limit is
+		// max_daily_conversations_per_business, current_limit only from
+		// a sender that still writes it.
+		ev.Number, ev.Limit, ev.OldLimit = string(v.DisplayPhoneNumber), string(v.MaxDaily), v.OldLimit
+		if ev.Limit == "" {
+			ev.Limit = v.CurrentLimit
+		}
 		if ev.Number == "" {
 			ev.Number = v.Metadata.DisplayPhoneNumber
 		}

@@ -305,6 +305,24 @@ func TestParseAccountEventsFromMetaDocs(t *testing.T) {
 	}
 }
 
+// phone_number_quality_update as Meta documents it since current_limit's
+// removal (February 2026): the limit is max_daily_conversations_per_business,
+// with old_limit for a change of limit.
+func TestNumberQualityMaxDaily(t *testing.T) {
+	body := `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","time":1767225600,"changes":[{"field":"phone_number_quality_update",
+	 "value":{"display_phone_number":"15550783881","event":"UPGRADE","old_limit":"TIER_1K","max_daily_conversations_per_business":"TIER_10K"}}]}]}`
+	u, err := Parse([]byte(body), time.Unix(1767225700, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Account) != 1 {
+		t.Fatalf("account events %+v", u.Account)
+	}
+	if a := u.Account[0]; a.Number != "15550783881" || a.Event != "UPGRADE" || a.Limit != "TIER_10K" || a.OldLimit != "TIER_1K" {
+		t.Fatalf("number quality %+v", a)
+	}
+}
+
 // One field of the wrong type in one status (a real batch of another
 // project's, with a status's billable sent as a string) loses that field
 // only: the notification parses, its message and every status are kept,

@@ -20,9 +20,9 @@ import (
 // timer, a retry) carries a drain_due instead, when a sweep comes for it
 // (conversation.DrainAfter).
 
-// drained remembers, per contact, the version of the record this process
-// wrote and drained: the contact's next write leaves that version's
-// events and tallies out without draining them again.
+// drained remembers, per contact, the latest version of the record this
+// process wrote and drained: the contact's next write leaves what that
+// version (or an earlier one) holds out without draining it again.
 type drained struct {
 	mu sync.Mutex
 	m  map[string]int64
@@ -51,20 +51,13 @@ func (d *drained) since(contact string, version int64) bool {
 	return ok && v >= version
 }
 
-func (d *drained) is(contact string, version int64) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	v, ok := d.m[contact]
-	return ok && v == version
-}
-
 // save writes st (compare-and-swap). guarded says that the queued
 // updates that caused what st holds to drain (events, tallies) stay
 // queued until it is drained; else st carries a drain_due, when a sweep
 // comes for it should the writer not drain it (a crash).
 func (s *Server) save(ctx context.Context, st *conversation.Record, guarded bool) error {
 	st.DrainDue = time.Time{}
-	if !guarded && (len(st.EventsOut) > 0 || len(st.Tallies) > 0) {
+	if !guarded && st.ToDrain() {
 		st.DrainDue = s.cfg.Now().Add(conversation.DrainAfter)
 	}
 	return s.store.Save(ctx, st)
@@ -90,7 +83,7 @@ func (s *Server) drainFailed(ctx context.Context, contact string, err error) {
 // drain queues the events and drains the tallies of a written record.
 func (s *Server) drain(ctx context.Context, st *conversation.Record) error {
 	contact := st.Contact.ID
-	if len(st.EventsOut) == 0 && len(st.Tallies) == 0 {
+	if !st.ToDrain() {
 		return nil
 	}
 	if err := s.queueEvents(ctx, contact, st.EventsOut); err != nil {
@@ -119,10 +112,10 @@ func (s *Server) drain(ctx context.Context, st *conversation.Record) error {
 // writer (or of this one before a crash) are drained first. It reports
 // whether the record changed, and must be written.
 func (s *Server) carry(ctx context.Context, st *conversation.Record) (bool, error) {
-	if len(st.EventsOut) == 0 && len(st.Tallies) == 0 {
+	if !st.ToDrain() {
 		return false, nil
 	}
-	if !s.drainedV.is(st.Contact.ID, st.Version) {
+	if !s.drainedV.since(st.Contact.ID, st.Version) {
 		if err := s.drain(ctx, st); err != nil {
 			return false, err
 		}

@@ -7,13 +7,12 @@ import "sync"
 // heartbeat): its loop runs from Start until Stop, which waits for it to
 // return. Shutdown stops the parts in one written order (see Shutdown).
 type part struct {
-	name     string
 	stopC    chan struct{}
 	stopOnce sync.Once
 	done     sync.WaitGroup
 }
 
-func newPart(name string) *part { return &part{name: name, stopC: make(chan struct{})} }
+func newPart() *part { return &part{stopC: make(chan struct{})} }
 
 // Start runs loop in its own goroutine; loop returns once stopping is
 // closed.

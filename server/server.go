@@ -236,7 +236,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		cfg.Heartbeat = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue(),
-		sched: newPart("scheduler"), handout: newPart("campaign hand-out"), campaigns: newPart("campaign runner"), deliverer: newPart("events deliverer"), beat: newPart("heartbeat")}
+		sched: newPart(), handout: newPart(), campaigns: newPart(), deliverer: newPart(), beat: newPart()}
 	s.clock = cfg.Clock
 	s.runner = newCampaignRunner(s)
 	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s},

@@ -217,7 +217,7 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 		}
 		progressed = progressed || sent > 0
 	}
-	if (len(latest.EventsOut) > 0 || len(latest.Tallies) > 0) && latest.Version > 0 && !s.drainedV.since(contact, latest.Version) {
+	if latest.ToDrain() && latest.Version > 0 && !s.drainedV.since(contact, latest.Version) {
 		if err := s.drain(ctx, latest); err != nil {
 			if guarded {
 				return false, err // the updates stay queued: tried again shortly
@@ -253,9 +253,6 @@ func (s *Server) adopt(ctx context.Context, contact string, items []conversation
 		m := it.Message
 		if it.Kind != conversation.ItemMessage || m == nil || m.UserID == "" || m.UserID == contact || m.WaID != contact {
 			continue
-		}
-		if old, err := s.store.Load(ctx, m.UserID); err != nil || old.MovedTo != "" || old.MovingTo != "" && old.MovingTo != contact {
-			return nil
 		}
 		old, err := s.update(ctx, m.UserID, func(st *conversation.Record) error {
 			if st.Version == 0 || st.MovedTo != "" || st.MovingTo != "" && st.MovingTo != contact {

@@ -85,13 +85,9 @@ func (r *Record) Clone() *Record {
 	c.Processed = engine.CloneSlice(r.Processed)
 	c.Outcomes = engine.CloneSlice(r.Outcomes)
 	c.EventsOut = engine.CloneSlice(r.EventsOut)
-	c.Tallies = make([]TallyOut, len(r.Tallies))
-	for i, t := range r.Tallies {
-		t.Campaigns = engine.CloneSlice(t.Campaigns)
-		c.Tallies[i] = t
-	}
-	if r.Tallies == nil {
-		c.Tallies = nil
+	c.Tallies = engine.CloneSlice(r.Tallies)
+	for i := range c.Tallies {
+		c.Tallies[i].Campaigns = engine.CloneSlice(c.Tallies[i].Campaigns)
 	}
 	return c
 }
@@ -209,6 +205,10 @@ func appendBounded[T any](list, add []T, limit int) []T {
 	return list
 }
 
+// ToDrain reports whether the record holds what a write caused and a host
+// drains after it: events out, or campaign tallies.
+func (s *Record) ToDrain() bool { return len(s.EventsOut) > 0 || len(s.Tallies) > 0 }
+
 // DrainAfter is how long after a write without queued updates to guard
 // it (DrainDue) the events and tallies it committed are work for a
 // sweep: the writer drains them at once, the next write takes them out
@@ -236,7 +236,7 @@ func (s *Record) NextWork() (time.Time, bool) {
 	if len(s.Outbox) > 0 {
 		earlier(s.Outbox[0].ClaimUntil)
 	}
-	if !s.DrainDue.IsZero() && (len(s.EventsOut) > 0 || len(s.Tallies) > 0) {
+	if !s.DrainDue.IsZero() && s.ToDrain() {
 		earlier(s.DrainDue)
 	}
 	return next, has

@@ -38,10 +38,9 @@ type batchDoc struct {
 func batchID(campaign string, n int) string { return fmt.Sprintf("%s/%09d", campaign, n) }
 
 // campaignIndexes creates the indexes of the campaign collections.
+// (A campaign's fingerprint is reserved in answers, under a unique id:
+// nothing queries campaigns by it.)
 func (s *Store) campaignIndexes(ctx context.Context) error {
-	if err := ensureIndexes(ctx, s.campaigns, index{"fingerprint", bson.D{{Key: "fingerprint", Value: 1}}, options.Index()}); err != nil {
-		return err
-	}
 	if err := ensureIndexes(ctx, s.batches, index{"last", bson.D{{Key: "campaign", Value: 1}, {Key: "n", Value: -1}}, options.Index()}); err != nil {
 		return err
 	}

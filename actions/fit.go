@@ -76,6 +76,9 @@ func Fit(m *Message) []string {
 			m.Form = &c
 		}
 	case "template":
+		if m.Template != nil {
+			cuts = append(cuts, cleanParams(m)...)
+		}
 		if m.Template != nil && (slices.ContainsFunc(m.Template.HeaderTexts, func(h string) bool { return over(h, flows.MaxTemplateHeader) }) ||
 			slices.ContainsFunc(m.Template.HeaderNamed, func(h NamedValue) bool { return over(h.Value, flows.MaxTemplateHeader) })) {
 			t := *m.Template
@@ -91,6 +94,50 @@ func Fit(m *Message) []string {
 		}
 	}
 	return cuts
+}
+
+// cleanParams makes the template's text parameters ones WhatsApp takes
+// (flows.CleanTemplateParam), one line per parameter it changed.
+func cleanParams(m *Message) []string {
+	var lines []string
+	t := *m.Template
+	changed := false
+	clean := func(what string, list []string) []string {
+		out := list
+		for i, v := range list {
+			if c, ok := flows.CleanTemplateParam(v); ok {
+				changed = true
+				if &out[0] == &list[0] {
+					out = slices.Clone(list)
+				}
+				out[i] = c
+				lines = append(lines, fmt.Sprintf("the template's %s parameter %d held a newline, a tab or more than four spaces in a row, which WhatsApp refuses: sent with one space instead", what, i+1))
+			}
+		}
+		return out
+	}
+	cleanNamed := func(what string, list []NamedValue) []NamedValue {
+		out := list
+		for i, v := range list {
+			if c, ok := flows.CleanTemplateParam(v.Value); ok {
+				changed = true
+				if &out[0] == &list[0] {
+					out = slices.Clone(list)
+				}
+				out[i].Value = c
+				lines = append(lines, fmt.Sprintf("the template's %s parameter %q held a newline, a tab or more than four spaces in a row, which WhatsApp refuses: sent with one space instead", what, v.Name))
+			}
+		}
+		return out
+	}
+	t.Params = clean("body", t.Params)
+	t.HeaderTexts = clean("header", t.HeaderTexts)
+	t.Named = cleanNamed("body", t.Named)
+	t.HeaderNamed = cleanNamed("header", t.HeaderNamed)
+	if changed {
+		m.Template = &t
+	}
+	return lines
 }
 
 // listOver reports whether any of a list's labels is too long.

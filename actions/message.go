@@ -87,16 +87,18 @@ type ListSection struct {
 
 // TemplateMessage is a template with its parameters filled in.
 type TemplateMessage struct {
-	Name        string           `json:"name" bson:"name"`
-	Language    string           `json:"language" bson:"language"`
-	Category    flows.Category   `json:"category,omitempty" bson:"category,omitempty"`
-	Params      []string         `json:"params,omitempty" bson:"params,omitempty"`             // positional body parameters
-	Named       []NamedValue     `json:"named,omitempty" bson:"named,omitempty"`               // named body parameters
-	HeaderTexts []string         `json:"header_texts,omitempty" bson:"header_texts,omitempty"` // positional header parameters
-	HeaderNamed []NamedValue     `json:"header_named,omitempty" bson:"header_named,omitempty"` // named header parameters
-	HeaderMedia *Media           `json:"header_media,omitempty" bson:"header_media,omitempty"`
-	HeaderKind  string           `json:"header_kind,omitempty" bson:"header_kind,omitempty"` // image, video, document for a media header
-	Buttons     []TemplateButton `json:"buttons,omitempty" bson:"buttons,omitempty"`
+	Name        string         `json:"name" bson:"name"`
+	Language    string         `json:"language" bson:"language"`
+	Category    flows.Category `json:"category,omitempty" bson:"category,omitempty"`
+	Params      []string       `json:"params,omitempty" bson:"params,omitempty"`             // positional body parameters
+	Named       []NamedValue   `json:"named,omitempty" bson:"named,omitempty"`               // named body parameters
+	HeaderTexts []string       `json:"header_texts,omitempty" bson:"header_texts,omitempty"` // positional header parameters
+	HeaderNamed []NamedValue   `json:"header_named,omitempty" bson:"header_named,omitempty"` // named header parameters
+	HeaderMedia *Media         `json:"header_media,omitempty" bson:"header_media,omitempty"`
+	HeaderKind  string         `json:"header_kind,omitempty" bson:"header_kind,omitempty"` // image, video, document for a media header; location
+	// HeaderLocation is a location header's place.
+	HeaderLocation *Place           `json:"header_location,omitempty" bson:"header_location,omitempty"`
+	Buttons        []TemplateButton `json:"buttons,omitempty" bson:"buttons,omitempty"`
 	// Body is the template's body with the parameters filled in, for dry
 	// runs and logs; Header (its text filled in, or the media kind),
 	// Footer and ButtonTexts show the rest of it as the contact sees it.
@@ -112,11 +114,25 @@ type NamedValue struct {
 	Value string `json:"value" bson:"value"`
 }
 
-// TemplateButton is a button parameter: a quick-reply payload or a URL
-// suffix, by the button's index in the template.
+// Place is a location header's place. Latitude and longitude are kept
+// as written (WhatsApp takes them as text); Problem says why they are not
+// numbers, when they are not.
+type Place struct {
+	Latitude  string `json:"latitude" bson:"latitude"`
+	Longitude string `json:"longitude" bson:"longitude"`
+	Name      string `json:"name,omitempty" bson:"name,omitempty"`
+	Address   string `json:"address,omitempty" bson:"address,omitempty"`
+}
+
+// TemplateButton is a button parameter, by the button's index in the
+// template: a quick-reply payload, a URL suffix, a code to copy, a flow
+// token, a catalog's thumbnail or a multi-product message's products.
 type TemplateButton struct {
-	Index   int    `json:"index" bson:"index"`
-	SubType string `json:"sub_type" bson:"sub_type"` // quick_reply, url, copy_code
+	Index int `json:"index" bson:"index"`
+	// SubType is the button's type in templates.yaml: quick_reply, url,
+	// copy_code, otp (an authentication template's code), flow, catalog,
+	// mpm. The channel sends each as WhatsApp wants it.
+	SubType string `json:"sub_type" bson:"sub_type"`
 	Value   string `json:"value" bson:"value"`
 }
 
@@ -163,11 +179,18 @@ func RenderTemplate(c Conversation, ts *flows.TemplateSend) Message {
 		tm.HeaderKind = hm.Kind
 		tm.HeaderMedia = &Media{Link: c.Render(hm.Link), ID: c.Render(hm.ID)}
 	}
+	if hl := ts.HeaderLocation; hl != nil {
+		tm.HeaderKind = "location"
+		tm.HeaderLocation = &Place{Latitude: strings.TrimSpace(c.Render(hl.Latitude)), Longitude: strings.TrimSpace(c.Render(hl.Longitude)),
+			Name: c.Render(hl.Name), Address: c.Render(hl.Address)}
+	}
 	for i, b := range ts.Buttons {
-		v := c.Render(b)
-		if v == "" {
-			continue
+		if b == nil || b.Src == "" {
+			continue // not given: WhatsApp uses the template's own
 		}
+		// A value given that renders empty is kept empty: the send is
+		// refused for it (Refusal), never sent without it.
+		v := c.Render(b)
 		sub := "quick_reply"
 		if tl != nil && i < len(tl.Buttons) {
 			sub = tl.Buttons[i].Type

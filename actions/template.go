@@ -28,11 +28,14 @@ var _ Action = (*Template)(nil)
 
 // AgentTemplate is a template an agent sends (POST
 // /api/contacts/{id}/messages): the body's parameters, positional
-// (params) or named (named), given as values. lang "" is the contact's
-// language when the template has it approved, else the bot's default. A
-// template whose header or buttons take parameters cannot be sent this
-// way: the error says what is missing, in the agent's terms.
-func AgentTemplate(t *flows.Template, lang, contactLang, defaultLang string, params []string, named map[string]string) (Message, error) {
+// (params) or named (named), and the buttons' values (buttons, by the
+// button's index), given as values. lang "" is the contact's language
+// when the template has it approved, else the bot's default. A button
+// that needs a value (a one-time code, a coupon code, a dynamic URL's
+// suffix, products) must be given one, as lint asks a flow for it; a
+// template whose header takes a parameter or media cannot be sent this
+// way. The error says what is missing, in the agent's terms.
+func AgentTemplate(t *flows.Template, lang, contactLang, defaultLang string, params []string, named map[string]string, buttons []string) (Message, error) {
 	if lang == "" {
 		lang = defaultLang
 		if tl := t.Languages[contactLang]; contactLang != "" && tl != nil && tl.Status == "APPROVED" {
@@ -49,10 +52,8 @@ func AgentTemplate(t *flows.Template, lang, contactLang, defaultLang string, par
 	if len(tl.HeaderParams) > 0 || tl.HeaderFormat != "" && tl.HeaderFormat != "text" {
 		return Message{}, fmt.Errorf("template %s has a header that takes a parameter or media: an agent can send templates whose only parameters are the body's", t.Name)
 	}
-	for _, b := range tl.Buttons {
-		if b.Type == "url" && strings.Contains(b.URL, "{{") || b.Type == "copy_code" {
-			return Message{}, fmt.Errorf("template %s has a button that takes a parameter: an agent can send templates whose only parameters are the body's", t.Name)
-		}
+	if len(buttons) > len(tl.Buttons) {
+		return Message{}, fmt.Errorf("template %s has %d buttons, got %d button values", t.Name, len(tl.Buttons), len(buttons))
 	}
 	tm := &TemplateMessage{Name: t.Name, Language: lang, Category: tl.Category}
 	if tl.Named {
@@ -81,12 +82,22 @@ func AgentTemplate(t *flows.Template, lang, contactLang, defaultLang string, par
 		tm.Params = params
 	}
 	for i, p := range append(append([]string(nil), params...), namedValues(tm.Named)...) {
-		if strings.TrimSpace(p) == "" {
-			return Message{}, fmt.Errorf("template %s: parameter %d is empty (WhatsApp refuses empty parameters)", t.Name, i+1)
+		if why := flows.TemplateParamProblem(p); why != "" {
+			return Message{}, fmt.Errorf("template %s: parameter %d %s, which WhatsApp refuses in a template parameter (so do newlines, tabs and more than four spaces in a row)", t.Name, i+1, why)
 		}
 	}
 	for i, b := range tl.Buttons {
-		if b.Type == "quick_reply" {
+		given := i < len(buttons)
+		switch {
+		case given && buttons[i] == "":
+			return Message{}, fmt.Errorf("template %s: button %d (%s) was given an empty value", t.Name, i, b.Type)
+		case given && !b.TakesParam():
+			return Message{}, fmt.Errorf("template %s: button %d (%s) takes no value", t.Name, i, b.Type)
+		case given:
+			tm.Buttons = append(tm.Buttons, TemplateButton{Index: i, SubType: b.Type, Value: buttons[i]})
+		case b.NeedsParam():
+			return Message{}, fmt.Errorf(`template %s: button %d (%s) needs a value: give "buttons": [...] in the template`, t.Name, i, b.Type)
+		case b.Type == "quick_reply":
 			tm.Buttons = append(tm.Buttons, TemplateButton{Index: i, SubType: "quick_reply", Value: b.Text})
 		}
 		tm.ButtonTexts = append(tm.ButtonTexts, b.Text)

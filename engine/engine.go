@@ -123,12 +123,24 @@ type Outbound struct {
 	Campaign string `json:"campaign,omitempty"`
 	// Agent: an agent wrote it (POST /api/contacts/{id}/messages).
 	Agent bool `json:"agent,omitempty"`
+	// Refused says why WhatsApp would refuse the message as rendered (an
+	// empty template parameter, a one-time code to a user id): it is
+	// never handed to WhatsApp, and leaves the outbox as failed with
+	// this code and reason.
+	Refused *Refusal `json:"refused,omitempty"`
 	// ClaimedBy is the server instance sending the message, since
 	// ClaimedAt: another instance leaves it alone until the claim expires
 	// at ClaimUntil (the claimer died), so that a message goes out once.
 	ClaimedBy  string    `json:"claimed_by,omitempty"`
 	ClaimedAt  time.Time `json:"claimed_at,omitzero"`
 	ClaimUntil time.Time `json:"claim_until,omitzero"`
+}
+
+// Refusal is why a message is not sent: WhatsApp's code for it, and the
+// reason in the designer's terms.
+type Refusal struct {
+	Code int    `json:"code"`
+	Why  string `json:"why"`
 }
 
 // Record kinds: what the engine did, for the contact's event log and for

@@ -148,7 +148,17 @@ func (c *conv) emit(m actions.Message, fallback bool, batch int64) {
 	}
 	st.Seq++
 	o.ID = seqID(st.Contact.ID, ":m", st.Seq)
-	o.Category, o.Cost = c.price(&m)
+	if code, why := actions.Refusal(&o.Message, o.To); code != 0 {
+		// Never handed to WhatsApp, and never charged: it leaves the
+		// outbox as failed, the one way a refused message does.
+		o.Refused = &Refusal{Code: code, Why: why}
+		o.Category = flows.Service
+		if !m.Free() {
+			o.Category = m.Template.Category
+		}
+	} else {
+		o.Category, o.Cost = c.price(&m)
+	}
 	c.res.Outbound = append(c.res.Outbound, o)
 	c.event(MsgCreated{c.header(), o.ID})
 }

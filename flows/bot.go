@@ -107,7 +107,7 @@ type TemplateLang struct {
 	Status       string
 	Named        bool     // parameters are named ({{first_name}}) rather than positional
 	BodyParams   []string // positional: "1", "2", ...; named: the names, in order of first use
-	HeaderFormat string   // "", text, image, video, document
+	HeaderFormat string   // "", text, image, video, document, location
 	HeaderText   string
 	HeaderParams []string
 	Body         string
@@ -124,10 +124,26 @@ type TemplateButton struct {
 }
 
 // TakesParam reports whether the button takes a parameter at send time:
-// a quick reply's payload, or a dynamic URL's suffix.
+// a quick reply's payload, a dynamic URL's suffix, a code to copy (a
+// coupon, or an authentication template's one-time code), a catalog's
+// thumbnail or a multi-product message's products.
 func (b TemplateButton) TakesParam() bool {
 	switch b.Type {
-	case "quick_reply", "copy_code":
+	case "quick_reply", "copy_code", "otp", "catalog", "mpm":
+		return true
+	case "url":
+		return containsPlaceholder(b.URL)
+	}
+	return false
+}
+
+// NeedsParam reports whether WhatsApp refuses the template without the
+// button's parameter: a dynamic URL's suffix, a coupon or one-time code,
+// a multi-product message's products. A quick reply's payload and a
+// catalog's thumbnail are optional.
+func (b TemplateButton) NeedsParam() bool {
+	switch b.Type {
+	case "copy_code", "otp", "mpm":
 		return true
 	case "url":
 		return containsPlaceholder(b.URL)
@@ -345,8 +361,15 @@ type TemplateSend struct {
 	Language    string // "" for the contact's language, else the bot's default
 	HeaderTexts []*Text
 	HeaderMedia *Media
-	Buttons     []*Text
-	At          Pos
+	// HeaderLocation is a location header's place.
+	HeaderLocation *LocationHeader
+	Buttons        []*Text
+	At             Pos
+}
+
+// LocationHeader is the place a template's location header shows.
+type LocationHeader struct {
+	Latitude, Longitude, Name, Address *Text
 }
 
 // NamedParam is one named template parameter.

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr/types"
@@ -469,7 +470,7 @@ func (c *compiler) templateParams(r reporter, src Source, name, part string) (na
 		p := src.Text[m[2]:m[3]]
 		at := src.posAt(m[0])
 		switch {
-		case isDigits(p):
+		case IsDigits(p):
 			positional = true
 		case namedParamRe.MatchString(p):
 			hasNamed = true
@@ -505,7 +506,9 @@ func (c *compiler) templateParams(r reporter, src Source, name, part string) (na
 	return hasNamed && !positional, params
 }
 
-func isDigits(s string) bool {
+// IsDigits reports whether s is one or more ASCII digits (a wa_id is; a
+// business-scoped user id is not).
+func IsDigits(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -1253,6 +1256,16 @@ func (fc *flowCompiler) templateSend(ref Ref, ps *ParamsSpec, lang string, hs *H
 		if hs.Media != "" {
 			ts.HeaderMedia = &Media{Kind: hs.Media, Link: ec.text(hs.Link), ID: ec.text(hs.ID)}
 		}
+		if l := hs.Location; l != nil {
+			ts.HeaderLocation = &LocationHeader{Latitude: ec.text(l.Latitude), Longitude: ec.text(l.Longitude), Name: ec.text(l.Name), Address: ec.text(l.Address)}
+			for _, c := range []*Source{l.Latitude, l.Longitude} {
+				if t := ec.text(c); t != nil && t.Static() {
+					if _, err := strconv.ParseFloat(strings.TrimSpace(c.Text), 64); err != nil {
+						r.errorf(c.At, "a location header's latitude and longitude are numbers, got %q", c.Text)
+					}
+				}
+			}
+		}
 	}
 	for i := range buttons {
 		ts.Buttons = append(ts.Buttons, ec.text(&buttons[i]))
@@ -1354,12 +1367,46 @@ func (fc *flowCompiler) checkParams(ref Ref, ps *ParamsSpec, ts *TemplateSend, t
 	if ts.HeaderMedia == nil && contains([]string{"image", "video", "document"}, tl.HeaderFormat) {
 		r.errorf(at, "%s has %s header: give header: {%s: {link: ...}}", name, article(tl.HeaderFormat), tl.HeaderFormat)
 	}
+	if tl.HeaderFormat == "location" && ts.HeaderLocation == nil {
+		r.errorf(at, "%s has a location header: give header: {location: {latitude: ..., longitude: ..., name: ..., address: ...}}", name)
+	}
+	if ts.HeaderLocation != nil && tl.HeaderFormat != "location" {
+		r.errorf(at, "%s has %s header, but the send gives a location", name, article(orNone(tl.HeaderFormat)))
+	}
 	if len(ts.Buttons) > len(tl.Buttons) {
 		r.errorf(at, "%s has %d buttons, got %d button parameters", name, len(tl.Buttons), len(ts.Buttons))
 	}
 	for i, b := range tl.Buttons {
-		if b.Type == "url" && b.TakesParam() && (i >= len(ts.Buttons) || ts.Buttons[i].Src == "") {
-			r.errorf(at, "%s: button %d is a dynamic URL and needs its suffix under buttons", name, i)
+		given := i < len(ts.Buttons) && ts.Buttons[i].Src != ""
+		if b.NeedsParam() && !given {
+			r.errorf(at, "%s: button %d (%s) needs its %s under buttons", name, i, b.Type, buttonParam[b.Type])
+		}
+	}
+	for i, p := range ts.Params {
+		checkParamLiteral(r, p, fmt.Sprintf("%s: parameter %d", name, i+1))
+	}
+	for _, p := range ts.Named {
+		checkParamLiteral(r, p.Value, fmt.Sprintf("%s: parameter %q", name, p.Name))
+	}
+	for i, p := range ts.HeaderTexts {
+		checkParamLiteral(r, p, fmt.Sprintf("%s: header parameter %d", name, i+1))
+	}
+}
+
+// buttonParam names what a button takes at send time.
+var buttonParam = map[string]string{"url": "URL suffix", "copy_code": "coupon code", "otp": "one-time code",
+	"mpm": "products ({thumbnail_product_retailer_id, sections} as JSON)", "catalog": "thumbnail product id", "quick_reply": "payload", "flow": "flow token"}
+
+// checkParamLiteral refuses a literal text parameter WhatsApp refuses
+// (empty, a newline or tab, more than four spaces in a row); one an
+// expression makes is decided when it is sent.
+func checkParamLiteral(r reporter, t *Text, what string) {
+	for _, v := range t.Versions() {
+		if !v.Static() {
+			continue
+		}
+		if p := TemplateParamProblem(v.Src); p != "" {
+			r.errorf(v.At, "%s %s, which WhatsApp refuses in a template parameter (so do newlines, tabs and more than four spaces in a row)", what, p)
 		}
 	}
 }

@@ -235,6 +235,8 @@ func (*HeaderSpec) jsonSchema(g *schemaGen) map[string]any {
 	for _, k := range []string{"image", "video", "document"} {
 		alts = append(alts, map[string]any{"type": "object", "properties": map[string]any{k: media}, "required": []string{k}, "additionalProperties": false})
 	}
+	loc := g.ref(reflect.TypeOf(LocationHeaderSpec{}))
+	alts = append(alts, map[string]any{"type": "object", "properties": map[string]any{"location": loc}, "required": []string{"location"}, "additionalProperties": false})
 	return oneOf(append([]map[string]any{scalar, {"type": "array", "items": scalar}}, alts...)...)
 }
 

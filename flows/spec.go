@@ -245,13 +245,24 @@ func (p *ParamsSpec) decodeNode(d *decoder, n *yaml.Node) {
 }
 
 // HeaderSpec is a template header's parameters at send time: its text
-// parameters, or one media object.
+// parameters, one media object, or a location.
 type HeaderSpec struct {
-	At    Pos
-	Texts []*Source
-	Media string // image, video or document
-	Link  *Source
-	ID    *Source
+	At       Pos
+	Texts    []*Source
+	Media    string // image, video or document
+	Link     *Source
+	ID       *Source
+	Location *LocationHeaderSpec
+}
+
+// LocationHeaderSpec is a location header's place: latitude and longitude
+// (numbers, or expressions), with an optional name and address.
+type LocationHeaderSpec struct {
+	At        Pos
+	Latitude  *Source `yaml:"latitude"`
+	Longitude *Source `yaml:"longitude"`
+	Name      *Source `yaml:"name"`
+	Address   *Source `yaml:"address"`
 }
 
 func (h *HeaderSpec) decodeNode(d *decoder, n *yaml.Node) {
@@ -269,15 +280,23 @@ func (h *HeaderSpec) decodeNode(d *decoder, n *yaml.Node) {
 		}
 	case yaml.MappingNode:
 		if len(n.Content) != 2 {
-			d.errorf(posOf(n), "expected one of image, video or document in a media header")
+			d.errorf(posOf(n), "expected one of image, video, document or location in a header")
 			return
 		}
 		k := resolve(n.Content[0])
 		switch k.Value {
 		case "image", "video", "document":
 			h.Media = k.Value
+		case "location":
+			var l LocationHeaderSpec
+			d.decodeStruct(resolve(n.Content[1]), reflectValue(&l))
+			if l.Latitude == nil || l.Longitude == nil {
+				d.errorf(posOf(k), "a location header needs latitude and longitude")
+			}
+			h.Location = &l
+			return
 		default:
-			d.errorf(posOf(k), "unknown key %q%s", k.Value, suggestKey(k.Value, []string{"image", "video", "document"}))
+			d.errorf(posOf(k), "unknown key %q%s", k.Value, suggestKey(k.Value, []string{"image", "video", "document", "location"}))
 			return
 		}
 		var m MediaSpec

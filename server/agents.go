@@ -85,6 +85,7 @@ type agentRequest struct {
 		Name     string          `json:"name"`
 		Params   json.RawMessage `json:"params"`
 		Language string          `json:"language"`
+		Buttons  []string        `json:"buttons"`
 	} `json:"template"`
 }
 
@@ -121,9 +122,12 @@ func (s *Server) agentMessage(c *fiber.Ctx) error {
 		if err != nil {
 			return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
 		}
-		m, err = actions.AgentTemplate(t, req.Template.Language, st.Contact.Language, bot.Settings.Language, params, named)
+		m, err = actions.AgentTemplate(t, req.Template.Language, st.Contact.Language, bot.Settings.Language, params, named, req.Template.Buttons)
 		if err != nil {
 			return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
+		}
+		if code, why := actions.Refusal(&m, st.Contact.ID); code != 0 {
+			return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": why, "code": code})
 		}
 	default:
 		return fiber.NewError(fiber.StatusBadRequest, `the body has neither "text" nor "template": expected {"text": "..."} or {"template": {"name": "...", "params": [...]}}`)

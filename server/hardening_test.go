@@ -121,7 +121,7 @@ func TestAPIRefusesValuesThatCannotBeStored(t *testing.T) {
 	if code, out := r.apiRaw("GET", "/api/contacts/447700900123", ""); code != 404 {
 		t.Errorf("a refused start left a contact behind: %d %s", code, out)
 	}
-	if code, _ := r.apiRaw("POST", "/api/contacts/447700900123/flows/shipping_update", `{"vars": {"order_id": "1", "tracking": {"amount": 12.5}}}`); code != 202 {
+	if code, _ := r.apiRaw("POST", "/api/contacts/447700900123/flows/shipping_update", `{"vars": {"order_id": "1", "eta": "on Friday", "tracking": {"amount": 12.5}}}`); code != 202 {
 		t.Fatalf("a finite amount: %d", code)
 	}
 	r.waitSent(1)

@@ -432,6 +432,16 @@ func templateObject(t *actions.TemplateMessage) map[string]any {
 		comps = append(comps, map[string]any{"type": "header", "parameters": []any{
 			map[string]any{"type": t.HeaderKind, t.HeaderKind: mediaObject(t.HeaderMedia)},
 		}})
+	case t.HeaderLocation != nil:
+		p := t.HeaderLocation
+		loc := map[string]any{"latitude": p.Latitude, "longitude": p.Longitude}
+		if p.Name != "" {
+			loc["name"] = p.Name
+		}
+		if p.Address != "" {
+			loc["address"] = p.Address
+		}
+		comps = append(comps, map[string]any{"type": "header", "parameters": []any{map[string]any{"type": "location", "location": loc}}})
 	case len(t.HeaderTexts) > 0 || len(t.HeaderNamed) > 0:
 		comps = append(comps, map[string]any{"type": "header", "parameters": textParams(t.HeaderTexts, t.HeaderNamed)})
 	}
@@ -440,8 +450,15 @@ func templateObject(t *actions.TemplateMessage) map[string]any {
 	}
 	for _, bt := range t.Buttons {
 		var param map[string]any
+		sub := bt.SubType
 		switch bt.SubType {
 		case "url":
+			param = map[string]any{"type": "text", "text": bt.Value}
+		case "otp":
+			// An authentication template's copy-code (or one-tap) button
+			// is created as OTP and becomes a URL button: its code goes
+			// as the URL's text parameter.
+			sub = "url"
 			param = map[string]any{"type": "text", "text": bt.Value}
 		case "copy_code":
 			param = map[string]any{"type": "coupon_code", "coupon_code": bt.Value}
@@ -449,10 +466,15 @@ func templateObject(t *actions.TemplateMessage) map[string]any {
 			// A Flow button's parameter is an action carrying the
 			// flow_token that the answer will bring back.
 			param = map[string]any{"type": "action", "action": map[string]any{"flow_token": bt.Value}}
+		case "catalog":
+			param = map[string]any{"type": "action", "action": map[string]any{"thumbnail_product_retailer_id": bt.Value}}
+		case "mpm":
+			a, _ := actions.ProductsAction(bt.Value) // checked when it was committed (actions.Refusal)
+			param = map[string]any{"type": "action", "action": a}
 		default:
 			param = map[string]any{"type": "payload", "payload": bt.Value}
 		}
-		comps = append(comps, map[string]any{"type": "button", "sub_type": bt.SubType, "index": strconv.Itoa(bt.Index), "parameters": []any{param}})
+		comps = append(comps, map[string]any{"type": "button", "sub_type": sub, "index": strconv.Itoa(bt.Index), "parameters": []any{param}})
 	}
 	obj := map[string]any{"name": t.Name, "language": map[string]any{"code": t.Language}}
 	if len(comps) > 0 {

@@ -2,7 +2,9 @@ package whatsapp_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +54,19 @@ func TestSendShapes(t *testing.T) {
 		"template flow button": {Kind: "template", Template: &actions.TemplateMessage{
 			Name: "booking_flow", Language: "en_US", Buttons: []actions.TemplateButton{{Index: 0, SubType: "flow", Value: "tok-17"}},
 		}},
+		"template otp": {Kind: "template", Template: &actions.TemplateMessage{
+			Name: "login_code", Language: "en_US", Params: []string{"482913"}, Buttons: []actions.TemplateButton{{Index: 0, SubType: "otp", Value: "482913"}},
+		}},
+		"template catalog": {Kind: "template", Template: &actions.TemplateMessage{
+			Name: "shop_catalog", Language: "en_US", Buttons: []actions.TemplateButton{{Index: 0, SubType: "catalog", Value: "apron-red"}},
+		}},
+		"template mpm": {Kind: "template", Template: &actions.TemplateMessage{
+			Name: "shop_mpm", Language: "en_US", Buttons: []actions.TemplateButton{{Index: 0, SubType: "mpm",
+				Value: `{"thumbnail_product_retailer_id":"apron-red","sections":[{"title":"Aprons","product_items":[{"product_retailer_id":"apron-red"}]}]}`}},
+		}},
+		"template location header": {Kind: "template", Template: &actions.TemplateMessage{
+			Name: "visit_here", Language: "en_US", HeaderKind: "location", HeaderLocation: &actions.Place{Latitude: "48.8566", Longitude: "2.3522", Name: "Clinic", Address: "1 Rue de Rivoli"},
+		}},
 		"template named media header": {Kind: "template", Template: &actions.TemplateMessage{
 			Name: "back_in_stock", Language: "en_US", Named: []actions.NamedValue{{Name: "product", Value: "Apron"}},
 			HeaderKind: "image", HeaderMedia: &actions.Media{Link: "https://x.example/p.jpg"},
@@ -98,6 +113,16 @@ func TestSendShapes(t *testing.T) {
 	}
 	if got := mustJSON(byType("template", "booking_flow")["template"]); got != `{"components":[{"index":"0","parameters":[{"action":{"flow_token":"tok-17"},"type":"action"}],"sub_type":"flow","type":"button"}],"language":{"code":"en_US"},"name":"booking_flow"}` {
 		t.Errorf("flow button: %s", got)
+	}
+	for name, want := range map[string]string{
+		"login_code":   `{"components":[{"parameters":[{"text":"482913","type":"text"}],"type":"body"},{"index":"0","parameters":[{"text":"482913","type":"text"}],"sub_type":"url","type":"button"}],"language":{"code":"en_US"},"name":"login_code"}`,
+		"shop_catalog": `{"components":[{"index":"0","parameters":[{"action":{"thumbnail_product_retailer_id":"apron-red"},"type":"action"}],"sub_type":"catalog","type":"button"}],"language":{"code":"en_US"},"name":"shop_catalog"}`,
+		"shop_mpm":     `{"components":[{"index":"0","parameters":[{"action":{"sections":[{"product_items":[{"product_retailer_id":"apron-red"}],"title":"Aprons"}],"thumbnail_product_retailer_id":"apron-red"},"type":"action"}],"sub_type":"mpm","type":"button"}],"language":{"code":"en_US"},"name":"shop_mpm"}`,
+		"visit_here":   `{"components":[{"parameters":[{"location":{"address":"1 Rue de Rivoli","latitude":"48.8566","longitude":"2.3522","name":"Clinic"},"type":"location"}],"type":"header"}],"language":{"code":"en_US"},"name":"visit_here"}`,
+	} {
+		if got := mustJSON(byType("template", `"`+name+`"`)["template"]); got != want {
+			t.Errorf("%s\n got %s\nwant %s", name, got, want)
+		}
 	}
 	want := `{"components":[{"parameters":[{"text":"Dr. Who","type":"text"}],"type":"header"},{"parameters":[{"text":"Ana","type":"text"},{"text":"2026-12-01","type":"text"}],"type":"body"},{"index":"0","parameters":[{"payload":"YES","type":"payload"}],"sub_type":"quick_reply","type":"button"},{"index":"1","parameters":[{"text":"8841","type":"text"}],"sub_type":"url","type":"button"}],"language":{"code":"en_US"},"name":"appointment_reminder"}`
 	if got := mustJSON(tmpl["template"]); got != want {
@@ -233,6 +258,51 @@ func TestFakeRefusesBadRichMessages(t *testing.T) {
 		}
 		if len(fake.Problems()) != before+1 {
 			t.Errorf("%s: the fake recorded no problem", name)
+		}
+	}
+}
+
+// TestFakeRefusesWhatMetaRefuses posts bodies WhatsApp refuses straight
+// to the fake (not through the client, which never writes them), so that
+// no test can pass on a body WhatsApp would reject.
+func TestFakeRefusesWhatMetaRefuses(t *testing.T) {
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	fake.SetTemplates([]map[string]any{{"name": "login_code", "language": "en_US", "status": "APPROVED", "category": "AUTHENTICATION"}}, 0)
+	tmpl := func(to, comps string) string {
+		return `{"messaging_product":"whatsapp",` + to + `,"type":"template","template":{"name":"login_code","language":{"code":"en_US"},"components":` + comps + `}}`
+	}
+	phone := `"to":"15550001111"`
+	for name, tc := range map[string]struct {
+		body string
+		code int
+	}{
+		"otp button as sub_type otp":  {tmpl(phone, `[{"type":"button","sub_type":"otp","index":"0","parameters":[{"type":"payload","payload":"482913"}]}]`), 100},
+		"catalog button as a payload": {tmpl(phone, `[{"type":"button","sub_type":"catalog","index":"0","parameters":[{"type":"payload","payload":"x"}]}]`), 100},
+		"mpm without sections":        {tmpl(phone, `[{"type":"button","sub_type":"mpm","index":"0","parameters":[{"type":"action","action":{"thumbnail_product_retailer_id":"x"}}]}]`), 100},
+		"empty text parameter":        {tmpl(phone, `[{"type":"body","parameters":[{"type":"text","text":""}]}]`), 100},
+		"newline in a parameter":      {tmpl(phone, `[{"type":"body","parameters":[{"type":"text","text":"a\nb"}]}]`), 100},
+		"tab in a parameter":          {tmpl(phone, `[{"type":"body","parameters":[{"type":"text","text":"a\tb"}]}]`), 100},
+		"five spaces in a parameter":  {tmpl(phone, `[{"type":"body","parameters":[{"type":"text","text":"a     b"}]}]`), 100},
+		"location without longitude":  {tmpl(phone, `[{"type":"header","parameters":[{"type":"location","location":{"latitude":"1"}}]}]`), 100},
+		"copy_code without its code":  {tmpl(phone, `[{"type":"button","sub_type":"copy_code","index":"0","parameters":[{"type":"coupon_code"}]}]`), 100},
+		"authentication to a user id": {tmpl(`"recipient":"US.13491208655302741918"`, `[{"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":"482913"}]}]`), 131062},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, fake.URL+"/v25.0/106540352242922/messages", strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Error struct {
+				Code int `json:"code"`
+			} `json:"error"`
+		}
+		json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || e.Error.Code != tc.code {
+			t.Errorf("%s: HTTP %d, code %d; want 400, %d", name, resp.StatusCode, e.Error.Code, tc.code)
 		}
 	}
 }

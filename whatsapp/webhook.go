@@ -611,17 +611,7 @@ func decodeLeniently[T any](raw json.RawMessage) T {
 	return out
 }
 
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
-}
+func isDigits(s string) bool { return flows.IsDigits(s) }
 
 // formAnswer reads a WhatsApp Flow's answer: response_json is a string
 // holding a JSON object (an object is accepted too). It returns the

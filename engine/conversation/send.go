@@ -148,6 +148,17 @@ func (k *Keeper) windowClosed(ctx context.Context, st *Record, o engine.Outbound
 func (k *Keeper) Next(ctx context.Context, st *Record) (o engine.Outbound, ok bool, err error) {
 	for i := 0; len(st.Outbox) > 0 && i < 100; i++ {
 		o = st.Outbox[0]
+		if r := o.Refused; r != nil {
+			// WhatsApp would refuse it as rendered: it fails here, as a
+			// refused send does, and is never attempted.
+			st.Outbox = st.Outbox[1:]
+			if k.Observer != nil {
+				k.Observer.SendFailed(r.Code)
+			}
+			k.left(st, o, false, "", r.Code, "not sent: "+r.Why)
+			k.event(st, engine.SendRefused{Header: k.header(&o), MessageID: o.ID, Code: r.Code, Err: r.Why})
+			continue
+		}
 		if o.Via != engine.ViaSession || st.WindowOpen(k.Now()) {
 			return o, true, nil
 		}

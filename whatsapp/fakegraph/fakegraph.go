@@ -305,6 +305,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		req.Problem = validate(req.Body)
 	}
 	s.mu.Lock()
+	if req.Problem == "" && req.Type == "template" {
+		if p := s.authToUserIDLocked(req); p != "" {
+			req.Problem, req.Code = p, 131062
+		}
+	}
 	var fail *Failure
 	if req.Problem == "" && req.Type != "read" {
 		if len(s.failNext) > 0 {
@@ -327,6 +332,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	switch {
+	case req.Problem != "" && req.Code != 0:
+		writeError(w, 400, req.Code, fmt.Sprintf("(#%d) %s", req.Code, req.Problem), req.Problem)
 	case req.Problem != "":
 		writeError(w, 400, 100, "(#100) Invalid parameter", req.Problem)
 	case fail != nil:
@@ -355,6 +362,23 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 			"messages":          []any{map[string]any{"id": req.WAMID}},
 		})
 	}
+}
+
+// authToUserIDLocked refuses an authentication template (by the list set
+// with SetTemplates) to a recipient known only by a business-scoped user
+// id: WhatsApp answers 131062.
+func (s *Server) authToUserIDLocked(req Request) string {
+	if _, byPhone := req.Body["to"].(string); byPhone {
+		return ""
+	}
+	obj, _ := req.Body["template"].(map[string]any)
+	name, _ := obj["name"].(string)
+	for _, t := range s.templates {
+		if t["name"] == name && strings.EqualFold(fmt.Sprint(t["category"]), "AUTHENTICATION") {
+			return "Business-scoped user ID recipients are not supported for authentication templates"
+		}
+	}
+	return ""
 }
 
 func writeError(w http.ResponseWriter, status, code int, msg, details string) {
@@ -435,6 +459,17 @@ func validate(b map[string]any) string {
 		return ""
 	}
 	return fmt.Sprintf("unknown message type %q", typ)
+}
+
+// paramText refuses a template's text parameter as WhatsApp does.
+func paramText(s string) string {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return "Parameter text is required and cannot be empty"
+	case strings.ContainsAny(s, "\n\t") || strings.Contains(s, "     "):
+		return "Param text cannot have new-line/tab characters or more than 4 consecutive spaces"
+	}
+	return ""
 }
 
 func maxLen(what, s string, n int) string {
@@ -640,8 +675,20 @@ func validateTemplate(obj map[string]any) string {
 				pm, _ := p.(map[string]any)
 				switch pm["type"] {
 				case "text":
-					if _, ok := pm["text"].(string); !ok {
+					text, ok := pm["text"].(string)
+					if !ok {
 						return "a text parameter needs text"
+					}
+					if p := paramText(text); p != "" {
+						return p
+					}
+				case "location":
+					loc, _ := pm["location"].(map[string]any)
+					if _, ok := loc["latitude"]; !ok {
+						return "a location parameter needs location.latitude and location.longitude"
+					}
+					if _, ok := loc["longitude"]; !ok {
+						return "a location parameter needs location.latitude and location.longitude"
 					}
 				case "image", "video", "document":
 					media, _ := pm[pm["type"].(string)].(map[string]any)
@@ -650,7 +697,7 @@ func validateTemplate(obj map[string]any) string {
 					if hasID == hasLink {
 						return "a media parameter needs exactly one of id or link"
 					}
-				case "currency", "date_time", "location":
+				case "currency", "date_time":
 				default:
 					return fmt.Sprintf("unknown parameter type %v", pm["type"])
 				}
@@ -668,13 +715,34 @@ func validateTemplate(obj map[string]any) string {
 				return "a button component needs sub_type and index \"0\"..\"9\""
 			}
 			pm, _ := params[0].(map[string]any)
-			want := map[string]string{"quick_reply": "payload", "url": "text", "copy_code": "coupon_code", "flow": "action"}[sub]
+			want, known := map[string]string{"quick_reply": "payload", "url": "text", "copy_code": "coupon_code", "flow": "action",
+				"catalog": "action", "mpm": "action", "voice_call": ""}[strings.ToLower(sub)]
+			if !known {
+				return fmt.Sprintf("button sub_type %q is not valid (an authentication template's code button is sent as sub_type url)", sub)
+			}
 			if want != "" && pm["type"] != want {
 				return fmt.Sprintf("a %s button's parameter is of type %s, got %v", sub, want, pm["type"])
 			}
-			if sub == "flow" {
+			switch strings.ToLower(sub) {
+			case "flow":
 				if a, _ := pm["action"].(map[string]any); a == nil {
 					return "a flow button's parameter is {type: action, action: {flow_token, flow_action_data?}}"
+				}
+			case "mpm":
+				a, _ := pm["action"].(map[string]any)
+				if id, _ := a["thumbnail_product_retailer_id"].(string); id == "" {
+					return "a multi-product button's action needs thumbnail_product_retailer_id and sections"
+				}
+				if secs, _ := a["sections"].([]any); len(secs) == 0 {
+					return "a multi-product button's action needs thumbnail_product_retailer_id and sections"
+				}
+			case "url":
+				if p := paramText(fmt.Sprint(pm["text"])); p != "" {
+					return p
+				}
+			case "copy_code":
+				if c, _ := pm["coupon_code"].(string); c == "" {
+					return "a copy_code button's parameter needs coupon_code"
 				}
 			}
 		default:

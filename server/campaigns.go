@@ -20,6 +20,7 @@ import (
 
 	"github.com/flowbot/flowbot/campaign"
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -270,13 +271,21 @@ func newCampaignID() string {
 	return "cmp_" + hex.EncodeToString(b[:])
 }
 
+// costView is a cost by category as the API shows it: cost is what
+// WhatsApp's pricing confirmed on delivery, cost_estimated what WhatsApp
+// accepted and has not confirmed yet.
+func costView(c conversation.CostCounts, currency string) fiber.Map {
+	return fiber.Map{"marketing": c.Marketing, "utility": c.Utility, "authentication": c.Authentication, "service": c.Service,
+		"total": c.Total(), "currency": currency}
+}
+
 // campaignView is a campaign as the API shows it, with its counts.
 func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map, error) {
 	n, err := s.campaignCounts(ctx, c.ID, false)
 	if err != nil {
 		return nil, err
 	}
-	cost := n.Cost
+	currency := s.Engine().Bot().Settings.Pricing.Currency
 	v := fiber.Map{
 		"id": c.ID, "name": c.Name, "flow": c.Flow, "state": c.State,
 		"total": c.Total, "rejected": c.Rejected,
@@ -285,9 +294,9 @@ func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map
 		"pending": max(0, c.Total-n.Started-n.Skipped()),
 		"unsent":  max(0, n.Outbox),
 		"sent":    n.Sent, "delivered": n.Delivered, "read": n.Read, "failed": n.Failed,
-		"cost": fiber.Map{"marketing": cost.Marketing, "utility": cost.Utility, "authentication": cost.Authentication, "service": cost.Service,
-			"total": cost.Marketing + cost.Utility + cost.Authentication + cost.Service, "currency": s.Engine().Bot().Settings.Pricing.Currency},
-		"rate": c.Rate, "current_rate": math.Round(float64(c.Rate)*c.Factor*10) / 10, "daily_limit": c.DailyLimit,
+		"cost":           costView(n.Cost, currency),
+		"cost_estimated": costView(n.CostEstimated, currency),
+		"rate":           c.Rate, "current_rate": math.Round(float64(c.Rate)*c.Factor*10) / 10, "daily_limit": c.DailyLimit,
 		"created_at": c.CreatedAt,
 	}
 	if !c.FinishedAt.IsZero() {

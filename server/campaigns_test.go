@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -128,24 +130,33 @@ func TestCampaignFromCSV(t *testing.T) {
 	if num(view["started"]) != 40 || num(view["sent"]) != 40 || num(view["pending"]) != 0 || view["flow"] != "back_in_stock" {
 		t.Fatalf("the campaign's counts: %v", view)
 	}
-	if cost := view["cost"].(map[string]any); cost["marketing"].(float64) < 0.99 || cost["marketing"].(float64) > 1.01 {
-		t.Errorf("40 marketing templates at 0.025: %v", cost)
+	// Accepted is estimated, not charged: WhatsApp charges on delivery.
+	if cost, est := view["cost"].(map[string]any), view["cost_estimated"].(map[string]any); cost["total"] != 0.0 || !near(est["marketing"], 40*0.025) {
+		t.Errorf("40 marketing templates at 0.025 accepted: cost %v, estimated %v", cost, est)
 	}
 
 	// Statuses count as the campaign's: delivered, then read (and a read
-	// that comes first counts as delivered too).
+	// that comes first counts as delivered too). The status that carries
+	// WhatsApp's pricing confirms the cost; a failure is never charged.
 	now := time.Now()
-	r.post(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "delivered", 0, now))
+	r.post(priced(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "delivered", 0, now), "marketing", "regular"))
 	r.post(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "read", 0, now))
-	r.post(statusWebhook(sent[1].To, r.wamidOf(sent[1].To), "", "read", 0, now))
+	r.post(priced(statusWebhook(sent[1].To, r.wamidOf(sent[1].To), "", "read", 0, now), "marketing", "regular"))
 	r.post(statusWebhook(sent[2].To, r.wamidOf(sent[2].To), "", "failed", 131049, now))
 	r.waitFor("the statuses to be counted", func() bool {
 		v := r.campaignView(id)
-		return num(v["read"]) == 2 && num(v["skipped"].(map[string]any)["limit"]) == 1
+		return num(v["read"]) == 2 && num(v["skipped"].(map[string]any)["limit"]) == 1 && near(v["cost"].(map[string]any)["marketing"], 2*0.025)
 	})
 	view = r.campaignView(id)
 	if num(view["delivered"]) != 2 || num(view["read"]) != 2 || num(view["skipped"].(map[string]any)["limit"]) != 1 {
 		t.Fatalf("after the statuses: %v", view)
+	}
+	if cost, est := view["cost"].(map[string]any), view["cost_estimated"].(map[string]any); !near(cost["total"], 2*0.025) || !near(est["marketing"], 37*0.025) {
+		t.Errorf("two delivered, one failed of 40: cost %v, estimated %v", cost, est)
+	}
+	code, contact := r.api("GET", "/api/contacts/"+sent[0].To, apiToken, nil)
+	if cost := contact["cost"].(map[string]any); code != 200 || !near(cost["marketing"], 0.025) || contact["cost_estimated"].(map[string]any)["total"] != 0.0 {
+		t.Errorf("the contact whose template was delivered: %d cost %v, estimated %v", code, contact["cost"], contact["cost_estimated"])
 	}
 
 	// The same request again is the same campaign: nobody is started
@@ -162,6 +173,19 @@ func TestCampaignFromCSV(t *testing.T) {
 	if items, _ := list.([]any); code != 200 || len(items) != 1 || items[0].(map[string]any)["id"] != id {
 		t.Fatalf("the list: %d %v", code, list)
 	}
+}
+
+// priced adds WhatsApp's pricing object to a status webhook, as a
+// delivered (or read) status carries it.
+func priced(body []byte, category, typ string) []byte {
+	return bytes.Replace(body, []byte(`"biz_opaque_callback_data"`),
+		[]byte(fmt.Sprintf(`"pricing":{"billable":%t,"pricing_model":"PMP","type":%q,"category":%q},"biz_opaque_callback_data"`, typ == "regular", typ, category)), 1)
+}
+
+// near reports whether a JSON number is want, give or take rounding.
+func near(v any, want float64) bool {
+	f, ok := v.(float64)
+	return ok && math.Abs(f-want) < 1e-9
 }
 
 func (r *rig) campaignView(id string) map[string]any {

@@ -3,6 +3,8 @@ package server
 import (
 	"strconv"
 
+	"github.com/flowbot/flowbot/engine/conversation"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -35,6 +37,8 @@ type metrics struct {
 	campaignSlowdowns prometheus.Counter
 	// Events out.
 	events *prometheus.CounterVec
+	// What the messages cost.
+	cost *prometheus.GaugeVec
 }
 
 func newMetrics(number string, depth func() float64) *metrics {
@@ -102,6 +106,9 @@ func newMetrics(number string, depth func() float64) *metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowbot_events_total", Help: "Events out (FLOWBOT_EVENTS_URL) by result: delivered, retried (an attempt failed; it is tried again), dropped (refused or past 24 hours of retries).",
 		}, []string{"result"}),
+		cost: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowbot_cost", Help: "What messages cost, in the bot's pricing currency, by category and state: confirmed (by the pricing of WhatsApp's delivery statuses, a message flowbot does not know included) and estimated (accepted by WhatsApp, not yet confirmed); what this process applied since it started (sum over instances: an estimate made on one may be settled on another).",
+		}, []string{"category", "state"}),
 		campaignSlowdowns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowbot_campaign_slowdowns_total", Help: "Times a campaign was slowed down after WhatsApp answered a throughput error (130429, 131056).",
 		}),
@@ -114,8 +121,19 @@ func newMetrics(number string, depth func() float64) *metrics {
 	}
 	r.MustRegister(m.preferences, m.templateEvents, m.numberQuality, m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
 		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped,
-		m.campaignStarts, m.campaignSkips, m.campaignRate, m.campaignSlowdowns, m.events)
+		m.campaignStarts, m.campaignSkips, m.campaignRate, m.campaignSlowdowns, m.events, m.cost)
 	return m
+}
+
+// billed applies a change to the cost.
+func (m *metrics) billed(b conversation.Billing) {
+	for state, c := range map[string]conversation.CostCounts{"confirmed": b.Confirmed, "estimated": b.Estimated} {
+		for cat, v := range map[string]float64{"marketing": c.Marketing, "utility": c.Utility, "authentication": c.Authentication, "service": c.Service} {
+			if v != 0 {
+				m.cost.WithLabelValues(cat, state).Add(v)
+			}
+		}
+	}
 }
 
 // sendError counts a failed send by its Cloud API code; codes outside

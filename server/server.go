@@ -831,22 +831,24 @@ func (s *Server) view(st *conversation.Record) fiber.Map {
 	if st.FreeAt(now) {
 		window["free_until"] = st.FreeUntil
 	}
+	currency := s.Engine().Bot().Settings.Pricing.Currency
 	return fiber.Map{
-		"contact":   st.Contact,
-		"flow":      nullable(st.Flow),
-		"step":      nullable(st.Step),
-		"waiting":   nullable(string(st.Waiting)),
-		"stack":     stackView(st.Stack),
-		"vars":      st.Vars,
-		"window":    window,
-		"handoff":   st.Handoff,
-		"opted_out": st.Contact.OptedOut,
-		"timers":    st.Timers,
-		"pending":   len(st.Outbox),
-		"messages":  st.Recent,
-		"events":    st.Log,
-		"cost":      st.Cost,
-		"version":   st.Version,
+		"contact":        st.Contact,
+		"flow":           nullable(st.Flow),
+		"step":           nullable(st.Step),
+		"waiting":        nullable(string(st.Waiting)),
+		"stack":          stackView(st.Stack),
+		"vars":           st.Vars,
+		"window":         window,
+		"handoff":        st.Handoff,
+		"opted_out":      st.Contact.OptedOut,
+		"timers":         st.Timers,
+		"pending":        len(st.Outbox),
+		"messages":       st.Recent,
+		"events":         st.Log,
+		"cost":           costView(st.Charges.Confirmed, currency),
+		"cost_estimated": costView(st.Charges.Estimated, currency),
+		"version":        st.Version,
 	}
 }
 

@@ -62,7 +62,7 @@ func TestCampaignCountsExactThroughStoreTimeouts(t *testing.T) {
 	}
 	now := time.Now()
 	for _, s := range sent {
-		r.post(statusWebhook(s.To, r.wamidOf(s.To), "", "delivered", 0, now))
+		r.post(priced(statusWebhook(s.To, r.wamidOf(s.To), "", "delivered", 0, now), "marketing", "regular"))
 	}
 	r.waitFor("every delivery to be counted", func() bool { return num(r.campaignView(id)["delivered"]) >= n })
 	r.waitFor("the server to be quiet", r.srv.Quiet)
@@ -70,8 +70,10 @@ func TestCampaignCountsExactThroughStoreTimeouts(t *testing.T) {
 	if num(view["started"]) != n || num(view["sent"]) != n || num(view["delivered"]) != n || num(view["failed"]) != 0 {
 		t.Fatalf("counts after the statuses: %v", view)
 	}
-	if cost := view["cost"].(map[string]any)["marketing"].(float64); cost <= 0 {
-		t.Fatalf("no cost counted: %v", view["cost"])
+	// Each delivery's cost is confirmed once, and its estimate settled
+	// once: exact through the timeouts.
+	if cost, est := view["cost"].(map[string]any), view["cost_estimated"].(map[string]any); !near(cost["marketing"], n*0.025) || !near(est["total"], 0) {
+		t.Fatalf("cost %v, estimated %v; want %d deliveries at 0.025 confirmed, nothing estimated", cost, est, n)
 	}
 	if st.refused.Load() == 0 || st.lost.Load() == 0 {
 		t.Fatalf("the store never timed out (%d refused, %d lost): the test tests nothing", st.refused.Load(), st.lost.Load())

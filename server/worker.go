@@ -594,3 +594,5 @@ func (o observer) Sent(m engine.Outbound) {
 }
 
 func (o observer) SendFailed(code int) { o.s.metrics.sendError(code) }
+
+func (o observer) Billed(b conversation.Billing) { o.s.metrics.billed(b) }

@@ -99,17 +99,26 @@ type campaignStatus struct {
 		Busy     int `json:"busy"`
 		Limit    int `json:"limit"`
 	} `json:"skipped"`
-	Sent      int `json:"sent"`
-	Delivered int `json:"delivered"`
-	Read      int `json:"read"`
-	Failed    int `json:"failed"`
-	Cost      struct {
-		Marketing, Utility, Authentication, Service, Total float64
-		Currency                                           string
-	} `json:"cost"`
-	Rate        int     `json:"rate"`
-	CurrentRate float64 `json:"current_rate"`
-	DailyLimit  int     `json:"daily_limit"`
+	Sent          int        `json:"sent"`
+	Delivered     int        `json:"delivered"`
+	Read          int        `json:"read"`
+	Failed        int        `json:"failed"`
+	Cost          costStatus `json:"cost"`
+	CostEstimated costStatus `json:"cost_estimated"`
+	Rate          int        `json:"rate"`
+	CurrentRate   float64    `json:"current_rate"`
+	DailyLimit    int        `json:"daily_limit"`
+}
+
+// costStatus is a cost by category, as the API shows it.
+type costStatus struct {
+	Marketing, Utility, Authentication, Service, Total float64
+	Currency                                           string
+}
+
+func (c costStatus) String() string {
+	return fmt.Sprintf("%.4f %s (marketing %.4f, utility %.4f, authentication %.4f, service %.4f)",
+		c.Total, c.Currency, c.Marketing, c.Utility, c.Authentication, c.Service)
 }
 
 func (s *campaignStatus) skipped() int { return s.Skipped.OptedOut + s.Skipped.Busy + s.Skipped.Limit }
@@ -269,8 +278,8 @@ func printCampaign(w io.Writer, st *campaignStatus) {
 		fmt.Fprintf(w, ", at most %d a day", st.DailyLimit)
 	}
 	fmt.Fprintln(w, ")")
-	fmt.Fprintf(w, "  cost      %.4f %s (marketing %.4f, utility %.4f, authentication %.4f, service %.4f)\n",
-		st.Cost.Total, st.Cost.Currency, st.Cost.Marketing, st.Cost.Utility, st.Cost.Authentication, st.Cost.Service)
+	fmt.Fprintf(w, "  cost      %s, confirmed by WhatsApp on delivery\n", st.Cost)
+	fmt.Fprintf(w, "  estimated %s, accepted and not yet confirmed\n", st.CostEstimated)
 }
 
 // cmdCampaignStatus is `flowbot campaign status --server URL ID`.

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/flows"
 )
 
 // Why a campaign's start skipped a contact (Outcome.Refused).
@@ -73,27 +72,15 @@ func failure(code int) CampaignCounts {
 }
 
 // sendTally is what a message leaving the outbox adds to its campaign's
-// counts: one WhatsApp accepted is sent, with its cost; one refused (or
-// never attempted) failed, by its code.
-func sendTally(o engine.Outbound, sent bool, code int) CampaignCounts {
-	d := CampaignCounts{Outbox: -1}
+// counts: one WhatsApp accepted is sent (its cost is estimated, Keeper.bill);
+// one refused (or never attempted) failed, by its code.
+func sendTally(sent bool, code int) CampaignCounts {
 	if !sent {
 		f := failure(code)
 		f.Outbox = -1
 		return f
 	}
-	d.Sent = 1
-	switch o.Category {
-	case flows.Marketing:
-		d.Cost.Marketing = o.Cost
-	case flows.Utility:
-		d.Cost.Utility = o.Cost
-	case flows.Authentication:
-		d.Cost.Authentication = o.Cost
-	default:
-		d.Cost.Service = o.Cost
-	}
-	return d
+	return CampaignCounts{Sent: 1, Outbox: -1}
 }
 
 // statusTally is what a delivery status adds to its campaign's counts:

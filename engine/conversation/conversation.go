@@ -34,6 +34,9 @@ type Observer interface {
 	// SendFailed: a send or a delivery failed with this code (0 without
 	// one).
 	SendFailed(code int)
+	// Billed: the cost changed: an estimate added or settled, a charge
+	// confirmed by WhatsApp's pricing.
+	Billed(b Billing)
 }
 
 // Keeper applies events to conversation records. Its zero value is not

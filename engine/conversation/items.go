@@ -5,6 +5,7 @@ import (
 
 	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
 )
 
 // What comes into a contact's conversation, queued in the contact's
@@ -95,28 +96,56 @@ type StatusUpdate struct {
 // CampaignCounts is what a campaign did: its contacts started or
 // skipped (by reason), its messages' delivery statuses, and their cost.
 type CampaignCounts struct {
-	Started   int        `json:"started" bson:"started"`
-	OptedOut  int        `json:"opted_out" bson:"opted_out"`
-	Busy      int        `json:"busy" bson:"busy"`
-	Limit     int        `json:"limit" bson:"limit"`
-	Sent      int        `json:"sent" bson:"sent"`
-	Delivered int        `json:"delivered" bson:"delivered"`
-	Read      int        `json:"read" bson:"read"`
-	Failed    int        `json:"failed" bson:"failed"`
-	Cost      CostCounts `json:"cost" bson:"cost"`
+	Started   int `json:"started" bson:"started"`
+	OptedOut  int `json:"opted_out" bson:"opted_out"`
+	Busy      int `json:"busy" bson:"busy"`
+	Limit     int `json:"limit" bson:"limit"`
+	Sent      int `json:"sent" bson:"sent"`
+	Delivered int `json:"delivered" bson:"delivered"`
+	Read      int `json:"read" bson:"read"`
+	Failed    int `json:"failed" bson:"failed"`
+	// Cost is what WhatsApp's pricing confirmed, on delivery;
+	// CostEstimated what was accepted and not yet confirmed (it goes
+	// when the status's pricing confirms it, or the message fails).
+	Cost          CostCounts `json:"cost" bson:"cost"`
+	CostEstimated CostCounts `json:"cost_estimated" bson:"cost_estimated"`
 	// Outbox is the campaign's messages committed and not yet handed to
 	// WhatsApp (a start adds its messages, each leaving takes one off):
 	// a campaign is done when every contact is counted and this is 0.
 	Outbox int `json:"outbox" bson:"outbox"`
 }
 
-// CostCounts is a campaign's cost by category.
+// CostCounts is a cost by category.
 type CostCounts struct {
 	Marketing      float64 `json:"marketing" bson:"marketing"`
 	Utility        float64 `json:"utility" bson:"utility"`
 	Authentication float64 `json:"authentication" bson:"authentication"`
 	Service        float64 `json:"service" bson:"service"`
 }
+
+// Of is a category's amount.
+func (c *CostCounts) Of(cat flows.Category) *float64 {
+	switch cat {
+	case flows.Marketing:
+		return &c.Marketing
+	case flows.Utility:
+		return &c.Utility
+	case flows.Authentication:
+		return &c.Authentication
+	}
+	return &c.Service
+}
+
+// Add adds d to c.
+func (c *CostCounts) Add(d CostCounts) {
+	c.Marketing += d.Marketing
+	c.Utility += d.Utility
+	c.Authentication += d.Authentication
+	c.Service += d.Service
+}
+
+// Total sums the categories.
+func (c CostCounts) Total() float64 { return c.Marketing + c.Utility + c.Authentication + c.Service }
 
 // Add adds d to c.
 func (c *CampaignCounts) Add(d CampaignCounts) {
@@ -129,10 +158,8 @@ func (c *CampaignCounts) Add(d CampaignCounts) {
 	c.Read += d.Read
 	c.Failed += d.Failed
 	c.Outbox += d.Outbox
-	c.Cost.Marketing += d.Cost.Marketing
-	c.Cost.Utility += d.Cost.Utility
-	c.Cost.Authentication += d.Cost.Authentication
-	c.Cost.Service += d.Cost.Service
+	c.Cost.Add(d.Cost)
+	c.CostEstimated.Add(d.CostEstimated)
 }
 
 // Skipped is the contacts skipped, for every reason.

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/flows"
 )
 
 // Record is a contact's conversation record: the engine's session, and
@@ -59,6 +60,10 @@ type Host struct {
 	// idempotent key (again, harmlessly, after a crash) until the
 	// record's next write.
 	Tallies []TallyOut `json:"tallies,omitempty" bson:"tallies,omitempty"`
+	// Charges is what the contact's messages cost as WhatsApp charges:
+	// confirmed by a delivery status's pricing, and estimated (accepted,
+	// not yet confirmed).
+	Charges Charges `json:"charges,omitzero" bson:"charges,omitempty"`
 	// DrainDue is when the events and tallies this record holds are work
 	// for a sweep: set by a host that wrote them with nothing else to
 	// guard their drain (a round without queued updates: a timer, a
@@ -126,6 +131,15 @@ type Delivery struct {
 	Error     string    `json:"error,omitempty" bson:"error,omitempty"`
 	// Pricing is what WhatsApp reported charging for the message.
 	Pricing *Pricing `json:"pricing,omitempty" bson:"pricing,omitempty"`
+	// Category and Cost are what the bot's pricing estimated the message
+	// at when WhatsApp accepted it; Charge is what became of the
+	// estimate: "" still estimated, "confirmed" (by the pricing of a
+	// delivered or read status: Charged), "free" (the pricing says not
+	// billable), "none" (never sent, or failed: WhatsApp charges nothing).
+	Category flows.Category `json:"category,omitempty" bson:"category,omitempty"`
+	Cost     float64        `json:"cost,omitempty" bson:"cost,omitempty"`
+	Charge   string         `json:"charge,omitempty" bson:"charge,omitempty"`
+	Charged  float64        `json:"charged,omitempty" bson:"charged,omitempty"`
 	// Campaign names the campaign whose start sent the message.
 	Campaign string `json:"campaign,omitempty" bson:"campaign,omitempty"`
 	// From is who wrote it: "bot", or "agent" (POST

@@ -48,10 +48,12 @@ func (k *Keeper) ApplyStatus(ctx context.Context, st *Record, su *StatusUpdate) 
 	}
 	if idx < 0 {
 		k.log(st, engine.StatusReceived{Header: k.header(nil), Status: su.Status, WAMID: su.WAMID})
+		k.bill(st, "", k.unattributed(ctx, st, su))
 		return nil
 	}
 	d := &st.Recent[idx]
 	st.tally(d.Campaign, statusTally(d.Status, su.Status, su.ErrorCode), k.Now())
+	k.bill(st, d.Campaign, k.settle(ctx, st, d, su))
 	if statusRank[su.Status] >= statusRank[d.Status] {
 		d.Status, d.StatusAt = su.Status, su.Timestamp
 	}
@@ -178,12 +180,15 @@ func (k *Keeper) Next(ctx context.Context, st *Record) (o engine.Outbound, ok bo
 // adds to its campaign's counts.
 func (k *Keeper) left(st *Record, o engine.Outbound, sent bool, wamid string, code int, why string) {
 	d := Delivery{ID: o.ID, WAMID: wamid, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
-		At: k.Now(), Status: "sent", Campaign: o.Campaign, From: From(o)}
+		At: k.Now(), Status: "sent", Campaign: o.Campaign, From: From(o), Category: o.Category, Cost: o.Cost}
 	if !sent {
-		d.Status, d.ErrorCode, d.Error = "failed", code, why
+		d.Status, d.ErrorCode, d.Error, d.Charge = "failed", code, why, ChargeNone
 	}
 	st.AddRecent(d)
-	st.tally(o.Campaign, sendTally(o, sent, code), k.Now())
+	st.tally(o.Campaign, sendTally(sent, code), k.Now())
+	if sent {
+		k.bill(st, o.Campaign, estimate(o.Category, o.Cost))
+	}
 }
 
 // Claimed reports whether a sender's claim on o still holds at now.

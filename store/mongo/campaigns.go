@@ -260,6 +260,7 @@ type tallyDoc struct {
 	Failed   int                      `bson:"failed,omitempty"`
 	Outbox   int                      `bson:"outbox,omitempty"`
 	Cost     *conversation.CostCounts `bson:"cost,omitempty"`
+	CostEst  *conversation.CostCounts `bson:"cost_estimated,omitempty"`
 }
 
 // DrainTallies implements store.Campaigns: one insert per campaign and
@@ -274,6 +275,9 @@ func (s *Store) DrainTallies(ctx context.Context, contact string, tallies []conv
 				Read: n.Read, Failed: n.Failed, Outbox: n.Outbox}
 			if n.Cost != (conversation.CostCounts{}) {
 				d.Cost = &n.Cost
+			}
+			if n.CostEstimated != (conversation.CostCounts{}) {
+				d.CostEst = &n.CostEstimated
 			}
 			docs = append(docs, d)
 		}

@@ -137,7 +137,7 @@ func runCampaigns(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 	t.Run("tallies drained again count once", func(t *testing.T) {
 		s := newStore(t)
-		one := conversation.CampaignCounts{Started: 1, Sent: 1, Outbox: 0, Cost: conversation.CostCounts{Marketing: 0.25}}
+		one := conversation.CampaignCounts{Started: 1, Sent: 1, Outbox: 0, Cost: conversation.CostCounts{Marketing: 0.25}, CostEstimated: conversation.CostCounts{Utility: 0.5}}
 		var wg sync.WaitGroup
 		// Four writers drain the same 25 contacts' tallies at once (a
 		// retry, a crash, another instance): each key counts once.
@@ -168,7 +168,7 @@ func runCampaigns(t *testing.T, newStore func(t *testing.T) store.Store) {
 			}
 		}
 		got, err := s.Counts(ctx, "c")
-		want := conversation.CampaignCounts{Started: 25, Sent: 25, Busy: 2, Read: 1, Outbox: -1, Cost: conversation.CostCounts{Marketing: 6.25}}
+		want := conversation.CampaignCounts{Started: 25, Sent: 25, Busy: 2, Read: 1, Outbox: -1, Cost: conversation.CostCounts{Marketing: 6.25}, CostEstimated: conversation.CostCounts{Utility: 12.5}}
 		if err != nil || got != want {
 			t.Fatalf("counts: %+v, %v; want %+v", got, err, want)
 		}

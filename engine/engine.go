@@ -87,7 +87,11 @@ type Inbound struct {
 	// WaID, UserID (the business-scoped user id) and Username are who
 	// sent it, as far as the webhook says.
 	WaID, UserID, Username string
-	Timestamp              time.Time
+	// PreviousID is the contact's id before a system message said it
+	// changed (user_changed_number, user_changed_user_id): the
+	// conversation under it continues under the new one.
+	PreviousID string
+	Timestamp  time.Time
 }
 
 // Choice is something the contact can tap: an id and its label.

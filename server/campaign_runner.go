@@ -43,6 +43,9 @@ type campaignRun struct {
 	// checked counts the runner's ticks since open batches and the end
 	// were last looked at.
 	checked int
+	// held is the end of the account's restriction the campaign waits
+	// for, as last logged.
+	held time.Time
 }
 
 func newCampaignRunner(s *Server) *campaignRunner {
@@ -263,6 +266,17 @@ func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
 	if now.Before(k.notBefore) {
 		return nil
 	}
+	if until := r.s.account.heldUntil(now); !until.IsZero() {
+		// The account may not start conversations: nobody is started
+		// until the restriction ends (looked at again every 10 seconds).
+		if !k.held.Equal(until) {
+			k.held = until
+			r.s.log.Warn("campaign: held, WhatsApp restricted the account from business-initiated messages", "campaign", c.ID, "until", until)
+		}
+		k.notBefore = now.Add(min(until.Sub(now), 10*time.Second))
+		return nil
+	}
+	k.held = time.Time{}
 	if !k.looked {
 		last, err := r.s.store.LastBatch(ctx, c.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -302,6 +302,10 @@ func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map
 	if !c.FinishedAt.IsZero() {
 		v["finished_at"] = c.FinishedAt
 	}
+	if until := s.account.heldUntil(s.cfg.Now()); !until.IsZero() && c.State == store.CampaignRunning {
+		v["held_until"] = until
+		v["held"] = "WhatsApp restricted the account from business-initiated messages: nobody is started, and the messages wait, until then"
+	}
 	return v, nil
 }
 

@@ -74,8 +74,24 @@ func NewFront(cfg FrontConfig, servers ...*Server) *Front {
 	f.app.Post("/webhook", f.webhook)
 	f.app.Get("/healthz", f.healthz)
 	f.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(gather, promhttp.HandlerOpts{})))
+	if len(servers) > 0 {
+		f.app.Get("/api/numbers", servers[0].auth, f.numbersView)
+	}
 	f.app.Use(f.route)
 	return f
+}
+
+// numbersView is GET /api/numbers: every number served here (or the one of
+// ?number=).
+func (f *Front) numbersView(c *fiber.Ctx) error {
+	if n := c.Query("number"); n != "" {
+		return f.route(c)
+	}
+	list := []fiber.Map{}
+	for _, n := range f.numbers {
+		list = append(list, f.servers[n].numberView())
+	}
+	return c.JSON(fiber.Map{"numbers": list})
 }
 
 // webhook verifies, parses and splits a notification by number.
@@ -93,7 +109,7 @@ func (f *Front) webhook(c *fiber.Ctx) error {
 			return nil
 		}
 		if parts[number] == nil {
-			parts[number] = &whatsapp.Update{}
+			parts[number] = &whatsapp.Update{Display: u.Display}
 		}
 		return parts[number]
 	}

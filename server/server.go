@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,9 @@ type Server struct {
 	drainedV drained
 	// countsC holds campaigns' counts as last read.
 	countsC countsCache
+	// account is the account's states as last read, and the number's
+	// display number.
+	account accountCache
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud
@@ -355,6 +359,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.refreshTemplates(ctx)
+	s.refreshAccount(ctx)
 	s.beat.Start(s.heartbeat)
 	s.sched.Start(s.scheduler)
 	s.campaigns.Start(s.runner.loop)
@@ -460,6 +465,7 @@ func (s *Server) routes() {
 	api.Post("/contacts/:id/release", s.release)
 	api.Get("/outbox", s.outbox)
 	api.Get("/templates", s.templates)
+	api.Get("/numbers", s.numbers)
 	api.Post("/campaigns", s.createCampaign)
 	api.Get("/campaigns", s.listCampaigns)
 	api.Get("/campaigns/:id", s.getCampaign)
@@ -516,6 +522,13 @@ func readWebhook(c *fiber.Ctx, secret string, insecure bool, log *slog.Logger, n
 // queues its updates for the contacts' workers; an error means it was not
 // (all) taken, and the webhook must be redelivered.
 func (s *Server) Accept(ctx context.Context, u *whatsapp.Update, now time.Time) error {
+	if d, ok := u.Display[s.cfg.PhoneNumberID]; ok {
+		s.account.learn(d)
+	} else if s.cfg.PhoneNumberID == "" && len(u.Display) == 1 {
+		for _, d := range u.Display {
+			s.account.learn(d)
+		}
+	}
 	if len(u.Account) > 0 {
 		// Recorded before the answer: a store that cannot take them gets
 		// the notification redelivered.
@@ -844,12 +857,23 @@ func (s *Server) view(st *conversation.Record) fiber.Map {
 		"opted_out":      st.Contact.OptedOut,
 		"timers":         st.Timers,
 		"pending":        len(st.Outbox),
+		"held_until":     heldView(s.account.heldUntil(now), st, now),
 		"messages":       st.Recent,
 		"events":         st.Log,
 		"cost":           costView(st.Charges.Confirmed, currency),
 		"cost_estimated": costView(st.Charges.Estimated, currency),
 		"version":        st.Version,
 	}
+}
+
+// heldView is when the contact's pending templates may go out, while the
+// account may not start conversations and the contact's window is closed;
+// nil otherwise.
+func heldView(until time.Time, st *conversation.Record, now time.Time) any {
+	if until.IsZero() || st.WindowOpen(now) || !slices.ContainsFunc(st.Outbox, func(o engine.Outbound) bool { return o.Via == engine.ViaTemplate }) {
+		return nil
+	}
+	return until
 }
 
 // stackView lists the flows waiting for a subflow, outermost first.

@@ -29,12 +29,15 @@ var (
 // accountEvents records the account's events and makes the engines follow
 // them at once.
 func (s *Server) accountEvents(ctx context.Context, events []whatsapp.AccountEvent, now time.Time) error {
-	changed := false
+	changed, accountChanged := false, false
 	for _, ev := range events {
 		switch ev.Field {
-		case whatsapp.FieldNumberQuality:
-			s.log.Warn("WhatsApp changed the number's quality rating or messaging limit", "number", ev.Number, "event", ev.Event, "limit", ev.Limit, "old_limit", ev.OldLimit)
-			s.metrics.numberQuality.WithLabelValues(label(ev.Event, numberEvents)).Inc()
+		case whatsapp.FieldNumberQuality, whatsapp.FieldAccountUpdate:
+			applied, err := s.accountEvent(ctx, ev)
+			if err != nil {
+				return err
+			}
+			accountChanged = accountChanged || applied
 			continue
 		}
 		if ev.Template == "" || len(ev.Template)+len(ev.Language) > maxTemplateName {
@@ -74,6 +77,9 @@ func (s *Server) accountEvents(ctx context.Context, events []whatsapp.AccountEve
 	}
 	if changed {
 		s.refreshTemplates(ctx)
+	}
+	if accountChanged {
+		s.refreshAccount(ctx)
 	}
 	return nil
 }

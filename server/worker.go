@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/whatsapp"
 )
@@ -49,6 +50,7 @@ func (s *Server) sweep() (more bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s.refreshTemplates(ctx)
+	s.refreshAccount(ctx)
 	due, err := s.store.Due(ctx, s.cfg.Now().Add(s.cfg.SweepInterval), sweepLimit)
 	if err != nil {
 		s.log.Error("listing due timers", "err", err)
@@ -251,10 +253,17 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 func (s *Server) adopt(ctx context.Context, contact string, items []conversation.Item) *conversation.Record {
 	for _, it := range items {
 		m := it.Message
-		if it.Kind != conversation.ItemMessage || m == nil || m.UserID == "" || m.UserID == contact || m.WaID != contact {
+		if it.Kind != conversation.ItemMessage || m == nil {
 			continue
 		}
-		old, err := s.update(ctx, m.UserID, func(st *conversation.Record) error {
+		from := m.PreviousID // the contact changed number or user id
+		if from == "" && m.WaID == contact {
+			from = m.UserID // first seen by their user id alone
+		}
+		if from == "" || from == contact {
+			continue
+		}
+		old, err := s.update(ctx, from, func(st *conversation.Record) error {
 			if st.Version == 0 || st.MovedTo != "" || st.MovingTo != "" && st.MovingTo != contact {
 				return errNothingToMove
 			}
@@ -263,11 +272,15 @@ func (s *Server) adopt(ctx context.Context, contact string, items []conversation
 		}, false)
 		if err != nil {
 			if !errors.Is(err, errNothingToMove) {
-				s.log.Error("recording a contact's move; it stays under its business-scoped id for now", "from", m.UserID, "to", contact, "err", err)
+				s.log.Error("recording a contact's move; it stays under its old id for now", "from", from, "to", contact, "err", err)
 			}
 			return nil
 		}
-		s.log.Info("a contact known by their business-scoped id continues under their wa_id", "from", m.UserID, "to", contact)
+		why := "first known by their business-scoped user id alone"
+		if m.PreviousID != "" {
+			why = "WhatsApp says they changed their number or user id"
+		}
+		s.log.Info("a contact continues under a new id, their conversation kept", "from", from, "to", contact, "why", why)
 		return movedCopy(old, contact)
 	}
 	return nil
@@ -280,7 +293,12 @@ var errNothingToMove = errors.New("nothing to move")
 // drains them.
 func movedCopy(old *conversation.Record, key string) *conversation.Record {
 	st := old.Clone()
-	st.Contact.ID, st.Contact.WaID = key, key
+	st.Contact.ID = key
+	if flows.IsDigits(key) {
+		st.Contact.WaID = key
+	} else {
+		st.Contact.UserID = key
+	}
 	st.Outbox, st.EventsOut, st.Tallies, st.Version = nil, nil, nil, 0
 	st.MovedTo, st.MovingTo = old.Contact.ID, ""
 	return st
@@ -410,6 +428,17 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversatio
 		}
 		if o.ID != first {
 			attempt = 0
+		}
+		// While the account may not start conversations, a template to a
+		// contact whose window is closed waits for the restriction to end:
+		// the contact is kicked when a sweep finds it ended (or an event
+		// lifted it), and its claim's expiry makes it due after a restart.
+		if now := s.cfg.Now(); o.Via == engine.ViaTemplate && !st.WindowOpen(now) {
+			if until := s.account.heldUntil(now); !until.IsZero() {
+				s.account.hold(contact)
+				stopErr = fmt.Errorf("message %s held: WhatsApp restricted the account from business-initiated messages until %s", o.ID, until.Format(time.RFC3339))
+				break
+			}
 		}
 		// A campaign's message waits for its turn: however late the store
 		// let its start through, this instance sends the campaign's

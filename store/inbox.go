@@ -30,6 +30,7 @@ type Store interface {
 	Instances
 	Idempotency
 	Templates
+	Account
 	Campaigns
 	Events
 	Lister

@@ -68,6 +68,9 @@ type Update struct {
 	Account []AccountEvent
 	// Skipped names the changes flowbot does not follow, for the log.
 	Skipped []string
+	// Display is the business numbers' display numbers, by
+	// phone_number_id, as the metadata gives them.
+	Display map[string]string
 }
 
 // Preference is a contact stopping or resuming marketing messages.
@@ -88,6 +91,7 @@ const (
 	FieldTemplateQuality  = "message_template_quality_update"
 	FieldUserPreferences  = "user_preferences"
 	FieldNumberQuality    = "phone_number_quality_update"
+	FieldAccountUpdate    = "account_update"
 )
 
 // AccountEvent is one of the account's events. Template events name the
@@ -113,8 +117,38 @@ type AccountEvent struct {
 	// for a limit's change.
 	Limit    string
 	OldLimit string
+	// Restrictions are an ACCOUNT_RESTRICTION's restrictions (Event is
+	// the account_update's event); Detail a pricing tier's update.
+	Restrictions []Restriction
+	Detail       string
 	// At is when it happened: the entry's time, else when it was received.
 	At time.Time
+}
+
+// changedID reads a system message that says the contact's id changed:
+// user_changed_number gives the new number; user_changed_user_id the new
+// business-scoped user id and the one before it. The message goes to the
+// contact's new key, with PreviousID naming the old one, under which the
+// conversation is found and continued (its state kept).
+func (m *Message) changedID(typ, newWaID, newUserID, previousUserID string) {
+	switch typ {
+	case "user_changed_number":
+		if newWaID == "" || newWaID == m.WaID || !isDigits(newWaID) {
+			return
+		}
+		m.PreviousID, m.WaID, m.Contact = m.Contact, newWaID, newWaID
+	case "user_changed_user_id":
+		if newUserID == "" {
+			newUserID = m.UserID
+		}
+		if newUserID == "" || newUserID == previousUserID {
+			return
+		}
+		m.UserID = newUserID
+		if m.WaID == "" { // known by the user id alone: the key moves
+			m.PreviousID, m.Contact = previousUserID, newUserID
+		}
+	}
 }
 
 // Message is one inbound message.
@@ -138,6 +172,9 @@ type Message struct {
 	// contact's messages are applied in this order, even when a clock
 	// ahead of ours makes Inbound.Timestamp the same for a burst.
 	Order time.Time
+	// PreviousID is the contact's key before a system message said it
+	// changed (their old number, or old user id); "" otherwise.
+	PreviousID string
 	// ContextID is the id of the message replied to, if any.
 	ContextID string
 	Errors    []Error
@@ -237,7 +274,19 @@ type wireValue struct {
 	CurrentLimit         string     `json:"current_limit"`
 	OldLimit             string     `json:"old_limit"`
 	MaxDaily             flexString `json:"max_daily_conversations_per_business"`
-	UserPreferences      []struct {
+	// account_update.
+	RestrictionInfo []struct {
+		Type       string   `json:"restriction_type"`
+		Expiration flexTime `json:"expiration"`
+	} `json:"restriction_info"`
+	VolumeTierInfo *struct {
+		Category string   `json:"pricing_category"`
+		Tier     string   `json:"tier"`
+		Month    string   `json:"effective_month"`
+		Region   string   `json:"region"`
+		At       flexTime `json:"tier_update_time"`
+	} `json:"volume_tier_info"`
+	UserPreferences []struct {
 		WaID      flexString `json:"wa_id"`
 		UserID    string     `json:"user_id"`
 		Detail    string     `json:"detail"`
@@ -360,6 +409,14 @@ type wireMessage struct {
 	System *struct {
 		Body string `json:"body"`
 		Type string `json:"type"`
+		// user_changed_number: the new number (wa_id; new_wa_id in the
+		// older shape; customer is the old one there).
+		WaID    flexString `json:"wa_id"`
+		NewWaID flexString `json:"new_wa_id"`
+		// user_changed_user_id: the new business-scoped user id and the
+		// one before it.
+		UserID         string `json:"user_id"`
+		PreviousUserID string `json:"previous_user_id"`
 	} `json:"system"`
 }
 
@@ -399,6 +456,13 @@ func (s *flexString) UnmarshalJSON(b []byte) error {
 	}
 	*s = flexString(b)
 	return nil
+}
+
+// Restriction is one of the account's restrictions
+// (RESTRICTED_BIZ_INITIATED_MESSAGING ...) and when it expires.
+type Restriction struct {
+	Type    string
+	Expires time.Time
 }
 
 // flexInt accepts a JSON number or a numeric string.
@@ -470,7 +534,7 @@ func Parse(body []byte, received time.Time) (*Update, error) {
 					}
 					u.Preferences = append(u.Preferences, Preference{PhoneNumberID: ch.Value.Metadata.PhoneNumberID, Contact: c, Category: p.Category, Value: strings.ToLower(p.Value), Detail: p.Detail, Timestamp: at})
 				}
-			case FieldTemplateStatus, FieldTemplateCategory, FieldTemplateQuality, FieldNumberQuality:
+			case FieldTemplateStatus, FieldTemplateCategory, FieldTemplateQuality, FieldNumberQuality, FieldAccountUpdate:
 				ev := accountEvent(ch.Field, &ch.Value)
 				// The entry's time orders the account's events, however old;
 				// one missing or from the future counts as received now.
@@ -500,6 +564,13 @@ func accountEvent(field string, v *wireValue) AccountEvent {
 		ev.Category, ev.Previous = strings.ToUpper(v.NewCategory), strings.ToUpper(v.PreviousCategory)
 	case FieldTemplateQuality:
 		ev.Quality, ev.Previous = strings.ToUpper(v.NewQualityScore), strings.ToUpper(v.PreviousQualityScore)
+	case FieldAccountUpdate:
+		for _, r := range v.RestrictionInfo {
+			ev.Restrictions = append(ev.Restrictions, Restriction{Type: strings.ToUpper(r.Type), Expires: r.Expiration.Time})
+		}
+		if t := v.VolumeTierInfo; t != nil {
+			ev.Detail = strings.TrimSpace(strings.Join([]string{t.Category, t.Tier, t.Region, t.Month}, " "))
+		}
 	case FieldNumberQuality:
 		// current_limit is gone since February 2026: the limit is
 		// max_daily_conversations_per_business, current_limit only from
@@ -516,6 +587,12 @@ func accountEvent(field string, v *wireValue) AccountEvent {
 }
 
 func parseValue(u *Update, v *wireValue, received time.Time) {
+	if id, d := v.Metadata.PhoneNumberID, v.Metadata.DisplayPhoneNumber; id != "" && d != "" && len(id)+len(d) < 64 && len(u.Display) < 16 {
+		if u.Display == nil {
+			u.Display = map[string]string{}
+		}
+		u.Display[id] = d
+	}
 	for _, e := range v.Errors {
 		u.Errors = append(u.Errors, e.toError())
 	}
@@ -680,13 +757,16 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 	if m.Contact == "" {
 		m.Contact = m.UserID
 	}
+	if sys := wm.System; sys != nil {
+		m.changedID(sys.Type, string(sys.WaID)+string(sys.NewWaID), sys.UserID, sys.PreviousUserID)
+	}
 	if wm.Context != nil {
 		m.ContextID = wm.Context.ID
 	}
 	for _, e := range wm.Errors {
 		m.Errors = append(m.Errors, e.toError())
 	}
-	in := engine.Inbound{ID: m.Key, Name: m.Name, WaID: m.WaID, UserID: m.UserID, Username: m.Username}
+	in := engine.Inbound{ID: m.Key, Name: m.Name, WaID: m.WaID, UserID: m.UserID, Username: m.Username, PreviousID: m.PreviousID}
 	in.Timestamp, m.Clock = ClampTime(wm.Timestamp.Time, received)
 	m.Order = wm.Timestamp.Time
 	if m.Order.IsZero() {

@@ -5,6 +5,7 @@ package memory
 import (
 	"context"
 	"github.com/flowbot/flowbot/engine/conversation"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ type Store struct {
 	beats    map[string]beat
 	answers  map[string]*idem
 	tmpls    map[string]store.TemplateState
+	account  map[string]store.AccountState
 	camps    campaigns
 	events   events
 }
@@ -48,6 +50,7 @@ func New() *Store {
 		beats:    map[string]beat{},
 		answers:  map[string]*idem{},
 		tmpls:    map[string]store.TemplateState{},
+		account:  map[string]store.AccountState{},
 	}
 }
 
@@ -71,6 +74,31 @@ func (s *Store) TemplateStates(context.Context) ([]store.TemplateState, error) {
 	out := make([]store.TemplateState, 0, len(s.tmpls))
 	for _, k := range flows.SortedKeys(s.tmpls) {
 		out = append(out, s.tmpls[k])
+	}
+	return out, nil
+}
+
+// UpdateAccount implements store.Account.
+func (s *Store) UpdateAccount(_ context.Context, a store.AccountState) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if was, ok := s.account[a.Key]; ok && !a.UpdatedAt.After(was.UpdatedAt) {
+		return false, nil
+	}
+	a.Restrictions = slices.Clone(a.Restrictions)
+	s.account[a.Key] = a
+	return true, nil
+}
+
+// AccountStates implements store.Account.
+func (s *Store) AccountStates(context.Context) ([]store.AccountState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.AccountState, 0, len(s.account))
+	for _, k := range flows.SortedKeys(s.account) {
+		a := s.account[k]
+		a.Restrictions = slices.Clone(a.Restrictions)
+		out = append(out, a)
 	}
 	return out, nil
 }

@@ -67,6 +67,8 @@ type Store struct {
 	answers *mongo.Collection
 	// templates holds the templates' live states (store.Templates).
 	templates *mongo.Collection
+	// account holds the account's states (store.Account).
+	account *mongo.Collection
 	// campaigns, audience, batches and counts hold campaigns
 	// (campaigns.go).
 	campaigns, audience, batches, counts *mongo.Collection
@@ -153,6 +155,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	s := &Store{client: db.Client(), states: db.Collection("states", primary), inbox: db.Collection("inbox", primary),
 		queue: db.Collection("queue", primary), bots: db.Collection("bots", primary), instances: db.Collection("instances", primary), answers: db.Collection("answers", primary),
 		templates: db.Collection("templates", primary),
+		account:   db.Collection("account", primary),
 		campaigns: db.Collection("campaigns", primary), audience: db.Collection("audience", primary),
 		batches: db.Collection("campaign_batches", primary), counts: db.Collection("campaign_counts", primary),
 		events: db.Collection("events", primary),

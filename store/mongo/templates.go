@@ -63,3 +63,32 @@ func (s *Store) TemplateStates(ctx context.Context) ([]store.TemplateState, erro
 	}
 	return out, nil
 }
+
+// UpdateAccount implements store.Account: one document per key, replaced
+// by a newer event only (the filter says so; on an older event the
+// upsert's insert fails on the taken id, and nothing is written).
+func (s *Store) UpdateAccount(ctx context.Context, a store.AccountState) (bool, error) {
+	filter := bson.D{{Key: "_id", Value: a.Key}, {Key: "updated_at", Value: bson.D{{Key: "$lt", Value: a.UpdatedAt}}}}
+	_, err := s.account.ReplaceOne(ctx, filter, a, options.Replace().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mongodb: recording the account's %s: %w", a.Key, err)
+	}
+	return true, nil
+}
+
+// AccountStates implements store.Account: a few small documents, read
+// whole.
+func (s *Store) AccountStates(ctx context.Context) ([]store.AccountState, error) {
+	cur, err := s.account.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: reading the account's states: %w", err)
+	}
+	var out []store.AccountState
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("mongodb: reading the account's states: %w", err)
+	}
+	return out, nil
+}

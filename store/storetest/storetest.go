@@ -127,6 +127,32 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("a forgotten key: %+v, %v", a, err)
 		}
 	})
+	t.Run("the account's states: a newer event only", func(t *testing.T) {
+		s := newStore(t)
+		ctx := context.Background()
+		at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+		restricted := store.AccountState{Key: store.KeyRestriction, Event: "ACCOUNT_RESTRICTION", UpdatedAt: at,
+			Restrictions: []store.Restriction{{Type: "RESTRICTED_BIZ_INITIATED_MESSAGING", Expires: at.Add(48 * time.Hour)}}}
+		if ok, err := s.UpdateAccount(ctx, restricted); err != nil || !ok {
+			t.Fatalf("first: %v %v", ok, err)
+		}
+		older := store.AccountState{Key: store.KeyRestriction, Event: "ACCOUNT_RESTRICTION", UpdatedAt: at.Add(-time.Hour)}
+		if ok, err := s.UpdateAccount(ctx, older); err != nil || ok {
+			t.Fatalf("an older event applied: %v %v", ok, err)
+		}
+		if ok, err := s.UpdateAccount(ctx, restricted); err != nil || ok {
+			t.Fatalf("the same event again applied: %v %v", ok, err)
+		}
+		number := store.AccountState{Key: store.NumberKey("15550783881"), Event: "UPGRADE", Limit: "10000", OldLimit: "1000", UpdatedAt: at}
+		if ok, err := s.UpdateAccount(ctx, number); err != nil || !ok {
+			t.Fatalf("a number: %v %v", ok, err)
+		}
+		got, err := s.AccountStates(ctx)
+		if err != nil || len(got) != 2 || got[0].Key != store.NumberKey("15550783881") || got[0].Limit != "10000" ||
+			got[1].Key != store.KeyRestriction || len(got[1].Restrictions) != 1 || !got[1].Restrictions[0].Expires.Equal(at.Add(48*time.Hour)) {
+			t.Fatalf("states: %+v, %v", got, err)
+		}
+	})
 	t.Run("templates' live states", func(t *testing.T) {
 		s := newStore(t)
 		ctx := context.Background()

@@ -18,6 +18,9 @@ type Message struct {
 	Link     *LinkButton      `json:"link,omitempty" bson:"link,omitempty"`
 	Form     *FormMessage     `json:"form,omitempty" bson:"form,omitempty"`
 	Reaction *Reaction        `json:"reaction,omitempty" bson:"reaction,omitempty"`
+	// ReplyTo is the contact's message this one replies to (a step's
+	// quote): WhatsApp shows it quoted above.
+	ReplyTo string `json:"reply_to,omitempty" bson:"reply_to,omitempty"`
 }
 
 // The kinds of messages besides text, media, buttons, list and template.

@@ -87,6 +87,10 @@ type Inbound struct {
 	// WaID, UserID (the business-scoped user id) and Username are who
 	// sent it, as far as the webhook says.
 	WaID, UserID, Username string
+	// Context is what the message replies to; Contacts the cards a
+	// contacts message shares.
+	Context  flows.ContextEnv
+	Contacts []any
 	// PreviousID is the contact's id before a system message said it
 	// changed (user_changed_number, user_changed_user_id): the
 	// conversation under it continues under the new one.
@@ -431,10 +435,15 @@ func (c *conv) HTTP() actions.Doer      { return c.e.opts.HTTP }
 func (c *conv) Tracing() bool           { return c.e.opts.Trace }
 func (c *conv) DefaultLanguage() string { return c.e.bot.Settings.Language }
 func (c *conv) Redact(s string) string  { return c.e.redact.Replace(s) }
-func (c *conv) Send(m actions.Message)  { c.pending = append(c.pending, m) }
-func (c *conv) Pause(p actions.Pause)   { c.pauseBuf = p; c.pause = &c.pauseBuf }
-func (c *conv) Fail(err error)          { c.event(ErrorOccurred{c.header(), c.Redact(err.Error())}) }
-func (c *conv) LastMessageID() string   { return c.st.LastMessageID }
+func (c *conv) Send(m actions.Message) {
+	if c.step != nil && c.step.Quote && m.Kind != actions.KindReaction {
+		m.ReplyTo = c.st.LastMessageID
+	}
+	c.pending = append(c.pending, m)
+}
+func (c *conv) Pause(p actions.Pause) { c.pauseBuf = p; c.pause = &c.pauseBuf }
+func (c *conv) Fail(err error)        { c.event(ErrorOccurred{c.header(), c.Redact(err.Error())}) }
+func (c *conv) LastMessageID() string { return c.st.LastMessageID }
 
 // FormToken is the waiting step's flow_token: "flowbot:" + the flow, the
 // step and the message sequence number, made once per asking.
@@ -605,6 +614,15 @@ func (c *conv) event(e Event) {
 var PassiveTypes = map[string]bool{
 	"reaction": true, "system": true, "revoke": true, "edit": true,
 	"unsupported": true, "unknown": true, "request_welcome": true,
+	"call_permission_reply": true,
+}
+
+// orEmpty is a list, never nil (an expression reads [] for none).
+func orEmpty(l []any) []any {
+	if l == nil {
+		return []any{}
+	}
+	return l
 }
 
 func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
@@ -637,7 +655,8 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		// Whole numbers are whole again after a store's JSON round trip.
 		m.Form, _ = flows.NormalizeJSON(m.Form).(map[string]any)
 	}
-	c.env.Message = flows.MessageEnv{Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location, Form: m.Form, Referral: m.Referral, Order: m.Order}
+	c.env.Message = flows.MessageEnv{ID: m.ID, Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location, Form: m.Form, Referral: m.Referral, Order: m.Order,
+		Context: m.Context, Contacts: flows.NormalizeJSON(orEmpty(m.Contacts)).([]any)}
 	c.event(MsgReceived{c.header(), m, c.e.opts.Trace})
 
 	word := strings.ToLower(strings.TrimSpace(m.Text))

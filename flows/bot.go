@@ -206,9 +206,11 @@ type Step struct {
 	Template *TemplateSend
 	Link     *Link
 	React    *Text
-	Ask      *Ask
-	Wait     time.Duration
-	Handoff  *Handoff
+	// Quote: the step's messages reply to the contact's latest message.
+	Quote   bool
+	Ask     *Ask
+	Wait    time.Duration
+	Handoff *Handoff
 	// Subflow is the flow this step runs before routing on; With sets its
 	// variables (the Assigns' expressions run in this flow).
 	Subflow   string

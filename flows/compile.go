@@ -921,6 +921,7 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 	if sp.React != nil {
 		s.React = ec.text(sp.React)
 	}
+	s.Quote = sp.Quote != nil && *sp.Quote
 	fc.compileAsk(s, sp)
 	if sp.Wait != nil {
 		s.Wait, s.HasWait = sp.Wait.D, true

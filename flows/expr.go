@@ -44,6 +44,20 @@ type MediaEnv struct {
 	ID       string `expr:"id"`
 	MimeType string `expr:"mime_type"`
 	Caption  string `expr:"caption"`
+	// SHA256 is the file's hash; Voice marks a voice note (an audio
+	// recorded in WhatsApp); Filename a document's name.
+	SHA256   string `expr:"sha256"`
+	Voice    bool   `expr:"voice"`
+	Filename string `expr:"filename"`
+}
+
+// ContextEnv is `message.context`: the message the contact replied to
+// (its id, and from, the number that sent it), or that it was forwarded.
+type ContextEnv struct {
+	ID                  string `expr:"id"`
+	From                string `expr:"from"`
+	Forwarded           bool   `expr:"forwarded"`
+	FrequentlyForwarded bool   `expr:"frequently_forwarded"`
 }
 
 // LocationEnv is `message.location`.
@@ -76,10 +90,19 @@ type ReferralEnv struct {
 	Headline   string `expr:"headline"`
 	Body       string `expr:"body"`
 	CtwaClid   string `expr:"ctwa_clid"`
+	// The ad's media (media_type image or video, with its URLs) and the
+	// welcome message the ad showed.
+	MediaType      string `expr:"media_type"`
+	ImageURL       string `expr:"image_url"`
+	VideoURL       string `expr:"video_url"`
+	ThumbnailURL   string `expr:"thumbnail_url"`
+	WelcomeMessage string `expr:"welcome_message"`
 }
 
 // MessageEnv is `message`: the contact's message being handled.
 type MessageEnv struct {
+	// ID is WhatsApp's id of the message (wamid).
+	ID       string      `expr:"id"`
 	Type     string      `expr:"type"`
 	Text     string      `expr:"text"`
 	Choice   string      `expr:"choice"`
@@ -90,6 +113,11 @@ type MessageEnv struct {
 	Form     map[string]any `expr:"form"`
 	Referral ReferralEnv    `expr:"referral"`
 	Order    OrderEnv       `expr:"order"`
+	// Context is what the message replies to, or that it was forwarded.
+	Context ContextEnv `expr:"context"`
+	// Contacts are the contact cards a contacts message shares, each
+	// {name, phones: [{phone, wa_id, type}]}.
+	Contacts []any `expr:"contacts"`
 }
 
 // WindowEnv is `window`: the customer service window.
@@ -601,9 +629,9 @@ var envTypeNames = strings.NewReplacer(
 
 var envFields = map[string][]string{
 	"contact":          {"id", "name", "language", "opted_out"},
-	"message":          {"type", "text", "choice", "media", "location"},
+	"message":          {"id", "type", "text", "choice", "media", "location", "context", "contacts", "form", "referral", "order"},
 	"window":           {"open", "expires_at", "left"},
-	"message.media":    {"id", "mime_type", "caption"},
+	"message.media":    {"id", "mime_type", "caption", "sha256", "voice", "filename"},
 	"message.location": {"latitude", "longitude", "name", "address"},
 }
 

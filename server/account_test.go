@@ -1,6 +1,9 @@
 package server_test
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -17,7 +20,7 @@ import (
 // template waits, and it goes out once the restriction has expired.
 func TestAccountRestrictionHoldsBusinessInitiatedSends(t *testing.T) {
 	r := newRig(t, "../examples/shop")
-	raw, err := os.ReadFile("../whatsapp/testdata/pywa/account_update-account_restriction.json")
+	raw, err := os.ReadFile("../whatsapp/testdata/webhooks/account_update-account_restriction.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,7 @@ func TestChangedNumberKeepsTheConversation(t *testing.T) {
 	if sent := r.settled(1); !strings.Contains(string(sent[0].Raw), "What would you like?") {
 		t.Fatalf("the first reply %s", sent[0].Raw)
 	}
-	raw, err := os.ReadFile("../whatsapp/testdata/pywa/system-phone_number_change.json")
+	raw, err := os.ReadFile("../whatsapp/testdata/webhooks/system-phone_number_change.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,4 +104,46 @@ func TestChangedNumberKeepsTheConversation(t *testing.T) {
 	if was := r.waitState(old, func(st *conversation.Record) bool { return st.MovedTo == moved }); was.Flow != "" {
 		t.Fatalf("the old number still runs a flow: %+v", was)
 	}
+}
+
+// A message written in a group is never answered privately; a call
+// permission reply is recorded and moves no flow; a marketing signup
+// lifts a marketing opt-out.
+func TestGroupsCallPermissionsAndSignups(t *testing.T) {
+	r := newRig(t, "testdata/echo")
+	now := r.clock.Now()
+	r.post(notification("15550001111", "Ana", fmt.Sprintf(`{"from":"15550001111","group_id":"Y2FwaV9ncm91cDpFWEFNUExF","id":"wamid.g1","timestamp":"%d","type":"text","text":{"body":"hello group"}}`, now.Unix())))
+	r.post(textWebhook("15550002222", "Bo", "wamid.b1", "hi", now))
+	sent := r.settled(1)
+	if sent[0].To != "15550002222" {
+		t.Fatalf("answered %s", sent[0].Raw)
+	}
+	if _, err := r.store.Load(context.Background(), "15550001111"); err == nil {
+		t.Fatal("a group message made a one-to-one conversation")
+	}
+	if !strings.Contains(r.metricsText(), `flowbot_webhook_updates_refused_total{reason="group"} 1`) {
+		t.Fatal("the group message was not counted")
+	}
+
+	raw, err := os.ReadFile("../whatsapp/testdata/webhooks/call_permission_update-accept.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.post(bytes.ReplaceAll(raw, []byte("1122334455667"), []byte("106540352242922")))
+	st := r.waitState("972987654321", func(st *conversation.Record) bool { return hasLog(st.Log, "call_permission_reply") })
+	if st.Flow != "" || len(r.fake.Sent()) != 1 {
+		t.Fatalf("a call permission reply moved a flow: %s, %d sent", st.Flow, len(r.fake.Sent()))
+	}
+
+	mk := conversation.NewRecord("16505551234")
+	mk.Contact.MarketingOptedOut = true
+	if err := r.store.Save(context.Background(), mk); err != nil {
+		t.Fatal(err)
+	}
+	raw, err = os.ReadFile("../whatsapp/testdata/webhooks/user_marketing_preferences-signup.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.post(raw)
+	r.waitState("16505551234", func(st *conversation.Record) bool { return !st.Contact.MarketingOptedOut })
 }

@@ -577,6 +577,13 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []conversation.Item {
 			s.log.Warn("webhook message without a sender: recorded here and dropped", "key", m.Key, "type", m.Inbound.Type)
 			continue
 		}
+		if m.GroupID != "" {
+			// Written in a group: never answered privately as if the person
+			// had written one to one.
+			s.log.Info("a group message: flowbot runs one-to-one conversations, and does not answer it", "group", truncate(m.GroupID, 64), "contact", truncate(m.Contact, 64), "type", m.Inbound.Type)
+			s.metrics.refused.WithLabelValues("group").Inc()
+			continue
+		}
 		for _, e := range m.Errors {
 			s.log.Info("message arrived with an error", "contact", m.Contact, "key", m.Key, "error", e.String())
 		}
@@ -595,6 +602,10 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []conversation.Item {
 	for _, p := range u.Preferences {
 		if !s.ours(p.PhoneNumberID) {
 			continue
+		}
+		if p.Value == "signup" {
+			// The contact signed up for marketing messages: as a resume.
+			p.Value = "resume"
 		}
 		if p.Category != "marketing_messages" || (p.Value != "stop" && p.Value != "resume") {
 			s.log.Info("a contact's preference flowbot does not follow", "category", p.Category, "value", p.Value)
@@ -615,6 +626,11 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []conversation.Item {
 		}
 		if st.Contact == "" || st.ID == "" {
 			s.log.Warn("webhook status without a recipient or an id: dropped", "status", st.Status)
+			continue
+		}
+		if st.Group {
+			s.log.Info("a status of a group message: not a contact's conversation", "status", st.Status)
+			s.metrics.refused.WithLabelValues("group").Inc()
 			continue
 		}
 		if len(st.Contact) > MaxContactID || len(st.Key) > 2*MaxContactID {

@@ -305,6 +305,9 @@ func SendBody(o engine.Outbound) ([]byte, error) {
 	} else {
 		b["recipient"] = o.To // a business-scoped user id
 	}
+	if m.ReplyTo != "" && m.Kind != actions.KindReaction {
+		b["context"] = map[string]any{"message_id": m.ReplyTo}
+	}
 	switch m.Kind {
 	case "text":
 		b["type"] = "text"

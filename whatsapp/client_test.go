@@ -51,6 +51,7 @@ func TestSendShapes(t *testing.T) {
 			FlowID: "1234567890", CTA: "Book a table", Screen: "BOOKING", Token: "flowbot:main:details:3", Data: map[string]any{"party": 4}}},
 		"location request": {Kind: actions.KindLocationRequest, Text: "Where should we deliver?"},
 		"reaction":         {Kind: actions.KindReaction, Text: "👍", Reaction: &actions.Reaction{MessageID: "wamid.IN", Emoji: "👍"}},
+		"quoted":           {Kind: "text", Text: "Yes, that one.", ReplyTo: "wamid.QUOTED"},
 		"template flow button": {Kind: "template", Template: &actions.TemplateMessage{
 			Name: "booking_flow", Language: "en_US", Buttons: []actions.TemplateButton{{Index: 0, SubType: "flow", Value: "tok-17"}},
 		}},
@@ -107,6 +108,9 @@ func TestSendShapes(t *testing.T) {
 	}
 	if got := mustJSON(byType("location", "send_location")["interactive"]); got != `{"action":{"name":"send_location"},"body":{"text":"Where should we deliver?"},"type":"location_request_message"}` {
 		t.Errorf("location request body: %s", got)
+	}
+	if got := mustJSON(byType("quoted", "wamid.QUOTED")["context"]); got != `{"message_id":"wamid.QUOTED"}` {
+		t.Errorf("a quoted reply's context: %s", got)
 	}
 	if got := mustJSON(byType("reaction", "wamid.IN")["reaction"]); got != `{"emoji":"👍","message_id":"wamid.IN"}` {
 		t.Errorf("reaction body: %s", got)

@@ -177,7 +177,10 @@ type Message struct {
 	PreviousID string
 	// ContextID is the id of the message replied to, if any.
 	ContextID string
-	Errors    []Error
+	// GroupID names the group a group message was written in: flowbot
+	// runs one-to-one conversations, and never answers one privately.
+	GroupID string
+	Errors  []Error
 }
 
 // Status is a delivery status of a message the business sent.
@@ -193,8 +196,10 @@ type Status struct {
 	// Outbound is our outbound message id, echoed in
 	// biz_opaque_callback_data.
 	Outbound string
-	Errors   []Error
-	Pricing  *Pricing
+	// Group: the status of a message sent to a group.
+	Group   bool
+	Errors  []Error
+	Pricing *Pricing
 	// PhoneNumberID is the business number the status is about.
 	PhoneNumberID string
 	// Conversation is the status's conversation (WhatsApp sends it
@@ -332,6 +337,8 @@ type wireMedia struct {
 	MimeType string `json:"mime_type"`
 	Caption  string `json:"caption"`
 	Filename string `json:"filename"`
+	SHA256   string `json:"sha256"`
+	Voice    bool   `json:"voice"`
 }
 
 type wireMessage struct {
@@ -341,16 +348,28 @@ type wireMessage struct {
 	Timestamp  flexTime    `json:"timestamp"`
 	Type       string      `json:"type"`
 	Errors     []wireError `json:"errors"`
-	Context    *struct {
-		ID string `json:"id"`
+	// GroupID names the group a group message was written in.
+	GroupID string `json:"group_id"`
+	Context *struct {
+		ID                  string     `json:"id"`
+		From                flexString `json:"from"`
+		Forwarded           bool       `json:"forwarded"`
+		FrequentlyForwarded bool       `json:"frequently_forwarded"`
 	} `json:"context"`
 	Referral *struct {
-		SourceURL  string `json:"source_url"`
-		SourceID   string `json:"source_id"`
-		SourceType string `json:"source_type"`
-		Headline   string `json:"headline"`
-		Body       string `json:"body"`
-		CtwaClid   string `json:"ctwa_clid"`
+		SourceURL      string `json:"source_url"`
+		SourceID       string `json:"source_id"`
+		SourceType     string `json:"source_type"`
+		Headline       string `json:"headline"`
+		Body           string `json:"body"`
+		CtwaClid       string `json:"ctwa_clid"`
+		MediaType      string `json:"media_type"`
+		ImageURL       string `json:"image_url"`
+		VideoURL       string `json:"video_url"`
+		ThumbnailURL   string `json:"thumbnail_url"`
+		WelcomeMessage *struct {
+			Text string `json:"text"`
+		} `json:"welcome_message"`
 	} `json:"referral"`
 	Text *struct {
 		Body string `json:"body"`
@@ -370,6 +389,11 @@ type wireMessage struct {
 		Name struct {
 			FormattedName string `json:"formatted_name"`
 		} `json:"name"`
+		Phones []struct {
+			Phone string     `json:"phone"`
+			WaID  flexString `json:"wa_id"`
+			Type  string     `json:"type"`
+		} `json:"phones"`
 	} `json:"contacts"`
 	Interactive *struct {
 		Type        string `json:"type"`
@@ -382,6 +406,11 @@ type wireMessage struct {
 			Title       string `json:"title"`
 			Description string `json:"description"`
 		} `json:"list_reply"`
+		CallPermissionReply *struct {
+			Response   string   `json:"response"`
+			Expiration flexTime `json:"expiration_timestamp"`
+			Source     string   `json:"response_source"`
+		} `json:"call_permission_reply"`
 		NfmReply *struct {
 			Name         string          `json:"name"`
 			Body         string          `json:"body"`
@@ -426,6 +455,7 @@ type wireStatus struct {
 	Timestamp       flexTime    `json:"timestamp"`
 	RecipientID     flexString  `json:"recipient_id"`
 	RecipientUserID string      `json:"recipient_user_id"`
+	RecipientType   string      `json:"recipient_type"`
 	BizOpaque       string      `json:"biz_opaque_callback_data"`
 	Errors          []wireError `json:"errors"`
 	Pricing         *Pricing    `json:"pricing"`
@@ -620,7 +650,7 @@ func parseValue(u *Update, v *wireValue, received time.Time) {
 			unreadable = err
 		}
 		st := Status{
-			ID: s.ID, Status: s.Status, RecipientID: string(s.RecipientID), PhoneNumberID: v.Metadata.PhoneNumberID,
+			ID: s.ID, Status: s.Status, RecipientID: string(s.RecipientID), PhoneNumberID: v.Metadata.PhoneNumberID, Group: s.RecipientType == "group",
 			Pricing:      s.Pricing,
 			Conversation: conversationOf(&s),
 		}
@@ -760,6 +790,7 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 	if sys := wm.System; sys != nil {
 		m.changedID(sys.Type, string(sys.WaID)+string(sys.NewWaID), sys.UserID, sys.PreviousUserID)
 	}
+	m.GroupID = wm.GroupID
 	if wm.Context != nil {
 		m.ContextID = wm.Context.ID
 	}
@@ -772,9 +803,12 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 	if m.Order.IsZero() {
 		m.Order = received
 	}
+	if c := wm.Context; c != nil {
+		in.Context = flows.ContextEnv{ID: c.ID, From: string(c.From), Forwarded: c.Forwarded || c.FrequentlyForwarded, FrequentlyForwarded: c.FrequentlyForwarded}
+	}
 	media := func(w *wireMedia) {
 		if w != nil {
-			in.Media = flows.MediaEnv{ID: w.ID, MimeType: w.MimeType, Caption: w.Caption}
+			in.Media = flows.MediaEnv{ID: w.ID, MimeType: w.MimeType, Caption: w.Caption, SHA256: w.SHA256, Voice: w.Voice, Filename: w.Filename}
 			in.Text = w.Caption
 		}
 	}
@@ -788,6 +822,14 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 			in.Choice, in.Text = wm.Interactive.ButtonReply.ID, wm.Interactive.ButtonReply.Title
 		case wm.Interactive.ListReply != nil:
 			in.Choice, in.Text = wm.Interactive.ListReply.ID, wm.Interactive.ListReply.Title
+		case wm.Interactive.CallPermissionReply != nil:
+			// The contact's answer to a call permission request: recorded
+			// (it does not move a flow), accept or reject in choice.
+			r := wm.Interactive.CallPermissionReply
+			in.Type, in.Choice, in.Text = "call_permission_reply", r.Response, r.Response
+			if !r.Expiration.IsZero() {
+				in.Text += " until " + r.Expiration.UTC().Format(time.RFC3339)
+			}
 		case wm.Interactive.NfmReply != nil:
 			in.Choice, in.Text = wm.Interactive.NfmReply.Name, wm.Interactive.NfmReply.Body
 			in.Form, in.FormToken = formAnswer(wm.Interactive.NfmReply.ResponseJSON)
@@ -836,13 +878,22 @@ func toMessage(wm *wireMessage, raw json.RawMessage, v *wireValue, received time
 	case len(wm.Contacts) > 0:
 		in.Type = "contacts"
 		var names []string
-		for _, c := range wm.Contacts {
+		for _, c := range wm.Contacts[:min(len(wm.Contacts), 20)] {
 			names = append(names, c.Name.FormattedName)
+			phones := []any{}
+			for _, p := range c.Phones[:min(len(c.Phones), 10)] {
+				phones = append(phones, map[string]any{"phone": p.Phone, "wa_id": string(p.WaID), "type": p.Type})
+			}
+			in.Contacts = append(in.Contacts, map[string]any{"name": c.Name.FormattedName, "phones": phones})
 		}
 		in.Text = strings.Join(names, ", ")
 	}
 	if r := wm.Referral; r != nil {
-		in.Referral = flows.ReferralEnv{SourceType: r.SourceType, SourceID: r.SourceID, SourceURL: r.SourceURL, Headline: r.Headline, Body: r.Body, CtwaClid: r.CtwaClid}
+		in.Referral = flows.ReferralEnv{SourceType: r.SourceType, SourceID: r.SourceID, SourceURL: r.SourceURL, Headline: r.Headline, Body: r.Body, CtwaClid: r.CtwaClid,
+			MediaType: r.MediaType, ImageURL: r.ImageURL, VideoURL: r.VideoURL, ThumbnailURL: r.ThumbnailURL}
+		if r.WelcomeMessage != nil {
+			in.Referral.WelcomeMessage = r.WelcomeMessage.Text
+		}
 	}
 	if in.Type == "" {
 		// A type whose body is missing (an "interactive" with no

@@ -418,6 +418,12 @@ func validate(b map[string]any) string {
 	if _, ok := firstString(b, "to", "recipient"); !ok {
 		return "to (or recipient) is required"
 	}
+	if c, ok := b["context"]; ok {
+		cm, _ := c.(map[string]any)
+		if id, _ := cm["message_id"].(string); id == "" {
+			return "context needs the message_id of the message replied to"
+		}
+	}
 	typ, _ := b["type"].(string)
 	obj, _ := b[typ].(map[string]any)
 	if typ == "" || obj == nil {

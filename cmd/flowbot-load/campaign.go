@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -406,16 +407,18 @@ func logSummary(in *instance) {
 	}
 }
 
-// checkCounts delivers a "delivered" status for every template WhatsApp
-// accepted, waits for the campaign to be done with them counted, and
-// compares its counts with what the fake Graph API saw: started and sent
-// with the contacts that got the template, delivered with them too.
+// checkCounts delivers a "delivered" status, with WhatsApp's pricing,
+// for every template WhatsApp accepted, waits for the campaign to be done
+// with them counted, and compares its counts with what the fake Graph API
+// saw: started and sent with the contacts that got the template,
+// delivered with them too, and the cost confirmed for each of them at the
+// bot's utility rate (none left estimated).
 func checkCounts(live *instance, id string, tmpl []fakegraph.Request, contacts, extra int) error {
 	began := time.Now()
 	var statuses []string
 	for _, r := range tmpl {
 		if r.WAMID != "" {
-			statuses = append(statuses, fmt.Sprintf(`{"id":%q,"status":"delivered","timestamp":"%d","recipient_id":%q}`, r.WAMID, time.Now().Unix(), r.To))
+			statuses = append(statuses, fmt.Sprintf(`{"id":%q,"status":"delivered","timestamp":"%d","recipient_id":%q,"pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}}`, r.WAMID, time.Now().Unix(), r.To))
 		}
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
@@ -439,6 +442,12 @@ func checkCounts(live *instance, id string, tmpl []fakegraph.Request, contacts, 
 		Failed    int    `json:"failed"`
 		Unsent    int    `json:"unsent"`
 		Skipped   map[string]int
+		Cost      struct {
+			Total float64 `json:"total"`
+		} `json:"cost"`
+		Estimated struct {
+			Total float64 `json:"total"`
+		} `json:"cost_estimated"`
 	}
 	deadline := time.Now().Add(8 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -454,12 +463,17 @@ func checkCounts(live *instance, id string, tmpl []fakegraph.Request, contacts, 
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	fmt.Printf("campaign counts (%s after the statuses were posted): state %s, started %d, sent %d, delivered %d, failed %d, unsent %d\n",
-		time.Since(began).Round(100*time.Millisecond), st.State, st.Started, st.Sent, st.Delivered, st.Failed, st.Unsent)
+	fmt.Printf("campaign counts (%s after the statuses were posted): state %s, started %d, sent %d, delivered %d, failed %d, unsent %d, cost %.4f confirmed, %.4f estimated\n",
+		time.Since(began).Round(100*time.Millisecond), st.State, st.Started, st.Sent, st.Delivered, st.Failed, st.Unsent, st.Cost.Total, st.Estimated.Total)
 	fmt.Printf("WhatsApp (the fake) accepted %d templates: %d contacts, %d extra to contacts already sent one (a killed instance's sends not yet recorded)\n", len(tmpl), contacts, extra)
 	if st.Started != contacts || st.Sent != contacts || st.Delivered != contacts {
 		fmt.Println("COUNTS DIFFER from what WhatsApp saw")
 		return fmt.Errorf("counts differ: started %d, sent %d, delivered %d; WhatsApp saw %d contacts", st.Started, st.Sent, st.Delivered, contacts)
+	}
+	// The bot sets no pricing: a utility template costs the default 0.004.
+	if want := float64(contacts) * 0.004; math.Abs(st.Cost.Total-want) > 1e-6 || math.Abs(st.Estimated.Total) > 1e-6 {
+		fmt.Println("COST DIFFERS from what WhatsApp charged")
+		return fmt.Errorf("cost %.4f confirmed, %.4f estimated; WhatsApp charged %d deliveries at 0.004 = %.4f", st.Cost.Total, st.Estimated.Total, contacts, want)
 	}
 	fmt.Println("counts equal what WhatsApp saw")
 	return nil

@@ -82,6 +82,9 @@ func AgentTemplate(t *flows.Template, lang, contactLang, defaultLang string, par
 		tm.Params = params
 	}
 	for i, p := range append(append([]string(nil), params...), namedValues(tm.Named)...) {
+		if err := flows.CheckSent(p); err != nil {
+			return Message{}, fmt.Errorf("template %s: parameter %d %v", t.Name, i+1, err)
+		}
 		if why := flows.TemplateParamProblem(p); why != "" {
 			return Message{}, fmt.Errorf("template %s: parameter %d %s, which WhatsApp refuses in a template parameter (so do newlines, tabs and more than four spaces in a row)", t.Name, i+1, why)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
+	"github.com/flowbot/flowbot/whatsapp"
 )
 
 // MaxContactID is the longest contact id accepted (as the server's).
@@ -185,8 +186,14 @@ func (rd *Reader) check(c *Contact) string {
 		return "no id"
 	case len(c.ID) > MaxContactID:
 		return fmt.Sprintf("the id is %d bytes, longer than any WhatsApp id", len(c.ID))
-	case strings.ContainsAny(c.ID, " \t\r\n/"):
-		return fmt.Sprintf("the id %q holds a space or a slash", c.ID)
+	}
+	if err := whatsapp.CheckContactID(c.ID); err != nil {
+		return err.Error()
+	}
+	if err := flows.CheckSent(c.Name); err != nil {
+		return "the name " + err.Error()
+	}
+	switch {
 	case c.Language != "" && !langRe.MatchString(c.Language):
 		return fmt.Sprintf("language %q: expected a code like en, es or pt_BR", c.Language)
 	case rd.header != nil:

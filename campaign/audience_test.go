@@ -75,13 +75,18 @@ func TestCSVAudience(t *testing.T) {
 		"15550005,Di,english,Monday,1,1,false,{}\n" + // row 6: language
 		"15550006,Ed,en,Monday,1,1,maybe,{}\n" + // row 7: vip
 		"15550007,Fa,en,Monday,1,1,false,[1]\n" + // row 8: extra is data
-		"15550008,Gu,en,Monday,2\n" // row 9: too few values
+		"15550008,Gu,en,Monday,2\n" + // row 9: too few values
+		"..,Ha,en,Monday,1,1,false,{}\n" + // row 10: not a WhatsApp id
+		"$where,Io,en,Monday,1,1,false,{}\n" + // row 11: not a WhatsApp id
+		"1555,Jo,en,Monday,1,1,false,{}\n" + // row 12: too few digits
+		"15550013,Ka,en,Mon\x00day,1,1,false,{}\n" + // row 13: NUL
+		"US.13491208655302741918,Lu,en,Monday,1,1,false,{}\n" // row 14: a business-scoped user id
 	rd, err := campaign.NewCSV(strings.NewReader(csv), f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ok, bad := readAll(t, rd)
-	if len(ok) != 1 || ok[0].ID != "15550001" || ok[0].Language != "pt_BR" {
+	if len(ok) != 2 || ok[0].ID != "15550001" || ok[0].Language != "pt_BR" || ok[1].ID != "US.13491208655302741918" {
 		t.Fatalf("accepted %+v", ok)
 	}
 	v := ok[0].Vars
@@ -89,7 +94,8 @@ func TestCSVAudience(t *testing.T) {
 		t.Fatalf("vars %#v", v)
 	}
 	want := map[int]string{3: `seats: "four" is not a whole number`, 4: "no id", 5: "already in row 2", 6: `language "english"`,
-		7: `vip: "maybe" is not true or false`, 8: "extra: expected data (a mapping), got a list", 9: "5 values for 8 columns"}
+		7: `vip: "maybe" is not true or false`, 8: "extra: expected data (a mapping), got a list", 9: "5 values for 8 columns",
+		10: `contact id ".." is neither a WhatsApp number`, 11: `contact id "$where" is neither`, 12: "has 4 digits", 13: "day holds a control character (U+0000)"}
 	if len(bad) != len(want) {
 		t.Fatalf("rejected %+v", bad)
 	}
@@ -101,7 +107,7 @@ func TestCSVAudience(t *testing.T) {
 	if _, err := campaign.NewCSV(strings.NewReader("name,day\nAna,Monday\n"), f); err == nil || !strings.Contains(err.Error(), "no id column") {
 		t.Errorf("a header without id: %v", err)
 	}
-	rd, _ = campaign.NewCSV(strings.NewReader("id,dya\n1,Monday\n2,Monday\n"), f)
+	rd, _ = campaign.NewCSV(strings.NewReader("id,dya\n15550001,Monday\n15550002,Monday\n"), f)
 	if ok, bad := readAll(t, rd); len(ok) != 0 || len(bad) != 2 || !strings.Contains(bad[0].Error, `no variable "dya"`) {
 		t.Errorf("an unknown variable column: %v %v", ok, bad)
 	}
@@ -110,7 +116,7 @@ func TestCSVAudience(t *testing.T) {
 // TestJSONAudience: the API's form of the same audience.
 func TestJSONAudience(t *testing.T) {
 	f := loadBot(t).Flow("remind")
-	rd, err := campaign.NewJSON(strings.NewReader(`[{"id":"1","name":"Ana","vars":{"seats":2}},{"id":"2","vars":{"seats":"two"}},{"id":"3","vars":{"nope":1}}]`), f)
+	rd, err := campaign.NewJSON(strings.NewReader(`[{"id":"15550001","name":"Ana","vars":{"seats":2}},{"id":"15550002","vars":{"seats":"two"}},{"id":"15550003","vars":{"nope":1}}]`), f)
 	if err != nil {
 		t.Fatal(err)
 	}

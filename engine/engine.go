@@ -63,8 +63,10 @@ type Input struct {
 	// InputPreference: the contact's marketing preference, "stop" or
 	// "resume".
 	Preference string
-	// InputAgent: the agent's message, free-form or a template.
-	Agent *actions.Message
+	// InputAgent: the agent's message, free-form or a template; Forced:
+	// written outside a handoff on purpose.
+	Agent  *actions.Message
+	Forced bool
 }
 
 // Inbound is a message from the contact, already parsed from the channel.
@@ -311,7 +313,7 @@ func (e *Engine) Handle(ctx context.Context, st *Session, ev Input, now time.Tim
 	case InputWindowClosed:
 		c.windowClosed(ev.Outbound)
 	case InputAgent:
-		if err := c.agent(ev.Agent); err != nil {
+		if err := c.agent(ev.Agent, ev.Forced); err != nil {
 			return nil, err
 		}
 	case InputPreference:
@@ -350,6 +352,9 @@ func CheckVars(f *flows.Flow, vars map[string]any) error {
 	for k, v := range vars {
 		if err := flows.Storable(v); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrBadVars, k, err)
+		}
+		if err := flows.CheckSent(v); err != nil {
+			return fmt.Errorf("%w: %s %v", ErrBadVars, k, err)
 		}
 		found := false
 		for _, d := range f.Vars {

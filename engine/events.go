@@ -149,6 +149,8 @@ type AgentMessage struct {
 	Header
 	ID      string
 	Summary string
+	// Forced: the contact was in no handoff; the agent wrote anyway.
+	Forced bool
 }
 
 // TimerFired: a durable timer fell due.
@@ -259,6 +261,9 @@ func (e Undeliverable) Kind() string      { return RecUndeliverable }
 func (e Undeliverable) Record() Record    { return e.record(RecUndeliverable, e.Reason) }
 func (e AgentMessage) Kind() string       { return RecAgent }
 func (e AgentMessage) Record() Record {
+	if e.Forced {
+		return e.record(RecAgent, "message "+e.ID+" from an agent, outside a handoff (forced): "+e.Summary)
+	}
 	return e.record(RecAgent, "message "+e.ID+" from an agent: "+e.Summary)
 }
 func (e TemplateNotSent) Kind() string { return RecOptedOut }

@@ -205,7 +205,7 @@ func (c *conv) price(m *actions.Message) (flows.Category, float64) {
 // fallback: a free-form message while the window is closed, or a
 // template the contact opted out of or the account cannot send, is
 // refused (nothing is committed) so that the agent can choose otherwise.
-func (c *conv) agent(m *actions.Message) error {
+func (c *conv) agent(m *actions.Message, forced bool) error {
 	if m == nil {
 		return errors.New("an agent's message without its message")
 	}
@@ -231,7 +231,7 @@ func (c *conv) agent(m *actions.Message) error {
 	for i := before; i < len(c.res.Outbound); i++ {
 		o := &c.res.Outbound[i]
 		o.Agent = true
-		c.event(AgentMessage{c.header(), o.ID, summary(o.Message)})
+		c.event(AgentMessage{c.header(), o.ID, summary(o.Message), forced})
 	}
 	return nil
 }

@@ -37,6 +37,8 @@ type Config struct {
 	Typing bool
 	// PhoneNumberID is the number the bot answers ("" for any).
 	PhoneNumberID string
+	// NumberName names the number in the metrics ("" for its id).
+	NumberName string
 	// Languages are the languages texts are written in, the default
 	// first (FLOW_SPEC.md 8.3).
 	Languages []string

@@ -158,12 +158,18 @@ func (c *compiler) decodeFile(rel string, src []byte, spec any) *decoder {
 
 // --- flowbot.yaml ---
 
+var numberNameRe = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
 func (c *compiler) compileSettings(d *decoder, s *Settings) {
 	cfg := &c.bot.Settings
 	cfg.Language = "en_US"
 	cfg.MaxTemplates = defaultMaxTemplate
 	cfg.Typing = s.Typing == nil || *s.Typing
 	cfg.PhoneNumberID = strings.TrimSpace(s.PhoneNumberID)
+	cfg.NumberName = s.NumberName
+	if s.NumberName != "" && !numberNameRe.MatchString(s.NumberName) {
+		d.errorf(s.At, "number_name %q: lowercase letters, digits, _ and -, up to 32 (it labels the metrics)", s.NumberName)
+	}
 	cfg.OptOutReply = "You have been unsubscribed and will get no more messages from us. Send START to subscribe again."
 	cfg.OptInReply = "You are subscribed again."
 	cfg.Pricing = Pricing{Model: PerMessage, Currency: "USD", Rates: map[Category]float64{}}

@@ -326,6 +326,7 @@ type Settings struct {
 	MaxTemplates  int             `yaml:"max_templates" doc:"the account's template limit (default 250)"`
 	Typing        *bool           `yaml:"typing" doc:"show the typing indicator while the bot works on a message (default true)"`
 	PhoneNumberID string          `yaml:"phone_number_id" doc:"the WhatsApp business number this bot answers (its phone number id); webhooks for other numbers start nothing"`
+	NumberName    string          `yaml:"number_name" doc:"a name for the number in /metrics (number=\"support\"): lowercase letters, digits, _ and -, up to 32"`
 	Languages     *Strings        `yaml:"languages" doc:"the languages the texts are written in, the first the default: [en, es, pt_BR]; a text may then be {en: ..., es: ...}"`
 	ContactFields OrderedMap[any] `yaml:"contact_fields" doc:"what the bot remembers about a contact, outside any flow: name: default (the default's type is the field's type); read as contact.fields.<name>"`
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The flow variables' type model, in one place: a variable's type is its
@@ -183,6 +184,39 @@ func storable(v any, depth int) error {
 		for i, e := range v {
 			if err := storable(e, depth+1); err != nil {
 				return fmt.Errorf("[%d]: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckSent refuses a value from outside (an API start's or a campaign
+// row's variables, an agent's template parameters) that WhatsApp could
+// not take once it reaches a message: a text holding NUL or another
+// control character (newlines and tabs are text; a template parameter
+// has its own rule, TemplateParamProblem), or longer than WhatsApp's
+// longest text. The error names where, inside data.
+func CheckSent(v any) error {
+	switch v := v.(type) {
+	case string:
+		for i, r := range v {
+			if r == 0 || r < 0x20 && r != '\n' && r != '\t' && r != '\r' || r == 0x7f {
+				return fmt.Errorf("holds a control character (U+%04X) at byte %d, which WhatsApp does not show", r, i)
+			}
+		}
+		if n := utf8.RuneCountInString(v); n > MaxText {
+			return fmt.Errorf("is %d characters, longer than WhatsApp's longest message (%d)", n, MaxText)
+		}
+	case map[string]any:
+		for _, k := range SortedKeys(v) {
+			if err := CheckSent(v[k]); err != nil {
+				return fmt.Errorf("%s %w", k, err)
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if err := CheckSent(e); err != nil {
+				return fmt.Errorf("[%d] %w", i, err)
 			}
 		}
 	}

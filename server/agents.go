@@ -15,6 +15,7 @@ import (
 	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
+	"github.com/flowbot/flowbot/whatsapp"
 )
 
 // The agents' side (INTERFACES.md version 2, section 2): who is waiting,
@@ -80,6 +81,8 @@ func (s *Server) summary(st *conversation.Record) fiber.Map {
 }
 
 type agentRequest struct {
+	// Force sends while the contact is in no handoff (recorded as such).
+	Force    bool    `json:"force"`
 	Text     *string `json:"text"`
 	Template *struct {
 		Name     string          `json:"name"`
@@ -95,9 +98,18 @@ func (s *Server) agentMessage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := whatsapp.CheckContactID(id); err != nil {
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
+	}
 	var req agentRequest
 	if err := decodeBody(c.Body(), &req); err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, err.Error())
+	}
+	if st.Handoff == nil && !req.Force {
+		// The bot is talking to the contact: an agent's message would cut
+		// into its flow. Hand the contact off first, or say so.
+		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": "not_in_handoff",
+			"message": `the contact is not in a handoff: the bot is talking to them. Hand them off first, or send with "force": true (recorded as an agent writing outside a handoff)`})
 	}
 	var m actions.Message
 	switch {
@@ -132,7 +144,7 @@ func (s *Server) agentMessage(c *fiber.Ctx) error {
 	default:
 		return fiber.NewError(fiber.StatusBadRequest, `the body has neither "text" nor "template": expected {"text": "..."} or {"template": {"name": "...", "params": [...]}}`)
 	}
-	return s.command(c, id, conversation.Command{Kind: conversation.CommandAgent, Message: &m}, fiber.StatusAccepted)
+	return s.command(c, id, conversation.Command{Kind: conversation.CommandAgent, Message: &m, Forced: st.Handoff == nil}, fiber.StatusAccepted)
 }
 
 // templateParams reads a template's parameters: a list (positional) or

@@ -146,7 +146,7 @@ func TestAgentMessages(t *testing.T) {
 	r.waitState(c, func(st *conversation.Record) bool { return st.Contact.OptedOut })
 	r.waitFor("the server to be quiet", r.srv.Quiet)
 	n := len(r.fake.Sent())
-	code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"template": map[string]any{"name": "support_followup", "params": map[string]any{"first_name": "Ana", "ticket": "T-1"}}})
+	code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"force": true, "template": map[string]any{"name": "support_followup", "params": map[string]any{"first_name": "Ana", "ticket": "T-1"}}})
 	if code != 409 || out["error"] != "opted_out" {
 		t.Fatalf("a template to an opted-out contact: %d %v", code, out)
 	}
@@ -166,7 +166,14 @@ func TestAgentMessageInOrderWithTheBots(t *testing.T) {
 	resume := r.fake.Hang()
 	r.post(buttonWebhook(c, "wamid.o2", "technical", "Technical problem", r.clock.Now()))
 	r.waitFor("the bot's reply to hang on WhatsApp", func() bool { return r.fake.Waiting() == 1 })
-	code, _ := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "An agent, stepping in."})
+	// The contact is in no handoff: the agent's message is refused unless
+	// forced, and a forced one is recorded as such.
+	code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "An agent, stepping in."})
+	if code != 409 || out["error"] != "not_in_handoff" {
+		resume()
+		t.Fatalf("an agent's message outside a handoff: %d %v", code, out)
+	}
+	code, _ = r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "An agent, stepping in.", "force": true})
 	resume()
 	if code != 202 {
 		t.Fatalf("agent: %d", code)
@@ -174,5 +181,9 @@ func TestAgentMessageInOrderWithTheBots(t *testing.T) {
 	sent := r.settled(4)
 	if got := text(sent[3]); got != "An agent, stepping in." {
 		t.Fatalf("order: %v", texts(sent))
+	}
+	st := r.waitState(c, func(st *conversation.Record) bool { return hasLog(st.Log, "outside a handoff (forced)") })
+	if st.Handoff != nil {
+		t.Fatalf("the forced message handed the contact off: %+v", st.Handoff)
 	}
 }

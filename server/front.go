@@ -75,7 +75,10 @@ func NewFront(cfg FrontConfig, servers ...*Server) *Front {
 	f.app.Get("/healthz", f.healthz)
 	f.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(gather, promhttp.HandlerOpts{})))
 	if len(servers) > 0 {
-		f.app.Get("/api/numbers", servers[0].auth, f.numbersView)
+		// The token is checked before anything else: a request without it
+		// learns nothing, not even which numbers are served.
+		f.app.Use("/api", servers[0].auth)
+		f.app.Get("/api/numbers", f.numbersView)
 	}
 	f.app.Use(f.route)
 	return f

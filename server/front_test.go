@@ -128,6 +128,21 @@ func TestFrontServesSeveralNumbers(t *testing.T) {
 	if code, _ := api("/api/contacts/15550001111"); code != 400 {
 		t.Fatalf("no ?number= with two numbers: %d", code)
 	}
+	// Without the token: 401 before anything else, naming nothing.
+	for _, path := range []string{"/api/contacts/15550001111", "/api/contacts/15550001111?number=333333333333333", "/api/numbers"} {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || strings.Contains(string(raw), "111111111111111") || strings.Contains(string(raw), "222222222222222") {
+			t.Fatalf("%s without the token: %d %s", path, resp.StatusCode, raw)
+		}
+	}
+	if code, v := api("/api/numbers"); code != 200 || len(v["numbers"].([]any)) != 2 {
+		t.Fatalf("GET /api/numbers on two numbers: %d %v", code, v)
+	}
 	if code, _ := api("/api/contacts/15550001111?number=333333333333333"); code != 404 {
 		t.Fatalf("an unknown number: %d", code)
 	}

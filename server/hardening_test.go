@@ -170,26 +170,38 @@ func TestAPIBadBodiesSpeakTheRequestsTerms(t *testing.T) {
 	}
 }
 
-// A contact id is URL-decoded in API paths, so that ids holding $, #, :
-// or / can be inspected and released; ids over 256 bytes are refused.
+// A contact id is URL-decoded in API paths, and checked wherever it
+// enters: an id WhatsApp cannot take ($, #, :, /, a short number) is
+// refused with the reason, nothing started, sent or priced; a wa_id and a
+// business-scoped user id are started. Ids over 256 bytes are refused.
 func TestEncodedContactIDs(t *testing.T) {
 	r := newRig(t, "../examples/shop")
-	for _, id := range []string{"$where", "a#1", "status:x", "a/1", "ü 1"} {
+	for _, id := range []string{"$where", "a#1", "status:x", "a/1", "ü 1", "..", "1234", "+447700900123"} {
 		path := "/api/contacts/" + url.PathEscape(id)
 		if id == "a/1" {
 			path = "/api/contacts/a%2F1"
 		}
-		code, out := r.apiRaw("POST", path+"/flows/shipping_update", `{"vars": {"order_id": "9"}}`)
-		if code != 202 {
+		code, out := r.apiRaw("POST", path+"/flows/shipping_update", `{"vars": {"order_id": "9", "eta": "soon"}}`)
+		if code != 422 || !strings.Contains(out, "contact id") {
+			t.Errorf("start %q: %d %s, want 422 naming the id", id, code, out)
+		}
+		if code, _ := r.api("GET", path, apiToken, nil); code != 404 {
+			t.Errorf("GET %s: %d, want 404 (decoded, and nobody is there)", path, code)
+		}
+	}
+	for _, id := range []string{"447700900123", "US.13491208655302741918"} {
+		if code, out := r.apiRaw("POST", "/api/contacts/"+url.PathEscape(id)+"/flows/shipping_update", `{"vars": {"order_id": "9", "eta": "soon"}}`); code != 202 {
 			t.Errorf("start %q: %d %s", id, code, out)
-			continue
 		}
-		code, view := r.api("GET", path, apiToken, nil)
-		if c, _ := view["contact"].(map[string]any); code != 200 || c["id"] != id {
-			t.Errorf("GET %s: %d, contact %v, want %q", path, code, view["contact"], id)
-		}
-		if code, out := r.apiRaw("POST", path+"/release", ""); code != 409 {
-			t.Errorf("release %q: %d %s, want 409 (not in a handoff)", id, code, out)
+	}
+	r.waitSent(2)
+	r.waitFor("the server to be quiet", r.srv.Quiet)
+	if n := len(r.fake.Sent()); n != 2 {
+		t.Errorf("%d messages sent, want 2 (the refused ids got nothing)", n)
+	}
+	for _, body := range []string{`{"vars": {"order_id": "9\u0000"}}`, `{"vars": {"order_id": "9", "eta": "\u0007"}}`, `{"name": "A\u0000na"}`} {
+		if code, out := r.apiRaw("POST", "/api/contacts/447700900124/flows/shipping_update", body); code != 422 || !strings.Contains(out, "control character") {
+			t.Errorf("%s: %d %s, want 422 naming the control character", body, code, out)
 		}
 	}
 	if code, out := r.apiRaw("GET", "/api/contacts/"+strings.Repeat("1", 257), ""); code != 400 || !strings.Contains(out, "at most 256") {

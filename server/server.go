@@ -753,6 +753,9 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := whatsapp.CheckContactID(id); err != nil {
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
+	}
 	flow, _ := url.PathUnescape(c.Params("flow"))
 	var req startRequest
 	if err := decodeBody(c.Body(), &req); err != nil {
@@ -767,6 +770,9 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 	vars, _ := flows.NormalizeJSON(req.Vars).(map[string]any)
 	if err := engine.CheckVars(f, vars); err != nil {
 		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
+	}
+	if err := flows.CheckSent(req.Name); err != nil {
+		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": "name " + err.Error()})
 	}
 	return s.command(c, id, conversation.Command{Kind: conversation.CommandStart, Flow: flow, Vars: vars, Name: req.Name, Language: req.Language}, fiber.StatusAccepted)
 }

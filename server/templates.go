@@ -24,6 +24,8 @@ var (
 	templateCategories = set(flows.Enums["category"]...)
 	numberEvents       = set("FLAGGED", "UNFLAGGED", "UPGRADE", "DOWNGRADE", "ONBOARDING", "THROUGHPUT_UPGRADE")
 	maxTemplateName    = 512
+	// maxReason caps a template status's reason as kept.
+	maxReason = 256
 )
 
 // accountEvents records the account's events and makes the engines follow
@@ -44,7 +46,14 @@ func (s *Server) accountEvents(ctx context.Context, events []whatsapp.AccountEve
 			s.log.Warn("a template event without a usable template name: dropped", "field", ev.Field)
 			continue
 		}
-		ts := store.TemplateState{Name: ev.Template, Language: ev.Language, Status: ev.Status, Reason: ev.Reason, Category: ev.Category, Quality: ev.Quality, UpdatedAt: ev.At}
+		if s.Engine().Bot().Templates[ev.Template] == nil {
+			// Counted, not stored: the account may hold any number of
+			// templates this bot never sends.
+			s.metrics.templateEvents.WithLabelValues("unknown_template", "other").Inc()
+			s.log.Info("an event for a template this bot does not have: counted, not kept", "template", truncate(ev.Template, 64), "field", ev.Field)
+			continue
+		}
+		ts := store.TemplateState{Name: ev.Template, Language: ev.Language, Status: ev.Status, Reason: truncate(ev.Reason, maxReason), Category: ev.Category, Quality: ev.Quality, UpdatedAt: ev.At}
 		if ts.UpdatedAt.IsZero() {
 			ts.UpdatedAt = now
 		}

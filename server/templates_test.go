@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,4 +89,28 @@ func TestTemplatePausedByTheAccount(t *testing.T) {
 		t.Fatalf("start again: %d", code)
 	}
 	a.waitSent(1)
+}
+
+// Events for templates the bot does not have are counted, not kept: an
+// account's thousand other templates cannot grow the store; a kept
+// reason is capped.
+func TestTemplateEventsAreBounded(t *testing.T) {
+	r := newRig(t, "../examples/shop")
+	for i := range 50 {
+		r.post([]byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","time":1731705721,"changes":[{"field":"message_template_status_update",
+		"value":{"event":"REJECTED","message_template_id":%d,"message_template_name":"someone_elses_%d","message_template_language":"en_US","reason":"INVALID_FORMAT"}}]}]}`, i, i)))
+	}
+	long := strings.Repeat("r", 5000)
+	r.post([]byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","time":1731705721,"changes":[{"field":"message_template_status_update",
+		"value":{"event":"REJECTED","message_template_id":1,"message_template_name":"order_shipped","message_template_language":"en_US","reason":"` + long + `"}}]}]}`))
+	states, err := r.store.TemplateStates(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 1 || states[0].Name != "order_shipped" || len(states[0].Reason) > 260 {
+		t.Fatalf("kept %d states: %+v", len(states), states)
+	}
+	if !strings.Contains(r.metricsText(), `flowbot_template_events_total{kind="unknown_template",value="other"} 50`) {
+		t.Fatal("the unknown templates' events were not counted")
+	}
 }

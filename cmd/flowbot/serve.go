@@ -143,6 +143,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if multi {
 			cfg.MetricsNumber = phone
 		}
+		if name := bot.Settings.NumberName; name != "" {
+			if other, dup := numbers["name:"+name]; dup {
+				stopAll()
+				return usageErr("serve: %s and %s both name their number %q (number_name labels the metrics: each needs its own)", other, dir, name)
+			}
+			numbers["name:"+name] = dir
+			cfg.MetricsNumber = name // a name before the number's id
+		}
 		srv, err := server.New(cfg, eng, st, sender)
 		if err != nil {
 			stopAll()

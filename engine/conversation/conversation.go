@@ -197,7 +197,7 @@ func (k *Keeper) applyCommand(ctx context.Context, st *Record, key string, cmd *
 	case CommandRelease:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
 	case CommandAgent:
-		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputAgent, Agent: cmd.Message})
+		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputAgent, Agent: cmd.Message, Forced: cmd.Forced})
 	case CommandPreference:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputPreference, Preference: cmd.Preference})
 	default:

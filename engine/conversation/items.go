@@ -39,8 +39,10 @@ type Command struct {
 	// (not started) when opted out, in a handoff or in the middle of a
 	// flow, and the messages of the start are counted as the campaign's.
 	Campaign string `json:"campaign,omitempty" bson:"campaign,omitempty"`
-	// Message is a CommandAgent's message.
+	// Message is a CommandAgent's message; Forced says the agent wrote
+	// outside a handoff on purpose ("force": true), as recorded.
 	Message *actions.Message `json:"message,omitempty" bson:"message,omitempty"`
+	Forced  bool             `json:"forced,omitempty" bson:"forced,omitempty"`
 }
 
 // CommandKind is what a command does.

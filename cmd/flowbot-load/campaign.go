@@ -35,6 +35,7 @@ type campaignLoad struct {
 	rate          int
 	webhookRate   int
 	mongoURI      string
+	storeArgs     []string // serve's store flags, without FerretDB
 	ferret        bool
 	kill          time.Duration
 	workers       int
@@ -49,17 +50,14 @@ type instance struct {
 
 // startServe starts `flowbot serve` as a child process (its API token
 // apiToken, "" for none) and waits until it is healthy.
-func startServe(ctx context.Context, bin, bot, graphURL, mongoURI, id, apiToken string) (*instance, error) {
+func startServe(ctx context.Context, bin, bot, graphURL string, storeArgs []string, id, apiToken string) (*instance, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	args := []string{"serve", bot, "--addr", addr, "--instance-id", id}
-	if mongoURI != "" {
-		args = append(args, "--mongo-uri", mongoURI)
-	}
+	args := append([]string{"serve", bot, "--addr", addr, "--instance-id", id}, storeArgs...)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(),
 		"WHATSAPP_TOKEN=load-token", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+graphURL,
@@ -106,7 +104,11 @@ func (l *campaignLoad) run() error {
 		uri = strings.TrimSuffix(f.MongoDBURI(), "/") + "/flowbot_load"
 		fmt.Println("store: FerretDB (embedded, SQLite)")
 	}
-	a, err := startServe(ctx, l.bin, l.bot, fake.URL, uri, "load-a", "load-api")
+	storeArgs := l.storeArgs
+	if uri != "" {
+		storeArgs = []string{"--mongo-uri", uri}
+	}
+	a, err := startServe(ctx, l.bin, l.bot, fake.URL, storeArgs, "load-a", "load-api")
 	if err != nil {
 		return err
 	}
@@ -116,7 +118,7 @@ func (l *campaignLoad) run() error {
 		if uri == "" {
 			return fmt.Errorf("--kill needs a shared store: --mongo-uri or --ferretdb")
 		}
-		if b, err = startServe(ctx, l.bin, l.bot, fake.URL, uri, "load-b", "load-api"); err != nil {
+		if b, err = startServe(ctx, l.bin, l.bot, fake.URL, storeArgs, "load-b", "load-api"); err != nil {
 			return err
 		}
 		defer b.stop()

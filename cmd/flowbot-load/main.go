@@ -39,13 +39,33 @@ func main() {
 	contacts := flag.Int("contacts", 2000, "distinct contacts")
 	workers := flag.Int("workers", 64, "concurrent senders")
 	bin := flag.String("serve-bin", "", "a built flowbot binary (default: go build one)")
-	mongoURI := flag.String("mongo-uri", "", "run serve on this MongoDB (give it a database of its own: the run adds to it); default: the memory store")
+	mongoURI := flag.String("mongo-uri", "", "run serve on this MongoDB (give it a database of its own: the run adds to it)")
+	storeKind := flag.String("store", "memory", "without --mongo-uri or --ferretdb: memory (serve --memory) or disk (serve's default: a data directory, here a temporary one)")
 	camp := flag.Int("campaign", 0, "measure a campaign of this many contacts instead")
 	campRate := flag.Int("campaign-rate", 500, "the campaign's rate (starts per second)")
 	hooks := flag.Int("webhooks", 200, "with --campaign: webhooks per second from other contacts meanwhile")
 	ferret := flag.Bool("ferretdb", false, "with --campaign: run on an embedded FerretDB")
 	kill := flag.Duration("kill", 0, "with --campaign on a shared store: run two instances and SIGKILL the first this long after the campaign began")
 	flag.Parse()
+	var storeArgs []string
+	switch {
+	case *mongoURI != "":
+		storeArgs = []string{"--mongo-uri", *mongoURI}
+	case *storeKind == "memory":
+		storeArgs = []string{"--memory"}
+	case *storeKind == "disk":
+		dir, err := os.MkdirTemp("", "flowbot-load-data")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "flowbot-load:", err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(dir)
+		storeArgs = []string{"--data", dir}
+		fmt.Println("store: disk (the embedded default),", dir)
+	default:
+		fmt.Fprintln(os.Stderr, "flowbot-load: --store is memory or disk")
+		os.Exit(2)
+	}
 	if *camp > 0 {
 		if *bot == "server/testdata/echo" {
 			*bot = "cmd/flowbot-load/testdata/broadcast"
@@ -53,7 +73,7 @@ func main() {
 		b, cleanup, err := buildBin(*bin)
 		if err == nil {
 			defer cleanup()
-			err = (&campaignLoad{bin: b, bot: *bot, contacts: *camp, rate: *campRate, webhookRate: *hooks, mongoURI: *mongoURI,
+			err = (&campaignLoad{bin: b, bot: *bot, contacts: *camp, rate: *campRate, webhookRate: *hooks, storeArgs: storeArgs, mongoURI: *mongoURI,
 				ferret: *ferret, kill: *kill, workers: *workers, replyContacts: *contacts}).run()
 		}
 		if err != nil {
@@ -62,7 +82,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*bot, *rate, *duration, *contacts, *workers, *bin, *mongoURI); err != nil {
+	if err := run(*bot, *rate, *duration, *contacts, *workers, *bin, storeArgs, *storeKind == "memory" && *mongoURI == ""); err != nil {
 		fmt.Fprintln(os.Stderr, "flowbot-load:", err)
 		os.Exit(1)
 	}
@@ -87,7 +107,7 @@ func buildBin(bin string) (string, func(), error) {
 	return bin, func() { os.RemoveAll(dir) }, nil
 }
 
-func run(bot string, rate int, duration time.Duration, contacts, workers int, bin, mongoURI string) error {
+func run(bot string, rate int, duration time.Duration, contacts, workers int, bin string, storeArgs []string, inMemory bool) error {
 	bin, cleanup, err := buildBin(bin)
 	if err != nil {
 		return err
@@ -98,7 +118,7 @@ func run(bot string, rate int, duration time.Duration, contacts, workers int, bi
 
 	ctx, cancel := context.WithTimeout(context.Background(), duration+2*time.Minute)
 	defer cancel()
-	serve, err := startServe(ctx, bin, bot, fake.URL, mongoURI, "load", "")
+	serve, err := startServe(ctx, bin, bot, fake.URL, storeArgs, "load", "")
 	if err != nil {
 		return err
 	}
@@ -137,7 +157,7 @@ func run(bot string, rate int, duration time.Duration, contacts, workers int, bi
 	offered := float64(total) / sendTime.Seconds()
 	ok := failures.Load() == 0 && len(replies) >= total && keptUp && offered >= 990 && pct(.99) < 50*time.Millisecond
 	fmt.Printf("replies kept up with the offered rate: %v\n", keptUp)
-	if mongoURI == "" { // the target is the memory store's
+	if inMemory { // the target is the memory store's
 		fmt.Printf("target (>= 1000 messages/s sustained, p99 webhook latency < 50ms, nothing lost): %v\n", map[bool]string{true: "met", false: "NOT met"}[ok])
 	} else {
 		fmt.Printf("nothing lost: %v\n", failures.Load() == 0 && len(replies) >= total)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/server/playground"
 	"github.com/flowbot/flowbot/store"
+	"github.com/flowbot/flowbot/store/disk"
 	"github.com/flowbot/flowbot/store/memory"
 	mongostore "github.com/flowbot/flowbot/store/mongo"
 	"github.com/flowbot/flowbot/whatsapp"
@@ -31,7 +34,9 @@ import (
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", ":8080", "the address to listen on")
-	mongoURI := fs.String("mongo-uri", "", "MongoDB connection string (default $MONGODB_URI); without it state is kept in memory")
+	mongoURI := fs.String("mongo-uri", "", "MongoDB connection string (default $MONGODB_URI), for several instances; without it state is kept on disk in --data")
+	dataDir := fs.String("data", "", "the directory where state is kept without MongoDB: conversations, timers, handoffs, campaigns, events (default $FLOWBOT_DATA, else ./flowbot-data); one process at a time")
+	inMemory := fs.Bool("memory", false, "keep state in memory only: lost when the process ends (development)")
 	insecure := fs.Bool("insecure-skip-signature", false, "accept webhooks without checking X-Hub-Signature-256 (development only)")
 	drain := fs.Duration("shutdown-timeout", 30*time.Second, "how long a shutdown waits for the work in hand")
 	settle := fs.Duration("settle", 25*time.Millisecond, "hold a contact's burst of webhooks this long, to handle them in WhatsApp's timestamp order")
@@ -51,6 +56,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *mongoURI == "" {
 		*mongoURI = os.Getenv("MONGODB_URI")
+	}
+	if *dataDir == "" {
+		*dataDir = cmp.Or(os.Getenv("FLOWBOT_DATA"), "flowbot-data")
+	}
+	if *inMemory && *mongoURI != "" {
+		return usageErr("serve: --memory and a MongoDB URI (--mongo-uri or MONGODB_URI) say two things: choose one")
 	}
 	token := os.Getenv("WHATSAPP_TOKEN")
 	secret := os.Getenv("WHATSAPP_APP_SECRET")
@@ -111,7 +122,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			numbers[phone] = dir
 		}
-		st, err := openStore(ctx, *mongoURI, phone, multi, log)
+		where := storeChoice{mongoURI: *mongoURI, data: *dataDir, memory: *inMemory}
+		st, err := openStore(ctx, where, phone, multi, log)
 		if err != nil {
 			stopAll()
 			return usageErr("serve: %v", err)
@@ -223,10 +235,31 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // openStore opens a number's store: MongoDB when a URI is given (with
 // several numbers, each in a database of its own, the URI's database name
 // followed by _ and the number), else memory.
-func openStore(ctx context.Context, uri, number string, multi bool, log *slog.Logger) (store.Store, error) {
-	if uri == "" {
-		log.Warn("store: in memory; state is lost on restart (set --mongo-uri or MONGODB_URI to keep it)", "number", number)
+// storeChoice is where serve keeps state: MongoDB, a data directory, or
+// memory.
+type storeChoice struct {
+	mongoURI, data string
+	memory         bool
+}
+
+func openStore(ctx context.Context, where storeChoice, number string, multi bool, log *slog.Logger) (store.Store, error) {
+	uri := where.mongoURI
+	switch {
+	case where.memory:
+		log.Warn("store: in memory (--memory); state is lost when the process ends (development only)", "number", number)
 		return memory.New(), nil
+	case uri == "":
+		dir := where.data
+		if multi {
+			dir = filepath.Join(dir, number) // each number its own directory
+		}
+		ds, err := disk.Open(dir)
+		if err != nil {
+			return nil, err
+		}
+		abs, _ := filepath.Abs(dir)
+		log.Info("store: on disk; state survives restarts (one process: for several instances use MongoDB)", "data", abs, "number", number)
+		return ds, nil
 	}
 	var ms *mongostore.Store
 	var err error

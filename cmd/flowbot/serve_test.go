@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -77,9 +78,17 @@ func serveInProcess(t *testing.T, dir string, args ...string) (stdout, stderr *s
 // serveWithToken is serveInProcess with FLOWBOT_API_TOKEN set to token.
 func serveWithToken(t *testing.T, dir, token string, args ...string) (stdout, stderr *syncBuffer, cancel context.CancelFunc, done chan int) {
 	t.Helper()
+	return serveWithTokenOn(t, dir, token, t.TempDir(), args...)
+}
+
+// serveWithTokenOn is serveWithToken keeping state in the data directory
+// data.
+func serveWithTokenOn(t *testing.T, dir, token, data string, args ...string) (stdout, stderr *syncBuffer, cancel context.CancelFunc, done chan int) {
+	t.Helper()
 	t.Setenv("WHATSAPP_APP_SECRET", "s3cret")
 	t.Setenv("WHATSAPP_TOKEN", "")
 	t.Setenv("MONGODB_URI", "")
+	t.Setenv("FLOWBOT_DATA", data)
 	t.Setenv("FLOWBOT_API_TOKEN", token)
 	stdout, stderr = newSyncBuffer(), newSyncBuffer()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -135,7 +144,7 @@ func TestServeShutsDownCleanly(t *testing.T) {
 	stdout, stderr, cancel, done := serveInProcess(t, "../../examples/clinic")
 	defer cancel()
 	addr := serving(t, stdout)
-	for _, want := range []string{"store: in memory", "development mode"} {
+	for _, want := range []string{"store: on disk", "development mode"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("start-up does not say %q:\n%s", want, stderr.String())
 		}
@@ -202,4 +211,49 @@ func TestServeSeveralNumbers(t *testing.T) {
 	if strings.Contains(log, "hi three") && strings.Contains(log, "says hi three") {
 		t.Errorf("the third number's message was answered:\n%s", log)
 	}
+}
+
+// Without MongoDB, serve keeps state in its data directory: a contact
+// waiting at a question is still waiting after a restart, and answers
+// it; a second serve on the same directory is refused, saying why;
+// --memory keeps nothing, and says so.
+func TestServeKeepsStateOnDisk(t *testing.T) {
+	data := t.TempDir()
+	stdout, stderr, cancel, done := serveWithTokenOn(t, "../../examples/clinic", "tok", data)
+	defer cancel()
+	addr := serving(t, stdout)
+	now := time.Now().Unix()
+	postWebhook(t, addr, []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":"wamid.d1","timestamp":"%d","type":"text","text":{"body":"hi"}}]}}]}]}`, now)))
+	stderr.waitMatch(t, regexp.MustCompile(`Which day suits you`))
+
+	// A second process on the same directory is refused.
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"serve", "../../examples/clinic", "--addr", "127.0.0.1:0", "--data", data}, nil, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "in use by another flowbot process") {
+		t.Fatalf("a second serve on the directory: exit %d\n%s", code, errOut.String())
+	}
+	stop(t, stderr, cancel, done)
+
+	stdout, stderr, cancel, done = serveWithTokenOn(t, "../../examples/clinic", "tok", data)
+	defer cancel()
+	addr = serving(t, stdout)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/contacts/15550001111", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var view map[string]any
+	json.NewDecoder(resp.Body).Decode(&view)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || view["step"] != "ask_date" || view["waiting"] != "ask" {
+		t.Fatalf("after the restart: %d %v", resp.StatusCode, view)
+	}
+	postWebhook(t, addr, []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":"wamid.d2","timestamp":"%d","type":"text","text":{"body":"2026-12-08"}}]}}]}]}`, now+1)))
+	stderr.waitMatch(t, regexp.MustCompile(`2026-12-08`))
+	stop(t, stderr, cancel, done)
+
+	_, stderr, cancel, done = serveInProcess(t, "../../examples/clinic", "--memory")
+	defer cancel()
+	stderr.waitMatch(t, regexp.MustCompile(`store: in memory \(--memory\)`))
+	stop(t, stderr, cancel, done)
 }

@@ -21,7 +21,7 @@ type campaigns struct {
 // ledger is a campaign's counts and the keys of the tallies in them.
 type ledger struct {
 	sum  conversation.CampaignCounts
-	seen map[string]bool
+	seen map[string]conversation.CampaignCounts // what each key added
 }
 
 func (c *campaigns) init() {
@@ -34,21 +34,22 @@ func (c *campaigns) init() {
 }
 
 // CreateCampaign implements store.Campaigns.
-func (s *Store) CreateCampaign(_ context.Context, c store.Campaign) error {
+func (s *Store) CreateCampaign(_ context.Context, c store.Campaign) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	s.camps.init()
 	if _, ok := s.camps.byID[c.ID]; ok {
 		return store.ErrConflict
 	}
 	s.camps.byID[c.ID] = &c
+	s.mark(BucketCampaigns, c.ID)
 	return nil
 }
 
 // PutAudience implements store.Campaigns.
-func (s *Store) PutAudience(_ context.Context, id string, page int, contacts []store.AudienceContact) error {
+func (s *Store) PutAudience(_ context.Context, id string, page int, contacts []store.AudienceContact) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	s.camps.init()
 	pages := s.camps.audience[id]
 	if pages == nil {
@@ -56,6 +57,7 @@ func (s *Store) PutAudience(_ context.Context, id string, page int, contacts []s
 		s.camps.audience[id] = pages
 	}
 	pages[page] = cloneAudience(contacts)
+	s.mark(BucketAudience, partKey(id, page))
 	return nil
 }
 
@@ -109,9 +111,9 @@ func (s *Store) ListCampaigns(context.Context) ([]store.Campaign, error) {
 }
 
 // UpdateCampaign implements store.Campaigns.
-func (s *Store) UpdateCampaign(_ context.Context, id string, from []store.CampaignState, u store.CampaignUpdate) error {
+func (s *Store) UpdateCampaign(_ context.Context, id string, from []store.CampaignState, u store.CampaignUpdate) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	c, ok := s.camps.byID[id]
 	if !ok {
 		return store.ErrNotFound
@@ -119,6 +121,7 @@ func (s *Store) UpdateCampaign(_ context.Context, id string, from []store.Campai
 	if len(from) > 0 && !slices.Contains(from, c.State) {
 		return &store.ErrWrongState{State: c.State}
 	}
+	s.mark(BucketCampaigns, id)
 	if u.State != "" {
 		c.State = u.State
 	}
@@ -135,9 +138,9 @@ func (s *Store) UpdateCampaign(_ context.Context, id string, from []store.Campai
 }
 
 // ClaimBatch implements store.Campaigns.
-func (s *Store) ClaimBatch(_ context.Context, b store.CampaignBatch) error {
+func (s *Store) ClaimBatch(_ context.Context, b store.CampaignBatch) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	s.camps.init()
 	m := s.camps.batches[b.Campaign]
 	if m == nil {
@@ -148,6 +151,7 @@ func (s *Store) ClaimBatch(_ context.Context, b store.CampaignBatch) error {
 		return store.ErrConflict
 	}
 	m[b.N] = b
+	s.mark(BucketBatches, partKey(b.Campaign, b.N))
 	return nil
 }
 
@@ -194,9 +198,9 @@ func (s *Store) OpenBatches(_ context.Context, id string) ([]store.CampaignBatch
 }
 
 // UpdateBatch implements store.Campaigns.
-func (s *Store) UpdateBatch(_ context.Context, was, b store.CampaignBatch) error {
+func (s *Store) UpdateBatch(_ context.Context, was, b store.CampaignBatch) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	old, ok := s.camps.batches[b.Campaign][b.N]
 	if !ok {
 		return store.ErrNotFound
@@ -206,13 +210,14 @@ func (s *Store) UpdateBatch(_ context.Context, was, b store.CampaignBatch) error
 	}
 	old.By, old.Until, old.Done = b.By, b.Until, b.Done
 	s.camps.batches[b.Campaign][b.N] = old
+	s.mark(BucketBatches, partKey(b.Campaign, b.N))
 	return nil
 }
 
 // SetPace implements store.Campaigns.
-func (s *Store) SetPace(_ context.Context, id string, was, to store.Pace) error {
+func (s *Store) SetPace(_ context.Context, id string, was, to store.Pace) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	c, ok := s.camps.byID[id]
 	if !ok {
 		return store.ErrNotFound
@@ -221,27 +226,29 @@ func (s *Store) SetPace(_ context.Context, id string, was, to store.Pace) error 
 		return store.ErrConflict
 	}
 	c.Factor, c.SlowedAt = to.Factor, to.SlowedAt
+	s.mark(BucketCampaigns, id)
 	return nil
 }
 
 // DrainTallies implements store.Campaigns.
-func (s *Store) DrainTallies(_ context.Context, contact string, tallies []conversation.TallyOut) error {
+func (s *Store) DrainTallies(_ context.Context, contact string, tallies []conversation.TallyOut) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	s.camps.init()
 	for _, t := range tallies {
 		for _, c := range t.Campaigns {
 			l := s.camps.counts[c.Campaign]
 			if l == nil {
-				l = &ledger{seen: map[string]bool{}}
+				l = &ledger{seen: map[string]conversation.CampaignCounts{}}
 				s.camps.counts[c.Campaign] = l
 			}
 			key := store.TallyKey(c.Campaign, contact, t.Version)
-			if l.seen[key] {
+			if _, dup := l.seen[key]; dup {
 				continue
 			}
-			l.seen[key] = true
+			l.seen[key] = c.CampaignCounts
 			l.sum.Add(c.CampaignCounts)
+			s.mark(BucketTallies, key)
 		}
 	}
 	return nil

@@ -17,13 +17,17 @@ type events struct {
 	pruned  time.Time
 }
 
-// PutEvents implements store.Events.
-func (s *Store) PutEvents(_ context.Context, evs []store.OutEvent) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.events.pending == nil {
-		s.events.pending, s.events.done = map[string]*store.OutEvent{}, map[string]time.Time{}
+func (e *events) init() {
+	if e.pending == nil {
+		e.pending, e.done = map[string]*store.OutEvent{}, map[string]time.Time{}
 	}
+}
+
+// PutEvents implements store.Events.
+func (s *Store) PutEvents(_ context.Context, evs []store.OutEvent) (err error) {
+	s.mu.Lock()
+	defer s.end(&err)
+	s.events.init()
 	for _, e := range evs {
 		if _, ok := s.events.pending[e.ID]; ok {
 			continue
@@ -33,18 +37,20 @@ func (s *Store) PutEvents(_ context.Context, evs []store.OutEvent) error {
 		}
 		e.Body = append([]byte(nil), e.Body...)
 		s.events.pending[e.ID] = &e
+		s.mark(BucketEvents, e.ID)
 	}
 	return nil
 }
 
 // NextEvents implements store.Events.
-func (s *Store) NextEvents(_ context.Context, now time.Time, limit int) ([]store.OutEvent, error) {
+func (s *Store) NextEvents(_ context.Context, now time.Time, limit int) (_ []store.OutEvent, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	if now.Sub(s.events.pruned) > time.Hour {
 		for id, at := range s.events.done {
 			if now.Sub(at) > store.EventsRemembered {
 				delete(s.events.done, id)
+				s.mark(BucketEventDone, id)
 			}
 		}
 		s.events.pruned = now
@@ -74,24 +80,27 @@ func (s *Store) NextEvents(_ context.Context, now time.Time, limit int) ([]store
 }
 
 // EventDone implements store.Events.
-func (s *Store) EventDone(_ context.Context, id string) error {
+func (s *Store) EventDone(_ context.Context, id string) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	if _, ok := s.events.pending[id]; ok {
 		delete(s.events.pending, id)
 		s.events.done[id] = time.Now()
+		s.mark(BucketEvents, id)
+		s.mark(BucketEventDone, id)
 	}
 	return nil
 }
 
 // EventRetry implements store.Events.
-func (s *Store) EventRetry(_ context.Context, id string, was time.Time, attempts int, next time.Time, lastErr string) error {
+func (s *Store) EventRetry(_ context.Context, id string, was time.Time, attempts int, next time.Time, lastErr string) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	e, ok := s.events.pending[id]
 	if !ok || !e.NextAt.Truncate(time.Millisecond).Equal(was.Truncate(time.Millisecond)) {
 		return store.ErrConflict
 	}
 	e.Attempts, e.NextAt, e.LastError = attempts, next, lastErr
+	s.mark(BucketEvents, id)
 	return nil
 }

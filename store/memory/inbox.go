@@ -20,29 +20,33 @@ type inbox struct {
 }
 
 // prune forgets keys older than the dedupe window, now and then.
-func (in *inbox) prune(now time.Time) {
+func (s *Store) prune(now time.Time) {
+	in := &s.inbox
 	if in.seq%4096 != 0 {
 		return
 	}
 	for k, at := range in.keys {
 		if now.Sub(at) > dedupeWindow {
 			delete(in.keys, k)
+			s.mark(BucketInboxKeys, k)
 		}
 	}
 }
 
 // Enqueue implements store.Inbox.
-func (s *Store) Enqueue(_ context.Context, items []conversation.Item) ([]conversation.Item, error) {
+func (s *Store) Enqueue(_ context.Context, items []conversation.Item) (fresh []conversation.Item, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var fresh []conversation.Item
+	defer s.end(&err)
 	for _, it := range items {
 		if _, seen := s.inbox.keys[it.Key]; seen {
 			continue
 		}
 		s.inbox.keys[it.Key] = it.Received
 		s.inbox.seq++
-		s.inbox.prune(it.Received)
+		s.mark(BucketInboxKeys, it.Key)
+		s.mark(BucketMeta, "inbox_seq")
+		s.mark(BucketInbox, it.Contact)
+		s.prune(it.Received)
 		it.Seq = s.inbox.seq
 		list := append(s.inbox.pending[it.Contact], it)
 		sort.SliceStable(list, func(i, j int) bool {
@@ -69,9 +73,10 @@ func (s *Store) Pending(_ context.Context, contact string, limit int) ([]convers
 }
 
 // Ack implements store.Inbox.
-func (s *Store) Ack(_ context.Context, contact string, keys ...string) error {
+func (s *Store) Ack(_ context.Context, contact string, keys ...string) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
+	s.mark(BucketInbox, contact)
 	done := map[string]bool{}
 	for _, k := range keys {
 		done[k] = true

@@ -26,6 +26,11 @@ type Store struct {
 	account  map[string]store.AccountState
 	camps    campaigns
 	events   events
+
+	// persist makes changes durable (nil: memory only); dirty lists the
+	// entries the running method changed.
+	persist Persister
+	dirty   []dirtyKey
 }
 
 // idem is an Idempotency-Key's reservation and, once given, its answer.
@@ -55,15 +60,16 @@ func New() *Store {
 }
 
 // UpdateTemplate implements store.Templates.
-func (s *Store) UpdateTemplate(_ context.Context, u store.TemplateState) (bool, error) {
+func (s *Store) UpdateTemplate(_ context.Context, u store.TemplateState) (applied bool, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	key := u.Name + "/" + u.Language
 	t := s.tmpls[key]
 	if !t.Merge(u) {
 		return false, nil
 	}
 	s.tmpls[key] = t
+	s.mark(BucketTemplates, key)
 	return true, nil
 }
 
@@ -79,14 +85,15 @@ func (s *Store) TemplateStates(context.Context) ([]store.TemplateState, error) {
 }
 
 // UpdateAccount implements store.Account.
-func (s *Store) UpdateAccount(_ context.Context, a store.AccountState) (bool, error) {
+func (s *Store) UpdateAccount(_ context.Context, a store.AccountState) (applied bool, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	if was, ok := s.account[a.Key]; ok && !a.UpdatedAt.After(was.UpdatedAt) {
 		return false, nil
 	}
 	a.Restrictions = slices.Clone(a.Restrictions)
 	s.account[a.Key] = a
+	s.mark(BucketAccount, a.Key)
 	return true, nil
 }
 
@@ -103,8 +110,12 @@ func (s *Store) AccountStates(context.Context) ([]store.AccountState, error) {
 	return out, nil
 }
 
-// Volatile reports that the store keeps nothing across a restart.
-func (s *Store) Volatile() bool { return true }
+// Volatile reports whether the store keeps nothing across a restart.
+func (s *Store) Volatile() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.persist == nil
+}
 
 // Load implements store.Contacts.
 func (s *Store) Load(_ context.Context, id string) (*conversation.Record, error) {
@@ -118,9 +129,9 @@ func (s *Store) Load(_ context.Context, id string) (*conversation.Record, error)
 }
 
 // Save implements store.Contacts.
-func (s *Store) Save(_ context.Context, st *conversation.Record) error {
+func (s *Store) Save(_ context.Context, st *conversation.Record) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	cur, ok := s.contacts[st.Contact.ID]
 	switch {
 	case !ok && st.Version != 0, ok && cur.Version != st.Version:
@@ -128,6 +139,7 @@ func (s *Store) Save(_ context.Context, st *conversation.Record) error {
 	}
 	st.Version++
 	s.contacts[st.Contact.ID] = st // Save takes ownership (store.Contacts)
+	s.mark(BucketContacts, st.Contact.ID)
 	return nil
 }
 
@@ -194,10 +206,11 @@ func (s *Store) Leave(_ context.Context, id, nonce string) error {
 }
 
 // SaveBot implements store.Bots.
-func (s *Store) SaveBot(_ context.Context, version string, files map[string][]byte) error {
+func (s *Store) SaveBot(_ context.Context, version string, files map[string][]byte) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	s.bots[version] = files
+	s.mark(BucketBots, version)
 	return nil
 }
 
@@ -215,13 +228,14 @@ func (s *Store) LoadBot(_ context.Context, version string) (map[string][]byte, e
 var _ store.Bots = (*Store)(nil)
 
 // Reserve implements store.Idempotency.
-func (s *Store) Reserve(_ context.Context, key, fingerprint string, now time.Time) (*store.Answer, error) {
+func (s *Store) Reserve(_ context.Context, key, fingerprint string, now time.Time) (_ *store.Answer, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	if len(s.answers) > 1024 {
 		for k, r := range s.answers {
 			if now.Sub(r.at) > store.IdempotencyWindow {
 				delete(s.answers, k)
+				s.mark(BucketAnswers, k)
 			}
 		}
 	}
@@ -229,6 +243,7 @@ func (s *Store) Reserve(_ context.Context, key, fingerprint string, now time.Tim
 	switch {
 	case !ok, now.Sub(r.at) > store.IdempotencyWindow, r.answer == nil && now.Sub(r.at) > store.AbandonedAfter:
 		s.answers[key] = &idem{fingerprint: fingerprint, at: now}
+		s.mark(BucketAnswers, key)
 		return nil, nil
 	case r.answer == nil:
 		return nil, store.ErrInProgress
@@ -238,9 +253,9 @@ func (s *Store) Reserve(_ context.Context, key, fingerprint string, now time.Tim
 }
 
 // Answer implements store.Idempotency.
-func (s *Store) Answer(_ context.Context, key string, reservedAt time.Time, a store.Answer) error {
+func (s *Store) Answer(_ context.Context, key string, reservedAt time.Time, a store.Answer) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	r, ok := s.answers[key]
 	if !ok || !r.at.Equal(reservedAt) || r.answer != nil {
 		return store.ErrConflict
@@ -248,17 +263,19 @@ func (s *Store) Answer(_ context.Context, key string, reservedAt time.Time, a st
 	a.Body = append([]byte(nil), a.Body...)
 	a.Fingerprint, a.At = r.fingerprint, r.at
 	r.answer = &a
+	s.mark(BucketAnswers, key)
 	return nil
 }
 
 // Forget implements store.Idempotency.
-func (s *Store) Forget(_ context.Context, key string, reservedAt time.Time) error {
+func (s *Store) Forget(_ context.Context, key string, reservedAt time.Time) (err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.end(&err)
 	r, ok := s.answers[key]
 	if !ok || !r.at.Equal(reservedAt) || r.answer != nil {
 		return store.ErrConflict
 	}
 	delete(s.answers, key)
+	s.mark(BucketAnswers, key)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,10 @@ import (
 	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 )
 
-const crashSecret = "crash-secret"
+const (
+	crashSecret = "crash-secret"
+	crashToken  = "crash-token"
+)
 
 // instance is a `flowbot serve` child process on MongoDB (FerretDB in
 // this test process), sending to a fake Graph API.
@@ -31,6 +35,13 @@ type instance struct {
 
 func startServe(t *testing.T, uri, graph string, args ...string) *instance {
 	t.Helper()
+	return startServeBot(t, "../../server/testdata/echo", uri, graph, args...)
+}
+
+// startServeBot is startServe serving the bot in dir; with uri "" it keeps
+// state where args say (--data).
+func startServeBot(t *testing.T, bot, uri, graph string, args ...string) *instance {
+	t.Helper()
 	bin, err := exec.LookPath("flowbot") // the test binary, installed by testscript.Main
 	if err != nil {
 		t.Skip("no flowbot command in PATH")
@@ -41,10 +52,10 @@ func startServe(t *testing.T, uri, graph string, args ...string) *instance {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, append([]string{"serve", "../../server/testdata/echo", "--addr", addr, "--timer-interval", "50ms", "--claim-timeout", "1s",
+	cmd := exec.Command(bin, append([]string{"serve", bot, "--addr", addr, "--timer-interval", "50ms", "--claim-timeout", "1s",
 		"--instance-id", "crash-node", "--heartbeat", "200ms"}, args...)...)
 	cmd.Env = append(os.Environ(), "WHATSAPP_TOKEN=tok", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+graph,
-		"WHATSAPP_APP_SECRET="+crashSecret, "MONGODB_URI="+uri, "FLOWBOT_API_TOKEN=")
+		"WHATSAPP_APP_SECRET="+crashSecret, "MONGODB_URI="+uri, "FLOWBOT_API_TOKEN="+crashToken)
 	var log bytes.Buffer
 	cmd.Stderr = &log
 	out := newSyncBuffer()
@@ -215,4 +226,133 @@ func waitFake(t *testing.T, fake *fakegraph.Server, limit time.Duration, cond fu
 
 func hung(fake *fakegraph.Server) bool {
 	return fake.Waiting() > 0
+}
+
+// TestRestartAfterKillOnDisk: serve without MongoDB keeps its state in
+// its data directory. A contact waiting at a question, one in a wait,
+// one in a handoff and a campaign half sent survive kill -9: after the
+// restart the answer continues the flow, the timer fires once, the
+// handoff is listed, and the campaign finishes with every contact started
+// once (a template sent and not recorded before the kill is the one
+// duplicate WhatsApp can see).
+func TestRestartAfterKillOnDisk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a restart of the real binary")
+	}
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	data := t.TempDir()
+	const bot = "testdata/restart"
+	a := startServeBot(t, bot, "", fake.URL, "--data", data)
+	now := time.Now()
+	a.post("15550000001", "w1", "book", now)
+	a.post("15550000002", "w2", "remind", now)
+	a.post("15550000003", "w3", "agent", now)
+	waitFake(t, fake, 30*time.Second, func() bool { return len(texts(fake)) >= 3 })
+
+	var csv strings.Builder
+	csv.WriteString("id,name\n")
+	const contacts = 200
+	for i := 0; i < contacts; i++ {
+		fmt.Fprintf(&csv, "1666000%04d,Guest %d\n", i, i)
+	}
+	var created map[string]any
+	if code := a.api("POST", "/api/campaigns?flow=notice&name=restart&rate=40", "text/csv", csv.String(), &created); code != 201 {
+		t.Fatalf("the campaign: %d %v", code, created)
+	}
+	id := created["id"].(string)
+	waitFake(t, fake, 30*time.Second, func() bool { return templatesSent(fake) >= contacts/4 })
+	a.kill() // kill -9, a quarter of the campaign sent
+	half := templatesSent(fake)
+	if half >= contacts {
+		t.Fatalf("the campaign was done before the kill (%d sent): the test tests nothing", half)
+	}
+
+	b := startServeBot(t, bot, "", fake.URL, "--data", data)
+	b.post("15550000001", "w4", "2026-12-08", time.Now())
+	var view map[string]any
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		b.api("GET", "/api/campaigns/"+id, "", "", &view)
+		if view["state"] == "done" {
+			break
+		}
+	}
+	if view["state"] != "done" || num(view["started"]) != contacts || num(view["sent"]) != contacts {
+		t.Fatalf("the campaign after the restart: %v", view)
+	}
+	waitFake(t, fake, 30*time.Second, func() bool {
+		got := texts(fake)
+		return slices.Contains(got["15550000001"], "Booked for 2026-12-08.") && slices.Contains(got["15550000002"], "This is your reminder.")
+	})
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !b.quiet(); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := texts(fake)
+	if n := strings.Count(strings.Join(got["15550000002"], "|"), "This is your reminder."); n != 1 {
+		t.Errorf("the timer fired %d times: %q", n, got["15550000002"])
+	}
+	var waiting map[string]any
+	b.api("GET", "/api/contacts?handoff=true", "", "", &waiting)
+	if list, _ := waiting["contacts"].([]any); len(list) != 1 || list[0].(map[string]any)["id"] != "15550000003" {
+		t.Errorf("the handoff after the restart: %v", waiting)
+	}
+	per := map[string]int{}
+	for _, r := range fake.Sent() {
+		if r.Type == "template" {
+			per[r.To]++
+		}
+	}
+	twice := 0
+	for _, n := range per {
+		if n > 1 {
+			twice += n - 1
+		}
+	}
+	if len(per) != contacts || twice > 1 {
+		t.Errorf("%d contacts got the template, %d extra sends; want %d, at most 1 (sent and not recorded before the kill)", len(per), twice, contacts)
+	}
+}
+
+// texts are the text messages the fake accepted, by contact.
+func texts(fake *fakegraph.Server) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range fake.Sent() {
+		if r.Type == "text" {
+			out[r.To] = append(out[r.To], r.Body["text"].(map[string]any)["body"].(string))
+		}
+	}
+	return out
+}
+
+func templatesSent(fake *fakegraph.Server) int {
+	n := 0
+	for _, r := range fake.Sent() {
+		if r.Type == "template" {
+			n++
+		}
+	}
+	return n
+}
+
+func num(v any) int {
+	f, _ := v.(float64)
+	return int(f)
+}
+
+// api calls the instance's API with its token, decoding the answer into
+// out.
+func (in *instance) api(method, path, contentType, body string, out any) int {
+	in.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+in.addr+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+crashToken)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(out)
+	return resp.StatusCode
 }

@@ -41,7 +41,7 @@ var langRe = regexp.MustCompile(`^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$`)
 type Reader struct {
 	flow   *flows.Flow
 	next   func() (Contact, int, error) // io.EOF at the end
-	seen   map[string]int
+	seen   *seen
 	header error // a header problem every row shares
 }
 
@@ -82,7 +82,7 @@ func NewCSV(r io.Reader, f *flows.Flow) (*Reader, error) {
 	if idCol < 0 {
 		return nil, fmt.Errorf("the header row has no id column (it has %s)", strings.Join(cols, ","))
 	}
-	rd := &Reader{flow: f, seen: map[string]int{}}
+	rd := &Reader{flow: f, seen: newSeen()}
 	if len(unknown) > 0 {
 		rd.header = fmt.Errorf("flow %q has no variable %s (a column of the header)", f.ID, strings.Join(quoteAll(unknown), ", "))
 	}
@@ -138,7 +138,7 @@ func NewJSON(r io.Reader, f *flows.Flow) (*Reader, error) {
 	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
 		return nil, errors.New("contacts: expected a list of {id, name, language, vars}")
 	}
-	rd := &Reader{flow: f, seen: map[string]int{}}
+	rd := &Reader{flow: f, seen: newSeen()}
 	row := 0
 	rd.next = func() (Contact, int, error) {
 		row++
@@ -172,10 +172,9 @@ func (rd *Reader) Next() (c Contact, rejected *Rejected, err error) {
 	if reason := rd.check(&c); reason != "" {
 		return Contact{}, &Rejected{Row: row, Error: reason}, nil
 	}
-	if first, dup := rd.seen[c.ID]; dup {
+	if first, dup := rd.seen.add(c.ID, row); dup {
 		return Contact{}, &Rejected{Row: row, Error: fmt.Sprintf("contact %s is already in row %d: a campaign starts a contact once", c.ID, first)}, nil
 	}
-	rd.seen[c.ID] = row
 	return c, nil, nil
 }
 
@@ -263,3 +262,30 @@ func quoteAll(s []string) []string {
 type rowError struct{ msg string }
 
 func (e *rowError) Error() string { return e.msg }
+
+// seen is the rows' ids so far, by the row that gave each: a wa_id (all
+// digits) as a number, 12 bytes an entry where a string key takes about
+// 60, so that a million-row audience's duplicates are found in a few
+// megabytes; a business-scoped user id as itself.
+type seen struct {
+	numbers map[uint64]int32
+	others  map[string]int
+}
+
+func newSeen() *seen { return &seen{numbers: map[uint64]int32{}, others: map[string]int{}} }
+
+// add records id at row, or says which row had it first.
+func (s *seen) add(id string, row int) (first int, dup bool) {
+	if n, err := strconv.ParseUint(id, 10, 64); err == nil && len(id) <= 19 && id[0] != '0' && id[0] != '+' {
+		if r, ok := s.numbers[n]; ok {
+			return int(r), true
+		}
+		s.numbers[n] = int32(row)
+		return 0, false
+	}
+	if r, ok := s.others[id]; ok {
+		return r, true
+	}
+	s.others[id] = row
+	return 0, false
+}

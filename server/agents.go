@@ -102,7 +102,7 @@ func (s *Server) agentMessage(c *fiber.Ctx) error {
 		return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": err.Error()})
 	}
 	var req agentRequest
-	if err := decodeBody(c.Body(), &req); err != nil {
+	if err := decodeBody(rawBody(c), &req); err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	if st.Handoff == nil && !req.Force {

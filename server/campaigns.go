@@ -12,8 +12,10 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -43,6 +45,10 @@ const (
 	// MaxAudienceBody is the largest audience a POST /api/campaigns takes
 	// (a webhook is held to MaxBody).
 	MaxAudienceBody = 64 << 20
+	// MaxAudienceRows is the most rows an audience may have by default.
+	MaxAudienceRows = 2_000_000
+	// uploadGCPercent is the collector's GOGC while an audience is read.
+	uploadGCPercent = 10
 	// batchTime is how long a batch's starts last at full rate: a
 	// quarter second, so that a pause, a slow-down or an instance's
 	// death holds up little.
@@ -78,8 +84,13 @@ type campaignRequest struct {
 // with the rest in the query.
 func (s *Server) createCampaign(c *fiber.Ctx) error {
 	ctx := c.UserContext()
+	// Each row leaves garbage (its parsed values, its page's encoding)
+	// that the collector would let grow as large as everything live (the
+	// body, the ids seen): while an audience is read it collects sooner,
+	// so that a million rows take a few times their size, not ten.
+	defer tightGC()()
 	var req campaignRequest
-	body := c.Body()
+	body := rawBody(c) // read within the handler only: the reader copies what it keeps
 	isCSV := strings.HasPrefix(strings.ToLower(c.Get(fiber.HeaderContentType)), "text/csv")
 	if isCSV {
 		req.Name, req.Flow = c.Query("name"), c.Query("flow")
@@ -163,6 +174,19 @@ func (s *Server) createCampaign(c *fiber.Ctx) error {
 		}
 	}()
 
+	// At most Uploads audiences are read at once: reading one takes
+	// memory and time, and a client that sends many waits its turn (an
+	// identical request waits for the first above, holding no place).
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		c.Set(fiber.HeaderRetryAfter, "5")
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": fmt.Sprintf("%d audiences are being read already (serve --uploads): send it again in a few seconds", cap(s.uploads))})
+	}
+	if isCSV && bytes.Count(body, []byte("\n")) > s.cfg.MaxUploadRows+1 {
+		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(fiber.Map{"error": fmt.Sprintf("the audience has more than %d rows, its limit (serve --max-upload-rows): split it into several campaigns", s.cfg.MaxUploadRows)})
+	}
 	var rd *campaign.Reader
 	if isCSV {
 		rd, err = campaign.NewCSV(bytes.NewReader(body), f)
@@ -198,6 +222,9 @@ func (s *Server) createCampaign(c *fiber.Ctx) error {
 		if err != nil {
 			return fiber.NewError(fiber.StatusBadRequest, err.Error())
 		}
+		if cp.Total+cp.Rejected >= s.cfg.MaxUploadRows {
+			return c.Status(fiber.StatusRequestEntityTooLarge).JSON(fiber.Map{"error": fmt.Sprintf("the audience has more than %d rows, its limit (serve --max-upload-rows): split it into several campaigns", s.cfg.MaxUploadRows)})
+		}
 		if rej != nil {
 			cp.Rejected++
 			if len(cp.RejectedRows) < campaign.MaxRejectedListed {
@@ -212,6 +239,7 @@ func (s *Server) createCampaign(c *fiber.Ctx) error {
 				return err
 			}
 		}
+
 	}
 	if err := flush(); err != nil {
 		return err
@@ -379,3 +407,27 @@ func (s *Server) changeCampaign(to store.CampaignState, from ...store.CampaignSt
 		return c.JSON(v)
 	}
 }
+
+// tightGC lowers the collector's GOGC to uploadGCPercent until the
+// returned func is called, by every upload at once (the last restores it).
+func tightGC() (restore func()) {
+	gcMu.Lock()
+	defer gcMu.Unlock()
+	if gcTight == 0 {
+		gcWas = debug.SetGCPercent(uploadGCPercent)
+	}
+	gcTight++
+	return func() {
+		gcMu.Lock()
+		defer gcMu.Unlock()
+		if gcTight--; gcTight == 0 {
+			debug.SetGCPercent(gcWas)
+		}
+	}
+}
+
+var (
+	gcMu    sync.Mutex
+	gcTight int
+	gcWas   int
+)

@@ -573,3 +573,82 @@ func TestRestartTakesBackItsCampaignBatchAtOnce(t *testing.T) {
 		t.Fatalf("after the restart: %v", view)
 	}
 }
+
+// blockingAudience holds every PutAudience until released: an upload
+// in progress.
+type blockingAudience struct {
+	store.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingAudience) PutAudience(ctx context.Context, id string, page int, contacts []store.AudienceContact) error {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.Store.PutAudience(ctx, id, page, contacts)
+}
+
+// Uploads are bounded: past --max-upload-rows an audience is refused
+// saying so; while --uploads audiences are being read, the next is
+// answered 503 with Retry-After; a body over its limit is refused saying
+// which limit it hit.
+func TestUploadLimits(t *testing.T) {
+	mem := memory.New()
+	st := &blockingAudience{Store: mem, entered: make(chan struct{}), release: make(chan struct{})}
+	fake := fakegraph.New("tok")
+	t.Cleanup(fake.Close)
+	r := newRigOn(t, "../examples/shop", st, fake, &clock{now: time.Now()}, wallTime, func(c *server.Config) {
+		c.MaxUploadRows, c.Uploads, c.MaxUploadBytes = 5, 1, 4<<20
+	})
+	r.store = mem
+	rows := func(n int) string {
+		var b strings.Builder
+		b.WriteString("id,product,slug\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "4477009%05d,Apron,apron\n", i)
+		}
+		return b.String()
+	}
+	code, out := r.raw("POST", "/api/campaigns?name=big&flow=back_in_stock", "text/csv", rows(6))
+	if code != 413 || !strings.Contains(fmt.Sprint(out), "more than 5 rows") || !strings.Contains(fmt.Sprint(out), "--max-upload-rows") {
+		t.Fatalf("6 rows over a limit of 5: %d %v", code, out)
+	}
+	first := make(chan int)
+	go func() {
+		code, _ := r.raw("POST", "/api/campaigns?name=one&flow=back_in_stock", "text/csv", rows(5))
+		first <- code
+	}()
+	<-st.entered // the first upload is being read
+	req, _ := http.NewRequest("POST", r.url+"/api/campaigns?name=two&flow=back_in_stock", strings.NewReader(rows(2)))
+	req.Header.Set("Content-Type", "text/csv")
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "--uploads") {
+		t.Fatalf("an upload while one is read: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	close(st.release)
+	if code := <-first; code != 201 {
+		t.Fatalf("the first upload: %d", code)
+	}
+
+	// Over the body limit: refused, saying which limit.
+	big := "id,product,slug\n" + strings.Repeat("447700900123,Apron,apron\n", (5<<20)/25)
+	req, _ = http.NewRequest("POST", r.url+"/api/campaigns?name=huge&flow=back_in_stock", strings.NewReader(big))
+	req.Header.Set("Content-Type", "text/csv")
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Logf("the server closed the connection as it refused the body: %v", err)
+	} else {
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 || !strings.Contains(string(body), "--max-upload-mb") {
+			t.Fatalf("a body over --max-upload-mb: %d %s", resp.StatusCode, body)
+		}
+	}
+}

@@ -69,7 +69,11 @@ func NewFront(cfg FrontConfig, servers ...*Server) *Front {
 	if len(servers) > 0 {
 		token = servers[0].cfg.APIToken // one token for every number
 	}
-	limitBodies(f.app, token)
+	maxUpload := MaxAudienceBody
+	if len(servers) > 0 {
+		maxUpload = servers[0].cfg.MaxUploadBytes
+	}
+	limitBodies(f.app, token, maxUpload)
 	f.app.Get("/webhook", func(c *fiber.Ctx) error { return f.servers[f.numbers[0]].handshake(c) })
 	f.app.Post("/webhook", f.webhook)
 	f.app.Get("/healthz", f.healthz)

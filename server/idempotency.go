@@ -30,7 +30,7 @@ func (s *Server) idempotent(c *fiber.Ctx) error {
 	if len(key) > maxIdempotencyKey {
 		return fiber.NewError(fiber.StatusBadRequest, "the Idempotency-Key is longer than 255 characters")
 	}
-	sum := sha256.Sum256(c.Body())
+	sum := sha256.Sum256(rawBody(c))
 	fingerprint := c.Method() + " " + c.OriginalURL() + " " + hex.EncodeToString(sum[:])
 	ctx := c.UserContext()
 	reservedAt := s.cfg.Now()

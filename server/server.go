@@ -45,15 +45,29 @@ const MaxBody = 3 << 20
 // campaign's audience to MaxAudienceBody: the limit is set from the
 // request's header, before its body is read, so that nobody without the
 // API token can make the server read more than MaxBody.
-func limitBodies(app *fiber.App, apiToken string) {
+func limitBodies(app *fiber.App, apiToken string, maxUpload int) {
 	want := []byte("Bearer " + apiToken)
 	app.Server().HeaderReceived = func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 		uri := h.RequestURI()
 		campaigns := bytes.HasSuffix(bytes.TrimRight(uri, "/"), []byte("/api/campaigns")) || bytes.Contains(uri, []byte("/api/campaigns?"))
 		if campaigns && apiToken != "" && subtle.ConstantTimeCompare(h.Peek(fiber.HeaderAuthorization), want) == 1 {
-			return fasthttp.RequestConfig{MaxRequestBodySize: MaxAudienceBody}
+			return fasthttp.RequestConfig{MaxRequestBodySize: maxUpload}
 		}
 		return fasthttp.RequestConfig{}
+	}
+	// A body over its limit is refused before it is read, saying which
+	// limit it hit.
+	app.Server().ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
+		if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+			ctx.SetStatusCode(fiber.StatusRequestEntityTooLarge)
+			ctx.SetContentType(fiber.MIMEApplicationJSON)
+			msg := fmt.Sprintf("the body is over its limit: %d bytes for a webhook or an API call, %d for a campaign's audience sent with the API token (serve --max-upload-mb)", MaxBody, maxUpload)
+			b, _ := json.Marshal(fiber.Map{"error": msg})
+			ctx.SetBody(b)
+			return
+		}
+		ctx.SetStatusCode(fiber.StatusBadRequest)
+		ctx.SetBodyString(`{"error":"the request could not be read"}`)
 	}
 }
 
@@ -80,6 +94,12 @@ type Config struct {
 	VerifyToken string
 	// APIToken is the bearer token of /api/; without it /api/ answers 401.
 	APIToken string
+	// MaxUploadBytes is the largest campaign audience a request with the
+	// API token may send (default MaxAudienceBody); MaxUploadRows the
+	// most rows it may have (default MaxAudienceRows); Uploads how many
+	// are read at once (default 2): the next answers 503 with
+	// Retry-After.
+	MaxUploadBytes, MaxUploadRows, Uploads int
 	// MetricsNumber labels every flowbot metric with number=this, for a
 	// front that serves several numbers and gathers them all; the Go and
 	// process metrics are then the front's to give.
@@ -190,6 +210,8 @@ type Server struct {
 	drainedV drained
 	// countsC holds campaigns' counts as last read.
 	countsC countsCache
+	// uploads holds a place for each audience being read.
+	uploads chan struct{}
 	// account is the account's states as last read, and the number's
 	// display number.
 	account accountCache
@@ -203,6 +225,15 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = MaxAudienceBody
+	}
+	if cfg.MaxUploadRows <= 0 {
+		cfg.MaxUploadRows = MaxAudienceRows
+	}
+	if cfg.Uploads <= 0 {
+		cfg.Uploads = 2
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = wallClock{now: cfg.Now}
@@ -261,6 +292,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	}
 	s.disp = newDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics, cfg.Clock)
 	s.disp.idle = s.changed
+	s.uploads = make(chan struct{}, cfg.Uploads)
 	s.app = fiber.New(fiber.Config{
 		// Every value a handler reads from a request (path parameters,
 		// query values, headers, the body) is a copy: Fiber otherwise hands
@@ -281,7 +313,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 			return c.Status(code).JSON(fiber.Map{"error": err.Error()})
 		},
 	})
-	limitBodies(s.app, cfg.APIToken)
+	limitBodies(s.app, cfg.APIToken, cfg.MaxUploadBytes)
 	s.routes()
 	return s, nil
 }
@@ -502,11 +534,19 @@ func (s *Server) webhook(c *fiber.Ctx) error {
 	return c.SendString("OK")
 }
 
+// rawBody is a request's body as it came: never decoded from a
+// Content-Encoding (a few compressed megabytes could inflate to
+// gigabytes; WhatsApp and flowbot's clients send none), and not copied
+// (Fiber's Body copies it in an Immutable app): a view into a buffer
+// reused after the handler, which nothing may keep (parsers copy what
+// they take).
+func rawBody(c *fiber.Ctx) []byte { return c.Request().Body() }
+
 // readWebhook checks a webhook's signature and parses it. On failure it
 // has answered the request (401 for the signature, 400 for a body that is
 // not a notification) and returns a nil update and that answer.
 func readWebhook(c *fiber.Ctx, secret string, insecure bool, log *slog.Logger, now time.Time) (*whatsapp.Update, error) {
-	body := c.Body() // a copy: the apps are Immutable
+	body := bytes.Clone(rawBody(c)) // a copy, kept past the handler in nothing but to be safe
 	if !insecure && !whatsapp.VerifySignature(secret, body, c.Get(whatsapp.SignatureHeader)) {
 		log.Warn("webhook refused: missing or wrong signature", "remote", c.IP())
 		return nil, c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "missing or invalid " + whatsapp.SignatureHeader})
@@ -758,7 +798,7 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 	}
 	flow, _ := url.PathUnescape(c.Params("flow"))
 	var req startRequest
-	if err := decodeBody(c.Body(), &req); err != nil {
+	if err := decodeBody(rawBody(c), &req); err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	// What can be refused without the contact's state is refused here,

@@ -45,6 +45,7 @@ func main() {
 	campRate := flag.Int("campaign-rate", 500, "the campaign's rate (starts per second)")
 	hooks := flag.Int("webhooks", 200, "with --campaign: webhooks per second from other contacts meanwhile")
 	ferret := flag.Bool("ferretdb", false, "with --campaign: run on an embedded FerretDB")
+	uploadRows := flag.Int("upload", 0, "measure serve's memory while it reads a campaign audience of this many rows instead")
 	kill := flag.Duration("kill", 0, "with --campaign on a shared store: run two instances and SIGKILL the first this long after the campaign began")
 	flag.Parse()
 	var storeArgs []string
@@ -65,6 +66,18 @@ func main() {
 	default:
 		fmt.Fprintln(os.Stderr, "flowbot-load: --store is memory or disk")
 		os.Exit(2)
+	}
+	if *uploadRows > 0 {
+		b, cleanup, err := buildBin(*bin)
+		if err == nil {
+			defer cleanup()
+			err = upload(b, *uploadRows, storeArgs)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "flowbot-load:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *camp > 0 {
 		if *bot == "server/testdata/echo" {

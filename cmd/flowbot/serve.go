@@ -45,6 +45,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sweep := fs.Duration("sweep-interval", 5*time.Second, "how often the store is asked for due timers and queued work this instance does not know of (set by another instance, or left by a crash)")
 	instanceID := fs.String("instance-id", "", "this instance's name among several on one database: a restart under the same name takes back its unsent messages and campaign batches at once; refused while a live instance holds it (default: the host name and --addr, e.g. "+server.DefaultInstanceID(":8080")+")")
 	heartbeat := fs.Duration("heartbeat", 2*time.Second, "how often this instance proves it holds its --instance-id; a crashed instance's id is free again after three")
+	maxUploadMB := fs.Int("max-upload-mb", server.MaxAudienceBody>>20, "the largest campaign audience (CSV or JSON) a request with the API token may send, in MB; every other request is held to 3 MB")
+	maxUploadRows := fs.Int("max-upload-rows", server.MaxAudienceRows, "the most rows a campaign's audience may have")
+	uploads := fs.Int("uploads", 2, "how many campaign audiences are read at once; the next is answered 503 with Retry-After")
 	reload := fs.Duration("reload-interval", time.Second, "how often the bot directory is checked for changes (SIGHUP checks at once); 0 checks only on SIGHUP")
 	dirs, err := parseDirs(fs, args, stderr)
 	if err != nil {
@@ -151,6 +154,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			APIToken: apiToken, MarkRead: token != "", Logger: log.With("number", phone), Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick, SweepInterval: *sweep,
 			InstanceID: *instanceID, Heartbeat: *heartbeat, PhoneNumberID: phone,
 			EventsURL: eventsURL, EventsSecret: eventsSecret,
+			MaxUploadBytes: *maxUploadMB << 20, MaxUploadRows: *maxUploadRows, Uploads: *uploads,
 		}
 		if multi {
 			cfg.MetricsNumber = phone

@@ -96,12 +96,32 @@ func (s *Store) load() error {
 			if err != nil {
 				return err
 			}
+			if name == memory.BucketAudience {
+				continue // read from the file when a batch needs it (Get)
+			}
 			if err := b.ForEach(func(k, v []byte) error { return s.Store.Restore(name, string(k), v) }); err != nil {
 				return fmt.Errorf("loading %s: %w", filepath.Join(s.dir, "flowbot.db"), err)
 			}
 		}
 		return nil
 	})
+}
+
+// Get implements memory.Reader: an entry as written (a call that wrote
+// it has returned only once it was).
+func (s *Store) Get(bucket, key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return fmt.Errorf("no bucket %q", bucket)
+		}
+		if v := b.Get([]byte(key)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Commit implements memory.Persister: the changes join the next write;

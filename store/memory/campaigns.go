@@ -2,6 +2,8 @@ package memory
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"slices"
 	"sort"
@@ -48,6 +50,18 @@ func (s *Store) CreateCampaign(_ context.Context, c store.Campaign) (err error) 
 
 // PutAudience implements store.Campaigns.
 func (s *Store) PutAudience(_ context.Context, id string, page int, contacts []store.AudienceContact) (err error) {
+	if s.reader() != nil {
+		// A durable store keeps audiences on disk only: a million
+		// contacts are not held in memory (Audience reads a page back).
+		b, err := json.Marshal(contacts)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.direct = append(s.direct, Change{Bucket: BucketAudience, Key: partKey(id, page), Value: b})
+		defer s.end(&err)
+		return nil
+	}
 	s.mu.Lock()
 	defer s.end(&err)
 	s.camps.init()
@@ -72,6 +86,20 @@ func cloneAudience(in []store.AudienceContact) []store.AudienceContact {
 
 // Audience implements store.Campaigns.
 func (s *Store) Audience(_ context.Context, id string, page int) ([]store.AudienceContact, error) {
+	if r := s.reader(); r != nil {
+		b, err := r.Get(BucketAudience, partKey(id, page))
+		if err != nil {
+			return nil, err
+		}
+		if b == nil {
+			return nil, store.ErrNotFound
+		}
+		var p []store.AudienceContact
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("reading campaign %s's audience page %d: %w", id, page, err)
+		}
+		return p, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.camps.audience[id][page]

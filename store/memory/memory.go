@@ -31,6 +31,9 @@ type Store struct {
 	// entries the running method changed.
 	persist Persister
 	dirty   []dirtyKey
+	// direct are changes encoded by the method itself (what is kept on
+	// disk only).
+	direct []Change
 }
 
 // idem is an Idempotency-Key's reservation and, once given, its answer.

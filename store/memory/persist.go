@@ -29,6 +29,21 @@ type Persister interface {
 	Commit(changes []Change) (wait func() error)
 }
 
+// Reader is a Persister that reads entries back: the store then keeps
+// what is large and rarely read (campaigns' audiences) on disk only.
+type Reader interface {
+	// Get is an entry as written; nil when there is none.
+	Get(bucket, key string) ([]byte, error)
+}
+
+// reader is the persister's Reader, if it is one.
+func (s *Store) reader() Reader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, _ := s.persist.(Reader)
+	return r
+}
+
 // Change is one entry of a bucket, as it is now: Value nil when it was
 // deleted.
 type Change struct {
@@ -80,8 +95,10 @@ func (s *Store) mark(bucket, key string) {
 // could not be made so.
 func (s *Store) end(err *error) {
 	var wait func() error
-	if len(s.dirty) > 0 {
-		changes := make([]Change, 0, len(s.dirty))
+	if len(s.dirty) > 0 || len(s.direct) > 0 {
+		changes := make([]Change, 0, len(s.dirty)+len(s.direct))
+		changes = append(changes, s.direct...)
+		s.direct = s.direct[:0]
 		seen := map[dirtyKey]bool{}
 		for _, d := range s.dirty {
 			if seen[d] {

@@ -35,6 +35,8 @@ type Config struct {
 	MaxTemplates int
 	// Typing: show the typing indicator with the read receipt.
 	Typing bool
+	// HandoffReadReceipts marks messages read during a handoff.
+	HandoffReadReceipts bool
 	// PhoneNumberID is the number the bot answers ("" for any).
 	PhoneNumberID string
 	// NumberName names the number in the metrics ("" for its id).

@@ -166,6 +166,7 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 	cfg.MaxTemplates = defaultMaxTemplate
 	cfg.Typing = s.Typing == nil || *s.Typing
 	cfg.PhoneNumberID = strings.TrimSpace(s.PhoneNumberID)
+	cfg.HandoffReadReceipts = s.HandoffReadReceipts
 	cfg.NumberName = s.NumberName
 	if s.NumberName != "" && !numberNameRe.MatchString(s.NumberName) {
 		d.errorf(s.At, "number_name %q: lowercase letters, digits, _ and -, up to 32 (it labels the metrics)", s.NumberName)

@@ -187,3 +187,42 @@ func TestAgentMessageInOrderWithTheBots(t *testing.T) {
 		t.Fatalf("the forced message handed the contact off: %+v", st.Handoff)
 	}
 }
+
+// While a person has the conversation the bot answers nothing, so it
+// shows nothing either: no typing indicator, no blue ticks (unless
+// handoff_read_receipts), until the agent writes, which shows typing as
+// any reply does.
+func TestQuietDuringAHandoff(t *testing.T) {
+	for _, tc := range []struct {
+		dir      string
+		receipts bool
+	}{{"testdata/handoff", false}, {"testdata/handoff_receipts", true}} {
+		t.Run(tc.dir, func(t *testing.T) {
+			r := newRig(t, tc.dir, func(c *server.Config) { c.MarkRead = true })
+			const c = "15550001111"
+			r.post(textWebhook(c, "Ana", "wamid.q1", "agent", r.clock.Now()))
+			r.waitState(c, func(st *conversation.Record) bool { return st.Handoff != nil })
+			r.settled(1)
+			before := len(r.fake.Requests())
+			r.post(textWebhook(c, "Ana", "wamid.q2", "hello? anyone?", r.clock.Now()))
+			r.waitState(c, func(st *conversation.Record) bool { return st.LastMessageID == "wamid.q2" })
+			r.waitFor("the server to be quiet", r.srv.Quiet)
+			during := r.fake.Requests()[before:]
+			switch {
+			case tc.receipts && (len(during) != 1 || during[0].Type != "read" || during[0].Body["message_id"] != "wamid.q2" || during[0].Body["typing_indicator"] != nil):
+				t.Fatalf("during the handoff, with read receipts: %v, want one read receipt without typing", bodies(during))
+			case !tc.receipts && len(during) != 0:
+				t.Fatalf("during the handoff: %v, want nothing", bodies(during))
+			}
+			before = len(r.fake.Requests())
+			if code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "Hi Ana, Sam here."}); code != 202 {
+				t.Fatalf("the agent's message: %d %v", code, out)
+			}
+			r.waitSent(2)
+			after := r.fake.Requests()[before:]
+			if len(after) != 2 || after[0].Type != "read" || after[0].Body["message_id"] != "wamid.q2" || after[0].Body["typing_indicator"] == nil || after[1].Type != "text" {
+				t.Fatalf("the agent's message: %v, want the read receipt with typing, then the text", bodies(after))
+			}
+		})
+	}
+}

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
@@ -91,7 +93,6 @@ func (s *Server) work(ctx context.Context, contact string) {
 			log.Error("reading the inbox", "err", err)
 			return
 		}
-		s.markRead(ctx, conversation.ToMarkRead(items))
 		progressed, err := s.round(ctx, contact, items)
 		if err != nil {
 			log.Error("working; the updates stay queued, and are tried again shortly", "err", err)
@@ -116,19 +117,38 @@ const pendingPage = 50
 // (conversation.Keeper) in memory and commits them in one write,
 // acknowledges the items, then sends the outbox. A conflict with another
 // writer starts it over on the fresh state.
-// markRead marks the contact's latest message read and shows the typing
-// indicator (unless the bot says typing: false) while the bot works on
-// it, before anything is sent: WhatsApp drops the indicator at the reply,
-// or after 25 seconds. One try, within 2 seconds: a missed receipt must
-// not hold the reply up.
-func (s *Server) markRead(ctx context.Context, wamid string) {
+// receipts marks the contact's latest message read with the typing
+// indicator, as the bot is about to answer it. While a person has the
+// conversation (a handoff) the bot answers nothing: no typing, and no
+// blue ticks either unless handoff_read_receipts says so, until the
+// agent's message, which shows typing as any reply does.
+func (s *Server) receipts(ctx context.Context, st *conversation.Record, items []conversation.Item) {
+	wamid := conversation.ToMarkRead(items)
+	switch {
+	case st.Handoff == nil:
+		s.markRead(ctx, wamid, true)
+	case slices.ContainsFunc(items, func(it conversation.Item) bool {
+		return it.Command != nil && it.Command.Kind == conversation.CommandAgent
+	}):
+		s.markRead(ctx, cmp.Or(wamid, st.LastMessageID), true)
+	case s.Engine().Bot().Settings.HandoffReadReceipts:
+		s.markRead(ctx, wamid, false)
+	}
+}
+
+// markRead marks the contact's latest message read and, with typing,
+// shows the typing indicator (unless the bot says typing: false) while
+// the bot works on it, before anything is sent: WhatsApp drops the
+// indicator at the reply, or after 25 seconds. One try, within 2
+// seconds: a missed receipt must not hold the reply up.
+func (s *Server) markRead(ctx context.Context, wamid string, typing bool) {
 	rm, ok := s.sender.(ReadMarker)
 	if wamid == "" || !s.cfg.MarkRead || !ok {
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := rm.MarkRead(rctx, wamid, s.Engine().Bot().Settings.Typing); err != nil {
+	if err := rm.MarkRead(rctx, wamid, typing && s.Engine().Bot().Settings.Typing); err != nil {
 		s.log.Debug("marking read", "err", err)
 	}
 }
@@ -149,6 +169,9 @@ func (s *Server) round(ctx context.Context, contact string, items []conversation
 		}
 		if err != nil {
 			return false, fmt.Errorf("loading contact %s: %w", contact, err)
+		}
+		if attempt == 0 {
+			s.receipts(ctx, st, items)
 		}
 		if st.MovingTo != "" {
 			// A move a crash left half done: finished first, then the

@@ -198,7 +198,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Info("bot ready", "bot", dir, "number", phone, "version", srv.Version(), "flows", len(bot.Flows))
 	}
 	if apiToken != "" {
-		log.Info("playground at /playground?token=<FLOWBOT_API_TOKEN>: dry runs only; its HTTP calls answer from no mock, and its edits stay in memory")
+		log.Info("playground at /playground (it asks for FLOWBOT_API_TOKEN once): dry runs only; its HTTP calls answer from no mock, and its edits stay in memory")
 	}
 	type service interface {
 		Serve(net.Listener) error

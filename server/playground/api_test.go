@@ -111,11 +111,26 @@ func TestPlaygroundToken(t *testing.T) {
 	if code, _ := do(t, app, "GET", "/playground/api/bot", "", "Authorization", "Bearer tok"); code != 200 {
 		t.Errorf("with the bearer token: %d", code)
 	}
+	// A token in the URL opens nothing (proxies log URLs): the page asks
+	// for it in a form, which sets the cookie.
 	req := httptest.NewRequest("GET", "/playground/?token=tok", nil)
+	req.Header.Set("Accept", "text/html")
 	resp, _ := app.Test(req, -1)
+	page, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 401 || resp.Header.Get("Set-Cookie") != "" || !strings.Contains(string(page), `action="/playground/login"`) {
+		t.Fatalf("?token= in the URL: %d %q %s", resp.StatusCode, resp.Header.Get("Set-Cookie"), page)
+	}
+	req = httptest.NewRequest("POST", "/playground/login", strings.NewReader("token=wrong"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, _ = app.Test(req, -1); resp.StatusCode != 401 || resp.Header.Get("Set-Cookie") != "" {
+		t.Fatalf("a wrong token in the form: %d", resp.StatusCode)
+	}
+	req = httptest.NewRequest("POST", "/playground/login", strings.NewReader("token=tok"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, _ = app.Test(req, -1)
 	cookie := resp.Header.Get("Set-Cookie")
-	if resp.StatusCode != 200 || !strings.Contains(cookie, "flowbot_token=tok") || !strings.Contains(cookie, "HttpOnly") {
-		t.Fatalf("?token=: %d %q", resp.StatusCode, cookie)
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/playground/" || !strings.Contains(cookie, "flowbot_token=tok") || !strings.Contains(cookie, "HttpOnly") {
+		t.Fatalf("the sign-in form: %d %q", resp.StatusCode, cookie)
 	}
 	if code, _ := do(t, app, "GET", "/playground/api/bot", "", "Cookie", "flowbot_token=tok"); code != 200 {
 		t.Errorf("with the cookie: %d", code)

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io/fs"
 	"net/http"
 	"os"
@@ -55,8 +56,9 @@ type Config struct {
 	// each as a placeholder, "<NAME>", never the environment: a flow
 	// added in the page cannot show a live key (flowbot serve).
 	Secrets func(names []string) map[string]string
-	// Token, when set, is required: as a bearer token, or once as
-	// ?token= (which sets a cookie for the page).
+	// Token, when set, is required: as a bearer token, or given once to
+	// the page's sign-in form (POST {prefix}/login), which sets a cookie.
+	// Never in a URL: proxies and browsers keep URLs in their logs.
 	Token string
 	// Start is the virtual clock's start for new chats; zero is now.
 	Start time.Time
@@ -180,7 +182,7 @@ func (p *Playground) Mount(r fiber.Router, prefix string) {
 			return c.Redirect(prefix+"/"+q, fiber.StatusFound)
 		}
 		return c.Next()
-	}, p.auth)
+	}, p.login(prefix), p.auth)
 	g.Get("/api/bot", p.getBot)
 	g.Get("/api/files/*", p.getFile)
 	g.Put("/api/files/*", p.putFile)
@@ -194,19 +196,55 @@ func (p *Playground) Mount(r fiber.Router, prefix string) {
 	g.Use("/", filesystem.New(filesystem.Config{Root: http.FS(sub), Index: "index.html", MaxAge: 0}))
 }
 
+func (p *Playground) tokenOK(s string) bool {
+	return s != "" && subtle.ConstantTimeCompare([]byte(s), []byte(p.cfg.Token)) == 1
+}
+
+// login takes the token from the sign-in form (a POST body, never a URL)
+// and sets the cookie the page's requests carry.
+func (p *Playground) login(prefix string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if c.Method() != fiber.MethodPost || string(c.Request().URI().Path()) != prefix+"/login" {
+			return c.Next()
+		}
+		if p.cfg.Token == "" || !p.tokenOK(c.FormValue("token")) {
+			return c.Status(fiber.StatusUnauthorized).Type("html").SendString(signIn(prefix, "That is not the API token."))
+		}
+		c.Cookie(&fiber.Cookie{Name: "flowbot_token", Value: p.cfg.Token, HTTPOnly: true, SameSite: "Strict", Path: prefix,
+			Secure: c.Protocol() == "https"})
+		return c.Redirect(prefix+"/", fiber.StatusSeeOther)
+	}
+}
+
 func (p *Playground) auth(c *fiber.Ctx) error {
 	if p.cfg.Token == "" {
 		return c.Next()
 	}
-	ok := func(s string) bool { return subtle.ConstantTimeCompare([]byte(s), []byte(p.cfg.Token)) == 1 }
-	if q := c.Query("token"); q != "" && ok(q) {
-		c.Cookie(&fiber.Cookie{Name: "flowbot_token", Value: q, HTTPOnly: true, SameSite: "Strict", Path: "/"})
+	if p.tokenOK(strings.TrimPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")) || p.tokenOK(c.Cookies("flowbot_token")) {
 		return c.Next()
 	}
-	if ok(strings.TrimPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")) || ok(c.Cookies("flowbot_token")) {
-		return c.Next()
+	if strings.Contains(c.Get(fiber.HeaderAccept), "text/html") {
+		return c.Status(fiber.StatusUnauthorized).Type("html").SendString(signIn(strings.TrimSuffix(string(c.Request().URI().Path()), "/"), ""))
 	}
-	return c.Status(fiber.StatusUnauthorized).SendString("the playground needs the API token: open /playground?token=...")
+	return c.Status(fiber.StatusUnauthorized).SendString("the playground needs the API token: as Authorization: Bearer, or once in the page's sign-in form")
+}
+
+// signIn is the page that asks for the API token once.
+func signIn(prefix, problem string) string {
+	if i := strings.Index(prefix, "/api"); i >= 0 {
+		prefix = prefix[:i]
+	}
+	msg := ""
+	if problem != "" {
+		msg = "<p><strong>" + html.EscapeString(problem) + "</strong></p>"
+	}
+	return `<!doctype html><meta charset="utf-8"><title>flowbot playground</title>
+<body style="font-family: system-ui; max-width: 30em; margin: 4em auto">
+<h1>flowbot playground</h1>` + msg + `
+<form method="post" action="` + html.EscapeString(prefix) + `/login">
+<label>API token (FLOWBOT_API_TOKEN) <input type="password" name="token" autofocus></label>
+<button>Open</button></form>
+<p>The token is kept in a cookie for this page, never in its address.</p></body>`
 }
 
 type diagJSON struct {

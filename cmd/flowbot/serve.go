@@ -49,11 +49,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxUploadRows := fs.Int("max-upload-rows", server.MaxAudienceRows, "the most rows a campaign's audience may have")
 	uploads := fs.Int("uploads", 2, "how many campaign audiences are read at once; the next is answered 503 with Retry-After")
 	reload := fs.Duration("reload-interval", time.Second, "how often the bot directory is checked for changes (SIGHUP checks at once); 0 checks only on SIGHUP")
+	logFormat := fs.String("log-format", "text", "text (key=value lines) or json (one object a line, for a log collector)")
+	logLevel := fs.String("log-level", "info", "the least severe level logged: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: flowbot serve DIR [DIR...] [flags]\n\nThe WhatsApp server: webhooks in, replies out, the API. Flags:\n\n")
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), serveEnvHelp)
+	}
 	dirs, err := parseDirs(fs, args, stderr)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
 	if *instanceID == "" {
 		*instanceID = server.DefaultInstanceID(*addr)
 	}
@@ -346,4 +356,37 @@ func watchBot(ctx context.Context, dir string, srv *server.Server, every time.Du
 		refused = ""
 		log.Info("reloaded the bot: new conversations use the new version; flows under way finish on theirs", "version", v, "flows", len(bot.Flows))
 	}
+}
+
+// serveEnvHelp lists every environment variable serve reads.
+const serveEnvHelp = `
+Environment:
+
+  WHATSAPP_TOKEN            the Cloud API access token; without it nothing is sent (development mode: GET /api/outbox)
+  WHATSAPP_APP_SECRET       the app's secret, to verify webhooks' X-Hub-Signature-256 (required unless --insecure-skip-signature)
+  WHATSAPP_VERIFY_TOKEN     the token Meta's GET /webhook handshake must present
+  WHATSAPP_PHONE_NUMBER_ID  the business number to answer and send from (one bot; else flowbot.yaml's phone_number_id)
+  WHATSAPP_GRAPH_URL        the Graph API's base URL (default https://graph.facebook.com/v25.0)
+  FLOWBOT_API_TOKEN         the bearer token of /api/ and the playground; without it they answer 401
+  FLOWBOT_EVENTS_URL        where events out are posted (handoffs, flows ended, campaigns finished)
+  FLOWBOT_EVENTS_SECRET     the secret events out are signed with (required with FLOWBOT_EVENTS_URL)
+  FLOWBOT_DATA              the data directory (as --data)
+  MONGODB_URI               the MongoDB connection string (as --mongo-uri)
+  and the variables a bot lists under secrets: in flowbot.yaml
+`
+
+// newLogger is the logger the flags ask for.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageErr("--log-level %q: expected debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErr("--log-format %q: expected text or json", format)
 }

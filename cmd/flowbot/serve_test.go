@@ -257,3 +257,27 @@ func TestServeKeepsStateOnDisk(t *testing.T) {
 	stderr.waitMatch(t, regexp.MustCompile(`store: in memory \(--memory\)`))
 	stop(t, stderr, cancel, done)
 }
+
+// --log-format json writes one JSON object a line, for a log collector;
+// --log-level sets the least severe level logged; a wrong value is a
+// usage error.
+func TestServeLogFlags(t *testing.T) {
+	stdout, stderr, cancel, done := serveInProcess(t, "../../examples/clinic", "--log-format", "json", "--log-level", "warn")
+	defer cancel()
+	serving(t, stdout)
+	log := stop(t, stderr, cancel, done)
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	for _, line := range lines {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil || entry["level"] == nil || entry["msg"] == nil {
+			t.Fatalf("not a JSON log line: %q (%v)", line, err)
+		}
+		if entry["level"] == "INFO" {
+			t.Fatalf("an INFO line at --log-level warn: %s", line)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"serve", "../../examples/clinic", "--log-level", "loud"}, nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--log-level") {
+		t.Fatalf("--log-level loud: exit %d, %s", code, errOut.String())
+	}
+}

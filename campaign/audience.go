@@ -39,10 +39,9 @@ var langRe = regexp.MustCompile(`^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$`)
 
 // Reader reads an audience row by row.
 type Reader struct {
-	flow   *flows.Flow
-	next   func() (Contact, int, error) // io.EOF at the end
-	seen   *seen
-	header error // a header problem every row shares
+	flow *flows.Flow
+	next func() (Contact, int, error) // io.EOF at the end
+	seen *seen
 }
 
 // NewCSV reads a CSV audience for flow f: the header row names the
@@ -82,10 +81,16 @@ func NewCSV(r io.Reader, f *flows.Flow) (*Reader, error) {
 	if idCol < 0 {
 		return nil, fmt.Errorf("the header row has no id column (it has %s)", strings.Join(cols, ","))
 	}
-	rd := &Reader{flow: f, seen: newSeen()}
 	if len(unknown) > 0 {
-		rd.header = fmt.Errorf("flow %q has no variable %s (a column of the header)", f.ID, strings.Join(quoteAll(unknown), ", "))
+		// Said once, of the header: every row would carry the same fault.
+		var have []string
+		for _, v := range f.Vars {
+			have = append(have, v.Name)
+		}
+		return nil, fmt.Errorf("the header row names %s, which flow %q has no variable for (its variables: %s; the other columns are id, name and language)",
+			strings.Join(quoteAll(unknown), ", "), f.ID, strings.Join(have, ", "))
 	}
+	rd := &Reader{flow: f, seen: newSeen()}
 	row := 1
 	rd.next = func() (Contact, int, error) {
 		rec, err := cr.Read()
@@ -113,9 +118,6 @@ func NewCSV(r io.Reader, f *flows.Flow) (*Reader, error) {
 			case "language":
 				c.Language = strings.TrimSpace(v)
 			default:
-				if rd.header != nil {
-					continue
-				}
 				val, err := convert(varOf(f, cols[i]).Default, v)
 				if err != nil {
 					return Contact{}, row, &rowError{fmt.Sprintf("%s: %v", cols[i], err)}
@@ -195,8 +197,6 @@ func (rd *Reader) check(c *Contact) string {
 	switch {
 	case c.Language != "" && !langRe.MatchString(c.Language):
 		return fmt.Sprintf("language %q: expected a code like en, es or pt_BR", c.Language)
-	case rd.header != nil:
-		return rd.header.Error()
 	}
 	if err := engine.CheckVars(rd.flow, c.Vars); err != nil {
 		return strings.TrimPrefix(err.Error(), engine.ErrBadVars.Error()+": ")

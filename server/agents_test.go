@@ -78,7 +78,7 @@ func TestAgentMessages(t *testing.T) {
 	before := len(r.fake.Sent())
 
 	code, view := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "Hi Ana, Sam here. Let me look."})
-	if code != 202 {
+	if code != 202 || view["message_id"] == nil {
 		t.Fatalf("an agent's text: %d %v", code, view)
 	}
 	sent := r.waitSent(before + 1)
@@ -89,7 +89,7 @@ func TestAgentMessages(t *testing.T) {
 		return len(st.Recent) > 0 && st.Recent[len(st.Recent)-1].From == "agent"
 	})
 	last := st.Recent[len(st.Recent)-1]
-	if last.From != "agent" || last.Via != "session" {
+	if last.From != "agent" || last.Via != "session" || last.ID != view["message_id"] {
 		t.Fatalf("the agent's message as recorded: %+v", last)
 	}
 	if !hasLog(st.Log, "from an agent") {

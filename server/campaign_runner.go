@@ -376,7 +376,12 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver
 		if err != nil {
 			return err
 		}
-		r.s.log.Warn("campaign: took over a batch its instance did not finish (starts it already queued are not queued again)", "campaign", c.ID, "batch", b.N, "by", was.By)
+		if was.Until.Before(was.End) {
+			// Its lease was ended early: a pause stopped it.
+			r.s.log.Info("campaign: going on with the contacts a pause left", "campaign", c.ID, "batch", b.N)
+		} else {
+			r.s.log.Warn("campaign: took over a batch its instance did not finish (starts it already queued are not queued again)", "campaign", c.ID, "batch", b.N, "by", was.By)
+		}
 		r.start(k, c, b)
 	}
 	if len(open) > 0 || c.HandedOut.IsZero() {
@@ -429,7 +434,10 @@ func (r *campaignRunner) start(k *campaignRun, c store.Campaign, b store.Campaig
 			delete(k.running, b.N)
 			r.mu.Unlock()
 		}()
-		if err := r.runBatch(c, b); err != nil {
+		switch err := r.runBatch(c, b); {
+		case errors.Is(err, errCampaignStopped):
+			r.s.log.Info("campaign: paused or cancelled; its contacts not started yet wait", "campaign", c.ID, "batch", b.N)
+		case err != nil:
 			r.s.log.Warn("campaign: a batch stopped; it is taken over once its lease lapses", "campaign", c.ID, "batch", b.N, "err", err)
 		}
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/flowbot/flowbot/campaign"
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -303,8 +304,9 @@ func newCampaignID() string {
 // WhatsApp's pricing confirmed on delivery, cost_estimated what WhatsApp
 // accepted and has not confirmed yet.
 func costView(c conversation.CostCounts, currency string) fiber.Map {
-	return fiber.Map{"marketing": c.Marketing, "utility": c.Utility, "authentication": c.Authentication, "service": c.Service,
-		"total": c.Total(), "currency": currency}
+	r := func(v float64) float64 { return flows.RoundMoney(v, currency) }
+	return fiber.Map{"marketing": r(c.Marketing), "utility": r(c.Utility), "authentication": r(c.Authentication), "service": r(c.Service),
+		"total": r(c.Total()), "currency": currency}
 }
 
 // campaignView is a campaign as the API shows it, with its counts.
@@ -324,7 +326,7 @@ func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map
 		"sent":    n.Sent, "delivered": n.Delivered, "read": n.Read, "failed": n.Failed,
 		"cost":           costView(n.Cost, currency),
 		"cost_estimated": costView(n.CostEstimated, currency),
-		"rate":           c.Rate, "current_rate": math.Round(float64(c.Rate)*c.Factor*10) / 10, "daily_limit": c.DailyLimit,
+		"rate":           c.Rate, "current_rate": currentRate(c), "daily_limit": c.DailyLimit,
 		"created_at": c.CreatedAt,
 	}
 	if !c.FinishedAt.IsZero() {
@@ -394,7 +396,9 @@ func (s *Server) changeCampaign(to store.CampaignState, from ...store.CampaignSt
 		case err != nil:
 			return err
 		}
-		s.log.Info("campaign "+string(to), "campaign", id)
+		s.log.Info(map[store.CampaignState]string{store.CampaignPaused: "campaign paused: nobody more is started until it is resumed",
+			store.CampaignRunning:   "campaign resumed: its contacts not started yet start at its rate",
+			store.CampaignCancelled: "campaign cancelled: nobody more is started"}[to], "campaign", id)
 		s.runner.changed(id, to)
 		cp, err := s.store.Campaign(ctx, id)
 		if err != nil {
@@ -431,3 +435,13 @@ var (
 	gcTight int
 	gcWas   int
 )
+
+// currentRate is the starts per second a campaign runs at: its rate
+// less any slow-down (as it ended, for one done), 0 while it is paused or
+// once it is cancelled.
+func currentRate(c *store.Campaign) float64 {
+	if c.State == store.CampaignPaused || c.State == store.CampaignCancelled {
+		return 0
+	}
+	return math.Round(float64(c.Rate)*c.Factor*10) / 10
+}

@@ -79,7 +79,14 @@ func (s *Server) command(c *fiber.Ctx, contact string, cmd conversation.Command,
 	o, _ := st.OutcomeOf(key)
 	switch o.Refused {
 	case "":
-		return c.Status(ok).JSON(s.view(st))
+		v := s.view(st)
+		if len(o.Messages) > 0 {
+			v["message_ids"] = o.Messages
+			if cmd.Kind == conversation.CommandAgent {
+				v["message_id"] = o.Messages[0]
+			}
+		}
+		return c.Status(ok).JSON(v)
 	case conversation.RefusedInHandoff, conversation.RefusedNotInHandoff:
 		return c.Status(fiber.StatusConflict).JSON(fiber.Map{"error": o.Error})
 	case conversation.RefusedBadVars:

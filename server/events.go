@@ -85,10 +85,11 @@ func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n conv
 	if at.IsZero() {
 		at = s.cfg.Now()
 	}
+	currency := s.Engine().Bot().Settings.Pricing.Currency
 	e := conversation.NewEventOut(campaignFinishedID(c.ID), conversation.EventCampaignFinished, at, nil, s.cfg.PhoneNumberID, map[string]any{"campaign": map[string]any{
 		"id": c.ID, "name": c.Name, "flow": c.Flow, "total": c.Total, "rejected": c.Rejected,
 		"started": n.Started, "skipped": map[string]int{"opted_out": n.OptedOut, "busy": n.Busy, "limit": n.Limit},
-		"sent": n.Sent, "delivered": n.Delivered, "read": n.Read, "failed": n.Failed, "cost": n.Cost, "cost_estimated": n.CostEstimated,
+		"sent": n.Sent, "delivered": n.Delivered, "read": n.Read, "failed": n.Failed, "cost": costView(n.Cost, currency), "cost_estimated": costView(n.CostEstimated, currency),
 		"created_at": c.CreatedAt, "finished_at": at,
 	}})
 	err := s.store.PutEvents(ctx, []store.OutEvent{{ID: e.ID, Key: "campaign:" + c.ID, Order: "0", Type: e.Type, At: e.At, Body: e.Body, NextAt: e.At}})

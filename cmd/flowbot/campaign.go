@@ -29,11 +29,17 @@ func cmdCampaign(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return cmdCampaignStart(ctx, args[1:], stdout, stderr)
 	case "status":
 		return cmdCampaignStatus(ctx, args[1:], stdout, stderr)
+	case "list":
+		return cmdCampaignList(ctx, args[1:], stdout, stderr)
+	case "pause", "resume", "cancel":
+		return cmdCampaignChange(ctx, sub, args[1:], stdout, stderr)
 	}
-	return usageErr("campaign: the subcommands are estimate, start and status:\n" +
+	return usageErr("campaign: the subcommands are estimate, start, status, list, pause, resume and cancel:\n" +
 		"  flowbot campaign estimate DIR --flow F --contacts FILE.csv\n" +
 		"  flowbot campaign start --server URL --flow F --contacts FILE.csv [--rate N] [--name N]\n" +
-		"  flowbot campaign status --server URL ID")
+		"  flowbot campaign status --server URL ID\n" +
+		"  flowbot campaign list --server URL\n" +
+		"  flowbot campaign pause|resume|cancel --server URL ID")
 }
 
 // cmdCampaignEstimate is `flowbot campaign estimate DIR --flow F

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -211,11 +212,41 @@ func followCampaign(ctx context.Context, c *campaignClient, id string, every tim
 	var last campaignStatus
 	lastAt := time.Time{}
 	shown := ""
+	var down time.Time // since when the server does not answer
+	wait := every
 	for {
 		var st campaignStatus
-		_, err := c.do(context.WithoutCancel(ctx), "GET", "/api/campaigns/"+url.PathEscape(id), nil, "", nil, &st)
+		code, err := c.do(context.WithoutCancel(ctx), "GET", "/api/campaigns/"+url.PathEscape(id), nil, "", nil, &st)
+		if err != nil && (code == 0 || code >= 500) {
+			// The server restarts, or is unreachable for a moment: the
+			// campaign goes on there (its state is stored); wait for it,
+			// longer each time, for a while.
+			if down.IsZero() {
+				down = time.Now()
+			}
+			if time.Since(down) > followPatience {
+				return fmt.Errorf("campaign %s: the server has not answered for %s: %w (the campaign keeps running there; follow it again with flowbot campaign status)", id, followPatience, err)
+			}
+			wait = min(wait*2, 10*time.Second)
+			if tty {
+				fmt.Fprintln(stdout)
+			}
+			fmt.Fprintf(stdout, "waiting for the server (%v); asking again in %s\n", err, wait.Round(time.Millisecond))
+			shown = ""
+			select {
+			case <-ctx.Done():
+				fmt.Fprintf(stdout, "campaign %s keeps running on the server; follow it with: flowbot campaign status --server %s %s\n", id, c.server, id)
+				return nil
+			case <-time.After(wait):
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("campaign %s: %w", id, err)
+		}
+		if !down.IsZero() {
+			fmt.Fprintf(stdout, "the server answers again after %s\n", time.Since(down).Round(time.Second))
+			down, wait = time.Time{}, every
 		}
 		now := time.Now()
 		rate := 0.0
@@ -251,6 +282,73 @@ func followCampaign(ctx context.Context, c *campaignClient, id string, every tim
 		case <-time.After(every):
 		}
 	}
+}
+
+// followPatience is how long the progress watcher waits for a server
+// that does not answer (a restart) before it gives up.
+var followPatience = 2 * time.Minute
+
+// cmdCampaignList is `flowbot campaign list --server URL`: every
+// campaign, newest first, a line each.
+func cmdCampaignList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("campaign list", flag.ContinueOnError)
+	server := fs.String("server", "", "the URL of the running flowbot (required)")
+	number := fs.String("number", "", "the business number's id, when the server serves several")
+	if _, err := parseArgs(fs, args, stderr); err != nil {
+		return err
+	}
+	c, err := newCampaignClient(*server, *number)
+	if err != nil {
+		return err
+	}
+	var list []campaignStatus
+	if _, err := c.do(ctx, "GET", "/api/campaigns", nil, "", nil, &list); err != nil {
+		return fmt.Errorf("campaign list: %w", err)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(stdout, "no campaigns")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tFLOW\tSTATE\tSTARTED\tSKIPPED\tSENT\tFAILED\tRATE")
+	for _, st := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%g/s\n", st.ID, st.Name, st.Flow, st.State, st.Started, st.Total, st.skipped(), st.Sent, st.Failed, st.CurrentRate)
+	}
+	return tw.Flush()
+}
+
+// cmdCampaignChange is `flowbot campaign pause|resume|cancel --server
+// URL ID`.
+func cmdCampaignChange(ctx context.Context, action string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("campaign "+action, flag.ContinueOnError)
+	server := fs.String("server", "", "the URL of the running flowbot (required)")
+	number := fs.String("number", "", "the business number's id, when the server serves several")
+	pos, err := parseArgs(fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("campaign %s: expected one campaign id", action)
+	}
+	c, err := newCampaignClient(*server, *number)
+	if err != nil {
+		return err
+	}
+	var st campaignStatus
+	code, err := c.do(ctx, "POST", "/api/campaigns/"+url.PathEscape(pos[0])+"/"+action, nil, "", nil, &st)
+	switch {
+	case code == http.StatusNotFound:
+		fmt.Fprintf(stderr, "campaign %s: no campaign %q on %s\n", action, pos[0], c.server)
+		return &exitError{code: 1}
+	case code == http.StatusConflict:
+		fmt.Fprintf(stderr, "campaign %s: %v\n", action, err)
+		return &exitError{code: 1}
+	case err != nil:
+		return fmt.Errorf("campaign %s: %w", action, err)
+	}
+	fmt.Fprintf(stdout, "campaign %s is %s\n", st.ID, st.State)
+	printCampaign(stdout, &st)
+	return nil
 }
 
 // progressLine is a bar with the counts and the rate.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,6 +49,73 @@ func TestCampaignStartAndStatus(t *testing.T) {
 	t.Setenv("FLOWBOT_API_TOKEN", "")
 	if code := Main(context.Background(), []string{"campaign", "status", "--server", "http://" + addr, id[1]}, nil, bad, bad); code != 2 || !strings.Contains(bad.String(), "FLOWBOT_API_TOKEN") {
 		t.Fatalf("without the token: exit %d:\n%s", code, bad)
+	}
+	stop(t, stderr, cancel, done)
+}
+
+// The progress watcher outlives a restart of the server (it waits, says
+// so, and goes on); list, pause, resume and cancel work from the command
+// line.
+func TestCampaignCommandsAndARestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts serve")
+	}
+	data := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	stdout, stderr, cancel, done := serveWithTokenOn(t, "../../examples/shop", "tok3n", data, "--addr", addr)
+	defer cancel()
+	serving(t, stdout)
+	audience := filepath.Join(t.TempDir(), "a.csv")
+	os.WriteFile(audience, []byte("id,name,product,slug\n15550002001,Ana,Apron,apron\n15550002002,Bo,Apron,apron\n15550002003,Cy,Apron,apron\n15550002004,Di,Apron,apron\n"), 0o644)
+	server := "http://" + addr
+
+	out := newSyncBuffer()
+	watched := make(chan int)
+	go func() {
+		watched <- Main(context.Background(), []string{"campaign", "start", "--server", server, "--flow", "back_in_stock", "--contacts", audience, "--rate", "2", "--every", "20ms"}, nil, out, out)
+	}()
+	out.waitMatch(t, regexp.MustCompile(`\] [1-3]/4 started`))
+	stop(t, stderr, cancel, done) // the server goes away mid-campaign
+	out.waitMatch(t, regexp.MustCompile(`waiting for the server`))
+	stdout, stderr, cancel, done = serveWithTokenOn(t, "../../examples/shop", "tok3n", data, "--addr", addr)
+	defer cancel()
+	serving(t, stdout)
+	if code := <-watched; code != 0 || !strings.Contains(out.String(), "the server answers again") || !strings.Contains(out.String(), "started   4") {
+		t.Fatalf("the watcher across a restart exited %d:\n%s", code, out)
+	}
+
+	// Another, paused, resumed, cancelled.
+	var id string
+	second := newSyncBuffer()
+	go Main(context.Background(), []string{"campaign", "start", "--server", server, "--flow", "back_in_stock", "--name", "second", "--contacts", audience, "--rate", "1", "--every", "20ms"}, nil, second, second)
+	id = second.waitMatch(t, regexp.MustCompile(`campaign (cmp_[0-9a-f]+)`))[1]
+	run := func(args ...string) (int, string) {
+		b := newSyncBuffer()
+		code := Main(context.Background(), append([]string{"campaign"}, args...), nil, b, b)
+		return code, b.String()
+	}
+	if code, o := run("pause", "--server", server, id); code != 0 || !strings.Contains(o, "is paused") || !strings.Contains(o, "rate      0/s") {
+		t.Fatalf("pause: %d\n%s", code, o)
+	}
+	if code, o := run("list", "--server", server); code != 0 || !strings.Contains(o, id) || !strings.Contains(o, "paused") || !strings.Contains(o, "done") {
+		t.Fatalf("list: %d\n%s", code, o)
+	}
+	if code, o := run("resume", "--server", server, id); code != 0 || !strings.Contains(o, "is running") {
+		t.Fatalf("resume: %d\n%s", code, o)
+	}
+	if code, o := run("cancel", "--server", server, id); code != 0 || !strings.Contains(o, "is cancelled") {
+		t.Fatalf("cancel: %d\n%s", code, o)
+	}
+	if code, o := run("resume", "--server", server, id); code != 1 || !strings.Contains(o, "cancelled") {
+		t.Fatalf("resuming a cancelled campaign: %d\n%s", code, o)
+	}
+	if code, _ := run("pause", "--server", server, "cmp_nope"); code != 1 {
+		t.Fatalf("pausing an unknown campaign: %d", code)
 	}
 	stop(t, stderr, cancel, done)
 }

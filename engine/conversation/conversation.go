@@ -186,6 +186,7 @@ const (
 // outcome in the record. A refusal changes nothing else.
 func (k *Keeper) applyCommand(ctx context.Context, st *Record, key string, cmd *Command) {
 	var err error
+	var res *engine.Result
 	skipped := ""
 	switch cmd.Kind {
 	case CommandStart:
@@ -193,17 +194,22 @@ func (k *Keeper) applyCommand(ctx context.Context, st *Record, key string, cmd *
 			skipped, err = k.startCampaign(ctx, st, cmd)
 			break
 		}
-		_, err = k.start(ctx, st, cmd)
+		res, err = k.start(ctx, st, cmd)
 	case CommandRelease:
-		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
+		res, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
 	case CommandAgent:
-		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputAgent, Agent: cmd.Message, Forced: cmd.Forced})
+		res, err = k.handle(ctx, st, engine.Input{Kind: engine.InputAgent, Agent: cmd.Message, Forced: cmd.Forced})
 	case CommandPreference:
 		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputPreference, Preference: cmd.Preference})
 	default:
 		err = fmt.Errorf("unknown command %q", cmd.Kind)
 	}
 	o := Outcome{Key: key, Refused: skipped}
+	if err == nil && res != nil {
+		for _, m := range res.Outbound {
+			o.Messages = append(o.Messages, m.ID)
+		}
+	}
 	if err != nil {
 		o.Error = err.Error()
 		switch {

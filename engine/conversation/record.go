@@ -178,6 +178,10 @@ type Outcome struct {
 	Key     string `json:"key" bson:"key"`
 	Refused string `json:"refused,omitempty" bson:"refused,omitempty"`
 	Error   string `json:"error,omitempty" bson:"error,omitempty"`
+	// Messages are the ids of the messages the command committed (an
+	// agent's message, a flow's first messages), whose delivery statuses
+	// the caller can follow.
+	Messages []string `json:"messages,omitempty" bson:"messages,omitempty"`
 }
 
 // AddOutcome remembers a command's outcome, keeping the last

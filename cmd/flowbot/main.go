@@ -47,6 +47,10 @@ Usage:
   flowbot campaign start --server URL --flow F --contacts FILE.csv [--rate N] [--name N]
                                                      start a campaign on a running server, with its progress
   flowbot campaign status --server URL ID            a campaign's progress and results
+  flowbot campaign list|pause|resume|cancel --server URL [ID]   the campaigns, and what to do with one
+  flowbot fakegraph [--addr 127.0.0.1:8090]          a fake Graph API that prints what would be sent
+  flowbot webhook sample KIND [--from WA_ID]         a webhook WhatsApp would send (text, button, list, ...)
+  flowbot webhook sign [--post URL] FILE|-           sign a webhook with the app secret, or post it signed
   flowbot version                  print the version
 
 Run 'flowbot run -h' for the dry run's flags.
@@ -100,6 +104,10 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdTemplates(ctx, rest, stdout, stderr)
 	case "campaign":
 		return cmdCampaign(ctx, rest, stdout, stderr)
+	case "fakegraph":
+		return cmdFakeGraph(ctx, rest, stdout, stderr)
+	case "webhook":
+		return cmdWebhook(ctx, rest, stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "flowbot "+version)
 		return nil

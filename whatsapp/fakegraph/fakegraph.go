@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -151,6 +152,15 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) {
 func New(token string) *Server {
 	s := &Server{Token: token}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.handle))
+	return s
+}
+
+// Listen starts a fake Graph API on the listener (for `flowbot
+// fakegraph`, at an address a server is told to use).
+func Listen(ln net.Listener, token string) *Server {
+	s := &Server{Token: token}
+	s.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.handle)}}
+	s.Server.Start()
 	return s
 }
 

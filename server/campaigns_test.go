@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -654,3 +657,41 @@ func TestUploadLimits(t *testing.T) {
 		}
 	}
 }
+
+// A stop of the memory store names what it loses, at WARN: the running
+// and paused campaigns, and the contacts in a handoff.
+func TestMemoryStopNamesWhatItLoses(t *testing.T) {
+	var logs syncLog
+	r := newRig(t, "../examples/shop", wallTime, func(c *server.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 1, "contacts": restock("1555040", 30)})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	id := created["id"].(string)
+	r.api("POST", "/api/campaigns/"+id+"/pause", apiToken, nil)
+	st := conversation.NewRecord("15550009001")
+	st.Handoff = &engine.HandoffState{Queue: "support", Since: time.Now()}
+	if err := r.store.Save(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "campaign="+id) || !strings.Contains(out, "name=restock") || !strings.Contains(out, "15550009001") {
+		t.Fatalf("the stop did not name what it loses:\n%s", out)
+	}
+}
+
+// syncLog is a log sink safe for the server's goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -452,6 +453,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.deliverer.Stop()
 	s.beat.Stop()
 	s.leaveID()
+	s.reportVolatile()
 	if werr != nil {
 		s.reportLeft(left)
 		if err == nil {
@@ -464,6 +466,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Volatile is a store that keeps nothing across a restart (the memory
 // store).
 type Volatile interface{ Volatile() bool }
+
+// reportVolatile names, at a stop of the memory store, the running
+// campaigns and the open handoffs it is about to lose.
+func (s *Server) reportVolatile() {
+	if v, ok := s.store.(Volatile); !ok || !v.Volatile() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if list, err := s.store.ListCampaigns(ctx); err == nil {
+		for _, c := range list {
+			if c.State == store.CampaignRunning || c.State == store.CampaignPaused {
+				n, _ := s.store.Counts(ctx, c.ID)
+				s.log.Warn("shutdown: this campaign is LOST with the memory store (--memory): its contacts not started yet are never started", "campaign", c.ID, "name", c.Name, "state", c.State,
+					"started", n.Started, "total", c.Total)
+			}
+		}
+	}
+	yes := true
+	page, err := s.store.ListContacts(ctx, store.ContactFilter{Handoff: &yes, Limit: 100})
+	if err == nil && len(page.States) > 0 {
+		ids := make([]string, 0, len(page.States))
+		for _, st := range page.States {
+			ids = append(ids, st.Contact.ID)
+		}
+		more := ""
+		if page.Next != "" {
+			more = " (and more)"
+		}
+		s.log.Warn("shutdown: these contacts' handoffs are LOST with the memory store (--memory): after a restart the bot answers them again"+more, "contacts", strings.Join(ids, ","))
+	}
+}
 
 // reportLeft says what a shutdown cut short leaves behind, and what
 // becomes of it.

@@ -695,3 +695,34 @@ type syncLog struct {
 
 func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
 func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// A pause and a resume are logged at INFO in words, never as a batch
+// taken over or stopped.
+func TestPauseAndResumeLogInWords(t *testing.T) {
+	var logs syncLog
+	r := newRig(t, "../examples/shop", wallTime, func(c *server.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 20, "contacts": restock("1555050", 12)})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	id := created["id"].(string)
+	r.waitSent(2)
+	if code, v := r.api("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 || v["state"] != "paused" {
+		t.Fatalf("pause: %d %v", code, v)
+	}
+	r.api("POST", "/api/campaigns/"+id+"/resume", apiToken, nil)
+	r.campaignDone(id)
+	out := logs.String()
+	for _, want := range []string{"campaign paused: nobody more is started", "campaign resumed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log does not say %q:\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{"took over a batch", "a batch stopped"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("a pause or a resume logged %q:\n%s", unwanted, out)
+		}
+	}
+}

@@ -92,7 +92,10 @@ type UserSpec struct {
 	Form      map[string]any `yaml:"form"`
 	FlowToken string         `yaml:"flow_token"`
 	Referral  *ReferralSpec  `yaml:"referral"`
-	isText    bool
+	// ID is the message's WhatsApp id (wamid): the same id twice is one
+	// message, applied once, as serve does with a redelivered webhook.
+	ID     string `yaml:"id"`
+	isText bool
 }
 
 // ReferralSpec is the ad or Page button a test message came from.

@@ -97,7 +97,7 @@ func (k *Keeper) Apply(ctx context.Context, st *Record, items []Item, isNew bool
 				f := map[string]any{"message": messageView(it.Message), "handoff": map[string]any{"queue": st.Handoff.Queue, "since": st.Handoff.Since.UTC()}}
 				k.emit(st, EventMessageReceived, f)
 			}
-			_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputInbound, Message: it.Message})
+			_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputInbound, Message: it.Message, ForceFlow: it.ForceFlow, Vars: it.ForceVars})
 		case ItemStatus:
 			if it.Status == nil {
 				err = errors.New("a status update without its status")
@@ -245,7 +245,7 @@ func (k *Keeper) start(ctx context.Context, st *Record, cmd *Command) (*engine.R
 	if cmd.Language != "" {
 		st.Contact.Language = cmd.Language
 	}
-	res, err := k.handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: cmd.Flow, Vars: vars})
+	res, err := k.handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: cmd.Flow, Step: cmd.Step, Vars: vars})
 	if err != nil {
 		st.Contact.Name, st.Contact.Language = name, lang
 	}

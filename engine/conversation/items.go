@@ -28,8 +28,11 @@ const (
 
 // Command is an API command for a contact.
 type Command struct {
-	Kind     CommandKind    `json:"kind" bson:"kind"`
-	Flow     string         `json:"flow,omitempty" bson:"flow,omitempty"`
+	Kind CommandKind `json:"kind" bson:"kind"`
+	Flow string      `json:"flow,omitempty" bson:"flow,omitempty"`
+	// Step starts the flow at this step instead of its start (dry runs'
+	// and tests' `at:`).
+	Step     string         `json:"step,omitempty" bson:"step,omitempty"`
 	Vars     map[string]any `json:"vars,omitempty" bson:"vars,omitempty"`
 	Name     string         `json:"name,omitempty" bson:"name,omitempty"`
 	Language string         `json:"language,omitempty" bson:"language,omitempty"`
@@ -77,6 +80,11 @@ type Item struct {
 	Message   *engine.Inbound `json:"message,omitempty" bson:"message,omitempty"`
 	Status    *StatusUpdate   `json:"status,omitempty" bson:"status,omitempty"`
 	Command   *Command        `json:"command,omitempty" bson:"command,omitempty"`
+	// ForceFlow starts this flow, with ForceVars, on a message to a
+	// contact in no flow: dry runs' and tests' --flow (webhooks never set
+	// it).
+	ForceFlow string         `json:"force_flow,omitempty" bson:"force_flow,omitempty"`
+	ForceVars map[string]any `json:"force_vars,omitempty" bson:"force_vars,omitempty"`
 }
 
 // StatusUpdate is a delivery status from WhatsApp.

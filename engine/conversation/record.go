@@ -184,6 +184,31 @@ type Outcome struct {
 	Messages []string `json:"messages,omitempty" bson:"messages,omitempty"`
 }
 
+// Err is the command's refusal as the engine's error (errors.Is finds
+// the engine's sentinel: ErrWindowClosed, ErrNotInHandoff ...); nil when
+// it was applied.
+func (o Outcome) Err() error {
+	if o.Refused == "" {
+		return nil
+	}
+	is := map[string]error{RefusedInHandoff: engine.ErrInHandoff, RefusedNotInHandoff: engine.ErrNotInHandoff, RefusedBadVars: engine.ErrBadVars,
+		RefusedUnknownFlow: engine.ErrUnknownFlow, RefusedWindowClosed: engine.ErrWindowClosed, RefusedOptedOut: engine.ErrOptedOut,
+		RefusedTemplateUnavailable: engine.ErrTemplateUnavailable}[o.Refused]
+	msg := o.Error
+	if msg == "" {
+		msg = o.Refused
+	}
+	return &refusal{is: is, msg: msg}
+}
+
+type refusal struct {
+	is  error
+	msg string
+}
+
+func (r *refusal) Error() string { return r.msg }
+func (r *refusal) Unwrap() error { return r.is }
+
 // AddOutcome remembers a command's outcome, keeping the last
 // ProcessedLimit.
 func (s *Record) AddOutcome(o Outcome) {

@@ -97,29 +97,35 @@ func (s *Session) Update(ctx context.Context, f func(*conversation.Record)) erro
 	return s.Store.Save(ctx, st)
 }
 
-// apply changes the record with f, sends what it committed, and saves
-// it, as a production worker does.
-func (s *Session) apply(ctx context.Context, f func(*conversation.Record) error) error {
+// apply applies items to the contact's record as a production worker
+// does (conversation.Keeper.Apply: each once, by its key; due timers
+// fired), sends what it committed, and saves it. The result gathers what
+// each event produced.
+func (s *Session) apply(ctx context.Context, items ...conversation.Item) (*engine.Result, error) {
 	st, err := s.State(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.results = s.results[:0]
-	if err := f(st); err != nil {
-		return err
+	if _, errs := s.keeper.Apply(ctx, st, items, false); len(errs) > 0 {
+		return nil, errs[0]
 	}
 	if err := s.send(ctx, st); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.Store.Save(ctx, st); err != nil {
-		return err
+		return nil, err
 	}
-	if s.OnResult != nil {
-		for _, r := range s.results {
+	merged := &engine.Result{}
+	for _, r := range s.results {
+		merged.Outbound = append(merged.Outbound, r.res.Outbound...)
+		merged.Events = append(merged.Events, r.res.Events...)
+		merged.Records = append(merged.Records, r.res.Records...)
+		if s.OnResult != nil {
 			s.OnResult(r.ev, r.at, r.res)
 		}
 	}
-	return nil
+	return merged, nil
 }
 
 // send hands the outbox to a WhatsApp that accepts every message.
@@ -137,18 +143,30 @@ func (s *Session) send(ctx context.Context, st *conversation.Record) error {
 	return nil
 }
 
-// handle runs one engine event on the record.
-func (s *Session) handle(ctx context.Context, ev engine.Input) (*engine.Result, error) {
-	var res *engine.Result
-	err := s.apply(ctx, func(st *conversation.Record) error {
-		var err error
-		res, err = s.keeper.Handle(ctx, st, ev)
-		return err
-	})
-	return res, err
+// command applies a command as the API's commands are applied: queued
+// under a key of its own, its refusal an error.
+func (s *Session) command(ctx context.Context, cmd conversation.Command) (*engine.Result, error) {
+	s.seq++
+	key := fmt.Sprintf("cmd:dryrun:%d", s.seq)
+	res, err := s.apply(ctx, conversation.Item{Key: key, Contact: s.Contact, Kind: conversation.ItemCommand, Timestamp: s.Now, Received: s.Now, Command: &cmd})
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if o, ok := st.OutcomeOf(key); ok {
+		if err := o.Err(); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
 
-// Say sends a message from the contact at the current virtual time.
+// Say sends a message from the contact at the current virtual time, as a
+// webhook's message: by its id (WhatsApp's, or one made here), so that the
+// same message twice is applied once.
 func (s *Session) Say(ctx context.Context, in engine.Inbound) (*engine.Result, error) {
 	s.seq++
 	if in.ID == "" {
@@ -158,7 +176,8 @@ func (s *Session) Say(ctx context.Context, in engine.Inbound) (*engine.Result, e
 	if in.Type == "" {
 		in.Type = "text"
 	}
-	return s.handle(ctx, engine.Input{Kind: engine.InputInbound, Message: &in, ForceFlow: s.ForceFlow, Vars: s.ForceVars})
+	return s.apply(ctx, conversation.Item{Key: in.ID, Contact: s.Contact, Kind: conversation.ItemMessage, Timestamp: s.Now, Received: s.Now,
+		Message: &in, ForceFlow: s.ForceFlow, ForceVars: s.ForceVars})
 }
 
 // Tap builds the contact's tap on a choice: a reply button or list row
@@ -245,37 +264,42 @@ func (s *Session) Offered() []engine.Choice {
 	return nil
 }
 
-// Start starts a flow from outside (business-initiated).
+// Start starts a flow from outside (business-initiated), as the API's
+// start does.
 func (s *Session) Start(ctx context.Context, flow, step string, vars map[string]any) (*engine.Result, error) {
-	return s.handle(ctx, engine.Input{Kind: engine.InputStart, Flow: flow, Step: step, Vars: vars})
+	return s.command(ctx, conversation.Command{Kind: conversation.CommandStart, Flow: flow, Step: step, Vars: vars})
 }
 
 // Preference applies the contact stopping ("stop") or resuming
 // ("resume") marketing messages, as WhatsApp's user_preferences reports.
 func (s *Session) Preference(ctx context.Context, value string) (*engine.Result, error) {
-	return s.handle(ctx, engine.Input{Kind: engine.InputPreference, Preference: value})
+	return s.command(ctx, conversation.Command{Kind: conversation.CommandPreference, Preference: value})
 }
 
 // Release ends a handoff, as an agent would.
 func (s *Session) Release(ctx context.Context) (*engine.Result, error) {
-	return s.handle(ctx, engine.Input{Kind: engine.InputRelease})
+	return s.command(ctx, conversation.Command{Kind: conversation.CommandRelease})
 }
 
 // Agent sends an agent's message as `POST /api/contacts/{id}/messages`
 // does: free-form only while the window is open (engine.ErrWindowClosed
 // otherwise), templates unless the contact opted out.
 func (s *Session) Agent(ctx context.Context, m actions.Message) (*engine.Result, error) {
-	return s.handle(ctx, engine.Input{Kind: engine.InputAgent, Agent: &m})
+	st, err := s.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.command(ctx, conversation.Command{Kind: conversation.CommandAgent, Message: &m, Forced: st.Handoff == nil})
 }
 
 // Fail reports WhatsApp refusing an outbound message with a code: a
 // failed delivery status for it, as production receives one.
 func (s *Session) Fail(ctx context.Context, o engine.Outbound, code int) error {
-	return s.apply(ctx, func(st *conversation.Record) error {
-		su := &conversation.StatusUpdate{WAMID: "wamid.dryrun." + o.ID, Outbound: o.ID, Status: "failed", Timestamp: s.Now,
-			ErrorCode: code, Error: fmt.Sprintf("error %d", code), WindowClosed: whatsapp.Classify(code, 400) == whatsapp.WindowClosed}
-		return s.keeper.ApplyStatus(ctx, st, su)
-	})
+	wamid := "wamid.dryrun." + o.ID
+	su := &conversation.StatusUpdate{WAMID: wamid, Outbound: o.ID, Status: "failed", Timestamp: s.Now,
+		ErrorCode: code, Error: fmt.Sprintf("error %d", code), WindowClosed: whatsapp.Classify(code, 400) == whatsapp.WindowClosed}
+	_, err := s.apply(ctx, conversation.Item{Key: "status:" + wamid + ":failed", Contact: s.Contact, Kind: conversation.ItemStatus, Timestamp: s.Now, Received: s.Now, Status: su})
+	return err
 }
 
 // Advance moves the virtual clock on by d, firing the timers that fall due
@@ -296,7 +320,7 @@ func (s *Session) Advance(ctx context.Context, d time.Duration) error {
 		if t.Due.After(s.Now) {
 			s.Now = t.Due
 		}
-		if _, err := s.handle(ctx, engine.Input{Kind: engine.InputTimer, TimerID: t.ID}); err != nil {
+		if _, err := s.apply(ctx); err != nil { // the timers due now fire
 			return err
 		}
 	}

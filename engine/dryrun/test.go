@@ -176,6 +176,7 @@ func UserMessage(s *Session, u *flows.UserSpec) engine.Inbound {
 	if u.Text != "" {
 		in.Text = u.Text
 	}
+	in.ID = u.ID
 	if u.Type != "" {
 		in.Type = u.Type
 	}

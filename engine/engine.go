@@ -622,13 +622,9 @@ var PassiveTypes = map[string]bool{
 	"call_permission_reply": true,
 }
 
-// orEmpty is a list, never nil (an expression reads [] for none).
-func orEmpty(l []any) []any {
-	if l == nil {
-		return []any{}
-	}
-	return l
-}
+// noContacts is message.contacts for a message that shares none: [],
+// never nil, and never allocated.
+var noContacts = []any{}
 
 func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 	st := c.st
@@ -661,7 +657,10 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 		m.Form, _ = flows.NormalizeJSON(m.Form).(map[string]any)
 	}
 	c.env.Message = flows.MessageEnv{ID: m.ID, Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location, Form: m.Form, Referral: m.Referral, Order: m.Order,
-		Context: m.Context, Contacts: flows.NormalizeJSON(orEmpty(m.Contacts)).([]any)}
+		Context: m.Context, Contacts: noContacts}
+	if len(m.Contacts) > 0 {
+		c.env.Message.Contacts = flows.NormalizeJSON(m.Contacts).([]any)
+	}
 	c.event(MsgReceived{c.header(), m, c.e.opts.Trace})
 
 	word := strings.ToLower(strings.TrimSpace(m.Text))

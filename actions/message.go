@@ -140,18 +140,17 @@ type TemplateButton struct {
 }
 
 // RenderTemplate fills a template send in for a contact: the language is
-// the send's own, else the contact's when the template has it approved,
-// else the bot's default.
+// the send's own, else the one the template has for the contact's
+// language (flows.Template.LanguageFor: exact, base, the base's one
+// variant), else the bot's default.
 func RenderTemplate(c Conversation, ts *flows.TemplateSend) Message {
 	defaultLang := c.DefaultLanguage()
 	t := ts.Template
 	lang := ts.Language
 	if lang == "" {
 		lang = defaultLang
-		if cl := c.Env().Contact.Language; cl != "" && t != nil {
-			if tl := t.Languages[cl]; tl != nil && tl.Status == "APPROVED" {
-				lang = cl
-			}
+		if t != nil {
+			lang, _ = t.LanguageFor(c.Env().Contact.Language, defaultLang)
 		}
 	}
 	tm := &TemplateMessage{Name: ts.Name, Language: lang}

@@ -37,10 +37,7 @@ var _ Action = (*Template)(nil)
 // way. The error says what is missing, in the agent's terms.
 func AgentTemplate(t *flows.Template, lang, contactLang, defaultLang string, params []string, named map[string]string, buttons []string) (Message, error) {
 	if lang == "" {
-		lang = defaultLang
-		if tl := t.Languages[contactLang]; contactLang != "" && tl != nil && tl.Status == "APPROVED" {
-			lang = contactLang
-		}
+		lang, _ = t.LanguageFor(contactLang, defaultLang)
 	}
 	tl := t.Languages[lang]
 	if tl == nil {

@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"strings"
 	"time"
 )
 
@@ -382,4 +383,38 @@ type LocationHeader struct {
 type NamedParam struct {
 	Name  string
 	Value *Text
+}
+
+// LanguageFor is the language a template goes out in for a contact who
+// reads lang, as a text's is picked (FLOW_SPEC.md sections 4 and 8.3): an
+// approved entry in lang itself, else in its base (es_MX → es), else the
+// one approved entry of that base's family (es → es_AR, when it is the
+// only es_*), else def, the bot's default. ok is false when it fell to
+// def.
+func (t *Template) LanguageFor(lang, def string) (chosen string, ok bool) {
+	approved := func(l string) bool {
+		tl := t.Languages[l]
+		return tl != nil && (tl.Status == "" || tl.Status == "APPROVED")
+	}
+	if lang == "" {
+		return def, false
+	}
+	lang = strings.ReplaceAll(lang, "-", "_")
+	if approved(lang) {
+		return lang, true
+	}
+	base, _, _ := strings.Cut(lang, "_")
+	if approved(base) {
+		return base, true
+	}
+	var family []string
+	for l := range t.Languages {
+		if strings.HasPrefix(l, base+"_") && approved(l) {
+			family = append(family, l)
+		}
+	}
+	if len(family) == 1 {
+		return family[0], true
+	}
+	return def, false
 }

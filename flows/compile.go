@@ -379,6 +379,9 @@ func (c *compiler) compileTemplates(d *decoder, tf *TemplatesFile) {
 		if !namedParamRe.MatchString(ts.Name.Name) {
 			r.errorf(ts.Name.At, "template name %q: WhatsApp template names are lowercase letters, digits and underscores", ts.Name.Name)
 		}
+		if strings.Contains(ts.Language, "-") {
+			r.errorf(ts.At, "template %q: language %q: WhatsApp writes languages with an underscore (did you mean %s?)", ts.Name.Name, ts.Language, strings.ReplaceAll(ts.Language, "-", "_"))
+		}
 		tl := &TemplateLang{Language: ts.Language, At: ts.At, Body: ts.Body.Text}
 		cat := strings.ToUpper(ts.Category)
 		switch {
@@ -1323,6 +1326,16 @@ func (fc *flowCompiler) templateSend(ref Ref, ps *ParamsSpec, lang string, hs *H
 			continue
 		}
 		fc.checkParams(ref, ps, ts, tl)
+	}
+	if lang == "" {
+		// The send follows the contact's language: each language the bot
+		// writes in should find a version (its own, its base's, its
+		// base's one variant), else its readers get the default's.
+		for _, l := range fc.bot.Settings.Languages {
+			if _, ok := t.LanguageFor(l, want); !ok && l != want {
+				r.warnf(ref.At, "template %q has no version for %s, one of the bot's languages: contacts reading %s get it in %s (add a %s entry to templates.yaml)", ref.Name, l, l, want, l)
+			}
+		}
 	}
 	return ts
 }

@@ -17,6 +17,10 @@ import (
 // walk reads their `yaml` tags, and a `flowbot:"required"` tag marks a key
 // that must be present.
 
+// nullTaker is a type for which null is a value (none), not a key left
+// out.
+type nullTaker interface{ takesNull() }
+
 // nodeDecoder is implemented by spec types whose YAML has more than one
 // shape (a string or a list, a list or a map ...).
 type nodeDecoder interface {
@@ -78,6 +82,7 @@ func truncate(s string, n int) string {
 var (
 	posType        = reflect.TypeOf(Pos{})
 	nodeDecoderTyp = reflect.TypeOf((*nodeDecoder)(nil)).Elem()
+	nullTakerTyp   = reflect.TypeOf((*nullTaker)(nil)).Elem()
 	yamlNodePtrTyp = reflect.TypeOf((*yaml.Node)(nil))
 )
 
@@ -97,8 +102,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value) {
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
-		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-			return
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" && !v.Type().Implements(nullTakerTyp) {
+			return // absent, as if not written
 		}
 		p := reflect.New(v.Type().Elem())
 		d.decode(n, p.Elem())

@@ -194,6 +194,10 @@ type NullableRef struct {
 	Null bool
 }
 
+// takesNull says that a null is a value of its own here ("none"), not
+// the key left out.
+func (*NullableRef) takesNull() {}
+
 func (r *NullableRef) decodeNode(d *decoder, n *yaml.Node) {
 	r.At = posOf(n)
 	if n.Kind != yaml.ScalarNode {

@@ -401,7 +401,8 @@ type conv struct {
 
 func (c *conv) fillEnv() {
 	st := c.st
-	c.env.Contact = flows.ContactEnv{ID: st.Contact.ID, Name: st.Contact.Name, Language: st.Contact.Language, OptedOut: st.Contact.OptedOut,
+	lang, _ := st.Contact.LanguageIn(&c.e.bot.Settings)
+	c.env.Contact = flows.ContactEnv{ID: st.Contact.ID, Name: st.Contact.Name, Language: lang, OptedOut: st.Contact.OptedOut,
 		MarketingOptedOut: st.Contact.MarketingOptedOut, Fields: c.fields()}
 	c.env.Vars = st.Vars
 	c.env.Now = c.now
@@ -563,7 +564,7 @@ func (c *conv) SetVar(name string, v any) bool {
 			c.Fail(fmt.Errorf("cannot set contact.language to %s: a language is text, like \"es\"", flows.KindOf(v)))
 			return false
 		}
-		c.st.Contact.Language, c.env.Contact.Language = lang, lang
+		c.st.Contact.Language, c.st.Contact.LanguageFrom, c.env.Contact.Language = lang, flows.LanguageFromFlow, lang
 		return true
 	}
 	if c.st.Vars == nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/engine/dryrun"
 )
 
 // A template goes out in the contact's language as a text is picked:
@@ -42,5 +43,72 @@ steps:
 		if got != want {
 			t.Errorf("a contact reading %q got the template in %q, want %q", lang, got, want)
 		}
+	}
+}
+
+// A contact's language when WhatsApp sends none (FLOW_SPEC 9.4): the
+// one a flow set, else the one a start gave, else the one of their
+// number's country code (the longest that matches), else the first of
+// languages:.
+func TestContactLanguageByCountry(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flowbot.yaml": `
+languages: [en, pt_BR, pt_PT]
+language_by_country: { "55": pt_BR, "351": pt_PT, "1": en }
+`, "flows/main.yaml": `
+flow: main
+start: a
+triggers: [{ keyword: go }, { keyword: vai }]
+steps:
+  a:
+    say: { en: "hello", pt_BR: "oi", pt_PT: "olá" }
+    on:
+      - if: message.text == "vai"
+        goto: choose
+    else: done
+  choose:
+    set: { contact.language: '"pt_PT"' }
+    goto: done
+  done:
+    end: true
+`})
+	ctx := context.Background()
+	for _, tc := range []struct{ id, text, want, from string }{
+		{"5511999990000", "go", "oi", "country"},
+		{"351912345678", "go", "olá", "country"},
+		{"15550001111", "go", "hello", "country"},
+		{"4915112345678", "go", "hello", "default"},
+		{"US.13491208655302741918", "go", "hello", "default"},
+	} {
+		s, err := dryrun.NewSession(ctx, engine.New(bot, engine.Options{}), engine.Contact{ID: tc.id}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := say(t, s, tc.text)
+		if got := texts(res); len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: %q, want %q", tc.id, got, tc.want)
+		}
+		st, _ := s.State(ctx)
+		if _, from := st.Contact.LanguageIn(&bot.Settings); from != tc.from {
+			t.Errorf("%s: the language came from %q, want %q", tc.id, from, tc.from)
+		}
+	}
+	// A flow's choice beats the country, and a later start's language.
+	s, _ := dryrun.NewSession(ctx, engine.New(bot, engine.Options{}), engine.Contact{ID: "5511999990000"}, t0)
+	say(t, s, "vai")
+	if _, err := s.Command(ctx, conversation.Command{Kind: conversation.CommandStart, Flow: "main", Language: "en"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.State(ctx)
+	if lang, from := st.Contact.LanguageIn(&bot.Settings); lang != "pt_PT" || from != "flow" {
+		t.Errorf("after the flow chose pt_PT and a start said en: %s from %s", lang, from)
+	}
+	// A start's language beats the country.
+	s, _ = dryrun.NewSession(ctx, engine.New(bot, engine.Options{}), engine.Contact{ID: "5511999990001"}, t0)
+	if _, err := s.Command(ctx, conversation.Command{Kind: conversation.CommandStart, Flow: "main", Language: "pt_PT"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = s.State(ctx)
+	if lang, from := st.Contact.LanguageIn(&bot.Settings); lang != "pt_PT" || from != "start" {
+		t.Errorf("a start in pt_PT to a Brazilian number: %s from %s", lang, from)
 	}
 }

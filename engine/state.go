@@ -75,7 +75,10 @@ type Contact struct {
 	ID       string `json:"id"`
 	Name     string `json:"name,omitempty"`
 	Language string `json:"language,omitempty"`
-	OptedOut bool   `json:"opted_out,omitempty"`
+	// LanguageFrom says who set Language: a flow (flows.LanguageFromFlow)
+	// or the start that gave it (flows.LanguageFromStart).
+	LanguageFrom string `json:"language_from,omitempty"`
+	OptedOut     bool   `json:"opted_out,omitempty"`
 	// MarketingOptedOut: the contact stopped marketing messages in
 	// WhatsApp (a user_preferences event); MARKETING templates are not
 	// sent.
@@ -90,6 +93,16 @@ type Contact struct {
 	// flow (flowbot.yaml's contact_fields): they outlive flows, restarts
 	// and new versions of the bot.
 	Fields map[string]any `json:"fields,omitempty"`
+}
+
+// LanguageIn is the contact's language under the bot's settings, and
+// where it came from (flows.Config.ContactLanguage).
+func (c *Contact) LanguageIn(s *flows.Config) (lang, from string) {
+	wa := c.WaID
+	if wa == "" {
+		wa = c.ID
+	}
+	return s.ContactLanguage(c.Language, c.LanguageFrom, wa)
 }
 
 // Learn keeps what a webhook said of who the contact is.

@@ -45,6 +45,9 @@ type Config struct {
 	// Languages are the languages texts are written in, the default
 	// first (FLOW_SPEC.md 8.3).
 	Languages []string
+	// LanguageByCountry is a contact's language by the country calling
+	// code their wa_id starts with (FLOW_SPEC.md 9.4).
+	LanguageByCountry map[string]string
 	// ContactFields are what the bot remembers about a contact, with
 	// their defaults (FLOW_SPEC.md 8.1).
 	ContactFields []Var
@@ -417,4 +420,39 @@ func (t *Template) LanguageFor(lang, def string) (chosen string, ok bool) {
 		return family[0], true
 	}
 	return def, false
+}
+
+// Where a contact's language came from (FLOW_SPEC.md 9.4), in the order
+// they count.
+const (
+	LanguageFromFlow    = "flow"    // set: { contact.language: ... }
+	LanguageFromStart   = "start"   // an API start's or a campaign row's language
+	LanguageFromCountry = "country" // language_by_country, by the number's calling code
+	LanguageFromDefault = "default" // the first of languages:, else the default template language
+)
+
+// ContactLanguage is a contact's language and where it came from: the
+// one set (by a flow, or by the start that gave it: from), else the one
+// of their number's country calling code (the longest that matches),
+// else the bot's first language, else its default template language.
+func (s *Config) ContactLanguage(set, from, waID string) (lang, source string) {
+	if set != "" {
+		if from == "" {
+			from = LanguageFromFlow
+		}
+		return set, from
+	}
+	best := ""
+	for code := range s.LanguageByCountry {
+		if strings.HasPrefix(waID, code) && len(code) > len(best) {
+			best = code
+		}
+	}
+	if best != "" && IsDigits(waID) {
+		return s.LanguageByCountry[best], LanguageFromCountry
+	}
+	if len(s.Languages) > 0 {
+		return s.Languages[0], LanguageFromDefault
+	}
+	return s.Language, LanguageFromDefault
 }

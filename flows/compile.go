@@ -188,6 +188,19 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 		}
 		cfg.Languages = append(cfg.Languages, l)
 	}
+	for code, l := range s.LanguageByCountry {
+		switch {
+		case !IsDigits(code) || len(code) > 4:
+			r.errorf(s.At, "language_by_country: %q is not a country calling code (digits, like \"55\" or \"351\")", code)
+		case !langRe.MatchString(l) || strings.Contains(l, "-"):
+			r.errorf(s.At, "language_by_country: %q for %s: expected a code like en, es or pt_BR", l, code)
+		default:
+			if cfg.LanguageByCountry == nil {
+				cfg.LanguageByCountry = map[string]string{}
+			}
+			cfg.LanguageByCountry[code] = l
+		}
+	}
 	for _, e := range s.ContactFields {
 		switch {
 		case !identRe.MatchString(e.Key):

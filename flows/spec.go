@@ -328,6 +328,7 @@ type Settings struct {
 	HandoffReadReceipts bool            `yaml:"handoff_read_receipts" doc:"mark a contact's messages read (blue ticks, no typing indicator) while a person has the conversation (default false: nothing until the agent writes)"`
 	PhoneNumberID       string          `yaml:"phone_number_id" doc:"the WhatsApp business number this bot answers (its phone number id); webhooks for other numbers start nothing"`
 	NumberName          string          `yaml:"number_name" doc:"a name for the number in /metrics (number=\"support\"): lowercase letters, digits, _ and -, up to 32"`
+	LanguageByCountry   map[string]string `yaml:"language_by_country" doc:"a contact's language by their number's country calling code, when nothing else set it: {\"55\": pt_BR, \"351\": pt_PT}"`
 	Languages           *Strings        `yaml:"languages" doc:"the languages the texts are written in, the first the default: [en, es, pt_BR]; a text may then be {en: ..., es: ...}"`
 	ContactFields       OrderedMap[any] `yaml:"contact_fields" doc:"what the bot remembers about a contact, outside any flow: name: default (the default's type is the field's type); read as contact.fields.<name>"`
 }

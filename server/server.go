@@ -941,6 +941,7 @@ func (s *Server) view(st *conversation.Record) fiber.Map {
 		window["free_until"] = st.FreeUntil
 	}
 	currency := s.Engine().Bot().Settings.Pricing.Currency
+	lang, langFrom := st.Contact.LanguageIn(&s.Engine().Bot().Settings)
 	return fiber.Map{
 		"contact":        st.Contact,
 		"flow":           nullable(st.Flow),
@@ -954,6 +955,8 @@ func (s *Server) view(st *conversation.Record) fiber.Map {
 		"timers":         st.Timers,
 		"pending":        len(st.Outbox),
 		"held_until":     heldView(s.account.heldUntil(now), st, now),
+		"language":       lang,
+		"language_from":  langFrom,
 		"messages":       st.Recent,
 		"events":         st.Log,
 		"cost":           costView(st.Charges.Confirmed, currency),

@@ -796,6 +796,9 @@ func TestAdReferralOpensAFreeEntryPoint(t *testing.T) {
 		t.Fatalf("sent %s", sent[0].Raw)
 	}
 	code, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	if view["language_from"] != "default" || view["language"] == nil {
+		t.Fatalf("the contact's language and where it came from: %v %v", view["language"], view["language_from"])
+	}
 	window, _ := view["window"].(map[string]any)
 	if code != 200 || window["free_until"] != now.Add(72*time.Hour).UTC().Format(time.RFC3339) {
 		t.Fatalf("contact view %d, window %v, want free_until 72h after the answer", code, window)

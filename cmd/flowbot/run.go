@@ -384,7 +384,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 				fmt.Fprintln(stderr, "usage: /lang CODE, e.g. /lang es")
 				continue
 			}
-			if err := s.Update(ctx, func(st *conversation.Record) { st.Contact.Language = arg }); err != nil {
+			if err := s.Update(ctx, func(st *conversation.Record) { st.Contact.Language, st.Contact.LanguageFrom = arg, flows.LanguageFromFlow }); err != nil {
 				fmt.Fprintln(stderr, "error:", err)
 				continue
 			}
@@ -413,7 +413,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 				fmt.Fprintln(stderr, "error:", err)
 				continue
 			}
-			printState(stdout, st, s.Now)
+			printState(stdout, st, s.Now, &bot.Settings)
 		default:
 			fmt.Fprintf(stderr, "unknown command %s\n%s", cmd, chatHelp)
 		}
@@ -465,7 +465,7 @@ func describeOffered(offered []engine.Choice) string {
 }
 
 // printState shows the contact's state as YAML, to read at a glance.
-func printState(w io.Writer, st *conversation.Record, now time.Time) {
+func printState(w io.Writer, st *conversation.Record, now time.Time, settings *flows.Config) {
 	type timer struct {
 		Kind string `yaml:"kind"`
 		Due  string `yaml:"due"`
@@ -476,13 +476,16 @@ func printState(w io.Writer, st *conversation.Record, now time.Time) {
 		Waiting  string         `yaml:"waiting,omitempty"`
 		Vars     map[string]any `yaml:"vars"`
 		Fields   map[string]any `yaml:"contact_fields,omitempty"`
-		Language string         `yaml:"language,omitempty"`
+		Language string         `yaml:"language"`
 		Window   string         `yaml:"window"`
 		OptedOut bool           `yaml:"opted_out"`
 		Handoff  string         `yaml:"handoff,omitempty"`
 		Timers   []timer        `yaml:"timers,omitempty"`
 	}{Flow: orStr(st.Flow, "(none)"), Step: orStr(st.Step, "(none)"), Waiting: string(st.Waiting), Vars: st.Vars,
-		Fields: st.Contact.Fields, Language: st.Contact.Language, Window: windowText(st, now), OptedOut: st.Contact.OptedOut}
+		Fields: st.Contact.Fields, Window: windowText(st, now), OptedOut: st.Contact.OptedOut}
+	if lang, from := st.Contact.LanguageIn(settings); lang != "" {
+		view.Language = lang + " (" + languageFromText[from] + ")"
+	}
 	if st.Handoff != nil {
 		view.Handoff = st.Handoff.Queue
 	}
@@ -540,3 +543,7 @@ func runWeb(ctx context.Context, dir string, bot *flows.Bot, f runFlags, mocks [
 		return app.ShutdownWithTimeout(5 * time.Second)
 	}
 }
+
+// languageFromText says where a contact's language came from.
+var languageFromText = map[string]string{flows.LanguageFromFlow: "set by a flow, or /lang", flows.LanguageFromStart: "given by the start",
+	flows.LanguageFromCountry: "by the number's country code, language_by_country", flows.LanguageFromDefault: "the bot's default: nothing set it"}

@@ -242,12 +242,13 @@ func (k *Keeper) start(ctx context.Context, st *Record, cmd *Command) (*engine.R
 	if cmd.Name != "" {
 		st.Contact.Name = cmd.Name
 	}
-	if cmd.Language != "" {
-		st.Contact.Language = cmd.Language
+	from := st.Contact.LanguageFrom
+	if cmd.Language != "" && from != flows.LanguageFromFlow { // the contact's own choice stands
+		st.Contact.Language, st.Contact.LanguageFrom = cmd.Language, flows.LanguageFromStart
 	}
 	res, err := k.handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: cmd.Flow, Step: cmd.Step, Vars: vars})
 	if err != nil {
-		st.Contact.Name, st.Contact.Language = name, lang
+		st.Contact.Name, st.Contact.Language, st.Contact.LanguageFrom = name, lang, from
 	}
 	return res, err
 }

@@ -143,9 +143,9 @@ func (s *Session) send(ctx context.Context, st *conversation.Record) error {
 	return nil
 }
 
-// command applies a command as the API's commands are applied: queued
+// Command applies a command as the API's commands are applied: queued
 // under a key of its own, its refusal an error.
-func (s *Session) command(ctx context.Context, cmd conversation.Command) (*engine.Result, error) {
+func (s *Session) Command(ctx context.Context, cmd conversation.Command) (*engine.Result, error) {
 	s.seq++
 	key := fmt.Sprintf("cmd:dryrun:%d", s.seq)
 	res, err := s.apply(ctx, conversation.Item{Key: key, Contact: s.Contact, Kind: conversation.ItemCommand, Timestamp: s.Now, Received: s.Now, Command: &cmd})
@@ -267,18 +267,18 @@ func (s *Session) Offered() []engine.Choice {
 // Start starts a flow from outside (business-initiated), as the API's
 // start does.
 func (s *Session) Start(ctx context.Context, flow, step string, vars map[string]any) (*engine.Result, error) {
-	return s.command(ctx, conversation.Command{Kind: conversation.CommandStart, Flow: flow, Step: step, Vars: vars})
+	return s.Command(ctx, conversation.Command{Kind: conversation.CommandStart, Flow: flow, Step: step, Vars: vars})
 }
 
 // Preference applies the contact stopping ("stop") or resuming
 // ("resume") marketing messages, as WhatsApp's user_preferences reports.
 func (s *Session) Preference(ctx context.Context, value string) (*engine.Result, error) {
-	return s.command(ctx, conversation.Command{Kind: conversation.CommandPreference, Preference: value})
+	return s.Command(ctx, conversation.Command{Kind: conversation.CommandPreference, Preference: value})
 }
 
 // Release ends a handoff, as an agent would.
 func (s *Session) Release(ctx context.Context) (*engine.Result, error) {
-	return s.command(ctx, conversation.Command{Kind: conversation.CommandRelease})
+	return s.Command(ctx, conversation.Command{Kind: conversation.CommandRelease})
 }
 
 // Agent sends an agent's message as `POST /api/contacts/{id}/messages`
@@ -289,7 +289,7 @@ func (s *Session) Agent(ctx context.Context, m actions.Message) (*engine.Result,
 	if err != nil {
 		return nil, err
 	}
-	return s.command(ctx, conversation.Command{Kind: conversation.CommandAgent, Message: &m, Forced: st.Handoff == nil})
+	return s.Command(ctx, conversation.Command{Kind: conversation.CommandAgent, Message: &m, Forced: st.Handoff == nil})
 }
 
 // Fail reports WhatsApp refusing an outbound message with a code: a

@@ -659,6 +659,9 @@ func (c *conv) inbound(m *Inbound, force string, forceVars map[string]any) {
 	}
 	c.env.Message = flows.MessageEnv{ID: m.ID, Type: m.Type, Text: m.Text, Choice: m.Choice, Media: m.Media, Location: m.Location, Form: m.Form, Referral: m.Referral, Order: m.Order,
 		Context: m.Context, Contacts: noContacts}
+	if m.Choice != "" && m.Form == nil {
+		c.env.Message.Title = m.Text
+	}
 	if len(m.Contacts) > 0 {
 		c.env.Message.Contacts = flows.NormalizeJSON(m.Contacts).([]any)
 	}

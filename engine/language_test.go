@@ -112,3 +112,35 @@ steps:
 		t.Errorf("a start in pt_PT to a Brazilian number: %s from %s", lang, from)
 	}
 }
+
+// message.title is the tapped title, in the contact's language; save
+// keeps the id.
+func TestTappedTitle(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flowbot.yaml": "languages: [en, es]\n", "flows/main.yaml": `
+flow: main
+start: a
+triggers: [{ keyword: go }]
+vars: { picked: "" }
+steps:
+  a:
+    ask: { en: "Coffee or tea?", es: "¿Café o té?" }
+    buttons: [{ id: coffee, title: { en: "Coffee", es: "Café" } }, { id: tea, title: { en: "Tea", es: "Té" } }]
+    save: picked
+    goto: b
+  b:
+    say: "{{ vars.picked }} / {{ message.title }}"
+    end: true
+`})
+	s := newSession(t, bot, engine.Options{})
+	if err := s.Update(context.Background(), func(st *conversation.Record) { st.Contact.Language = "es" }); err != nil {
+		t.Fatal(err)
+	}
+	say(t, s, "go")
+	res, err := s.Say(context.Background(), s.Tap("coffee"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(res); len(got) != 1 || got[0] != "coffee / Café" {
+		t.Fatalf("got %q, want the id saved and the Spanish title", got)
+	}
+}

@@ -106,6 +106,9 @@ type MessageEnv struct {
 	Type     string      `expr:"type"`
 	Text     string      `expr:"text"`
 	Choice   string      `expr:"choice"`
+	// Title is the tapped button's or row's title, as the contact saw it
+	// (in their language); "" for a message that is no tap.
+	Title string `expr:"title"`
 	Media    MediaEnv    `expr:"media"`
 	Location LocationEnv `expr:"location"`
 	// Form is a WhatsApp Flow's answer (its response_json without the
@@ -629,7 +632,7 @@ var envTypeNames = strings.NewReplacer(
 
 var envFields = map[string][]string{
 	"contact":          {"id", "name", "language", "opted_out"},
-	"message":          {"id", "type", "text", "choice", "media", "location", "context", "contacts", "form", "referral", "order"},
+	"message":          {"id", "type", "text", "choice", "title", "media", "location", "context", "contacts", "form", "referral", "order"},
 	"window":           {"open", "expires_at", "left"},
 	"message.media":    {"id", "mime_type", "caption", "sha256", "voice", "filename"},
 	"message.location": {"latitude", "longitude", "name", "address"},

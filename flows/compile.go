@@ -802,8 +802,23 @@ func (fc *flowCompiler) checkTextLen(t *Text, limit int, what string) {
 	if t == nil {
 		return
 	}
-	if n, _ := literalLen(t); n > limit {
-		fc.r.errorf(t.At, "%s is %d characters, WhatsApp allows %d", what, n, limit)
+	checkLen(fc.r, t, limit, what)
+}
+
+// checkLen refuses a text longer than WhatsApp allows; for a text in
+// several languages, each too long one is named, at its own line, with
+// how much it is over.
+func checkLen(r reporter, t *Text, limit int, what string) {
+	if t.langs == nil {
+		if n, _ := literalLen(t); n > limit {
+			r.errorf(t.At, "%s is %d characters, WhatsApp allows %d (%d over)", what, n, limit, n-limit)
+		}
+		return
+	}
+	for _, l := range t.order {
+		if n, _ := literalLen(t.langs[l]); n > limit {
+			r.errorf(t.langs[l].At, "%s in %s is %d characters, WhatsApp allows %d (%d over)", what, l, n, limit, n-limit)
+		}
 	}
 }
 

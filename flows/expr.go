@@ -102,13 +102,13 @@ type ReferralEnv struct {
 // MessageEnv is `message`: the contact's message being handled.
 type MessageEnv struct {
 	// ID is WhatsApp's id of the message (wamid).
-	ID       string      `expr:"id"`
-	Type     string      `expr:"type"`
-	Text     string      `expr:"text"`
-	Choice   string      `expr:"choice"`
+	ID     string `expr:"id"`
+	Type   string `expr:"type"`
+	Text   string `expr:"text"`
+	Choice string `expr:"choice"`
 	// Title is the tapped button's or row's title, as the contact saw it
 	// (in their language); "" for a message that is no tap.
-	Title string `expr:"title"`
+	Title    string      `expr:"title"`
 	Media    MediaEnv    `expr:"media"`
 	Location LocationEnv `expr:"location"`
 	// Form is a WhatsApp Flow's answer (its response_json without the

@@ -314,23 +314,23 @@ func (h *HeaderSpec) decodeNode(d *decoder, n *yaml.Node) {
 // Settings is flowbot.yaml.
 type Settings struct {
 	At                  Pos
-	DefaultFlow         *Ref            `yaml:"default_flow" doc:"the flow a message that matches no trigger starts"`
-	Language            string          `yaml:"language" doc:"the default template language, e.g. en_US"`
-	Keywords            []KeywordSpec   `yaml:"keywords" doc:"global keywords: {match, goto} or {match, handoff, say}; they work in any step, in waits and handoffs too"`
-	Secrets             []string        `yaml:"secrets" doc:"environment variables the flows read as secrets.NAME; shown as *** in traces"`
-	OptOut              *Strings        `yaml:"opt_out" doc:"words that opt the contact out of templates (whole message, any case)"`
-	OptIn               *Strings        `yaml:"opt_in" doc:"words that opt the contact back in"`
-	OptOutReply         *Source         `yaml:"opt_out_reply" doc:"the confirmation sent on opt-out"`
-	OptInReply          *Source         `yaml:"opt_in_reply" doc:"the confirmation sent on opt-in"`
-	Pricing             *PricingSpec    `yaml:"pricing" doc:"how dry runs and tests price a conversation"`
-	MaxTemplates        int             `yaml:"max_templates" doc:"the account's template limit (default 250)"`
-	Typing              *bool           `yaml:"typing" doc:"show the typing indicator while the bot works on a message (default true)"`
-	HandoffReadReceipts bool            `yaml:"handoff_read_receipts" doc:"mark a contact's messages read (blue ticks, no typing indicator) while a person has the conversation (default false: nothing until the agent writes)"`
-	PhoneNumberID       string          `yaml:"phone_number_id" doc:"the WhatsApp business number this bot answers (its phone number id); webhooks for other numbers start nothing"`
-	NumberName          string          `yaml:"number_name" doc:"a name for the number in /metrics (number=\"support\"): lowercase letters, digits, _ and -, up to 32"`
+	DefaultFlow         *Ref              `yaml:"default_flow" doc:"the flow a message that matches no trigger starts"`
+	Language            string            `yaml:"language" doc:"the default template language, e.g. en_US"`
+	Keywords            []KeywordSpec     `yaml:"keywords" doc:"global keywords: {match, goto} or {match, handoff, say}; they work in any step, in waits and handoffs too"`
+	Secrets             []string          `yaml:"secrets" doc:"environment variables the flows read as secrets.NAME; shown as *** in traces"`
+	OptOut              *Strings          `yaml:"opt_out" doc:"words that opt the contact out of templates (whole message, any case)"`
+	OptIn               *Strings          `yaml:"opt_in" doc:"words that opt the contact back in"`
+	OptOutReply         *Source           `yaml:"opt_out_reply" doc:"the confirmation sent on opt-out"`
+	OptInReply          *Source           `yaml:"opt_in_reply" doc:"the confirmation sent on opt-in"`
+	Pricing             *PricingSpec      `yaml:"pricing" doc:"how dry runs and tests price a conversation"`
+	MaxTemplates        int               `yaml:"max_templates" doc:"the account's template limit (default 250)"`
+	Typing              *bool             `yaml:"typing" doc:"show the typing indicator while the bot works on a message (default true)"`
+	HandoffReadReceipts bool              `yaml:"handoff_read_receipts" doc:"mark a contact's messages read (blue ticks, no typing indicator) while a person has the conversation (default false: nothing until the agent writes)"`
+	PhoneNumberID       string            `yaml:"phone_number_id" doc:"the WhatsApp business number this bot answers (its phone number id); webhooks for other numbers start nothing"`
+	NumberName          string            `yaml:"number_name" doc:"a name for the number in /metrics (number=\"support\"): lowercase letters, digits, _ and -, up to 32"`
 	LanguageByCountry   map[string]string `yaml:"language_by_country" doc:"a contact's language by their number's country calling code, when nothing else set it: {\"55\": pt_BR, \"351\": pt_PT}"`
-	Languages           *Strings        `yaml:"languages" doc:"the languages the texts are written in, the first the default: [en, es, pt_BR]; a text may then be {en: ..., es: ...}"`
-	ContactFields       OrderedMap[any] `yaml:"contact_fields" doc:"what the bot remembers about a contact, outside any flow: name: default (the default's type is the field's type); read as contact.fields.<name>"`
+	Languages           *Strings          `yaml:"languages" doc:"the languages the texts are written in, the first the default: [en, es, pt_BR]; a text may then be {en: ..., es: ...}"`
+	ContactFields       OrderedMap[any]   `yaml:"contact_fields" doc:"what the bot remembers about a contact, outside any flow: name: default (the default's type is the field's type); read as contact.fields.<name>"`
 }
 
 // KeywordSpec is a global keyword.

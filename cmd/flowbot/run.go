@@ -384,7 +384,9 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.M
 				fmt.Fprintln(stderr, "usage: /lang CODE, e.g. /lang es")
 				continue
 			}
-			if err := s.Update(ctx, func(st *conversation.Record) { st.Contact.Language, st.Contact.LanguageFrom = arg, flows.LanguageFromFlow }); err != nil {
+			if err := s.Update(ctx, func(st *conversation.Record) {
+				st.Contact.Language, st.Contact.LanguageFrom = arg, flows.LanguageFromFlow
+			}); err != nil {
 				fmt.Fprintln(stderr, "error:", err)
 				continue
 			}

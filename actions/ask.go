@@ -140,7 +140,10 @@ func Question(c Conversation, ask *flows.Ask, body *flows.Text) Message {
 		m.Kind = "list"
 		l := &List{Button: clip(c, ask.List.Button, flows.MaxListButton)}
 		for _, s := range ask.List.Sections {
-			sec := ListSection{Title: s.Title}
+			sec := ListSection{}
+			if s.Title != nil {
+				sec.Title = c.Render(s.Title)
+			}
 			for _, r := range s.Rows {
 				sec.Rows = append(sec.Rows, Choice{ID: r.ID, Title: clip(c, r.Title, flows.MaxRowTitle), Description: clip(c, r.Description, flows.MaxRowDescription)})
 			}

@@ -144,3 +144,33 @@ steps:
 		t.Fatalf("got %q, want the id saved and the Spanish title", got)
 	}
 }
+
+// A list's section titles are texts like any other: in the contact's
+// language.
+func TestListSectionTitlesTranslate(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flowbot.yaml": "languages: [en, es]\n", "flows/main.yaml": `
+flow: main
+start: a
+triggers: [{ keyword: go }]
+steps:
+  a:
+    ask: { en: "Pick", es: "Elige" }
+    list:
+      button: { en: "Options", es: "Opciones" }
+      sections:
+        - { title: { en: "Some", es: "Algunos" }, rows: [{ id: r1, title: "One" }] }
+        - { title: { en: "More", es: "Más" }, rows: [{ id: r2, title: "Two" }] }
+    goto: b
+  b:
+    end: true
+`})
+	s := newSession(t, bot, engine.Options{})
+	if err := s.Update(context.Background(), func(st *conversation.Record) { st.Contact.Language = "es" }); err != nil {
+		t.Fatal(err)
+	}
+	res := say(t, s, "go")
+	l := res.Outbound[0].Message.List
+	if l == nil || l.Button != "Opciones" || l.Sections[0].Title != "Algunos" || l.Sections[1].Title != "Más" {
+		t.Fatalf("the list in es: %+v", l)
+	}
+}

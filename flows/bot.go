@@ -326,7 +326,7 @@ type List struct {
 
 // Section is one section of a list.
 type Section struct {
-	Title string
+	Title *Text // nil: none
 	Rows  []Row
 }
 

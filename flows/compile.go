@@ -1146,13 +1146,15 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 			r.errorf(sp.List.At, "list has %d sections, WhatsApp allows %d", len(sp.List.Sections), maxListSections)
 		}
 		for _, sec := range sp.List.Sections {
-			if n := len([]rune(sec.Title)); n > MaxSectionTitle {
-				r.errorf(sec.At, "section title is %d characters, WhatsApp allows %d", n, MaxSectionTitle)
+			var title *Text
+			if sec.Title != nil {
+				title = ec.text(sec.Title)
+				checkLen(r, title, MaxSectionTitle, "section title")
 			}
-			if sec.Title == "" && len(sp.List.Sections) > 1 {
+			if (sec.Title == nil || sec.Title.Text == "" && len(sec.Title.Langs) == 0) && len(sp.List.Sections) > 1 {
 				r.errorf(sec.At, "a list with several sections needs a title on each")
 			}
-			out := Section{Title: sec.Title}
+			out := Section{Title: title}
 			for _, row := range sec.Rows {
 				rows++
 				t := ec.text(&row.Title)

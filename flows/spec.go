@@ -179,7 +179,7 @@ type ListSpec struct {
 // SectionSpec is one section of a list.
 type SectionSpec struct {
 	At    Pos
-	Title string    `yaml:"title" limit:"section_title"`
+	Title *Source   `yaml:"title" limit:"section_title"`
 	Rows  []RowSpec `yaml:"rows" flowbot:"required"`
 }
 

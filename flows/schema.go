@@ -222,7 +222,8 @@ func (*Duration) jsonSchema(*schemaGen) map[string]any {
 }
 
 func (*TextsSpec) jsonSchema(*schemaGen) map[string]any {
-	return oneOf(scalar, langText, map[string]any{"type": "array", "items": oneOf(scalar, langText), "minItems": 1})
+	one := limitSchema(Limits["text"])
+	return oneOf(one, map[string]any{"type": "array", "items": one, "minItems": 1})
 }
 
 func (*ParamsSpec) jsonSchema(*schemaGen) map[string]any {

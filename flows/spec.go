@@ -32,7 +32,7 @@ type TriggerSpec struct {
 type WindowClosingSpec struct {
 	At     Pos
 	Before Duration `yaml:"before" flowbot:"required"`
-	Say    Source   `yaml:"say" flowbot:"required"`
+	Say    Source   `yaml:"say" flowbot:"required" limit:"text"`
 }
 
 // FallbackSpec names the template that replaces free-form sends when the
@@ -71,9 +71,9 @@ type StepSpec struct {
 	Link        *LinkSpec           `yaml:"link" doc:"a call-to-action URL button {url, text (20 characters), body}; its body is the step's last say text unless given"`
 	React       *Source             `yaml:"react" doc:"an emoji reaction to the contact's latest message"`
 	Quote       *bool               `yaml:"quote" doc:"true: the step's messages reply to the contact's latest message, which WhatsApp shows quoted above them"`
-	Ask         *Source             `yaml:"ask" doc:"a question; the flow waits for the reply"`
+	Ask         *Source             `yaml:"ask" limit:"text" doc:"a question; the flow waits for the reply"`
 	Form        *FormSpec           `yaml:"form" doc:"a WhatsApp Flow (a form inside WhatsApp), asked like a question: {flow_id, cta, body, screen, data}; message.form is the answer"`
-	AskLocation *Source             `yaml:"ask_location" doc:"a location request, asked like a question; the reply is message.location"`
+	AskLocation *Source             `yaml:"ask_location" limit:"button_body" doc:"a location request, asked like a question; the reply is message.location"`
 	Buttons     []ButtonSpec        `yaml:"buttons"`
 	List        *ListSpec           `yaml:"list" doc:"an interactive list for the ask: {button, sections: [{title, rows: [{id, title, description}]}]}, up to 10 rows"`
 	Save        *Ref                `yaml:"save" doc:"the text variable that gets the reply (its choice id, else its text)"`
@@ -195,7 +195,7 @@ type RowSpec struct {
 type RetrySpec struct {
 	At    Pos
 	Times int     `yaml:"times" flowbot:"required"`
-	Say   *Source `yaml:"say"`
+	Say   *Source `yaml:"say" limit:"text"`
 	Then  Ref     `yaml:"then" flowbot:"required"`
 }
 
@@ -339,7 +339,7 @@ type KeywordSpec struct {
 	Match   Strings      `yaml:"match" flowbot:"required"`
 	Goto    *Ref         `yaml:"goto"`
 	Handoff *HandoffSpec `yaml:"handoff" doc:"hands the contact to an agent; the flow is suspended (its step, variables and timers kept) and resumes on release"`
-	Say     *Source      `yaml:"say" doc:"a text sent before a keyword's handoff"`
+	Say     *Source      `yaml:"say" limit:"text" doc:"a text sent before a keyword's handoff"`
 }
 
 // PricingSpec sets how dry runs and tests price a conversation.

@@ -217,9 +217,20 @@ func Mermaid(graphs []*FlowGraph) string {
 			}
 		}
 		for _, n := range g.Nodes {
-			if to, ok := drawn[n.Subflow]; ok && n.Subflow != "" {
-				fmt.Fprintf(&b, "%s%s -.->|\"subflow\"| f%d_start\n", indent, ids[n.Step], to)
+			if n.Subflow == "" {
+				continue
 			}
+			// Into the subflow, and back to the step, which routes on
+			// when it returns; a subflow not drawn here is a box of its own.
+			target := ""
+			if to, ok := drawn[n.Subflow]; ok {
+				target = fmt.Sprintf("f%d_start", to)
+			} else {
+				target = "sub_" + ids[n.Step]
+				fmt.Fprintf(&b, "%s%s[[%s]]\n", indent, target, mermaidQuote("subflow "+n.Subflow))
+			}
+			fmt.Fprintf(&b, "%s%s -.->|\"subflow\"| %s\n", indent, ids[n.Step], target)
+			fmt.Fprintf(&b, "%s%s -.->|\"returns\"| %s\n", indent, target, ids[n.Step])
 		}
 		for _, n := range g.Nodes {
 			switch {
@@ -383,9 +394,18 @@ func DOT(graphs []*FlowGraph) string {
 	for fi, g := range graphs {
 		ids := nodeIDs(g, fi)
 		for _, n := range g.Nodes {
-			if to, ok := drawn[n.Subflow]; ok && n.Subflow != "" {
-				fmt.Fprintf(&b, "  %s -> f%d_start [label=\"subflow\", style=dotted];\n", ids[n.Step], to)
+			if n.Subflow == "" {
+				continue
 			}
+			target := ""
+			if to, ok := drawn[n.Subflow]; ok {
+				target = fmt.Sprintf("f%d_start", to)
+			} else {
+				target = "sub_" + ids[n.Step]
+				fmt.Fprintf(&b, "  %s [label=%s, shape=box3d];\n", target, dotQuote("subflow "+n.Subflow))
+			}
+			fmt.Fprintf(&b, "  %s -> %s [label=\"subflow\", style=dotted];\n", ids[n.Step], target)
+			fmt.Fprintf(&b, "  %s -> %s [label=\"returns\", style=dotted];\n", target, ids[n.Step])
 		}
 	}
 	fmt.Fprintf(&b, "  legend [label=%s, shape=note, fillcolor=\"#fffde7\", color=\"#f9a825\"];\n", dotQuote(strings.ReplaceAll(dotLegend, " · ", "\n")))

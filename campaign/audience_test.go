@@ -150,6 +150,14 @@ func TestEstimate(t *testing.T) {
 	if got := est.Cost[flows.Utility]; got < 0.1999 || got > 0.2001 { // 50 x 0.004
 		t.Fatalf("utility cost %g", got)
 	}
+	if len(est.ByLanguage) != 1 {
+		t.Fatalf("cost by language %v: every contact reads the default", est.ByLanguage)
+	}
+	for _, v := range est.ByLanguage {
+		if v < 0.1999 || v > 0.2001 {
+			t.Fatalf("cost by language %v", est.ByLanguage)
+		}
+	}
 }
 
 // BenchmarkEstimate100k measures an estimate over 100,000 CSV rows: run

@@ -35,6 +35,9 @@ type Estimate struct {
 	// Cost is the cost by category, under the bot's pricing.
 	Cost     map[flows.Category]float64
 	Currency string
+	// ByLanguage is the cost by the language each message goes out in
+	// (a template's language; a free-form message's, the contact's).
+	ByLanguage map[string]float64
 }
 
 // Send is one kind of message the campaign would send, and how many.
@@ -74,7 +77,12 @@ func Run(ctx context.Context, eng *engine.Engine, flow string, rd *Reader, at ti
 			continue
 		}
 		est.Accepted++
-		s, err := dryrun.NewSession(ctx, eng, engine.Contact{ID: c.ID, Name: c.Name, Language: c.Language}, at)
+		contact := engine.Contact{ID: c.ID, Name: c.Name, Language: c.Language}
+		if c.Language != "" {
+			contact.LanguageFrom = flows.LanguageFromStart
+		}
+		contactLanguage, _ := contact.LanguageIn(&bot.Settings)
+		s, err := dryrun.NewSession(ctx, eng, contact, at)
 		if err != nil {
 			return nil, err
 		}
@@ -103,6 +111,17 @@ func Run(ctx context.Context, eng *engine.Engine, flow string, rd *Reader, at ti
 			}
 			est.Sends[i].Count++
 			est.Cost[o.Category] += o.Cost
+			lang := ""
+			if t := o.Message.Template; t != nil {
+				lang = t.Language
+			}
+			if lang == "" {
+				lang = contactLanguage
+			}
+			if est.ByLanguage == nil {
+				est.ByLanguage = map[string]float64{}
+			}
+			est.ByLanguage[lang] += o.Cost
 		}
 	}
 	return est, nil

@@ -126,5 +126,12 @@ func printEstimate(w io.Writer, est *campaign.Estimate, bot *flows.Bot) {
 		parts = append(parts, "nothing")
 	}
 	fmt.Fprintf(w, "cost: %s, %s: %s; total %.4f %s\n", bot.Settings.Pricing.Model, est.Currency, strings.Join(parts, ", "), est.Total(), est.Currency)
+	if len(est.ByLanguage) > 0 {
+		parts = parts[:0]
+		for _, l := range flows.SortedKeys(est.ByLanguage) {
+			parts = append(parts, fmt.Sprintf("%s %.4f", l, est.ByLanguage[l]))
+		}
+		fmt.Fprintf(w, "cost by language: %s\n", strings.Join(parts, ", "))
+	}
 	fmt.Fprintln(w, "(contacts who opted out, or are in a handoff or a flow when it runs, would be skipped: an estimate offline cannot know them)")
 }

@@ -160,6 +160,7 @@ const (
 	RecFlowStart     = "flow_start"
 	RecFlowEnd       = "flow_end"
 	RecStep          = "step"      // trace
+	RecEdge          = "edge"      // coverage: an edge taken
 	RecCondition     = "condition" // trace
 	RecSet           = "set"       // trace
 	RecCall          = "call"      // trace
@@ -221,6 +222,9 @@ type Options struct {
 	Secrets map[string]string
 	// Trace keeps step, condition and set records.
 	Trace bool
+	// Cover records each step entered and each edge taken (tests'
+	// --cover).
+	Cover bool
 	// Live is the templates' live states (the account's events): a
 	// paused template is not sent, and a new category prices it. nil
 	// when nothing follows the account (dry runs, tests).
@@ -813,6 +817,7 @@ func (c *conv) reply(m *Inbound) {
 	case actions.GiveUp:
 		c.event(ReplyInvalid{Header: c.header(), Times: st.Attempt, Then: ask.Then()})
 		c.leavePause()
+		c.took(c.step, c.step.EdgeOf(flows.EdgeRetry))
 		c.run(ask.Then())
 		return
 	case actions.AskAgain:
@@ -874,7 +879,7 @@ func (c *conv) leave(step *flows.Step) (string, bool) {
 // route picks the step's next step (flows.Step.Route: the first `on`
 // that holds, else `else`, else `goto`), tracing each condition.
 func (c *conv) route(step *flows.Step) string {
-	return step.Route(func(cond *flows.Program) bool {
+	i := step.RouteIndex(func(cond *flows.Program) bool {
 		ok, err := cond.EvalBool(&c.env)
 		if err != nil {
 			c.Fail(err)
@@ -884,6 +889,19 @@ func (c *conv) route(step *flows.Step) string {
 		}
 		return ok
 	}, c.st.Contact.ID)
+	if i < 0 {
+		return ""
+	}
+	c.took(step, i)
+	return step.Edges()[i].To
+}
+
+// took records an edge taken out of a step, for coverage.
+func (c *conv) took(step *flows.Step, i int) {
+	if c.e.opts.Cover && i >= 0 {
+		e := step.Edges()[i]
+		c.event(EdgeTaken{Header: Header{Flow: step.Flow, Step: step.Name}, Index: i, EdgeKind: string(e.Kind), To: e.To})
+	}
 }
 
 // --- running steps ---
@@ -1000,7 +1018,7 @@ func (c *conv) run(name string) {
 		st.Attempt = 0
 		st.FormToken = ""
 		c.env.Attempt = 0
-		if c.e.opts.Trace {
+		if c.e.opts.Trace || c.e.opts.Cover {
 			c.event(StepEntered{c.header()})
 		}
 		c.pending, c.pause = c.pending[:0], nil
@@ -1012,6 +1030,9 @@ func (c *conv) run(name string) {
 			}
 		}
 		if jump != "" {
+			if step.Call != nil && jump == step.Call.OnError {
+				c.took(step, step.EdgeOf(flows.EdgeOnError))
+			}
 			c.pending = c.pending[:0]
 			name = jump
 			continue
@@ -1123,6 +1144,7 @@ func (c *conv) timer(id string) {
 			return
 		}
 		c.leavePause()
+		c.took(c.step, c.step.EdgeOf(flows.EdgeTimeout))
 		c.run(c.step.Ask.OnTimeout)
 	case TimerWindowClosing:
 		wc := c.flow.WindowClosing

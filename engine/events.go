@@ -64,6 +64,15 @@ type FlowEnded struct {
 // StepEntered: the flow entered a step (trace).
 type StepEntered struct{ Header }
 
+// EdgeTaken: the flow left a step by one of its edges (flows.Step.Edges,
+// Index), for coverage.
+type EdgeTaken struct {
+	Header
+	Index    int
+	EdgeKind string
+	To       string
+}
+
 // ConditionEvaluated: an `if` or a `validate` was evaluated (trace).
 type ConditionEvaluated struct {
 	Header
@@ -228,14 +237,18 @@ func (e MsgReceived) Record() Record {
 	}
 	return e.record(RecInbound, e.Message.ID)
 }
-func (e MsgIgnored) Kind() string         { return RecIgnored }
-func (e MsgIgnored) Record() Record       { return e.record(RecIgnored, e.Reason) }
-func (e MsgCreated) Kind() string         { return RecSent }
-func (e MsgCreated) Record() Record       { return e.record(RecSent, e.ID) }
-func (e FlowStarted) Kind() string        { return RecFlowStart }
-func (e FlowStarted) Record() Record      { return e.record(RecFlowStart, e.Reason) }
-func (e FlowEnded) Kind() string          { return RecFlowEnd }
-func (e FlowEnded) Record() Record        { return e.record(RecFlowEnd, e.Reason) }
+func (e MsgIgnored) Kind() string    { return RecIgnored }
+func (e MsgIgnored) Record() Record  { return e.record(RecIgnored, e.Reason) }
+func (e MsgCreated) Kind() string    { return RecSent }
+func (e MsgCreated) Record() Record  { return e.record(RecSent, e.ID) }
+func (e FlowStarted) Kind() string   { return RecFlowStart }
+func (e FlowStarted) Record() Record { return e.record(RecFlowStart, e.Reason) }
+func (e FlowEnded) Kind() string     { return RecFlowEnd }
+func (e FlowEnded) Record() Record   { return e.record(RecFlowEnd, e.Reason) }
+func (e EdgeTaken) Kind() string     { return RecEdge }
+func (e EdgeTaken) Record() Record {
+	return e.record(RecEdge, fmt.Sprintf("%s -> %s (%s)", e.Step, e.To, e.EdgeKind))
+}
 func (e StepEntered) Kind() string        { return RecStep }
 func (e StepEntered) Record() Record      { return e.record(RecStep, "entered") }
 func (e ConditionEvaluated) Kind() string { return RecCondition }

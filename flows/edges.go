@@ -82,34 +82,53 @@ func (s *Step) buildEdges() {
 // `goto`; for a random split, the branch that key (the contact's id)
 // draws. "" when none.
 func (s *Step) Route(holds func(*Program) bool, key string) string {
+	if i := s.RouteIndex(holds, key); i >= 0 {
+		return s.edges[i].To
+	}
+	return ""
+}
+
+// RouteIndex is Route's edge, as its index in Edges; -1 for none.
+func (s *Step) RouteIndex(holds func(*Program) bool, key string) int {
 	total := 0
-	for _, e := range s.edges {
+	for i, e := range s.edges {
 		switch e.Kind {
 		case EdgeOn:
 			if holds(e.If) {
-				return e.To
+				return i
 			}
 		case EdgeElse, EdgeGoto:
-			return e.To
+			return i
 		case EdgeRandom:
 			total += e.Weight
 		}
 	}
 	if total <= 0 {
-		return ""
+		return -1
 	}
 	// A stable draw: the same contact, flow and step always take the same
 	// branch, so dry runs and tests are reproducible.
 	h := fnv.New64a()
 	h.Write([]byte(key + "\x00" + s.Flow + "\x00" + s.Name))
 	n := int(h.Sum64() % uint64(total))
-	for _, e := range s.edges {
+	for i, e := range s.edges {
 		if e.Kind == EdgeRandom {
 			if n < e.Weight {
-				return e.To
+				return i
 			}
 			n -= e.Weight
 		}
 	}
-	return ""
+	return -1
+}
+
+// EdgeOf is the index in Edges of the step's first edge of a kind; -1
+// for none.
+func (s *Step) EdgeOf(kind EdgeKind) int {
+	for i, e := range s.edges {
+		if e.Kind == kind {
+			return i
+		}
+	}
+	return -1
 }

@@ -20,6 +20,9 @@ func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	runRE := fs.String("run", "", "run only the tests whose name or file matches this regular expression")
 	verbose := fs.Bool("v", false, "print every test, with its trace when it fails")
+	cover := fs.Bool("cover", false, "print each flow's steps and edges no test walked, and the share of edges walked")
+	coverProfile := fs.String("coverprofile", "", "write the coverage as JSON to this file (implies --cover)")
+	coverMin := fs.Float64("cover-min", 0, "fail (exit 1) when the tests walk less than this percentage of the edges (implies --cover)")
 	dir, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -64,11 +67,17 @@ func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	secrets := secretsFromEnv(bot.Settings.Secrets)
 	passed, failed := 0, len(failedFiles)
+	var coverage *dryrun.Coverage
+	var observe func(*dryrun.Session)
+	if *cover || *coverProfile != "" || *coverMin > 0 {
+		coverage = dryrun.NewCoverage()
+		observe = coverage.Observe
+	}
 	for _, t := range tests {
 		if filter != nil && !filter.MatchString(t.Spec.Name) && !filter.MatchString(t.File) {
 			continue
 		}
-		res := dryrun.RunTest(ctx, bot, t, secrets, nil)
+		res := dryrun.RunTest(ctx, bot, t, secrets, observe)
 		if res.Passed() {
 			passed++
 			if *verbose {
@@ -92,6 +101,30 @@ func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				}
 				fmt.Fprintf(stdout, "      %s %s\n", r.At.Format("01-02 15:04"), line)
 			}
+		}
+	}
+	if coverage != nil {
+		report := coverage.Report(bot)
+		dryrun.PrintCoverage(stdout, report)
+		if *coverProfile != "" {
+			f, err := os.Create(*coverProfile)
+			if err != nil {
+				return usageErr("-coverprofile: %v", err)
+			}
+			werr := dryrun.WriteCoverProfile(f, report)
+			if cerr := f.Close(); werr == nil {
+				werr = cerr
+			}
+			if werr != nil {
+				return fmt.Errorf("-coverprofile: %w", werr)
+			}
+		}
+		total := dryrun.Total(report)
+		fmt.Fprintf(stdout, "coverage: %g%% of edges\n", total)
+		if *coverMin > 0 && total < *coverMin {
+			fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+			fmt.Fprintf(stdout, "coverage %g%% is below --cover-min %g%%\n", total, *coverMin)
+			return problems
 		}
 	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)

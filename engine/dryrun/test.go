@@ -41,7 +41,7 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 	spec := t.Spec
 	res := &TestResult{Name: spec.Name, File: t.File}
 	mocks := NewMocks(spec.Mocks)
-	e := engine.New(bot, engine.Options{HTTP: mocks, Secrets: secrets, Trace: true})
+	e := engine.New(bot, engine.Options{HTTP: mocks, Secrets: secrets, Trace: true, Cover: true})
 	contact := DefaultContact
 	if c := spec.Contact; c != nil {
 		contact = engine.Contact{ID: orDefault(c.ID, contact.ID), Name: c.Name, Language: c.Language, OptedOut: c.OptedOut,

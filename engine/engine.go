@@ -182,6 +182,7 @@ const (
 	RecStatus        = "status"               // a delivery status for a message not in the recent history
 	RecFreeEntry     = "free_entry_point"     // an answer to an ad's message opened a 72-hour free entry point
 	RecUnavailable   = "template_unavailable" // the template is paused, disabled or rejected: not sent, the flow stopped
+	RecGoal          = "goal"                 // the flow reached a step marked goal: true (a conversion)
 	RecSkipped       = "skipped_after_fallback"
 )
 
@@ -1020,6 +1021,9 @@ func (c *conv) run(name string) {
 		c.env.Attempt = 0
 		if c.e.opts.Trace || c.e.opts.Cover {
 			c.event(StepEntered{c.header()})
+		}
+		if step.Goal {
+			c.event(GoalReached{c.header()})
 		}
 		c.pending, c.pause = c.pending[:0], nil
 		st.Batch++

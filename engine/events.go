@@ -64,6 +64,9 @@ type FlowEnded struct {
 // StepEntered: the flow entered a step (trace).
 type StepEntered struct{ Header }
 
+// GoalReached: the flow entered a step marked goal: true.
+type GoalReached struct{ Header }
+
 // EdgeTaken: the flow left a step by one of its edges (flows.Step.Edges,
 // Index), for coverage.
 type EdgeTaken struct {
@@ -245,6 +248,8 @@ func (e FlowStarted) Kind() string   { return RecFlowStart }
 func (e FlowStarted) Record() Record { return e.record(RecFlowStart, e.Reason) }
 func (e FlowEnded) Kind() string     { return RecFlowEnd }
 func (e FlowEnded) Record() Record   { return e.record(RecFlowEnd, e.Reason) }
+func (e GoalReached) Kind() string   { return RecGoal }
+func (e GoalReached) Record() Record { return e.record(RecGoal, "goal reached: "+e.Step) }
 func (e EdgeTaken) Kind() string     { return RecEdge }
 func (e EdgeTaken) Record() Record {
 	return e.record(RecEdge, fmt.Sprintf("%s -> %s (%s)", e.Step, e.To, e.EdgeKind))

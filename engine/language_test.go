@@ -2,11 +2,13 @@ package engine_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/engine/dryrun"
+	"github.com/flowbot/flowbot/flows"
 )
 
 // A template goes out in the contact's language as a text is picked:
@@ -172,5 +174,31 @@ steps:
 	l := res.Outbound[0].Message.List
 	if l == nil || l.Button != "Opciones" || l.Sections[0].Title != "Algunos" || l.Sections[1].Title != "Más" {
 		t.Fatalf("the list in es: %+v", l)
+	}
+}
+
+// A step marked goal: true records a goal event when the flow reaches it
+// (FLOW_SPEC 9.1), and the diagram says so.
+func TestGoalReached(t *testing.T) {
+	bot := loadBot(t, map[string]string{"flows/main.yaml": `
+flow: main
+start: a
+triggers: [{ keyword: go }]
+steps:
+  a:
+    say: "hi"
+    goto: booked
+  booked:
+    goal: true
+    say: "Booked!"
+    end: true
+`})
+	s := newSession(t, bot, engine.Options{})
+	res := say(t, s, "go")
+	if g := records(res, engine.RecGoal); len(g) != 1 || g[0].Step != "booked" {
+		t.Fatalf("goal records %+v", g)
+	}
+	if !strings.Contains(flows.Mermaid([]*flows.FlowGraph{flows.Graph(bot.Flows[0])}), "goal") {
+		t.Fatal("the diagram does not mark the goal")
 	}
 }

@@ -215,7 +215,9 @@ type Step struct {
 	Link     *Link
 	React    *Text
 	// Quote: the step's messages reply to the contact's latest message.
-	Quote   bool
+	Quote bool
+	// Goal: reaching the step is a conversion.
+	Goal    bool
 	Ask     *Ask
 	Wait    time.Duration
 	Handoff *Handoff

@@ -960,6 +960,7 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 		s.React = ec.text(sp.React)
 	}
 	s.Quote = sp.Quote != nil && *sp.Quote
+	s.Goal = sp.Goal != nil && *sp.Goal
 	fc.compileAsk(s, sp)
 	if sp.Wait != nil {
 		s.Wait, s.HasWait = sp.Wait.D, true

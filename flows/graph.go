@@ -112,6 +112,9 @@ func stepLines(s *Step) []string {
 	if s.Handoff != nil {
 		out = append(out, "handoff to "+s.Handoff.Queue)
 	}
+	if s.Goal {
+		out = append(out, "goal")
+	}
 	if s.Subflow != "" {
 		out = append(out, "subflow: "+s.Subflow)
 	}

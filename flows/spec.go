@@ -70,6 +70,7 @@ type StepSpec struct {
 	Template    *TemplateStepSpec   `yaml:"template"`
 	Link        *LinkSpec           `yaml:"link" doc:"a call-to-action URL button {url, text (20 characters), body}; its body is the step's last say text unless given"`
 	React       *Source             `yaml:"react" doc:"an emoji reaction to the contact's latest message"`
+	Goal        *bool               `yaml:"goal" doc:"true: reaching this step is a conversion (the flow's goal, counted by analytics and recorded as a goal event)"`
 	Quote       *bool               `yaml:"quote" doc:"true: the step's messages reply to the contact's latest message, which WhatsApp shows quoted above them"`
 	Ask         *Source             `yaml:"ask" limit:"text" doc:"a question; the flow waits for the reply"`
 	Form        *FormSpec           `yaml:"form" doc:"a WhatsApp Flow (a form inside WhatsApp), asked like a question: {flow_id, cta, body, screen, data}; message.form is the answer"`

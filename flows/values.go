@@ -316,5 +316,5 @@ var caselessEnums = map[string]bool{"method": true, "category": true, "status": 
 var EventKinds = []string{
 	"inbound", "flow_start", "flow_end", "step", "condition", "set", "call", "sent",
 	"template_fallback", "skipped_after_fallback", "undeliverable", "opted_out", "opt_out", "opt_in",
-	"handoff", "released", "timer", "ignored", "unmatched", "retry", "error", "warning", "status", "free_entry_point", "template_unavailable",
+	"handoff", "released", "timer", "ignored", "unmatched", "retry", "error", "warning", "status", "free_entry_point", "template_unavailable", "goal",
 }

@@ -614,6 +614,16 @@ func (c *conv) header() Header {
 // event adds an event to the result, with its record.
 func (c *conv) event(e Event) {
 	c.res.Events = append(c.res.Events, e)
+	switch e.(type) {
+	case StepEntered:
+		if !c.e.opts.Trace && !c.e.opts.Cover {
+			return // a fact (the analytics), recorded when tracing
+		}
+	case EdgeTaken:
+		if !c.e.opts.Cover {
+			return
+		}
+	}
 	c.res.Records = append(c.res.Records, e.Record())
 }
 
@@ -897,9 +907,9 @@ func (c *conv) route(step *flows.Step) string {
 	return step.Edges()[i].To
 }
 
-// took records an edge taken out of a step, for coverage.
+// took records an edge taken out of a step (the analytics, coverage).
 func (c *conv) took(step *flows.Step, i int) {
-	if c.e.opts.Cover && i >= 0 {
+	if i >= 0 {
 		e := step.Edges()[i]
 		c.event(EdgeTaken{Header: Header{Flow: step.Flow, Step: step.Name}, Index: i, EdgeKind: string(e.Kind), To: e.To})
 	}
@@ -1019,9 +1029,7 @@ func (c *conv) run(name string) {
 		st.Attempt = 0
 		st.FormToken = ""
 		c.env.Attempt = 0
-		if c.e.opts.Trace || c.e.opts.Cover {
-			c.event(StepEntered{c.header()})
-		}
+		c.event(StepEntered{c.header()})
 		if step.Goal {
 			c.event(GoalReached{c.header()})
 		}

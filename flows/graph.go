@@ -15,6 +15,7 @@ type GraphEdge struct {
 	From, To string
 	Label    string
 	Kind     string // goto, on, else, timeout, retry, on_error, wait
+	Index    int    // in the step's Edges
 }
 
 // GraphNode is one step of a flow, as drawn.
@@ -34,6 +35,9 @@ type FlowGraph struct {
 	Flow  *Flow
 	Nodes []GraphNode
 	Edges []GraphEdge
+	// Counts, when set, are drawn: each edge's count, each step's
+	// entries and drop-off (graph_counts.go).
+	Counts GraphCounts
 }
 
 // Graph builds a flow's graph.
@@ -136,7 +140,7 @@ func graphEdges(s *Step) []GraphEdge {
 		return strings.Join(keep, ", ")
 	}
 	var out []GraphEdge
-	for _, e := range s.Edges() {
+	for i, e := range s.Edges() {
 		label, kind := "", string(e.Kind)
 		switch e.Kind {
 		case EdgeOnError:
@@ -172,7 +176,7 @@ func graphEdges(s *Step) []GraphEdge {
 				kind = "wait"
 			}
 		}
-		out = append(out, GraphEdge{From: s.Name, To: e.To, Label: label, Kind: kind})
+		out = append(out, GraphEdge{From: s.Name, To: e.To, Label: label, Kind: kind, Index: i})
 	}
 	return out
 }
@@ -192,7 +196,7 @@ func Mermaid(graphs []*FlowGraph) string {
 		fmt.Fprintf(&b, "%sf%d_start((start)) --> %s\n", indent, fi, ids[g.Flow.Start])
 		fb := flowFallback(g.Flow)
 		for _, n := range g.Nodes {
-			label := mermaidQuote(nodeLabel(n, fb, "<br/>"))
+			label := mermaidQuote(nodeLabel(n, fb, "<br/>", g.Counts))
 			open, close := "[", "]"
 			switch {
 			case n.Handoff: // a handoff that also ends is a handoff first
@@ -208,11 +212,14 @@ func Mermaid(graphs []*FlowGraph) string {
 			fmt.Fprintf(&b, "%sf%d_fallback>%s]\n", indent, fi, mermaidQuote("window closed: free-form sends become template "+fb+" (unless a step names its own)"))
 			fmt.Fprintf(&b, "%sclass f%d_fallback note\n", indent, fi)
 		}
-		for _, e := range g.Edges {
+		counts := edgeCounts(g)
+		for i, e := range g.Edges {
 			arrow := "-->"
 			if e.Kind == "timeout" || e.Kind == "on_error" || e.Kind == "retry" {
 				arrow = "-.->"
 			}
+			n, counted := counts[i]
+			e.Label = withCount(e.Label, n, counted)
 			if e.Label == "" {
 				fmt.Fprintf(&b, "%s%s %s %s\n", indent, ids[e.From], arrow, ids[e.To])
 			} else {
@@ -236,6 +243,10 @@ func Mermaid(graphs []*FlowGraph) string {
 			fmt.Fprintf(&b, "%s%s -.->|\"returns\"| %s\n", indent, target, ids[n.Step])
 		}
 		for _, n := range g.Nodes {
+			if c := g.Counts[n.Step].dropClass(); c != "" && g.Counts != nil {
+				fmt.Fprintf(&b, "%sclass %s %s\n", indent, ids[n.Step], c)
+				continue
+			}
 			switch {
 			case n.Unreachable:
 				fmt.Fprintf(&b, "%sclass %s unreachable\n", indent, ids[n.Step])
@@ -254,6 +265,12 @@ func Mermaid(graphs []*FlowGraph) string {
 	b.WriteString("  classDef endstep fill:#e8f5e9,stroke:#2e7d32\n")
 	b.WriteString("  classDef handoff fill:#fff3e0,stroke:#e65100\n")
 	b.WriteString("  classDef note fill:#fffde7,stroke:#f9a825,color:#5d4037\n")
+	for _, g := range graphs {
+		if g.Counts != nil {
+			b.WriteString(dropClassDefs)
+			break
+		}
+	}
 	return b.String()
 }
 
@@ -285,8 +302,11 @@ func nodeIDs(g *FlowGraph, fi int) map[string]string {
 // nodeLabel is a step's label: its name and what it does, wrapped at
 // words (never cut inside one). The fallback template is named only where
 // a step's differs from its flow's, which the flow's note names once.
-func nodeLabel(n GraphNode, flowFallback, nl string) string {
+func nodeLabel(n GraphNode, flowFallback, nl string, counts GraphCounts) string {
 	lines := []string{n.Step}
+	if counts != nil {
+		lines = append(lines, counts[n.Step].countLine())
+	}
 	for _, l := range n.Lines {
 		lines = append(lines, wrap(l, 40, 3)...)
 	}
@@ -360,7 +380,7 @@ func DOT(graphs []*FlowGraph) string {
 			fmt.Fprintf(&b, "    f%d_fallback [label=%s, shape=note, fillcolor=\"#fffde7\", color=\"#f9a825\"];\n", fi, dotQuote("window closed: free-form sends become\ntemplate "+fb+" (unless a step names its own)"))
 		}
 		for _, n := range g.Nodes {
-			attrs := []string{"label=" + dotQuote(nodeLabel(n, fb, "\n"))}
+			attrs := []string{"label=" + dotQuote(nodeLabel(n, fb, "\n", g.Counts))}
 			switch {
 			case n.Handoff: // a handoff that also ends is a handoff first
 				attrs = append(attrs, "shape=hexagon", `fillcolor="#fff3e0"`, `color="#e65100"`)
@@ -375,10 +395,16 @@ func DOT(graphs []*FlowGraph) string {
 			if n.Fallback != "" {
 				attrs = append(attrs, "peripheries=2")
 			}
+			if c := g.Counts[n.Step].dropClass(); c != "" {
+				attrs = append(attrs, `fillcolor="`+dotDropFill[c]+`"`)
+			}
 			fmt.Fprintf(&b, "    %s [%s];\n", ids[n.Step], strings.Join(attrs, ", "))
 		}
-		for _, e := range g.Edges {
+		counts := edgeCounts(g)
+		for i, e := range g.Edges {
 			attrs := []string{}
+			n, counted := counts[i]
+			e.Label = withCount(e.Label, n, counted)
 			if e.Label != "" {
 				attrs = append(attrs, "label="+dotQuote(e.Label))
 			}

@@ -532,6 +532,8 @@ func (s *Server) routes() {
 	api.Get("/outbox", s.outbox)
 	api.Get("/templates", s.templates)
 	api.Get("/numbers", s.numbers)
+	api.Get("/analytics", s.analyticsReport)
+	api.Get("/analytics/graph", s.analyticsGraph)
 	api.Post("/campaigns", s.createCampaign)
 	api.Get("/campaigns", s.listCampaigns)
 	api.Get("/campaigns/:id", s.getCampaign)

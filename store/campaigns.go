@@ -175,8 +175,9 @@ type Campaigns interface {
 	SetPace(ctx context.Context, id string, was, to Pace) error
 	// DrainTallies adds a contact's committed tallies to their campaigns'
 	// counts, each under the key (campaign, contact, version) at most
-	// once: a key drained before is skipped, so that a tally drained again
-	// after a crash or a retry counts once.
+	// once, and their facts to the analytics (Facts), each version's under
+	// FactKey at most once: a key drained before is skipped, so that a
+	// tally drained again after a crash or a retry counts once.
 	DrainTallies(ctx context.Context, contact string, tallies []conversation.TallyOut) error
 	// Counts sums the campaign's drained tallies.
 	Counts(ctx context.Context, campaign string) (conversation.CampaignCounts, error)

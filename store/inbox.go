@@ -33,6 +33,7 @@ type Store interface {
 	Account
 	Campaigns
 	Events
+	Facts
 	Lister
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error

@@ -192,3 +192,40 @@ type Bots interface {
 	// LoadBot returns a version's files, or ErrNotFound.
 	LoadBot(ctx context.Context, version string) (map[string][]byte, error)
 }
+
+// Facts keeps the analytics' facts (conversation.FlowFacts): drained
+// from the contacts' records with their tallies (Campaigns.DrainTallies),
+// each version's once, into hourly buckets.
+type Facts interface {
+	// FlowFacts sums a flow's facts in the hours that begin in
+	// [q.From truncated to the hour, q.To).
+	FlowFacts(ctx context.Context, q FactQuery) (conversation.FlowCounts, error)
+}
+
+// FactQuery selects facts: a flow, hours, and optionally a business
+// number and a bot version.
+type FactQuery struct {
+	Flow       string
+	From, To   time.Time
+	Number     string
+	BotVersion string
+}
+
+// Matches reports whether facts of this number and bot version count.
+func (q FactQuery) Matches(number, botVersion string) bool {
+	return (q.Number == "" || q.Number == number) && (q.BotVersion == "" || q.BotVersion == botVersion)
+}
+
+// FirstHour is the first hour the query spans.
+func (q FactQuery) FirstHour() time.Time { return q.From.UTC().Truncate(time.Hour) }
+
+// FactKey is the key a version's facts are drained under.
+func FactKey(contact string, version int64) string {
+	return fmt.Sprintf("%s#%d", contact, version)
+}
+
+// FactRoller is a Facts that sums past hours ahead of the queries
+// (MongoDB); RollFacts reports how many hours it rolled up.
+type FactRoller interface {
+	RollFacts(ctx context.Context, now time.Time, limit int) (int, error)
+}

@@ -43,13 +43,14 @@ type Billing struct {
 func (b Billing) zero() bool { return b == Billing{} }
 
 // bill applies a change to the record and to the message's campaign.
-func (k *Keeper) bill(st *Record, campaign string, b Billing) {
+func (k *Keeper) bill(st *Record, campaign, flow string, b Billing) {
 	if b.zero() {
 		return
 	}
 	st.Charges.Estimated.Add(b.Estimated)
 	st.Charges.Confirmed.Add(b.Confirmed)
 	st.tally(campaign, CampaignCounts{Cost: b.Confirmed, CostEstimated: b.Estimated}, k.Now())
+	st.billFacts(flow, k.Number, b, k.Now())
 	if k.Observer != nil {
 		k.Observer.Billed(b)
 	}

@@ -32,6 +32,8 @@ type TallyOut struct {
 	// At is when it was made.
 	At        time.Time       `json:"at" bson:"at"`
 	Campaigns []CampaignTally `json:"campaigns" bson:"campaigns"`
+	// Flows are the version's facts, per flow (the analytics).
+	Flows []FlowFacts `json:"flows,omitempty" bson:"flows,omitempty"`
 }
 
 // CampaignTally is what a version did to one campaign's counts.
@@ -46,11 +48,7 @@ func (s *Record) tally(campaign string, d CampaignCounts, now time.Time) {
 	if campaign == "" || d == (CampaignCounts{}) {
 		return
 	}
-	v := s.Version + 1
-	if n := len(s.Tallies); n == 0 || s.Tallies[n-1].Version != v {
-		s.Tallies = append(s.Tallies, TallyOut{Version: v, At: now})
-	}
-	t := &s.Tallies[len(s.Tallies)-1]
+	t := s.nextTally(now)
 	for i := range t.Campaigns {
 		if t.Campaigns[i].Campaign == campaign {
 			t.Campaigns[i].Add(d)

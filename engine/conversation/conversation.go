@@ -267,6 +267,7 @@ func (k *Keeper) handle(ctx context.Context, st *Record, ev engine.Input) (*engi
 	start := time.Now()
 	eng, version := k.Engine(ctx, st)
 	now := k.Now()
+	r := roundOf(st, version)
 	res, err := eng.Handle(ctx, &st.Session, ev, now)
 	if k.Observer != nil {
 		k.Observer.Handled(time.Since(start))
@@ -288,6 +289,9 @@ func (k *Keeper) handle(ctx context.Context, st *Record, ev engine.Input) (*engi
 		res.Outbound[i].ClaimedBy, res.Outbound[i].ClaimedAt, res.Outbound[i].ClaimUntil = claimer, since, until
 	}
 	st.Outbox = append(st.Outbox, res.Outbound...)
+	for _, e := range res.Events {
+		k.count(st, &r, e)
+	}
 	k.log(st, res.Events...)
 	if k.OnResult != nil {
 		k.OnResult(ev, now, res)
@@ -298,6 +302,10 @@ func (k *Keeper) handle(ctx context.Context, st *Record, ev engine.Input) (*engi
 // log adds events to the contact's log, telling the observer.
 func (k *Keeper) log(st *Record, events ...engine.Event) {
 	for _, e := range events {
+		switch e.(type) {
+		case engine.StepEntered, engine.EdgeTaken:
+			continue // facts (Keeper.count), not the contact's log
+		}
 		if k.Observer != nil {
 			k.Observer.Happened(st.Contact.ID, e)
 		}

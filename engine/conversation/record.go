@@ -93,6 +93,10 @@ func (r *Record) Clone() *Record {
 	c.Tallies = engine.CloneSlice(r.Tallies)
 	for i := range c.Tallies {
 		c.Tallies[i].Campaigns = engine.CloneSlice(c.Tallies[i].Campaigns)
+		c.Tallies[i].Flows = engine.CloneSlice(c.Tallies[i].Flows)
+		for j := range c.Tallies[i].Flows {
+			c.Tallies[i].Flows[j].FlowCounts = c.Tallies[i].Flows[j].FlowCounts.Clone()
+		}
 	}
 	return c
 }

@@ -48,12 +48,12 @@ func (k *Keeper) ApplyStatus(ctx context.Context, st *Record, su *StatusUpdate) 
 	}
 	if idx < 0 {
 		k.log(st, engine.StatusReceived{Header: k.header(nil), Status: su.Status, WAMID: su.WAMID})
-		k.bill(st, "", k.unattributed(ctx, st, su))
+		k.bill(st, "", "", k.unattributed(ctx, st, su))
 		return nil
 	}
 	d := &st.Recent[idx]
 	st.tally(d.Campaign, statusTally(d.Status, su.Status, su.ErrorCode), k.Now())
-	k.bill(st, d.Campaign, k.settle(ctx, st, d, su))
+	k.bill(st, d.Campaign, d.Flow, k.settle(ctx, st, d, su))
 	if statusRank[su.Status] >= statusRank[d.Status] {
 		d.Status, d.StatusAt = su.Status, su.Timestamp
 	}
@@ -187,7 +187,7 @@ func (k *Keeper) left(st *Record, o engine.Outbound, sent bool, wamid string, co
 	st.AddRecent(d)
 	st.tally(o.Campaign, sendTally(sent, code), k.Now())
 	if sent {
-		k.bill(st, o.Campaign, estimate(o.Category, o.Cost))
+		k.bill(st, o.Campaign, o.Flow, estimate(o.Category, o.Cost))
 	}
 }
 

@@ -113,6 +113,15 @@ func (s *Session) apply(ctx context.Context, items ...conversation.Item) (*engin
 	if err := s.send(ctx, st); err != nil {
 		return nil, err
 	}
+	// What the round caused is counted as `serve` counts it: the tallies
+	// (campaign counts, the analytics' facts) drained into the store. A
+	// dry run has no crash to survive: they leave the record at once.
+	if d, ok := s.Store.(tallyDrainer); ok && len(st.Tallies) > 0 {
+		if err := d.DrainTallies(ctx, s.Contact, st.Tallies); err != nil {
+			return nil, err
+		}
+		st.Tallies = nil
+	}
 	if err := s.Store.Save(ctx, st); err != nil {
 		return nil, err
 	}
@@ -290,6 +299,21 @@ func (s *Session) Agent(ctx context.Context, m actions.Message) (*engine.Result,
 		return nil, err
 	}
 	return s.Command(ctx, conversation.Command{Kind: conversation.CommandAgent, Message: &m, Forced: st.Handoff == nil})
+}
+
+// tallyDrainer is a store that counts what records caused.
+type tallyDrainer interface {
+	DrainTallies(ctx context.Context, contact string, tallies []conversation.TallyOut) error
+}
+
+// Facts sums a flow's facts from the session's start on (its store must
+// keep them: the default one does).
+func (s *Session) Facts(ctx context.Context, flow string) (conversation.FlowCounts, error) {
+	f, ok := s.Store.(store.Facts)
+	if !ok {
+		return conversation.FlowCounts{}, fmt.Errorf("the session's store keeps no facts")
+	}
+	return f.FlowFacts(ctx, store.FactQuery{Flow: flow, To: s.Now.Add(time.Hour)})
 }
 
 // Fail reports WhatsApp refusing an outbound message with a code: a

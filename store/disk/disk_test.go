@@ -63,7 +63,8 @@ func TestStateSurvivesARestart(t *testing.T) {
 	if err := s.ClaimBatch(ctx, store.CampaignBatch{Campaign: "c1", N: 0, By: "web1", Until: at.Add(time.Minute), End: at.Add(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	tally := []conversation.TallyOut{{Version: 3, At: at, Campaigns: []conversation.CampaignTally{{Campaign: "c1", CampaignCounts: conversation.CampaignCounts{Started: 1, Sent: 1}}}}}
+	tally := []conversation.TallyOut{{Version: 3, At: at, Campaigns: []conversation.CampaignTally{{Campaign: "c1", CampaignCounts: conversation.CampaignCounts{Started: 1, Sent: 1}}},
+		Flows: []conversation.FlowFacts{{Flow: "notice", FlowCounts: conversation.FlowCounts{Started: 1, Steps: map[string]*conversation.StepCounts{"hello": {Entered: 1}}}}}}}
 	if err := s.DrainTallies(ctx, "15550002222", tally); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +113,15 @@ func TestStateSurvivesARestart(t *testing.T) {
 	}
 	if fresh, err := r.Enqueue(ctx, items); err != nil || len(fresh) != 0 {
 		t.Fatalf("a key seen before the restart was queued again: %+v %v", fresh, err)
+	}
+	if f, err := r.FlowFacts(ctx, store.FactQuery{Flow: "notice", From: at, To: at.Add(time.Hour)}); err != nil || f.Started != 1 || f.Steps["hello"].Entered != 1 {
+		t.Fatalf("facts after a restart: %+v %v", f, err)
+	}
+	if err := r.DrainTallies(ctx, "15550002222", tally); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := r.FlowFacts(ctx, store.FactQuery{Flow: "notice", From: at, To: at.Add(time.Hour)}); f.Started != 1 {
+		t.Fatalf("facts drained again after a restart counted twice: %+v", f)
 	}
 	if c, err := r.Campaign(ctx, "c1"); err != nil || c.State != store.CampaignRunning || c.Rate != 80 {
 		t.Fatalf("campaign: %+v %v", c, err)

@@ -279,6 +279,7 @@ func (s *Store) DrainTallies(_ context.Context, contact string, tallies []conver
 			s.mark(BucketTallies, key)
 		}
 	}
+	s.drainFacts(contact, tallies)
 	return nil
 }
 

@@ -26,6 +26,7 @@ type Store struct {
 	account  map[string]store.AccountState
 	camps    campaigns
 	events   events
+	facts    facts
 
 	// persist makes changes durable (nil: memory only); dirty lists the
 	// entries the running method changed.

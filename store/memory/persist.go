@@ -65,13 +65,14 @@ const (
 	BucketAudience  = "audience" // campaign \x00 page
 	BucketBatches   = "batches"  // campaign \x00 n
 	BucketTallies   = "tallies"  // store.TallyKey
+	BucketFacts     = "facts"    // store.FactKey
 	BucketEvents    = "events"
 	BucketEventDone = "events_done"
 )
 
 // Buckets lists every bucket.
 var Buckets = []string{BucketContacts, BucketInbox, BucketInboxKeys, BucketMeta, BucketBots, BucketAnswers, BucketTemplates,
-	BucketAccount, BucketCampaigns, BucketAudience, BucketBatches, BucketTallies, BucketEvents, BucketEventDone}
+	BucketAccount, BucketCampaigns, BucketAudience, BucketBatches, BucketTallies, BucketFacts, BucketEvents, BucketEventDone}
 
 type dirtyKey struct{ bucket, key string }
 
@@ -209,6 +210,10 @@ func (s *Store) value(bucket, key string) ([]byte, error) {
 				break
 			}
 		}
+	case BucketFacts:
+		if e, ok := s.facts.seen[key]; ok {
+			v = e
+		}
 	case BucketEvents:
 		if e, ok := s.events.pending[key]; ok {
 			v = e
@@ -333,6 +338,12 @@ func (s *Store) Restore(bucket, key string, value []byte) error {
 			l.seen[key] = t.Counts
 			l.sum.Add(t.Counts)
 		}
+	case BucketFacts:
+		var e factEntry
+		if err := dec(&e); err != nil {
+			return err
+		}
+		s.facts.add(key, e)
 	case BucketEvents:
 		e := new(store.OutEvent)
 		if err := dec(e); err != nil {

@@ -282,6 +282,19 @@ func (s *Store) DrainTallies(ctx context.Context, contact string, tallies []conv
 			docs = append(docs, d)
 		}
 	}
+	if facts := factDocs(contact, tallies); len(facts) > 0 {
+		errs, err := s.insertFacts.do(ctx, facts)
+		if err == nil {
+			for _, e := range errs {
+				if e != nil && !mongo.IsDuplicateKeyError(e) {
+					err = e
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("mongodb: counting the facts of contact %s: %w", contact, err)
+		}
+	}
 	if len(docs) == 0 {
 		return nil
 	}

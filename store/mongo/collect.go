@@ -18,10 +18,18 @@ func (s *Store) collector() {
 	defer close(s.done)
 	t := time.NewTicker(gcInterval)
 	defer t.Stop()
+	roll := time.NewTicker(rollEvery)
+	defer roll.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-roll.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*rollEvery)
+			if _, err := s.RollFacts(ctx, time.Now(), 10_000); err != nil {
+				s.logger.Load().Warn("rolling up the analytics' facts", "err", err)
+			}
+			cancel()
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*gcInterval)
 			if _, err := s.collect(ctx, time.Now()); err != nil {

@@ -74,11 +74,14 @@ type Store struct {
 	campaigns, audience, batches, counts *mongo.Collection
 	// events holds the events out not delivered yet (events.go).
 	events *mongo.Collection
-	seq    atomic.Int64
-	owned  bool
+	// facts and factHours hold the analytics' facts (facts.go).
+	facts, factHours *mongo.Collection
+	seq              atomic.Int64
+	owned            bool
 
 	insertState *batcher[[]any, []error]
 	insertTally *batcher[[]any, []error]
+	insertFacts *batcher[[]any, []error]
 	insertQueue *batcher[[]any, []error]
 	insertInbox *batcher[[]any, []error]
 	dequeue     *batcher[[]string, struct{}]
@@ -159,7 +162,8 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 		campaigns: db.Collection("campaigns", primary), audience: db.Collection("audience", primary),
 		batches: db.Collection("campaign_batches", primary), counts: db.Collection("campaign_counts", primary),
 		events: db.Collection("events", primary),
-		stop:   make(chan struct{}), done: make(chan struct{}), cache: map[string]*conversation.Record{}}
+		facts:  db.Collection("facts", primary), factHours: db.Collection("fact_hours", primary),
+		stop: make(chan struct{}), done: make(chan struct{}), cache: map[string]*conversation.Record{}}
 	s.SetLogger(slog.New(slog.DiscardHandler))
 	s.seq.Store(time.Now().UnixNano())
 	// One command of a kind at once: the server serialises writes
@@ -169,6 +173,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	s.insertState = newBatcher(inflight, 500, s.insertMany(s.states))
 	s.insertQueue = newBatcher(inflight, 500, s.insertMany(s.queue))
 	s.insertTally = newBatcher(inflight, 500, s.insertMany(s.counts))
+	s.insertFacts = newBatcher(inflight, 500, s.insertMany(s.facts))
 	s.insertInbox = newBatcher(inflight, 500, s.insertMany(s.inbox))
 	s.dequeue = newBatcher(inflight, 100, s.deleteQueued)
 	s.pending = newBatcher(inflight, 100, s.findPending)
@@ -202,6 +207,9 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	}
 	if err := s.campaignIndexes(pctx); err != nil {
 		return nil, fmt.Errorf("mongodb: creating the campaigns' indexes: %w", err)
+	}
+	if err := s.factIndexes(pctx); err != nil {
+		return nil, fmt.Errorf("mongodb: creating the facts' indexes: %w", err)
 	}
 	if err := s.migrate(pctx); err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	runInbox(t, newStore)
 	runCampaigns(t, newStore)
 	runEvents(t, newStore)
+	runFacts(t, newStore)
 	runList(t, newStore)
 	t.Run("bot versions", func(t *testing.T) {
 		s, ok := newStore(t).(store.Bots)

@@ -39,6 +39,8 @@ type Report struct {
 	Steps     map[string]Step `json:"steps"`
 	StepOrder []string        `json:"step_order"`
 	Cost      Cost            `json:"cost"`
+	// Diagram is the flow drawn with these figures, when asked for.
+	Diagram string `json:"diagram,omitempty"`
 }
 
 // Step is a step's figures.

@@ -50,13 +50,37 @@ func (s *Server) analyticsQuery(c *fiber.Ctx) (analytics.Query, *flows.Flow, err
 	return q, bot.Flow(q.Flow), nil
 }
 
-// analyticsReport is GET /api/analytics: a flow's figures over a range.
-func (s *Server) analyticsReport(c *fiber.Ctx) error {
+// AnalyticsHandler is GET /api/analytics: a flow's figures over a range;
+// with diagram=mermaid (or dot), the annotated diagram as well. The
+// playground's results page is served by it.
+func (s *Server) AnalyticsHandler(c *fiber.Ctx) error {
+	d := c.Query("diagram")
+	if d != "" && d != "mermaid" && d != "dot" {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "diagram is mermaid or dot"})
+	}
 	r, err := s.report(c)
 	if r == nil {
 		return err // answered
 	}
+	if d != "" {
+		r.Diagram = s.annotated(r, d)
+	}
 	return c.JSON(r)
+}
+
+// annotated is the report's flow drawn with its figures; "" for a flow the
+// bot no longer has.
+func (s *Server) annotated(r *analytics.Report, format string) string {
+	f := s.Engine().Bot().Flow(r.Flow)
+	if f == nil {
+		return ""
+	}
+	g := flows.Graph(f)
+	g.Counts = r.GraphCounts()
+	if format == "dot" {
+		return flows.DOT([]*flows.FlowGraph{g})
+	}
+	return flows.Mermaid([]*flows.FlowGraph{g})
 }
 
 // report builds the report a request asks for; nil when it answered the
@@ -93,15 +117,10 @@ func (s *Server) analyticsGraph(c *fiber.Ctx) error {
 	if r == nil {
 		return err
 	}
-	f := s.Engine().Bot().Flow(r.Flow)
-	if f == nil {
+	d := s.annotated(r, format)
+	if d == "" {
 		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": fmt.Sprintf("the bot has no flow %q to draw", truncate(r.Flow, 64))})
 	}
-	g := flows.Graph(f)
-	g.Counts = r.GraphCounts()
 	c.Type("txt")
-	if format == "dot" {
-		return c.SendString(flows.DOT([]*flows.FlowGraph{g}))
-	}
-	return c.SendString(flows.Mermaid([]*flows.FlowGraph{g}))
+	return c.SendString(d)
 }

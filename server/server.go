@@ -532,7 +532,7 @@ func (s *Server) routes() {
 	api.Get("/outbox", s.outbox)
 	api.Get("/templates", s.templates)
 	api.Get("/numbers", s.numbers)
-	api.Get("/analytics", s.analyticsReport)
+	api.Get("/analytics", s.AnalyticsHandler)
 	api.Get("/analytics/graph", s.analyticsGraph)
 	api.Post("/campaigns", s.createCampaign)
 	api.Get("/campaigns", s.listCampaigns)

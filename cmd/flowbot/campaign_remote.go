@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// campaignClient talks to a running flowbot's campaign API.
+// campaignClient talks to a running flowbot's API (campaigns, analytics).
 type campaignClient struct {
 	server, token, number string
 	http                  *http.Client
@@ -76,6 +76,10 @@ func (c *campaignClient) do(ctx context.Context, method, path string, q url.Valu
 			return resp.StatusCode, fmt.Errorf("the server answered %d: %s", resp.StatusCode, e.Error)
 		}
 		return resp.StatusCode, fmt.Errorf("the server answered %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = b
+		return resp.StatusCode, nil
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {

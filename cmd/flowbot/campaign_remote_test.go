@@ -119,3 +119,44 @@ func TestCampaignCommandsAndARestart(t *testing.T) {
 	}
 	stop(t, stderr, cancel, done)
 }
+
+// `flowbot report` and `flowbot graph --server` show what a running bot
+// did: here the two contacts a campaign started.
+func TestReportAndGraphFromAServer(t *testing.T) {
+	stdout, stderr, cancel, done := serveWithToken(t, "../../examples/shop", "tok3n")
+	defer cancel()
+	addr := serving(t, stdout)
+	server := "http://" + addr
+	audience := filepath.Join(t.TempDir(), "a.csv")
+	os.WriteFile(audience, []byte("id,name,product,slug\n15550003001,Ana,Apron,apron\n15550003002,Bo,Apron,apron\n"), 0o644)
+	out := newSyncBuffer()
+	if code := Main(context.Background(), []string{"campaign", "start", "--server", server, "--flow", "back_in_stock", "--contacts", audience, "--rate", "50", "--every", "20ms"}, nil, out, out); code != 0 {
+		t.Fatalf("campaign start exited %d:\n%s", code, out)
+	}
+	rep := newSyncBuffer()
+	if code := Main(context.Background(), []string{"report", "--server", server, "--flow", "back_in_stock"}, nil, rep, rep); code != 0 {
+		t.Fatalf("report exited %d:\n%s", code, rep)
+	}
+	for _, want := range []string{"flow back_in_stock", "started 2, ended 2", "notify", "end 2", "cost (USD)"} {
+		if !strings.Contains(rep.String(), want) {
+			t.Errorf("the report lacks %q:\n%s", want, rep)
+		}
+	}
+	csv := newSyncBuffer()
+	if code := Main(context.Background(), []string{"report", "--server", server, "--flow", "back_in_stock", "--csv"}, nil, csv, csv); code != 0 ||
+		!strings.HasPrefix(csv.String(), "flow,from,to,row,step,entered") || !strings.Contains(csv.String(), ",step,notify,2,0,0,0,") {
+		t.Fatalf("report --csv exited %d:\n%s", code, csv)
+	}
+	g := newSyncBuffer()
+	if code := Main(context.Background(), []string{"graph", "--server", server, "--flow", "back_in_stock"}, nil, g, g); code != 0 || !strings.Contains(g.String(), "2 entered") {
+		t.Fatalf("graph --server exited %d:\n%s", code, g)
+	}
+	bad := newSyncBuffer()
+	if code := Main(context.Background(), []string{"report", "--server", server, "--flow", "back_in_stock", "--from", "last week"}, nil, bad, bad); code != 2 || !strings.Contains(bad.String(), "RFC 3339") {
+		t.Fatalf("a bad --from: exit %d:\n%s", code, bad)
+	}
+	if code := Main(context.Background(), []string{"report", "--server", server, "--flow", "nope"}, nil, bad, bad); code != 1 || !strings.Contains(bad.String(), `no flow \"nope\"`) && !strings.Contains(bad.String(), `no flow "nope"`) {
+		t.Fatalf("an unknown flow: exit %d:\n%s", code, bad)
+	}
+	stop(t, stderr, cancel, done)
+}

@@ -41,6 +41,8 @@ Usage:
   flowbot run DIR [flags]          a dry run: chat with the bot on a virtual clock
   flowbot serve DIR [flags]        the WhatsApp server: webhooks in, Cloud API out
   flowbot graph DIR [--flow F] [--format mermaid|dot]   the flows as a diagram
+  flowbot graph --server URL --flow F [--from T] [--to T]   a running bot's flow with each edge's count and drop-off
+  flowbot report --server URL --flow F [--from T] [--to T] [--csv]   a flow's funnel, drop-off and cost from a running bot
   flowbot schema KIND | --out DIR  JSON Schemas of the bot's files, for editors
   flowbot templates pull DIR       the account's templates into DIR/templates.yaml
   flowbot campaign estimate DIR --flow F --contacts FILE.csv   what a campaign would send and cost, offline
@@ -97,7 +99,9 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "graph":
-		return cmdGraph(rest, stdout, stderr)
+		return cmdGraph(ctx, rest, stdout, stderr)
+	case "report":
+		return cmdReport(ctx, rest, stdout, stderr)
 	case "schema":
 		return cmdSchema(rest, stdout, stderr)
 	case "templates":

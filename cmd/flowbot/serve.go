@@ -193,7 +193,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		go watchBot(ctx, dir, srv, *reload, log)
 		if apiToken != "" {
-			pg, err := playground.New(playground.Config{Dir: dir, Token: apiToken}) // secrets read as placeholders
+			pg, err := playground.New(playground.Config{Dir: dir, Token: apiToken, Results: srv.AnalyticsHandler}) // secrets read as placeholders
 			if err != nil {
 				stopAll()
 				return usageErr("serve: playground: %v", err)

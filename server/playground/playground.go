@@ -60,6 +60,10 @@ type Config struct {
 	// the page's sign-in form (POST {prefix}/login), which sets a cookie.
 	// Never in a URL: proxies and browsers keep URLs in their logs.
 	Token string
+	// Results answers the results page's requests (GET {prefix}/api/results,
+	// the parameters of GET /api/analytics): the running server's
+	// analytics. nil (flowbot run --web) has the page say there are none.
+	Results fiber.Handler
 	// Start is the virtual clock's start for new chats; zero is now.
 	Start time.Time
 	// Now is the wall clock, for chats left idle; nil is time.Now.
@@ -182,7 +186,7 @@ func (p *Playground) Mount(r fiber.Router, prefix string) {
 			return c.Redirect(prefix+"/"+q, fiber.StatusFound)
 		}
 		return c.Next()
-	}, p.login(prefix), p.auth)
+	}, p.login(prefix), p.auth(prefix))
 	g.Get("/api/bot", p.getBot)
 	g.Get("/api/files/*", p.getFile)
 	g.Put("/api/files/*", p.putFile)
@@ -192,8 +196,18 @@ func (p *Playground) Mount(r fiber.Router, prefix string) {
 	g.Post("/api/sessions/:id/wait", p.wait)
 	g.Post("/api/sessions/:id/release", p.release)
 	g.Post("/api/sessions/:id/agent", p.agent)
+	g.Get("/api/results", p.results)
 	sub, _ := fs.Sub(assets, "assets")
 	g.Use("/", filesystem.New(filesystem.Config{Root: http.FS(sub), Index: "index.html", MaxAge: 0}))
+}
+
+// results is the results page's figures: the server's analytics, behind
+// the playground's sign-in.
+func (p *Playground) results(c *fiber.Ctx) error {
+	if p.cfg.Results == nil {
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no results here: they are counted by flowbot serve, whose playground shows them"})
+	}
+	return p.cfg.Results(c)
 }
 
 func (p *Playground) tokenOK(s string) bool {
@@ -216,24 +230,26 @@ func (p *Playground) login(prefix string) fiber.Handler {
 	}
 }
 
-func (p *Playground) auth(c *fiber.Ctx) error {
-	if p.cfg.Token == "" {
-		return c.Next()
+// auth lets in a request with the token (a bearer token or the sign-in's
+// cookie); a page asked for without it gets the sign-in form, which
+// brings the browser back to the page it asked for.
+func (p *Playground) auth(prefix string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if p.cfg.Token == "" {
+			return c.Next()
+		}
+		if p.tokenOK(strings.TrimPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")) || p.tokenOK(c.Cookies("flowbot_token")) {
+			return c.Next()
+		}
+		if strings.Contains(c.Get(fiber.HeaderAccept), "text/html") {
+			return c.Status(fiber.StatusUnauthorized).Type("html").SendString(signIn(prefix, ""))
+		}
+		return c.Status(fiber.StatusUnauthorized).SendString("the playground needs the API token: as Authorization: Bearer, or once in the page's sign-in form")
 	}
-	if p.tokenOK(strings.TrimPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")) || p.tokenOK(c.Cookies("flowbot_token")) {
-		return c.Next()
-	}
-	if strings.Contains(c.Get(fiber.HeaderAccept), "text/html") {
-		return c.Status(fiber.StatusUnauthorized).Type("html").SendString(signIn(strings.TrimSuffix(string(c.Request().URI().Path()), "/"), ""))
-	}
-	return c.Status(fiber.StatusUnauthorized).SendString("the playground needs the API token: as Authorization: Bearer, or once in the page's sign-in form")
 }
 
 // signIn is the page that asks for the API token once.
 func signIn(prefix, problem string) string {
-	if i := strings.Index(prefix, "/api"); i >= 0 {
-		prefix = prefix[:i]
-	}
 	msg := ""
 	if problem != "" {
 		msg = "<p><strong>" + html.EscapeString(problem) + "</strong></p>"

@@ -43,6 +43,28 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// browser starts headless Chromium for a test; it stops with the test.
+func browser(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Headless,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-quic", true), chromedp.UserDataDir(profileDir(t)), chromedp.WindowSize(1400, 900))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancel)
+	// The first Run starts the browser, which lives as long as that Run's
+	// context: start it on the test's context, not a step's.
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("starting %s: %v", exe, err)
+	}
+	return ctx
+}
+
 // TestPlaygroundInBrowser drives the playground in headless Chromium:
 // a clinic booking by tapping buttons, the clock past 24 hours and the
 // reminder arriving as a template, then a YAML error shown at its line.
@@ -67,23 +89,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	defer app.Shutdown()
 	url := "http://" + ln.Addr().String() + "/playground"
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Headless,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true), chromedp.UserDataDir(profileDir(t)), chromedp.WindowSize(1400, 900))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	// The first Run starts the browser, which lives as long as that Run's
-	// context: start it on the test's context, not a step's.
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("starting %s: %v", exe, err)
-	}
-
+	ctx := browser(t, exe)
 	shot := func(name string) chromedp.Action {
 		return chromedp.ActionFunc(func(ctx context.Context) error {
 			if !*screenshots {

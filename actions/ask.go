@@ -49,9 +49,13 @@ const (
 // Judge says what the reply (already in the environment as message) means
 // after attempt retries so far. A form accepts only its answer and a
 // location request only a location, before any validate.
-func (a *Ask) Judge(c Conversation, attempt int) Verdict {
+func (a *Ask) Judge(c Conversation, attempt int) Verdict { return a.JudgeReply(c, attempt, true) }
+
+// JudgeReply is Judge for a reply already found valid or not by the
+// model (an extract missing a required field is not).
+func (a *Ask) JudgeReply(c Conversation, attempt int, valid bool) Verdict {
 	msg := &c.Env().Message
-	ok := true
+	ok := valid
 	switch a.ask.Kind {
 	case flows.AskForm:
 		ok = msg.Form != nil

@@ -183,6 +183,7 @@ const (
 	RecFreeEntry     = "free_entry_point"     // an answer to an ad's message opened a 72-hour free entry point
 	RecUnavailable   = "template_unavailable" // the template is paused, disabled or rejected: not sent, the flow stopped
 	RecGoal          = "goal"                 // the flow reached a step marked goal: true (a conversion)
+	RecModel         = "model"                // a classify or extract step asked the language model (or its keywords answered)
 	RecSkipped       = "skipped_after_fallback"
 )
 
@@ -224,8 +225,12 @@ type Options struct {
 	// Trace keeps step, condition and set records.
 	Trace bool
 	// Cover records each step entered and each edge taken (tests'
-	// --cover).
+	// --cover); the events are made either way (the analytics).
 	Cover bool
+	// Model answers classify and extract steps (FLOW_SPEC.md 9.2): the
+	// configured language model, or a test's mocks; nil fails each call
+	// to the step's on_error.
+	Model actions.Model
 	// Live is the templates' live states (the account's events): a
 	// paused template is not sent, and a new category prices it. nil
 	// when nothing follows the account (dry runs, tests).
@@ -824,7 +829,17 @@ func contains(list []string, s string) bool {
 func (c *conv) reply(m *Inbound) {
 	st := c.st
 	ask := actions.AskOf(c.step.Ask)
-	switch ask.Judge(c, st.Attempt) {
+	valid, fields := true, map[string]any(nil)
+	if ask.Understands() {
+		u, err := c.understand(m)
+		if err != nil {
+			c.modelFailed(err)
+			return
+		}
+		c.env.Intent, fields, valid = u.Intent, u.Fields, u.Valid
+		defer func() { c.env.Intent = nil }() // for this step's routes only
+	}
+	switch ask.JudgeReply(c, st.Attempt, valid) {
 	case actions.GiveUp:
 		c.event(ReplyInvalid{Header: c.header(), Times: st.Attempt, Then: ask.Then()})
 		c.leavePause()
@@ -844,6 +859,9 @@ func (c *conv) reply(m *Inbound) {
 		return
 	}
 	if name, v, ok := ask.Saved(&c.env.Message); ok {
+		if fields != nil {
+			v = fields
+		}
 		if c.SetVar(name, v) {
 			c.TraceSet(name, c.Redact(flows.FormatValue(v)))
 		}

@@ -59,7 +59,7 @@ func TestEventKindsAreTheEngines(t *testing.T) {
 	kinds := []string{engine.RecInbound, engine.RecFlowStart, engine.RecFlowEnd, engine.RecStep, engine.RecCondition,
 		engine.RecSet, engine.RecCall, engine.RecSent, engine.RecFallback, engine.RecSkipped, engine.RecUndeliverable,
 		engine.RecOptedOut, engine.RecOptOut, engine.RecOptIn, engine.RecHandoff, engine.RecReleased, engine.RecTimer,
-		engine.RecIgnored, engine.RecUnmatched, engine.RecRetry, engine.RecError, engine.RecWarning, engine.RecStatus, engine.RecFreeEntry, engine.RecUnavailable, engine.RecGoal}
+		engine.RecIgnored, engine.RecUnmatched, engine.RecRetry, engine.RecError, engine.RecWarning, engine.RecStatus, engine.RecFreeEntry, engine.RecUnavailable, engine.RecGoal, engine.RecModel}
 	if fmt.Sprint(kinds) != fmt.Sprint(flows.EventKinds) {
 		t.Errorf("flows.EventKinds = %v\nthe engine's kinds: %v", flows.EventKinds, kinds)
 	}

@@ -53,6 +53,10 @@ type Session struct {
 	Handoff   *HandoffState `json:"handoff,omitempty"`
 	Timers    []Timer       `json:"timers,omitempty"`
 	Cost      Cost          `json:"cost"`
+	// ModelDay and ModelCalls count the model calls (classify, extract)
+	// the contact caused on that UTC day, for llm.budget.per_contact_per_day.
+	ModelDay   string `json:"model_day,omitempty"`
+	ModelCalls int    `json:"model_calls,omitempty"`
 	// Seq numbers the outbound messages and timers, so that ids are
 	// deterministic.
 	Seq int64 `json:"seq"`

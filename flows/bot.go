@@ -51,6 +51,9 @@ type Config struct {
 	// ContactFields are what the bot remembers about a contact, with
 	// their defaults (FLOW_SPEC.md 8.1).
 	ContactFields []Var
+	// LLM is the language model classify and extract ask (FLOW_SPEC.md
+	// 9.2); nil when none is configured.
+	LLM *LLMConfig
 }
 
 // ContactField returns the declared contact field, or nil.
@@ -204,11 +207,13 @@ type WindowClosing struct {
 
 // Step is one compiled step.
 type Step struct {
-	Name     string
-	Flow     string
-	At       Pos
-	Set      []Assign
-	Call     *Call
+	Name string
+	Flow string
+	At   Pos
+	Set  []Assign
+	Call *Call
+	// OnError is where a classify or extract goes when the model fails.
+	OnError  string
 	Say      []*Text
 	Media    []*Media
 	Template *TemplateSend
@@ -302,13 +307,16 @@ type Media struct {
 type Ask struct {
 	// Kind is AskText, AskForm or AskLocation: a form or a location
 	// request accepts only its own kind of reply.
-	Kind      string
-	Form      *Form
-	Text      *Text
-	Buttons   []Button
-	List      *List
-	Save      string
-	Validate  *Program
+	Kind     string
+	Form     *Form
+	Text     *Text
+	Buttons  []Button
+	List     *List
+	Save     string
+	Validate *Program
+	// Classify and Extract read the reply through the language model.
+	Classify  *Classify
+	Extract   []ExtractField
 	Retry     *Retry
 	Timeout   time.Duration
 	OnTimeout string

@@ -3,6 +3,7 @@ package flows
 import (
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -244,6 +245,7 @@ func (c *compiler) compileSettings(d *decoder, s *Settings) {
 		}
 		cfg.Secrets = append(cfg.Secrets, name)
 	}
+	c.compileLLM(r, s.LLM)
 	seenWord := map[string]string{}
 	claim := func(at Pos, word, what string) {
 		w := strings.ToLower(strings.TrimSpace(word))
@@ -582,6 +584,16 @@ func (c *compiler) compileFlow(rel string, d *decoder, spec *FlowFile) *Flow {
 		vmap[e.Key] = t
 		fc.vars[e.Key] = t
 		f.Vars = append(f.Vars, Var{Name: e.Key, Default: e.Value, At: e.Pos})
+	}
+	// An extract's variable is typed as its fields: {day: text, people:
+	// number ...}, when it was declared as empty data.
+	for _, e := range spec.Steps {
+		if sp := e.Value; sp != nil && sp.Extract != nil && sp.Save != nil {
+			if t, ok := vmap[sp.Save.Name].(types.Map); ok && len(t) <= 1 {
+				vmap[sp.Save.Name] = extractSpecType(sp.Extract)
+				fc.vars[sp.Save.Name] = vmap[sp.Save.Name]
+			}
+		}
 	}
 	fc.ec = &exprCompiler{r: r, env: typeEnv(vmap, c.bot.Settings.Secrets, c.fieldTypes), languages: c.bot.Settings.Languages}
 
@@ -962,6 +974,7 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 	s.Quote = sp.Quote != nil && *sp.Quote
 	s.Goal = sp.Goal != nil && *sp.Goal
 	fc.compileAsk(s, sp)
+	fc.compileUnderstanding(s, sp)
 	if sp.Wait != nil {
 		s.Wait, s.HasWait = sp.Wait.D, true
 		if sp.Wait.D <= 0 && !sp.Wait.Bad {
@@ -996,6 +1009,12 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 		routeEC = fc.compileSubflow(s, sp)
 	} else if len(sp.With) > 0 {
 		r.errorf(sp.With[0].Pos, "step %q has with but no subflow", s.Name)
+	}
+	if s.Ask != nil && s.Ask.Classify != nil {
+		// The routes read the reply's intent.
+		env := maps.Clone(ec.env)
+		env["intent"] = intentEnv
+		routeEC = &exprCompiler{r: r, env: env, languages: ec.languages}
 	}
 
 	// Routing.
@@ -1033,6 +1052,9 @@ func (fc *flowCompiler) compileStep(s *Step, sp *StepSpec) {
 	}
 	if sp.End != nil && !*sp.End {
 		r.errorf(sp.At, "step %q: end: false has no meaning; remove it", s.Name)
+	}
+	if s.Ask != nil && s.Ask.Classify != nil {
+		checkIntentRoutes(r, s, sp)
 	}
 }
 
@@ -1194,6 +1216,10 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 		case t == nil:
 		case kind != AskText && !isMapType(t):
 			r.errorf(sp.Save.At, "save: %s holds %s, but a %s's answer is data (declare it with a default of {})", targetName(name), typeName(t), map[string]string{AskForm: "form", AskLocation: "location request"}[kind])
+		case sp.Extract != nil:
+			if !isMapType(t) {
+				r.errorf(sp.Save.At, "save: %s holds %s, but an extract's answer is data (declare it with a default of {})", targetName(name), typeName(t))
+			}
 		case kind == AskText && t.String() != "string":
 			r.errorf(sp.Save.At, "save: %s holds %s, but a reply is text (declare it with a default of \"\")", targetName(name), typeName(t))
 		}
@@ -1207,7 +1233,7 @@ func (fc *flowCompiler) compileAsk(s *Step, sp *StepSpec) {
 		if rt.Times < 0 {
 			r.errorf(rt.At, "retry.times cannot be negative")
 		}
-		if sp.Validate == nil && kind == AskText {
+		if sp.Validate == nil && kind == AskText && sp.Extract == nil {
 			r.warnf(rt.At, "step %q has retry but no validate: every reply is accepted, so the retries never happen", s.Name)
 		}
 		fc.checkTextLen(a.Retry.Say, limit, "retry.say")

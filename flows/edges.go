@@ -59,6 +59,9 @@ func (s *Step) buildEdges() {
 	if s.Call != nil {
 		add(Edge{Kind: EdgeOnError, To: s.Call.OnError})
 	}
+	if s.OnError != "" {
+		add(Edge{Kind: EdgeOnError, To: s.OnError, Reply: true}) // the model failed on the reply
+	}
 	if a := s.Ask; a != nil {
 		if a.Retry != nil {
 			add(Edge{Kind: EdgeRetry, To: a.Retry.Then, Reply: true})

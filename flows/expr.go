@@ -146,11 +146,15 @@ type Env struct {
 	// Result is the variables of the subflow the step just ran, for its
 	// routing.
 	Result map[string]any
+	// Intent is the reply's intent ({name, confidence}) in a classify
+	// step's routing.
+	Intent map[string]any
 
 	m         map[string]any
 	mNow      time.Time
 	mAttempt  int
 	hasResult bool
+	hasIntent bool
 }
 
 // values returns the map the compiled programs run against. It is built
@@ -186,6 +190,10 @@ func (e *Env) values() map[string]any {
 	if e.Result != nil || e.hasResult {
 		e.m["result"] = e.Result
 		e.hasResult = true
+	}
+	if e.Intent != nil || e.hasIntent {
+		e.m["intent"] = e.Intent
+		e.hasIntent = true
 	}
 	return e.m
 }

@@ -112,6 +112,16 @@ func stepLines(s *Step) []string {
 			line += " [" + strings.Join(choices, " | ") + "]"
 		}
 		out = append(out, line)
+		if cl := s.Ask.Classify; cl != nil {
+			out = append(out, "classify: "+strings.Join(cl.Names(), ", "))
+		}
+		if len(s.Ask.Extract) > 0 {
+			var fields []string
+			for _, f := range s.Ask.Extract {
+				fields = append(fields, f.Name+" ("+f.Type+")")
+			}
+			out = append(out, "extract: "+strings.Join(fields, ", "))
+		}
 	}
 	if s.Handoff != nil {
 		out = append(out, "handoff to "+s.Handoff.Queue)
@@ -145,6 +155,9 @@ func graphEdges(s *Step) []GraphEdge {
 		switch e.Kind {
 		case EdgeOnError:
 			label = "on_error"
+			if s.Call == nil || e.To == s.OnError && e.Reply {
+				label = "model failed"
+			}
 		case EdgeRetry:
 			label = fmt.Sprintf("retry x%d", s.Ask.Retry.Times)
 		case EdgeTimeout:
@@ -167,7 +180,7 @@ func graphEdges(s *Step) []GraphEdge {
 			switch {
 			case len(s.On) > 0:
 				label = join(prefix, "else")
-			case s.Ask != nil && s.Ask.Validate != nil:
+			case s.Ask != nil && (s.Ask.Validate != nil || len(s.Ask.Extract) > 0):
 				label = "valid reply"
 			case s.Ask != nil:
 				label = "reply"

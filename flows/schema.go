@@ -251,6 +251,11 @@ func (*BotSpec) jsonSchema(g *schemaGen) map[string]any {
 	return oneOf(scalar, g.object(reflect.TypeOf(plain{})))
 }
 
+func (*MocksSpec) jsonSchema(g *schemaGen) map[string]any {
+	type plain MocksSpec
+	return oneOf(map[string]any{"type": "array", "items": g.schema(reflect.TypeOf(MockSpec{}))}, g.object(reflect.TypeOf(plain{})))
+}
+
 func (*NullableRef) jsonSchema(*schemaGen) map[string]any {
 	return map[string]any{"type": []string{"string", "null"}}
 }

@@ -60,38 +60,41 @@ type TemplateStepSpec struct {
 // FLOW_SPEC.md section 2.
 type StepSpec struct {
 	At          Pos
-	Set         OrderedMap[*Source] `yaml:"set" doc:"assigns variables: {var: expression}"`
-	Call        *CallSpec           `yaml:"call" doc:"an HTTP request; the JSON response goes into vars.<save>; a failure goes to on_error"`
-	Say         *TextsSpec          `yaml:"say" doc:"text messages: one text or a list"`
-	Image       *MediaSpec          `yaml:"image" doc:"an image message: {link or id, caption}"`
-	Document    *MediaSpec          `yaml:"document" doc:"a document message: {link or id, caption, filename}"`
-	Video       *MediaSpec          `yaml:"video" doc:"a video message: {link or id, caption}"`
-	Audio       *MediaSpec          `yaml:"audio" doc:"an audio message: {link or id}"`
-	Template    *TemplateStepSpec   `yaml:"template"`
-	Link        *LinkSpec           `yaml:"link" doc:"a call-to-action URL button {url, text (20 characters), body}; its body is the step's last say text unless given"`
-	React       *Source             `yaml:"react" doc:"an emoji reaction to the contact's latest message"`
-	Goal        *bool               `yaml:"goal" doc:"true: reaching this step is a conversion (the flow's goal, counted by analytics and recorded as a goal event)"`
-	Quote       *bool               `yaml:"quote" doc:"true: the step's messages reply to the contact's latest message, which WhatsApp shows quoted above them"`
-	Ask         *Source             `yaml:"ask" limit:"text" doc:"a question; the flow waits for the reply"`
-	Form        *FormSpec           `yaml:"form" doc:"a WhatsApp Flow (a form inside WhatsApp), asked like a question: {flow_id, cta, body, screen, data}; message.form is the answer"`
-	AskLocation *Source             `yaml:"ask_location" limit:"button_body" doc:"a location request, asked like a question; the reply is message.location"`
-	Buttons     []ButtonSpec        `yaml:"buttons"`
-	List        *ListSpec           `yaml:"list" doc:"an interactive list for the ask: {button, sections: [{title, rows: [{id, title, description}]}]}, up to 10 rows"`
-	Save        *Ref                `yaml:"save" doc:"the text variable that gets the reply (its choice id, else its text)"`
-	Validate    *Source             `yaml:"validate" doc:"a condition the reply must meet; message is the reply"`
-	Retry       *RetrySpec          `yaml:"retry" doc:"what to do with invalid replies: {times, say, then}"`
-	Timeout     *Duration           `yaml:"timeout" doc:"how long to wait for the reply, from the question"`
-	OnTimeout   *Ref                `yaml:"on_timeout" doc:"the step to go to when no reply came within timeout"`
-	Wait        *Duration           `yaml:"wait" doc:"a durable timer; then the step routes on"`
-	Handoff     *HandoffSpec        `yaml:"handoff" doc:"hands the contact to a human agent: {queue, note}; the bot is silent until released"`
-	Subflow     *Ref                `yaml:"subflow" doc:"runs another flow, then comes back to this step's routing, where result.<var> holds the subflow's variables"`
-	With        OrderedMap[*Source] `yaml:"with" doc:"the subflow's variables at its start: {var: expression}"`
-	Goto        *Ref                `yaml:"goto" doc:"the next step"`
-	On          []OnSpec            `yaml:"on" doc:"conditional routes [{if, goto}], first match wins"`
-	Else        *Ref                `yaml:"else" doc:"where to go when no condition under on holds"`
-	End         *bool               `yaml:"end" doc:"true ends the flow"`
-	Random      []RandomSpec        `yaml:"random" doc:"a random split [{weight, goto}]: the branch is drawn from a hash of the contact, the flow and the step, so a contact always takes the same one"`
-	Fallback    *FallbackSpec       `yaml:"fallback"`
+	Set         OrderedMap[*Source]           `yaml:"set" doc:"assigns variables: {var: expression}"`
+	Call        *CallSpec                     `yaml:"call" doc:"an HTTP request; the JSON response goes into vars.<save>; a failure goes to on_error"`
+	Say         *TextsSpec                    `yaml:"say" doc:"text messages: one text or a list"`
+	Image       *MediaSpec                    `yaml:"image" doc:"an image message: {link or id, caption}"`
+	Document    *MediaSpec                    `yaml:"document" doc:"a document message: {link or id, caption, filename}"`
+	Video       *MediaSpec                    `yaml:"video" doc:"a video message: {link or id, caption}"`
+	Audio       *MediaSpec                    `yaml:"audio" doc:"an audio message: {link or id}"`
+	Template    *TemplateStepSpec             `yaml:"template"`
+	Link        *LinkSpec                     `yaml:"link" doc:"a call-to-action URL button {url, text (20 characters), body}; its body is the step's last say text unless given"`
+	React       *Source                       `yaml:"react" doc:"an emoji reaction to the contact's latest message"`
+	Goal        *bool                         `yaml:"goal" doc:"true: reaching this step is a conversion (the flow's goal, counted by analytics and recorded as a goal event)"`
+	Quote       *bool                         `yaml:"quote" doc:"true: the step's messages reply to the contact's latest message, which WhatsApp shows quoted above them"`
+	Ask         *Source                       `yaml:"ask" limit:"text" doc:"a question; the flow waits for the reply"`
+	Form        *FormSpec                     `yaml:"form" doc:"a WhatsApp Flow (a form inside WhatsApp), asked like a question: {flow_id, cta, body, screen, data}; message.form is the answer"`
+	AskLocation *Source                       `yaml:"ask_location" limit:"button_body" doc:"a location request, asked like a question; the reply is message.location"`
+	Buttons     []ButtonSpec                  `yaml:"buttons"`
+	List        *ListSpec                     `yaml:"list" doc:"an interactive list for the ask: {button, sections: [{title, rows: [{id, title, description}]}]}, up to 10 rows"`
+	Save        *Ref                          `yaml:"save" doc:"the text variable that gets the reply (its choice id, else its text)"`
+	Validate    *Source                       `yaml:"validate" doc:"a condition the reply must meet; message is the reply"`
+	Classify    *ClassifySpec                 `yaml:"classify" doc:"the reply's intent, found by the language model (llm: in flowbot.yaml): {intents: {name: [examples]}, min_confidence}; routes read intent.name and intent.confidence"`
+	Extract     OrderedMap[*ExtractFieldSpec] `yaml:"extract" doc:"typed fields from the reply, found by the language model: {name: {type, description, optional}}; save gets them as data; a required field missing fails the reply's validation"`
+	OnError     *Ref                          `yaml:"on_error" doc:"where a classify or extract goes when the model times out, fails, answers off-schema or the budget is spent"`
+	Retry       *RetrySpec                    `yaml:"retry" doc:"what to do with invalid replies: {times, say, then}"`
+	Timeout     *Duration                     `yaml:"timeout" doc:"how long to wait for the reply, from the question"`
+	OnTimeout   *Ref                          `yaml:"on_timeout" doc:"the step to go to when no reply came within timeout"`
+	Wait        *Duration                     `yaml:"wait" doc:"a durable timer; then the step routes on"`
+	Handoff     *HandoffSpec                  `yaml:"handoff" doc:"hands the contact to a human agent: {queue, note}; the bot is silent until released"`
+	Subflow     *Ref                          `yaml:"subflow" doc:"runs another flow, then comes back to this step's routing, where result.<var> holds the subflow's variables"`
+	With        OrderedMap[*Source]           `yaml:"with" doc:"the subflow's variables at its start: {var: expression}"`
+	Goto        *Ref                          `yaml:"goto" doc:"the next step"`
+	On          []OnSpec                      `yaml:"on" doc:"conditional routes [{if, goto}], first match wins"`
+	Else        *Ref                          `yaml:"else" doc:"where to go when no condition under on holds"`
+	End         *bool                         `yaml:"end" doc:"true ends the flow"`
+	Random      []RandomSpec                  `yaml:"random" doc:"a random split [{weight, goto}]: the branch is drawn from a hash of the contact, the flow and the step, so a contact always takes the same one"`
+	Fallback    *FallbackSpec                 `yaml:"fallback"`
 }
 
 // TextsSpec is one text or a list of texts (`say`).
@@ -331,6 +334,7 @@ type Settings struct {
 	NumberName          string            `yaml:"number_name" doc:"a name for the number in /metrics (number=\"support\"): lowercase letters, digits, _ and -, up to 32"`
 	LanguageByCountry   map[string]string `yaml:"language_by_country" doc:"a contact's language by their number's country calling code, when nothing else set it: {\"55\": pt_BR, \"351\": pt_PT}"`
 	Languages           *Strings          `yaml:"languages" doc:"the languages the texts are written in, the first the default: [en, es, pt_BR]; a text may then be {en: ..., es: ...}"`
+	LLM                 *LLMSpec          `yaml:"llm" doc:"the language model that classify and extract steps ask: an OpenAI-compatible endpoint {base_url, model, api_key, timeout, budget, price}"`
 	ContactFields       OrderedMap[any]   `yaml:"contact_fields" doc:"what the bot remembers about a contact, outside any flow: name: default (the default's type is the field's type); read as contact.fields.<name>"`
 }
 

@@ -23,7 +23,7 @@ type TestSpec struct {
 	Flow    *Ref           `yaml:"flow"`
 	Contact *ContactSpec   `yaml:"contact"`
 	StartAt string         `yaml:"start_at"`
-	Mocks   []MockSpec     `yaml:"mocks"`
+	Mocks   MocksSpec      `yaml:"mocks"`
 	At_     *Ref           `yaml:"at"`
 	Vars    map[string]any `yaml:"vars"`
 	Window  string         `yaml:"window"`
@@ -54,10 +54,31 @@ type MockSpec struct {
 	Timeout bool              `yaml:"timeout"`
 }
 
+// MocksSpec is a test's mocks: a list of HTTP mocks, or a mapping
+// {http: [...], llm: [...]} that also answers the language model's calls.
+type MocksSpec struct {
+	At   Pos
+	HTTP []MockSpec    `yaml:"http" doc:"answers to call steps' requests"`
+	LLM  []LLMMockSpec `yaml:"llm" doc:"answers to classify and extract steps' model calls: [{step, text, intent, confidence, extract, error}]"`
+}
+
+func (m *MocksSpec) decodeNode(d *decoder, n *yaml.Node) {
+	m.At = posOf(n)
+	if n.Kind == yaml.SequenceNode {
+		d.decode(n, reflectValue(&m.HTTP))
+		return
+	}
+	type plain MocksSpec
+	var p plain
+	d.decodeStruct(n, reflectValue(&p))
+	*m = MocksSpec(p)
+	m.At = posOf(n)
+}
+
 // MocksFile is the file `flowbot run --mocks` reads.
 type MocksFile struct {
 	At    Pos
-	Mocks []MockSpec `yaml:"mocks" flowbot:"required"`
+	Mocks MocksSpec `yaml:"mocks" flowbot:"required"`
 }
 
 // TestStep is one step of a conversation test: exactly one key.
@@ -248,8 +269,44 @@ func LoadTests(fsys fs.FS, name string, bot *Bot) ([]*Test, Diagnostics) {
 			out = append(out, t)
 		}
 	}
+	diags = append(diags, unmockedModelSteps(bot, out)...)
 	diags.Sort()
 	return out, diags
+}
+
+// unmockedModelSteps warns of each classify or extract step that no test
+// mocks: the tests never walk what the model would answer there.
+func unmockedModelSteps(bot *Bot, tests []*Test) Diagnostics {
+	if bot == nil {
+		return nil
+	}
+	mocked := map[string]bool{}
+	for _, t := range tests {
+		for _, m := range t.Spec.Mocks.LLM {
+			mocked[m.Step] = true
+		}
+	}
+	var out Diagnostics
+	for _, f := range bot.Flows {
+		for _, name := range f.StepOrder {
+			s := f.Steps[name]
+			if s.Ask == nil || mocked[name] {
+				continue
+			}
+			at := s.At
+			switch {
+			case s.Ask.Classify != nil:
+				at = s.Ask.Classify.At
+			case len(s.Ask.Extract) > 0:
+				at = s.Ask.Extract[0].At
+			default:
+				continue
+			}
+			out = append(out, Diagnostic{File: f.File, Pos: at, Severity: SevWarning,
+				Message: fmt.Sprintf("step %q asks the model, and no test mocks it: add a test with mocks: { llm: [ { step: %s, ... } ] }", name, name)})
+		}
+	}
+	return out
 }
 
 // ParseTest reads one test file; nil when it has errors.
@@ -296,8 +353,11 @@ func ParseTest(file string, src []byte, bot *Bot, diags *Diagnostics) *Test {
 	default:
 		r.errorf(spec.At, "window: expected open or closed, got %q", spec.Window)
 	}
-	for i := range spec.Mocks {
-		checkMock(r, &spec.Mocks[i])
+	for i := range spec.Mocks.HTTP {
+		checkMock(r, &spec.Mocks.HTTP[i])
+	}
+	for i := range spec.Mocks.LLM {
+		checkLLMMock(r, bot, flow, &spec.Mocks.LLM[i])
 	}
 	for i := range spec.Steps {
 		checkTestStep(r, bot, &spec.Steps[i])
@@ -310,16 +370,16 @@ func ParseTest(file string, src []byte, bot *Bot, diags *Diagnostics) *Test {
 
 // ParseMocks reads a `flowbot run --mocks` file: a list of mocks, a
 // mapping with mocks:, or a conversation test (its mocks).
-func ParseMocks(file string, src []byte) ([]MockSpec, Diagnostics) {
+func ParseMocks(file string, src []byte) (MocksSpec, Diagnostics) {
 	var diags Diagnostics
 	root := parseYAML(file, src, &diags)
 	if root == nil {
-		return nil, diags
+		return MocksSpec{}, diags
 	}
 	d := newDecoder(file, src, &diags)
-	var mocks []MockSpec
+	var mocks MocksSpec
 	if root.Kind == yaml.SequenceNode {
-		d.decode(root, reflectValue(&mocks))
+		d.decode(root, reflectValue(&mocks.HTTP))
 	} else if hasKey(root, "steps") {
 		// A conversation test: its mocks, so that they are not written
 		// twice.
@@ -331,8 +391,11 @@ func ParseMocks(file string, src []byte) ([]MockSpec, Diagnostics) {
 		d.decode(root, reflectValue(&mf))
 		mocks = mf.Mocks
 	}
-	for i := range mocks {
-		checkMock(d.reporter, &mocks[i])
+	for i := range mocks.HTTP {
+		checkMock(d.reporter, &mocks.HTTP[i])
+	}
+	for i := range mocks.LLM {
+		checkLLMMock(d.reporter, nil, nil, &mocks.LLM[i])
 	}
 	return mocks, diags
 }
@@ -475,4 +538,67 @@ func SortedKeys[K ~string, V any](m map[K]V) []K {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// checkLLMMock checks a model mock against the bot: its step classifies or
+// extracts (in the test's flow, or any), its intent is one of the step's,
+// its fields the step's.
+func checkLLMMock(r reporter, bot *Bot, flow *Flow, m *LLMMockSpec) {
+	answers := 0
+	for _, set := range []bool{m.Intent != "", m.Extract != nil, m.Error != ""} {
+		if set {
+			answers++
+		}
+	}
+	if answers != 1 {
+		r.errorf(m.At, "an llm mock answers with one of intent, extract or error (%s)", m)
+	}
+	if m.Confidence != nil && (*m.Confidence < 0 || *m.Confidence > 1) {
+		r.errorf(m.At, "an llm mock's confidence is between 0 and 1, got %g", *m.Confidence)
+	}
+	if bot == nil {
+		return
+	}
+	var step *Step
+	var names []string
+	for _, f := range bot.Flows {
+		if flow != nil && f != flow {
+			continue
+		}
+		for _, name := range f.StepOrder {
+			s := f.Steps[name]
+			if s.Ask == nil || s.Ask.Classify == nil && s.Ask.Extract == nil {
+				continue
+			}
+			names = append(names, name)
+			if name == m.Step {
+				step = s
+			}
+		}
+	}
+	if step == nil {
+		r.errorf(m.At, "llm mock: no classify or extract step %q%s", m.Step, suggest(m.Step, names))
+		return
+	}
+	if cl := step.Ask.Classify; cl != nil {
+		if m.Extract != nil {
+			r.errorf(m.At, "llm mock: step %q classifies: answer with intent, not extract", m.Step)
+		}
+		if m.Intent != "" && !contains(cl.Names(), m.Intent) {
+			r.errorf(m.At, "llm mock: step %q has no intent %q (its intents: %s)", m.Step, m.Intent, strings.Join(cl.Names(), ", "))
+		}
+		return
+	}
+	if m.Intent != "" {
+		r.errorf(m.At, "llm mock: step %q extracts: answer with extract, not intent", m.Step)
+	}
+	for k := range m.Extract {
+		found := false
+		for _, f := range step.Ask.Extract {
+			found = found || f.Name == k
+		}
+		if !found {
+			r.errorf(m.At, "llm mock: step %q extracts no field %q", m.Step, k)
+		}
+	}
 }

@@ -304,6 +304,8 @@ var Enums = map[string][]string{
 	"button_type":      {"quick_reply", "url", "phone_number", "copy_code", "flow", "otp", "catalog", "mpm"},
 	"flow_mode":        {"published", "draft"},
 	"preference":       {"stop", "resume"},
+	"extract_type":     {ExtractString, ExtractNumber, ExtractBool, ExtractDate, ExtractEnum},
+	"llm_error":        LLMErrors,
 	"message_kind":     {"text", "buttons", "list", "template", "image", "document", "video", "audio", "link", "form", "location_request", "reaction"},
 }
 
@@ -316,5 +318,5 @@ var caselessEnums = map[string]bool{"method": true, "category": true, "status": 
 var EventKinds = []string{
 	"inbound", "flow_start", "flow_end", "step", "condition", "set", "call", "sent",
 	"template_fallback", "skipped_after_fallback", "undeliverable", "opted_out", "opt_out", "opt_in",
-	"handoff", "released", "timer", "ignored", "unmatched", "retry", "error", "warning", "status", "free_entry_point", "template_unavailable", "goal",
+	"handoff", "released", "timer", "ignored", "unmatched", "retry", "error", "warning", "status", "free_entry_point", "template_unavailable", "goal", "model",
 }

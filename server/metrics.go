@@ -33,6 +33,10 @@ type metrics struct {
 	// Campaigns.
 	campaignStarts    prometheus.Counter
 	campaignSkips     *prometheus.CounterVec
+	llmCalls          *prometheus.CounterVec
+	llmTokens         *prometheus.CounterVec
+	llmCost           *prometheus.CounterVec
+	llmTime           prometheus.Histogram
 	campaignRate      *prometheus.GaugeVec
 	campaignSlowdowns prometheus.Counter
 	// Events out.
@@ -109,6 +113,19 @@ func newMetrics(number string, depth func() float64) *metrics {
 		cost: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flowbot_cost", Help: "What messages cost, in the bot's pricing currency, by category and state: confirmed (by the pricing of WhatsApp's delivery statuses, a message flowbot does not know included) and estimated (accepted by WhatsApp, not yet confirmed); what this process applied since it started (sum over instances: an estimate made on one may be settled on another).",
 		}, []string{"category", "state"}),
+		llmCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_llm_calls_total", Help: "Classify and extract steps' model calls by flow and result: ok, keyword (the step's examples answered; no call), timeout, refusal, invalid (off the step's schema), budget (llm.budget spent), error.",
+		}, []string{"flow", "result"}),
+		llmTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_llm_tokens_total", Help: "The model calls' tokens by flow and direction (input, output).",
+		}, []string{"flow", "direction"}),
+		llmCost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbot_llm_cost_total", Help: "What the model calls cost (llm.price), in the bot's pricing currency, by flow.",
+		}, []string{"flow"}),
+		llmTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "flowbot_llm_seconds", Help: "How long model calls took, as the engine waited for them.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30},
+		}),
 		campaignSlowdowns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowbot_campaign_slowdowns_total", Help: "Times a campaign was slowed down after WhatsApp answered a throughput error (130429, 131056).",
 		}),
@@ -121,7 +138,7 @@ func newMetrics(number string, depth func() float64) *metrics {
 	}
 	r.MustRegister(m.preferences, m.templateEvents, m.numberQuality, m.inbound, m.statuses, m.duplicates, m.outbound, m.fallbacks, m.sendErrors,
 		m.stepTime, m.webhook, m.queue, m.actors, m.engineErrs, m.refused, m.clamped,
-		m.campaignStarts, m.campaignSkips, m.campaignRate, m.campaignSlowdowns, m.events, m.cost)
+		m.campaignStarts, m.campaignSkips, m.campaignRate, m.campaignSlowdowns, m.events, m.cost, m.llmCalls, m.llmTokens, m.llmCost, m.llmTime)
 	return m
 }
 

@@ -638,6 +638,23 @@ func (o observer) Happened(contact string, e engine.Event) {
 		o.s.log.Warn("engine: "+r.Kind, "contact", contact, "flow", r.Flow, "step", r.Step, "detail", r.Detail)
 	case engine.TextCut:
 		o.s.log.Info("engine: a text was cut to WhatsApp's limit", "contact", contact, "flow", e.Flow, "step", e.Step, "detail", e.What)
+	case engine.ModelCalled:
+		m := o.s.metrics
+		result := "ok"
+		switch {
+		case e.Error != "":
+			result = e.Error
+			o.s.log.Warn("engine: a model call failed; the step goes to on_error", "contact", contact, "flow", e.Flow, "step", e.Step, "error", e.Error, "detail", e.Detail)
+		case e.Keyword:
+			result = "keyword"
+		}
+		m.llmCalls.WithLabelValues(e.Flow, result).Inc()
+		m.llmTokens.WithLabelValues(e.Flow, "input").Add(float64(e.InputTokens))
+		m.llmTokens.WithLabelValues(e.Flow, "output").Add(float64(e.OutputTokens))
+		m.llmCost.WithLabelValues(e.Flow).Add(e.Cost)
+		if !e.Keyword {
+			m.llmTime.Observe(e.Took.Seconds())
+		}
 	}
 }
 

@@ -478,6 +478,41 @@ func checkCounts(live *instance, id string, tmpl []fakegraph.Request, contacts, 
 		return fmt.Errorf("cost %.4f confirmed, %.4f estimated; WhatsApp charged %d deliveries at 0.004 = %.4f", st.Cost.Total, st.Estimated.Total, contacts, want)
 	}
 	fmt.Println("counts equal what WhatsApp saw")
+	return checkFacts(client, live, contacts)
+}
+
+// checkFacts compares the flow's analytics (GET /api/analytics), counted
+// from the same commits as the campaign's counts, with what WhatsApp saw:
+// each contact started the flow once and ended it, and the cost confirmed
+// is the deliveries'.
+func checkFacts(client *http.Client, live *instance, contacts int) error {
+	var a struct {
+		Started int `json:"started"`
+		Ended   int `json:"ended"`
+		Cost    struct {
+			Confirmed map[string]float64 `json:"confirmed"`
+		} `json:"cost"`
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", live.base+"/api/analytics?flow=notice", nil)
+		req.Header.Set("Authorization", "Bearer load-api")
+		resp, err := client.Do(req)
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&a)
+			resp.Body.Close()
+		}
+		if a.Started >= contacts && math.Abs(a.Cost.Confirmed["utility"]-float64(contacts)*0.004) < 1e-6 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	fmt.Printf("analytics of flow notice: started %d, ended %d, cost %.4f confirmed\n", a.Started, a.Ended, a.Cost.Confirmed["utility"])
+	if a.Started != contacts || a.Ended != contacts || math.Abs(a.Cost.Confirmed["utility"]-float64(contacts)*0.004) > 1e-6 {
+		fmt.Println("ANALYTICS DIFFER from what WhatsApp saw")
+		return fmt.Errorf("analytics: started %d, ended %d, cost %.4f; WhatsApp saw %d contacts", a.Started, a.Ended, a.Cost.Confirmed["utility"], contacts)
+	}
+	fmt.Println("analytics equal what WhatsApp saw")
 	return nil
 }
 

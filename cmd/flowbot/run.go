@@ -20,6 +20,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/llm"
 	"github.com/flowbot/flowbot/server/playground"
 
 	"github.com/gofiber/fiber/v2"
@@ -28,6 +29,7 @@ import (
 
 type runFlags struct {
 	flow, contact, name, language, script, mocks, start string
+	llm                                                 bool
 	trace, web                                          bool
 	addr                                                string
 }
@@ -40,7 +42,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs.StringVar(&f.name, "name", "", "the contact's profile name (default "+dryrun.DefaultContact.Name+")")
 	fs.StringVar(&f.language, "language", "", "the contact's language code, e.g. es")
 	fs.StringVar(&f.script, "script", "", "a conversation test file to play instead of chatting; its bot: expectations are checked")
-	fs.StringVar(&f.mocks, "mocks", "", "a YAML file of mocks that answer the flow's HTTP calls instead of the network")
+	fs.StringVar(&f.mocks, "mocks", "", "a YAML file of mocks that answer the flow's HTTP calls instead of the network, and (under llm:) its model calls")
+	fs.BoolVar(&f.llm, "llm", false, "classify and extract steps call the model configured under llm: in flowbot.yaml (by default they are answered only by --mocks' llm: mocks)")
 	fs.StringVar(&f.start, "start-at", "", "the virtual clock's start, e.g. 2026-11-21T09:00:00Z (default: now)")
 	fs.BoolVar(&f.trace, "trace", false, "show each step entered, each condition with its value, and each variable set")
 	fs.BoolVar(&f.web, "web", false, "open the web playground instead of chatting in the terminal")
@@ -56,7 +59,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if f.flow != "" && bot.Flow(f.flow) == nil {
 		return usageErr("--flow: the bot has no flow %q", f.flow)
 	}
-	var mocks []flows.MockSpec
+	var mocks flows.MocksSpec
 	if f.mocks != "" {
 		src, err := os.ReadFile(f.mocks)
 		if err != nil {
@@ -187,7 +190,7 @@ func (p *transcript) summary(ctx context.Context, bot *flows.Bot) {
 	fmt.Fprintf(p.w, "cost: %s\n", dryrun.CostSummary(bot.Settings.Pricing, st.Cost))
 }
 
-func runScript(ctx context.Context, bot *flows.Bot, f runFlags, extra []flows.MockSpec, stdout, stderr io.Writer) error {
+func runScript(ctx context.Context, bot *flows.Bot, f runFlags, extra flows.MocksSpec, stdout, stderr io.Writer) error {
 	src, err := os.ReadFile(f.script)
 	if err != nil {
 		return usageErr("--script: %v", err)
@@ -201,7 +204,8 @@ func runScript(ctx context.Context, bot *flows.Bot, f runFlags, extra []flows.Mo
 		return &exitError{code: 2}
 	}
 	spec := t.Spec
-	spec.Mocks = append(spec.Mocks, extra...)
+	spec.Mocks.HTTP = append(spec.Mocks.HTTP, extra.HTTP...)
+	spec.Mocks.LLM = append(spec.Mocks.LLM, extra.LLM...)
 	if f.flow != "" {
 		spec.Flow = &flows.Ref{Name: f.flow}
 	}
@@ -283,12 +287,12 @@ const chatHelp = `Type a message to send it as the contact. Commands:
   /quit        end the dry run
 `
 
-func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList []flows.MockSpec, stdin io.Reader, stdout, stderr io.Writer) error {
+func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList flows.MocksSpec, stdin io.Reader, stdout, stderr io.Writer) error {
 	var doer actions.Doer = &http.Client{}
 	if f.mocks != "" {
-		doer = dryrun.NewMocks(mockList)
+		doer = dryrun.NewMocks(mockList.HTTP)
 	}
-	e := engine.New(bot, engine.Options{HTTP: doer, Secrets: secretsFromEnv(bot.Settings.Secrets), Trace: true})
+	e := engine.New(bot, engine.Options{HTTP: doer, Model: runModel(f, mockList), Secrets: secretsFromEnv(bot.Settings.Secrets), Trace: true})
 	contact := dryrun.DefaultContact
 	contact.ID = orStr(f.contact, contact.ID)
 	contact.Name = orStr(f.name, contact.Name)
@@ -511,10 +515,10 @@ func isTerminal(r any) bool {
 
 // runWeb serves the playground for the bot: chats run on a virtual clock,
 // and edits are saved to the bot's files.
-func runWeb(ctx context.Context, dir string, bot *flows.Bot, f runFlags, mocks []flows.MockSpec, stdout, stderr io.Writer) error {
+func runWeb(ctx context.Context, dir string, bot *flows.Bot, f runFlags, mocks flows.MocksSpec, stdout, stderr io.Writer) error {
 	var doer actions.Doer = &http.Client{}
 	if f.mocks != "" {
-		doer = dryrun.NewMocks(mocks)
+		doer = dryrun.NewMocks(mocks.HTTP)
 	}
 	var start time.Time
 	if f.start != "" {
@@ -524,7 +528,7 @@ func runWeb(ctx context.Context, dir string, bot *flows.Bot, f runFlags, mocks [
 		}
 		start = t
 	}
-	pg, err := playground.New(playground.Config{Dir: dir, WriteThrough: true, HTTP: doer, Secrets: secretsFromEnv, Start: start})
+	pg, err := playground.New(playground.Config{Dir: dir, WriteThrough: true, HTTP: doer, Model: runModel(f, mocks), Secrets: secretsFromEnv, Start: start})
 	if err != nil {
 		return usageErr("run --web: %v", err)
 	}
@@ -549,3 +553,13 @@ func runWeb(ctx context.Context, dir string, bot *flows.Bot, f runFlags, mocks [
 // languageFromText says where a contact's language came from.
 var languageFromText = map[string]string{flows.LanguageFromFlow: "set by a flow, or /lang", flows.LanguageFromStart: "given by the start",
 	flows.LanguageFromCountry: "by the number's country code, language_by_country", flows.LanguageFromDefault: "the bot's default: nothing set it"}
+
+// runModel answers the dry run's classify and extract steps: the
+// configured model with --llm, else the mocks (none: each call fails to
+// the step's on_error, saying that no mock answers it).
+func runModel(f runFlags, mocks flows.MocksSpec) actions.Model {
+	if f.llm {
+		return llm.New()
+	}
+	return dryrun.NewModelMocks(mocks.LLM)
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/llm"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/server/playground"
 	"github.com/flowbot/flowbot/store"
@@ -158,7 +159,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			sender = &whatsapp.Client{BaseURL: base, PhoneNumberID: phone, Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
 		}
-		eng := engine.New(bot, engine.Options{Secrets: secretsFromEnv(bot.Settings.Secrets)})
+		eng := engine.New(bot, engine.Options{Secrets: secretsFromEnv(bot.Settings.Secrets), Model: llm.New()})
 		cfg := server.Config{
 			AppSecret: secret, InsecureSkipSignature: *insecure, VerifyToken: os.Getenv("WHATSAPP_VERIFY_TOKEN"),
 			APIToken: apiToken, MarkRead: token != "", Logger: log.With("number", phone), Settle: *settle, ClaimTimeout: *claim, TimerInterval: *tick, SweepInterval: *sweep,

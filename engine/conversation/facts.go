@@ -276,6 +276,13 @@ func (k *Keeper) count(st *Record, r *round, e engine.Event) {
 		if e.Attempt > 0 {
 			at(e.Flow).step(e.Step).Retries++
 		}
+	case engine.ModelCalled:
+		f := at(e.Flow)
+		if !e.Keyword {
+			f.LLMCalls++
+		}
+		f.LLMTokens += e.InputTokens + e.OutputTokens
+		f.LLMCost += e.Cost
 	case engine.TimerFired:
 		if e.Timer.Kind == engine.TimerTimeout && e.Flow != "" {
 			r.timeoutAt = e.Step

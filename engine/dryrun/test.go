@@ -40,8 +40,9 @@ func (r *TestResult) Passed() bool { return r.Failure == nil }
 func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[string]string, observe func(*Session)) *TestResult {
 	spec := t.Spec
 	res := &TestResult{Name: spec.Name, File: t.File}
-	mocks := NewMocks(spec.Mocks)
-	e := engine.New(bot, engine.Options{HTTP: mocks, Secrets: secrets, Trace: true, Cover: true})
+	mocks := NewMocks(spec.Mocks.HTTP)
+	models := NewModelMocks(spec.Mocks.LLM)
+	e := engine.New(bot, engine.Options{HTTP: mocks, Model: models, Secrets: secrets, Trace: true, Cover: true})
 	contact := DefaultContact
 	if c := spec.Contact; c != nil {
 		contact = engine.Contact{ID: orDefault(c.ID, contact.ID), Name: c.Name, Language: c.Language, OptedOut: c.OptedOut,
@@ -85,6 +86,9 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 		line := ts.At.Line
 		if len(mocks.Unmocked) > 0 {
 			return fail(line, "a call had no mock: %s (add it under mocks:)", strings.Join(mocks.Unmocked, ", "))
+		}
+		if len(models.Unmocked) > 0 {
+			return fail(line, "a model call had no mock: %s (add it under mocks: llm:)", strings.Join(models.Unmocked, ", "))
 		}
 		switch {
 		case ts.User != nil:
@@ -145,6 +149,9 @@ func RunTest(ctx context.Context, bot *flows.Bot, t *flows.Test, secrets map[str
 	}
 	if len(mocks.Unmocked) > 0 {
 		return fail(spec.Steps[len(spec.Steps)-1].At.Line, "a call had no mock: %s (add it under mocks:)", strings.Join(mocks.Unmocked, ", "))
+	}
+	if len(models.Unmocked) > 0 {
+		return fail(spec.Steps[len(spec.Steps)-1].At.Line, "a model call had no mock: %s (add it under mocks: llm:)", strings.Join(models.Unmocked, ", "))
 	}
 	return res
 }

@@ -52,6 +52,9 @@ type Config struct {
 	// HTTP answers the flows' calls; nil fails every call that no mock
 	// answers, so that a playground on a server cannot reach integrations.
 	HTTP actions.Doer
+	// Model answers classify and extract steps; nil fails every model call
+	// to the step's on_error (a playground on a server calls no model).
+	Model actions.Model
 	// Secrets gives the values of the secrets a bot declares. nil reads
 	// each as a placeholder, "<NAME>", never the environment: a flow
 	// added in the page cannot show a live key (flowbot serve).
@@ -406,7 +409,7 @@ func (p *Playground) newSession(c *fiber.Ctx) error {
 	if doer == nil {
 		doer = dryrun.NewMocks(nil)
 	}
-	e := engine.New(bot, engine.Options{HTTP: doer, Secrets: p.cfg.Secrets(bot.Settings.Secrets), Trace: true})
+	e := engine.New(bot, engine.Options{HTTP: doer, Model: p.cfg.Model, Secrets: p.cfg.Secrets(bot.Settings.Secrets), Trace: true})
 	contact := dryrun.DefaultContact
 	if req.Name != "" {
 		contact.Name = req.Name

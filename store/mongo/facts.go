@@ -52,6 +52,13 @@ type hourDoc struct {
 // rollEvery is how often the collector rolls up the hours past.
 const rollEvery = time.Minute
 
+// factRetention is how long a fact is kept once its hour is rolled up: a
+// record's facts are drained within minutes of its write (a sweep after a
+// crash included), so that an hour this old is final. Deleting them keeps
+// the facts collection to about a week (FerretDB reads a collection whole
+// for most queries).
+const factRetention = 8 * 24 * time.Hour
+
 func hourID(flow string, hour time.Time) string {
 	return flow + "@" + hour.UTC().Format(time.RFC3339)
 }
@@ -148,6 +155,10 @@ func (s *Store) RollFacts(ctx context.Context, now time.Time, limit int) (int, e
 			return n, err
 		}
 		n++
+	}
+	_, err = s.facts.DeleteMany(ctx, bson.D{{Key: "rolled", Value: true}, {Key: "hour", Value: bson.D{{Key: "$lt", Value: now.Add(-factRetention)}}}})
+	if err != nil {
+		return n, fmt.Errorf("mongodb: deleting rolled-up facts: %w", err)
 	}
 	return n, nil
 }

@@ -8,10 +8,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"sort"
 	"strconv"
 	"time"
 
+	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store"
@@ -46,7 +48,8 @@ type Report struct {
 // Step is a step's figures.
 type Step struct {
 	Entered int64 `json:"entered"`
-	// Waiting is now: contacts at the step waiting for their answer.
+	// Waiting is now: contacts at the step (an ask) waiting for their
+	// answer.
 	Waiting int64 `json:"waiting"`
 	// Dropped: flows that ended by a timeout that fired here, and
 	// contacts who reached the step in the range and are still waiting.
@@ -58,6 +61,9 @@ type Step struct {
 	// step's edges (routes in order, else, goto, timeout, retries' then,
 	// on_error), for the diagram.
 	Edges map[string]int64 `json:"edges,omitempty"`
+	// LLMCalls and LLMCost are the step's model calls and their cost.
+	LLMCalls int64   `json:"llm_calls,omitempty"`
+	LLMCost  float64 `json:"llm_cost,omitempty"`
 }
 
 // Cost is what the flow's messages cost, by category: confirmed by
@@ -111,7 +117,7 @@ func FromCounts(c conversation.FlowCounts, f *flows.Flow, currency string, q Que
 	r := &Report{Flow: q.Flow, From: q.From.UTC(), To: q.To.UTC(), Number: q.Number, BotVersion: q.BotVersion, Currency: currency,
 		Started: c.Started, Ended: c.Ended, HandedOff: c.HandedOff, Converted: c.Converted,
 		Steps: map[string]Step{}, StepOrder: []string{},
-		Cost: Cost{Confirmed: categories(c.Cost, currency), Estimated: categories(c.CostEstimated, currency), LLM: flows.RoundMoney(c.LLMCost, currency)}}
+		Cost: Cost{Confirmed: categories(c.Cost, currency), Estimated: categories(c.CostEstimated, currency), LLM: math.Round(c.LLMCost*1e6) / 1e6}} // a model's cost is in millionths
 	seen := map[string]bool{}
 	if f != nil {
 		for _, name := range f.StepOrder {
@@ -129,7 +135,8 @@ func FromCounts(c conversation.FlowCounts, f *flows.Flow, currency string, q Que
 		for to, n := range s.Exits {
 			exits[to] = n
 		}
-		r.Steps[name] = Step{Entered: s.Entered, Dropped: s.Dropped, Retries: s.Retries, AnswerP50: float64(int(s.AnswerP50()*10)) / 10, Exits: exits, Edges: maps.Clone(s.Edges)}
+		r.Steps[name] = Step{Entered: s.Entered, Dropped: s.Dropped, Retries: s.Retries, AnswerP50: float64(int(s.AnswerP50()*10)) / 10, Exits: exits, Edges: maps.Clone(s.Edges),
+			LLMCalls: s.LLMCalls, LLMCost: math.Round(s.LLMCost*1e6) / 1e6}
 	}
 	return r
 }
@@ -144,8 +151,8 @@ func (r *Report) addWaiting(ctx context.Context, src store.Lister, now time.Time
 			return fmt.Errorf("counting the contacts waiting in flow %s: %w", r.Flow, err)
 		}
 		for _, st := range page.States {
-			if st.Waiting == "" || st.Step == "" {
-				continue
+			if st.Waiting != actions.PauseAsk || st.Step == "" {
+				continue // waiting for an answer: not on a timer, nor on an agent
 			}
 			s, ok := r.Steps[st.Step]
 			if !ok {

@@ -158,6 +158,17 @@ type Cost struct {
 	Utility        CategoryCost `json:"utility"`
 	Authentication CategoryCost `json:"authentication"`
 	Service        CategoryCost `json:"service"`
+	// LLM is what the contact's model calls (classify, extract) cost,
+	// beside WhatsApp's (not in Total).
+	LLM ModelCost `json:"llm,omitzero"`
+}
+
+// ModelCost is what model calls cost: the calls, their tokens, and the
+// amount at llm.price.
+type ModelCost struct {
+	Calls  int     `json:"calls"`
+	Tokens int64   `json:"tokens"`
+	Amount float64 `json:"amount"`
 }
 
 // CategoryCost is one category's share of the cost.

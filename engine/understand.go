@@ -87,6 +87,12 @@ func (c *conv) understand(m *Inbound) (actions.Understanding, error) {
 		ev.Intent, _ = u.Intent["name"].(string)
 		ev.Confidence = ans.Confidence
 	}
+	if !ev.Keyword {
+		mc := &c.st.Cost.LLM
+		mc.Calls++
+		mc.Tokens += ev.InputTokens + ev.OutputTokens
+		mc.Amount += ev.Cost
+	}
 	c.event(ev)
 	return u, err
 }

@@ -497,8 +497,8 @@ func checkTestStep(r reporter, bot *Bot, s *TestStep) {
 			r.errorf(e.At, "expect.window: expected open or closed, got %q", e.Window)
 		}
 		for k := range e.Cost {
-			if !contains([]string{"marketing", "utility", "authentication", "service", "total"}, k) {
-				r.errorf(e.At, "expect.cost: unknown category %q (expected marketing, utility, authentication, service or total)", k)
+			if !contains([]string{"marketing", "utility", "authentication", "service", "total", "llm"}, k) {
+				r.errorf(e.At, "expect.cost: unknown category %q (expected marketing, utility, authentication, service, total or llm: the model calls)", k)
 			}
 		}
 		checkTestFields(r, e.At, bot, e.Fields)

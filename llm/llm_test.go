@@ -142,3 +142,22 @@ func TestConcurrencyAndHourlyBudget(t *testing.T) {
 		t.Fatalf("over the hourly budget: %v", err)
 	}
 }
+
+// BenchmarkUnderstand is a model call's overhead beside the model's own
+// time: the SDK, the JSON Schema, HTTP on loopback and the answer's
+// decoding, against a fake that answers at once.
+//
+//	go test ./llm -run '^$' -bench Understand -benchmem
+func BenchmarkUnderstand(b *testing.B) {
+	fake := fakellm.New()
+	defer fake.Close()
+	c := llm.New()
+	q := query(fake, "I need to move my Tuesday appointment")
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Understand(ctx, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

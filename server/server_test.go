@@ -80,6 +80,12 @@ func newRigOn(t testing.TB, botDir string, st store.Store, fake *fakegraph.Serve
 // newRigWith is newRigOn with the client's retry policy.
 func newRigWith(t testing.TB, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, retry whatsapp.RetryPolicy, opts ...option) *rig {
 	t.Helper()
+	return newRigEngine(t, botDir, st, fake, clk, retry, engine.Options{}, opts...)
+}
+
+// newRigEngine is newRigWith with the engine's options (a model, say).
+func newRigEngine(t testing.TB, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, retry whatsapp.RetryPolicy, eopts engine.Options, opts ...option) *rig {
+	t.Helper()
 	bot, diags := flows.Load(botDir)
 	if bot == nil {
 		t.Fatal(diags.Error())
@@ -91,7 +97,7 @@ func newRigWith(t testing.TB, botDir string, st store.Store, fake *fakegraph.Ser
 	for _, o := range opts {
 		o(&cfg)
 	}
-	srv, err := server.New(cfg, engine.New(bot, engine.Options{}), st, client)
+	srv, err := server.New(cfg, engine.New(bot, eopts), st, client)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,11 @@
 //	go run ./cmd/flowbot-load --campaign 20000 --campaign-rate 500 --webhooks 200
 //	go run ./cmd/flowbot-load --campaign 5000 --campaign-rate 80 --ferretdb --kill 20s --webhooks 0
 //
+// With --slow-model N it measures the latency of plain replies while N
+// contacts wait on a model (a classify step) that answers in --model-delay:
+//
+//	go run ./cmd/flowbot-load --slow-model 50 --model-delay 5s
+//
 // Every address it uses is on 127.0.0.1, and it stops by itself.
 package main
 
@@ -46,6 +51,8 @@ func main() {
 	hooks := flag.Int("webhooks", 200, "with --campaign: webhooks per second from other contacts meanwhile")
 	ferret := flag.Bool("ferretdb", false, "with --campaign: run on an embedded FerretDB")
 	uploadRows := flag.Int("upload", 0, "measure serve's memory while it reads a campaign audience of this many rows instead")
+	slowModel := flag.Int("slow-model", 0, "measure plain replies while this many contacts wait on a slow model (classify) instead")
+	modelDelay := flag.Duration("model-delay", 5*time.Second, "with --slow-model: how long the fake model takes to answer")
 	kill := flag.Duration("kill", 0, "with --campaign on a shared store: run two instances and SIGKILL the first this long after the campaign began")
 	flag.Parse()
 	var storeArgs []string
@@ -72,6 +79,18 @@ func main() {
 		if err == nil {
 			defer cleanup()
 			err = upload(b, *uploadRows, storeArgs)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "flowbot-load:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *slowModel > 0 {
+		b, cleanup, err := buildBin(*bin)
+		if err == nil {
+			defer cleanup()
+			err = (&slowModelLoad{bin: b, storeArgs: storeArgs, slow: *slowModel, delay: *modelDelay, plainRate: 100, plainTotal: 300}).run()
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "flowbot-load:", err)

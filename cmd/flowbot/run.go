@@ -137,7 +137,7 @@ func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, 
 			// What happened to the contact's message when nothing was
 			// sent (a handoff, a message ignored during one) is worth a
 			// line even without --trace.
-			if p.trace || r.Kind == engine.RecHandoff || r.Kind == engine.RecUnmatched || r.Kind == engine.RecReleased || r.Kind == engine.RecIgnored {
+			if p.trace || r.Kind == engine.RecHandoff || r.Kind == engine.RecUnmatched || r.Kind == engine.RecReleased || r.Kind == engine.RecIgnored || r.Kind == engine.RecModel {
 				fmt.Fprintf(p.w, "%18s· %s\n", "", r)
 			}
 		}

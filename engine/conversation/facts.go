@@ -64,6 +64,10 @@ type StepCounts struct {
 	// Edges counts each edge taken by its index in flows.Step.Edges (the
 	// diagram tells apart two edges to one step: a timeout, a retry).
 	Edges map[string]int64 `json:"edges,omitempty" bson:"edges,omitempty"`
+	// LLMCalls and LLMCost are the step's model calls (classify,
+	// extract) and what they cost.
+	LLMCalls int64   `json:"llm_calls,omitempty" bson:"llm_calls,omitempty"`
+	LLMCost  float64 `json:"llm_cost,omitempty" bson:"llm_cost,omitempty"`
 	// Answers is how long contacts took to answer the step, in
 	// AnswerBounds' buckets.
 	Answers []int64 `json:"answers,omitempty" bson:"answers,omitempty"`
@@ -107,6 +111,8 @@ func (s *StepCounts) Add(d StepCounts) {
 	s.Entered += d.Entered
 	s.Retries += d.Retries
 	s.Dropped += d.Dropped
+	s.LLMCalls += d.LLMCalls
+	s.LLMCost += d.LLMCost
 	s.Exits = addCounts(s.Exits, d.Exits)
 	s.Edges = addCounts(s.Edges, d.Edges)
 	if len(d.Answers) > 0 {
@@ -278,11 +284,14 @@ func (k *Keeper) count(st *Record, r *round, e engine.Event) {
 		}
 	case engine.ModelCalled:
 		f := at(e.Flow)
+		s := f.step(e.Step)
 		if !e.Keyword {
 			f.LLMCalls++
+			s.LLMCalls++
 		}
 		f.LLMTokens += e.InputTokens + e.OutputTokens
 		f.LLMCost += e.Cost
+		s.LLMCost += e.Cost
 	case engine.TimerFired:
 		if e.Timer.Kind == engine.TimerTimeout && e.Flow != "" {
 			r.timeoutAt = e.Step

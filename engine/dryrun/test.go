@@ -391,9 +391,12 @@ func matchState(e *flows.ExpectSpec, st *conversation.Record, s *Session) string
 	}
 	for k, want := range e.Cost {
 		var got float64
-		if k == "total" {
+		switch k {
+		case "total":
 			got = st.Cost.Total()
-		} else {
+		case "llm":
+			got = st.Cost.LLM.Amount
+		default:
 			got = st.Cost.Of(flows.Category(k)).Amount
 		}
 		if math.Abs(got-want) > 1e-9 {
@@ -513,7 +516,11 @@ func CostSummary(p flows.Pricing, c engine.Cost) string {
 	if len(parts) == 0 {
 		parts = append(parts, "nothing charged")
 	}
-	return fmt.Sprintf("%s, %s: %s; total %.4f %s", strings.ReplaceAll(p.Model, "_", "-"), p.Currency, strings.Join(parts, ", "), c.Total(), p.Currency)
+	out := fmt.Sprintf("%s, %s: %s; total %.4f %s", strings.ReplaceAll(p.Model, "_", "-"), p.Currency, strings.Join(parts, ", "), c.Total(), p.Currency)
+	if m := c.LLM; m.Calls > 0 {
+		out += fmt.Sprintf("; model calls %d (%d tokens) %.6f %s", m.Calls, m.Tokens, m.Amount, p.Currency)
+	}
+	return out
 }
 
 func orDefault(s, d string) string {

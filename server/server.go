@@ -33,6 +33,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/ingest"
 	"github.com/flowbot/flowbot/internal/jsonerr"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/whatsapp"
@@ -638,114 +639,11 @@ func (s *Server) Accept(ctx context.Context, u *whatsapp.Update, now time.Time) 
 	return nil
 }
 
-// items turns a parsed notification into inbox items, recording what
-// cannot be attributed to a contact.
+// items turns a parsed notification into inbox items (ingest.Items).
 func (s *Server) items(u *whatsapp.Update, now time.Time) []conversation.Item {
-	var items []conversation.Item
-	for _, e := range u.Errors {
-		s.log.Warn("WhatsApp reported an error in a webhook", "code", e.Code, "error", e.String())
-	}
-	for _, m := range u.Messages {
-		if !s.ours(m.PhoneNumberID) {
-			continue
-		}
-		if m.Contact == "" {
-			s.log.Warn("webhook message without a sender: recorded here and dropped", "key", m.Key, "type", m.Inbound.Type)
-			continue
-		}
-		if m.GroupID != "" {
-			// Written in a group: never answered privately as if the person
-			// had written one to one.
-			s.log.Info("a group message: flowbot runs one-to-one conversations, and does not answer it", "group", truncate(m.GroupID, 64), "contact", truncate(m.Contact, 64), "type", m.Inbound.Type)
-			s.metrics.refused.WithLabelValues("group").Inc()
-			continue
-		}
-		for _, e := range m.Errors {
-			s.log.Info("message arrived with an error", "contact", m.Contact, "key", m.Key, "error", e.String())
-		}
-		if len(m.Contact) > MaxContactID {
-			s.log.Warn("webhook message from a sender id longer than any WhatsApp id: dropped", "bytes", len(m.Contact), "sender", m.Contact[:64]+"...", "key", m.Key)
-			s.metrics.refused.WithLabelValues("long_id").Inc()
-			continue
-		}
-		if m.Clock != "" && m.Clock != "missing" {
-			s.log.Warn("message timestamp not believed: it counts as received now", "contact", m.Contact, "key", m.Key, "why", m.Clock, "whatsapp_timestamp", m.Order, "received", now)
-			s.metrics.clamped.WithLabelValues(m.Clock).Inc()
-		}
-		in := m.Inbound
-		items = append(items, conversation.Item{Key: m.Key, Contact: m.Contact, Kind: conversation.ItemMessage, Timestamp: m.Order, Received: now, Message: &in})
-	}
-	for _, p := range u.Preferences {
-		if !s.ours(p.PhoneNumberID) {
-			continue
-		}
-		if p.Value == "signup" {
-			// The contact signed up for marketing messages: as a resume.
-			p.Value = "resume"
-		}
-		if p.Category != "marketing_messages" || (p.Value != "stop" && p.Value != "resume") {
-			s.log.Info("a contact's preference flowbot does not follow", "category", p.Category, "value", p.Value)
-			continue
-		}
-		if p.Contact == "" || len(p.Contact) > MaxContactID {
-			s.log.Warn("user_preferences without a usable contact id: dropped", "bytes", len(p.Contact))
-			continue
-		}
-		// Keyed by contact, time and value: a redelivery is a duplicate.
-		key := "pref:" + p.Contact + ":" + strconv.FormatInt(p.Timestamp.Unix(), 10) + ":" + p.Value
-		items = append(items, conversation.Item{Key: key, Contact: p.Contact, Kind: conversation.ItemCommand, Timestamp: p.Timestamp, Received: now,
-			Command: &conversation.Command{Kind: conversation.CommandPreference, Preference: p.Value}})
-	}
-	for _, st := range u.Statuses {
-		if !s.ours(st.PhoneNumberID) {
-			continue
-		}
-		if st.Contact == "" || st.ID == "" {
-			s.log.Warn("webhook status without a recipient or an id: dropped", "status", st.Status)
-			continue
-		}
-		if st.Group {
-			s.log.Info("a status of a group message: not a contact's conversation", "status", st.Status)
-			s.metrics.refused.WithLabelValues("group").Inc()
-			continue
-		}
-		if len(st.Contact) > MaxContactID || len(st.Key) > 2*MaxContactID {
-			s.log.Warn("webhook status for a recipient id longer than any WhatsApp id: dropped", "bytes", len(st.Contact), "recipient", st.Contact[:64]+"...")
-			s.metrics.refused.WithLabelValues("long_id").Inc()
-			continue
-		}
-		su := &conversation.StatusUpdate{WAMID: st.ID, Outbound: st.Outbound, Status: st.Status, Timestamp: st.Timestamp}
-		if len(st.Errors) > 0 {
-			su.ErrorCode, su.Error = st.Errors[0].Code, st.Errors[0].String()
-		}
-		if st.Pricing != nil || st.Conversation != nil {
-			p := &conversation.Pricing{}
-			if pr := st.Pricing; pr != nil {
-				su.Category = pr.Category
-				p.Category, p.Type, p.Model, p.Billable = pr.Category, pr.Type, pr.PricingModel, pr.Billable
-			}
-			if cv := st.Conversation; cv != nil {
-				p.Conversation, p.Origin, p.ConversationTo = cv.ID, cv.Origin, cv.Expires
-			}
-			su.Pricing = p
-		}
-		su.WindowClosed = su.ErrorCode != 0 && whatsapp.Classify(su.ErrorCode, 0) == whatsapp.WindowClosed
-		items = append(items, conversation.Item{Key: st.Key, Contact: st.Contact, Kind: conversation.ItemStatus, Timestamp: st.Timestamp, Received: now, Status: su})
-	}
-	return items
-}
-
-// ours reports whether an update for a business number is this bot's:
-// when the server is bound to a number (Config.PhoneNumberID), an update
-// for another number is logged, counted and dropped (the webhook is still
-// answered 200: it was delivered to the right place, for nobody here).
-func (s *Server) ours(number string) bool {
-	if s.cfg.PhoneNumberID == "" || number == "" || number == s.cfg.PhoneNumberID {
-		return true
-	}
-	s.log.Warn("webhook update for a number this server does not serve: dropped", "phone_number_id", truncate(number, 64), "serves", s.cfg.PhoneNumberID)
-	s.metrics.refused.WithLabelValues("unknown_number").Inc()
-	return false
+	return ingest.Items(u, now, ingest.Options{Number: s.cfg.PhoneNumberID, Log: s.log,
+		Refused: func(r string) { s.metrics.refused.WithLabelValues(r).Inc() },
+		Clamped: func(why string) { s.metrics.clamped.WithLabelValues(why).Inc() }})
 }
 
 func truncate(s string, n int) string {
@@ -855,7 +753,7 @@ func (s *Server) startFlow(c *fiber.Ctx) error {
 
 // MaxContactID is the longest contact id accepted: WhatsApp's ids are
 // under 64 characters.
-const MaxContactID = 256
+const MaxContactID = ingest.MaxContactID
 
 // contactParam is the path's {id}, URL-decoded (an id holding $, #, : or
 // / is reachable encoded), or a 400.

@@ -19,6 +19,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/ingest"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp"
@@ -185,9 +186,27 @@ func (s *Session) Say(ctx context.Context, in engine.Inbound) (*engine.Result, e
 	if in.Type == "" {
 		in.Type = "text"
 	}
-	return s.apply(ctx, conversation.Item{Key: in.ID, Contact: s.Contact, Kind: conversation.ItemMessage, Timestamp: s.Now, Received: s.Now,
-		Message: &in, ForceFlow: s.ForceFlow, ForceVars: s.ForceVars})
+	// The message enters as serve's do: as the webhook WhatsApp would send
+	// for it, parsed and ingested.
+	st, err := s.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	body := whatsapp.MessageWebhook(DryRunNumber, s.Contact, st.Contact.Name, in, s.Now)
+	u, err := whatsapp.Parse(body, s.Now)
+	if err != nil {
+		return nil, fmt.Errorf("the contact's message does not make a webhook WhatsApp would send: %w", err)
+	}
+	items := ingest.Items(u, s.Now, ingest.Options{})
+	if len(items) != 1 || items[0].Message == nil {
+		return nil, fmt.Errorf("the contact's message was not taken (%d items from its webhook)", len(items))
+	}
+	items[0].ForceFlow, items[0].ForceVars = s.ForceFlow, s.ForceVars
+	return s.apply(ctx, items[0])
 }
+
+// DryRunNumber is the business number a dry run's webhooks name.
+const DryRunNumber = "100000000000000"
 
 // Tap builds the contact's tap on a choice: a reply button or list row
 // (type interactive, its title as text) or a template's quick-reply

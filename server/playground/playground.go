@@ -522,11 +522,9 @@ func (p *Playground) say(c *fiber.Ctx) error {
 		if err := req.Location.Check(); err != nil {
 			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
 		}
+		// Its message.text is its name, as in serve and tests (the chat
+		// shows the pin: userText).
 		in = dryrun.UserMessage(ch.session, &flows.UserSpec{Location: req.Location})
-		in.Text = req.Location.Name
-		if in.Text == "" {
-			in.Text = fmt.Sprintf("📍 %.5f, %.5f", req.Location.Latitude, req.Location.Longitude)
-		}
 	case req.Form != nil:
 		if err := flows.Storable(req.Form); err != nil {
 			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "the form's answers cannot be stored: " + err.Error()})
@@ -536,7 +534,7 @@ func (p *Playground) say(c *fiber.Ctx) error {
 	if utf8.RuneCountInString(req.Text) > MaxSay {
 		return c.Status(fiber.StatusRequestEntityTooLarge).JSON(fiber.Map{"error": fmt.Sprintf("a message is at most %d characters", MaxSay)})
 	}
-	if strings.TrimSpace(in.Text) == "" && in.Choice == "" {
+	if strings.TrimSpace(in.Text) == "" && in.Choice == "" && in.Type != "location" {
 		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "nothing to send"})
 	}
 	ch.entries = append(ch.entries, entry{At: ch.session.Now, From: "user", Text: userText(in)})
@@ -546,9 +544,15 @@ func (p *Playground) say(c *fiber.Ctx) error {
 	return c.JSON(ch.view(c.UserContext()))
 }
 
+// userText is the contact's message as the chat shows it: a location as a
+// pin with its name, else its text.
 func userText(in engine.Inbound) string {
-	if in.Choice != "" && in.Text != in.Choice {
-		return in.Text
+	if in.Type == "location" {
+		l := in.Location
+		if l.Name != "" {
+			return fmt.Sprintf("📍 %s (%.5f, %.5f)", l.Name, l.Latitude, l.Longitude)
+		}
+		return fmt.Sprintf("📍 %.5f, %.5f", l.Latitude, l.Longitude)
 	}
 	return in.Text
 }

@@ -79,10 +79,10 @@ func (c *conv) SetVar(name string, v any) bool {
 	c.env.Vars[name] = v
 	return true
 }
-func (c *conv) Send(m actions.Message)    { c.out.Messages = append(c.out.Messages, m) }
-func (c *conv) Pause(p actions.Pause)     { c.out.Pause = &p }
-func (c *conv) HTTP() actions.Doer        { return c.http }
-func (c *conv) Fail(err error)            { c.out.Errors = append(c.out.Errors, err.Error()) }
+func (c *conv) Send(m actions.Message) { c.out.Messages = append(c.out.Messages, m) }
+func (c *conv) Pause(p actions.Pause)  { c.out.Pause = &p }
+func (c *conv) HTTP() actions.Doer     { return c.http }
+func (c *conv) Fail(err error)         { c.out.Errors = append(c.out.Errors, err.Error()) }
 func (c *conv) TraceCondition(e string, v bool) {
 	c.out.Trace = append(c.out.Trace, fmt.Sprintf("condition %s = %v", e, v))
 }

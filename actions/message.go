@@ -262,3 +262,40 @@ func paramValue(tm *TemplateMessage, key string) string {
 	}
 	return "{{" + key + "}}"
 }
+
+// Offer is a choice a message offers the contact: a reply button, a list
+// row, or a template's quick-reply button (Quick: tapped, it comes back as
+// a "button" message with the payload as its choice).
+type Offer struct {
+	ID, Title string
+	Quick     bool
+}
+
+// Offers lists what the message offers, in order: the one description of
+// which choices a message offers (a dry run's taps, `flowbot run`'s
+// /choice, the playground's buttons).
+func (m *Message) Offers() []Offer {
+	var out []Offer
+	for _, b := range m.Buttons {
+		out = append(out, Offer{ID: b.ID, Title: b.Title})
+	}
+	if m.List != nil {
+		for _, sec := range m.List.Sections {
+			for _, r := range sec.Rows {
+				out = append(out, Offer{ID: r.ID, Title: r.Title})
+			}
+		}
+	}
+	if t := m.Template; t != nil {
+		for _, b := range t.Buttons {
+			if b.SubType == "quick_reply" {
+				title := b.Value
+				if b.Index < len(t.ButtonTexts) {
+					title = t.ButtonTexts[b.Index]
+				}
+				out = append(out, Offer{ID: b.Value, Title: title, Quick: true})
+			}
+		}
+	}
+	return out
+}

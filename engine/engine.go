@@ -1233,22 +1233,7 @@ func (c *conv) answersUnasked(m *Inbound) bool {
 	if m.Type != "button" || m.Choice == "" || c.step == nil || c.step.Ask == nil {
 		return false
 	}
-	ask := c.step.Ask
-	for _, b := range ask.Buttons {
-		if b.ID == m.Choice {
-			return true
-		}
-	}
-	if ask.List != nil {
-		for _, sec := range ask.List.Sections {
-			for _, r := range sec.Rows {
-				if r.ID == m.Choice {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	return c.step.Ask.Offers(m.Choice)
 }
 
 // askAgain asks the waiting ask's question again and waits, its timeout

@@ -466,3 +466,23 @@ func (s *Config) ContactLanguage(set, from, waID string) (lang, source string) {
 	}
 	return s.Language, LanguageFromDefault
 }
+
+// Offers reports whether the ask offers a choice of this id: one of its
+// buttons or list rows.
+func (a *Ask) Offers(id string) bool {
+	for _, b := range a.Buttons {
+		if b.ID == id {
+			return true
+		}
+	}
+	if a.List != nil {
+		for _, sec := range a.List.Sections {
+			for _, r := range sec.Rows {
+				if r.ID == id {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

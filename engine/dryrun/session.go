@@ -216,34 +216,13 @@ const DryRunNumber = "100000000000000"
 func (s *Session) Tap(id string) engine.Inbound {
 	in := engine.Inbound{Type: "interactive", Choice: id, Text: id}
 	for i := len(s.Sent) - 1; i >= 0; i-- {
-		m := s.Sent[i].Message
-		for _, b := range m.Buttons {
-			if b.ID == id {
-				in.Text = b.Title
-				return in
-			}
-		}
-		if m.List != nil {
-			for _, sec := range m.List.Sections {
-				for _, r := range sec.Rows {
-					if r.ID == id {
-						in.Text = r.Title
-						return in
-					}
-				}
-			}
-		}
-		if t := m.Template; t != nil {
-			for _, b := range t.Buttons {
-				if b.SubType == "quick_reply" && b.Value == id {
+		for _, o := range s.Sent[i].Message.Offers() {
+			if o.ID == id {
+				in.Text = o.Title
+				if o.Quick {
 					in.Type = "button"
-					if tl := s.Engine.Bot().Templates[t.Name]; tl != nil {
-						if l := tl.Languages[t.Language]; l != nil && b.Index < len(l.Buttons) {
-							in.Text = l.Buttons[b.Index].Text
-						}
-					}
-					return in
 				}
+				return in
 			}
 		}
 	}
@@ -266,24 +245,13 @@ func (s *Session) FormToken() string {
 // replies (payload and text).
 func (s *Session) Offered() []engine.Choice {
 	for i := len(s.Sent) - 1; i >= 0; i-- {
-		m := s.Sent[i].Message
 		var out []engine.Choice
-		for _, b := range m.Buttons {
-			out = append(out, engine.Choice{ID: b.ID, Title: b.Title})
-		}
-		if m.List != nil {
-			for _, sec := range m.List.Sections {
-				for _, r := range sec.Rows {
-					out = append(out, engine.Choice{ID: r.ID, Title: r.Title})
-				}
+		for _, o := range s.Sent[i].Message.Offers() {
+			title := o.Title
+			if o.Quick {
+				title = o.ID // a quick reply shows its payload, as before
 			}
-		}
-		if t := m.Template; t != nil {
-			for _, b := range t.Buttons {
-				if b.SubType == "quick_reply" {
-					out = append(out, engine.Choice{ID: b.Value, Title: b.Value})
-				}
-			}
+			out = append(out, engine.Choice{ID: o.ID, Title: title})
 		}
 		if len(out) > 0 {
 			return out

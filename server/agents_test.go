@@ -29,10 +29,10 @@ func TestListContactsWaiting(t *testing.T) {
 		toHandoff(r, c)
 		r.clock.Advance(time.Minute) // each waits a minute less than the one before
 	}
-	r.post(textWebhook("15550005009", "Zed", "wamid.z", "hi", r.clock.Now())) // in the flow, not handed off
+	r.Post(textWebhook("15550005009", "Zed", "wamid.z", "hi", r.clock.Now())) // in the flow, not handed off
 	r.waitState("15550005009", func(*conversation.Record) bool { return true })
 
-	code, page := r.api("GET", "/api/contacts?handoff=true&limit=2", apiToken, nil)
+	code, page := r.API("GET", "/api/contacts?handoff=true&limit=2", apiToken, nil)
 	if code != 200 {
 		t.Fatalf("list: %d %v", code, page)
 	}
@@ -50,18 +50,18 @@ func TestListContactsWaiting(t *testing.T) {
 	if h := first["handoff"].(map[string]any); h["queue"] != "support" || first["flow"] != "triage" || first["window"].(map[string]any)["open"] != true {
 		t.Fatalf("a waiting contact: %v", first)
 	}
-	_, page = r.api("GET", "/api/contacts?handoff=true&limit=2&after="+url.QueryEscape(page["next"].(string)), apiToken, nil)
+	_, page = r.API("GET", "/api/contacts?handoff=true&limit=2&after="+url.QueryEscape(page["next"].(string)), apiToken, nil)
 	if got := ids(page); strings.Join(got, ",") != "15550005002" || page["next"] != nil {
 		t.Fatalf("second page: %v next %v", got, page["next"])
 	}
-	if _, p := r.api("GET", "/api/contacts?queue=billing", apiToken, nil); len(ids(p)) != 0 {
+	if _, p := r.API("GET", "/api/contacts?queue=billing", apiToken, nil); len(ids(p)) != 0 {
 		t.Fatalf("another queue: %v", ids(p))
 	}
-	if _, p := r.api("GET", "/api/contacts?handoff=false&flow=triage", apiToken, nil); strings.Join(ids(p), ",") != "15550005009" {
+	if _, p := r.API("GET", "/api/contacts?handoff=false&flow=triage", apiToken, nil); strings.Join(ids(p), ",") != "15550005009" {
 		t.Fatalf("in the flow, not handed off: %v", ids(p))
 	}
 	for _, q := range []string{"handoff=maybe", "limit=0", "limit=501", "window=ajar", "after=nonsense%21"} {
-		if code, body := r.api("GET", "/api/contacts?"+q, apiToken, nil); code != 400 {
+		if code, body := r.API("GET", "/api/contacts?"+q, apiToken, nil); code != 400 {
 			t.Errorf("?%s: %d %v, want 400", q, code, body)
 		}
 	}
@@ -75,13 +75,13 @@ func TestAgentMessages(t *testing.T) {
 	r := newRig(t, "../examples/support")
 	const c = "15550006001"
 	toHandoff(r, c)
-	before := len(r.fake.Sent())
+	before := len(r.Fake.Sent())
 
-	code, view := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "Hi Ana, Sam here. Let me look."})
+	code, view := r.API("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "Hi Ana, Sam here. Let me look."})
 	if code != 202 || view["message_id"] == nil {
 		t.Fatalf("an agent's text: %d %v", code, view)
 	}
-	sent := r.waitSent(before + 1)
+	sent := r.WaitSent(before + 1)
 	if got := text(sent[before]); got != "Hi Ana, Sam here. Let me look." {
 		t.Fatalf("sent %q", got)
 	}
@@ -98,16 +98,16 @@ func TestAgentMessages(t *testing.T) {
 
 	// 25 hours later the window is closed.
 	r.clock.Advance(25 * time.Hour)
-	code, refused := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "Still there?"})
+	code, refused := r.API("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "Still there?"})
 	if code != 409 || refused["error"] != "window_closed" || refused["expires_at"] == nil || refused["template"] != "support_followup" ||
 		!strings.Contains(refused["message"].(string), "template") {
 		t.Fatalf("free-form after the window: %d %v", code, refused)
 	}
-	code, view = r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"template": map[string]any{"name": "support_followup", "params": map[string]any{"first_name": "Ana", "ticket": "T-1"}}})
+	code, view = r.API("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"template": map[string]any{"name": "support_followup", "params": map[string]any{"first_name": "Ana", "ticket": "T-1"}}})
 	if code != 202 {
 		t.Fatalf("a template after the window: %d %v", code, view)
 	}
-	sent = r.waitSent(before + 2)
+	sent = r.WaitSent(before + 2)
 	if tpl := sent[before+1]; tpl.Type != "template" || !strings.Contains(string(tpl.Raw), `"T-1"`) {
 		t.Fatalf("the template sent: %s", sent[before+1].Raw)
 	}
@@ -132,26 +132,26 @@ func TestAgentMessages(t *testing.T) {
 		{map[string]any{"text": ""}, 422, "empty"},
 		{map[string]any{"text": strings.Repeat("a", 4097)}, 422, "at most 4096"},
 	} {
-		code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, bad.body)
+		code, out := r.API("POST", "/api/contacts/"+c+"/messages", apiToken, bad.body)
 		if code != bad.code || !strings.Contains(fmt.Sprint(out["error"]), bad.says) {
 			t.Errorf("%v: %d %v, want %d saying %s", bad.body, code, out, bad.code, bad.says)
 		}
 	}
-	if code, _ := r.api("POST", "/api/contacts/15550009999/messages", apiToken, map[string]any{"text": "hi"}); code != 404 {
+	if code, _ := r.API("POST", "/api/contacts/15550009999/messages", apiToken, map[string]any{"text": "hi"}); code != 404 {
 		t.Errorf("an unknown contact: %d", code)
 	}
 
 	// Opted out: the template is refused too, and nothing is sent.
-	r.post(textWebhook(c, "Ana", "wamid.stop", "STOP", r.clock.Now()))
+	r.Post(textWebhook(c, "Ana", "wamid.stop", "STOP", r.clock.Now()))
 	r.waitState(c, func(st *conversation.Record) bool { return st.Contact.OptedOut })
-	r.waitFor("the server to be quiet", r.srv.Quiet)
-	n := len(r.fake.Sent())
-	code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"force": true, "template": map[string]any{"name": "support_followup", "params": map[string]any{"first_name": "Ana", "ticket": "T-1"}}})
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
+	n := len(r.Fake.Sent())
+	code, out := r.API("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"force": true, "template": map[string]any{"name": "support_followup", "params": map[string]any{"first_name": "Ana", "ticket": "T-1"}}})
 	if code != 409 || out["error"] != "opted_out" {
 		t.Fatalf("a template to an opted-out contact: %d %v", code, out)
 	}
-	r.waitFor("the server to be quiet", r.srv.Quiet)
-	if len(r.fake.Sent()) != n {
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
+	if len(r.Fake.Sent()) != n {
 		t.Fatal("something was sent to the opted-out contact")
 	}
 }
@@ -161,24 +161,24 @@ func TestAgentMessages(t *testing.T) {
 func TestAgentMessageInOrderWithTheBots(t *testing.T) {
 	r := newRig(t, "../examples/support", func(c *server.Config) { c.CommandWait = 50 * time.Millisecond })
 	const c = "15550007001"
-	r.post(textWebhook(c, "Ana", "wamid.o1", "hi", r.clock.Now()))
-	r.waitSent(1)
-	resume := r.fake.Hang()
-	r.post(buttonWebhook(c, "wamid.o2", "technical", "Technical problem", r.clock.Now()))
-	r.waitFor("the bot's reply to hang on WhatsApp", func() bool { return r.fake.Waiting() == 1 })
+	r.Post(textWebhook(c, "Ana", "wamid.o1", "hi", r.clock.Now()))
+	r.WaitSent(1)
+	resume := r.Fake.Hang()
+	r.Post(buttonWebhook(c, "wamid.o2", "technical", "Technical problem", r.clock.Now()))
+	r.WaitFor("the bot's reply to hang on WhatsApp", func() bool { return r.Fake.Waiting() == 1 })
 	// The contact is in no handoff: the agent's message is refused unless
 	// forced, and a forced one is recorded as such.
-	code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "An agent, stepping in."})
+	code, out := r.API("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "An agent, stepping in."})
 	if code != 409 || out["error"] != "not_in_handoff" {
 		resume()
 		t.Fatalf("an agent's message outside a handoff: %d %v", code, out)
 	}
-	code, _ = r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "An agent, stepping in.", "force": true})
+	code, _ = r.API("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "An agent, stepping in.", "force": true})
 	resume()
 	if code != 202 {
 		t.Fatalf("agent: %d", code)
 	}
-	sent := r.settled(4)
+	sent := r.Settled(4)
 	if got := text(sent[3]); got != "An agent, stepping in." {
 		t.Fatalf("order: %v", texts(sent))
 	}
@@ -200,26 +200,26 @@ func TestQuietDuringAHandoff(t *testing.T) {
 		t.Run(tc.dir, func(t *testing.T) {
 			r := newRig(t, tc.dir, func(c *server.Config) { c.MarkRead = true })
 			const c = "15550001111"
-			r.post(textWebhook(c, "Ana", "wamid.q1", "agent", r.clock.Now()))
+			r.Post(textWebhook(c, "Ana", "wamid.q1", "agent", r.clock.Now()))
 			r.waitState(c, func(st *conversation.Record) bool { return st.Handoff != nil })
-			r.settled(1)
-			before := len(r.fake.Requests())
-			r.post(textWebhook(c, "Ana", "wamid.q2", "hello? anyone?", r.clock.Now()))
+			r.Settled(1)
+			before := len(r.Fake.Requests())
+			r.Post(textWebhook(c, "Ana", "wamid.q2", "hello? anyone?", r.clock.Now()))
 			r.waitState(c, func(st *conversation.Record) bool { return st.LastMessageID == "wamid.q2" })
-			r.waitFor("the server to be quiet", r.srv.Quiet)
-			during := r.fake.Requests()[before:]
+			r.WaitFor("the server to be quiet", r.Srv.Quiet)
+			during := r.Fake.Requests()[before:]
 			switch {
 			case tc.receipts && (len(during) != 1 || during[0].Type != "read" || during[0].Body["message_id"] != "wamid.q2" || during[0].Body["typing_indicator"] != nil):
 				t.Fatalf("during the handoff, with read receipts: %v, want one read receipt without typing", bodies(during))
 			case !tc.receipts && len(during) != 0:
 				t.Fatalf("during the handoff: %v, want nothing", bodies(during))
 			}
-			before = len(r.fake.Requests())
-			if code, out := r.api("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "Hi Ana, Sam here."}); code != 202 {
+			before = len(r.Fake.Requests())
+			if code, out := r.API("POST", "/api/contacts/"+c+"/messages", apiToken, map[string]any{"text": "Hi Ana, Sam here."}); code != 202 {
 				t.Fatalf("the agent's message: %d %v", code, out)
 			}
-			r.waitSent(2)
-			after := r.fake.Requests()[before:]
+			r.WaitSent(2)
+			after := r.Fake.Requests()[before:]
 			if len(after) != 2 || after[0].Type != "read" || after[0].Body["message_id"] != "wamid.q2" || after[0].Body["typing_indicator"] == nil || after[1].Type != "text" {
 				t.Fatalf("the agent's message: %v, want the read receipt with typing, then the text", bodies(after))
 			}

@@ -18,19 +18,19 @@ import (
 
 // analyticsOf reads GET /api/analytics.
 func (r *rig) analyticsOf(query string) (int, *analytics.Report, string) {
-	r.t.Helper()
-	req, _ := http.NewRequest("GET", r.url+"/api/analytics?"+query, nil)
+	r.T.Helper()
+	req, _ := http.NewRequest("GET", r.URL+"/api/analytics?"+query, nil)
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		r.t.Fatal(err)
+		r.T.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	var rep analytics.Report
 	if resp.StatusCode == 200 {
 		if err := json.Unmarshal(body, &rep); err != nil {
-			r.t.Fatalf("%v: %s", err, body)
+			r.T.Fatalf("%v: %s", err, body)
 		}
 	}
 	return resp.StatusCode, &rep, string(body)
@@ -43,28 +43,28 @@ func TestAnalyticsFunnelEqualsTheDryRun(t *testing.T) {
 	r := newRig(t, "../examples/clinic")
 	start := r.clock.Now()
 	// Serve.
-	r.post(textWebhook("15550001111", "Ana", "wamid.a1", "hi", start))
-	r.post(textWebhook("15550002222", "Bo", "wamid.b1", "hi", start))
-	r.settled(4)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.a1", "hi", start))
+	r.Post(textWebhook("15550002222", "Bo", "wamid.b1", "hi", start))
+	r.Settled(4)
 	r.clock.Advance(time.Minute)
-	r.post(textWebhook("15550001111", "Ana", "wamid.a2", "tomorrow", start.Add(time.Minute)))
-	r.settled(5)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.a2", "tomorrow", start.Add(time.Minute)))
+	r.Settled(5)
 	r.clock.Advance(time.Minute)
-	r.post(textWebhook("15550001111", "Ana", "wamid.a3", "2026-12-01", start.Add(2*time.Minute)))
-	r.settled(6)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.a3", "2026-12-01", start.Add(2*time.Minute)))
+	r.Settled(6)
 	r.clock.Advance(time.Minute)
-	r.post(buttonWebhook("15550001111", "wamid.a4", "no", "Pick another day", start.Add(3*time.Minute)))
-	r.settled(7)
+	r.Post(buttonWebhook("15550001111", "wamid.a4", "no", "Pick another day", start.Add(3*time.Minute)))
+	r.Settled(7)
 	r.clock.Advance(47*time.Hour - 2*time.Minute) // Bo's timeout, not yet Ana's
 	var got *analytics.Report
 	var body string
 	defer func() {
 		if t.Failed() {
-			_, v := r.api("GET", "/api/contacts/15550002222", apiToken, nil)
+			_, v := r.API("GET", "/api/contacts/15550002222", apiToken, nil)
 			t.Log(body, v)
 		}
 	}()
-	r.waitFor("Bo to drop at ask_date", func() bool {
+	r.WaitFor("Bo to drop at ask_date", func() bool {
 		_, got, body = r.analyticsOf("flow=appointments")
 		return got.Ended == 1
 	})
@@ -136,7 +136,7 @@ func TestAnalyticsFunnelEqualsTheDryRun(t *testing.T) {
 		}
 	}
 	// The diagram carries the counts.
-	req, _ := http.NewRequest("GET", r.url+"/api/analytics/graph?flow=appointments", nil)
+	req, _ := http.NewRequest("GET", r.URL+"/api/analytics/graph?flow=appointments", nil)
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/server/servertest"
 	mstore "github.com/flowbot/flowbot/store/mongo"
 	"github.com/flowbot/flowbot/store/mongo/mongotest"
 	"github.com/flowbot/flowbot/whatsapp"
@@ -119,14 +120,14 @@ func benchMongo(b *testing.B, uri string, contacts int) {
 		b.Fatal(err)
 	}
 	defer srv.Shutdown(ctx)
-	r := &rig{t: nil, srv: srv, url: "http://" + ln.Addr().String(), fake: fake}
+	r := &servertest.Rig{Srv: srv, URL: "http://" + ln.Addr().String(), Fake: fake}
 	commands.Store(0)
 	b.StartTimer()
 	start = time.Now()
 	now := time.Now()
 	parallel(b, n, contacts, func(i int) error {
 		body := textWebhook(fmt.Sprintf("1555%07d", i%contacts), "Ana", fmt.Sprintf("wamid.bench.%d", i), "hi", now.Add(time.Duration(i)*time.Millisecond))
-		return r.postErr(body)
+		return r.PostErr(body)
 	})
 	b.Logf("webhooks posted in %v; %d replies so far", time.Since(start), len(fake.Sent()))
 	fake.WaitFor(5*time.Minute, func() bool { return len(fake.Sent()) >= n })
@@ -143,7 +144,7 @@ func benchMongo(b *testing.B, uri string, contacts int) {
 	const alone = 20
 	commands.Store(0)
 	for i := 0; i < alone; i++ {
-		if err := r.postErr(textWebhook("15559999999", "Ana", fmt.Sprintf("wamid.alone.%d", i), "hi", time.Now())); err != nil {
+		if err := r.PostErr(textWebhook("15559999999", "Ana", fmt.Sprintf("wamid.alone.%d", i), "hi", time.Now())); err != nil {
 			b.Fatal(err)
 		}
 		fake.WaitFor(time.Minute, func() bool { return len(fake.Sent()) >= n+i+1 })

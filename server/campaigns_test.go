@@ -30,26 +30,26 @@ func wallTime(c *server.Config) { c.Now = time.Now }
 // raw sends a request with a body of the given type and decodes the JSON
 // answer (an object or a list).
 func (r *rig) raw(method, path, contentType, body string) (int, any) {
-	r.t.Helper()
+	r.T.Helper()
 	code, b := r.apiTyped(method, path, contentType, body)
 	var out any
 	if err := json.Unmarshal([]byte(b), &out); err != nil {
-		r.t.Fatalf("%s %s answered %d, not JSON: %s", method, path, code, b)
+		r.T.Fatalf("%s %s answered %d, not JSON: %s", method, path, code, b)
 	}
 	return code, out
 }
 
 // campaignDone waits for the campaign to be done and returns its view.
 func (r *rig) campaignDone(id string) map[string]any {
-	r.t.Helper()
+	r.T.Helper()
 	var view map[string]any
 	defer func() {
 		if view["state"] != "done" && debugView != nil {
 			debugView(r, id)
 		}
 	}()
-	r.waitFor("campaign "+id+" to be done", func() bool {
-		_, view = r.api("GET", "/api/campaigns/"+id, apiToken, nil)
+	r.WaitFor("campaign "+id+" to be done", func() bool {
+		_, view = r.API("GET", "/api/campaigns/"+id, apiToken, nil)
 		return view["state"] == "done"
 	})
 	return view
@@ -118,7 +118,7 @@ func TestCampaignFromCSV(t *testing.T) {
 	}
 	id := created["id"].(string)
 	view := r.campaignDone(id)
-	sent := r.settled(40)
+	sent := r.Settled(40)
 	to := map[string]int{}
 	for _, s := range sent {
 		if s.Type != "template" {
@@ -142,11 +142,11 @@ func TestCampaignFromCSV(t *testing.T) {
 	// that comes first counts as delivered too). The status that carries
 	// WhatsApp's pricing confirms the cost; a failure is never charged.
 	now := time.Now()
-	r.post(priced(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "delivered", 0, now), "marketing", "regular"))
-	r.post(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "read", 0, now))
-	r.post(priced(statusWebhook(sent[1].To, r.wamidOf(sent[1].To), "", "read", 0, now), "marketing", "regular"))
-	r.post(statusWebhook(sent[2].To, r.wamidOf(sent[2].To), "", "failed", 131049, now))
-	r.waitFor("the statuses to be counted", func() bool {
+	r.Post(priced(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "delivered", 0, now), "marketing", "regular"))
+	r.Post(statusWebhook(sent[0].To, r.wamidOf(sent[0].To), "", "read", 0, now))
+	r.Post(priced(statusWebhook(sent[1].To, r.wamidOf(sent[1].To), "", "read", 0, now), "marketing", "regular"))
+	r.Post(statusWebhook(sent[2].To, r.wamidOf(sent[2].To), "", "failed", 131049, now))
+	r.WaitFor("the statuses to be counted", func() bool {
 		v := r.campaignView(id)
 		return num(v["read"]) == 2 && num(v["skipped"].(map[string]any)["limit"]) == 1 && near(v["cost"].(map[string]any)["marketing"], 2*0.025)
 	})
@@ -159,7 +159,7 @@ func TestCampaignFromCSV(t *testing.T) {
 	if cost, est := view["cost"].(map[string]any), view["cost_estimated"].(map[string]any); cost["total"] != 0.05 || est["marketing"] != 0.925 {
 		t.Errorf("two delivered, one failed of 40: cost %v, estimated %v", cost, est)
 	}
-	code, contact := r.api("GET", "/api/contacts/"+sent[0].To, apiToken, nil)
+	code, contact := r.API("GET", "/api/contacts/"+sent[0].To, apiToken, nil)
 	if cost := contact["cost"].(map[string]any); code != 200 || !near(cost["marketing"], 0.025) || contact["cost_estimated"].(map[string]any)["total"] != 0.0 {
 		t.Errorf("the contact whose template was delivered: %d cost %v, estimated %v", code, contact["cost"], contact["cost_estimated"])
 	}
@@ -170,8 +170,8 @@ func TestCampaignFromCSV(t *testing.T) {
 	if code != 200 || again.(map[string]any)["id"] != id {
 		t.Fatalf("the same request again: %d %v", code, again)
 	}
-	r.waitFor("the server to be quiet", r.srv.Quiet)
-	if n := len(r.fake.Sent()); n != 40 {
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
+	if n := len(r.Fake.Sent()); n != 40 {
 		t.Fatalf("the repeated request sent more: %d", n)
 	}
 	code, list := r.raw("GET", "/api/campaigns", "", "")
@@ -194,10 +194,10 @@ func near(v any, want float64) bool {
 }
 
 func (r *rig) campaignView(id string) map[string]any {
-	r.t.Helper()
-	code, view := r.api("GET", "/api/campaigns/"+id, apiToken, nil)
+	r.T.Helper()
+	code, view := r.API("GET", "/api/campaigns/"+id, apiToken, nil)
 	if code != 200 {
-		r.t.Fatalf("GET campaign: %d %v", code, view)
+		r.T.Fatalf("GET campaign: %d %v", code, view)
 	}
 	return view
 }
@@ -206,7 +206,7 @@ func (r *rig) campaignView(id string) map[string]any {
 func (r *rig) wamidOf(contact string) string {
 	st, err := r.store.Load(context.Background(), contact)
 	if err != nil || len(st.Recent) == 0 {
-		r.t.Fatalf("no message sent to %s: %v", contact, err)
+		r.T.Fatalf("no message sent to %s: %v", contact, err)
 	}
 	return st.Recent[len(st.Recent)-1].WAMID
 }
@@ -216,9 +216,9 @@ func (r *rig) wamidOf(contact string) string {
 func TestCampaignSkips(t *testing.T) {
 	r := newRig(t, "../examples/shop", wallTime)
 	now := time.Now()
-	r.post(textWebhook("15550000001", "Busy", "wamid.s1", "hi", now)) // in the menu flow, waiting
-	r.post(textWebhook("15550000002", "Gone", "wamid.s2", "STOP", now))
-	r.settled(2)
+	r.Post(textWebhook("15550000001", "Busy", "wamid.s1", "hi", now)) // in the menu flow, waiting
+	r.Post(textWebhook("15550000002", "Gone", "wamid.s2", "STOP", now))
+	r.Settled(2)
 	ctx := context.Background()
 	mk := conversation.NewRecord("15550000003")
 	mk.Contact.MarketingOptedOut = true
@@ -230,7 +230,7 @@ func TestCampaignSkips(t *testing.T) {
 		{"id": "15550000004", "vars": map[string]any{"product": "Apron", "slug": "apron"}},
 		{"id": "15550000005", "vars": map[string]any{"product": 7}},
 	}}
-	code, created := r.api("POST", "/api/campaigns", apiToken, body)
+	code, created := r.API("POST", "/api/campaigns", apiToken, body)
 	if code != 201 || num(created["total"]) != 4 {
 		t.Fatalf("create: %d %v", code, created)
 	}
@@ -242,7 +242,7 @@ func TestCampaignSkips(t *testing.T) {
 	if num(view["started"]) != 1 || num(skipped["busy"]) != 1 || num(skipped["opted_out"]) != 2 {
 		t.Fatalf("skips: %v", view)
 	}
-	sent := r.settled(3)
+	sent := r.Settled(3)
 	if sent[2].To != "15550000004" {
 		t.Fatalf("the one started: %v", bodies(sent))
 	}
@@ -257,37 +257,37 @@ func TestCampaignSkips(t *testing.T) {
 func TestCampaignPauseResumeCancel(t *testing.T) {
 	r := newRig(t, "../examples/shop", wallTime)
 	contacts := restock("1555010", 6)
-	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 2, "contacts": contacts})
+	code, created := r.API("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 2, "contacts": contacts})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
 	}
 	id := created["id"].(string)
-	r.waitSent(1)
-	if code, v := r.api("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 || v["state"] != "paused" || v["current_rate"] != 0.0 {
+	r.WaitSent(1)
+	if code, v := r.API("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 || v["state"] != "paused" || v["current_rate"] != 0.0 {
 		t.Fatalf("pause: %d %v", code, v)
 	}
-	r.waitFor("the server to be quiet", r.srv.Quiet)
-	held := len(r.fake.Sent())
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
+	held := len(r.Fake.Sent())
 	if held >= 6 {
 		t.Fatalf("all %d went out before the pause", held)
 	}
-	if code, _ := r.api("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 {
+	if code, _ := r.API("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 {
 		t.Errorf("a second pause: %d, want 200 (it is paused)", code)
 	}
-	if code, v := r.api("POST", "/api/campaigns/"+id+"/resume", apiToken, nil); code != 200 || v["state"] != "running" {
+	if code, v := r.API("POST", "/api/campaigns/"+id+"/resume", apiToken, nil); code != 200 || v["state"] != "running" {
 		t.Fatalf("resume: %d %v", code, v)
 	}
-	r.waitSent(held + 1)
-	if code, v := r.api("POST", "/api/campaigns/"+id+"/cancel", apiToken, nil); code != 200 || v["state"] != "cancelled" {
+	r.WaitSent(held + 1)
+	if code, v := r.API("POST", "/api/campaigns/"+id+"/cancel", apiToken, nil); code != 200 || v["state"] != "cancelled" {
 		t.Fatalf("cancel: %d %v", code, v)
 	}
-	if code, v := r.api("POST", "/api/campaigns/"+id+"/resume", apiToken, nil); code != 409 || !strings.Contains(v["error"].(string), "cancelled") {
+	if code, v := r.API("POST", "/api/campaigns/"+id+"/resume", apiToken, nil); code != 409 || !strings.Contains(v["error"].(string), "cancelled") {
 		t.Fatalf("resume after cancel: %d %v", code, v)
 	}
-	if code, _ := r.api("GET", "/api/campaigns/nope", apiToken, nil); code != 404 {
+	if code, _ := r.API("GET", "/api/campaigns/nope", apiToken, nil); code != 404 {
 		t.Fatalf("an unknown campaign: %d", code)
 	}
-	if code, _ := r.api("POST", "/api/campaigns/nope/pause", apiToken, nil); code != 404 {
+	if code, _ := r.API("POST", "/api/campaigns/nope/pause", apiToken, nil); code != 404 {
 		t.Fatalf("pausing an unknown campaign: %d", code)
 	}
 }
@@ -320,15 +320,15 @@ func TestCampaignBadRequests(t *testing.T) {
 // once, by one of them.
 func TestCampaignAcrossInstances(t *testing.T) {
 	a, b := twoOnMemory(t, "../examples/shop")
-	st, fake := a.store, a.fake
+	st, fake := a.store, a.Fake
 	contacts := restock("1555020", 300)
-	code, created := a.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 200, "contacts": contacts})
+	code, created := a.API("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 200, "contacts": contacts})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
 	}
 	id := created["id"].(string)
 	b.campaignDone(id)
-	a.settled(300)
+	a.Settled(300)
 	to := map[string]int{}
 	for _, s := range fake.Sent() {
 		to[s.To]++
@@ -356,9 +356,9 @@ func TestCampaignAcrossInstances(t *testing.T) {
 // WhatsApp's throughput error slows a campaign down.
 func TestCampaignSlowsDownOnThroughputErrors(t *testing.T) {
 	r := newRig(t, "../examples/shop", wallTime)
-	r.fake.FailNext(1, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
+	r.Fake.FailNext(1, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
 	contacts := restock("1555030", 20)
-	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 400, "contacts": contacts})
+	code, created := r.API("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 400, "contacts": contacts})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
 	}
@@ -366,7 +366,7 @@ func TestCampaignSlowsDownOnThroughputErrors(t *testing.T) {
 	if view["current_rate"].(float64) != 200 {
 		t.Fatalf("after a 130429 the campaign runs at %v, want half its rate", view["current_rate"])
 	}
-	r.settled(20)
+	r.Settled(20)
 	c, _ := r.store.Campaign(context.Background(), created["id"].(string))
 	if c.Factor != 0.5 || c.State != store.CampaignDone {
 		t.Fatalf("stored: %+v", c)
@@ -379,25 +379,25 @@ func TestCampaignDailyLimit(t *testing.T) {
 	rc := newReceiver(t)
 	r := newRig(t, "../examples/shop", withEvents(rc.url))
 	contacts := restock("1555040", 8)
-	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"name": "capped", "flow": "back_in_stock", "rate": 1000, "daily_limit": 5, "contacts": contacts})
+	code, created := r.API("POST", "/api/campaigns", apiToken, map[string]any{"name": "capped", "flow": "back_in_stock", "rate": 1000, "daily_limit": 5, "contacts": contacts})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
 	}
 	id := created["id"].(string)
-	r.waitSent(5)
-	r.waitFor("the server to be quiet", r.srv.Quiet)
+	r.WaitSent(5)
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
 	view := r.campaignView(id)
-	if n := len(r.fake.Sent()); n != 5 || num(view["started"]) != 5 || num(view["pending"]) != 3 || view["state"] != "running" {
+	if n := len(r.Fake.Sent()); n != 5 || num(view["started"]) != 5 || num(view["pending"]) != 3 || view["state"] != "running" {
 		t.Fatalf("within the daily limit: %d sent, %v", n, view)
 	}
 	r.clock.Advance(24*time.Hour + time.Second)
 	view = r.campaignDone(id)
-	r.settled(8)
+	r.Settled(8)
 	if num(view["started"]) != 8 {
 		t.Fatalf("after 24 hours: %v", view)
 	}
 	var ev map[string]any
-	r.waitFor("campaign.finished", func() bool {
+	r.WaitFor("campaign.finished", func() bool {
 		for _, e := range rc.events() {
 			if e["type"] == "campaign.finished" {
 				ev = e
@@ -424,7 +424,7 @@ func BenchmarkCreateCampaign100k(b *testing.B) {
 	r := newRig(b, "../examples/shop")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/campaigns?flow=back_in_stock&rate=1&name=bench%d", r.url, i), strings.NewReader(body))
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/campaigns?flow=back_in_stock&rate=1&name=bench%d", r.URL, i), strings.NewReader(body))
 		req.Header.Set("Content-Type", "text/csv")
 		req.Header.Set("Authorization", "Bearer "+apiToken)
 		resp, err := http.DefaultClient.Do(req)
@@ -437,7 +437,7 @@ func BenchmarkCreateCampaign100k(b *testing.B) {
 		if resp.StatusCode != 201 || num(out["total"]) != 100000 {
 			b.Fatalf("create: %d %v", resp.StatusCode, out)
 		}
-		r.api("POST", "/api/campaigns/"+out["id"].(string)+"/cancel", apiToken, nil)
+		r.API("POST", "/api/campaigns/"+out["id"].(string)+"/cancel", apiToken, nil)
 	}
 }
 
@@ -451,7 +451,7 @@ func TestCampaignBodyLimit(t *testing.T) {
 		token string
 		code  int
 	}{{"", 413}, {"wrong", 413}, {apiToken, 201}} {
-		req, _ := http.NewRequest("POST", r.url+"/api/campaigns?flow=back_in_stock", strings.NewReader(big))
+		req, _ := http.NewRequest("POST", r.URL+"/api/campaigns?flow=back_in_stock", strings.NewReader(big))
 		req.Header.Set("Content-Type", "text/csv")
 		if c.token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.token)
@@ -476,7 +476,7 @@ func TestCampaignBodyLimit(t *testing.T) {
 // every contact is messaged once. "force" makes another on purpose.
 func TestIdenticalCampaignsAtOnceMakeOne(t *testing.T) {
 	a, b := twoOnMemory(t, "../examples/shop")
-	fake := a.fake
+	fake := a.Fake
 	const n = 40
 	body := map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 400, "contacts": restock("1555070", n)}
 	type answer struct {
@@ -490,7 +490,7 @@ func TestIdenticalCampaignsAtOnceMakeOne(t *testing.T) {
 			r = b
 		}
 		go func() {
-			code, view := r.api("POST", "/api/campaigns", apiToken, body)
+			code, view := r.API("POST", "/api/campaigns", apiToken, body)
 			answers <- answer{code, view}
 		}()
 	}
@@ -519,7 +519,7 @@ func TestIdenticalCampaignsAtOnceMakeOne(t *testing.T) {
 	for id = range ids {
 	}
 	a.campaignDone(id)
-	a.settled(n)
+	a.Settled(n)
 	to := map[string]int{}
 	for _, s := range fake.Sent() {
 		to[s.To]++
@@ -534,7 +534,7 @@ func TestIdenticalCampaignsAtOnceMakeOne(t *testing.T) {
 	}
 	// On purpose: a new campaign, with JSON's force and CSV's ?force=true.
 	body["force"] = true
-	code, again := a.api("POST", "/api/campaigns", apiToken, body)
+	code, again := a.API("POST", "/api/campaigns", apiToken, body)
 	if code != 201 || again["id"] == id || again["duplicate_of"] != nil {
 		t.Fatalf("forced: %d %v", code, again)
 	}
@@ -624,7 +624,7 @@ func TestUploadLimits(t *testing.T) {
 		first <- code
 	}()
 	<-st.entered // the first upload is being read
-	req, _ := http.NewRequest("POST", r.url+"/api/campaigns?name=two&flow=back_in_stock", strings.NewReader(rows(2)))
+	req, _ := http.NewRequest("POST", r.URL+"/api/campaigns?name=two&flow=back_in_stock", strings.NewReader(rows(2)))
 	req.Header.Set("Content-Type", "text/csv")
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	resp, err := http.DefaultClient.Do(req)
@@ -643,7 +643,7 @@ func TestUploadLimits(t *testing.T) {
 
 	// Over the body limit: refused, saying which limit.
 	big := "id,product,slug\n" + strings.Repeat("447700900123,Apron,apron\n", (5<<20)/25)
-	req, _ = http.NewRequest("POST", r.url+"/api/campaigns?name=huge&flow=back_in_stock", strings.NewReader(big))
+	req, _ = http.NewRequest("POST", r.URL+"/api/campaigns?name=huge&flow=back_in_stock", strings.NewReader(big))
 	req.Header.Set("Content-Type", "text/csv")
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	resp, err = http.DefaultClient.Do(req)
@@ -665,12 +665,12 @@ func TestMemoryStopNamesWhatItLoses(t *testing.T) {
 	r := newRig(t, "../examples/shop", wallTime, func(c *server.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})
-	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 1, "contacts": restock("1555040", 30)})
+	code, created := r.API("POST", "/api/campaigns", apiToken, map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 1, "contacts": restock("1555040", 30)})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
 	}
 	id := created["id"].(string)
-	r.api("POST", "/api/campaigns/"+id+"/pause", apiToken, nil)
+	r.API("POST", "/api/campaigns/"+id+"/pause", apiToken, nil)
 	st := conversation.NewRecord("15550009001")
 	st.Handoff = &engine.HandoffState{Queue: "support", Since: time.Now()}
 	if err := r.store.Save(context.Background(), st); err != nil {
@@ -678,7 +678,7 @@ func TestMemoryStopNamesWhatItLoses(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.srv.Shutdown(ctx); err != nil {
+	if err := r.Srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	out := logs.String()
@@ -703,16 +703,16 @@ func TestPauseAndResumeLogInWords(t *testing.T) {
 	r := newRig(t, "../examples/shop", wallTime, func(c *server.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
-	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 20, "contacts": restock("1555050", 12)})
+	code, created := r.API("POST", "/api/campaigns", apiToken, map[string]any{"name": "restock", "flow": "back_in_stock", "rate": 20, "contacts": restock("1555050", 12)})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
 	}
 	id := created["id"].(string)
-	r.waitSent(2)
-	if code, v := r.api("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 || v["state"] != "paused" {
+	r.WaitSent(2)
+	if code, v := r.API("POST", "/api/campaigns/"+id+"/pause", apiToken, nil); code != 200 || v["state"] != "paused" {
 		t.Fatalf("pause: %d %v", code, v)
 	}
-	r.api("POST", "/api/campaigns/"+id+"/resume", apiToken, nil)
+	r.API("POST", "/api/campaigns/"+id+"/resume", apiToken, nil)
 	r.campaignDone(id)
 	out := logs.String()
 	for _, want := range []string{"campaign paused: nobody more is started", "campaign resumed"} {

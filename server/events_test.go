@@ -90,11 +90,11 @@ func withEvents(url string) option {
 // toHandoff brings a contact of the support example to its agent.
 func toHandoff(r *rig, contact string) {
 	now := r.clock.Now()
-	r.post(textWebhook(contact, "Ana", "wamid."+contact+".1", "hi", now))
-	r.waitSent(1)
-	r.post(buttonWebhook(contact, "wamid."+contact+".2", "technical", "Technical problem", now))
-	r.waitSent(3)
-	r.post(buttonWebhook(contact, "wamid."+contact+".3", "not_fixed", "No", now))
+	r.Post(textWebhook(contact, "Ana", "wamid."+contact+".1", "hi", now))
+	r.WaitSent(1)
+	r.Post(buttonWebhook(contact, "wamid."+contact+".2", "technical", "Technical problem", now))
+	r.WaitSent(3)
+	r.Post(buttonWebhook(contact, "wamid."+contact+".3", "not_fixed", "No", now))
 	r.waitState(contact, func(st *conversation.Record) bool { return st.Handoff != nil })
 }
 
@@ -104,14 +104,14 @@ func TestEventsOfAHandoff(t *testing.T) {
 	rc := newReceiver(t)
 	r := newRig(t, "../examples/support", withEvents(rc.url))
 	toHandoff(r, "15550002222")
-	r.post(textWebhook("15550002222", "Ana", "wamid.h1", "are you there?", r.clock.Now()))
-	r.waitFor("handoff.started and message.received", func() bool { return len(rc.types()) >= 2 })
-	if code, _ := r.api("POST", "/api/contacts/15550002222/release", apiToken, nil); code != 200 {
+	r.Post(textWebhook("15550002222", "Ana", "wamid.h1", "are you there?", r.clock.Now()))
+	r.WaitFor("handoff.started and message.received", func() bool { return len(rc.types()) >= 2 })
+	if code, _ := r.API("POST", "/api/contacts/15550002222/release", apiToken, nil); code != 200 {
 		t.Fatalf("release: %d", code)
 	}
 	want := []string{"handoff.started", "message.received", "handoff.released", "flow.ended"}
-	r.waitFor("the release's events", func() bool { return len(rc.types()) >= len(want) })
-	r.waitFor("the server to be quiet", r.srv.Quiet)
+	r.WaitFor("the release's events", func() bool { return len(rc.types()) >= len(want) })
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
 	if got := rc.types(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("events %v, want %v", got, want)
 	}
@@ -159,9 +159,9 @@ func TestEventsRetriedInOrderAndDropped(t *testing.T) {
 	}
 	r := newRig(t, "../examples/support", withEvents(rc.url))
 	toHandoff(r, "15550003333")
-	r.post(textWebhook("15550003333", "Ana", "wamid.r1", "first", r.clock.Now()))
+	r.Post(textWebhook("15550003333", "Ana", "wamid.r1", "first", r.clock.Now()))
 	<-rc.came // the handoff.started, refused
-	r.waitFor("the message to be recorded", func() bool {
+	r.WaitFor("the message to be recorded", func() bool {
 		st, err := r.store.Load(t.Context(), "15550003333")
 		return err == nil && st.WasProcessed("wamid.r1")
 	})
@@ -172,18 +172,18 @@ func TestEventsRetriedInOrderAndDropped(t *testing.T) {
 	failing = false
 	mu.Unlock()
 	r.clock.Advance(time.Minute) // the retry is due
-	r.waitFor("both events, in order", func() bool { return len(rc.types()) == 2 })
+	r.WaitFor("both events, in order", func() bool { return len(rc.types()) == 2 })
 	if got := rc.types(); got[0] != "handoff.started" || got[1] != "message.received" {
 		t.Fatalf("order: %v", got)
 	}
 
-	r.post(textWebhook("15550003333", "Ana", "wamid.r2", "refused", r.clock.Now()))
-	r.post(textWebhook("15550003333", "Ana", "wamid.r3", "after", r.clock.Now()))
+	r.Post(textWebhook("15550003333", "Ana", "wamid.r2", "refused", r.clock.Now()))
+	r.Post(textWebhook("15550003333", "Ana", "wamid.r3", "after", r.clock.Now()))
 	for n := 1; n <= 3; n++ {
-		r.waitFor("a refusal", func() bool { mu.Lock(); defer mu.Unlock(); return refusals >= n })
+		r.WaitFor("a refusal", func() bool { mu.Lock(); defer mu.Unlock(); return refusals >= n })
 		r.clock.Advance(10 * time.Minute)
 	}
-	r.waitFor("the event after the dropped one", func() bool { return len(rc.types()) == 3 })
+	r.WaitFor("the event after the dropped one", func() bool { return len(rc.types()) == 3 })
 	if ev := rc.events()[2]; ev["message"].(map[string]any)["text"] != "after" {
 		t.Fatalf("after the dropped event: %v", ev)
 	}
@@ -207,11 +207,11 @@ func TestEventsNeverSlowReplies(t *testing.T) {
 	// The receiver holds the handoff.started; other contacts are
 	// answered all the same.
 	for _, c := range []string{"15550004445", "15550004446"} {
-		r.post(textWebhook(c, "Bo", "wamid."+c, "hi", r.clock.Now()))
+		r.Post(textWebhook(c, "Bo", "wamid."+c, "hi", r.clock.Now()))
 	}
-	r.waitFor("the other contacts' replies", func() bool {
+	r.WaitFor("the other contacts' replies", func() bool {
 		n := 0
-		for _, s := range r.fake.Sent() {
+		for _, s := range r.Fake.Sent() {
 			if s.To == "15550004445" || s.To == "15550004446" {
 				n++
 			}
@@ -243,14 +243,14 @@ func TestEventsTimeoutIsRetried(t *testing.T) {
 	})
 	toHandoff(r, "15550009001")
 	<-rc.arrived // the first try, which times out
-	r.waitFor("the timeout to be counted as a retry", func() bool {
+	r.WaitFor("the timeout to be counted as a retry", func() bool {
 		return strings.Contains(r.metricsText(), `flowbot_events_total{result="retried"} 1`)
 	})
 	mu.Lock()
 	hang = false
 	mu.Unlock()
 	r.clock.Advance(time.Minute) // the retry is due
-	r.waitFor("the event delivered on its retry", func() bool {
+	r.WaitFor("the event delivered on its retry", func() bool {
 		for _, e := range rc.events() {
 			if e["type"] == "handoff.started" {
 				return true

@@ -15,6 +15,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/server/servertest"
 	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp"
 	"github.com/flowbot/flowbot/whatsapp/fakegraph"
@@ -89,10 +90,10 @@ func TestFrontServesSeveralNumbers(t *testing.T) {
 	if unsigned.StatusCode != 401 {
 		t.Fatalf("an unsigned webhook was answered %d", unsigned.StatusCode)
 	}
-	r := &rig{t: t, fake: fake}
-	sent := r.waitSent(2)
+	r := &rig{Rig: &servertest.Rig{T: t, Fake: fake}}
+	sent := r.WaitSent(2)
 	for _, s := range servers {
-		r.waitFor("the server to be quiet", s.Quiet)
+		r.WaitFor("the server to be quiet", s.Quiet)
 	}
 	if sent = fake.Sent(); len(sent) != 2 {
 		t.Fatalf("sent %d messages, want one per number: %v", len(sent), bodies(sent))

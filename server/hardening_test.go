@@ -28,7 +28,7 @@ import (
 // handler returned: Fiber reuses its buffers for the next request.
 func TestRequestValuesOutliveTheirHandler(t *testing.T) {
 	r := newRig(t, "../examples/shop")
-	r.fake.SetDelay(200 * time.Millisecond) // the sends are still in hand while other requests come
+	r.Fake.SetDelay(200 * time.Millisecond) // the sends are still in hand while other requests come
 	const n = 6
 	ids := map[string]bool{}
 	stop := make(chan struct{})
@@ -44,7 +44,7 @@ func TestRequestValuesOutliveTheirHandler(t *testing.T) {
 				default:
 				}
 				for _, p := range []string{"/api/contacts/17777777777", "/healthz/xxxx17777777777", "/api/contacts/19999999999/release"} {
-					req, _ := http.NewRequest("GET", r.url+p, nil)
+					req, _ := http.NewRequest("GET", r.URL+p, nil)
 					if resp, err := http.DefaultClient.Do(req); err == nil {
 						io.Copy(io.Discard, resp.Body)
 						resp.Body.Close()
@@ -56,13 +56,13 @@ func TestRequestValuesOutliveTheirHandler(t *testing.T) {
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("4477009001%02d", i)
 		ids[id] = true
-		code, view := r.api("POST", "/api/contacts/"+id+"/flows/shipping_update", apiToken,
+		code, view := r.API("POST", "/api/contacts/"+id+"/flows/shipping_update", apiToken,
 			map[string]any{"vars": map[string]any{"order_id": "123456", "eta": "on Friday"}})
 		if code != 202 {
 			t.Fatalf("start %s: %d %v", id, code, view)
 		}
 	}
-	sent := r.waitSent(n)
+	sent := r.WaitSent(n)
 	close(stop)
 	noise.Wait()
 	got := map[string]int{}
@@ -73,7 +73,7 @@ func TestRequestValuesOutliveTheirHandler(t *testing.T) {
 		if got[id] != 1 {
 			t.Errorf("contact %s got %d messages; all sends went to %v", id, got[id], got)
 		}
-		code, view := r.api("GET", "/api/contacts/"+id, apiToken, nil)
+		code, view := r.API("GET", "/api/contacts/"+id, apiToken, nil)
 		if c, _ := view["contact"].(map[string]any); code != 200 || c["id"] != id {
 			t.Errorf("GET /api/contacts/%s: %d, contact %v", id, code, view["contact"])
 		}
@@ -82,21 +82,21 @@ func TestRequestValuesOutliveTheirHandler(t *testing.T) {
 
 // apiRaw sends a raw JSON body to the API.
 func (r *rig) apiRaw(method, path, body string) (int, string) {
-	r.t.Helper()
+	r.T.Helper()
 	return r.apiTyped(method, path, "application/json", body)
 }
 
 // apiTyped sends a raw body of the given type to the API ("" for none).
 func (r *rig) apiTyped(method, path, contentType, body string) (int, string) {
-	r.t.Helper()
-	req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
+	r.T.Helper()
+	req, _ := http.NewRequest(method, r.URL+path, strings.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		r.t.Fatal(err)
+		r.T.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -124,11 +124,11 @@ func TestAPIRefusesValuesThatCannotBeStored(t *testing.T) {
 	if code, _ := r.apiRaw("POST", "/api/contacts/447700900123/flows/shipping_update", `{"vars": {"order_id": "1", "eta": "on Friday", "tracking": {"amount": 12.5}}}`); code != 202 {
 		t.Fatalf("a finite amount: %d", code)
 	}
-	r.waitSent(1)
+	r.WaitSent(1)
 	if code, out := r.apiRaw("GET", "/api/contacts/447700900123", ""); code != 200 {
 		t.Errorf("view: %d %s", code, out)
 	}
-	if n := len(r.fake.Sent()); n != 1 {
+	if n := len(r.Fake.Sent()); n != 1 {
 		t.Errorf("%d messages sent, want 1 (the refused starts sent nothing)", n)
 	}
 }
@@ -154,7 +154,7 @@ func TestAPIBadBodiesSpeakTheRequestsTerms(t *testing.T) {
 		}
 	}
 	body := []byte(`[1, 2]`)
-	req, _ := http.NewRequest("POST", r.url+"/webhook", bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", r.URL+"/webhook", bytes.NewReader(body))
 	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(appSecret, body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -165,7 +165,7 @@ func TestAPIBadBodiesSpeakTheRequestsTerms(t *testing.T) {
 	if resp.StatusCode != 400 || strings.Contains(string(out), "whatsapp.") || !strings.Contains(string(out), "must be an object") {
 		t.Errorf("webhook [1, 2]: %d %s", resp.StatusCode, out)
 	}
-	if len(r.fake.Sent()) != 0 {
+	if len(r.Fake.Sent()) != 0 {
 		t.Error("a refused request sent messages")
 	}
 }
@@ -185,7 +185,7 @@ func TestEncodedContactIDs(t *testing.T) {
 		if code != 422 || !strings.Contains(out, "contact id") {
 			t.Errorf("start %q: %d %s, want 422 naming the id", id, code, out)
 		}
-		if code, _ := r.api("GET", path, apiToken, nil); code != 404 {
+		if code, _ := r.API("GET", path, apiToken, nil); code != 404 {
 			t.Errorf("GET %s: %d, want 404 (decoded, and nobody is there)", path, code)
 		}
 	}
@@ -194,9 +194,9 @@ func TestEncodedContactIDs(t *testing.T) {
 			t.Errorf("start %q: %d %s", id, code, out)
 		}
 	}
-	r.waitSent(2)
-	r.waitFor("the server to be quiet", r.srv.Quiet)
-	if n := len(r.fake.Sent()); n != 2 {
+	r.WaitSent(2)
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
+	if n := len(r.Fake.Sent()); n != 2 {
 		t.Errorf("%d messages sent, want 2 (the refused ids got nothing)", n)
 	}
 	for _, body := range []string{`{"vars": {"order_id": "9\u0000"}}`, `{"vars": {"order_id": "9", "eta": "\u0007"}}`, `{"name": "A\u0000na"}`} {
@@ -210,10 +210,10 @@ func TestEncodedContactIDs(t *testing.T) {
 }
 
 func (r *rig) metricsText() string {
-	r.t.Helper()
-	resp, err := http.Get(r.url + "/metrics")
+	r.T.Helper()
+	resp, err := http.Get(r.URL + "/metrics")
 	if err != nil {
-		r.t.Fatal(err)
+		r.T.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -240,11 +240,11 @@ func TestTimestampsAreNotTrustedBlindly(t *testing.T) {
 	}
 	for i, tt := range tests {
 		body := notification(tt.contact, "Ana", fmt.Sprintf(`{"from":%q,"id":"wamid.ts%d","timestamp":%q,"type":"text","text":{"body":"hi"}}`, tt.contact, i, tt.unix))
-		if code := r.post(body); code != 200 {
+		if code := r.Post(body); code != 200 {
 			t.Fatalf("%s: %d", tt.unix, code)
 		}
 	}
-	r.waitSent(4)
+	r.WaitSent(4)
 	for _, tt := range tests {
 		st := r.waitState(tt.contact, func(st *conversation.Record) bool { return !st.LastInbound.IsZero() })
 		if !st.LastInbound.Equal(tt.want) {
@@ -256,7 +256,7 @@ func TestTimestampsAreNotTrustedBlindly(t *testing.T) {
 	}
 	// The message 30 hours late meets a closed window: the echo bot (no
 	// fallback template) sends nothing to it.
-	for _, s := range r.fake.Sent() {
+	for _, s := range r.Fake.Sent() {
 		if s.To == "15550000005" {
 			t.Errorf("a free-form reply went out to a message whose window had closed: %s", s.Raw)
 		}
@@ -271,30 +271,14 @@ func TestTimestampsAreNotTrustedBlindly(t *testing.T) {
 
 // waitState waits until the contact's stored state satisfies ok.
 func (r *rig) waitState(contact string, ok func(*conversation.Record) bool) *conversation.Record {
-	r.t.Helper()
+	r.T.Helper()
 	var st *conversation.Record
-	r.waitFor("contact "+contact+"'s state", func() bool {
+	r.WaitFor("contact "+contact+"'s state", func() bool {
 		var err error
 		st, err = r.store.Load(context.Background(), contact)
 		return err == nil && ok(st)
 	})
 	return st
-}
-
-// waitFor waits for a condition, looking again at each change the
-// servers of the test report (Config.OnChange, through the fake Graph
-// API they share) or the fake sees; it fails after 10 s without it.
-func (r *rig) waitFor(what string, cond func() bool) {
-	r.t.Helper()
-	r.waitForWithin(10*time.Second, what, cond)
-}
-
-// waitForWithin is waitFor with another limit.
-func (r *rig) waitForWithin(limit time.Duration, what string, cond func() bool) {
-	r.t.Helper()
-	if !r.fake.WaitFor(limit, cond) {
-		r.t.Fatalf("gave up waiting for %s", what)
-	}
 }
 
 // Metric labels come from fixed sets: made-up message types, statuses
@@ -305,13 +289,13 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		msgs = append(msgs, fmt.Sprintf(`{"from":"15550001111","id":"wamid.t%d","timestamp":"%d","type":"made_up_%d"}`, i, r.clock.Now().Unix(), i))
 	}
-	if code := r.post(notification("15550001111", "Ana", msgs...)); code != 200 {
+	if code := r.Post(notification("15550001111", "Ana", msgs...)); code != 200 {
 		t.Fatal(code)
 	}
 	for i := 0; i < 50; i++ {
-		r.post(statusWebhook("15550001111", fmt.Sprintf("wamid.s%d", i), "", fmt.Sprintf("status_%d", i), 990000+i, r.clock.Now()))
+		r.Post(statusWebhook("15550001111", fmt.Sprintf("wamid.s%d", i), "", fmt.Sprintf("status_%d", i), 990000+i, r.clock.Now()))
 	}
-	r.waitFor("the inbox to drain", func() bool { n, _ := r.store.Depth(context.Background()); return n == 0 })
+	r.WaitFor("the inbox to drain", func() bool { n, _ := r.store.Depth(context.Background()); return n == 0 })
 	m := r.metricsText()
 	if strings.Contains(m, "made_up") || strings.Contains(m, "status_1") || strings.Contains(m, "990001") {
 		t.Errorf("input became label values:\n%s", grepLines(m, "flowbot_"))
@@ -337,7 +321,7 @@ func TestUndecodableMessagesKeepTheirSender(t *testing.T) {
 	r := newRig(t, "testdata/echo")
 	now := r.clock.Now()
 	body := notification("15550002222", "Ana", fmt.Sprintf(`{"from":"15550002222","id":"wamid.num","timestamp":"%d","type":"text","text":{"body":12345}}`, now.Unix()))
-	if code := r.post(body); code != 200 {
+	if code := r.Post(body); code != 200 {
 		t.Fatal(code)
 	}
 	st := r.waitState("15550002222", func(st *conversation.Record) bool { return st.WasProcessed("wamid.num") })
@@ -345,7 +329,7 @@ func TestUndecodableMessagesKeepTheirSender(t *testing.T) {
 		t.Errorf("the unreadable message did not open the window: %v", st.LastInbound)
 	}
 	long := strings.Repeat("9", 300)
-	if code := r.post(textWebhook(long, "Eve", "wamid.long", "hi", now)); code != 200 {
+	if code := r.Post(textWebhook(long, "Eve", "wamid.long", "hi", now)); code != 200 {
 		t.Fatalf("long id: %d", code)
 	}
 	if n, _ := r.store.Depth(context.Background()); n != 0 {
@@ -364,13 +348,13 @@ func TestUndecodableMessagesKeepTheirSender(t *testing.T) {
 func TestLongRepliesAreCutToFit(t *testing.T) {
 	r := newRig(t, "testdata/echo")
 	long := strings.Repeat("ab", 50_000) // 100 KB
-	r.post(textWebhook("15550003333", "Ana", "wamid.long1", long, r.clock.Now()))
-	sent := r.waitSent(1)
+	r.Post(textWebhook("15550003333", "Ana", "wamid.long1", long, r.clock.Now()))
+	sent := r.WaitSent(1)
 	got := text(sent[0])
 	if n := utf8.RuneCountInString(got); n != 4096 || !strings.HasSuffix(got, "…") || !strings.HasPrefix(got, "echo abab") {
 		t.Errorf("sent %d characters ending %q", n, got[len(got)-10:])
 	}
-	if p := r.fake.Problems(); len(p) != 0 {
+	if p := r.Fake.Problems(); len(p) != 0 {
 		t.Errorf("WhatsApp refused: %s", p[0].Problem)
 	}
 	st := r.waitState("15550003333", func(st *conversation.Record) bool { return len(st.Recent) > 0 })
@@ -410,16 +394,16 @@ func withLog(buf *syncBuffer) option {
 func TestShutdownSaysWhatItLeaves(t *testing.T) {
 	var logs syncBuffer
 	r := newRig(t, "testdata/echo", withLog(&logs), func(c *server.Config) { c.Workers = 4 })
-	resume := r.fake.Hang()
+	resume := r.Fake.Hang()
 	defer resume()
 	const n = 40
 	for i := 0; i < n; i++ {
-		r.post(textWebhook(fmt.Sprintf("1555000%04d", i), "Ana", fmt.Sprintf("wamid.sd%d", i), "hi", r.clock.Now()))
+		r.Post(textWebhook(fmt.Sprintf("1555000%04d", i), "Ana", fmt.Sprintf("wamid.sd%d", i), "hi", r.clock.Now()))
 	}
-	r.waitFor("the workers to hang on WhatsApp", func() bool { return r.fake.Waiting() == 4 })
+	r.WaitFor("the workers to hang on WhatsApp", func() bool { return r.Fake.Waiting() == 4 })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := r.srv.Shutdown(ctx); err == nil {
+	if err := r.Srv.Shutdown(ctx); err == nil {
 		t.Fatal("a shutdown cut short reported no error")
 	}
 	out := logs.String()
@@ -463,14 +447,14 @@ func TestSendNeverOutlivesItsClaim(t *testing.T) {
 	}
 	a := newRigWith(t, "testdata/echo", st, fake, clk, retry, realTime)
 	b := newRigWith(t, "testdata/echo", st, fake, clk, retry, realTime)
-	a.post(textWebhook("15550004444", "Ana", "wamid.claim", "hi", time.Now()))
-	a.waitSent(1)
-	a.waitFor("the outbox to empty", func() bool {
+	a.Post(textWebhook("15550004444", "Ana", "wamid.claim", "hi", time.Now()))
+	a.WaitSent(1)
+	a.WaitFor("the outbox to empty", func() bool {
 		s, err := st.Load(context.Background(), "15550004444")
 		return err == nil && len(s.Outbox) == 0
 	})
-	a.stop()
-	b.stop()
+	a.Stop()
+	b.Stop()
 	if got := len(fake.Sent()); got != 1 {
 		t.Fatalf("the message was sent %d times", got)
 	}
@@ -487,12 +471,12 @@ func TestRestartTakesBackItsOwnClaims(t *testing.T) {
 	node1 := func(c *server.Config) { c.InstanceID = "node-1"; c.ClaimTimeout = time.Hour }
 	first := newRigOn(t, "testdata/echo", st, fake, clk, node1)
 	resume := fake.Hang()
-	first.post(textWebhook("15550005555", "Ana", "wamid.r1", "hi", clk.Now()))
-	first.waitFor("the reply to be in WhatsApp's hands", func() bool { return fake.Waiting() == 1 })
+	first.Post(textWebhook("15550005555", "Ana", "wamid.r1", "hi", clk.Now()))
+	first.WaitFor("the reply to be in WhatsApp's hands", func() bool { return fake.Waiting() == 1 })
 	// Stopped while WhatsApp does not answer: the reply stays committed,
 	// claimed by node-1 for an hour.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	first.srv.Shutdown(ctx)
+	first.Srv.Shutdown(ctx)
 	cancel()
 	resume()
 	if s, _ := st.Load(context.Background(), "15550005555"); s == nil || len(s.Outbox) != 1 || s.Outbox[0].ClaimedBy != "node-1" {
@@ -502,7 +486,7 @@ func TestRestartTakesBackItsOwnClaims(t *testing.T) {
 		t.Fatalf("%d sent before the restart", n)
 	}
 	second := newRigOn(t, "testdata/echo", st, fake, clk, node1)
-	if got := texts(second.waitSent(1)); got[0] != "echo hi" {
+	if got := texts(second.WaitSent(1)); got[0] != "echo hi" {
 		t.Fatalf("after the restart: %v", got)
 	}
 }
@@ -532,20 +516,20 @@ func TestInstanceIDHeldByOneProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := newRigOn(t, "testdata/echo", st, fake, clk, func(c *server.Config) { c.InstanceID = "node-2" })
-	restarted.post(textWebhook("15550006666", "Ana", "wamid.i1", "hi", clk.Now()))
-	restarted.waitSent(1)
+	restarted.Post(textWebhook("15550006666", "Ana", "wamid.i1", "hi", clk.Now()))
+	restarted.WaitSent(1)
 }
 
 // apiKeyed posts to the API with an Idempotency-Key.
 func (r *rig) apiKeyed(path, key, body string) (int, string, string) {
-	r.t.Helper()
-	req, _ := http.NewRequest("POST", r.url+path, strings.NewReader(body))
+	r.T.Helper()
+	req, _ := http.NewRequest("POST", r.URL+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		r.t.Fatal(err)
+		r.T.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -574,7 +558,7 @@ func TestIdempotencyKey(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	r.waitSent(1)
+	r.WaitSent(1)
 	if code, body, _ := r.apiKeyed(path, "order-123456-shipped", `{"vars": {"order_id": "999"}}`); code != 422 || !strings.Contains(body, "used for another request") {
 		t.Errorf("the key on another body: %d %s", code, body)
 	}
@@ -591,9 +575,9 @@ func TestIdempotencyKey(t *testing.T) {
 	if code, _, _ := r.apiKeyed("/api/contacts/447700900124/flows/shipping_update", "order-123457-shipped", start); code != 202 {
 		t.Errorf("another key: %d", code)
 	}
-	r.waitSent(2)
-	r.stop()
-	if n := len(r.fake.Sent()); n != 2 {
+	r.WaitSent(2)
+	r.Stop()
+	if n := len(r.Fake.Sent()); n != 2 {
 		t.Errorf("%d messages sent, want 2 (one per key)", n)
 	}
 }
@@ -605,19 +589,19 @@ func TestNoFreeFormAfterTheWindowClosed(t *testing.T) {
 	r := newRig(t, "../examples/support")
 	var outage atomic.Bool
 	outage.Store(true)
-	r.fake.FailWhen(func(fakegraph.Request) *fakegraph.Failure {
+	r.Fake.FailWhen(func(fakegraph.Request) *fakegraph.Failure {
 		if outage.Load() {
 			return &fakegraph.Failure{Code: 130429, Message: "Rate limit hit"}
 		}
 		return nil
 	})
-	r.post(textWebhook("15550009999", "Ana", "wamid.nf1", "hi", r.clock.Now()))
-	r.waitFor("WhatsApp to refuse the reply a few times", func() bool { return len(r.fake.Requests()) >= 3 })
+	r.Post(textWebhook("15550009999", "Ana", "wamid.nf1", "hi", r.clock.Now()))
+	r.WaitFor("WhatsApp to refuse the reply a few times", func() bool { return len(r.Fake.Requests()) >= 3 })
 	r.clock.Advance(25 * time.Hour)
 	outage.Store(false)
-	sent := r.waitSent(1)
-	r.stop()
-	for _, s := range r.fake.Sent() {
+	sent := r.WaitSent(1)
+	r.Stop()
+	for _, s := range r.Fake.Sent() {
 		if s.Type != "template" {
 			t.Errorf("a %s message went out after the window closed: %s", s.Type, s.Raw)
 		}

@@ -22,9 +22,9 @@ func TestOneIngestReadsALocationTheSameEverywhere(t *testing.T) {
 	for i, loc := range []flows.LocationEnv{{Latitude: 38.7223, Longitude: -9.1393, Name: "Office", Address: "Rua Augusta 1"}, {Latitude: 40.4, Longitude: -3.7}} {
 		from := fmt.Sprintf("1555000300%d", i)
 		now := r.clock.Now()
-		r.post(notification(from, "Ana", fmt.Sprintf(`{"from":%q,"id":"wamid.loc.%d","timestamp":"%d","type":"location","location":{"latitude":%v,"longitude":%v,"name":%q,"address":%q}}`,
+		r.Post(notification(from, "Ana", fmt.Sprintf(`{"from":%q,"id":"wamid.loc.%d","timestamp":"%d","type":"location","location":{"latitude":%v,"longitude":%v,"name":%q,"address":%q}}`,
 			from, i, now.Unix(), loc.Latitude, loc.Longitude, loc.Name, loc.Address)))
-		served := texts(r.settled(i + 1))[i]
+		served := texts(r.Settled(i + 1))[i]
 
 		s, err := dryrun.NewSession(context.Background(), engine.New(bot, engine.Options{}), engine.Contact{ID: from, Name: "Ana"}, now)
 		if err != nil {

@@ -70,11 +70,11 @@ func TestTwoInstancesKeepOrder(t *testing.T) {
 			for i := 0; i < each; i++ {
 				r := rigs[rand.IntN(len(rigs))]
 				body := textWebhook(from, "Ana", fmt.Sprintf("wamid.%d.%d", c, i), fmt.Sprintf("m%02d", i), base.Add(time.Duration(i)*time.Second))
-				if code := r.post(body); code != 200 {
+				if code := r.Post(body); code != 200 {
 					t.Errorf("webhook answered %d", code)
 				}
 				if i%5 == 0 { // and a redelivery to the other instance
-					rigs[(rand.IntN(2)+1)%2].post(body)
+					rigs[(rand.IntN(2)+1)%2].Post(body)
 				}
 			}
 		}()
@@ -82,9 +82,9 @@ func TestTwoInstancesKeepOrder(t *testing.T) {
 	wg.Wait()
 	// FerretDB on SQLite is slow to write, the more so under the race
 	// detector: wait longer than the other tests do.
-	rigs[0].waitForWithin(60*time.Second, "every reply", func() bool { return len(rigs[0].fake.Sent()) >= contacts*each })
-	rigs[0].waitFor("both instances to be quiet", func() bool { return rigs[0].srv.Quiet() && rigs[1].srv.Quiet() })
-	sent := rigs[0].settled(contacts * each)
+	rigs[0].WaitForWithin(60*time.Second, "every reply", func() bool { return len(rigs[0].Fake.Sent()) >= contacts*each })
+	rigs[0].WaitFor("both instances to be quiet", func() bool { return rigs[0].Srv.Quiet() && rigs[1].Srv.Quiet() })
+	sent := rigs[0].Settled(contacts * each)
 	byContact := map[string][]string{}
 	ids := map[string][]string{}
 	for _, r := range sent {
@@ -113,10 +113,10 @@ func TestTimerFiresOnceAcrossInstances(t *testing.T) {
 	rigs := instances(t, 2, "../examples/support")
 	toSupportWait(rigs[0], rigs[1], "15550001111", 0)
 	rigs[0].clock.Advance(2*time.Hour + time.Second)
-	if got := texts(rigs[0].waitSent(4)); got[3] != "Did the guide help?" {
+	if got := texts(rigs[0].WaitSent(4)); got[3] != "Did the guide help?" {
 		t.Fatalf("after the wait, sent %v", got)
 	}
-	rigs[0].settled(4)
+	rigs[0].Settled(4)
 }
 
 // TestTimerInMemoryOfADeadInstance: an instance that set a timer keeps it
@@ -135,13 +135,13 @@ func TestTimerInMemoryOfADeadInstance(t *testing.T) {
 				func(c *server.Config) {})
 			toSupportWait(rigs[0], rigs[0], "15550001111", 0)
 			if stop {
-				rigs[0].stop()
+				rigs[0].Stop()
 			}
 			rigs[0].clock.Advance(2*time.Hour + time.Second)
-			if got := texts(rigs[1].waitSent(4)); got[3] != "Did the guide help?" {
+			if got := texts(rigs[1].WaitSent(4)); got[3] != "Did the guide help?" {
 				t.Fatalf("after the wait, sent %v", got)
 			}
-			rigs[1].settled(4)
+			rigs[1].Settled(4)
 		})
 	}
 }
@@ -154,12 +154,12 @@ func TestContactViewIsFresh(t *testing.T) {
 	}
 	rigs := instances(t, 2, "../examples/support")
 	now := rigs[0].clock.Now()
-	rigs[0].post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
-	rigs[0].settled(1)
-	_, before := rigs[0].api("GET", "/api/contacts/15550001111", apiToken, nil)
-	rigs[1].post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
-	rigs[1].settled(3)
-	_, after := rigs[0].api("GET", "/api/contacts/15550001111", apiToken, nil)
+	rigs[0].Post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+	rigs[0].Settled(1)
+	_, before := rigs[0].API("GET", "/api/contacts/15550001111", apiToken, nil)
+	rigs[1].Post(buttonWebhook("15550001111", "wamid.2", "other", "Something else", now.Add(time.Second)))
+	rigs[1].Settled(3)
+	_, after := rigs[0].API("GET", "/api/contacts/15550001111", apiToken, nil)
 	if fmt.Sprint(after["step"]) == fmt.Sprint(before["step"]) || after["version"] == before["version"] {
 		t.Fatalf("instance 0 shows step %v (version %v) after instance 1 moved on from %v (version %v)", after["step"], after["version"], before["step"], before["version"])
 	}

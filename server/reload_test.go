@@ -40,12 +40,12 @@ func TestReloadPinsRunningFlows(t *testing.T) {
 	r := newRigOn(t, "../examples/clinic", st, fake, clk)
 	ctx := context.Background()
 	e1, v1, f1 := botVersion(t, nil)
-	if err := r.srv.SetBot(ctx, e1, v1, f1); err != nil {
+	if err := r.Srv.SetBot(ctx, e1, v1, f1); err != nil {
 		t.Fatal(err)
 	}
 	now := clk.Now()
-	r.post(textWebhook("15550000001", "Ana", "wamid.a1", "hi", now))
-	r.settled(2)
+	r.Post(textWebhook("15550000001", "Ana", "wamid.a1", "hi", now))
+	r.Settled(2)
 
 	e2, v2, f2 := botVersion(t, func(s string) string {
 		s = strings.Replace(s, "Which day suits you? (YYYY-MM-DD)", "Pick a day (YYYY-MM-DD)", 1)
@@ -54,12 +54,12 @@ func TestReloadPinsRunningFlows(t *testing.T) {
 	if v1 == v2 {
 		t.Fatal("an edit did not change the version")
 	}
-	if err := r.srv.SetBot(ctx, e2, v2, f2); err != nil {
+	if err := r.Srv.SetBot(ctx, e2, v2, f2); err != nil {
 		t.Fatal(err)
 	}
-	r.post(textWebhook("15550000001", "Ana", "wamid.a2", "2026-12-01", now.Add(time.Minute)))
-	r.post(textWebhook("15550000002", "Bo", "wamid.b1", "hi", now.Add(time.Minute)))
-	got := texts(r.settled(5))
+	r.Post(textWebhook("15550000001", "Ana", "wamid.a2", "2026-12-01", now.Add(time.Minute)))
+	r.Post(textWebhook("15550000002", "Bo", "wamid.b1", "hi", now.Add(time.Minute)))
+	got := texts(r.Settled(5))
 	joined := strings.Join(got, "|")
 	if !strings.Contains(joined, "Book 2026-12-01?") || strings.Contains(joined, "Shall I book") {
 		t.Errorf("the running flow did not stay on its version: %v", got)
@@ -72,12 +72,12 @@ func TestReloadPinsRunningFlows(t *testing.T) {
 	// another instance) finishes the pinned flow on the old one, from
 	// the store.
 	r2 := newRigOn(t, "../examples/clinic", st, fake, clk)
-	if err := r2.srv.SetBot(ctx, e2, v2, f2); err != nil {
+	if err := r2.Srv.SetBot(ctx, e2, v2, f2); err != nil {
 		t.Fatal(err)
 	}
-	r.srv.Shutdown(ctx)
-	r2.post(buttonWebhook("15550000001", "wamid.a3", "no", "Pick another day", now.Add(2*time.Minute)))
-	got = texts(r2.settled(6))
+	r.Srv.Shutdown(ctx)
+	r2.Post(buttonWebhook("15550000001", "wamid.a3", "no", "Pick another day", now.Add(2*time.Minute)))
+	got = texts(r2.Settled(6))
 	if got[5] != "Which day suits you? (YYYY-MM-DD)" {
 		t.Errorf("after the restart the pinned flow asked %q", got[5])
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
@@ -14,13 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/server/servertest"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp"
@@ -28,8 +27,8 @@ import (
 )
 
 const (
-	appSecret = "test_app_secret"
-	apiToken  = "api-token"
+	appSecret = servertest.AppSecret
+	apiToken  = servertest.APIToken
 )
 
 // clock is a settable clock shared by the server and the test.
@@ -45,19 +44,15 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// rig is a server of servertest on the test's clock (and its memory
+// store, when newRig made it).
 type rig struct {
-	t     testing.TB
-	srv   *server.Server
-	url   string
-	fake  *fakegraph.Server
+	*servertest.Rig
 	store *memory.Store
 	clock *clock
 }
 
 type option func(*server.Config)
-
-// rigs numbers the rigs, for their instance ids.
-var rigs atomic.Int64
 
 func newRig(t testing.TB, botDir string, opts ...option) *rig {
 	t.Helper()
@@ -86,204 +81,43 @@ func newRigWith(t testing.TB, botDir string, st store.Store, fake *fakegraph.Ser
 // newRigEngine is newRigWith with the engine's options (a model, say).
 func newRigEngine(t testing.TB, botDir string, st store.Store, fake *fakegraph.Server, clk *clock, retry whatsapp.RetryPolicy, eopts engine.Options, opts ...option) *rig {
 	t.Helper()
-	bot, diags := flows.Load(botDir)
-	if bot == nil {
-		t.Fatal(diags.Error())
+	cfgs := make([]func(*server.Config), len(opts))
+	for i, o := range opts {
+		cfgs[i] = o
 	}
-	client := &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "106540352242922", Token: "tok"}
-	cfg := server.Config{AppSecret: appSecret, VerifyToken: "verify-me", APIToken: apiToken, Now: clk.Now, OnChange: fake.Touch,
-		InstanceID: fmt.Sprintf("rig-%d", rigs.Add(1)), Heartbeat: 200 * time.Millisecond, Retry: retry,
-		TimerInterval: 10 * time.Millisecond, SweepInterval: 50 * time.Millisecond, Settle: 5 * time.Millisecond, RetryLater: 20 * time.Millisecond}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	srv, err := server.New(cfg, engine.New(bot, eopts), st, client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return &rig{t: t, srv: srv, url: "http://" + ln.Addr().String(), fake: fake, clock: clk}
+	return &rig{Rig: servertest.New(t, botDir, servertest.Options{Store: st, Fake: fake, Now: clk.Now, Retry: &retry, Engine: eopts, Config: cfgs}), clock: clk}
 }
 
-// textWebhook is a notification carrying one text message.
-func textWebhook(from, name, id, text string, ts time.Time) []byte {
-	return notification(from, name, fmt.Sprintf(`{"from":%q,"id":%q,"timestamp":"%d","type":"text","text":{"body":%q}}`, from, id, ts.Unix(), text))
-}
-
-func buttonWebhook(from, id, choice, title string, ts time.Time) []byte {
-	return notification(from, "Ana", fmt.Sprintf(`{"from":%q,"id":%q,"timestamp":"%d","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":%q,"title":%q}}}`, from, id, ts.Unix(), choice, title))
-}
-
-func notification(from, name string, messages ...string) []byte {
-	return []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":%q},"wa_id":%q}],"messages":[%s]}}]}]}`, name, from, strings.Join(messages, ",")))
-}
-
-func statusWebhook(recipient, wamid, opaque, status string, code int, ts time.Time) []byte {
-	errs := ""
-	if code != 0 {
-		errs = fmt.Sprintf(`,"errors":[{"code":%d,"title":"Re-engagement message","message":"Re-engagement message","error_data":{"details":"more than 24 hours"}}]`, code)
-	}
-	return []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"106540352242922"},"statuses":[{"id":%q,"status":%q,"timestamp":"%d","recipient_id":%q,"biz_opaque_callback_data":%q%s}]}}]}]}`, wamid, status, ts.Unix(), recipient, opaque, errs))
-}
-
-func (r *rig) post(body []byte) int {
-	r.t.Helper()
-	return r.postSigned(body, whatsapp.Sign(appSecret, body))
-}
-
-// postErr posts a signed webhook and reports a failure as an error, for
-// benchmarks.
-func (r *rig) postErr(body []byte) error {
-	req, _ := http.NewRequest("POST", r.url+"/webhook", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(appSecret, body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("webhook answered %d", resp.StatusCode)
-	}
-	return nil
-}
-
-func (r *rig) postSigned(body []byte, sig string) int {
-	r.t.Helper()
-	req, _ := http.NewRequest("POST", r.url+"/webhook", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if sig != "" {
-		req.Header.Set(whatsapp.SignatureHeader, sig)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func (r *rig) api(method, path, token string, body any) (int, map[string]any) {
-	r.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, r.url+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
-}
-
-// waitSent waits until the fake Graph API accepted n messages.
-func (r *rig) waitSent(n int) []fakegraph.Request {
-	r.t.Helper()
-	var sent []fakegraph.Request
-	r.waitFor(fmt.Sprintf("%d messages at the fake Graph API", n), func() bool {
-		sent = r.fake.Sent()
-		return len(sent) >= n
-	})
-	return sent
-}
-
-// settled waits until n messages were sent and the server has nothing
-// more in hand, then checks that exactly n were sent.
-func (r *rig) settled(n int) []fakegraph.Request {
-	r.t.Helper()
-	r.waitSent(n)
-	r.waitFor("the server to be quiet", r.srv.Quiet)
-	sent := r.fake.Sent()
-	if len(sent) != n {
-		r.t.Fatalf("sent %d messages, want exactly %d: %v", len(sent), n, bodies(sent))
-	}
-	if p := r.fake.Problems(); len(p) > 0 {
-		r.t.Fatalf("the fake Graph API refused a request: %s: %s", p[0].Problem, p[0].Raw)
-	}
-	return sent
-}
-
-func bodies(reqs []fakegraph.Request) []string {
-	var out []string
-	for _, r := range reqs {
-		out = append(out, string(r.Raw))
-	}
-	return out
-}
-
-func text(r fakegraph.Request) string {
-	switch r.Type {
-	case "text":
-		return r.Body["text"].(map[string]any)["body"].(string)
-	case "interactive":
-		return r.Body["interactive"].(map[string]any)["body"].(map[string]any)["text"].(string)
-	case "template":
-		return "template " + r.Body["template"].(map[string]any)["name"].(string)
-	}
-	return r.Type
-}
-
-func texts(reqs []fakegraph.Request) []string {
-	var out []string
-	for _, r := range reqs {
-		out = append(out, text(r))
-	}
-	return out
-}
+var (
+	textWebhook   = servertest.TextWebhook
+	buttonWebhook = servertest.ButtonWebhook
+	notification  = servertest.Notification
+	statusWebhook = servertest.StatusWebhook
+	bodies        = servertest.Bodies
+	text          = servertest.Text
+	texts         = servertest.Texts
+)
 
 // toSupportWait brings a contact of the support example to its 2 h wait:
 // "hi" to first, the "Something else" button to then (the same server,
 // or another on the same database), then the document and the audio.
 // sent is how many messages had gone out before.
 func toSupportWait(first, then *rig, contact string, sent int) {
-	first.t.Helper()
+	first.T.Helper()
 	now := first.clock.Now()
-	first.post(textWebhook(contact, "Ana", "wamid."+contact+".1", "hi", now))
-	first.waitSent(sent + 1)
-	then.post(buttonWebhook(contact, "wamid."+contact+".2", "other", "Something else", now.Add(time.Second)))
-	first.settled(sent + 3)
-}
-
-// stop shuts the rig's server down.
-func (r *rig) stop() {
-	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.srv.Shutdown(ctx); err != nil {
-		r.t.Fatal(err)
-	}
+	first.Post(textWebhook(contact, "Ana", "wamid."+contact+".1", "hi", now))
+	first.WaitSent(sent + 1)
+	then.Post(buttonWebhook(contact, "wamid."+contact+".2", "other", "Something else", now.Add(time.Second)))
+	first.Settled(sent + 3)
 }
 
 func TestWebhookToCloudAPI(t *testing.T) {
 	r := newRig(t, "../examples/clinic")
 	now := r.clock.Now()
-	if code := r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", now)); code != 200 {
+	if code := r.Post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", now)); code != 200 {
 		t.Fatalf("webhook answered %d", code)
 	}
-	sent := r.settled(2)
+	sent := r.Settled(2)
 	want := `{"biz_opaque_callback_data":"15550001111:m1","messaging_product":"whatsapp","recipient_type":"individual","text":{"body":"Hi Ana! I can book you an appointment.","preview_url":false},"to":"15550001111","type":"text"}`
 	if got := string(bytes.TrimSpace(sent[0].Raw)); got != want {
 		t.Fatalf("first request\n got %s\nwant %s", got, want)
@@ -295,19 +129,19 @@ func TestWebhookToCloudAPI(t *testing.T) {
 		t.Fatalf("second message %q", got)
 	}
 	// The contact answers; the buttons go out as an interactive message.
-	r.post(textWebhook("15550001111", "Ana", "wamid.in2", "2026-12-01", now.Add(time.Minute)))
-	sent = r.settled(3)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.in2", "2026-12-01", now.Add(time.Minute)))
+	sent = r.Settled(3)
 	inter := sent[2].Body["interactive"].(map[string]any)
 	if inter["type"] != "button" || len(inter["action"].(map[string]any)["buttons"].([]any)) != 2 {
 		t.Fatalf("the buttons went out as %s", sent[2].Raw)
 	}
 	// The state shows the delivery.
-	code, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	code, view := r.API("GET", "/api/contacts/15550001111", apiToken, nil)
 	if code != 200 || view["step"] != "confirm" || len(view["messages"].([]any)) != 3 {
 		t.Fatalf("contact view %d %v", code, view)
 	}
 	// Mark-as-read is off unless configured: no read requests.
-	for _, req := range r.fake.Requests() {
+	for _, req := range r.Fake.Requests() {
 		if req.Type == "read" {
 			t.Fatal("marked read without MarkRead")
 		}
@@ -318,11 +152,11 @@ func TestDuplicateDeliveryGivesOneReply(t *testing.T) {
 	r := newRig(t, "testdata/echo")
 	body := textWebhook("15550001111", "Ana", "wamid.dup", "once", r.clock.Now())
 	for i := 0; i < 3; i++ {
-		if code := r.post(body); code != 200 {
+		if code := r.Post(body); code != 200 {
 			t.Fatalf("delivery %d answered %d", i, code)
 		}
 	}
-	if got := texts(r.settled(1)); got[0] != "echo once" {
+	if got := texts(r.Settled(1)); got[0] != "echo once" {
 		t.Fatalf("sent %v", got)
 	}
 }
@@ -330,23 +164,23 @@ func TestDuplicateDeliveryGivesOneReply(t *testing.T) {
 func TestForgedAndMalformedWebhooks(t *testing.T) {
 	r := newRig(t, "testdata/echo")
 	body := textWebhook("15550001111", "Ana", "wamid.x", "hello", r.clock.Now())
-	if code := r.postSigned(body, ""); code != 401 {
+	if code := r.PostSigned(body, ""); code != 401 {
 		t.Errorf("missing signature: %d, want 401", code)
 	}
-	if code := r.postSigned(body, whatsapp.Sign("wrong secret", body)); code != 401 {
+	if code := r.PostSigned(body, whatsapp.Sign("wrong secret", body)); code != 401 {
 		t.Errorf("forged signature: %d, want 401", code)
 	}
 	tampered := bytes.Replace(body, []byte("hello"), []byte("HELLO"), 1)
-	if code := r.postSigned(tampered, whatsapp.Sign(appSecret, body)); code != 401 {
+	if code := r.PostSigned(tampered, whatsapp.Sign(appSecret, body)); code != 401 {
 		t.Errorf("tampered body: %d, want 401", code)
 	}
-	if code := r.post([]byte(`{"object": "whatsapp_business_account", "entry": [`)); code != 400 {
+	if code := r.Post([]byte(`{"object": "whatsapp_business_account", "entry": [`)); code != 400 {
 		t.Errorf("malformed JSON: %d, want 400", code)
 	}
-	if code := r.post([]byte(`{"hello": "world"}`)); code != 400 {
+	if code := r.Post([]byte(`{"hello": "world"}`)); code != 400 {
 		t.Errorf("not a notification: %d, want 400", code)
 	}
-	r.settled(0)
+	r.Settled(0)
 	if _, err := r.store.Load(context.Background(), "15550001111"); err == nil {
 		t.Fatal("a refused webhook was processed")
 	}
@@ -357,7 +191,7 @@ func TestBodyLimit(t *testing.T) {
 	// The request announces a body over 3 MB; the server answers 413
 	// without waiting for it (a raw connection, so that the client's
 	// write of the rest cannot race the server's answer).
-	conn, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,13 +217,13 @@ func TestConcurrentMessagesAnsweredInOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			body := textWebhook("15550001111", "Ana", fmt.Sprintf("wamid.c%d", i), fmt.Sprintf("m%02d", i), base.Add(time.Duration(i)*time.Second))
-			if code := r.post(body); code != 200 {
+			if code := r.Post(body); code != 200 {
 				t.Errorf("message %d answered %d", i, code)
 			}
 		}()
 	}
 	wg.Wait()
-	got := texts(r.settled(50))
+	got := texts(r.Settled(50))
 	for i, g := range got {
 		if want := fmt.Sprintf("echo m%02d", i); g != want {
 			t.Fatalf("reply %d is %q, want %q; all: %v", i, g, want, got)
@@ -400,61 +234,61 @@ func TestConcurrentMessagesAnsweredInOrder(t *testing.T) {
 func TestWindowClosedErrorSendsTheTemplate(t *testing.T) {
 	r := newRig(t, "../examples/clinic")
 	// WhatsApp refuses the first free-form message with 131047 (clock skew).
-	r.fake.FailNext(1, fakegraph.Failure{Code: 131047})
-	r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
-	got := texts(r.settled(1))
+	r.Fake.FailNext(1, fakegraph.Failure{Code: 131047})
+	r.Post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
+	got := texts(r.Settled(1))
 	if got[0] != "template reengage" {
 		t.Fatalf("after 131047, sent %v; want only the flow's fallback template", got)
 	}
 	// The other free-form message queued behind it was not attempted once
 	// the window was known closed; both are recorded as failed.
-	code, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	code, view := r.API("GET", "/api/contacts/15550001111", apiToken, nil)
 	msgs := view["messages"].([]any)
 	if code != 200 || len(msgs) != 3 || msgs[0].(map[string]any)["error_code"].(float64) != 131047 || msgs[1].(map[string]any)["status"] != "failed" {
 		t.Fatalf("deliveries: %v", msgs)
 	}
-	if n := len(r.fake.Requests()); n != 2 {
+	if n := len(r.Fake.Requests()); n != 2 {
 		t.Fatalf("%d requests, want 2 (the refused message and the template)", n)
 	}
 }
 
 func TestWindowClosedStatusSendsTheTemplate(t *testing.T) {
 	r := newRig(t, "../examples/clinic")
-	r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
-	sent := r.settled(2)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
+	sent := r.Settled(2)
 	// Later, WhatsApp reports the first message failed with 131047.
-	r.post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "failed", 131047, r.clock.Now()))
-	got := texts(r.settled(3))
+	r.Post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "failed", 131047, r.clock.Now()))
+	got := texts(r.Settled(3))
 	if got[2] != "template reengage" {
 		t.Fatalf("after a failed status, sent %v", got)
 	}
 	// A second failed status for the same step's other message does not
 	// send the template again.
-	r.post(statusWebhook("15550001111", sent[1].WAMID, "15550001111:m2", "failed", 131047, r.clock.Now()))
-	r.settled(3)
+	r.Post(statusWebhook("15550001111", sent[1].WAMID, "15550001111:m2", "failed", 131047, r.clock.Now()))
+	r.Settled(3)
 }
 
 func TestRetryableErrorIsRetried(t *testing.T) {
 	r := newRig(t, "testdata/echo")
-	r.fake.FailNext(2, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
-	r.post(textWebhook("15550001111", "Ana", "wamid.r", "again", r.clock.Now()))
-	if got := texts(r.settled(1)); got[0] != "echo again" {
+	r.Fake.FailNext(2, fakegraph.Failure{Code: 130429, HTTPStatus: 429})
+	r.Post(textWebhook("15550001111", "Ana", "wamid.r", "again", r.clock.Now()))
+	if got := texts(r.Settled(1)); got[0] != "echo again" {
 		t.Fatalf("sent %v", got)
 	}
-	if n := len(r.fake.Requests()); n != 3 {
+	if n := len(r.Fake.Requests()); n != 3 {
 		t.Fatalf("%d requests, want 3 (two 130429, then success)", n)
 	}
 }
 
 func TestTerminalErrorDoesNotBlock(t *testing.T) {
 	r := newRig(t, "testdata/echo")
-	r.fake.FailNext(1, fakegraph.Failure{Code: 131026, Message: "Message undeliverable"})
-	r.post(textWebhook("15550001111", "Ana", "wamid.t1", "first", r.clock.Now()))
-	r.post(textWebhook("15550001111", "Ana", "wamid.t2", "second", r.clock.Now().Add(time.Second)))
-	if got := texts(r.settled(1)); got[0] != "echo second" {
+	r.Fake.FailNext(1, fakegraph.Failure{Code: 131026, Message: "Message undeliverable"})
+	r.Post(textWebhook("15550001111", "Ana", "wamid.t1", "first", r.clock.Now()))
+	r.Post(textWebhook("15550001111", "Ana", "wamid.t2", "second", r.clock.Now().Add(time.Second)))
+	if got := texts(r.Settled(1)); got[0] != "echo second" {
 		t.Fatalf("sent %v", got)
 	}
-	_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	_, view := r.API("GET", "/api/contacts/15550001111", apiToken, nil)
 	msgs := view["messages"].([]any)
 	first := msgs[0].(map[string]any)
 	if first["status"] != "failed" || first["error_code"].(float64) != 131026 || msgs[1].(map[string]any)["status"] != "sent" {
@@ -464,21 +298,21 @@ func TestTerminalErrorDoesNotBlock(t *testing.T) {
 
 func TestStatusesOnlyNeverStartAFlow(t *testing.T) {
 	r := newRig(t, "testdata/echo")
-	if code := r.post(statusWebhook("15550009999", "wamid.out", "", "delivered", 0, r.clock.Now())); code != 200 {
+	if code := r.Post(statusWebhook("15550009999", "wamid.out", "", "delivered", 0, r.clock.Now())); code != 200 {
 		t.Fatalf("status webhook answered %d", code)
 	}
-	r.settled(0)
+	r.Settled(0)
 	if _, err := r.store.Load(context.Background(), "15550009999"); err == nil {
 		t.Fatal("a status created a contact")
 	}
 	// Statuses for a known contact update its deliveries, and never go
 	// back from read to delivered.
-	r.post(textWebhook("15550001111", "Ana", "wamid.s1", "hi", r.clock.Now()))
-	sent := r.settled(1)
-	r.post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "read", 0, r.clock.Now()))
-	r.post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "delivered", 0, r.clock.Now()))
-	r.settled(1)
-	_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.s1", "hi", r.clock.Now()))
+	sent := r.Settled(1)
+	r.Post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "read", 0, r.clock.Now()))
+	r.Post(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "delivered", 0, r.clock.Now()))
+	r.Settled(1)
+	_, view := r.API("GET", "/api/contacts/15550001111", apiToken, nil)
 	if st := view["messages"].([]any)[0].(map[string]any)["status"]; st != "read" {
 		t.Fatalf("delivery status %v, want read", st)
 	}
@@ -488,10 +322,10 @@ func TestTimersFire(t *testing.T) {
 	r := newRig(t, "../examples/support")
 	toSupportWait(r, r, "15550001111", 0)
 	r.clock.Advance(2*time.Hour + time.Second)
-	if got := texts(r.waitSent(4)); got[3] != "Did the guide help?" {
+	if got := texts(r.WaitSent(4)); got[3] != "Did the guide help?" {
 		t.Fatalf("after the wait, sent %v", got)
 	}
-	r.settled(4)
+	r.Settled(4)
 }
 
 // TestTimersFireFromMemory: a timer due before the next sweep of the
@@ -501,9 +335,9 @@ func TestTimersFireFromMemory(t *testing.T) {
 	r := newRig(t, "../examples/support", func(c *server.Config) { c.SweepInterval = 24 * time.Hour })
 	toSupportWait(r, r, "15550001111", 0)
 	r.clock.Advance(2*time.Hour - time.Minute)
-	r.settled(3) // not yet
+	r.Settled(3) // not yet
 	r.clock.Advance(time.Minute + time.Second)
-	if got := texts(r.waitSent(4)); got[3] != "Did the guide help?" {
+	if got := texts(r.WaitSent(4)); got[3] != "Did the guide help?" {
 		t.Fatalf("after the wait, sent %v", got)
 	}
 }
@@ -519,10 +353,10 @@ func TestLateTimersFireInDueOrderAfterRestart(t *testing.T) {
 		toSupportWait(r, r, c, 3*i)
 		r.clock.Advance(5 * time.Minute)
 	}
-	r.stop()
+	r.Stop()
 	r.clock.Advance(3 * time.Hour)
-	again := newRigOn(t, "../examples/support", r.store, r.fake, r.clock, oneWorker)
-	sent := again.settled(12)[9:]
+	again := newRigOn(t, "../examples/support", r.store, r.Fake, r.clock, oneWorker)
+	sent := again.Settled(12)[9:]
 	var order []string
 	for _, m := range sent {
 		if text(m) != "Did the guide help?" {
@@ -538,37 +372,37 @@ func TestLateTimersFireInDueOrderAfterRestart(t *testing.T) {
 func TestAPI(t *testing.T) {
 	r := newRig(t, "../examples/shop")
 	for _, tok := range []string{"", "wrong"} {
-		if code, _ := r.api("GET", "/api/contacts/x", tok, nil); code != 401 {
+		if code, _ := r.API("GET", "/api/contacts/x", tok, nil); code != 401 {
 			t.Errorf("token %q: %d, want 401", tok, code)
 		}
 	}
-	code, view := r.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
+	code, view := r.API("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
 		map[string]any{"vars": map[string]any{"order_id": "123456", "eta": "on Friday"}, "name": "Sam"})
 	if code != 202 || view["step"] != "notify" {
 		t.Fatalf("start: %d %v", code, view)
 	}
-	sent := r.settled(1)
+	sent := r.Settled(1)
 	tmpl := sent[0].Body["template"].(map[string]any)
 	if tmpl["name"] != "order_shipped" || !strings.Contains(string(sent[0].Raw), `"payload":"track"`) {
 		t.Fatalf("the business-initiated start sent %s", sent[0].Raw)
 	}
-	if code, _ := r.api("POST", "/api/contacts/447700900123/flows/nope", apiToken, nil); code != 404 {
+	if code, _ := r.API("POST", "/api/contacts/447700900123/flows/nope", apiToken, nil); code != 404 {
 		t.Errorf("unknown flow: %d", code)
 	}
-	if code, _ := r.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken, map[string]any{"vars": map[string]any{"order_id": 5}}); code != 422 {
+	if code, _ := r.API("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken, map[string]any{"vars": map[string]any{"order_id": 5}}); code != 422 {
 		t.Errorf("bad vars: %d", code)
 	}
-	if code, _ := r.api("POST", "/api/contacts/447700900123/flows/back_in_stock", apiToken, map[string]any{"vars": map[string]any{"product": "Apron", "slug": "apron"}}); code != 202 {
+	if code, _ := r.API("POST", "/api/contacts/447700900123/flows/back_in_stock", apiToken, map[string]any{"vars": map[string]any{"product": "Apron", "slug": "apron"}}); code != 202 {
 		t.Errorf("second start: %d", code)
 	}
-	r.settled(2)
-	if code, _ := r.api("GET", "/api/contacts/nobody", apiToken, nil); code != 404 {
+	r.Settled(2)
+	if code, _ := r.API("GET", "/api/contacts/nobody", apiToken, nil); code != 404 {
 		t.Errorf("unknown contact: %d", code)
 	}
-	if code, _ := r.api("POST", "/api/contacts/447700900123/release", apiToken, nil); code != 409 {
+	if code, _ := r.API("POST", "/api/contacts/447700900123/release", apiToken, nil); code != 409 {
 		t.Errorf("release without handoff: %d", code)
 	}
-	if code, _ := r.api("GET", "/api/outbox", apiToken, nil); code != 404 {
+	if code, _ := r.API("GET", "/api/outbox", apiToken, nil); code != 404 {
 		t.Errorf("outbox outside development mode: %d", code)
 	}
 }
@@ -576,21 +410,21 @@ func TestAPI(t *testing.T) {
 func TestHandoffAndRelease(t *testing.T) {
 	r := newRig(t, "../examples/support")
 	now := r.clock.Now()
-	r.post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
-	r.settled(1)
-	r.post(buttonWebhook("15550001111", "wamid.2", "technical", "Technical problem", now.Add(time.Second)))
-	r.settled(3)
-	r.post(buttonWebhook("15550001111", "wamid.3", "not_fixed", "No", now.Add(2*time.Second)))
-	r.waitFor("the server to be quiet", r.srv.Quiet)
-	_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+	r.Settled(1)
+	r.Post(buttonWebhook("15550001111", "wamid.2", "technical", "Technical problem", now.Add(time.Second)))
+	r.Settled(3)
+	r.Post(buttonWebhook("15550001111", "wamid.3", "not_fixed", "No", now.Add(2*time.Second)))
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
+	_, view := r.API("GET", "/api/contacts/15550001111", apiToken, nil)
 	if h, _ := view["handoff"].(map[string]any); h == nil || h["queue"] != "support" {
 		t.Fatalf("handoff %v", view["handoff"])
 	}
-	code, _ := r.api("POST", "/api/contacts/15550001111/release", apiToken, nil)
+	code, _ := r.API("POST", "/api/contacts/15550001111/release", apiToken, nil)
 	if code != 200 {
 		t.Fatalf("release: %d", code)
 	}
-	if got := texts(r.settled(4)); !strings.HasPrefix(got[3], "Glad we could help") {
+	if got := texts(r.Settled(4)); !strings.HasPrefix(got[3], "Glad we could help") {
 		t.Fatalf("after release: %v", got)
 	}
 }
@@ -598,7 +432,7 @@ func TestHandoffAndRelease(t *testing.T) {
 func TestHandshakeHealthMetrics(t *testing.T) {
 	r := newRig(t, "testdata/echo")
 	get := func(path string) (int, string) {
-		resp, err := http.Get(r.url + path)
+		resp, err := http.Get(r.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -615,8 +449,8 @@ func TestHandshakeHealthMetrics(t *testing.T) {
 	if code, body := get("/healthz"); code != 200 || !strings.Contains(body, `"ok"`) {
 		t.Errorf("healthz: %d %s", code, body)
 	}
-	r.post(textWebhook("15550001111", "Ana", "wamid.m", "hi", r.clock.Now()))
-	r.settled(1)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.m", "hi", r.clock.Now()))
+	r.Settled(1)
 	_, body := get("/metrics")
 	for _, want := range []string{`flowbot_inbound_messages_total{type="text"} 1`, `flowbot_outbound_messages_total{kind="text",via="session"} 1`, "flowbot_step_duration_seconds_bucket", "flowbot_queue_depth 0"} {
 		if !strings.Contains(body, want) {
@@ -692,12 +526,12 @@ func TestRealPayloads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code := r.post(body); code != 200 {
+		if code := r.Post(body); code != 200 {
 			t.Errorf("%s: answered %d", filepath.Base(f), code)
 		}
 	}
 	// Everything queued gets handled: the inbox drains.
-	r.waitFor("the inbox to drain", r.srv.Quiet)
+	r.WaitFor("the inbox to drain", r.Srv.Quiet)
 	if backlog, _ := r.store.Backlog(context.Background(), 10); len(backlog) != 0 {
 		t.Fatalf("updates still queued: %v", backlog)
 	}
@@ -716,7 +550,7 @@ func TestRealPayloads(t *testing.T) {
 	if kinds[engine.RecUndeliverable] != 0 || kinds[engine.RecFlowStart] == 0 || !st.WindowOpen(r.clock.Now()) {
 		t.Fatalf("records %v, window open %v: want the flow started inside an open window", kinds, st.WindowOpen(r.clock.Now()))
 	}
-	if p := r.fake.Problems(); len(p) != 0 {
+	if p := r.Fake.Problems(); len(p) != 0 {
 		t.Fatalf("malformed sends: %v", bodies(p))
 	}
 	if !strings.Contains(r.metricsText(), `flowbot_timestamps_adjusted_total{reason="stale"}`) {
@@ -726,18 +560,18 @@ func TestRealPayloads(t *testing.T) {
 
 func TestGracefulShutdownFinishesWork(t *testing.T) {
 	r := newRig(t, "testdata/echo")
-	r.fake.SetDelay(200 * time.Millisecond)
-	r.post(textWebhook("15550001111", "Ana", "wamid.g", "bye", r.clock.Now()))
-	r.waitFor("the send to be under way", func() bool { return r.fake.InFlight() == 1 })
+	r.Fake.SetDelay(200 * time.Millisecond)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.g", "bye", r.clock.Now()))
+	r.WaitFor("the send to be under way", func() bool { return r.Fake.InFlight() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.srv.Shutdown(ctx); err != nil {
+	if err := r.Srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := texts(r.fake.Sent()); len(got) != 1 || got[0] != "echo bye" {
+	if got := texts(r.Fake.Sent()); len(got) != 1 || got[0] != "echo bye" {
 		t.Fatalf("after shutdown, sent %v: the work in hand was not finished", got)
 	}
-	if _, err := http.Post(r.url+"/webhook", "application/json", strings.NewReader("{}")); err == nil {
+	if _, err := http.Post(r.URL+"/webhook", "application/json", strings.NewReader("{}")); err == nil {
 		t.Fatal("webhooks still taken after shutdown")
 	}
 }
@@ -747,20 +581,20 @@ func TestGracefulShutdownFinishesWork(t *testing.T) {
 // after the workers, not before.
 func TestShutdownDrainLongerThanTheHeartbeat(t *testing.T) {
 	r := newRig(t, "testdata/echo")
-	r.fake.SetDelay(300 * time.Millisecond) // four replies: 1.2 s, the heartbeat lapses in 0.6 s
+	r.Fake.SetDelay(300 * time.Millisecond) // four replies: 1.2 s, the heartbeat lapses in 0.6 s
 	at := r.clock.Now().Unix()
 	var msgs []string
 	for i := 0; i < 4; i++ {
 		msgs = append(msgs, fmt.Sprintf(`{"from":"15550001111","id":"wamid.h%d","timestamp":"%d","type":"text","text":{"body":"m%d"}}`, i, at, i))
 	}
-	r.post(notification("15550001111", "Ana", msgs...))
-	r.waitFor("the first send to be under way", func() bool { return r.fake.InFlight() == 1 })
+	r.Post(notification("15550001111", "Ana", msgs...))
+	r.WaitFor("the first send to be under way", func() bool { return r.Fake.InFlight() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := r.srv.Shutdown(ctx); err != nil {
+	if err := r.Srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := texts(r.fake.Sent()); len(got) != 4 || got[3] != "echo m3" {
+	if got := texts(r.Fake.Sent()); len(got) != 4 || got[3] != "echo m3" {
 		t.Fatalf("after shutdown, sent %v: want the four replies", got)
 	}
 }
@@ -776,9 +610,9 @@ func TestReadReceiptAndTypingBeforeTheReply(t *testing.T) {
 	}{{"testdata/echo", true}, {"testdata/echo_notyping", false}} {
 		t.Run(tc.dir, func(t *testing.T) {
 			r := newRig(t, tc.dir, func(c *server.Config) { c.MarkRead = true })
-			r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
-			r.settled(1)
-			reqs := r.fake.Requests()
+			r.Post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
+			r.Settled(1)
+			reqs := r.Fake.Requests()
 			if len(reqs) != 2 || reqs[0].Type != "read" || reqs[0].Body["message_id"] != "wamid.in1" || reqs[1].Type != "text" {
 				t.Fatalf("requests %v, want the read receipt, then the reply", bodies(reqs))
 			}
@@ -795,13 +629,13 @@ func TestReadReceiptAndTypingBeforeTheReply(t *testing.T) {
 func TestAdReferralOpensAFreeEntryPoint(t *testing.T) {
 	r := newRig(t, "testdata/echo")
 	now := r.clock.Now()
-	r.post(notification("15550001111", "Ana", fmt.Sprintf(`{"from":"15550001111","id":"wamid.ad1","timestamp":"%d","type":"text","text":{"body":"hi"},
+	r.Post(notification("15550001111", "Ana", fmt.Sprintf(`{"from":"15550001111","id":"wamid.ad1","timestamp":"%d","type":"text","text":{"body":"hi"},
 		"referral":{"source_url":"https://fb.me/x","source_id":"120210000000","source_type":"ad","headline":"Coffee","body":"10%% off","ctwa_clid":"ARAkLk"}}`, now.Unix())))
-	sent := r.settled(1)
+	sent := r.Settled(1)
 	if text(sent[0]) != "echo hi" {
 		t.Fatalf("sent %s", sent[0].Raw)
 	}
-	code, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	code, view := r.API("GET", "/api/contacts/15550001111", apiToken, nil)
 	if view["language_from"] != "default" || view["language"] == nil {
 		t.Fatalf("the contact's language and where it came from: %v %v", view["language"], view["language_from"])
 	}
@@ -823,10 +657,10 @@ func TestUserPreferencesReachTheContact(t *testing.T) {
 		"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
 		"contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],
 		"user_preferences":[{"wa_id":"15550001111","detail":"User requested to stop marketing messages","category":"marketing_messages","value":"stop","timestamp":%d}]}}]}]}`, r.clock.Now().Unix()))
-	if code := r.post(body); code != 200 {
+	if code := r.Post(body); code != 200 {
 		t.Fatalf("webhook answered %d", code)
 	}
-	r.post(body) // a redelivery
+	r.Post(body) // a redelivery
 	st := r.waitState("15550001111", func(st *conversation.Record) bool { return st.Contact.MarketingOptedOut })
 	n := 0
 	for _, rec := range st.Log {
@@ -837,8 +671,8 @@ func TestUserPreferencesReachTheContact(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d opt-out records, want 1: %v", n, st.Log)
 	}
-	r.waitFor("the server to be quiet", r.srv.Quiet)
-	if sent := r.fake.Sent(); len(sent) != 0 {
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
+	if sent := r.Fake.Sent(); len(sent) != 0 {
 		t.Fatalf("a preference sent %v", bodies(sent))
 	}
 }
@@ -847,13 +681,13 @@ func TestUserPreferencesReachTheContact(t *testing.T) {
 // objects are kept with the delivery, as the contact view shows.
 func TestStatusPricingKept(t *testing.T) {
 	r := newRig(t, "testdata/echo")
-	r.post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
-	sent := r.settled(1)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.in1", "hi", r.clock.Now()))
+	sent := r.Settled(1)
 	body := strings.Replace(string(statusWebhook("15550001111", sent[0].WAMID, "15550001111:m1", "delivered", 0, r.clock.Now())),
 		`"biz_opaque_callback_data"`, `"conversation":{"id":"c-77","origin":{"type":"referral_conversion"}},"pricing":{"billable":false,"pricing_model":"PMP","type":"free_entry_point","category":"referral_conversion"},"biz_opaque_callback_data"`, 1)
-	r.post([]byte(body))
-	r.waitFor("the delivery's pricing", func() bool {
-		_, view := r.api("GET", "/api/contacts/15550001111", apiToken, nil)
+	r.Post([]byte(body))
+	r.WaitFor("the delivery's pricing", func() bool {
+		_, view := r.API("GET", "/api/contacts/15550001111", apiToken, nil)
 		msgs, _ := view["messages"].([]any)
 		if len(msgs) != 1 {
 			return false
@@ -874,20 +708,20 @@ func TestBoundToItsNumber(t *testing.T) {
 	  "contacts":[{"profile":{"name":"Ana"},"wa_id":"15550001111"}],"messages":[{"from":"15550001111","id":"wamid.ours","timestamp":"%d","type":"text","text":{"body":"for us"}}]}},
 	 {"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550009999","phone_number_id":"999999999999999"},
 	  "contacts":[{"profile":{"name":"Bo"},"wa_id":"15550002222"}],"messages":[{"from":"15550002222","id":"wamid.theirs","timestamp":"%d","type":"text","text":{"body":"for the other number"}}]}}]}]}`, now.Unix(), now.Unix())
-	if code := r.post([]byte(body)); code != 200 {
+	if code := r.Post([]byte(body)); code != 200 {
 		t.Fatalf("the webhook was answered %d", code)
 	}
-	sent := r.settled(1)
+	sent := r.Settled(1)
 	if text(sent[0]) != "echo for us" || sent[0].Body["to"] != "15550001111" {
 		t.Fatalf("sent %s", sent[0].Raw)
 	}
 	if !strings.Contains(r.metricsText(), `flowbot_webhook_updates_refused_total{reason="unknown_number"} 1`) {
 		t.Fatal("the other number's message was not counted")
 	}
-	if code, view := r.api("GET", "/api/contacts/15550001111?number=106540352242922", apiToken, nil); code != 200 || view["flow"] != nil {
+	if code, view := r.API("GET", "/api/contacts/15550001111?number=106540352242922", apiToken, nil); code != 200 || view["flow"] != nil {
 		t.Fatalf("?number= of our number: %d %v", code, view)
 	}
-	if code, view := r.api("GET", "/api/contacts/15550001111?number=999999999999999", apiToken, nil); code != 404 || !strings.Contains(fmt.Sprint(view["error"]), "does not serve number") {
+	if code, view := r.API("GET", "/api/contacts/15550001111?number=999999999999999", apiToken, nil); code != 404 || !strings.Contains(fmt.Sprint(view["error"]), "does not serve number") {
 		t.Fatalf("?number= of another number: %d %v", code, view)
 	}
 }
@@ -926,20 +760,20 @@ func bsuidScenario(t *testing.T, r *rig) {
 		return []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"106540352242922"},
 		 "contacts":[{"profile":{"name":"Ana","username":"ana.cafe"},"user_id":%q}],"messages":[{"from_user_id":%q,"id":%q,"timestamp":"%d","type":"text","text":{"body":%q}}]}}]}]}`, bsuid, bsuid, id, now.Unix(), text))
 	}
-	r.post(bsuidOnly("wamid.u1", "order"))
-	sent := r.settled(1)
+	r.Post(bsuidOnly("wamid.u1", "order"))
+	sent := r.Settled(1)
 	if !strings.Contains(string(sent[0].Raw), "What would you like?") || sent[0].Body["recipient"] != bsuid {
 		t.Fatalf("the first reply %s", sent[0].Raw)
 	}
 	both := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"106540352242922"},
 	 "contacts":[{"profile":{"name":"Ana"},"wa_id":%q,"user_id":%q}],"messages":[{"from":%q,"id":"wamid.u2","timestamp":"%d","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"coffee","title":"Coffee"}}}]}}]}]}`, waID, bsuid, waID, now.Unix())
-	r.post([]byte(both))
-	sent = r.settled(2)
+	r.Post([]byte(both))
+	sent = r.Settled(2)
 	if !strings.Contains(string(sent[1].Raw), "What is your email?") || sent[1].Body["to"] != waID {
 		t.Fatalf("the answer under the wa_id did not continue the order: %s", sent[1].Raw)
 	}
-	r.post(bsuidOnly("wamid.u3", "ana@example.com"))
-	sent = r.settled(3)
+	r.Post(bsuidOnly("wamid.u3", "ana@example.com"))
+	sent = r.Settled(3)
 	if !strings.Contains(string(sent[2].Raw), "One coffee coming up! The receipt goes to ana@example.com.") {
 		t.Fatalf("the BSUID-only message was not forwarded to the conversation: %s", sent[2].Raw)
 	}

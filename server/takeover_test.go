@@ -33,16 +33,16 @@ func TestClaimOfADeadInstanceIsTakenOver(t *testing.T) {
 			short := func(c *server.Config) { c.Now = time.Now; c.ClaimTimeout = 500 * time.Millisecond }
 			a := newRigOn(t, "testdata/echo", st, fake, clk, short)
 			resume := fake.Hang()
-			a.post(textWebhook("15550006666", "Ana", "wamid.dead", "hi", time.Now()))
-			a.waitFor("the send to hang", func() bool { return fake.Waiting() == 1 })
+			a.Post(textWebhook("15550006666", "Ana", "wamid.dead", "hi", time.Now()))
+			a.WaitFor("the send to hang", func() bool { return fake.Waiting() == 1 })
 			// a dies: its work is cut short, the message stays committed
 			// under its claim.
 			dead, cancel := context.WithCancel(context.Background())
 			cancel()
-			a.srv.Shutdown(dead)
+			a.Srv.Shutdown(dead)
 			resume()
 			b := newRigOn(t, "testdata/echo", st, fake, clk, short)
-			b.waitFor("the other instance to send it", func() bool { return len(fake.Sent()) == 1 })
+			b.WaitFor("the other instance to send it", func() bool { return len(fake.Sent()) == 1 })
 		})
 	}
 }

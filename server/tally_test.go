@@ -50,22 +50,22 @@ func TestCampaignCountsExactThroughStoreTimeouts(t *testing.T) {
 	r := newRigOn(t, "../examples/shop", st, fake, clk, wallTime)
 	r.store = mem
 	const n = 60
-	code, created := r.api("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 300, "contacts": restock("1555090", n)})
+	code, created := r.API("POST", "/api/campaigns", apiToken, map[string]any{"flow": "back_in_stock", "rate": 300, "contacts": restock("1555090", n)})
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, created)
 	}
 	id := created["id"].(string)
 	view := r.campaignDone(id)
-	sent := r.settled(n)
+	sent := r.Settled(n)
 	if num(view["started"]) != n || num(view["sent"]) != n {
 		t.Fatalf("done with started %v, sent %v; want %d each: %v", view["started"], view["sent"], n, view)
 	}
 	now := time.Now()
 	for _, s := range sent {
-		r.post(priced(statusWebhook(s.To, r.wamidOf(s.To), "", "delivered", 0, now), "marketing", "regular"))
+		r.Post(priced(statusWebhook(s.To, r.wamidOf(s.To), "", "delivered", 0, now), "marketing", "regular"))
 	}
-	r.waitFor("every delivery to be counted", func() bool { return num(r.campaignView(id)["delivered"]) >= n })
-	r.waitFor("the server to be quiet", r.srv.Quiet)
+	r.WaitFor("every delivery to be counted", func() bool { return num(r.campaignView(id)["delivered"]) >= n })
+	r.WaitFor("the server to be quiet", r.Srv.Quiet)
 	view = r.campaignView(id)
 	if num(view["started"]) != n || num(view["sent"]) != n || num(view["delivered"]) != n || num(view["failed"]) != 0 {
 		t.Fatalf("counts after the statuses: %v", view)
@@ -80,7 +80,7 @@ func TestCampaignCountsExactThroughStoreTimeouts(t *testing.T) {
 	}
 }
 
-func init() { debugView = func(r *rig, id string) { r.t.Logf("view: %v", r.campaignView(id)) } }
+func init() { debugView = func(r *rig, id string) { r.T.Logf("view: %v", r.campaignView(id)) } }
 
 // failingMove is a store whose first write marking a moved contact's old
 // record fails, as a crash between the move's two writes would leave it.
@@ -142,7 +142,7 @@ func TestEventsNotStrandedWhenQueueingFails(t *testing.T) {
 	r := newRigOn(t, "../examples/support", st, fake, &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}, withEvents(rc.url))
 	r.store = mem
 	toHandoff(r, "15550003333")
-	r.waitFor("handoff.started, with no other update from the contact", func() bool { return len(rc.types()) >= 1 })
+	r.WaitFor("handoff.started, with no other update from the contact", func() bool { return len(rc.types()) >= 1 })
 	if st.failed.Load() < 2 {
 		t.Fatalf("queueing failed %d times: the test tests nothing", st.failed.Load())
 	}

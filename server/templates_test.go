@@ -22,15 +22,15 @@ func TestTemplatePausedByTheAccount(t *testing.T) {
 	a, b := rigs[0], rigs[1]
 	paused := `{"object":"whatsapp_business_account","entry":[{"id":"1","time":1731705721,"changes":[{"field":"message_template_status_update",
 		"value":{"event":"PAUSED","message_template_id":806312974732579,"message_template_name":"order_shipped","message_template_language":"en_US","reason":"NONE"}}]}]}`
-	if code := a.post([]byte(paused)); code != 200 {
+	if code := a.Post([]byte(paused)); code != 200 {
 		t.Fatalf("the status event was answered %d", code)
 	}
 	// The real notification of another project: a category change.
 	category, err := os.ReadFile(filepath.Join("..", "..", "shared", "real-payloads", "62-template_category_update-pywa.json"))
-	if err == nil && a.post(category) != 200 {
+	if err == nil && a.Post(category) != 200 {
 		t.Fatal("the category event was refused")
 	}
-	_, list := b.api("GET", "/api/templates", apiToken, nil)
+	_, list := b.API("GET", "/api/templates", apiToken, nil)
 	var row map[string]any
 	for _, r := range list["templates"].([]any) {
 		if m := r.(map[string]any); m["name"] == "order_shipped" && m["language"] == "en_US" {
@@ -41,18 +41,18 @@ func TestTemplatePausedByTheAccount(t *testing.T) {
 		t.Fatalf("GET /api/templates on the other instance: %v", row)
 	}
 
-	b.waitFor("the other instance to follow the pause", func() bool {
-		lt, ok := b.srv.Engine().Options().Live.Get("order_shipped", "en_US")
+	b.WaitFor("the other instance to follow the pause", func() bool {
+		lt, ok := b.Srv.Engine().Options().Live.Get("order_shipped", "en_US")
 		return ok && lt.Status == "PAUSED"
 	})
-	code, _ := b.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
+	code, _ := b.API("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
 		map[string]any{"vars": map[string]any{"order_id": "123456", "eta": "on Friday"}, "name": "Sam"})
 	if code != 202 {
 		t.Fatalf("start: %d", code)
 	}
 	var events []any
-	b.waitFor("the template_unavailable event", func() bool {
-		_, view := b.api("GET", "/api/contacts/447700900123", apiToken, nil)
+	b.WaitFor("the template_unavailable event", func() bool {
+		_, view := b.API("GET", "/api/contacts/447700900123", apiToken, nil)
 		events, _ = view["events"].([]any)
 		for _, e := range events {
 			r := e.(map[string]any)
@@ -62,33 +62,33 @@ func TestTemplatePausedByTheAccount(t *testing.T) {
 		}
 		return false
 	})
-	b.waitFor("the server to be quiet", b.srv.Quiet)
-	if len(b.fake.Sent()) != 0 {
-		t.Fatalf("a paused template was sent: %v", bodies(b.fake.Sent()))
+	b.WaitFor("the server to be quiet", b.Srv.Quiet)
+	if len(b.Fake.Sent()) != 0 {
+		t.Fatalf("a paused template was sent: %v", bodies(b.Fake.Sent()))
 	}
 
 	// Approved an hour later; then Meta redelivers the pause: events are
 	// applied in the order they happened (the entry's time), so the late
 	// PAUSED changes nothing.
 	approved := strings.Replace(strings.Replace(paused, `"PAUSED"`, `"APPROVED"`, 1), `1731705721`, `1731709321`, 1)
-	if code := b.post([]byte(approved)); code != 200 {
+	if code := b.Post([]byte(approved)); code != 200 {
 		t.Fatalf("the approval was answered %d", code)
 	}
-	if code := b.post([]byte(paused)); code != 200 {
+	if code := b.Post([]byte(paused)); code != 200 {
 		t.Fatalf("the redelivered pause was answered %d", code)
 	}
-	a.waitFor("the first instance to follow the approval", func() bool {
-		lt, _ := a.srv.Engine().Options().Live.Get("order_shipped", "en_US")
+	a.WaitFor("the first instance to follow the approval", func() bool {
+		lt, _ := a.Srv.Engine().Options().Live.Get("order_shipped", "en_US")
 		return lt.Status == "APPROVED"
 	})
-	if lt, _ := b.srv.Engine().Options().Live.Get("order_shipped", "en_US"); lt.Status != "APPROVED" {
+	if lt, _ := b.Srv.Engine().Options().Live.Get("order_shipped", "en_US"); lt.Status != "APPROVED" {
 		t.Fatalf("after a redelivered pause older than the approval: %+v", lt)
 	}
-	if code, _ := a.api("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
+	if code, _ := a.API("POST", "/api/contacts/447700900123/flows/shipping_update", apiToken,
 		map[string]any{"vars": map[string]any{"order_id": "123456", "eta": "on Friday"}}); code != 202 {
 		t.Fatalf("start again: %d", code)
 	}
-	a.waitSent(1)
+	a.WaitSent(1)
 }
 
 // Events for templates the bot does not have are counted, not kept: an
@@ -97,11 +97,11 @@ func TestTemplatePausedByTheAccount(t *testing.T) {
 func TestTemplateEventsAreBounded(t *testing.T) {
 	r := newRig(t, "../examples/shop")
 	for i := range 50 {
-		r.post([]byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","time":1731705721,"changes":[{"field":"message_template_status_update",
+		r.Post([]byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","time":1731705721,"changes":[{"field":"message_template_status_update",
 		"value":{"event":"REJECTED","message_template_id":%d,"message_template_name":"someone_elses_%d","message_template_language":"en_US","reason":"INVALID_FORMAT"}}]}]}`, i, i)))
 	}
 	long := strings.Repeat("r", 5000)
-	r.post([]byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","time":1731705721,"changes":[{"field":"message_template_status_update",
+	r.Post([]byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","time":1731705721,"changes":[{"field":"message_template_status_update",
 		"value":{"event":"REJECTED","message_template_id":1,"message_template_name":"order_shipped","message_template_language":"en_US","reason":"` + long + `"}}]}]}`))
 	states, err := r.store.TemplateStates(context.Background())
 	if err != nil {

@@ -40,14 +40,14 @@ func TestServeUnderstandsFreeText(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
 	r := newRigEngine(t, dir, memory.New(), fake, clk, whatsapp.RetryPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 6}, engine.Options{Model: llm.New()})
 	now := clk.Now()
-	r.post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
-	r.settled(1)
-	r.post(textWebhook("15550001111", "Ana", "wamid.2", "I need to move my appointment, please", now))
-	if got := texts(r.settled(2)); got[1] != "Which day would suit you?" {
+	r.Post(textWebhook("15550001111", "Ana", "wamid.1", "hi", now))
+	r.Settled(1)
+	r.Post(textWebhook("15550001111", "Ana", "wamid.2", "I need to move my appointment, please", now))
+	if got := texts(r.Settled(2)); got[1] != "Which day would suit you?" {
 		t.Fatalf("after the request: %v", got)
 	}
-	r.post(textWebhook("15550001111", "Ana", "wamid.3", "2026-12-08 would be great", now))
-	if got := texts(r.settled(3)); !strings.HasPrefix(got[2], "Done: your appointment is on 2026-12-08") {
+	r.Post(textWebhook("15550001111", "Ana", "wamid.3", "2026-12-08 would be great", now))
+	if got := texts(r.Settled(3)); !strings.HasPrefix(got[2], "Done: your appointment is on 2026-12-08") {
 		t.Fatalf("after the day: %v", got)
 	}
 	reqs := model.Requests()
@@ -57,14 +57,14 @@ func TestServeUnderstandsFreeText(t *testing.T) {
 
 	// The model stops answering in time: the next contact goes to a person.
 	model.Set(fakellm.Behaviour{Delay: 5 * time.Second})
-	r.post(textWebhook("15550002222", "Bo", "wamid.4", "hi", now))
-	r.settled(4)
-	r.post(textWebhook("15550002222", "Bo", "wamid.5", "my tooth hurts", now))
-	if got := texts(r.settled(5)); !strings.Contains(got[4], "I did not get that") {
+	r.Post(textWebhook("15550002222", "Bo", "wamid.4", "hi", now))
+	r.Settled(4)
+	r.Post(textWebhook("15550002222", "Bo", "wamid.5", "my tooth hurts", now))
+	if got := texts(r.Settled(5)); !strings.Contains(got[4], "I did not get that") {
 		t.Fatalf("after a timeout: %v", got)
 	}
 
-	resp, err := http.Get(r.url + "/metrics")
+	resp, err := http.Get(r.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,23 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
-	"github.com/flowbot/flowbot/store/memory"
-	"github.com/flowbot/flowbot/whatsapp"
-	"github.com/flowbot/flowbot/whatsapp/fakegraph"
+	"github.com/flowbot/flowbot/server/servertest"
 )
 
 // The inbox against a real flowbot server on the support example: a
@@ -25,49 +18,29 @@ import (
 // agent's answer reaches WhatsApp through flowbot, and closing it hands
 // the contact back to the bot.
 func TestInboxWithFlowbot(t *testing.T) {
-	in := New("", "api-tok", "ev-secret")
+	in := New("", servertest.APIToken, "ev-secret")
 	inbox := httptest.NewServer(in.Handler())
 	defer inbox.Close()
 
-	bot, diags := flows.Load("../support")
-	if bot == nil {
-		t.Fatal(diags.Error())
-	}
-	fake := fakegraph.New("tok")
-	defer fake.Close()
-	srv, err := server.New(server.Config{AppSecret: "app-secret", APIToken: "api-tok", InstanceID: "inbox-test", OnChange: fake.Touch,
-		EventsURL: inbox.URL + "/events", EventsSecret: "ev-secret"},
-		engine.New(bot, engine.Options{}), memory.New(), &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "1", Token: "tok"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	in.flowbot = "http://" + ln.Addr().String()
+	// A flowbot server on the support example, whose events go to the
+	// inbox (servertest: the fake Graph API, signed webhooks).
+	rig := servertest.New(t, "../support", servertest.Options{Config: []func(*server.Config){func(c *server.Config) {
+		c.EventsURL, c.EventsSecret = inbox.URL+"/events", "ev-secret"
+	}}})
+	fake := rig.Fake
+	in.flowbot = rig.URL
 
 	const ana = "15550008001"
 	seq := 0
 	say := func(kind, value string) {
 		seq++
-		msg := fmt.Sprintf(`{"from":%q,"id":"wamid.in.%d","timestamp":"%d","type":"text","text":{"body":%q}}`, ana, seq, time.Now().Unix(), value)
 		if kind == "button" {
-			msg = fmt.Sprintf(`{"from":%q,"id":"wamid.in.%d","timestamp":"%d","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":%q,"title":"x"}}}`, ana, seq, time.Now().Unix(), value)
+			rig.Post(servertest.ButtonWebhook(ana, fmt.Sprintf("wamid.in.%d", seq), value, "x", time.Now()))
+			return
 		}
-		body := []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"1"},"contacts":[{"profile":{"name":"Ana"},"wa_id":%q}],"messages":[%s]}}]}]}`, ana, msg))
-		req, _ := http.NewRequest("POST", in.flowbot+"/webhook", bytes.NewReader(body))
-		req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign("app-secret", body))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("webhook: %v %v", resp, err)
+		if code := rig.Post(servertest.TextWebhook(ana, "Ana", fmt.Sprintf("wamid.in.%d", seq), value, time.Now())); code != 200 {
+			t.Fatalf("webhook answered %d", code)
 		}
-		resp.Body.Close()
 	}
 	// Looked at again at each change the server reports (through the
 	// fake's Changed: an event delivered to the inbox, a message sent).

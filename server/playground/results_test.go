@@ -10,14 +10,11 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
-	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/server/playground"
+	"github.com/flowbot/flowbot/server/servertest"
 	"github.com/flowbot/flowbot/store/memory"
-	"github.com/flowbot/flowbot/whatsapp"
-	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 )
 
 // TestResultsInBrowser: the results page of a serving bot draws the flow
@@ -47,14 +44,8 @@ func TestResultsInBrowser(t *testing.T) {
 	if err := st.DrainTallies(context.Background(), "15550001111", tally); err != nil {
 		t.Fatal(err)
 	}
-	fake := fakegraph.New("tok")
-	defer fake.Close()
-	srv, err := server.New(server.Config{AppSecret: "s", APIToken: "tok3n", Now: func() time.Time { return now }, InstanceID: "results-test"},
-		engine.New(bot, engine.Options{}), st, &whatsapp.Client{BaseURL: fake.URL, PhoneNumberID: "1065", Token: "tok"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pg, err := playground.New(playground.Config{Dir: "../../examples/clinic", Token: "tok3n", Results: srv.AnalyticsHandler})
+	srv := servertest.New(t, "../../examples/clinic", servertest.Options{Store: st, Now: func() time.Time { return now }}).Srv
+	pg, err := playground.New(playground.Config{Dir: "../../examples/clinic", Token: servertest.APIToken, Results: srv.AnalyticsHandler})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +64,7 @@ func TestResultsInBrowser(t *testing.T) {
 	var svg, summary, askRow, classes string
 	run(t, ctx, shot,
 		step{"sign in", chromedp.Tasks{chromedp.Navigate(base + "/results.html?flow=appointments"), chromedp.WaitVisible(`input[name="token"]`, chromedp.ByQuery),
-			chromedp.SetValue(`input[name="token"]`, "tok3n", chromedp.ByQuery), chromedp.Submit(`input[name="token"]`, chromedp.ByQuery),
+			chromedp.SetValue(`input[name="token"]`, servertest.APIToken, chromedp.ByQuery), chromedp.Submit(`input[name="token"]`, chromedp.ByQuery),
 			chromedp.WaitVisible("#messages", chromedp.ByID)}}, // the sign-in leads to the playground
 		step{"open the results", chromedp.Tasks{chromedp.Navigate(base + "/results.html?flow=appointments"),
 			chromedp.WaitVisible("#rdiagram svg", chromedp.ByQuery), chromedp.OuterHTML("#rdiagram svg", &svg, chromedp.ByQuery),

@@ -194,6 +194,9 @@ func run(bot string, rate int, duration time.Duration, contacts, workers int, bi
 	} else {
 		fmt.Printf("nothing lost: %v\n", failures.Load() == 0 && len(replies) >= total)
 	}
+	if failures.Load() > 0 || len(replies) < total {
+		return fmt.Errorf("%d webhooks failed, %d replies of %d", failures.Load(), len(replies), total)
+	}
 	return nil
 }
 

@@ -97,6 +97,9 @@ func (l *slowModelLoad) run() error {
 	fmt.Printf("%d contacts are waiting on a model that answers in %s\n", l.slow, l.delay)
 	during := l.plain(serve.base, fake, "while they wait")
 	fmt.Printf("plain replies' p50 %s -> %s, p99 %s -> %s with %d contacts waiting on a %s model\n", base[0], during[0], base[1], during[1], l.slow, l.delay)
+	if base[0] == 0 || during[0] == 0 {
+		return fmt.Errorf("plain replies went missing")
+	}
 	return nil
 }
 

@@ -117,7 +117,7 @@ func (s *Server) refreshAccount(ctx context.Context) {
 	if released := s.account.released(s.cfg.Now()); len(released) > 0 {
 		s.log.Info("the account's restriction ended: the messages it held go out", "contacts", len(released))
 		for _, c := range released {
-			s.disp.kick(c)
+			s.disp.Kick(c)
 		}
 	}
 }

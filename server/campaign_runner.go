@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/flowbot/flowbot/runtime"
 	"math"
 	"sync"
 	"time"
@@ -104,7 +105,7 @@ func (r *campaignRunner) loop(stopping <-chan struct{}) {
 			listed = 0
 		}
 		r.claim()
-		tick, stop := after(r.s.clock, campaignTick)
+		tick, stop := runtime.After(r.s.clock, campaignTick)
 		select {
 		case <-stopping:
 			stop()
@@ -481,7 +482,7 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 	for i, ct := range contacts {
 		slot := b.Start.Add(span * time.Duration(i) / time.Duration(size))
 		if d := slot.Sub(r.s.cfg.Now()); d > 0 {
-			done, stop := after(r.s.clock, d)
+			done, stop := runtime.After(r.s.clock, d)
 			select {
 			case <-ctx.Done():
 				stop()
@@ -543,7 +544,7 @@ func (r *campaignRunner) queueStart(ctx context.Context, c store.Campaign, ct st
 		if err == nil {
 			if len(fresh) > 0 {
 				r.s.metrics.campaignStarts.Inc()
-				r.s.disp.background(ct.ID)
+				r.s.disp.Background(ct.ID)
 				r.s.changed()
 			}
 			return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/flowbot/flowbot/runtime"
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
@@ -71,7 +72,7 @@ func (s *Server) command(c *fiber.Ctx, contact string, cmd conversation.Command,
 		s.log.Error("command not queued", "contact", contact, "err", err)
 		return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "could not queue the command: nothing was done; retry"})
 	}
-	s.disp.kick(contact)
+	s.disp.Kick(contact)
 	st := s.awaitCommand(ctx, contact, key, ch)
 	if st == nil {
 		return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"status": "queued", "command": key})
@@ -103,10 +104,10 @@ func (s *Server) command(c *fiber.Ctx, contact string, cmd conversation.Command,
 // instance's worker, or seen in the stored state (another instance's
 // worker applied it). nil when it was not applied in time.
 func (s *Server) awaitCommand(ctx context.Context, contact, key string, ch chan *conversation.Record) *conversation.Record {
-	timeout, stopTimeout := after(s.clock, s.cfg.CommandWait)
+	timeout, stopTimeout := runtime.After(s.clock, s.cfg.CommandWait)
 	defer stopTimeout()
 	for {
-		poll, stopPoll := after(s.clock, s.cfg.CommandWait/20)
+		poll, stopPoll := runtime.After(s.clock, s.cfg.CommandWait/20)
 		select {
 		case st := <-ch:
 			stopPoll()

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/runtime"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -132,7 +133,7 @@ func (s *Server) deliverEvents(stopping <-chan struct{}) {
 		if len(evs) > 0 {
 			continue // more may be due
 		}
-		tick, stop := after(s.clock, 200*time.Millisecond)
+		tick, stop := runtime.After(s.clock, 200*time.Millisecond)
 		select {
 		case <-stopping:
 			stop()

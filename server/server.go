@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/runtime"
 	"io"
 	"log/slog"
 	"net"
@@ -188,8 +189,8 @@ type Server struct {
 	dev      *DevOutbox
 	app      *fiber.App
 	metrics  *metrics
-	disp     *dispatcher
-	timers   *timerQueue
+	disp     *runtime.Dispatcher
+	timers   *runtime.TimerQueue
 	log      *slog.Logger
 
 	// The background parts, in the order Shutdown stops them.
@@ -238,7 +239,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		cfg.Uploads = 2
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = wallClock{now: cfg.Now}
+		cfg.Clock = runtime.WallClock{NowFunc: cfg.Now}
 	}
 	cfg.Now = cfg.Clock.Now
 	if cfg.TimerInterval <= 0 {
@@ -272,7 +273,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: newTimerQueue(),
+	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: runtime.NewTimerQueue(),
 		sched: newPart(), handout: newPart(), campaigns: newPart(), deliverer: newPart(), beat: newPart()}
 	s.clock = cfg.Clock
 	s.runner = newCampaignRunner(s)
@@ -292,8 +293,8 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if d, ok := sender.(*DevOutbox); ok {
 		s.dev = d
 	}
-	s.disp = newDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics, cfg.Clock)
-	s.disp.idle = s.changed
+	s.disp = runtime.NewDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics.actors, cfg.Clock)
+	s.disp.Idle = s.changed
 	s.uploads = make(chan struct{}, cfg.Uploads)
 	s.app = fiber.New(fiber.Config{
 		// Every value a handler reads from a request (path parameters,
@@ -408,7 +409,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Info("taking back the unsent messages claimed under this instance id before a restart", "instance", s.instance, "contacts", len(claimed))
 	}
 	for _, c := range claimed {
-		s.disp.kick(c)
+		s.disp.Kick(c)
 	}
 	return nil
 }
@@ -449,7 +450,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.sched.Stop()
 	s.handout.Stop()
-	left, werr := s.disp.close(ctx)
+	left, werr := s.disp.Close(ctx)
 	s.campaigns.Stop()
 	s.deliverer.Stop()
 	s.beat.Stop()
@@ -543,6 +544,9 @@ func (s *Server) routes() {
 	api.Post("/campaigns/:id/cancel", s.changeCampaign(store.CampaignCancelled, store.CampaignRunning, store.CampaignPaused))
 }
 
+// Clock is the server's time and timers (runtime.Clock): tests drive it.
+type Clock = runtime.Clock
+
 // Mount adds more routes (the playground) to the server's app.
 func (s *Server) Mount(f func(fiber.Router)) { f(s.app) }
 
@@ -633,7 +637,7 @@ func (s *Server) Accept(ctx context.Context, u *whatsapp.Update, now time.Time) 
 		}
 		if !seen[it.Contact] {
 			seen[it.Contact] = true
-			s.disp.notify(it.Contact)
+			s.disp.Notify(it.Contact)
 		}
 	}
 	return nil
@@ -670,7 +674,7 @@ func (s *Server) Health(ctx context.Context) (fiber.Map, bool) {
 	}
 	queued, _ := s.store.Depth(ctx)
 	return fiber.Map{"status": "ok", "store": s.store.Name(), "instance": s.instance,
-		"work_in_hand": fiber.Map{"contacts": s.disp.busy(), "retries": s.pending.Load(), "queued": queued}}, true
+		"work_in_hand": fiber.Map{"contacts": s.disp.Busy(), "retries": s.pending.Load(), "queued": queued}}, true
 }
 
 // Handler serves one HTTP request with the server's routes (a front

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/runtime"
 	"slices"
 	"time"
 
@@ -26,13 +27,13 @@ func (s *Server) scheduler(stopping <-chan struct{}) {
 		if tick%every == 0 {
 			more = s.sweep()
 		}
-		for _, id := range s.timers.due(s.cfg.Now()) {
-			s.disp.kick(id)
+		for _, id := range s.timers.Due(s.cfg.Now()) {
+			s.disp.Kick(id)
 		}
 		if more {
 			tick = -1 // the store had more: ask again at the next tick
 		}
-		tick, stop := after(s.clock, s.cfg.TimerInterval)
+		tick, stop := runtime.After(s.clock, s.cfg.TimerInterval)
 		select {
 		case <-stopping:
 			stop()
@@ -58,7 +59,7 @@ func (s *Server) sweep() (more bool) {
 		s.log.Error("listing due timers", "err", err)
 	}
 	for _, d := range due {
-		s.timers.add(d.Contact, d.At)
+		s.timers.Add(d.Contact, d.At)
 	}
 	backlog, err := s.store.Backlog(ctx, 1000)
 	if err != nil {
@@ -68,7 +69,7 @@ func (s *Server) sweep() (more bool) {
 		s.log.Debug("sweep", "due", len(due), "backlog", len(backlog))
 	}
 	for _, id := range backlog {
-		s.disp.kick(id)
+		s.disp.Kick(id)
 	}
 	s.changed() // the templates' states may have moved on
 	return len(due) == sweepLimit
@@ -78,7 +79,7 @@ func (s *Server) sweep() (more bool) {
 // next sweep (a later sweep finds the rest).
 func (s *Server) schedule(st *conversation.Record) {
 	if at, ok := st.NextWork(); ok && at.Before(s.cfg.Now().Add(s.cfg.SweepInterval)) {
-		s.timers.add(st.Contact.ID, at)
+		s.timers.Add(st.Contact.ID, at)
 	}
 }
 
@@ -378,7 +379,7 @@ func (s *Server) forward(ctx context.Context, from, to string, items []conversat
 	if err := s.store.Ack(ctx, from, keys...); err != nil {
 		return fmt.Errorf("forwarding the updates of %s to %s: %w", from, to, err)
 	}
-	s.disp.notify(to)
+	s.disp.Notify(to)
 	return nil
 }
 
@@ -522,7 +523,7 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversatio
 
 // wait waits d before a retry; false when shutting down first.
 func (s *Server) wait(ctx context.Context, d time.Duration) bool {
-	done, stop := after(s.clock, d)
+	done, stop := runtime.After(s.clock, d)
 	defer stop()
 	select {
 	case <-ctx.Done():

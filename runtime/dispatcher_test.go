@@ -1,9 +1,9 @@
-package server
+package runtime
 
 import (
 	"context"
 	"fmt"
-	"runtime"
+	goruntime "runtime"
 	"sync"
 	"testing"
 	"time"
@@ -23,13 +23,13 @@ func TestDispatcherOneWorkerPerContact(t *testing.T) {
 			t.Errorf("contact %s worked on twice at once", c)
 		}
 		mu.Unlock()
-		runtime.Gosched() // let another worker try to take the contact meanwhile
+		goruntime.Gosched() // let another worker try to take the contact meanwhile
 		mu.Lock()
 		running[c]--
 		worked[c]++
 		mu.Unlock()
 	}
-	d := newDispatcher(8, 2*time.Millisecond, work, newMetrics("", func() float64 { return 0 }), wallClock{now: time.Now})
+	d := NewDispatcher(8, 2*time.Millisecond, work, &nopGauge{}, WallClock{NowFunc: time.Now})
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
@@ -38,15 +38,15 @@ func TestDispatcherOneWorkerPerContact(t *testing.T) {
 			for i := 0; i < 200; i++ {
 				c := fmt.Sprintf("c%d", i%20)
 				if i%3 == 0 {
-					d.kick(c)
+					d.Kick(c)
 				} else {
-					d.notify(c)
+					d.Notify(c)
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	if _, err := d.close(context.Background()); err != nil {
+	if _, err := d.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {
@@ -57,7 +57,7 @@ func TestDispatcherOneWorkerPerContact(t *testing.T) {
 	if len(d.actors) != 0 || len(d.queue) != 0 {
 		t.Errorf("after close: %d actors, %d queued", len(d.actors), len(d.queue))
 	}
-	d.notify("late") // ignored after close, without panicking
+	d.Notify("late") // ignored after close, without panicking
 }
 
 // fakeClock is a clock that moves only when told: its timers fire, in due
@@ -117,29 +117,29 @@ func (c *fakeClock) Advance(d time.Duration) {
 func TestDispatcherSettlesOnItsClock(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
 	worked := make(chan string, 10)
-	d := newDispatcher(2, 10*time.Millisecond, func(_ context.Context, c string) { worked <- c }, newMetrics("", func() float64 { return 0 }), clock)
-	defer d.close(context.Background())
+	d := NewDispatcher(2, 10*time.Millisecond, func(_ context.Context, c string) { worked <- c }, &nopGauge{}, clock)
+	defer d.Close(context.Background())
 	settling := func(c string) bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		a := d.actors[c]
 		return a != nil && a.waiting && !a.queued && !a.running
 	}
-	d.notify("a")
+	d.Notify("a")
 	for i := 0; i < 3; i++ { // an update in each settle time holds the burst, up to four
 		clock.Advance(5 * time.Millisecond)
-		d.notify("a")
+		d.Notify("a")
 		clock.Advance(5 * time.Millisecond)
 		if !settling("a") {
 			t.Fatalf("settle time %d: the burst was let go while updates came", i+1)
 		}
 	}
-	d.notify("a")
+	d.Notify("a")
 	clock.Advance(10 * time.Millisecond) // four settle times in all: the cap
 	if got := <-worked; got != "a" {
 		t.Fatalf("worked on %q", got)
 	}
-	d.notify("b")
+	d.Notify("b")
 	clock.Advance(9 * time.Millisecond)
 	if !settling("b") {
 		t.Fatal("b was let go before its settle time")
@@ -148,7 +148,7 @@ func TestDispatcherSettlesOnItsClock(t *testing.T) {
 	if got := <-worked; got != "b" {
 		t.Fatalf("worked on %q", got)
 	}
-	d.kick("c") // a timer, a retry: no settle time
+	d.Kick("c") // a timer, a retry: no settle time
 	if got := <-worked; got != "c" {
 		t.Fatalf("worked on %q", got)
 	}
@@ -172,19 +172,25 @@ func TestDispatcherRepliesBeforeBackground(t *testing.T) {
 		order = append(order, c)
 		mu.Unlock()
 	}
-	d := newDispatcher(1, 0, work, newMetrics("", func() float64 { return 0 }), wallClock{now: time.Now})
-	d.kick("busy") // the only worker is held
+	d := NewDispatcher(1, 0, work, &nopGauge{}, WallClock{NowFunc: time.Now})
+	d.Kick("busy") // the only worker is held
 	<-busy
 	for i := 0; i < 50; i++ {
-		d.background(fmt.Sprintf("camp%d", i))
+		d.Background(fmt.Sprintf("camp%d", i))
 	}
-	d.notify("reply")
-	d.kick("timer")
+	d.Notify("reply")
+	d.Kick("timer")
 	close(release)
-	if _, err := d.close(context.Background()); err != nil {
+	if _, err := d.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if len(order) != 52 || order[0] != "reply" || order[1] != "timer" {
 		t.Fatalf("worked on in the order %v, want the reply and the timer before the campaign", order[:min(len(order), 5)])
 	}
 }
+
+// nopGauge counts nothing.
+type nopGauge struct{}
+
+func (*nopGauge) Inc() {}
+func (*nopGauge) Dec() {}

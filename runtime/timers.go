@@ -1,4 +1,4 @@
-package server
+package runtime
 
 import (
 	"container/heap"
@@ -6,14 +6,14 @@ import (
 	"time"
 )
 
-// timerQueue holds the contacts with work due soon (timers, and messages
+// TimerQueue holds the contacts with work due soon (timers, and messages
 // whose sender's claim runs out), earliest first, so that the scheduler
 // fires them on time without asking the database each tick. The
 // database is asked every sweep interval for what falls due before the
 // next sweep: work another instance committed, or left by a crash. One
 // entry per contact, the earliest: once it fires, the worker registers
 // the contact's next work.
-type timerQueue struct {
+type TimerQueue struct {
 	mu sync.Mutex
 	h  timerHeap
 	at map[string]time.Time // the live entry of each contact
@@ -42,11 +42,12 @@ func (h *timerHeap) Pop() any {
 	return e
 }
 
-func newTimerQueue() *timerQueue { return &timerQueue{at: map[string]time.Time{}} }
+// NewTimerQueue is an empty queue.
+func NewTimerQueue() *TimerQueue { return &TimerQueue{at: map[string]time.Time{}} }
 
-// add registers the contact's work due at at, unless earlier work of the
+// Add registers the contact's work due at at, unless earlier work of the
 // contact is registered already.
-func (q *timerQueue) add(contact string, at time.Time) {
+func (q *TimerQueue) Add(contact string, at time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if cur, ok := q.at[contact]; ok && !at.Before(cur) {
@@ -56,8 +57,8 @@ func (q *timerQueue) add(contact string, at time.Time) {
 	heap.Push(&q.h, timerEntry{contact, at})
 }
 
-// due takes out the contacts whose work is due at now, in due order.
-func (q *timerQueue) due(now time.Time) []string {
+// Due takes out the contacts whose work is due at now, in due order.
+func (q *TimerQueue) Due(now time.Time) []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []string
@@ -72,8 +73,8 @@ func (q *timerQueue) due(now time.Time) []string {
 	return out
 }
 
-// len is how many contacts are registered.
-func (q *timerQueue) len() int {
+// Len is how many contacts are registered.
+func (q *TimerQueue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.at)

@@ -1,4 +1,9 @@
-package server
+// Package runtime is what runs conversations for a host, apart from HTTP:
+// the dispatcher that works on contacts with a fixed pool of workers (one
+// worker per contact at a time), the clock everything waits on, and the
+// queue of contacts with work due soon. flowbot serve runs its
+// conversations on it.
+package runtime
 
 import (
 	"context"
@@ -7,12 +12,12 @@ import (
 	"time"
 )
 
-// dispatcher works on contacts with a fixed pool of workers: at most one
+// Dispatcher works on contacts with a fixed pool of workers: at most one
 // worker per contact, so that a contact's events and sends happen
 // strictly in order, and many contacts at once. Contacts wait their turn
 // in a queue, not in goroutines, so a backlog of a million contacts costs
 // a map entry each.
-type dispatcher struct {
+type Dispatcher struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	actors map[string]*actor
@@ -27,11 +32,12 @@ type dispatcher struct {
 	cancel  context.CancelFunc
 	closed  bool
 	wg      sync.WaitGroup
-	metrics *metrics
+	actorsG Gauge
 	clock   Clock
-	// idle, when set, is called after a contact's work, once the contact
-	// is no longer in hand (or is queued again).
-	idle func()
+	// Idle, when set (before the first contact), is called after a
+	// contact's work, once the contact is no longer in hand (or is queued
+	// again).
+	Idle func()
 }
 
 type actor struct {
@@ -44,9 +50,17 @@ type actor struct {
 	held  time.Duration
 }
 
-func newDispatcher(workers int, settle time.Duration, work func(context.Context, string), m *metrics, clock Clock) *dispatcher {
+// Gauge counts the contacts in hand (a prometheus.Gauge).
+type Gauge interface {
+	Inc()
+	Dec()
+}
+
+// NewDispatcher starts workers that run work for each contact asked for;
+// actors counts the contacts in hand.
+func NewDispatcher(workers int, settle time.Duration, work func(context.Context, string), actors Gauge, clock Clock) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &dispatcher{actors: map[string]*actor{}, settle: settle, work: work, ctx: ctx, cancel: cancel, metrics: m, clock: clock}
+	d := &Dispatcher{actors: map[string]*actor{}, settle: settle, work: work, ctx: ctx, cancel: cancel, actorsG: actors, clock: clock}
 	d.cond = sync.NewCond(&d.mu)
 	for i := 0; i < workers; i++ {
 		d.wg.Add(1)
@@ -55,18 +69,18 @@ func newDispatcher(workers int, settle time.Duration, work func(context.Context,
 	return d
 }
 
-// notify asks for the contact's work because new updates came for it.
-func (d *dispatcher) notify(contact string) { d.ask(contact, true, false) }
+// Notify asks for the contact's work because new updates came for it.
+func (d *Dispatcher) Notify(contact string) { d.ask(contact, true, false) }
 
-// kick asks for the contact's work without new updates (due timers, the
+// Kick asks for the contact's work without new updates (due timers, the
 // backlog, a retry): it does not extend the settle time.
-func (d *dispatcher) kick(contact string) { d.ask(contact, false, false) }
+func (d *Dispatcher) Kick(contact string) { d.ask(contact, false, false) }
 
-// background asks for the contact's work at a lower priority than any
+// Background asks for the contact's work at a lower priority than any
 // other (a campaign's start).
-func (d *dispatcher) background(contact string) { d.ask(contact, false, true) }
+func (d *Dispatcher) Background(contact string) { d.ask(contact, false, true) }
 
-func (d *dispatcher) ask(contact string, fresh, bg bool) {
+func (d *Dispatcher) ask(contact string, fresh, bg bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -76,7 +90,7 @@ func (d *dispatcher) ask(contact string, fresh, bg bool) {
 	if a == nil {
 		a = &actor{bg: true}
 		d.actors[contact] = a
-		d.metrics.actors.Inc()
+		d.actorsG.Inc()
 	}
 	a.bg = a.bg && bg
 	if fresh {
@@ -100,7 +114,7 @@ func (d *dispatcher) ask(contact string, fresh, bg bool) {
 // timestamp order before the first is handled. A contact asked for
 // without new updates (a timer, a retry) goes at once. The waits are
 // timers of the dispatcher's clock. Called with d.mu held.
-func (d *dispatcher) schedule(contact string, a *actor) {
+func (d *Dispatcher) schedule(contact string, a *actor) {
 	if a.fresh && d.settle > 0 && a.held < 4*d.settle && !d.closed {
 		a.fresh, a.waiting = false, true
 		a.held += d.settle
@@ -124,7 +138,7 @@ func (d *dispatcher) schedule(contact string, a *actor) {
 	d.cond.Signal()
 }
 
-func (d *dispatcher) worker() {
+func (d *Dispatcher) worker() {
 	defer d.wg.Done()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -154,29 +168,29 @@ func (d *dispatcher) worker() {
 			d.schedule(contact, a)
 		} else {
 			delete(d.actors, contact)
-			d.metrics.actors.Dec()
+			d.actorsG.Dec()
 		}
-		if d.idle != nil {
+		if d.Idle != nil {
 			d.mu.Unlock()
-			d.idle()
+			d.Idle()
 			d.mu.Lock()
 		}
 	}
 }
 
-// busy counts the contacts being worked on, settling or waiting for a
+// Busy counts the contacts being worked on, settling or waiting for a
 // worker.
-func (d *dispatcher) busy() int {
+func (d *Dispatcher) Busy() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.actors)
 }
 
-// close stops new work and waits for the work in hand (queued contacts
+// Close stops new work and waits for the work in hand (queued contacts
 // included, their settle time cut short); when ctx ends first, the
 // workers are cancelled, and it reports how many contacts' work was cut
 // short.
-func (d *dispatcher) close(ctx context.Context) (left int, err error) {
+func (d *Dispatcher) Close(ctx context.Context) (left int, err error) {
 	d.mu.Lock()
 	d.closed = true
 	for c, a := range d.actors {

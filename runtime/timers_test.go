@@ -1,0 +1,26 @@
+package runtime
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestTimerQueue(t *testing.T) {
+	q := NewTimerQueue()
+	base := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	q.Add("b", base.Add(2*time.Minute))
+	q.Add("a", base.Add(3*time.Minute))
+	q.Add("a", base.Add(time.Minute))   // earlier: replaces
+	q.Add("b", base.Add(5*time.Minute)) // later: the earlier one stays
+	q.Add("c", base.Add(time.Minute))
+	if got := q.Due(base); len(got) != 0 {
+		t.Fatalf("due before any: %v", got)
+	}
+	if got := fmt.Sprint(q.Due(base.Add(2 * time.Minute))); got != "[a c b]" {
+		t.Fatalf("due = %s, want [a c b]: due order, then by contact", got)
+	}
+	if got := q.Due(base.Add(time.Hour)); len(got) != 0 || q.Len() != 0 {
+		t.Fatalf("left over: %v, %d registered (replaced entries must not fire)", got, q.Len())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/types"
+	"gopkg.in/yaml.v3"
 )
 
 // Understanding free text (FLOW_SPEC.md 9.2): `classify` and `extract` on
@@ -52,10 +53,45 @@ type ClassifySpec struct {
 // ExtractFieldSpec is one field an ask's extract asks for.
 type ExtractFieldSpec struct {
 	At          Pos
-	Type        string   `yaml:"type" enum:"extract_type" doc:"string, number, bool, date (YYYY-MM-DD) or enum"`
-	Enum        *Strings `yaml:"enum" doc:"the values an enum field may take: [small, large] (the type is then enum)"`
-	Description string   `yaml:"description" doc:"what the field is, for the model"`
-	Optional    bool     `yaml:"optional" doc:"true: a reply without it is still valid"`
+	Type        ExtractTypeSpec `yaml:"type" doc:"string, number, bool, date (YYYY-MM-DD) or enum; also written {enum: [a, b]} or [a, b]"`
+	Enum        *Strings        `yaml:"enum" doc:"the values an enum field may take: [small, large] (the type is then enum)"`
+	Description string          `yaml:"description" doc:"what the field is, for the model"`
+	Optional    bool            `yaml:"optional" doc:"true: a reply without it is still valid"`
+}
+
+// ExtractTypeSpec is an extract field's type: a name (string, number,
+// bool, date, enum), or an enum's values as {enum: [a, b]} or [a, b].
+type ExtractTypeSpec struct {
+	At   Pos
+	Name string
+	Enum []string
+}
+
+func (t *ExtractTypeSpec) decodeNode(d *decoder, n *yaml.Node) {
+	t.At = posOf(n)
+	switch n.Kind {
+	case yaml.ScalarNode:
+		t.Name = n.Value
+	case yaml.SequenceNode:
+		var s Strings
+		s.decodeNode(d, n)
+		t.Name, t.Enum = ExtractEnum, s.Values
+	case yaml.MappingNode:
+		var m struct {
+			At   Pos
+			Enum Strings `yaml:"enum" flowbot:"required"`
+		}
+		d.decode(n, reflectValue(&m))
+		t.Name, t.Enum = ExtractEnum, m.Enum.Values
+	default:
+		d.errorf(t.At, "expected a type (string, number, bool, date, enum) or an enum's values, got %s", kindName(n))
+	}
+}
+
+func (*ExtractTypeSpec) jsonSchema(*schemaGen) map[string]any {
+	return oneOf(map[string]any{"type": "string", "enum": Enums["extract_type"]},
+		map[string]any{"type": "array", "items": scalar},
+		map[string]any{"type": "object", "properties": map[string]any{"enum": map[string]any{"type": "array", "items": scalar}}, "required": []string{"enum"}, "additionalProperties": false})
 }
 
 // LLMConfig is the compiled llm: settings.
@@ -307,7 +343,8 @@ func (fc *flowCompiler) compileUnderstanding(s *Step, sp *StepSpec) {
 			r.errorf(e.Pos, "extract field name %q: use letters, digits and underscores", e.Key)
 		}
 		if fs := e.Value; fs != nil {
-			f.Type, f.Description, f.Optional = fs.Type, fs.Description, fs.Optional
+			f.Type, f.Description, f.Optional = fs.Type.Name, fs.Description, fs.Optional
+			f.Enum = fs.Type.Enum
 			if fs.Enum != nil {
 				f.Enum = fs.Enum.Values
 				if f.Type == "" {
@@ -338,7 +375,10 @@ func extractSpecType(spec OrderedMap[*ExtractFieldSpec]) types.Map {
 	for _, e := range spec {
 		f := ExtractField{Name: e.Key}
 		if e.Value != nil {
-			f.Type = e.Value.Type
+			f.Type = e.Value.Type.Name
+			if f.Type == "" && e.Value.Enum != nil {
+				f.Type = ExtractEnum
+			}
 		}
 		fields = append(fields, f)
 	}

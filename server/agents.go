@@ -67,10 +67,7 @@ func (s *Server) listContacts(c *fiber.Ctx) error {
 // summary is a contact as GET /api/contacts lists it.
 func (s *Server) summary(st *conversation.Record) fiber.Map {
 	now := s.cfg.Now()
-	window := fiber.Map{"open": st.WindowOpen(now)}
-	if !st.LastInbound.IsZero() {
-		window["expires_at"] = st.WindowExpires()
-	}
+	window := windowView(st, now)
 	var handoff any
 	if h := st.Handoff; h != nil {
 		handoff = fiber.Map{"queue": h.Queue, "note": h.Note, "since": h.Since, "waiting": now.Sub(h.Since).Round(time.Second).String()}

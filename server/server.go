@@ -831,9 +831,10 @@ func (s *Server) outbox(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"messages": s.dev.List()})
 }
 
-// view is the contact's state as GET /api/contacts/{id} shows it.
-func (s *Server) view(st *conversation.Record) fiber.Map {
-	now := s.cfg.Now()
+// windowView is the customer service window as the API shows it (a
+// contact's view, the contacts' list): open, when it closes, how long is
+// left while it is open, and the end of a free entry point.
+func windowView(st *conversation.Record, now time.Time) fiber.Map {
 	window := fiber.Map{"open": st.WindowOpen(now)}
 	if !st.LastInbound.IsZero() {
 		window["expires_at"] = st.WindowExpires()
@@ -844,6 +845,13 @@ func (s *Server) view(st *conversation.Record) fiber.Map {
 	if st.FreeAt(now) {
 		window["free_until"] = st.FreeUntil
 	}
+	return window
+}
+
+// view is the contact's state as GET /api/contacts/{id} shows it.
+func (s *Server) view(st *conversation.Record) fiber.Map {
+	now := s.cfg.Now()
+	window := windowView(st, now)
 	currency := s.Engine().Bot().Settings.Pricing.Currency
 	lang, langFrom := st.Contact.LanguageIn(&s.Engine().Bot().Settings)
 	return fiber.Map{

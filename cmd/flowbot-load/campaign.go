@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -45,7 +46,7 @@ type campaignLoad struct {
 type instance struct {
 	base string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *lockedBuffer
 }
 
 // startServe starts `flowbot serve` as a child process (its API token
@@ -62,17 +63,36 @@ func startServe(ctx context.Context, bin, bot, graphURL string, storeArgs []stri
 	cmd.Env = append(os.Environ(),
 		"WHATSAPP_TOKEN=load-token", "WHATSAPP_PHONE_NUMBER_ID=106540352242922", "WHATSAPP_GRAPH_URL="+graphURL,
 		"WHATSAPP_APP_SECRET="+secret, "MONGODB_URI=", "FLOWBOT_API_TOKEN="+apiToken)
-	var log bytes.Buffer
-	cmd.Stderr = &log
+	log := &lockedBuffer{}
+	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	in := &instance{base: "http://" + addr, cmd: cmd, log: &log}
+	in := &instance{base: "http://" + addr, cmd: cmd, log: log}
 	if err := waitHealthy(in.base); err != nil {
 		cmd.Process.Kill()
 		return nil, fmt.Errorf("%w\n%s", err, log.String())
 	}
 	return in, nil
+}
+
+// lockedBuffer is the child's log: written by the process's copier while
+// the tool reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (in *instance) stop() {

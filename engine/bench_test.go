@@ -56,7 +56,7 @@ func benchInbound(b *testing.B, age time.Duration) {
 	now := t0
 	first := conversation.NewRecord("15550001111")
 	first.Contact.Name = "Ana"
-	if _, err := e.Handle(ctx, &first.Session, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now.Add(-age)}}, now); err != nil {
+	if _, err := e.Handle(ctx, &first.Session, engine.MessageIn{Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now.Add(-age)}}, now); err != nil {
 		b.Fatal(err)
 	}
 	if err := st.Save(ctx, first); err != nil {
@@ -78,7 +78,7 @@ func benchInbound(b *testing.B, age time.Duration) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := e.Handle(ctx, &s.Session, engine.Input{Kind: engine.InputInbound, Message: m}, now)
+		res, err := e.Handle(ctx, &s.Session, engine.MessageIn{Message: m}, now)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func BenchmarkInboundSubflow(b *testing.B) {
 	now := t0
 	first := conversation.NewRecord("15550001111")
 	first.Contact.Name, first.Contact.Language = "Ana", "es"
-	if _, err := e.Handle(ctx, &first.Session, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now}}, now); err != nil {
+	if _, err := e.Handle(ctx, &first.Session, engine.MessageIn{Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: now}}, now); err != nil {
 		b.Fatal(err)
 	}
 	if err := st.Save(ctx, first); err != nil {
@@ -152,7 +152,7 @@ func BenchmarkInboundSubflow(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := e.Handle(ctx, &s.Session, engine.Input{Kind: engine.InputInbound, Message: &msg}, now)
+		res, err := e.Handle(ctx, &s.Session, engine.MessageIn{Message: &msg}, now)
 		if err != nil {
 			b.Fatal(err)
 		}

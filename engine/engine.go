@@ -22,52 +22,57 @@ import (
 // goto loop cannot spin forever.
 const maxHops = 100
 
-// InputKind is what happened to a contact.
-type InputKind string
+// Input is one input to the engine, what happened to the contact: one of
+// MessageIn, TimerIn, ReleaseIn, StartIn, WindowClosedIn, PreferenceIn,
+// AgentIn, each with what that kind carries and nothing else.
+type Input interface{ input() }
 
-const (
-	// InputInbound is a message from the contact.
-	InputInbound InputKind = "inbound"
-	// InputTimer is a durable timer falling due.
-	InputTimer InputKind = "timer"
-	// InputRelease ends a handoff.
-	InputRelease InputKind = "release"
-	// InputStart starts a flow from outside (business-initiated).
-	InputStart InputKind = "start"
-	// InputWindowClosed is WhatsApp refusing a free-form message because
-	// the window is closed after all (the host knows the channel's code
-	// for it): the step's fallback template goes out instead.
-	InputWindowClosed InputKind = "window_closed"
-	// InputPreference: the contact stopped or resumed marketing messages
-	// in WhatsApp (user_preferences).
-	InputPreference InputKind = "preference"
-	// InputAgent: an agent's message to the contact (Agent).
-	InputAgent InputKind = "agent"
-)
-
-// Input is one input to the engine: what happened to the contact.
-type Input struct {
-	Kind    InputKind
-	Message *Inbound // InputInbound
-	TimerID string   // InputTimer
-	// InputStart: the flow to start, the step to start in ("" for the
-	// flow's start) and variables over the defaults.
-	Flow string
-	Step string
-	Vars map[string]any
-	// InputInbound: start this flow instead of matching triggers when the
-	// contact is in no flow (tests, `run --flow`).
+// MessageIn is a message from the contact; ForceFlow starts that flow
+// (with Vars over its defaults) instead of matching triggers when the
+// contact is in no flow (tests, `run --flow`).
+type MessageIn struct {
+	Message   *Inbound
 	ForceFlow string
-	// InputWindowClosed: the refused message.
-	Outbound *Outbound
-	// InputPreference: the contact's marketing preference, "stop" or
-	// "resume".
-	Preference string
-	// InputAgent: the agent's message, free-form or a template; Forced:
-	// written outside a handoff on purpose.
-	Agent  *actions.Message
-	Forced bool
+	Vars      map[string]any
 }
+
+// TimerIn is a durable timer falling due.
+type TimerIn struct{ ID string }
+
+// ReleaseIn ends a handoff.
+type ReleaseIn struct{}
+
+// StartIn starts a flow from outside (business-initiated): the flow, the
+// step to start in ("" for the flow's start) and variables over the
+// defaults.
+type StartIn struct {
+	Flow, Step string
+	Vars       map[string]any
+}
+
+// WindowClosedIn is WhatsApp refusing a free-form message because the
+// window is closed after all (the host knows the channel's code for it):
+// the step's fallback template goes out instead.
+type WindowClosedIn struct{ Outbound *Outbound }
+
+// PreferenceIn: the contact stopped or resumed marketing messages in
+// WhatsApp (user_preferences): "stop" or "resume".
+type PreferenceIn struct{ Value string }
+
+// AgentIn is an agent's message to the contact, free-form or a template;
+// Forced: written outside a handoff on purpose.
+type AgentIn struct {
+	Message *actions.Message
+	Forced  bool
+}
+
+func (MessageIn) input()      {}
+func (TimerIn) input()        {}
+func (ReleaseIn) input()      {}
+func (StartIn) input()        {}
+func (WindowClosedIn) input() {}
+func (PreferenceIn) input()   {}
+func (AgentIn) input()        {}
 
 // Inbound is a message from the contact, already parsed from the channel.
 type Inbound struct {
@@ -295,20 +300,20 @@ func (e *Engine) Handle(ctx context.Context, st *Session, ev Input, now time.Tim
 	c.res.Events = c.evBuf[:0]
 	c.pending = c.pendBuf[:0]
 	c.fillEnv()
-	switch ev.Kind {
-	case InputInbound:
+	switch ev := ev.(type) {
+	case MessageIn:
 		if ev.Message == nil {
 			return nil, errors.New("inbound event without a message")
 		}
 		c.inbound(ev.Message, ev.ForceFlow, ev.Vars)
-	case InputTimer:
-		c.timer(ev.TimerID)
-	case InputRelease:
+	case TimerIn:
+		c.timer(ev.ID)
+	case ReleaseIn:
 		if st.Handoff == nil {
 			return nil, ErrNotInHandoff
 		}
 		c.release()
-	case InputStart:
+	case StartIn:
 		f := e.bot.Flow(ev.Flow)
 		if f == nil {
 			return nil, fmt.Errorf("%w: %q", ErrUnknownFlow, ev.Flow)
@@ -320,21 +325,21 @@ func (e *Engine) Handle(ctx context.Context, st *Session, ev Input, now time.Tim
 			return nil, err
 		}
 		c.startFlow(f, ev.Step, ev.Vars, "started by the business")
-	case InputWindowClosed:
+	case WindowClosedIn:
 		c.windowClosed(ev.Outbound)
-	case InputAgent:
-		if err := c.agent(ev.Agent, ev.Forced); err != nil {
+	case AgentIn:
+		if err := c.agent(ev.Message, ev.Forced); err != nil {
 			return nil, err
 		}
-	case InputPreference:
-		stop := ev.Preference == "stop"
+	case PreferenceIn:
+		stop := ev.Value == "stop"
 		if st.Contact.MarketingOptedOut != stop {
 			st.Contact.MarketingOptedOut = stop
 			c.env.Contact.MarketingOptedOut = stop
 			c.event(MarketingPreference{c.header(), stop})
 		}
 	default:
-		return nil, fmt.Errorf("unknown event kind %q", ev.Kind)
+		return nil, fmt.Errorf("unknown input %T", ev)
 	}
 	return c.res, nil
 }

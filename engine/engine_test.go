@@ -450,16 +450,16 @@ func TestStartErrors(t *testing.T) {
 	e := engine.New(bot, engine.Options{})
 	ctx := context.Background()
 	st := engine.NewSession("c")
-	if _, err := e.Handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: "nope"}, t0); !errors.Is(err, engine.ErrUnknownFlow) {
+	if _, err := e.Handle(ctx, st, engine.StartIn{Flow: "nope"}, t0); !errors.Is(err, engine.ErrUnknownFlow) {
 		t.Errorf("unknown flow: %v", err)
 	}
-	if _, err := e.Handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: "shipping_update", Vars: map[string]any{"order_id": 5}}, t0); !errors.Is(err, engine.ErrBadVars) {
+	if _, err := e.Handle(ctx, st, engine.StartIn{Flow: "shipping_update", Vars: map[string]any{"order_id": 5}}, t0); !errors.Is(err, engine.ErrBadVars) {
 		t.Errorf("wrong type: %v", err)
 	}
-	if _, err := e.Handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: "shipping_update", Vars: map[string]any{"nope": "x"}}, t0); !errors.Is(err, engine.ErrBadVars) {
+	if _, err := e.Handle(ctx, st, engine.StartIn{Flow: "shipping_update", Vars: map[string]any{"nope": "x"}}, t0); !errors.Is(err, engine.ErrBadVars) {
 		t.Errorf("unknown var: %v", err)
 	}
-	if _, err := e.Handle(ctx, st, engine.Input{Kind: engine.InputRelease}, t0); !errors.Is(err, engine.ErrNotInHandoff) {
+	if _, err := e.Handle(ctx, st, engine.ReleaseIn{}, t0); !errors.Is(err, engine.ErrNotInHandoff) {
 		t.Errorf("release without handoff: %v", err)
 	}
 }
@@ -500,7 +500,7 @@ func TestStaleState(t *testing.T) {
 	e := engine.New(bot, engine.Options{})
 	st := engine.NewSession("c")
 	st.Flow, st.Step, st.Waiting = "main", "gone", "ask"
-	res, err := e.Handle(context.Background(), st, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: t0}}, t0)
+	res, err := e.Handle(context.Background(), st, engine.MessageIn{Message: &engine.Inbound{Type: "text", Text: "hi", Timestamp: t0}}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,7 +574,7 @@ steps:
 		for round := 0; round < 2; round++ { // the same contact twice: the same branch
 			st := engine.NewSession(fmt.Sprintf("1555%07d", i))
 			st.LastInbound = t0
-			res, err := e.Handle(context.Background(), st, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{ID: "w", Type: "text", Text: "hi", Timestamp: t0}}, t0)
+			res, err := e.Handle(context.Background(), st, engine.MessageIn{Message: &engine.Inbound{ID: "w", Type: "text", Text: "hi", Timestamp: t0}}, t0)
 			if err != nil {
 				t.Fatal(err)
 			}

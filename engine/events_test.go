@@ -19,7 +19,7 @@ func TestTypedEvents(t *testing.T) {
 	e := engine.New(bot, engine.Options{Trace: true})
 	st := engine.NewSession("c1")
 	st.LastInbound = t0
-	res, err := e.Handle(context.Background(), st, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{ID: "w1", Type: "text", Text: "hi", Timestamp: t0}}, t0)
+	res, err := e.Handle(context.Background(), st, engine.MessageIn{Message: &engine.Inbound{ID: "w1", Type: "text", Text: "hi", Timestamp: t0}}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestTypedEvents(t *testing.T) {
 			t.Errorf("event %d renders %+v, the log has %+v", i, ev.Record(), res.Records[i])
 		}
 	}
-	res, _ = e.Handle(context.Background(), st, engine.Input{Kind: engine.InputInbound, Message: &engine.Inbound{ID: "w2", Type: "text", Text: "agent", Timestamp: t0}}, t0)
+	res, _ = e.Handle(context.Background(), st, engine.MessageIn{Message: &engine.Inbound{ID: "w2", Type: "text", Text: "agent", Timestamp: t0}}, t0)
 	var handed *engine.HandedOff
 	for _, ev := range res.Events {
 		if h, ok := ev.(engine.HandedOff); ok {

@@ -234,12 +234,12 @@ func runScript(ctx context.Context, bot *flows.Bot, f runFlags, extra flows.Mock
 				p.note(at, "the clock moves to "+clock(at))
 				prevNow = at
 			}
-			switch ev.Kind {
-			case engine.InputInbound:
+			switch ev := ev.(type) {
+			case engine.MessageIn:
 				p.user(at, describeInbound(ev.Message))
-			case engine.InputStart:
+			case engine.StartIn:
 				p.note(at, "flow "+ev.Flow+" started by the business")
-			case engine.InputRelease:
+			case engine.ReleaseIn:
 				p.note(at, "an agent released the handoff")
 			}
 			p.result(ctx, ev, at, r)

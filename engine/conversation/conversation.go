@@ -97,7 +97,7 @@ func (k *Keeper) Apply(ctx context.Context, st *Record, items []Item, isNew bool
 				f := map[string]any{"message": messageView(it.Message), "handoff": map[string]any{"queue": st.Handoff.Queue, "since": st.Handoff.Since.UTC()}}
 				k.emit(st, EventMessageReceived, f)
 			}
-			_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputInbound, Message: it.Message, ForceFlow: it.ForceFlow, Vars: it.ForceVars})
+			_, err = k.handle(ctx, st, engine.MessageIn{Message: it.Message, ForceFlow: it.ForceFlow, Vars: it.ForceVars})
 		case ItemStatus:
 			if it.Status == nil {
 				err = errors.New("a status update without its status")
@@ -161,7 +161,7 @@ func (k *Keeper) FireDue(ctx context.Context, st *Record) (bool, error) {
 		if !ok || t.Due.After(k.Now()) {
 			return fired, nil
 		}
-		if _, err := k.handle(ctx, st, engine.Input{Kind: engine.InputTimer, TimerID: t.ID}); err != nil {
+		if _, err := k.handle(ctx, st, engine.TimerIn{ID: t.ID}); err != nil {
 			return fired, fmt.Errorf("firing timer %s: %w", t.ID, err)
 		}
 		fired = true
@@ -196,11 +196,11 @@ func (k *Keeper) applyCommand(ctx context.Context, st *Record, key string, cmd *
 		}
 		res, err = k.start(ctx, st, cmd)
 	case CommandRelease:
-		res, err = k.handle(ctx, st, engine.Input{Kind: engine.InputRelease})
+		res, err = k.handle(ctx, st, engine.ReleaseIn{})
 	case CommandAgent:
-		res, err = k.handle(ctx, st, engine.Input{Kind: engine.InputAgent, Agent: cmd.Message, Forced: cmd.Forced})
+		res, err = k.handle(ctx, st, engine.AgentIn{Message: cmd.Message, Forced: cmd.Forced})
 	case CommandPreference:
-		_, err = k.handle(ctx, st, engine.Input{Kind: engine.InputPreference, Preference: cmd.Preference})
+		_, err = k.handle(ctx, st, engine.PreferenceIn{Value: cmd.Preference})
 	default:
 		err = fmt.Errorf("unknown command %q", cmd.Kind)
 	}
@@ -246,7 +246,7 @@ func (k *Keeper) start(ctx context.Context, st *Record, cmd *Command) (*engine.R
 	if cmd.Language != "" && from != flows.LanguageFromFlow { // the contact's own choice stands
 		st.Contact.Language, st.Contact.LanguageFrom = cmd.Language, flows.LanguageFromStart
 	}
-	res, err := k.handle(ctx, st, engine.Input{Kind: engine.InputStart, Flow: cmd.Flow, Step: cmd.Step, Vars: vars})
+	res, err := k.handle(ctx, st, engine.StartIn{Flow: cmd.Flow, Step: cmd.Step, Vars: vars})
 	if err != nil {
 		st.Contact.Name, st.Contact.Language, st.Contact.LanguageFrom = name, lang, from
 	}
@@ -319,7 +319,7 @@ func (k *Keeper) log(st *Record, events ...engine.Event) {
 func (k *Keeper) event(st *Record, e engine.Event) {
 	k.log(st, e)
 	if k.OnResult != nil {
-		k.OnResult(engine.Input{}, e.Record().At, &engine.Result{Events: []engine.Event{e}, Records: []engine.Record{e.Record()}})
+		k.OnResult(nil, e.Record().At, &engine.Result{Events: []engine.Event{e}, Records: []engine.Record{e.Record()}})
 	}
 }
 

@@ -135,7 +135,7 @@ func (k *Keeper) windowClosed(ctx context.Context, st *Record, o engine.Outbound
 		kept = append(kept, q)
 	}
 	st.Outbox = kept
-	if _, err := k.handle(ctx, st, engine.Input{Kind: engine.InputWindowClosed, Outbound: &o}); err != nil {
+	if _, err := k.handle(ctx, st, engine.WindowClosedIn{Outbound: &o}); err != nil {
 		return fmt.Errorf("falling back to a template: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/store"
 )
 
 // What a commit causes (events out, campaign tallies) is written in the
@@ -90,7 +91,7 @@ func (s *Server) drain(ctx context.Context, st *conversation.Record) error {
 		return fmt.Errorf("queueing the events of contact %s: %w", contact, err)
 	}
 	if len(st.Tallies) > 0 {
-		if err := s.store.DrainTallies(ctx, contact, st.Tallies); err != nil {
+		if err := s.store.DrainTallies(ctx, contact, store.FreshFacts(st.Tallies, s.cfg.Now())); err != nil {
 			return fmt.Errorf("counting the campaigns of contact %s: %w", contact, err)
 		}
 		for _, t := range st.Tallies {

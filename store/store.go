@@ -219,6 +219,28 @@ func (q FactQuery) Matches(number, botVersion string) bool {
 // FirstHour is the first hour the query spans.
 func (q FactQuery) FirstHour() time.Time { return q.From.UTC().Truncate(time.Hour) }
 
+// FactsFinal is how long after its version a tally's facts are drained:
+// a record's tallies are drained within minutes of its write (a sweep
+// comes for one a crash left undrained), so an older one that a record
+// still carries until its next write was drained long ago, and a store
+// may have let its key go (MongoDB keeps the keys a day longer).
+const FactsFinal = 7 * 24 * time.Hour
+
+// FreshFacts is tallies without the facts older than FactsFinal at now
+// (their campaign counts stay).
+func FreshFacts(tallies []conversation.TallyOut, now time.Time) []conversation.TallyOut {
+	out := tallies
+	for i, t := range tallies {
+		if len(t.Flows) > 0 && t.At.Before(now.Add(-FactsFinal)) {
+			if &out[0] == &tallies[0] {
+				out = append([]conversation.TallyOut(nil), tallies...)
+			}
+			out[i].Flows = nil
+		}
+	}
+	return out
+}
+
 // FactKey is the key a version's facts are drained under.
 func FactKey(contact string, version int64) string {
 	return fmt.Sprintf("%s#%d", contact, version)

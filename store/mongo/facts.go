@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 //   - facts: one document per version of a contact's record and flow,
 //     whose id is store.FactKey and the flow, so that draining it again
 //     is a duplicate insert, which every MongoDB-compatible server refuses
-//     atomically. Each is "rolled" once an hour's roll-up holds it.
+//     atomically. Each is "rolled" once an hour's roll-up holds it, and
+//     keeps only its id factRetention after its hour.
 //   - fact_hours: one document per flow and hour, the sum of the facts of
 //     that hour (per bot version and number), with n, how many facts it
 //     sums. A roll-up is computed from all the hour's facts, never added
@@ -33,11 +35,13 @@ import (
 
 // factDoc is one version's facts in one flow.
 type factDoc struct {
-	ID     string                 `bson:"_id"`
-	Flow   string                 `bson:"flow"`
-	Hour   time.Time              `bson:"hour"`
-	Rolled bool                   `bson:"rolled"`
-	Facts  conversation.FlowFacts `bson:"facts"`
+	ID     string    `bson:"_id"`
+	Flow   string    `bson:"flow"`
+	Hour   time.Time `bson:"hour"`
+	Rolled bool      `bson:"rolled"`
+	// Stub: only the id is kept (factRetention).
+	Stub  bool                   `bson:"stub,omitempty"`
+	Facts conversation.FlowFacts `bson:"facts"`
 }
 
 // hourDoc is a flow's facts of an hour, summed per bot version and number.
@@ -52,12 +56,18 @@ type hourDoc struct {
 // rollEvery is how often the collector rolls up the hours past.
 const rollEvery = time.Minute
 
-// factRetention is how long a fact is kept once its hour is rolled up: a
-// record's facts are drained within minutes of its write (a sweep after a
-// crash included), so that an hour this old is final. Deleting them keeps
-// the facts collection to about a week (FerretDB reads a collection whole
-// for most queries).
-const factRetention = 8 * 24 * time.Hour
+// factRetention is how long a fact keeps its counts once its hour is
+// rolled up: then only its id stays (stub), so that the version drained
+// again (a record carries its tallies until its next write, which may
+// come on another instance days later) is still a duplicate, while the
+// collection's documents stay small (FerretDB reads a collection whole
+// for most queries). A fact drained into an hour that old is added to the
+// hour's roll-up instead of recomputing it (rollHour).
+const factRetention = 3 * time.Hour
+
+// factIDsKept is how long a fact's id is kept: longer than
+// store.FactsFinal, after which a host drains a version's facts no more.
+const factIDsKept = store.FactsFinal + 24*time.Hour
 
 func hourID(flow string, hour time.Time) string {
 	return flow + "@" + hour.UTC().Format(time.RFC3339)
@@ -151,21 +161,28 @@ func (s *Store) RollFacts(ctx context.Context, now time.Time, limit int) (int, e
 			continue
 		}
 		seen[k] = true
-		if err := s.rollHour(ctx, k.flow, k.hour); err != nil {
+		if err := s.rollHour(ctx, k.flow, k.hour, now); err != nil {
 			return n, err
 		}
 		n++
 	}
-	_, err = s.facts.DeleteMany(ctx, bson.D{{Key: "rolled", Value: true}, {Key: "hour", Value: bson.D{{Key: "$lt", Value: now.Add(-factRetention)}}}})
+	_, err = s.facts.UpdateMany(ctx, bson.D{{Key: "rolled", Value: true}, {Key: "stub", Value: bson.D{{Key: "$ne", Value: true}}}, {Key: "hour", Value: bson.D{{Key: "$lt", Value: now.Add(-factRetention)}}}},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "facts", Value: ""}}}, {Key: "$set", Value: bson.D{{Key: "stub", Value: true}}}})
 	if err != nil {
-		return n, fmt.Errorf("mongodb: deleting rolled-up facts: %w", err)
+		return n, fmt.Errorf("mongodb: keeping only the ids of rolled-up facts: %w", err)
+	}
+	if _, err := s.facts.DeleteMany(ctx, bson.D{{Key: "stub", Value: true}, {Key: "hour", Value: bson.D{{Key: "$lt", Value: now.Add(-factIDsKept)}}}}); err != nil {
+		return n, fmt.Errorf("mongodb: deleting the ids of old facts: %w", err)
 	}
 	return n, nil
 }
 
 // rollHour computes a flow's hour from its facts, stores it unless a
 // roll-up of more facts is there, and marks the facts it summed rolled.
-func (s *Store) rollHour(ctx context.Context, flow string, hour time.Time) error {
+// An hour whose rolled facts may be stubs (older than the retention) gets
+// its facts not rolled yet added to its roll-up instead, on the condition
+// that the roll-up is still the one read.
+func (s *Store) rollHour(ctx context.Context, flow string, hour, now time.Time) error {
 	cur, err := s.facts.Find(ctx, bson.D{{Key: "flow", Value: flow}, {Key: "hour", Value: hour}})
 	if err != nil {
 		return fmt.Errorf("mongodb: rolling up flow %s's %s: %w", flow, hour, err)
@@ -174,12 +191,26 @@ func (s *Store) rollHour(ctx context.Context, flow string, hour time.Time) error
 	if err := cur.All(ctx, &docs); err != nil {
 		return fmt.Errorf("mongodb: rolling up flow %s's %s: %w", flow, hour, err)
 	}
-	h := hourDoc{ID: hourID(flow, hour), Flow: flow, Hour: hour, N: int64(len(docs))}
+	h := hourDoc{ID: hourID(flow, hour), Flow: flow, Hour: hour}
+	var stored hourDoc
+	incremental := false
+	if hour.Before(now.Add(-factRetention)) {
+		switch err := s.factHours.FindOne(ctx, bson.D{{Key: "_id", Value: h.ID}}).Decode(&stored); {
+		case err == nil:
+			incremental = true
+			h.N, h.Facts = stored.N, stored.Facts
+		case !errors.Is(err, mongo.ErrNoDocuments):
+			return fmt.Errorf("mongodb: rolling up flow %s's %s: %w", flow, hour, err)
+		}
+	}
 	var unrolled bson.A
 	for _, d := range docs {
 		if !d.Rolled {
 			unrolled = append(unrolled, d.ID)
+		} else if incremental {
+			continue // in the stored roll-up already
 		}
+		h.N++
 		merged := false
 		for i := range h.Facts {
 			if h.Facts[i].BotVersion == d.Facts.BotVersion && h.Facts[i].Number == d.Facts.Number {
@@ -194,9 +225,22 @@ func (s *Store) rollHour(ctx context.Context, flow string, hour time.Time) error
 			h.Facts = append(h.Facts, f)
 		}
 	}
-	_, err = s.factHours.ReplaceOne(ctx, bson.D{{Key: "_id", Value: h.ID}, {Key: "n", Value: bson.D{{Key: "$lte", Value: h.N}}}}, h, options.Replace().SetUpsert(true))
-	if err != nil && !mongo.IsDuplicateKeyError(err) { // a duplicate: a roll-up of more facts is there
-		return fmt.Errorf("mongodb: rolling up flow %s's %s: %w", flow, hour, err)
+	if incremental {
+		if len(unrolled) == 0 {
+			return nil
+		}
+		res, err := s.factHours.ReplaceOne(ctx, bson.D{{Key: "_id", Value: h.ID}, {Key: "n", Value: stored.N}}, h)
+		if err != nil {
+			return fmt.Errorf("mongodb: rolling up flow %s's %s: %w", flow, hour, err)
+		}
+		if res.MatchedCount == 0 {
+			return nil // another roll-up came first: the next round looks again
+		}
+	} else {
+		_, err = s.factHours.ReplaceOne(ctx, bson.D{{Key: "_id", Value: h.ID}, {Key: "n", Value: bson.D{{Key: "$lte", Value: h.N}}}}, h, options.Replace().SetUpsert(true))
+		if err != nil && !mongo.IsDuplicateKeyError(err) { // a duplicate: a roll-up of more facts is there
+			return fmt.Errorf("mongodb: rolling up flow %s's %s: %w", flow, hour, err)
+		}
 	}
 	if len(unrolled) == 0 {
 		return nil

@@ -17,15 +17,19 @@ import (
 )
 
 // BenchmarkFlowFactsMonth reads a month of a flow's analytics: 720 hours
-// rolled up, FLOWBOT_FACTS_PER_HOUR facts each (default 20; a million
-// contacts' facts over a month is about 1,400), the last 8 days' facts
-// still kept beside their roll-ups. Reported: the query's time.
+// rolled up (FLOWBOT_FACTS_PER_HOUR contacts' facts each, default 1,400:
+// a million contacts' facts over the month), the current hour's facts
+// not rolled up yet, and FLOWBOT_FACT_STUBS ids of older facts (default
+// 20,000) in the facts collection. Reported: the query's time.
 //
 //	go test ./store/mongo -run '^$' -bench FlowFactsMonth -benchtime 20x
 func BenchmarkFlowFactsMonth(b *testing.B) {
-	perHour := 20
+	perHour, stubs := 1400, 20000
 	if n, err := strconv.Atoi(os.Getenv("FLOWBOT_FACTS_PER_HOUR")); err == nil {
 		perHour = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("FLOWBOT_FACT_STUBS")); err == nil {
+		stubs = n
 	}
 	ctx := context.Background()
 	client, err := mongo.Connect(options.Client().ApplyURI(server(&testing.T{})).SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true}))
@@ -41,29 +45,35 @@ func BenchmarkFlowFactsMonth(b *testing.B) {
 	}
 	defer s.Close(ctx)
 	now := time.Now().UTC().Truncate(time.Hour)
-	steps := func() map[string]*conversation.StepCounts {
-		return map[string]*conversation.StepCounts{"welcome": {Entered: 1, Exits: map[string]int64{"ask": 1}}, "ask": {Entered: 1, Exits: map[string]int64{"done": 1}, Answers: make([]int64, len(conversation.AnswerBounds)+1)},
-			"done": {Entered: 1, Exits: map[string]int64{"end": 1}}}
+	counts := func(n int64) conversation.FlowCounts {
+		return conversation.FlowCounts{Started: n, Ended: n, Converted: n / 2, Cost: conversation.CostCounts{Marketing: 0.01 * float64(n)},
+			Steps: map[string]*conversation.StepCounts{"welcome": {Entered: n, Exits: map[string]int64{"ask": n}, Edges: map[string]int64{"0": n}},
+				"ask":  {Entered: n, Exits: map[string]int64{"done": n / 2, "give_up": n / 2}, Answers: make([]int64, len(conversation.AnswerBounds)+1)},
+				"done": {Entered: n / 2, Exits: map[string]int64{"end": n / 2}}}}
 	}
-	for h := 0; h < 720; h++ {
-		at := now.Add(-time.Duration(h) * time.Hour)
-		var t []conversation.TallyOut // a contact's versions, one drain
-		for i := 0; i < perHour; i++ {
-			t = append(t, conversation.TallyOut{Version: int64(h*perHour + i + 1), At: at, Flows: []conversation.FlowFacts{{Flow: "appointments",
-				FlowCounts: conversation.FlowCounts{Started: 1, Ended: 1, Converted: 1, Steps: steps(), Cost: conversation.CostCounts{Marketing: 0.01}}}}})
-		}
-		if err := s.DrainTallies(ctx, "c", t); err != nil {
+	for h := 1; h <= 720; h++ {
+		facts := []conversation.FlowFacts{{Flow: "appointments", BotVersion: "v1", FlowCounts: counts(int64(perHour))}}
+		if err := s.PutFactHour(ctx, "appointments", now.Add(-time.Duration(h)*time.Hour), int64(perHour), facts); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if _, err := s.RollFacts(ctx, now.Add(30*time.Minute), 1_000_000); err != nil {
+	for i := 0; i < stubs; i += 1000 {
+		if err := s.PutFactStubs(ctx, "appointments", now.Add(-100*time.Hour), i, min(1000, stubs-i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var current []conversation.TallyOut // the hour under way: facts not rolled up
+	for i := 0; i < 50; i++ {
+		current = append(current, conversation.TallyOut{Version: int64(i + 1), At: now.Add(time.Minute), Flows: []conversation.FlowFacts{{Flow: "appointments", BotVersion: "v1", FlowCounts: counts(1)}}})
+	}
+	if err := s.DrainTallies(ctx, "c", current); err != nil {
 		b.Fatal(err)
 	}
 	q := store.FactQuery{Flow: "appointments", From: now.Add(-720 * time.Hour), To: now.Add(time.Hour)}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		c, err := s.FlowFacts(ctx, q)
-		if err != nil || c.Started != int64(720*perHour) {
+		if err != nil || c.Started != int64(720*perHour+50) {
 			b.Fatalf("%d started, %v", c.Started, err)
 		}
 	}

@@ -96,6 +96,24 @@ func runFacts(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if got.Started != 11 || got.Converted != 21 {
 			t.Fatalf("after a late fact, rolled twice: %+v", got)
 		}
+		// Much later, the hour's facts are deleted behind their roll-up: a
+		// fact drained then is added to it, once.
+		if _, err := r.RollFacts(ctx, h0.Add(48*time.Hour), 1000); err != nil {
+			t.Fatal(err)
+		}
+		later := []conversation.TallyOut{{Version: 10, At: h0.Add(2 * time.Minute), Flows: []conversation.FlowFacts{fact("f", "v1", "n1", 1, time.Second)}}}
+		for range 2 {
+			if err := s.DrainTallies(ctx, "late", later); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.RollFacts(ctx, h0.Add(49*time.Hour), 1000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, _ = s.FlowFacts(ctx, store.FactQuery{Flow: "f", From: h0, To: h0.Add(3 * time.Hour)})
+		if got.Started != 12 || got.Converted != 22 || got.Steps["ask"].Entered != 22 {
+			t.Fatalf("a fact drained after its hour's facts became stubs: %+v", got)
+		}
 	})
 }
 

@@ -194,10 +194,10 @@ type Server struct {
 	log      *slog.Logger
 
 	// The background parts, in the order Shutdown stops them.
-	sched, handout, campaigns, deliverer, beat *part
+	sched, handout, campaigns, deliverer *runtime.Part
 	// instance names this server among several on one database (id.id).
 	instance string
-	id       *identity
+	lease    *runtime.Lease
 	waiters  commandWaiters
 	clock    Clock
 	// pending counts the retries scheduled (later).
@@ -273,9 +273,10 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID, id: newIdentity(cfg.InstanceID), timers: runtime.NewTimerQueue(),
-		sched: newPart(), handout: newPart(), campaigns: newPart(), deliverer: newPart(), beat: newPart()}
+	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID, timers: runtime.NewTimerQueue(),
+		sched: runtime.NewPart(), handout: runtime.NewPart(), campaigns: runtime.NewPart(), deliverer: runtime.NewPart()}
 	s.clock = cfg.Clock
+	s.lease = runtime.NewLease(st, cfg.InstanceID, cfg.Heartbeat, cfg.Logger)
 	s.runner = newCampaignRunner(s)
 	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s},
 		Events: cfg.EventsURL != "", Number: cfg.PhoneNumberID}
@@ -390,12 +391,12 @@ func (s *Server) App() *fiber.App { return s.app }
 // timers and the backlog left by a restart. Call it once, before or after
 // Listen.
 func (s *Server) Start(ctx context.Context) error {
-	if err := s.takeID(ctx); err != nil {
+	if err := s.lease.Take(ctx); err != nil {
 		return err
 	}
 	s.refreshTemplates(ctx)
 	s.refreshAccount(ctx)
-	s.beat.Start(s.heartbeat)
+	s.lease.Start()
 	s.sched.Start(s.scheduler)
 	s.campaigns.Start(s.runner.loop)
 	if s.cfg.EventsURL != "" {
@@ -453,8 +454,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	left, werr := s.disp.Close(ctx)
 	s.campaigns.Stop()
 	s.deliverer.Stop()
-	s.beat.Stop()
-	s.leaveID()
+	s.lease.Stop()
 	s.reportVolatile()
 	if werr != nil {
 		s.reportLeft(left)

@@ -543,7 +543,7 @@ var errClaimLost = errors.New("another instance holds the claim")
 // from (st itself when nothing was written), and false when another
 // instance holds the claim.
 func (s *Server) holdClaim(ctx context.Context, contact string, st *conversation.Record, results []conversation.SendResult, guarded bool) (*conversation.Record, bool, error) {
-	if !s.holdsID() {
+	if !s.lease.Holds() {
 		// The heartbeat lapsed: another process may hold the id. Try
 		// again once it beats.
 		s.later(s.cfg.RetryLater, contact)

@@ -1,22 +1,23 @@
-package server
+package runtime
 
 import "sync"
 
-// part is one of the server's background parts (the scheduler, the
+// Part is one of a host's background parts (the scheduler, the
 // campaigns' hand-out, the runner, the events' deliverer, the
 // heartbeat): its loop runs from Start until Stop, which waits for it to
-// return. Shutdown stops the parts in one written order (see Shutdown).
-type part struct {
+// return. A host stops its parts in one written order (server.Shutdown).
+type Part struct {
 	stopC    chan struct{}
 	stopOnce sync.Once
 	done     sync.WaitGroup
 }
 
-func newPart() *part { return &part{stopC: make(chan struct{})} }
+// NewPart is a part not started.
+func NewPart() *Part { return &Part{stopC: make(chan struct{})} }
 
 // Start runs loop in its own goroutine; loop returns once stopping is
 // closed.
-func (p *part) Start(loop func(stopping <-chan struct{})) {
+func (p *Part) Start(loop func(stopping <-chan struct{})) {
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
@@ -25,7 +26,7 @@ func (p *part) Start(loop func(stopping <-chan struct{})) {
 }
 
 // Go runs f, tracked: Stop waits for it too (work a loop hands off).
-func (p *part) Go(f func()) {
+func (p *Part) Go(f func()) {
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
@@ -35,10 +36,10 @@ func (p *part) Go(f func()) {
 
 // Stop tells the loop to stop and waits for it and what it handed off.
 // It may be called more than once, and on a part never started.
-func (p *part) Stop() {
+func (p *Part) Stop() {
 	p.stopOnce.Do(func() { close(p.stopC) })
 	p.done.Wait()
 }
 
 // Stopping is closed once Stop was called.
-func (p *part) Stopping() <-chan struct{} { return p.stopC }
+func (p *Part) Stopping() <-chan struct{} { return p.stopC }

@@ -194,7 +194,7 @@ type Server struct {
 	log      *slog.Logger
 
 	// The background parts, in the order Shutdown stops them.
-	sched, handout, campaigns, deliverer *runtime.Part
+	sched, handout, campaigns *runtime.Part
 	// instance names this server among several on one database (id.id).
 	instance string
 	lease    *runtime.Lease
@@ -206,8 +206,8 @@ type Server struct {
 	keeper *conversation.Keeper
 	// runner hands out the campaigns' contacts.
 	runner *campaignRunner
-	// eventsWake wakes the events' deliverer.
-	eventsWake chan struct{}
+	// poster delivers the events out.
+	poster *runtime.Poster
 	// drainedV is the versions of records whose events and tallies this
 	// process drained.
 	drainedV drained
@@ -274,13 +274,16 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		cfg.Heartbeat = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID, timers: runtime.NewTimerQueue(),
-		sched: runtime.NewPart(), handout: runtime.NewPart(), campaigns: runtime.NewPart(), deliverer: runtime.NewPart()}
+		sched: runtime.NewPart(), handout: runtime.NewPart(), campaigns: runtime.NewPart()}
 	s.clock = cfg.Clock
 	s.lease = runtime.NewLease(st, cfg.InstanceID, cfg.Heartbeat, cfg.Logger)
 	s.runner = newCampaignRunner(s)
 	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s},
 		Events: cfg.EventsURL != "", Number: cfg.PhoneNumberID}
-	s.eventsWake = make(chan struct{}, 1)
+	s.poster = runtime.NewPoster()
+	s.poster.Store, s.poster.URL, s.poster.Secret, s.poster.Client = st, cfg.EventsURL, cfg.EventsSecret, cfg.EventsClient
+	s.poster.Clock, s.poster.Log, s.poster.Changed = cfg.Clock, cfg.Logger, s.changed
+	s.poster.Result = func(r string) { s.metrics.events.WithLabelValues(r).Inc() }
 	s.metrics = newMetrics(cfg.MetricsNumber, func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -400,7 +403,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.sched.Start(s.scheduler)
 	s.campaigns.Start(s.runner.loop)
 	if s.cfg.EventsURL != "" {
-		s.deliverer.Start(s.deliverEvents)
+		s.poster.Start()
 	}
 	claimed, err := s.store.Claimed(ctx, s.instance, 10000)
 	if err != nil {
@@ -453,7 +456,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.handout.Stop()
 	left, werr := s.disp.Close(ctx)
 	s.campaigns.Stop()
-	s.deliverer.Stop()
+	s.poster.Stop()
 	s.lease.Stop()
 	s.reportVolatile()
 	if werr != nil {

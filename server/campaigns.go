@@ -54,20 +54,6 @@ const (
 	// quarter second, so that a pause, a slow-down or an instance's
 	// death holds up little.
 	batchTime = 250 * time.Millisecond
-	// lookahead is how early an instance claims the next batch.
-	lookahead = 150 * time.Millisecond
-	// leaseSlack is how long after its end a batch's holder may still be
-	// starting it before another instance takes it over.
-	leaseSlack = 30 * time.Second
-	// slowFloor is the least share of its rate a slowed campaign runs at;
-	// rampEvery is how often, without throughput errors, it climbs back
-	// (by half again).
-	slowFloor = 0.05
-	rampEvery = 10 * time.Second
-	// finishGrace is how long after the last batch was handed out a
-	// campaign whose counts fall short (an instance died before writing
-	// them) is called done all the same.
-	finishGrace = 10 * time.Minute
 )
 
 type campaignRequest struct {
@@ -258,7 +244,7 @@ func (s *Server) createCampaign(c *fiber.Ctx) error {
 		s.log.Error("campaign: recording its reservation; an identical one may be created after a minute", "campaign", cp.ID, "err", err)
 	}
 	s.log.Info("campaign created", "campaign", id, "name", cp.Name, "flow", cp.Flow, "contacts", cp.Total, "rejected", cp.Rejected, "rate", cp.Rate, "daily_limit", cp.DailyLimit)
-	s.runner.wake()
+	s.runner.Wake()
 	return c.Status(fiber.StatusCreated).JSON(createdView(&cp))
 }
 
@@ -399,7 +385,7 @@ func (s *Server) changeCampaign(to store.CampaignState, from ...store.CampaignSt
 		s.log.Info(map[store.CampaignState]string{store.CampaignPaused: "campaign paused: nobody more is started until it is resumed",
 			store.CampaignRunning:   "campaign resumed: its contacts not started yet start at its rate",
 			store.CampaignCancelled: "campaign cancelled: nobody more is started"}[to], "campaign", id)
-		s.runner.changed(id, to)
+		s.runner.Changed(id, to)
 		cp, err := s.store.Campaign(ctx, id)
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowbot/flowbot/campaign"
 	"github.com/flowbot/flowbot/runtime"
 	"io"
 	"log/slog"
@@ -205,7 +206,7 @@ type Server struct {
 	// keeper applies everything that comes in to contacts' records.
 	keeper *conversation.Keeper
 	// runner hands out the campaigns' contacts.
-	runner *campaignRunner
+	runner *campaign.Runner
 	// poster delivers the events out.
 	poster *runtime.Poster
 	// drainedV is the versions of records whose events and tallies this
@@ -277,7 +278,17 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		sched: runtime.NewPart(), handout: runtime.NewPart(), campaigns: runtime.NewPart()}
 	s.clock = cfg.Clock
 	s.lease = runtime.NewLease(st, cfg.InstanceID, cfg.Heartbeat, cfg.Logger)
-	s.runner = newCampaignRunner(s)
+	s.runner = campaign.NewRunner(campaign.Host{Store: st, Now: cfg.Now, Clock: cfg.Clock, Log: cfg.Logger, Instance: cfg.InstanceID,
+		Handout: s.handout, EventsOn: cfg.EventsURL != "", Wait: s.wait, Changed: s.changed, Finished: s.campaignFinished,
+		Counts: s.campaignCounts, Background: func(c string) { s.disp.Background(c) }, HeldUntil: func(now time.Time) time.Time { return s.account.heldUntil(now) },
+		Rate: func(id string, r float64) {
+			if r < 0 {
+				s.metrics.campaignRate.DeleteLabelValues(id)
+				return
+			}
+			s.metrics.campaignRate.WithLabelValues(id).Set(r)
+		},
+		Started: func() { s.metrics.campaignStarts.Inc() }, Slowdown: func() { s.metrics.campaignSlowdowns.Inc() }})
 	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s},
 		Events: cfg.EventsURL != "", Number: cfg.PhoneNumberID}
 	s.poster = runtime.NewPoster()
@@ -401,7 +412,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.refreshAccount(ctx)
 	s.lease.Start()
 	s.sched.Start(s.scheduler)
-	s.campaigns.Start(s.runner.loop)
+	s.campaigns.Start(s.runner.Loop)
 	if s.cfg.EventsURL != "" {
 		s.poster.Start()
 	}

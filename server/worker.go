@@ -467,7 +467,7 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversatio
 		// A campaign's message waits for its turn: however late the store
 		// let its start through, this instance sends the campaign's
 		// messages no faster than the campaign's rate.
-		if o.Campaign != "" && attempt == 0 && !s.runner.sendTurn(ctx, o.Campaign) {
+		if o.Campaign != "" && attempt == 0 && !s.runner.SendTurn(ctx, o.Campaign) {
 			stopErr = ctx.Err()
 			break
 		}
@@ -482,7 +482,7 @@ func (s *Server) sendOutbox(ctx context.Context, contact string, st *conversatio
 		if err != nil && (class == whatsapp.Retryable || cut) {
 			s.metrics.sendError(errorCode(err))
 			if code := errorCode(err); o.Campaign != "" && (code == 130429 || code == 131056) {
-				s.campaigns.Go(func() { s.runner.slowDown(o.Campaign, code) })
+				s.campaigns.Go(func() { s.runner.SlowDown(o.Campaign, code) })
 			}
 			attempt++
 			if !cut && attempt < s.cfg.Retry.Attempts && s.wait(ctx, whatsapp.Backoff(s.cfg.Retry, attempt-1, err)) {

@@ -1,22 +1,72 @@
-package server
+package campaign
 
 import (
 	"context"
 	"errors"
-	"github.com/flowbot/flowbot/runtime"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
 
 	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/runtime"
 	"github.com/flowbot/flowbot/store"
 )
 
-// campaignRunner hands out running campaigns' contacts, batch by batch,
-// and ends a campaign once every contact is counted and every message of
-// it has left the outboxes.
-type campaignRunner struct {
-	s     *Server
+const (
+	// lookahead is how early an instance claims the next batch.
+	lookahead = 150 * time.Millisecond
+	// leaseSlack is how long after its end a batch's holder may still be
+	// starting it before another instance takes it over.
+	leaseSlack = 30 * time.Second
+	// slowFloor is the least share of its rate a slowed campaign runs at;
+	// rampEvery is how often, without throughput errors, it climbs back
+	// (by half again).
+	slowFloor = 0.05
+	rampEvery = 10 * time.Second
+	// finishGrace is how long after the last batch was handed out a
+	// campaign whose counts fall short (an instance died before writing
+	// them) is called done all the same.
+	finishGrace = 10 * time.Minute
+)
+
+// Host is what the runner needs of the server it runs in.
+type Host struct {
+	Store    store.Store
+	Now      func() time.Time
+	Clock    runtime.Clock
+	Log      *slog.Logger
+	Instance string
+	// Handout is the part the batches' starts run under: they stop with
+	// it (the server's first stop, before its workers).
+	Handout *runtime.Part
+	// EventsOn: events out are delivered (a campaign's end is announced).
+	EventsOn bool
+	// Wait waits d on the clock, false when ctx ended first.
+	Wait func(ctx context.Context, d time.Duration) bool
+	// Changed tells the server something moved (tests wait on it).
+	Changed func()
+	// Finished announces a campaign's end (campaign.finished).
+	Finished func(ctx context.Context, c *store.Campaign, n conversation.CampaignCounts) error
+	// Counts reads a campaign's counts (fresh: from the store now).
+	Counts func(ctx context.Context, id string, fresh bool) (conversation.CampaignCounts, error)
+	// Background asks for a contact's work at the lowest priority.
+	Background func(contact string)
+	// HeldUntil is the end of the account's restriction on
+	// business-initiated messages at now (zero: none).
+	HeldUntil func(now time.Time) time.Time
+	// Rate, Started and Slowdown are the metrics: a campaign's current
+	// rate (a negative rate forgets it), starts queued, slow-downs.
+	Rate     func(campaign string, rate float64)
+	Started  func()
+	Slowdown func()
+}
+
+// Runner hands out running campaigns' contacts, batch by batch, and ends
+// a campaign once every contact is counted and every message of it has
+// left the outboxes.
+type Runner struct {
+	h     Host
 	wakeC chan struct{}
 
 	mu    sync.Mutex
@@ -49,31 +99,32 @@ type campaignRun struct {
 	held time.Time
 }
 
-func newCampaignRunner(s *Server) *campaignRunner {
-	return &campaignRunner{s: s, wakeC: make(chan struct{}, 1), known: map[string]*campaignRun{}, turns: map[string]time.Time{}}
+// NewRunner is a runner for the host; Loop runs it.
+func NewRunner(h Host) *Runner {
+	return &Runner{h: h, wakeC: make(chan struct{}, 1), known: map[string]*campaignRun{}, turns: map[string]time.Time{}}
 }
 
-// wake makes the runner look at the campaigns now (one was created).
-func (r *campaignRunner) wake() {
+// Wake makes the runner look at the campaigns now (one was created).
+func (r *Runner) Wake() {
 	select {
 	case r.wakeC <- struct{}{}:
 	default:
 	}
 }
 
-// changed tells the runner of a campaign's new state at once (it would
+// Changed tells the runner of a campaign's new state at once (it would
 // see it at its next listing).
-func (r *campaignRunner) changed(id string, state store.CampaignState) {
+func (r *Runner) Changed(id string, state store.CampaignState) {
 	r.mu.Lock()
 	if k := r.known[id]; k != nil {
 		k.c.State = state
 	}
 	r.mu.Unlock()
-	r.wake()
+	r.Wake()
 }
 
 // state is what this instance knows of a campaign's state.
-func (r *campaignRunner) state(id string) store.CampaignState {
+func (r *Runner) state(id string) store.CampaignState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if k := r.known[id]; k != nil {
@@ -92,9 +143,9 @@ const paceMargin = 0.99
 // campaignTick is how often the runner looks for batches to claim.
 const campaignTick = 50 * time.Millisecond
 
-// loop runs until the runner is stopped; once the hand-out is (the
+// Loop runs until the runner is stopped; once the hand-out is (the
 // server's intake stops first), it only looks for campaigns to end.
-func (r *campaignRunner) loop(stopping <-chan struct{}) {
+func (r *Runner) Loop(stopping <-chan struct{}) {
 	// The runner's periods are counted in its ticks (timers of the
 	// server's clock), not read off the clock: a listing each second.
 	const listEvery = int(time.Second / campaignTick)
@@ -105,7 +156,7 @@ func (r *campaignRunner) loop(stopping <-chan struct{}) {
 			listed = 0
 		}
 		r.claim()
-		tick, stop := runtime.After(r.s.clock, campaignTick)
+		tick, stop := runtime.After(r.h.Clock, campaignTick)
 		select {
 		case <-stopping:
 			stop()
@@ -120,12 +171,12 @@ func (r *campaignRunner) loop(stopping <-chan struct{}) {
 
 // list reads the campaigns from the store: the running ones are worked
 // on, and the others forgotten.
-func (r *campaignRunner) list() {
+func (r *Runner) list() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	list, err := r.s.store.ListCampaigns(ctx)
+	list, err := r.h.Store.ListCampaigns(ctx)
 	if err != nil {
-		r.s.log.Error("listing campaigns", "err", err)
+		r.h.Log.Error("listing campaigns", "err", err)
 		return
 	}
 	defer r.announce(ctx)
@@ -133,7 +184,7 @@ func (r *campaignRunner) list() {
 	defer r.mu.Unlock()
 	seen := map[string]bool{}
 	for _, c := range list {
-		if c.State == store.CampaignDone && !c.Announced && r.s.cfg.EventsURL != "" && r.s.cfg.Now().Sub(c.FinishedAt) < EventRetention {
+		if c.State == store.CampaignDone && !c.Announced && r.h.EventsOn && r.h.Now().Sub(c.FinishedAt) < runtime.EventRetention {
 			// Marked done, and the instance died before announcing it.
 			r.unannounced = append(r.unannounced, c)
 		}
@@ -143,7 +194,7 @@ func (r *campaignRunner) list() {
 				if len(k.running) == 0 {
 					delete(r.known, c.ID)
 					delete(r.turns, c.ID)
-					r.s.metrics.campaignRate.DeleteLabelValues(c.ID)
+					r.h.Rate(c.ID, -1)
 				}
 			}
 			continue
@@ -157,7 +208,7 @@ func (r *campaignRunner) list() {
 			r.known[c.ID] = k
 		}
 		k.c = c
-		r.s.metrics.campaignRate.WithLabelValues(c.ID).Set(float64(c.Rate) * c.Factor)
+		r.h.Rate(c.ID, float64(c.Rate)*c.Factor)
 	}
 	for id, k := range r.known {
 		if !seen[id] && len(k.running) == 0 && k.c.State == store.CampaignRunning {
@@ -168,16 +219,16 @@ func (r *campaignRunner) list() {
 
 // announce queues the campaign.finished of campaigns marked done whose
 // end was not announced (the same id again: the queue drops a repeat).
-func (r *campaignRunner) announce(ctx context.Context) {
+func (r *Runner) announce(ctx context.Context) {
 	list := r.unannounced
 	r.unannounced = nil
 	for _, c := range list {
-		n, err := r.s.campaignCounts(ctx, c.ID, true)
+		n, err := r.h.Counts(ctx, c.ID, true)
 		if err == nil {
-			err = r.s.campaignFinished(ctx, &c, n)
+			err = r.h.Finished(ctx, &c, n)
 		}
 		if err != nil {
-			r.s.log.Error("campaign: announcing its end; tried again at the next listing", "campaign", c.ID, "err", err)
+			r.h.Log.Error("campaign: announcing its end; tried again at the next listing", "campaign", c.ID, "err", err)
 		}
 	}
 }
@@ -185,7 +236,7 @@ func (r *campaignRunner) announce(ctx context.Context) {
 // claim claims the next batch of every running campaign whose turn has
 // come, and now and then takes over batches a dead instance left, and
 // ends campaigns whose contacts are all handed out.
-func (r *campaignRunner) claim() {
+func (r *Runner) claim() {
 	r.mu.Lock()
 	runs := make([]*campaignRun, 0, len(r.known))
 	for _, k := range r.known {
@@ -198,14 +249,14 @@ func (r *campaignRunner) claim() {
 	defer cancel()
 	handingOut := true
 	select {
-	case <-r.s.handout.Stopping():
+	case <-r.h.Handout.Stopping():
 		handingOut = false // shutting down: only campaigns to end are looked at
 	default:
 	}
 	for _, k := range runs {
 		if handingOut {
 			if err := r.claimNext(ctx, k); err != nil {
-				r.s.log.Error("campaign: claiming a batch", "campaign", k.c.ID, "err", err)
+				r.h.Log.Error("campaign: claiming a batch", "campaign", k.c.ID, "err", err)
 			}
 		}
 		// Every five seconds while contacts are handed out; each second once
@@ -218,7 +269,7 @@ func (r *campaignRunner) claim() {
 		if k.checked++; k.checked >= every {
 			k.checked = 0
 			if err := r.checkOpen(ctx, k, handingOut); err != nil {
-				r.s.log.Error("campaign: looking at its open batches", "campaign", k.c.ID, "err", err)
+				r.h.Log.Error("campaign: looking at its open batches", "campaign", k.c.ID, "err", err)
 			}
 		}
 	}
@@ -226,32 +277,32 @@ func (r *campaignRunner) claim() {
 
 // pace is the campaign's current share of its rate: after a slow-down it
 // climbs back by half again each rampEvery without throughput errors.
-func (r *campaignRunner) pace(ctx context.Context, k *campaignRun, c store.Campaign, now time.Time) float64 {
+func (r *Runner) pace(ctx context.Context, k *campaignRun, c store.Campaign, now time.Time) float64 {
 	f := c.Factor
 	if f <= 0 {
 		f = 1
 	}
 	if f < 1 && now.Sub(c.SlowedAt) >= rampEvery {
 		up := store.Pace{Factor: min(1, f*1.5), SlowedAt: now}
-		switch err := r.s.store.SetPace(ctx, c.ID, c.Pace(), up); {
+		switch err := r.h.Store.SetPace(ctx, c.ID, c.Pace(), up); {
 		case err == nil:
 			r.mu.Lock()
 			k.c.Factor, k.c.SlowedAt = up.Factor, up.SlowedAt
 			r.mu.Unlock()
-			r.s.log.Info("campaign: speeding up again", "campaign", c.ID, "rate", float64(c.Rate)*up.Factor)
+			r.h.Log.Info("campaign: speeding up again", "campaign", c.ID, "rate", float64(c.Rate)*up.Factor)
 			return up.Factor
 		case errors.Is(err, store.ErrConflict):
 			// Another instance changed the pace since it was read: the next
 			// listing brings it here.
 		default:
-			r.s.log.Error("campaign: speeding up again", "campaign", c.ID, "err", err)
+			r.h.Log.Error("campaign: speeding up again", "campaign", c.ID, "err", err)
 		}
 	}
 	return f
 }
 
 // snapshot is a copy of what the runner knows of a campaign.
-func (r *campaignRunner) snapshot(k *campaignRun) store.Campaign {
+func (r *Runner) snapshot(k *campaignRun) store.Campaign {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return k.c
@@ -260,26 +311,26 @@ func (r *campaignRunner) snapshot(k *campaignRun) store.Campaign {
 // claimNext claims the campaign's next batch when its start is near: it
 // starts where the last one ends (or now), and no sooner than 24 hours
 // after the contacts a daily limit counts against it started.
-func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
+func (r *Runner) claimNext(ctx context.Context, k *campaignRun) error {
 	snap := r.snapshot(k)
 	c := &snap
-	now := r.s.cfg.Now()
+	now := r.h.Now()
 	if now.Before(k.notBefore) {
 		return nil
 	}
-	if until := r.s.account.heldUntil(now); !until.IsZero() {
+	if until := r.h.HeldUntil(now); !until.IsZero() {
 		// The account may not start conversations: nobody is started
 		// until the restriction ends (looked at again every 10 seconds).
 		if !k.held.Equal(until) {
 			k.held = until
-			r.s.log.Warn("campaign: held, WhatsApp restricted the account from business-initiated messages", "campaign", c.ID, "until", until)
+			r.h.Log.Warn("campaign: held, WhatsApp restricted the account from business-initiated messages", "campaign", c.ID, "until", until)
 		}
 		k.notBefore = now.Add(min(until.Sub(now), 10*time.Second))
 		return nil
 	}
 	k.held = time.Time{}
 	if !k.looked {
-		last, err := r.s.store.LastBatch(ctx, c.ID)
+		last, err := r.h.Store.LastBatch(ctx, c.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -302,7 +353,7 @@ func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
 		from, to := c.Range(n)
 		if c.DailyLimit > 0 && to-1-c.DailyLimit >= 0 {
 			m := (to - 1 - c.DailyLimit) / c.Batch
-			earlier, err := r.s.store.Batch(ctx, c.ID, m)
+			earlier, err := r.h.Store.Batch(ctx, c.ID, m)
 			if err != nil {
 				return err
 			}
@@ -310,17 +361,17 @@ func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
 				start = free
 				if start.Sub(now) > lookahead {
 					k.notBefore = start.Add(-lookahead)
-					r.s.log.Info("campaign: the daily limit is reached; the next contacts start once the earliest counted left the last 24 hours", "campaign", c.ID, "daily_limit", c.DailyLimit, "next_at", start)
+					r.h.Log.Info("campaign: the daily limit is reached; the next contacts start once the earliest counted left the last 24 hours", "campaign", c.ID, "daily_limit", c.DailyLimit, "next_at", start)
 					return nil
 				}
 			}
 		}
 		rate := float64(c.Rate) * r.pace(ctx, k, snap, now) * paceMargin
 		dur := time.Duration(float64(to-from) / rate * float64(time.Second))
-		b := store.CampaignBatch{Campaign: c.ID, N: n, Start: start, End: start.Add(dur), By: r.s.instance, Until: start.Add(dur + leaseSlack)}
-		err := r.s.store.ClaimBatch(ctx, b)
+		b := store.CampaignBatch{Campaign: c.ID, N: n, Start: start, End: start.Add(dur), By: r.h.Instance, Until: start.Add(dur + leaseSlack)}
+		err := r.h.Store.ClaimBatch(ctx, b)
 		if errors.Is(err, store.ErrConflict) {
-			got, err := r.s.store.Batch(ctx, c.ID, n)
+			got, err := r.h.Store.Batch(ctx, c.ID, n)
 			if err != nil {
 				return err
 			}
@@ -332,8 +383,8 @@ func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
 		}
 		k.last = &b
 		if n == c.Batches()-1 {
-			if err := r.s.store.UpdateCampaign(ctx, c.ID, nil, store.CampaignUpdate{HandedOut: now}); err != nil {
-				r.s.log.Error("campaign: recording that every contact is handed out", "campaign", c.ID, "err", err)
+			if err := r.h.Store.UpdateCampaign(ctx, c.ID, nil, store.CampaignUpdate{HandedOut: now}); err != nil {
+				r.h.Log.Error("campaign: recording that every contact is handed out", "campaign", c.ID, "err", err)
 			}
 			r.mu.Lock()
 			k.c.HandedOut = now
@@ -348,10 +399,10 @@ func (r *campaignRunner) claimNext(ctx context.Context, k *campaignRun) error {
 // checkOpen takes over the batches whose holder died (their lease
 // lapsed), and ends the campaign once every batch is done and its
 // contacts are counted.
-func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver bool) error {
+func (r *Runner) checkOpen(ctx context.Context, k *campaignRun, takeOver bool) error {
 	c := r.snapshot(k)
-	now := r.s.cfg.Now()
-	open, err := r.s.store.OpenBatches(ctx, c.ID)
+	now := r.h.Now()
+	open, err := r.h.Store.OpenBatches(ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -363,14 +414,14 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver
 		// being started by this id's process before a crash (its
 		// heartbeat lapsed before this one took the id): taken back at
 		// once. Another's waits for its lease.
-		ours := b.By == r.s.instance
+		ours := b.By == r.h.Instance
 		if mine || !takeOver || now.Before(b.Until) && !ours {
 			continue
 		}
 		was := b
 		dur := b.End.Sub(b.Start)
-		b.Start, b.End, b.By, b.Until = now, now.Add(dur), r.s.instance, now.Add(dur+leaseSlack)
-		err := r.s.store.UpdateBatch(ctx, was, b)
+		b.Start, b.End, b.By, b.Until = now, now.Add(dur), r.h.Instance, now.Add(dur+leaseSlack)
+		err := r.h.Store.UpdateBatch(ctx, was, b)
 		if errors.Is(err, store.ErrConflict) {
 			continue // another instance took it over first, or it ended
 		}
@@ -379,16 +430,16 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver
 		}
 		if was.Until.Before(was.End) {
 			// Its lease was ended early: a pause stopped it.
-			r.s.log.Info("campaign: going on with the contacts a pause left", "campaign", c.ID, "batch", b.N)
+			r.h.Log.Info("campaign: going on with the contacts a pause left", "campaign", c.ID, "batch", b.N)
 		} else {
-			r.s.log.Warn("campaign: took over a batch its instance did not finish (starts it already queued are not queued again)", "campaign", c.ID, "batch", b.N, "by", was.By)
+			r.h.Log.Warn("campaign: took over a batch its instance did not finish (starts it already queued are not queued again)", "campaign", c.ID, "batch", b.N, "by", was.By)
 		}
 		r.start(k, c, b)
 	}
 	if len(open) > 0 || c.HandedOut.IsZero() {
 		return nil
 	}
-	n, err := r.s.campaignCounts(ctx, c.ID, false)
+	n, err := r.h.Counts(ctx, c.ID, false)
 	if err != nil {
 		return err
 	}
@@ -397,7 +448,7 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver
 	if !complete && now.Sub(c.HandedOut) < finishGrace {
 		return nil
 	}
-	err = r.s.store.UpdateCampaign(ctx, c.ID, []store.CampaignState{store.CampaignRunning}, store.CampaignUpdate{State: store.CampaignDone, FinishedAt: now})
+	err = r.h.Store.UpdateCampaign(ctx, c.ID, []store.CampaignState{store.CampaignRunning}, store.CampaignUpdate{State: store.CampaignDone, FinishedAt: now})
 	var ws *store.ErrWrongState
 	if errors.As(err, &ws) {
 		return nil // paused, cancelled, or ended by another instance
@@ -406,30 +457,30 @@ func (r *campaignRunner) checkOpen(ctx context.Context, k *campaignRun, takeOver
 		return err
 	}
 	if !complete {
-		r.s.log.Warn("campaign: done, with contacts or messages unaccounted for after the grace period", "campaign", c.ID, "total", c.Total, "counted", counted, "messages_unsent", n.Outbox, "grace", finishGrace)
+		r.h.Log.Warn("campaign: done, with contacts or messages unaccounted for after the grace period", "campaign", c.ID, "total", c.Total, "counted", counted, "messages_unsent", n.Outbox, "grace", finishGrace)
 	}
-	r.s.log.Info("campaign done", "campaign", c.ID, "name", c.Name, "total", c.Total, "started", n.Started, "skipped", n.Skipped(), "sent", n.Sent, "failed", n.Failed)
-	r.changed(c.ID, store.CampaignDone)
+	r.h.Log.Info("campaign done", "campaign", c.ID, "name", c.Name, "total", c.Total, "started", n.Started, "skipped", n.Skipped(), "sent", n.Sent, "failed", n.Failed)
+	r.Changed(c.ID, store.CampaignDone)
 	c.State, c.FinishedAt = store.CampaignDone, now
-	if err := r.s.campaignFinished(ctx, &c, n); err != nil {
-		r.s.log.Error("campaign: announcing its end; announced again at the next listing", "campaign", c.ID, "err", err)
+	if err := r.h.Finished(ctx, &c, n); err != nil {
+		r.h.Log.Error("campaign: announcing its end; announced again at the next listing", "campaign", c.ID, "err", err)
 	}
-	r.s.changed()
+	r.h.Changed()
 	return nil
 }
 
 // start starts a batch's contacts, each at its slot (a part of the
 // hand-out: stopping it stops the batch).
-func (r *campaignRunner) start(k *campaignRun, c store.Campaign, b store.CampaignBatch) {
+func (r *Runner) start(k *campaignRun, c store.Campaign, b store.CampaignBatch) {
 	select {
-	case <-r.s.handout.Stopping():
+	case <-r.h.Handout.Stopping():
 		return // the lease lapses, and another instance takes the batch over
 	default:
 	}
 	r.mu.Lock()
 	k.running[b.N] = true
 	r.mu.Unlock()
-	r.s.handout.Go(func() {
+	r.h.Handout.Go(func() {
 		defer func() {
 			r.mu.Lock()
 			delete(k.running, b.N)
@@ -437,9 +488,9 @@ func (r *campaignRunner) start(k *campaignRun, c store.Campaign, b store.Campaig
 		}()
 		switch err := r.runBatch(c, b); {
 		case errors.Is(err, errCampaignStopped):
-			r.s.log.Info("campaign: paused or cancelled; its contacts not started yet wait", "campaign", c.ID, "batch", b.N)
+			r.h.Log.Info("campaign: paused or cancelled; its contacts not started yet wait", "campaign", c.ID, "batch", b.N)
 		case err != nil:
-			r.s.log.Warn("campaign: a batch stopped; it is taken over once its lease lapses", "campaign", c.ID, "batch", b.N, "err", err)
+			r.h.Log.Warn("campaign: a batch stopped; it is taken over once its lease lapses", "campaign", c.ID, "batch", b.N, "err", err)
 		}
 	})
 }
@@ -454,12 +505,12 @@ const startsInFlight = 64
 
 // runBatch queues each of the batch's contacts' start at its slot, then
 // marks the batch done.
-func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error {
+func (r *Runner) runBatch(c store.Campaign, b store.CampaignBatch) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
-		case <-r.s.handout.Stopping():
+		case <-r.h.Handout.Stopping():
 			cancel()
 		case <-ctx.Done():
 		}
@@ -481,8 +532,8 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 	}
 	for i, ct := range contacts {
 		slot := b.Start.Add(span * time.Duration(i) / time.Duration(size))
-		if d := slot.Sub(r.s.cfg.Now()); d > 0 {
-			done, stop := runtime.After(r.s.clock, d)
+		if d := slot.Sub(r.h.Now()); d > 0 {
+			done, stop := runtime.After(r.h.Clock, d)
 			select {
 			case <-ctx.Done():
 				stop()
@@ -496,9 +547,9 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 			// (what was queued is not queued again).
 			err := stopped(errCampaignStopped)
 			ended := b
-			ended.Until = r.s.cfg.Now()
-			if uerr := r.s.store.UpdateBatch(ctx, b, ended); uerr != nil {
-				r.s.log.Error("campaign: ending the lease of a stopped batch", "campaign", c.ID, "batch", b.N, "err", uerr)
+			ended.Until = r.h.Now()
+			if uerr := r.h.Store.UpdateBatch(ctx, b, ended); uerr != nil {
+				r.h.Log.Error("campaign: ending the lease of a stopped batch", "campaign", c.ID, "batch", b.N, "err", uerr)
 			}
 			return err
 		}
@@ -523,8 +574,8 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 		return failed // the batch stays open: it is taken over, and what was queued is not queued again
 	}
 	done := b
-	done.Done, done.Until = true, r.s.cfg.Now()
-	err = r.s.store.UpdateBatch(ctx, b, done)
+	done.Done, done.Until = true, r.h.Now()
+	err = r.h.Store.UpdateBatch(ctx, b, done)
 	if errors.Is(err, store.ErrConflict) {
 		return errors.New("the batch was taken over by another instance before it was done here (its starts are queued once all the same)")
 	}
@@ -533,23 +584,23 @@ func (r *campaignRunner) runBatch(c store.Campaign, b store.CampaignBatch) error
 
 // queueStart queues one contact's start, once: a key seen before is
 // dropped by the queue.
-func (r *campaignRunner) queueStart(ctx context.Context, c store.Campaign, ct store.AudienceContact) error {
-	now := r.s.cfg.Now()
+func (r *Runner) queueStart(ctx context.Context, c store.Campaign, ct store.AudienceContact) error {
+	now := r.h.Now()
 	it := conversation.Item{Key: "camp:" + c.ID + ":" + ct.ID, Contact: ct.ID, Kind: conversation.ItemCommand, Timestamp: now, Received: now,
 		Command: &conversation.Command{Kind: conversation.CommandStart, Flow: c.Flow, Vars: ct.Vars, Name: ct.Name, Language: ct.Language, Campaign: c.ID}}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		var fresh []conversation.Item
-		fresh, err = r.s.store.Enqueue(ctx, []conversation.Item{it})
+		fresh, err = r.h.Store.Enqueue(ctx, []conversation.Item{it})
 		if err == nil {
 			if len(fresh) > 0 {
-				r.s.metrics.campaignStarts.Inc()
-				r.s.disp.Background(ct.ID)
-				r.s.changed()
+				r.h.Started()
+				r.h.Background(ct.ID)
+				r.h.Changed()
 			}
 			return nil
 		}
-		if !r.s.wait(ctx, time.Duration(attempt+1)*100*time.Millisecond) {
+		if !r.h.Wait(ctx, time.Duration(attempt+1)*100*time.Millisecond) {
 			break
 		}
 	}
@@ -557,10 +608,10 @@ func (r *campaignRunner) queueStart(ctx context.Context, c store.Campaign, ct st
 }
 
 // audience reads the contacts from, up to to, from their pages.
-func (r *campaignRunner) audience(ctx context.Context, id string, from, to int) ([]store.AudienceContact, error) {
+func (r *Runner) audience(ctx context.Context, id string, from, to int) ([]store.AudienceContact, error) {
 	var out []store.AudienceContact
 	for p := from / store.AudiencePage; p <= (to-1)/store.AudiencePage; p++ {
-		page, err := r.s.store.Audience(ctx, id, p)
+		page, err := r.h.Store.Audience(ctx, id, p)
 		if err != nil {
 			return nil, err
 		}
@@ -572,13 +623,13 @@ func (r *campaignRunner) audience(ctx context.Context, id string, from, to int) 
 	return out, nil
 }
 
-// sendTurn waits for the campaign's next turn to send from this
+// SendTurn waits for the campaign's next turn to send from this
 // instance: the starts are handed out at the campaign's pace, but a store
 // that holds the workers' writes up (a slow disk, a failover) lets them
 // through in bursts, and WhatsApp counts the sends. A campaign this
 // instance does not know of (not running here) does not wait. False when
 // ctx ended first.
-func (r *campaignRunner) sendTurn(ctx context.Context, campaign string) bool {
+func (r *Runner) SendTurn(ctx context.Context, campaign string) bool {
 	r.mu.Lock()
 	k := r.known[campaign]
 	if k == nil || k.c.Rate <= 0 {
@@ -590,7 +641,7 @@ func (r *campaignRunner) sendTurn(ctx context.Context, campaign string) bool {
 		factor = 1
 	}
 	interval := time.Duration(float64(time.Second) / (float64(k.c.Rate) * factor * paceMargin))
-	now := r.s.cfg.Now()
+	now := r.h.Now()
 	turn := r.turns[campaign]
 	if turn.Before(now) {
 		turn = now
@@ -598,32 +649,32 @@ func (r *campaignRunner) sendTurn(ctx context.Context, campaign string) bool {
 	r.turns[campaign] = turn.Add(interval)
 	r.mu.Unlock()
 	if d := turn.Sub(now); d > 0 {
-		return r.s.wait(ctx, d)
+		return r.h.Wait(ctx, d)
 	}
 	return true
 }
 
-// slowDown halves a campaign's pace after WhatsApp answered a
+// SlowDown halves a campaign's pace after WhatsApp answered a
 // throughput error (130429, 131056), at most once every two seconds
 // (one burst of errors is one signal).
-func (r *campaignRunner) slowDown(id string, code int) {
+func (r *Runner) SlowDown(id string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := r.s.store.Campaign(ctx, id)
+	c, err := r.h.Store.Campaign(ctx, id)
 	if err != nil || c.State != store.CampaignRunning {
 		return
 	}
-	now := r.s.cfg.Now()
+	now := r.h.Now()
 	if now.Sub(c.SlowedAt) < 2*time.Second {
 		return
 	}
 	f := max(slowFloor, c.Factor/2)
-	err = r.s.store.SetPace(ctx, id, c.Pace(), store.Pace{Factor: f, SlowedAt: now})
+	err = r.h.Store.SetPace(ctx, id, c.Pace(), store.Pace{Factor: f, SlowedAt: now})
 	if errors.Is(err, store.ErrConflict) {
 		return // another instance slowed it down meanwhile: one burst is one signal
 	}
 	if err != nil {
-		r.s.log.Error("campaign: slowing down", "campaign", id, "err", err)
+		r.h.Log.Error("campaign: slowing down", "campaign", id, "err", err)
 		return
 	}
 	r.mu.Lock()
@@ -631,6 +682,6 @@ func (r *campaignRunner) slowDown(id string, code int) {
 		k.c.Factor, k.c.SlowedAt = f, now
 	}
 	r.mu.Unlock()
-	r.s.metrics.campaignSlowdowns.Inc()
-	r.s.log.Warn("campaign: WhatsApp's throughput limit answered; slowing down", "campaign", id, "code", code, "rate", float64(c.Rate)*f)
+	r.h.Slowdown()
+	r.h.Log.Warn("campaign: WhatsApp's throughput limit answered; slowing down", "campaign", id, "code", code, "rate", float64(c.Rate)*f)
 }

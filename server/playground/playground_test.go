@@ -43,6 +43,21 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// serve serves the playground on a loopback port until the test ends,
+// and returns its URL.
+func serve(t *testing.T, pg *playground.Playground) string {
+	t.Helper()
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	pg.Mount(app, "/playground")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Listener(ln)
+	t.Cleanup(func() { app.Shutdown() })
+	return "http://" + ln.Addr().String() + "/playground"
+}
+
 // browser starts headless Chromium for a test; it stops with the test.
 func browser(t *testing.T, exe string) context.Context {
 	t.Helper()
@@ -79,15 +94,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	pg.Mount(app, "/playground")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go app.Listener(ln)
-	defer app.Shutdown()
-	url := "http://" + ln.Addr().String() + "/playground"
+	url := serve(t, pg)
 
 	ctx := browser(t, exe)
 	shot := func(name string) chromedp.Action {

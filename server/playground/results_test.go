@@ -2,13 +2,11 @@ package playground_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/gofiber/fiber/v2"
 
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
@@ -49,15 +47,7 @@ func TestResultsInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	pg.Mount(app, "/playground")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go app.Listener(ln)
-	defer app.Shutdown()
-	base := "http://" + ln.Addr().String() + "/playground"
+	base := serve(t, pg)
 
 	ctx := browser(t, exe)
 	shot := func(string) chromedp.Action { return chromedp.ActionFunc(func(context.Context) error { return nil }) }

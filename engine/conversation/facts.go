@@ -42,8 +42,8 @@ type FlowCounts struct {
 	// Cost is confirmed by WhatsApp's pricing; CostEstimated was accepted
 	// and is not confirmed yet (negative when a later status settled an
 	// estimate counted before).
-	Cost          CostCounts `json:"cost" bson:"cost"`
-	CostEstimated CostCounts `json:"cost_estimated" bson:"cost_estimated"`
+	Cost          CostCounts `json:"cost,omitzero" bson:"cost,omitempty"`
+	CostEstimated CostCounts `json:"cost_estimated,omitzero" bson:"cost_estimated,omitempty"`
 	// LLMCalls, LLMTokens and LLMCost are the flow's model calls
 	// (classify, extract), their tokens and what they cost.
 	LLMCalls  int64   `json:"llm_calls,omitempty" bson:"llm_calls,omitempty"`

@@ -259,9 +259,13 @@ func (s *Store) SetPace(_ context.Context, id string, was, to store.Pace) (err e
 }
 
 // DrainTallies implements store.Campaigns.
-func (s *Store) DrainTallies(_ context.Context, contact string, tallies []conversation.TallyOut) (err error) {
+// What it counts is durable before any later change that waits (the
+// record's next write, the ack of the updates that caused it), so it does
+// not wait itself: a crash before then leaves the tallies in the record,
+// drained again on its next load.
+func (s *Store) DrainTallies(_ context.Context, contact string, tallies []conversation.TallyOut) error {
 	s.mu.Lock()
-	defer s.end(&err)
+	defer s.endLater()
 	s.camps.init()
 	for _, t := range tallies {
 		for _, c := range t.Campaigns {

@@ -94,7 +94,16 @@ func (s *Store) mark(bucket, key string) {
 // encoded and handed over under the lock (in the order made), and the
 // method waits for them to be durable after it, setting *err when they
 // could not be made so.
-func (s *Store) end(err *error) {
+func (s *Store) end(err *error) { s.finish(err, true) }
+
+// endLater ends a method whose changes need not be durable when it
+// returns: they are handed over in order, so that they are durable before
+// any later method's that waits (a drain's counts, before the write that
+// lets their record forget them, or the queue's ack of the updates that
+// caused them). A write that fails fails every later one.
+func (s *Store) endLater() { s.finish(nil, false) }
+
+func (s *Store) finish(err *error, waitDurable bool) {
 	var wait func() error
 	if len(s.dirty) > 0 || len(s.direct) > 0 {
 		changes := make([]Change, 0, len(s.dirty)+len(s.direct))
@@ -116,7 +125,7 @@ func (s *Store) end(err *error) {
 		wait = s.persist.Commit(changes)
 	}
 	s.mu.Unlock()
-	if wait != nil {
+	if wait != nil && waitDurable {
 		if werr := wait(); werr != nil && *err == nil {
 			*err = werr
 		}

@@ -65,7 +65,7 @@ const (
 	BucketAudience  = "audience" // campaign \x00 page
 	BucketBatches   = "batches"  // campaign \x00 n
 	BucketTallies   = "tallies"  // store.TallyKey
-	BucketFacts     = "facts"    // store.FactKey
+	BucketFacts     = "facts"    // a contact's mark, an hour's sums (facts.go)
 	BucketEvents    = "events"
 	BucketEventDone = "events_done"
 )
@@ -220,9 +220,11 @@ func (s *Store) value(bucket, key string) ([]byte, error) {
 			}
 		}
 	case BucketFacts:
-		if e, ok := s.facts.seen[key]; ok {
-			v = e
+		fv, err := s.factValue(key)
+		if err != nil {
+			return nil, err
 		}
+		v = fv
 	case BucketEvents:
 		if e, ok := s.events.pending[key]; ok {
 			v = e
@@ -348,11 +350,9 @@ func (s *Store) Restore(bucket, key string, value []byte) error {
 			l.sum.Add(t.Counts)
 		}
 	case BucketFacts:
-		var e factEntry
-		if err := dec(&e); err != nil {
-			return err
+		if err := s.restoreFact(key, value); err != nil {
+			return fmt.Errorf("restoring %s/%q: %w", bucket, key, err)
 		}
-		s.facts.add(key, e)
 	case BucketEvents:
 		e := new(store.OutEvent)
 		if err := dec(e); err != nil {

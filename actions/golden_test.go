@@ -17,7 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/flowbot/flowbot/actions"
-	"github.com/flowbot/flowbot/engine/dryrun"
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
 

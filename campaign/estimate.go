@@ -6,8 +6,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
 

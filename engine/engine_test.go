@@ -10,8 +10,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
 

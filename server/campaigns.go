@@ -24,6 +24,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/runtime"
 	"github.com/flowbot/flowbot/store"
 )
 
@@ -257,7 +258,7 @@ func (s *Server) reserveCampaign(ctx context.Context, key, fp string, reservedAt
 	for {
 		prior, err := s.store.Reserve(ctx, key, fp, reservedAt)
 		if errors.Is(err, store.ErrInProgress) && s.cfg.Now().Before(deadline) {
-			if !s.wait(ctx, 50*time.Millisecond) {
+			if !runtime.Wait(ctx, s.clock, 50*time.Millisecond) {
 				return nil, ctx.Err()
 			}
 			continue

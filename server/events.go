@@ -25,25 +25,6 @@ const EventRetention = runtime.EventRetention
 // (runtime.SignEvent).
 func SignEvent(secret string, body []byte) string { return runtime.SignEvent(secret, body) }
 
-// eventKey is the key a contact's events are ordered under.
-func eventKey(contact string) string { return "contact:" + contact }
-
-// queueEvents puts the record's events in the store's queue.
-func (s *Server) queueEvents(ctx context.Context, contact string, evs []conversation.EventOut) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	out := make([]store.OutEvent, len(evs))
-	for i, e := range evs {
-		out[i] = store.OutEvent{ID: e.ID, Key: eventKey(contact), Order: e.Order, Type: e.Type, At: e.At, Body: e.Body, NextAt: e.At}
-	}
-	if err := s.store.PutEvents(ctx, out); err != nil {
-		return err
-	}
-	s.wakeEvents()
-	return nil
-}
-
 func (s *Server) wakeEvents() { s.poster.Wake() }
 
 // campaignFinishedID is the id of a campaign's campaign.finished: one

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
 

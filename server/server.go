@@ -75,18 +75,12 @@ func limitBodies(app *fiber.App, apiToken string, maxUpload int) {
 	}
 }
 
-// Sender hands an outbound message to WhatsApp, trying once, and returns
-// its WhatsApp message id. Errors are classified with whatsapp.ClassOf;
-// the server retries the retryable ones (Config.Retry).
-type Sender interface {
-	Send(ctx context.Context, o engine.Outbound) (string, error)
-}
+// Sender hands an outbound message to WhatsApp, trying once
+// (runtime.Sender).
+type Sender = runtime.Sender
 
-// ReadMarker marks an inbound message read, with the typing indicator
-// when typing is true; senders that can, do.
-type ReadMarker interface {
-	MarkRead(ctx context.Context, wamid string, typing bool) error
-}
+// ReadMarker marks an inbound message read (runtime.ReadMarker).
+type ReadMarker = runtime.ReadMarker
 
 // Config configures a server.
 type Config struct {
@@ -191,8 +185,10 @@ type Server struct {
 	app      *fiber.App
 	metrics  *metrics
 	disp     *runtime.Dispatcher
-	timers   *runtime.TimerQueue
-	log      *slog.Logger
+	// worker does each contact's work (the round, the sends, the drain)
+	// and runs the scheduler.
+	worker *runtime.Worker
+	log    *slog.Logger
 
 	// The background parts, in the order Shutdown stops them.
 	sched, handout, campaigns *runtime.Part
@@ -201,17 +197,12 @@ type Server struct {
 	lease    *runtime.Lease
 	waiters  commandWaiters
 	clock    Clock
-	// pending counts the retries scheduled (later).
-	pending pendingCount
 	// keeper applies everything that comes in to contacts' records.
 	keeper *conversation.Keeper
 	// runner hands out the campaigns' contacts.
 	runner *campaign.Runner
 	// poster delivers the events out.
 	poster *runtime.Poster
-	// drainedV is the versions of records whose events and tallies this
-	// process drained.
-	drainedV drained
 	// countsC holds campaigns' counts as last read.
 	countsC countsCache
 	// uploads holds a place for each audience being read.
@@ -274,12 +265,12 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
-	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID, timers: runtime.NewTimerQueue(),
+	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID,
 		sched: runtime.NewPart(), handout: runtime.NewPart(), campaigns: runtime.NewPart()}
 	s.clock = cfg.Clock
 	s.lease = runtime.NewLease(st, cfg.InstanceID, cfg.Heartbeat, cfg.Logger)
 	s.runner = campaign.NewRunner(campaign.Host{Store: st, Now: cfg.Now, Clock: cfg.Clock, Log: cfg.Logger, Instance: cfg.InstanceID,
-		Handout: s.handout, EventsOn: cfg.EventsURL != "", Wait: s.wait, Changed: s.changed, Finished: s.campaignFinished,
+		Handout: s.handout, EventsOn: cfg.EventsURL != "", Wait: func(ctx context.Context, d time.Duration) bool { return runtime.Wait(ctx, cfg.Clock, d) }, Changed: s.changed, Finished: s.campaignFinished,
 		Counts: s.campaignCounts, Background: func(c string) { s.disp.Background(c) }, HeldUntil: func(now time.Time) time.Time { return s.account.heldUntil(now) },
 		Rate: func(id string, r float64) {
 			if r < 0 {
@@ -308,7 +299,8 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	if d, ok := sender.(*DevOutbox); ok {
 		s.dev = d
 	}
-	s.disp = runtime.NewDispatcher(cfg.Workers, cfg.Settle, s.work, s.metrics.actors, cfg.Clock)
+	s.worker = s.newWorker()
+	s.disp = runtime.NewDispatcher(cfg.Workers, cfg.Settle, s.worker.Work, s.metrics.actors, cfg.Clock)
 	s.disp.Idle = s.changed
 	s.uploads = make(chan struct{}, cfg.Uploads)
 	s.app = fiber.New(fiber.Config{
@@ -411,7 +403,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.refreshTemplates(ctx)
 	s.refreshAccount(ctx)
 	s.lease.Start()
-	s.sched.Start(s.scheduler)
+	s.sched.Start(s.worker.Scheduler)
 	s.campaigns.Start(s.runner.Loop)
 	if s.cfg.EventsURL != "" {
 		s.poster.Start()
@@ -688,7 +680,7 @@ func (s *Server) Health(ctx context.Context) (fiber.Map, bool) {
 	}
 	queued, _ := s.store.Depth(ctx)
 	return fiber.Map{"status": "ok", "store": s.store.Name(), "instance": s.instance,
-		"work_in_hand": fiber.Map{"contacts": s.disp.Busy(), "retries": s.pending.Load(), "queued": queued}}, true
+		"work_in_hand": fiber.Map{"contacts": s.disp.Busy(), "retries": s.worker.Pending(), "queued": queued}}, true
 }
 
 // Handler serves one HTTP request with the server's routes (a front

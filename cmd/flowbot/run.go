@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/llm"
 	"github.com/flowbot/flowbot/server/playground"

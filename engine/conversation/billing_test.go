@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
-	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
 

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
-	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/store/memory"
 )

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
-	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
 

@@ -1,7 +1,7 @@
 // Package playground is the web playground: chat with a bot in a
 // phone-like page on a virtual clock, watch the trace, the variables, the
 // cost and the diagram with the current step, and edit the YAML with lint
-// errors at their lines. Every chat runs through engine/dryrun and every
+// errors at their lines. Every chat runs through dryrun and every
 // edit through the flows loader: the same code as `flowbot run` and
 // `flowbot test`, not a second implementation. The page's assets are
 // embedded; Mermaid comes from npm (web/), pinned.
@@ -33,8 +33,8 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 
 	"github.com/flowbot/flowbot/actions"
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/engine/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
 

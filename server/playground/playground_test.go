@@ -14,7 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/flowbot/flowbot/engine/dryrun"
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server/playground"
 )

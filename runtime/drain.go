@@ -1,4 +1,4 @@
-package server
+package runtime
 
 import (
 	"context"
@@ -56,55 +56,50 @@ func (d *drained) since(contact string, version int64) bool {
 // updates that caused what st holds to drain (events, tallies) stay
 // queued until it is drained; else st carries a drain_due, when a sweep
 // comes for it should the writer not drain it (a crash).
-func (s *Server) save(ctx context.Context, st *conversation.Record, guarded bool) error {
+func (w *Worker) save(ctx context.Context, st *conversation.Record, guarded bool) error {
 	st.DrainDue = time.Time{}
 	if !guarded && st.ToDrain() {
-		st.DrainDue = s.cfg.Now().Add(conversation.DrainAfter)
+		st.DrainDue = w.now().Add(conversation.DrainAfter)
 	}
-	return s.store.Save(ctx, st)
+	return w.Store.Save(ctx, st)
 }
 
 // drainWritten drains what a written record caused; what fails stays in
 // the record and is tried again soon (and by a sweep, after a crash).
-func (s *Server) drainWritten(ctx context.Context, st *conversation.Record) {
-	if err := s.drain(ctx, st); err != nil {
-		s.drainFailed(ctx, st.Contact.ID, err)
+func (w *Worker) drainWritten(ctx context.Context, st *conversation.Record) {
+	if err := w.drain(ctx, st); err != nil {
+		w.drainFailed(ctx, st.Contact.ID, err)
 	}
 }
 
 // drainFailed logs a drain that failed, and has the contact's work done
 // again shortly.
-func (s *Server) drainFailed(ctx context.Context, contact string, err error) {
-	s.log.Error("draining what a write caused; tried again shortly", "contact", contact, "err", err)
+func (w *Worker) drainFailed(ctx context.Context, contact string, err error) {
+	w.Log.Error("draining what a write caused; tried again shortly", "contact", contact, "err", err)
 	if ctx.Err() == nil {
-		s.later(s.cfg.RetryLater, contact)
+		w.Later(w.RetryLater, contact)
 	}
 }
 
 // drain queues the events and drains the tallies of a written record.
-func (s *Server) drain(ctx context.Context, st *conversation.Record) error {
+func (w *Worker) drain(ctx context.Context, st *conversation.Record) error {
 	contact := st.Contact.ID
 	if !st.ToDrain() {
 		return nil
 	}
-	if err := s.queueEvents(ctx, contact, st.EventsOut); err != nil {
+	if err := w.queueEvents(ctx, contact, st.EventsOut); err != nil {
 		return fmt.Errorf("queueing the events of contact %s: %w", contact, err)
 	}
 	if len(st.Tallies) > 0 {
-		if err := s.store.DrainTallies(ctx, contact, store.FreshFacts(st.Tallies, s.cfg.Now())); err != nil {
+		if err := w.Store.DrainTallies(ctx, contact, store.FreshFacts(st.Tallies, w.now())); err != nil {
 			return fmt.Errorf("counting the campaigns of contact %s: %w", contact, err)
 		}
-		for _, t := range st.Tallies {
-			for _, c := range t.Campaigns {
-				s.countsC.forget(c.Campaign)
-				s.metrics.campaignSkips.WithLabelValues("opted_out").Add(float64(c.OptedOut))
-				s.metrics.campaignSkips.WithLabelValues("busy").Add(float64(c.Busy))
-				s.metrics.campaignSkips.WithLabelValues("limit").Add(float64(c.Limit))
-			}
+		if w.Drained != nil {
+			w.Drained(st)
 		}
-		s.changed()
+		w.changed()
 	}
-	s.drainedV.set(contact, st.Version)
+	w.drainedV.set(contact, st.Version)
 	return nil
 }
 
@@ -112,12 +107,12 @@ func (s *Server) drain(ctx context.Context, st *conversation.Record) error {
 // tallies of a version this process drained leave it; those of another
 // writer (or of this one before a crash) are drained first. It reports
 // whether the record changed, and must be written.
-func (s *Server) carry(ctx context.Context, st *conversation.Record) (bool, error) {
+func (w *Worker) carry(ctx context.Context, st *conversation.Record) (bool, error) {
 	if !st.ToDrain() {
 		return false, nil
 	}
-	if !s.drainedV.since(st.Contact.ID, st.Version) {
-		if err := s.drain(ctx, st); err != nil {
+	if !w.drainedV.since(st.Contact.ID, st.Version) {
+		if err := w.drain(ctx, st); err != nil {
 			return false, err
 		}
 	}
@@ -125,59 +120,24 @@ func (s *Server) carry(ctx context.Context, st *conversation.Record) (bool, erro
 	return true, nil
 }
 
-// countsFresh is how long a campaign's counts read from the store serve
-// every reader (the API, the runner): a sum over the campaign's tallies
-// is read at most this often per instance, however many dashboards poll
-// (and again at once after this instance drained a tally of it). It is
-// wall time: another instance's counts show within it.
-const countsFresh = time.Second
+// eventKey is the key a contact's events are ordered under.
+func eventKey(contact string) string { return "contact:" + contact }
 
-// countsCache keeps each campaign's counts as last read.
-type countsCache struct {
-	mu sync.Mutex
-	m  map[string]cachedCounts
-	// gen counts the drains here: a read that began before one does not
-	// keep what it read.
-	gen int64
-}
-
-type cachedCounts struct {
-	n  conversation.CampaignCounts
-	at time.Time
-}
-
-// forget drops a campaign's counts: this instance just added to them.
-func (c *countsCache) forget(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, id)
-	c.gen++
-}
-
-// campaignCounts is the campaign's counts, read from the store at most
-// once per countsFresh (and at once when fresh is set: the runner
-// deciding that a campaign is done reads the store).
-func (s *Server) campaignCounts(ctx context.Context, id string, fresh bool) (conversation.CampaignCounts, error) {
-	now := time.Now()
-	s.countsC.mu.Lock()
-	c, ok := s.countsC.m[id]
-	gen := s.countsC.gen
-	s.countsC.mu.Unlock()
-	if ok && !fresh && now.Sub(c.at) < countsFresh {
-		return c.n, nil
+// queueEvents puts the record's events in the store's queue, which the
+// poster (Poster) delivers.
+func (w *Worker) queueEvents(ctx context.Context, contact string, evs []conversation.EventOut) error {
+	if len(evs) == 0 {
+		return nil
 	}
-	n, err := s.store.Counts(ctx, id)
-	if err != nil {
-		return n, err
+	out := make([]store.OutEvent, len(evs))
+	for i, e := range evs {
+		out[i] = store.OutEvent{ID: e.ID, Key: eventKey(contact), Order: e.Order, Type: e.Type, At: e.At, Body: e.Body, NextAt: e.At}
 	}
-	s.countsC.mu.Lock()
-	defer s.countsC.mu.Unlock()
-	if s.countsC.gen != gen {
-		return n, nil // a drain came meanwhile: what was read may miss it
+	if err := w.Store.PutEvents(ctx, out); err != nil {
+		return err
 	}
-	if s.countsC.m == nil || len(s.countsC.m) > 1000 {
-		s.countsC.m = map[string]cachedCounts{}
+	if w.EventsQueued != nil {
+		w.EventsQueued()
 	}
-	s.countsC.m[id] = cachedCounts{n: n, at: now}
-	return n, nil
+	return nil
 }

@@ -1,6 +1,8 @@
 // Package dryrun runs a bot for one contact on a virtual clock, through
-// the same engine and store interface as production: `flowbot run`
-// chats with it and `flowbot test` checks conversation tests against it.
+// the runtime `serve` runs (runtime.Worker: the queue, the round, the
+// sends, the drain) on a memory store: `flowbot run` chats with it,
+// `flowbot test` checks conversation tests against it, the playground and
+// a campaign's estimate run on it.
 package dryrun
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,19 +23,22 @@ import (
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/ingest"
+	"github.com/flowbot/flowbot/runtime"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp"
 )
 
 // Session is one contact's conversation on a virtual clock. Every event
-// goes through the conversation record (conversation.Keeper) exactly as
-// in production: the engine's messages are committed to the outbox, then
-// sent (WhatsApp accepts each at once), and a refusal comes back as a
-// failed delivery status, which takes the path production takes.
+// is queued as a conversation item and worked on by the runtime's worker,
+// exactly as in production: applied to the contact's record once (by its
+// key), the engine's messages committed to the outbox, then sent (WhatsApp
+// accepts each at once), what the round caused drained into the store, the
+// items acknowledged. A refusal comes back as a failed delivery status,
+// which takes the path production takes.
 type Session struct {
 	Engine  *engine.Engine
-	Store   store.Contacts
+	Store   store.Store
 	Contact string
 	Now     time.Time
 	// ForceFlow starts this flow on the contact's next message when the
@@ -44,7 +50,13 @@ type Session struct {
 
 	seq     int
 	keeper  *conversation.Keeper
-	results []result // of the event being applied, told once committed
+	worker  *runtime.Worker
+	dropped []error // updates the engine refused in the work in hand
+	// outcome is the outcome of the command in hand, as the worker
+	// reports it applied.
+	outcome    conversation.Outcome
+	outcomeKey string
+	results    []result // of the event being applied, told once committed
 	// Sent is every outbound message so far.
 	Sent []engine.Outbound
 	// Records is every record so far.
@@ -61,6 +73,15 @@ func NewSession(ctx context.Context, e *engine.Engine, contact engine.Contact, s
 		ClaimTimeout: time.Hour,
 		OnResult:     s.observe,
 	}
+	s.worker = &runtime.Worker{Store: s.Store, Keeper: s.keeper, Sender: accepting{}, Clock: virtualClock{s}, Log: slog.New(slog.DiscardHandler),
+		Instance: "dryrun", ClaimTimeout: time.Hour, RetryLater: time.Minute, Retry: whatsapp.DefaultRetry,
+		Kick: func(string) {}, Notify: func(string) {},
+		Dropped: func(_ string, err error) { s.dropped = append(s.dropped, err) },
+		Applied: func(key string, st *conversation.Record) {
+			if o, ok := st.OutcomeOf(key); ok && key == s.outcomeKey {
+				s.outcome = o
+			}
+		}}
 	st := conversation.NewRecord(contact.ID)
 	st.Contact = contact
 	if err := s.Store.Save(ctx, st); err != nil {
@@ -98,33 +119,23 @@ func (s *Session) Update(ctx context.Context, f func(*conversation.Record)) erro
 	return s.Store.Save(ctx, st)
 }
 
-// apply applies items to the contact's record as a production worker
-// does (conversation.Keeper.Apply: each once, by its key; due timers
-// fired), sends what it committed, and saves it. The result gathers what
-// each event produced.
+// apply queues items for the contact, as `serve` queues a webhook's,
+// and has the runtime's worker do the contact's work: the items applied
+// (each once, by its key), the due timers fired, the outbox sent, the
+// tallies drained, the items acknowledged. With no items it fires the
+// timers due now. The result gathers what each event produced.
 func (s *Session) apply(ctx context.Context, items ...conversation.Item) (*engine.Result, error) {
-	st, err := s.State(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s.results = s.results[:0]
-	if _, errs := s.keeper.Apply(ctx, st, items, false); len(errs) > 0 {
-		return nil, errs[0]
-	}
-	if err := s.send(ctx, st); err != nil {
-		return nil, err
-	}
-	// What the round caused is counted as `serve` counts it: the tallies
-	// (campaign counts, the analytics' facts) drained into the store. A
-	// dry run has no crash to survive: they leave the record at once.
-	if d, ok := s.Store.(tallyDrainer); ok && len(st.Tallies) > 0 {
-		if err := d.DrainTallies(ctx, s.Contact, st.Tallies); err != nil {
+	if len(items) > 0 {
+		if _, err := s.Store.Enqueue(ctx, items); err != nil {
 			return nil, err
 		}
-		st.Tallies = nil
 	}
-	if err := s.Store.Save(ctx, st); err != nil {
+	s.results, s.dropped = s.results[:0], nil
+	if err := s.worker.Run(ctx, s.Contact); err != nil {
 		return nil, err
+	}
+	if len(s.dropped) > 0 {
+		return nil, s.dropped[0]
 	}
 	merged := &engine.Result{}
 	for _, r := range s.results {
@@ -138,19 +149,23 @@ func (s *Session) apply(ctx context.Context, items ...conversation.Item) (*engin
 	return merged, nil
 }
 
-// send hands the outbox to a WhatsApp that accepts every message.
-func (s *Session) send(ctx context.Context, st *conversation.Record) error {
-	for i := 0; i < 1000; i++ {
-		o, ok, err := s.keeper.Next(ctx, st)
-		if err != nil || !ok {
-			return err
-		}
-		wamid := "wamid.dryrun." + o.ID
-		if err := s.keeper.ApplySendResult(ctx, st, conversation.SendResult{Outbound: o, WAMID: wamid, Class: conversation.Sent}); err != nil {
-			return err
-		}
-	}
-	return nil
+// accepting is a WhatsApp that accepts every message at once.
+type accepting struct{}
+
+func (accepting) Send(_ context.Context, o engine.Outbound) (string, error) {
+	return "wamid.dryrun." + o.ID, nil
+}
+
+// virtualClock is the session's clock: it stands still between the
+// session's steps (Advance moves it); what waits on it (a retry's
+// backoff) waits no time.
+type virtualClock struct{ s *Session }
+
+func (c virtualClock) Now() time.Time { return c.s.Now }
+
+func (virtualClock) AfterFunc(_ time.Duration, f func()) func() bool {
+	go f()
+	return func() bool { return false }
 }
 
 // Command applies a command as the API's commands are applied: queued
@@ -158,18 +173,13 @@ func (s *Session) send(ctx context.Context, st *conversation.Record) error {
 func (s *Session) Command(ctx context.Context, cmd conversation.Command) (*engine.Result, error) {
 	s.seq++
 	key := fmt.Sprintf("cmd:dryrun:%d", s.seq)
+	s.outcomeKey, s.outcome = key, conversation.Outcome{}
 	res, err := s.apply(ctx, conversation.Item{Key: key, Contact: s.Contact, Kind: conversation.ItemCommand, Timestamp: s.Now, Received: s.Now, Command: &cmd})
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.State(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if o, ok := st.OutcomeOf(key); ok {
-		if err := o.Err(); err != nil {
-			return res, err
-		}
+	if err := s.outcome.Err(); err != nil {
+		return res, err
 	}
 	return res, nil
 }
@@ -288,19 +298,9 @@ func (s *Session) Agent(ctx context.Context, m actions.Message) (*engine.Result,
 	return s.Command(ctx, conversation.Command{Kind: conversation.CommandAgent, Message: &m, Forced: st.Handoff == nil})
 }
 
-// tallyDrainer is a store that counts what records caused.
-type tallyDrainer interface {
-	DrainTallies(ctx context.Context, contact string, tallies []conversation.TallyOut) error
-}
-
-// Facts sums a flow's facts from the session's start on (its store must
-// keep them: the default one does).
+// Facts sums a flow's facts from the session's start on.
 func (s *Session) Facts(ctx context.Context, flow string) (conversation.FlowCounts, error) {
-	f, ok := s.Store.(store.Facts)
-	if !ok {
-		return conversation.FlowCounts{}, fmt.Errorf("the session's store keeps no facts")
-	}
-	return f.FlowFacts(ctx, store.FactQuery{Flow: flow, To: s.Now.Add(time.Hour)})
+	return s.Store.FlowFacts(ctx, store.FactQuery{Flow: flow, To: s.Now.Add(time.Hour)})
 }
 
 // Fail reports WhatsApp refusing an outbound message with a code: a

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/flowbot/flowbot/engine/dryrun"
+	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/flows"
 )
 
@@ -15,7 +15,7 @@ import (
 func TestExamples(t *testing.T) {
 	// Every directory with a flowbot.yaml (examples/inbox is an
 	// integration, not a bot).
-	files, _ := filepath.Glob("../../examples/*/flowbot.yaml")
+	files, _ := filepath.Glob("../examples/*/flowbot.yaml")
 	var dirs []string
 	for _, f := range files {
 		dirs = append(dirs, filepath.Dir(f))

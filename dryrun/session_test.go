@@ -36,7 +36,7 @@ func TestMocksAnswerInOrder(t *testing.T) {
 }
 
 func TestTapUsesTheOfferedTitle(t *testing.T) {
-	bot, diags := flows.Load("../../examples/shop")
+	bot, diags := flows.Load("../examples/shop")
 	if bot == nil {
 		t.Fatal(diags.Error())
 	}

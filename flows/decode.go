@@ -66,17 +66,23 @@ func kindName(n *yaml.Node) string {
 		case "!!bool":
 			return "a boolean"
 		}
-		return fmt.Sprintf("the string %q", truncate(n.Value, 40))
+		return fmt.Sprintf("the string %q", Truncate(n.Value, 40))
 	}
 	return "something else"
 }
 
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
+// Truncate cuts s to its first n characters, marked "...": a value from
+// outside, quoted in an error or a log, or kept, at a bounded size. It
+// reads no further than it keeps.
+func Truncate(s string, n int) string {
+	i := 0
+	for j := range s {
+		if i == n {
+			return s[:j] + "..."
+		}
+		i++
 	}
-	return string(r[:n]) + "..."
+	return s
 }
 
 var (

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/whatsapp"
 )
 
@@ -53,16 +54,9 @@ func (o *Options) ours(number string) bool {
 	if o.Number == "" || number == "" || number == o.Number {
 		return true
 	}
-	o.Log.Warn("webhook update for a number this server does not serve: dropped", "phone_number_id", truncate(number, 64), "serves", o.Number)
+	o.Log.Warn("webhook update for a number this server does not serve: dropped", "phone_number_id", flows.Truncate(number, 64), "serves", o.Number)
 	o.Refused("unknown_number")
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // Items turns a parsed notification into conversation items, logging and
@@ -84,7 +78,7 @@ func Items(u *whatsapp.Update, now time.Time, o Options) []conversation.Item {
 		if m.GroupID != "" {
 			// Written in a group: never answered privately as if the person
 			// had written one to one.
-			o.Log.Info("a group message: flowbot runs one-to-one conversations, and does not answer it", "group", truncate(m.GroupID, 64), "contact", truncate(m.Contact, 64), "type", m.Inbound.Type)
+			o.Log.Info("a group message: flowbot runs one-to-one conversations, and does not answer it", "group", flows.Truncate(m.GroupID, 64), "contact", flows.Truncate(m.Contact, 64), "type", m.Inbound.Type)
 			o.Refused("group")
 			continue
 		}

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flowbot/flowbot/engine/conversation"
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/flowbot/flowbot/engine/conversation"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -35,18 +36,18 @@ func (s *Server) listContacts(c *fiber.Ctx) error {
 		b := v == "true"
 		f.Handoff = &b
 	default:
-		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?handoff=%s: expected true or false", truncate(v, 32)))
+		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?handoff=%s: expected true or false", flows.Truncate(v, 32)))
 	}
 	switch v := c.Query("window"); v {
 	case "", "open", "closed":
 		f.Window = v
 	default:
-		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?window=%s: expected open or closed", truncate(v, 32)))
+		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?window=%s: expected open or closed", flows.Truncate(v, 32)))
 	}
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxListLimit {
-			return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?limit=%s: expected a number from 1 to %d", truncate(v, 32), MaxListLimit))
+			return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?limit=%s: expected a number from 1 to %d", flows.Truncate(v, 32), MaxListLimit))
 		}
 		f.Limit = n
 	}
@@ -125,7 +126,7 @@ func (s *Server) agentMessage(c *fiber.Ctx) error {
 		bot := s.Engine().Bot()
 		t := bot.Templates[req.Template.Name]
 		if t == nil {
-			return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": fmt.Sprintf("the bot has no template %q (templates.yaml has %d)", truncate(req.Template.Name, 64), len(bot.Templates))})
+			return c.Status(fiber.StatusUnprocessableEntity).JSON(fiber.Map{"error": fmt.Sprintf("the bot has no template %q (templates.yaml has %d)", flows.Truncate(req.Template.Name, 64), len(bot.Templates))})
 		}
 		params, named, err := templateParams(req.Template.Params)
 		if err != nil {

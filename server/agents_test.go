@@ -2,13 +2,13 @@ package server_test
 
 import (
 	"fmt"
-	"github.com/flowbot/flowbot/engine/conversation"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/server"
 )
 

@@ -26,7 +26,7 @@ func (s *Server) analyticsQuery(c *fiber.Ctx) (analytics.Query, *flows.Flow, err
 	if v := c.Query("to"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			return q, nil, fmt.Errorf("to is a time in RFC 3339 (2026-12-01T00:00:00Z), not %q", truncate(v, 64))
+			return q, nil, fmt.Errorf("to is a time in RFC 3339 (2026-12-01T00:00:00Z), not %q", flows.Truncate(v, 64))
 		}
 		q.To = t
 	}
@@ -34,7 +34,7 @@ func (s *Server) analyticsQuery(c *fiber.Ctx) (analytics.Query, *flows.Flow, err
 	if v := c.Query("from"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			return q, nil, fmt.Errorf("from is a time in RFC 3339 (2026-12-01T00:00:00Z), not %q", truncate(v, 64))
+			return q, nil, fmt.Errorf("from is a time in RFC 3339 (2026-12-01T00:00:00Z), not %q", flows.Truncate(v, 64))
 		}
 		q.From = t
 	}
@@ -100,9 +100,9 @@ func (s *Server) report(c *fiber.Ctx) (*analytics.Report, error) {
 		return nil, c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "the store cannot be read now; try again"})
 	}
 	if f == nil && r.Started == 0 && len(r.Steps) == 0 {
-		return nil, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": fmt.Sprintf("no flow %q, and no figures for one", truncate(q.Flow, 64))})
+		return nil, c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": fmt.Sprintf("no flow %q, and no figures for one", flows.Truncate(q.Flow, 64))})
 	}
-	r.Number = truncate(c.Query("number"), 64)
+	r.Number = flows.Truncate(c.Query("number"), 64)
 	return r, nil
 }
 
@@ -119,7 +119,7 @@ func (s *Server) analyticsGraph(c *fiber.Ctx) error {
 	}
 	d := s.annotated(r, format)
 	if d == "" {
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": fmt.Sprintf("the bot has no flow %q to draw", truncate(r.Flow, 64))})
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": fmt.Sprintf("the bot has no flow %q to draw", flows.Truncate(r.Flow, 64))})
 	}
 	c.Type("txt")
 	return c.SendString(d)

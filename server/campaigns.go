@@ -89,7 +89,7 @@ func (s *Server) createCampaign(c *fiber.Ctx) error {
 			if v := c.Query(q.name); v != "" {
 				n, err := strconv.Atoi(v)
 				if err != nil {
-					return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?%s=%s: expected a whole number", q.name, truncate(v, 32)))
+					return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("?%s=%s: expected a whole number", q.name, flows.Truncate(v, 32)))
 				}
 				q.to(n)
 			}
@@ -319,7 +319,7 @@ func (s *Server) campaignView(ctx context.Context, c *store.Campaign) (fiber.Map
 	if !c.FinishedAt.IsZero() {
 		v["finished_at"] = c.FinishedAt
 	}
-	if until := s.account.heldUntil(s.cfg.Now()); !until.IsZero() && c.State == store.CampaignRunning {
+	if until := s.account.HeldUntil(s.cfg.Now()); !until.IsZero() && c.State == store.CampaignRunning {
 		v["held_until"] = until
 		v["held"] = "WhatsApp restricted the account from business-initiated messages: nobody is started, and the messages wait, until then"
 	}

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
 	"log/slog"
 	"math"
@@ -16,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/store"
 	"github.com/flowbot/flowbot/store/memory"

@@ -4,8 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/flowbot/flowbot/runtime"
 	"sync"
+
+	"github.com/flowbot/flowbot/runtime"
 
 	"github.com/gofiber/fiber/v2"
 

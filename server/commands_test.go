@@ -2,12 +2,12 @@ package server_test
 
 import (
 	"context"
-	"github.com/flowbot/flowbot/engine/conversation"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/store/memory"
 	"github.com/flowbot/flowbot/whatsapp/fakegraph"

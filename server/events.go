@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
-	"github.com/flowbot/flowbot/runtime"
 
 	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/runtime"
 	"github.com/flowbot/flowbot/store"
 )
 

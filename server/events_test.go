@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"encoding/json"
-	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/server"
 )
 

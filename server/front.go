@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/whatsapp"
 )
 
@@ -112,7 +113,7 @@ func (f *Front) webhook(c *fiber.Ctx) error {
 	part := func(number string) *whatsapp.Update {
 		if _, ok := f.servers[number]; !ok {
 			f.unknown.Inc()
-			f.cfg.Logger.Warn("webhook update for a number no bot here serves: dropped", "phone_number_id", truncate(number, 64))
+			f.cfg.Logger.Warn("webhook update for a number no bot here serves: dropped", "phone_number_id", flows.Truncate(number, 64))
 			return nil
 		}
 		if parts[number] == nil {
@@ -181,7 +182,7 @@ func (f *Front) route(c *fiber.Ctx) error {
 		if n == "" {
 			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "several numbers are served here: add ?number= one of " + strings.Join(f.numbers, ", ")})
 		}
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no bot here serves number " + truncate(n, 64) + "; the numbers are " + strings.Join(f.numbers, ", ")})
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "no bot here serves number " + flows.Truncate(n, 64) + "; the numbers are " + strings.Join(f.numbers, ", ")})
 	}
 	return s.Handler(c)
 }

@@ -4,13 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/flowbot/flowbot/engine"
-	"github.com/flowbot/flowbot/engine/conversation"
-	"github.com/flowbot/flowbot/flows"
-	"github.com/flowbot/flowbot/server"
-	"github.com/flowbot/flowbot/store/memory"
-	"github.com/flowbot/flowbot/whatsapp"
-	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,6 +15,14 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/server"
+	"github.com/flowbot/flowbot/store/memory"
+	"github.com/flowbot/flowbot/whatsapp"
+	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 )
 
 // Values read from a request must not change under the server once the

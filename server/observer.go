@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
@@ -29,15 +28,12 @@ func (s *Server) newWorker() *runtime.Worker {
 			}
 		},
 		EventsQueued: s.wakeEvents,
-		HeldUntil:    s.account.heldUntil, Hold: s.account.hold,
+		HeldUntil:    s.account.HeldUntil, Hold: s.account.Hold,
 		SendTurn:  s.runner.SendTurn,
 		SlowDown:  func(campaign string, code int) { s.campaigns.Go(func() { s.runner.SlowDown(campaign, code) }) },
 		SendError: s.metrics.sendError,
-		Sweep: func(ctx context.Context) {
-			s.refreshTemplates(ctx)
-			s.refreshAccount(ctx)
-		},
-		Changed: s.changed,
+		Sweep:     s.account.Refresh,
+		Changed:   s.changed,
 	}
 }
 

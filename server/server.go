@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flowbot/flowbot/campaign"
-	"github.com/flowbot/flowbot/runtime"
 	"io"
 	"log/slog"
 	"net"
@@ -23,8 +21,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/flowbot/flowbot/campaign"
+	"github.com/flowbot/flowbot/runtime"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
@@ -172,19 +172,15 @@ type Server struct {
 	// handlerOnce builds serveReq, the server's routes for a front.
 	handlerOnce sync.Once
 	serveReq    func(*fiber.Ctx)
-	// live is the templates' live states, for every engine.
-	live    engine.Live
-	engine  atomic.Pointer[engine.Engine]
-	version atomic.Pointer[string]
-	// versions holds the engines of bot versions that contacts' flows
-	// are pinned to, by version (a bounded number of them).
-	versions engines
-	store    store.Store
-	sender   Sender
-	dev      *DevOutbox
-	app      *fiber.App
-	metrics  *metrics
-	disp     *runtime.Dispatcher
+	// bots is the bot's versions: the current one and those contacts'
+	// flows are pinned to.
+	bots    *runtime.Bots
+	store   store.Store
+	sender  Sender
+	dev     *DevOutbox
+	app     *fiber.App
+	metrics *metrics
+	disp    *runtime.Dispatcher
 	// worker does each contact's work (the round, the sends, the drain)
 	// and runs the scheduler.
 	worker *runtime.Worker
@@ -207,9 +203,9 @@ type Server struct {
 	countsC countsCache
 	// uploads holds a place for each audience being read.
 	uploads chan struct{}
-	// account is the account's states as last read, and the number's
-	// display number.
-	account accountCache
+	// account follows the account's events: the templates' live states
+	// (for every engine), the numbers' quality, the restrictions.
+	account *runtime.Account
 }
 
 // New builds a server. sender is where outbound messages go: the Cloud
@@ -268,10 +264,20 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	s := &Server{cfg: cfg, store: st, sender: sender, log: cfg.Logger, instance: cfg.InstanceID,
 		sched: runtime.NewPart(), handout: runtime.NewPart(), campaigns: runtime.NewPart()}
 	s.clock = cfg.Clock
+	s.account = &runtime.Account{Store: st, Log: cfg.Logger, Now: cfg.Now,
+		Knows:         func(name string) bool { return s.Engine().Bot().Templates[name] != nil },
+		TemplateEvent: s.templateEvent,
+		NumberEvent:   func(ev string) { s.metrics.numberQuality.WithLabelValues(label(ev, numberEvents)).Inc() },
+		Released: func(contacts []string) {
+			for _, c := range contacts {
+				s.disp.Kick(c)
+			}
+		}}
+	s.bots = runtime.NewBots(eng, botStore(st), &s.account.Live, cfg.Logger)
 	s.lease = runtime.NewLease(st, cfg.InstanceID, cfg.Heartbeat, cfg.Logger)
 	s.runner = campaign.NewRunner(campaign.Host{Store: st, Now: cfg.Now, Clock: cfg.Clock, Log: cfg.Logger, Instance: cfg.InstanceID,
 		Handout: s.handout, EventsOn: cfg.EventsURL != "", Wait: func(ctx context.Context, d time.Duration) bool { return runtime.Wait(ctx, cfg.Clock, d) }, Changed: s.changed, Finished: s.campaignFinished,
-		Counts: s.campaignCounts, Background: func(c string) { s.disp.Background(c) }, HeldUntil: func(now time.Time) time.Time { return s.account.heldUntil(now) },
+		Counts: s.campaignCounts, Background: func(c string) { s.disp.Background(c) }, HeldUntil: s.account.HeldUntil,
 		Rate: func(id string, r float64) {
 			if r < 0 {
 				s.metrics.campaignRate.DeleteLabelValues(id)
@@ -280,7 +286,7 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 			s.metrics.campaignRate.WithLabelValues(id).Set(r)
 		},
 		Started: func() { s.metrics.campaignStarts.Inc() }, Slowdown: func() { s.metrics.campaignSlowdowns.Inc() }})
-	s.keeper = &conversation.Keeper{Engine: s.engineFor, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s},
+	s.keeper = &conversation.Keeper{Engine: s.bots.For, Now: cfg.Now, Instance: cfg.InstanceID, ClaimTimeout: cfg.ClaimTimeout, Observer: observer{s},
 		Events: cfg.EventsURL != "", Number: cfg.PhoneNumberID}
 	s.poster = runtime.NewPoster()
 	s.poster.Store, s.poster.URL, s.poster.Secret, s.poster.Client = st, cfg.EventsURL, cfg.EventsSecret, cfg.EventsClient
@@ -295,7 +301,6 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 		}
 		return float64(n)
 	})
-	s.engine.Store(eng.WithLive(&s.live))
 	if d, ok := sender.(*DevOutbox); ok {
 		s.dev = d
 	}
@@ -328,6 +333,14 @@ func New(cfg Config, eng *engine.Engine, st store.Store, sender Sender) (*Server
 	return s, nil
 }
 
+// botStore is st's keeping of bot versions, if it keeps them.
+func botStore(st store.Store) store.Bots {
+	if bs, ok := st.(store.Bots); ok {
+		return bs
+	}
+	return nil
+}
+
 // changed tells Config.OnChange that something happened.
 func (s *Server) changed() {
 	if s.cfg.OnChange != nil {
@@ -336,56 +349,16 @@ func (s *Server) changed() {
 }
 
 // Engine is the engine new conversations use.
-func (s *Server) Engine() *engine.Engine { return s.engine.Load() }
+func (s *Server) Engine() *engine.Engine { return s.bots.Engine() }
 
 // Version is the bot version new conversations use ("" when unnamed).
-func (s *Server) Version() string {
-	if v := s.version.Load(); v != nil {
-		return *v
-	}
-	return ""
-}
+func (s *Server) Version() string { return s.bots.Version() }
 
 // SetBot makes a version of the bot the one new conversations use (a
 // reload). Contacts in the middle of a flow finish it on the version they
-// started with: the store keeps every version's files (when it can), so
-// that this holds after a restart and on other instances too.
+// started with (runtime.Bots).
 func (s *Server) SetBot(ctx context.Context, e *engine.Engine, version string, files map[string][]byte) error {
-	if bs, ok := s.store.(store.Bots); ok && files != nil {
-		if err := bs.SaveBot(ctx, version, files); err != nil {
-			return err
-		}
-	}
-	e = e.WithLive(&s.live)
-	s.versions.put(version, e, version)
-	s.engine.Store(e)
-	s.version.Store(&version)
-	return nil
-}
-
-// engineFor is the engine of the version the contact's flow is pinned
-// to, else the current one.
-func (s *Server) engineFor(ctx context.Context, st *conversation.Record) (*engine.Engine, string) {
-	cur, curVersion := s.Engine(), s.Version()
-	if st.Flow == "" || st.FlowVersion == "" || st.FlowVersion == curVersion {
-		return cur, curVersion
-	}
-	if e, ok := s.versions.get(st.FlowVersion); ok {
-		return e, st.FlowVersion
-	}
-	if bs, ok := s.store.(store.Bots); ok {
-		if files, err := bs.LoadBot(ctx, st.FlowVersion); err == nil {
-			if bot, diags := flows.LoadFiles("bot version "+st.FlowVersion, files); bot != nil {
-				e := engine.New(bot, cur.Options())
-				s.versions.put(st.FlowVersion, e, curVersion)
-				return e, st.FlowVersion
-			} else {
-				s.log.Error("a pinned bot version no longer loads; the contact goes on with the current one", "version", st.FlowVersion, "err", diags.Error())
-			}
-		}
-	}
-	s.log.Warn("the bot version a contact's flow started on is unknown here; going on with the current one", "contact", st.Contact.ID, "version", st.FlowVersion)
-	return cur, curVersion
+	return s.bots.Set(ctx, e, version, files)
 }
 
 // App is the Fiber app, for tests (app.Test) and custom listeners.
@@ -400,8 +373,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.lease.Take(ctx); err != nil {
 		return err
 	}
-	s.refreshTemplates(ctx)
-	s.refreshAccount(ctx)
+	s.account.Refresh(ctx)
 	s.lease.Start()
 	s.sched.Start(s.worker.Scheduler)
 	s.campaigns.Start(s.runner.Loop)
@@ -610,16 +582,16 @@ func readWebhook(c *fiber.Ctx, secret string, insecure bool, log *slog.Logger, n
 // (all) taken, and the webhook must be redelivered.
 func (s *Server) Accept(ctx context.Context, u *whatsapp.Update, now time.Time) error {
 	if d, ok := u.Display[s.cfg.PhoneNumberID]; ok {
-		s.account.learn(d)
+		s.account.Learn(d)
 	} else if s.cfg.PhoneNumberID == "" && len(u.Display) == 1 {
 		for _, d := range u.Display {
-			s.account.learn(d)
+			s.account.Learn(d)
 		}
 	}
 	if len(u.Account) > 0 {
 		// Recorded before the answer: a store that cannot take them gets
 		// the notification redelivered.
-		if err := s.accountEvents(ctx, u.Account, now); err != nil {
+		if err := s.account.Apply(ctx, u.Account, now); err != nil {
 			s.log.Error("account events not recorded", "err", err)
 			return errors.New("could not record the account's events; they will be redelivered")
 		}
@@ -654,13 +626,6 @@ func (s *Server) items(u *whatsapp.Update, now time.Time) []conversation.Item {
 	return ingest.Items(u, now, ingest.Options{Number: s.cfg.PhoneNumberID, Log: s.log,
 		Refused: func(r string) { s.metrics.refused.WithLabelValues(r).Inc() },
 		Clamped: func(why string) { s.metrics.clamped.WithLabelValues(why).Inc() }})
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 func (s *Server) healthz(c *fiber.Ctx) error {
@@ -721,7 +686,7 @@ func (s *Server) auth(c *fiber.Ctx) error {
 func (s *Server) number(c *fiber.Ctx) error {
 	n := c.Query("number")
 	if n != "" && s.cfg.PhoneNumberID != "" && n != s.cfg.PhoneNumberID {
-		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "this server does not serve number " + strconv.Quote(truncate(n, 64)) + "; it serves " + s.cfg.PhoneNumberID})
+		return c.Status(fiber.StatusNotFound).JSON(fiber.Map{"error": "this server does not serve number " + strconv.Quote(flows.Truncate(n, 64)) + "; it serves " + s.cfg.PhoneNumberID})
 	}
 	return c.Next()
 }
@@ -872,7 +837,7 @@ func (s *Server) view(st *conversation.Record) fiber.Map {
 		"opted_out":      st.Contact.OptedOut,
 		"timers":         st.Timers,
 		"pending":        len(st.Outbox),
-		"held_until":     heldView(s.account.heldUntil(now), st, now),
+		"held_until":     heldView(s.account.HeldUntil(now), st, now),
 		"language":       lang,
 		"language_from":  langFrom,
 		"messages":       st.Recent,

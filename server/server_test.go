@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/flowbot/flowbot/engine/conversation"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/server/servertest"

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowbot/flowbot/flows"
 	"github.com/flowbot/flowbot/whatsapp"
 	"github.com/flowbot/flowbot/whatsapp/fakegraph"
 )
@@ -57,21 +58,14 @@ func describeRequest(r fakegraph.Request) string {
 	at := r.At.Format("15:04:05")
 	switch {
 	case r.Problem != "":
-		return fmt.Sprintf("%s REFUSED %s %s: %s", at, r.Path, truncate(string(r.Raw), 160), r.Problem)
+		return fmt.Sprintf("%s REFUSED %s %s: %s", at, r.Path, flows.Truncate(string(r.Raw), 160), r.Problem)
 	case r.Code != 0:
 		return fmt.Sprintf("%s failed (error %d, as asked) %s to %s", at, r.Code, r.Type, r.To)
 	case r.Type == "read":
 		return fmt.Sprintf("%s read %v", at, r.Body["message_id"])
 	}
 	body, _ := json.Marshal(r.Body[r.Type])
-	return fmt.Sprintf("%s %s to %s (%s): %s", at, r.Type, r.To, r.WAMID, truncate(string(body), 300))
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
+	return fmt.Sprintf("%s %s to %s (%s): %s", at, r.Type, r.To, r.WAMID, flows.Truncate(string(body), 300))
 }
 
 // cmdWebhook is `flowbot webhook sign|sample`.

@@ -134,8 +134,6 @@ type Outbound struct {
 	// Cost is what this message adds to the conversation's cost.
 	Cost     float64        `json:"cost,omitempty"`
 	Category flows.Category `json:"category,omitempty"`
-	// Campaign names the campaign whose start committed the message.
-	Campaign string `json:"campaign,omitempty"`
 	// Agent: an agent wrote it (POST /api/contacts/{id}/messages).
 	Agent bool `json:"agent,omitempty"`
 	// Refused says why WhatsApp would refuse the message as rendered (an
@@ -143,12 +141,6 @@ type Outbound struct {
 	// never handed to WhatsApp, and leaves the outbox as failed with
 	// this code and reason.
 	Refused *Refusal `json:"refused,omitempty"`
-	// ClaimedBy is the server instance sending the message, since
-	// ClaimedAt: another instance leaves it alone until the claim expires
-	// at ClaimUntil (the claimer died), so that a message goes out once.
-	ClaimedBy  string    `json:"claimed_by,omitempty"`
-	ClaimedAt  time.Time `json:"claimed_at,omitzero"`
-	ClaimUntil time.Time `json:"claim_until,omitzero"`
 }
 
 // Refusal is why a message is not sent: WhatsApp's code for it, and the

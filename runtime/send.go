@@ -72,7 +72,7 @@ func (w *Worker) sendOutbox(ctx context.Context, contact string, st *conversatio
 		// senders' hands.
 		budget := w.Keeper.ClaimUntil(o).Sub(w.now()) - w.ClaimTimeout/10
 		sctx, cancel := context.WithTimeout(ctx, budget)
-		wamid, err := w.Sender.Send(sctx, o)
+		wamid, err := w.Sender.Send(sctx, o.Outbound)
 		cut := sctx.Err() != nil // the claim's time ran out, or shutting down
 		cancel()
 		class := whatsapp.ClassOf(err)

@@ -852,7 +852,7 @@ func (s *Server) view(st *conversation.Record) fiber.Map {
 // account may not start conversations and the contact's window is closed;
 // nil otherwise.
 func heldView(until time.Time, st *conversation.Record, now time.Time) any {
-	if until.IsZero() || st.WindowOpen(now) || !slices.ContainsFunc(st.Outbox, func(o engine.Outbound) bool { return o.Via == engine.ViaTemplate }) {
+	if until.IsZero() || st.WindowOpen(now) || !slices.ContainsFunc(st.Outbox, func(o conversation.Pending) bool { return o.Via == engine.ViaTemplate }) {
 		return nil
 	}
 	return until

@@ -34,8 +34,8 @@ func TestCostIsBookedOnDelivery(t *testing.T) {
 	// Four marketing templates leave the outbox: three accepted, one
 	// refused at once.
 	for i, sent := range []bool{true, true, true, false} {
-		o := engine.Outbound{ID: string(rune('a' + i)), Via: engine.ViaTemplate, Category: flows.Marketing, Cost: rate[flows.Marketing],
-			Campaign: "c1", Message: actions.Message{Kind: "template"}}
+		o := conversation.Pending{Outbound: engine.Outbound{ID: string(rune('a' + i)), Via: engine.ViaTemplate, Category: flows.Marketing, Cost: rate[flows.Marketing],
+			Message: actions.Message{Kind: "template"}}, Campaign: "c1"}
 		st.Outbox = append(st.Outbox, o)
 		r := conversation.SendResult{Outbound: o, WAMID: "wamid." + o.ID, Class: conversation.Sent}
 		if !sent {

@@ -285,10 +285,9 @@ func (k *Keeper) handle(ctx context.Context, st *Record, ev engine.Input) (*engi
 	if len(st.Outbox) > 0 && k.Claimed(st.Outbox[0], now) {
 		claimer, since, until = st.Outbox[0].ClaimedBy, st.Outbox[0].ClaimedAt, k.ClaimUntil(st.Outbox[0])
 	}
-	for i := range res.Outbound {
-		res.Outbound[i].ClaimedBy, res.Outbound[i].ClaimedAt, res.Outbound[i].ClaimUntil = claimer, since, until
+	for _, o := range res.Outbound {
+		st.Outbox = append(st.Outbox, Pending{Outbound: o, ClaimedBy: claimer, ClaimedAt: since, ClaimUntil: until})
 	}
-	st.Outbox = append(st.Outbox, res.Outbound...)
 	for _, e := range res.Events {
 		k.count(st, &r, e)
 	}

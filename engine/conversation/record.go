@@ -36,7 +36,7 @@ type Host struct {
 	// Outbox holds committed outbound messages not yet accepted by
 	// WhatsApp, in order: they are committed with the record that produced
 	// them, so that none is lost between a step and its send.
-	Outbox []engine.Outbound `json:"outbox,omitempty" bson:"outbox,omitempty"`
+	Outbox []Pending `json:"outbox,omitempty" bson:"outbox,omitempty"`
 	// Recent is the latest messages sent, with their delivery status,
 	// oldest first; at most RecentLimit.
 	Recent []Delivery `json:"recent,omitempty" bson:"recent,omitempty"`

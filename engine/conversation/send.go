@@ -24,7 +24,7 @@ const (
 // SendResult is what came of one send. A retryable failure is no result:
 // the message stays first in the outbox.
 type SendResult struct {
-	Outbound engine.Outbound
+	Outbound Pending
 	WAMID    string // WhatsApp's id, when sent
 	Class    Class
 	Code     int   // the channel's error code, when not sent
@@ -98,7 +98,7 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *Record, r SendResult) 
 	o := r.Outbound
 	if r.Class == Sent {
 		if k.Observer != nil {
-			k.Observer.Sent(o)
+			k.Observer.Sent(o.Outbound)
 		}
 		k.left(st, o, true, r.WAMID, 0, "")
 		return nil
@@ -111,13 +111,13 @@ func (k *Keeper) ApplySendResult(ctx context.Context, st *Record, r SendResult) 
 		why = r.Err.Error()
 	}
 	k.left(st, o, false, "", r.Code, why)
-	refused := engine.SendRefused{Header: k.header(&o), MessageID: o.ID, Code: r.Code}
+	refused := engine.SendRefused{Header: k.header(&o.Outbound), MessageID: o.ID, Code: r.Code}
 	if r.Err != nil {
 		refused.Err = r.Err.Error()
 	}
 	k.event(st, refused)
 	if r.Class == WindowClosed {
-		return k.windowClosed(ctx, st, o, r.Code)
+		return k.windowClosed(ctx, st, o.Outbound, r.Code)
 	}
 	return nil
 }
@@ -147,7 +147,7 @@ func (k *Keeper) windowClosed(ctx context.Context, st *Record, o engine.Outbound
 // never handed over: it takes the path of a window found closed, which
 // sends the step's fallback template instead, and the next one is
 // looked at. ok is false when the outbox is empty.
-func (k *Keeper) Next(ctx context.Context, st *Record) (o engine.Outbound, ok bool, err error) {
+func (k *Keeper) Next(ctx context.Context, st *Record) (o Pending, ok bool, err error) {
 	for i := 0; len(st.Outbox) > 0 && i < 100; i++ {
 		o = st.Outbox[0]
 		if r := o.Refused; r != nil {
@@ -158,7 +158,7 @@ func (k *Keeper) Next(ctx context.Context, st *Record) (o engine.Outbound, ok bo
 				k.Observer.SendFailed(r.Code)
 			}
 			k.left(st, o, false, "", r.Code, "not sent: "+r.Why)
-			k.event(st, engine.SendRefused{Header: k.header(&o), MessageID: o.ID, Code: r.Code, Err: r.Why})
+			k.event(st, engine.SendRefused{Header: k.header(&o.Outbound), MessageID: o.ID, Code: r.Code, Err: r.Why})
 			continue
 		}
 		if o.Via != engine.ViaSession || st.WindowOpen(k.Now()) {
@@ -166,21 +166,21 @@ func (k *Keeper) Next(ctx context.Context, st *Record) (o engine.Outbound, ok bo
 		}
 		st.Outbox = st.Outbox[1:]
 		k.left(st, o, false, "", 0, "not sent: the window closed before it could go out")
-		k.event(st, engine.Undeliverable{Header: k.header(&o), Reason: fmt.Sprintf("message %s was not sent: the window closed before it could go out", o.ID)})
-		if err := k.windowClosed(ctx, st, o, 0); err != nil {
-			return engine.Outbound{}, false, err
+		k.event(st, engine.Undeliverable{Header: k.header(&o.Outbound), Reason: fmt.Sprintf("message %s was not sent: the window closed before it could go out", o.ID)})
+		if err := k.windowClosed(ctx, st, o.Outbound, 0); err != nil {
+			return Pending{}, false, err
 		}
 	}
-	return engine.Outbound{}, false, nil
+	return Pending{}, false, nil
 }
 
 // left records a message that left the outbox (taken off it already):
 // sent, with WhatsApp's id, or failed with a code and why (a refusal, or
 // never attempted). It is the one construction of a delivery, and what it
 // adds to its campaign's counts.
-func (k *Keeper) left(st *Record, o engine.Outbound, sent bool, wamid string, code int, why string) {
-	d := Delivery{ID: o.ID, WAMID: wamid, Via: o.Via, Summary: Summary(o), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
-		At: k.Now(), Status: "sent", Campaign: o.Campaign, From: From(o), Category: o.Category, Cost: o.Cost}
+func (k *Keeper) left(st *Record, o Pending, sent bool, wamid string, code int, why string) {
+	d := Delivery{ID: o.ID, WAMID: wamid, Via: o.Via, Summary: Summary(o.Outbound), Flow: o.Flow, Step: o.Step, Batch: o.Batch,
+		At: k.Now(), Status: "sent", Campaign: o.Campaign, From: From(o.Outbound), Category: o.Category, Cost: o.Cost}
 	if !sent {
 		d.Status, d.ErrorCode, d.Error, d.Charge = "failed", code, why, ChargeNone
 	}
@@ -192,13 +192,13 @@ func (k *Keeper) left(st *Record, o engine.Outbound, sent bool, wamid string, co
 }
 
 // Claimed reports whether a sender's claim on o still holds at now.
-func (k *Keeper) Claimed(o engine.Outbound, now time.Time) bool {
+func (k *Keeper) Claimed(o Pending, now time.Time) bool {
 	return o.ClaimedBy != "" && now.Before(k.ClaimUntil(o))
 }
 
 // ClaimUntil is when the claim on o expires (claims written before
 // ClaimUntil existed last ClaimTimeout).
-func (k *Keeper) ClaimUntil(o engine.Outbound) time.Time {
+func (k *Keeper) ClaimUntil(o Pending) time.Time {
 	if o.ClaimUntil.IsZero() {
 		return o.ClaimedAt.Add(k.ClaimTimeout)
 	}

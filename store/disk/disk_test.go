@@ -44,7 +44,7 @@ func TestStateSurvivesARestart(t *testing.T) {
 	st.Flow, st.Step, st.Waiting = "appointments", "ask_date", "ask"
 	st.Vars = map[string]any{"date": "2026-12-08", "people": 2.0, "booking": map[string]any{"id": "b1"}}
 	st.Timers = []engine.Timer{{ID: "t1", Kind: engine.TimerTimeout, Due: at.Add(time.Hour), Flow: "appointments", Step: "ask_date"}}
-	st.Outbox = []engine.Outbound{{ID: "15550001111:m1", To: "15550001111", Via: engine.ViaSession, At: at}}
+	st.Outbox = []conversation.Pending{{Outbound: engine.Outbound{ID: "15550001111:m1", To: "15550001111", Via: engine.ViaSession, At: at}}}
 	st.Handoff = &engine.HandoffState{Queue: "support", Since: at}
 	if err := s.Save(ctx, st); err != nil {
 		t.Fatal(err)

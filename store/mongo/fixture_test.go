@@ -29,8 +29,8 @@ func fixtureState() *conversation.Record {
 	st.Vars = map[string]any{"email": "", "reason": "your receipt"}
 	st.Stack = []engine.Frame{{Flow: "order", Step: "get_email", Vars: map[string]any{"item": "tea", "n": 2}}}
 	st.Timers = []engine.Timer{{ID: "15550001111:t1", Kind: engine.TimerTimeout, Due: at.Add(2 * time.Hour), Flow: "collect_email", Step: "ask", Seq: 1}}
-	st.Outbox = []engine.Outbound{{ID: "15550001111:m2", To: "15550001111", Via: engine.ViaSession, Message: actions.Message{Kind: "text", Text: "¿Tu email?"},
-		Flow: "collect_email", Step: "ask", At: at, ClaimedBy: "web-1", ClaimedAt: at, ClaimUntil: at.Add(2 * time.Minute)}}
+	st.Outbox = []conversation.Pending{{Outbound: engine.Outbound{ID: "15550001111:m2", To: "15550001111", Via: engine.ViaSession, Message: actions.Message{Kind: "text", Text: "¿Tu email?"},
+		Flow: "collect_email", Step: "ask", At: at}, ClaimedBy: "web-1", ClaimedAt: at, ClaimUntil: at.Add(2 * time.Minute)}}
 	st.Recent = []conversation.Delivery{{ID: "15550001111:m1", WAMID: "wamid.1", Via: engine.ViaSession, Summary: "Hola", At: at, Status: "read"}}
 	st.Log = []engine.Record{{At: at, Kind: engine.RecFlowStart, Flow: "order", Detail: "keyword \"buy\""}}
 	st.Processed = []string{"wamid.in.1", "cmd:abc"}

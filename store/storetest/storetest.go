@@ -237,7 +237,7 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 		claimed := func(c, by string) {
 			st := conversation.NewRecord(c)
 			if by != "" {
-				st.Outbox = []engine.Outbound{{ID: c + ":m1", To: c, ClaimedBy: by}}
+				st.Outbox = []conversation.Pending{{Outbound: engine.Outbound{ID: c + ":m1", To: c}, ClaimedBy: by}}
 			}
 			if err := s.Save(ctx, st); err != nil {
 				t.Fatal(err)
@@ -379,12 +379,12 @@ func runContacts(t *testing.T, newStore func(t *testing.T) store.Contacts) {
 		// Messages waiting in the outbox make a contact due at once, or
 		// when their sender's claim on them expires.
 		unsent := conversation.NewRecord("unsent")
-		unsent.Outbox = []engine.Outbound{{ID: "unsent:m1", To: "unsent", Via: engine.ViaSession}}
+		unsent.Outbox = []conversation.Pending{{Outbound: engine.Outbound{ID: "unsent:m1", To: "unsent", Via: engine.ViaSession}}}
 		if err := s.Save(ctx, unsent); err != nil {
 			t.Fatal(err)
 		}
 		claimed := conversation.NewRecord("claimed")
-		claimed.Outbox = []engine.Outbound{{ID: "claimed:m1", To: "claimed", Via: engine.ViaSession, ClaimedBy: "i1", ClaimedAt: base, ClaimUntil: base.Add(90 * time.Minute)}}
+		claimed.Outbox = []conversation.Pending{{Outbound: engine.Outbound{ID: "claimed:m1", To: "claimed", Via: engine.ViaSession}, ClaimedBy: "i1", ClaimedAt: base, ClaimUntil: base.Add(90 * time.Minute)}}
 		if err := s.Save(ctx, claimed); err != nil {
 			t.Fatal(err)
 		}

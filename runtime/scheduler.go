@@ -10,10 +10,15 @@ import (
 // Scheduler fires due timers and picks up queued work that nobody was
 // told about (after a restart, or a notify lost to a full server): each
 // TimerInterval from the timers this instance knows of, each
-// SweepInterval from the store.
+// SweepInterval from the store. Its first sweep is at once, unless the
+// host did it already (FirstSweep).
 func (w *Worker) Scheduler(stopping <-chan struct{}) {
 	every := max(1, int(w.SweepInterval/w.TimerInterval))
-	for tick := 0; ; tick++ {
+	first := 0
+	if w.swept.Load() && !w.sweptMore.Load() {
+		first = 1
+	}
+	for tick := first; ; tick++ {
 		more := false
 		if tick%every == 0 {
 			more = w.sweep()
@@ -34,6 +39,15 @@ func (w *Worker) Scheduler(stopping <-chan struct{}) {
 	}
 }
 
+// FirstSweep is the first sweep, done by a host before it takes
+// webhooks: what a restart left (queued updates, due timers) is picked up
+// then, and the webhooks that come next are handled as they come (settled),
+// never swept up with it.
+func (w *Worker) FirstSweep() {
+	w.sweptMore.Store(w.sweep())
+	w.swept.Store(true)
+}
+
 // sweepLimit is how many due contacts a sweep takes at most.
 const sweepLimit = 1000
 
@@ -43,8 +57,8 @@ const sweepLimit = 1000
 func (w *Worker) sweep() (more bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if w.Sweep != nil {
-		w.Sweep(ctx)
+	if w.Refresh != nil {
+		w.Refresh(ctx)
 	}
 	due, err := w.Store.Due(ctx, w.now().Add(w.SweepInterval), sweepLimit)
 	if err != nil {

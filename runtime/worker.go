@@ -86,10 +86,10 @@ type Worker struct {
 	SlowDown func(campaign string, code int)
 	// SendError counts a send that failed with a retryable error.
 	SendError func(code int)
-	// Sweep runs before each of the scheduler's sweeps (the host's
+	// Refresh runs before each of the scheduler's sweeps (the host's
 	// refreshes); Changed says that something another party can see
 	// happened.
-	Sweep   func(ctx context.Context)
+	Refresh func(ctx context.Context)
 	Changed func()
 
 	// drainedV is the versions of records whose events and tallies this
@@ -97,6 +97,9 @@ type Worker struct {
 	drainedV drained
 	// pending counts the retries scheduled (Later).
 	pending atomic.Int64
+	// swept: the host did the first sweep (FirstSweep); sweptMore: it
+	// found more due work than it took.
+	swept, sweptMore atomic.Bool
 }
 
 func (w *Worker) now() time.Time { return w.Clock.Now() }

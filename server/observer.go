@@ -32,7 +32,7 @@ func (s *Server) newWorker() *runtime.Worker {
 		SendTurn:  s.runner.SendTurn,
 		SlowDown:  func(campaign string, code int) { s.campaigns.Go(func() { s.runner.SlowDown(campaign, code) }) },
 		SendError: s.metrics.sendError,
-		Sweep:     s.account.Refresh,
+		Refresh:   s.account.Refresh,
 		Changed:   s.changed,
 	}
 }

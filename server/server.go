@@ -367,14 +367,18 @@ func (s *Server) App() *fiber.App { return s.app }
 // Start takes the instance id (waiting for a dead process's heartbeat to
 // lapse; an id a live instance holds is an error), takes back the claims
 // made in its name before a restart, and begins the background work: due
-// timers and the backlog left by a restart. Call it once, before or after
-// Listen.
+// timers and the backlog left by a restart, swept up before it returns.
+// Call it once, before Listen: webhooks that come after are handled as
+// they come (settled), not swept up with the backlog.
 func (s *Server) Start(ctx context.Context) error {
 	if err := s.lease.Take(ctx); err != nil {
 		return err
 	}
-	s.account.Refresh(ctx)
 	s.lease.Start()
+	// The first sweep (the account's states read, the backlog and the due
+	// work a restart left picked up) is done before the server takes
+	// webhooks; the scheduler sweeps on from there.
+	s.worker.FirstSweep()
 	s.sched.Start(s.worker.Scheduler)
 	s.campaigns.Start(s.runner.Loop)
 	if s.cfg.EventsURL != "" {

@@ -90,11 +90,11 @@ func Run(ctx context.Context, eng *engine.Engine, flow string, rd *Reader, at ti
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range res.Records {
-			switch r.Kind {
-			case engine.RecUndeliverable:
+		for _, e := range res.Events {
+			switch e.(type) {
+			case engine.Undeliverable:
 				est.Undeliverable++
-			case engine.RecError:
+			case engine.ErrorOccurred, engine.SendRefused:
 				est.Errors++
 			}
 		}

@@ -100,7 +100,7 @@ type result struct {
 // observe keeps what each event produced.
 func (s *Session) observe(ev engine.Input, at time.Time, res *engine.Result) {
 	s.Sent = append(s.Sent, res.Outbound...)
-	s.Records = append(s.Records, res.Records...)
+	s.Records = append(s.Records, res.Records()...)
 	s.results = append(s.results, result{ev, at, res})
 }
 
@@ -141,7 +141,7 @@ func (s *Session) apply(ctx context.Context, items ...conversation.Item) (*engin
 	for _, r := range s.results {
 		merged.Outbound = append(merged.Outbound, r.res.Outbound...)
 		merged.Events = append(merged.Events, r.res.Events...)
-		merged.Records = append(merged.Records, r.res.Records...)
+		merged.Trace, merged.Cover = merged.Trace || r.res.Trace, merged.Cover || r.res.Cover
 		if s.OnResult != nil {
 			s.OnResult(r.ev, r.at, r.res)
 		}

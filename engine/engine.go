@@ -209,7 +209,36 @@ func (r Record) String() string {
 type Result struct {
 	Outbound []Outbound
 	Events   []Event
-	Records  []Record
+	// Trace and Cover say which of Events the log shows (Records): the
+	// steps entered and conditions (tracing), the edges taken (coverage).
+	Trace, Cover bool
+}
+
+// Records are the events as the contact's log, transcripts and traces
+// show them: each event's record, but steps entered only when tracing or
+// covering and edges taken only when covering (they are the analytics'
+// facts either way).
+func (r *Result) Records() []Record {
+	out := make([]Record, 0, len(r.Events))
+	for _, e := range r.Events {
+		if Shown(e, r.Trace, r.Cover) {
+			out = append(out, e.Record())
+		}
+	}
+	return out
+}
+
+// Shown reports whether an event has a place in the log: steps entered
+// when tracing or covering, edges taken when covering, any other event
+// always.
+func Shown(e Event, trace, cover bool) bool {
+	switch e.(type) {
+	case StepEntered:
+		return trace || cover
+	case EdgeTaken:
+		return cover
+	}
+	return true
 }
 
 // Options configure an engine.
@@ -288,7 +317,7 @@ func (e *Engine) Handle(ctx context.Context, st *Session, ev Input, now time.Tim
 	c := &conv{e: e, st: st, now: now, ctx: ctx}
 	c.res = &c.result
 	c.res.Outbound = c.outBuf[:0]
-	c.res.Records = c.recBuf[:0]
+	c.res.Trace, c.res.Cover = e.opts.Trace, e.opts.Cover
 	c.res.Events = c.evBuf[:0]
 	c.pending = c.pendBuf[:0]
 	c.fillEnv()
@@ -400,7 +429,6 @@ type conv struct {
 	// Buffers that save allocations on the common path.
 	result   Result
 	outBuf   [4]Outbound
-	recBuf   [8]Record
 	evBuf    [8]Event
 	pendBuf  [4]actions.Message
 	pauseBuf actions.Pause
@@ -613,20 +641,9 @@ func (c *conv) header() Header {
 	return h
 }
 
-// event adds an event to the result, with its record.
+// event adds an event to the result.
 func (c *conv) event(e Event) {
 	c.res.Events = append(c.res.Events, e)
-	switch e.(type) {
-	case StepEntered:
-		if !c.e.opts.Trace && !c.e.opts.Cover {
-			return // a fact (the analytics), recorded when tracing
-		}
-	case EdgeTaken:
-		if !c.e.opts.Cover {
-			return
-		}
-	}
-	c.res.Records = append(c.res.Records, e.Record())
 }
 
 // --- inbound messages ---
@@ -926,7 +943,7 @@ func (c *conv) route(step *flows.Step) string {
 func (c *conv) took(step *flows.Step, i int) {
 	if i >= 0 {
 		e := step.Edges()[i]
-		c.event(EdgeTaken{Header: Header{Flow: step.Flow, Step: step.Name}, Index: i, EdgeKind: string(e.Kind), To: e.To})
+		c.event(EdgeTaken{Header: Header{At: c.now, Flow: step.Flow, Step: step.Name}, Index: i, EdgeKind: string(e.Kind), To: e.To})
 	}
 }
 

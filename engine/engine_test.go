@@ -59,7 +59,7 @@ func texts(res *engine.Result) []string {
 
 func records(res *engine.Result, kind string) []engine.Record {
 	var out []engine.Record
-	for _, r := range res.Records {
+	for _, r := range res.Records() {
 		if r.Kind == kind {
 			out = append(out, r)
 		}
@@ -344,7 +344,7 @@ func TestCallFailures(t *testing.T) {
 				t.Fatalf("sent %q, want the on_error step", got)
 			}
 			if len(records(res, engine.RecError)) != 1 {
-				t.Fatalf("records %v, want one error", res.Records)
+				t.Fatalf("records %v, want one error", res.Records())
 			}
 		})
 	}
@@ -484,7 +484,7 @@ steps:
 	if len(mocks.Unmocked) != 1 || !strings.Contains(mocks.Unmocked[0], "key=s3cr3t-value") {
 		t.Fatalf("the call did not carry the secret: %v", mocks.Unmocked)
 	}
-	b, _ := json.Marshal(res.Records)
+	b, _ := json.Marshal(res.Records())
 	if strings.Contains(string(b), "s3cr3t") {
 		t.Fatalf("a record shows the secret: %s", b)
 	}
@@ -505,7 +505,7 @@ func TestStaleState(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(records(res, engine.RecError)) != 1 || st.Flow != "main" || st.Step != "first" {
-		t.Fatalf("records %v, state %s/%s: want an error and a fresh start by trigger", res.Records, st.Flow, st.Step)
+		t.Fatalf("records %v, state %s/%s: want an error and a fresh start by trigger", res.Records(), st.Flow, st.Step)
 	}
 }
 

@@ -19,9 +19,9 @@ type Event interface {
 
 // Header is when and where an event happened.
 type Header struct {
-	At   time.Time
-	Flow string
-	Step string
+	At   time.Time `json:"at"`
+	Flow string    `json:"flow,omitempty"`
+	Step string    `json:"step,omitempty"`
 }
 
 func (h Header) record(kind, detail string) Record {
@@ -40,25 +40,25 @@ type MsgReceived struct {
 // during a handoff, a timer no longer pending ...).
 type MsgIgnored struct {
 	Header
-	Reason string
+	Reason string `json:"reason,omitempty"`
 }
 
 // MsgCreated: the engine committed a message to send (the Result's
 // Outbound with this id).
 type MsgCreated struct {
 	Header
-	ID string
+	ID string `json:"id,omitempty"`
 }
 
 // FlowStarted and FlowEnded: a flow began or ended, and why.
 type FlowStarted struct {
 	Header
-	Reason string
+	Reason string `json:"reason,omitempty"`
 }
 
 type FlowEnded struct {
 	Header
-	Reason string
+	Reason string `json:"reason,omitempty"`
 }
 
 // StepEntered: the flow entered a step (trace).
@@ -71,62 +71,62 @@ type GoalReached struct{ Header }
 // Index), for coverage.
 type EdgeTaken struct {
 	Header
-	Index    int
-	EdgeKind string
-	To       string
+	Index    int    `json:"index,omitempty"`
+	EdgeKind string `json:"edge_kind,omitempty"`
+	To       string `json:"to,omitempty"`
 }
 
 // ConditionEvaluated: an `if` or a `validate` was evaluated (trace).
 type ConditionEvaluated struct {
 	Header
-	Expr     string
-	Value    bool
-	Validate bool
+	Expr     string `json:"expr,omitempty"`
+	Value    bool   `json:"value,omitempty"`
+	Validate bool   `json:"validate,omitempty"`
 }
 
 // VarSet: a variable was set (trace); Value is shown redacted.
 type VarSet struct {
 	Header
-	Name  string
-	Value string
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
 }
 
 // CallMade: a call went out (Status 0) or came back (trace).
 type CallMade struct {
 	Header
-	Method string
-	URL    string
-	Status int
+	Method string `json:"method,omitempty"`
+	URL    string `json:"url,omitempty"`
+	Status int    `json:"status,omitempty"`
 }
 
 // TemplateFallback: free-form messages were replaced by a template
 // because the window was closed.
 type TemplateFallback struct {
 	Header
-	Template string
+	Template string `json:"template,omitempty"`
 }
 
 // SkippedAfterFallback: a free-form message of a run that already sent
 // its one fallback template was not sent (FLOW_SPEC.md 8.8).
 type SkippedAfterFallback struct {
 	Header
-	MessageKind string
-	Text        string
+	MessageKind string `json:"message_kind,omitempty"`
+	Text        string `json:"text,omitempty"`
 }
 
 // Undeliverable: messages were not sent, and why.
 type Undeliverable struct {
 	Header
-	Reason string
+	Reason string `json:"reason,omitempty"`
 }
 
 // TemplateNotSent: a template was not sent to an opted-out contact.
 type TemplateNotSent struct {
 	Header
-	Template string
+	Template string `json:"template,omitempty"`
 	// Marketing: a MARKETING template to a contact who stopped marketing
 	// messages.
-	Marketing bool
+	Marketing bool `json:"marketing,omitempty"`
 }
 
 // ContactOptedOut and ContactOptedIn: the contact's keyword.
@@ -138,37 +138,37 @@ type ContactOptedIn struct{ Header }
 // messages in WhatsApp.
 type MarketingPreference struct {
 	Header
-	Stopped bool
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // HandedOff: the contact was handed to an agent; Keyword names the
 // global keyword that did it, if one did.
 type HandedOff struct {
 	Header
-	Queue   string
-	Keyword string
+	Queue   string `json:"queue,omitempty"`
+	Keyword string `json:"keyword,omitempty"`
 }
 
 // HandoffReleased: the handoff ended, by an agent or by a keyword.
 type HandoffReleased struct {
 	Header
-	Queue   string
-	Keyword string
+	Queue   string `json:"queue,omitempty"`
+	Keyword string `json:"keyword,omitempty"`
 }
 
 // AgentMessage: an agent's message was committed to send.
 type AgentMessage struct {
 	Header
-	ID      string
-	Summary string
+	ID      string `json:"id,omitempty"`
+	Summary string `json:"summary,omitempty"`
 	// Forced: the contact was in no handoff; the agent wrote anyway.
-	Forced bool
+	Forced bool `json:"forced,omitempty"`
 }
 
 // TimerFired: a durable timer fell due.
 type TimerFired struct {
 	Header
-	Timer Timer
+	Timer Timer `json:"timer"`
 }
 
 // NoFlowMatched: no trigger matched and the bot has no default flow.
@@ -179,22 +179,22 @@ type NoFlowMatched struct{ Header }
 // to Then.
 type ReplyInvalid struct {
 	Header
-	Attempt int
-	Times   int
-	Then    string
+	Attempt int    `json:"attempt,omitempty"`
+	Times   int    `json:"times,omitempty"`
+	Then    string `json:"then,omitempty"`
 }
 
 // ErrorOccurred: something failed (an expression, a call, a send), and
 // the conversation went on or stopped cleanly.
 type ErrorOccurred struct {
 	Header
-	Err string
+	Err string `json:"error,omitempty"`
 }
 
 // TextCut: a rendered text was cut to WhatsApp's limit.
 type TextCut struct {
 	Header
-	What string
+	What string `json:"what,omitempty"`
 }
 
 // TemplateUnavailable: the account cannot send the template now
@@ -202,35 +202,35 @@ type TextCut struct {
 // flow stopped there.
 type TemplateUnavailable struct {
 	Header
-	Template string
-	Language string
-	Status   string
+	Template string `json:"template,omitempty"`
+	Language string `json:"language,omitempty"`
+	Status   string `json:"status,omitempty"`
 }
 
 // FreeEntryOpened: the business answered a message from an ad within 24
 // hours, which opened a free entry point until Until.
 type FreeEntryOpened struct {
 	Header
-	Until time.Time
+	Until time.Time `json:"until,omitzero"`
 }
 
 // StatusReceived: a delivery status for a message not in the recent
 // history (statuses of known messages update their deliveries).
 type StatusReceived struct {
 	Header
-	Status string
-	WAMID  string
+	Status string `json:"status,omitempty"`
+	WAMID  string `json:"wamid,omitempty"`
 }
 
 // SendRefused: WhatsApp refused a message (when it was sent, or later in
 // a failed status).
 type SendRefused struct {
 	Header
-	MessageID string
-	Code      int
-	Err       string
+	MessageID string `json:"message_id,omitempty"`
+	Code      int    `json:"code,omitempty"`
+	Err       string `json:"error,omitempty"`
 	// Status: the refusal came as a failed delivery status.
-	Status bool
+	Status bool `json:"status,omitempty"`
 }
 
 func (e MsgReceived) Kind() string { return RecInbound }

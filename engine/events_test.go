@@ -38,8 +38,8 @@ func TestTypedEvents(t *testing.T) {
 		t.Errorf("MsgCreated %+v", c)
 	}
 	for i, ev := range res.Events {
-		if ev.Record() != res.Records[i] || ev.Kind() != res.Records[i].Kind {
-			t.Errorf("event %d renders %+v, the log has %+v", i, ev.Record(), res.Records[i])
+		if ev.Record() != res.Records()[i] || ev.Kind() != res.Records()[i].Kind {
+			t.Errorf("event %d renders %+v, the log has %+v", i, ev.Record(), res.Records()[i])
 		}
 	}
 	res, _ = e.Handle(context.Background(), st, engine.MessageIn{Message: &engine.Inbound{ID: "w2", Type: "text", Text: "agent", Timestamp: t0}}, t0)

@@ -52,7 +52,7 @@ func TestFormTokenTiesTheAnswerToTheStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(res.Outbound) != 0 || len(records(res, engine.RecIgnored)) != 1 {
-		t.Fatalf("a stale answer sent %q and recorded %v", texts(res), res.Records)
+		t.Fatalf("a stale answer sent %q and recorded %v", texts(res), res.Records())
 	}
 	answer := engine.Inbound{ID: "wamid.ANSWER", Type: "interactive", Form: map[string]any{"party": 4}, FormToken: f.Token}
 	if res, err = s.Say(ctx, answer); err != nil {
@@ -126,7 +126,7 @@ steps:
 				t.Fatal(err)
 			}
 			if len(records(res, engine.RecFreeEntry)) != 1 || res.Outbound[0].Cost != 0 {
-				t.Fatalf("the answer did not open a free entry point: %v", res.Records)
+				t.Fatalf("the answer did not open a free entry point: %v", res.Records())
 			}
 			st, _ := s.State(ctx)
 			if want := t0.Add(72 * time.Hour); !st.FreeUntil.Equal(want) {
@@ -273,7 +273,7 @@ steps:
 		t.Fatal(err)
 	}
 	if r := records(res, engine.RecIgnored); len(r) != 1 || !strings.Contains(r[0].Detail, `reaction "😮" on wamid.OURS`) {
-		t.Fatalf("the reaction was recorded as %v", res.Records)
+		t.Fatalf("the reaction was recorded as %v", res.Records())
 	}
 	st, _ := s.State(ctx)
 	if st.Contact.ID != "c1" || st.Contact.WaID != "c1" || st.Contact.UserID != "US.1349" || st.Contact.Username != "ana.cafe" {

@@ -15,21 +15,21 @@ import (
 type ModelCalled struct {
 	Header
 	// What is classify or extract.
-	What       string
-	Intent     string
-	Confidence float64
+	What       string  `json:"what,omitempty"`
+	Intent     string  `json:"intent,omitempty"`
+	Confidence float64 `json:"confidence,omitempty"`
 	// Keyword: the reply was one of an intent's examples; no model was
 	// asked, and nothing was spent.
-	Keyword      bool
-	InputTokens  int64
-	OutputTokens int64
+	Keyword      bool  `json:"keyword,omitempty"`
+	InputTokens  int64 `json:"input_tokens,omitempty"`
+	OutputTokens int64 `json:"output_tokens,omitempty"`
 	// Cost is the call's tokens at llm.price, in pricing.currency.
-	Cost float64
+	Cost float64 `json:"cost,omitempty"`
 	// Took is the call's wall time.
-	Took time.Duration
+	Took time.Duration `json:"took,omitempty"`
 	// Error names a failure: timeout, refusal, invalid, budget or error.
-	Error  string
-	Detail string
+	Error  string `json:"error,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Kind implements Event.

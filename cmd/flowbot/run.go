@@ -31,7 +31,9 @@ type runFlags struct {
 	flow, contact, name, language, script, mocks, start string
 	llm                                                 bool
 	trace, web                                          bool
-	addr                                                string
+	addr, events                                        string
+	// eventsOut receives each event as a JSON line (--events).
+	eventsOut io.Writer
 }
 
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -46,6 +48,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs.BoolVar(&f.llm, "llm", false, "classify and extract steps call the model configured under llm: in flowbot.yaml (by default they are answered only by --mocks' llm: mocks)")
 	fs.StringVar(&f.start, "start-at", "", "the virtual clock's start, e.g. 2026-11-21T09:00:00Z (default: now)")
 	fs.BoolVar(&f.trace, "trace", false, "show each step entered, each condition with its value, and each variable set")
+	fs.StringVar(&f.events, "events", "", "write every event (steps entered, edges taken, messages, model calls ...) to this file, one JSON object a line, as docs/bot-format.md (Dry runs) describes")
 	fs.BoolVar(&f.web, "web", false, "open the web playground instead of chatting in the terminal")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8088", "with --web: the address to serve the playground on")
 	dir, err := parseFlags(fs, args, stderr)
@@ -72,6 +75,16 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		mocks = list
 	}
+	if f.events != "" {
+		out, err := os.Create(f.events)
+		if err != nil {
+			return usageErr("--events: %v", err)
+		}
+		defer out.Close()
+		w := bufio.NewWriter(out)
+		defer w.Flush()
+		f.eventsOut = w
+	}
 	if f.web {
 		return runWeb(ctx, dir, bot, f, mocks, stdout, stderr)
 	}
@@ -84,6 +97,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 // transcript prints what a dry run does, as it happens.
 type transcript struct {
 	w       io.Writer
+	events  io.Writer // each event as a JSON line; nil: none
 	trace   bool
 	name    string
 	session *dryrun.Session
@@ -101,13 +115,20 @@ func (p *transcript) note(at time.Time, text string) {
 
 // result prints one event's outbound messages and records.
 func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, res *engine.Result) {
+	if p.events != nil {
+		for _, e := range res.Events {
+			if b, err := engine.MarshalEvent(e); err == nil {
+				p.events.Write(append(b, '\n'))
+			}
+		}
+	}
 	st, _ := p.session.State(ctx)
 	window := windowText(st, at)
 	sent := map[string]engine.Outbound{}
 	for _, o := range res.Outbound {
 		sent[o.ID] = o
 	}
-	for _, r := range res.Records {
+	for _, r := range res.Records() {
 		switch r.Kind {
 		case engine.RecInbound:
 			continue
@@ -223,7 +244,7 @@ func runScript(ctx context.Context, bot *flows.Bot, f runFlags, extra flows.Mock
 	if spec.Contact != nil && spec.Contact.Name != "" {
 		name = spec.Contact.Name
 	}
-	p := &transcript{w: stdout, trace: f.trace, name: name}
+	p := &transcript{w: stdout, events: f.eventsOut, trace: f.trace, name: name}
 	// Print the contact's messages and clock moves as the test plays them.
 	var prevNow time.Time
 	res := dryrun.RunTest(ctx, bot, t, secretsFromEnv(bot.Settings.Secrets), func(s *dryrun.Session) {
@@ -310,7 +331,7 @@ func runChat(ctx context.Context, bot *flows.Bot, f runFlags, mockList flows.Moc
 		return err
 	}
 	s.ForceFlow = f.flow
-	p := &transcript{w: stdout, trace: f.trace, name: contact.Name, session: s}
+	p := &transcript{w: stdout, events: f.eventsOut, trace: f.trace, name: contact.Name, session: s}
 	s.OnResult = func(ev engine.Input, at time.Time, r *engine.Result) { p.result(ctx, ev, at, r) }
 	interactive := isTerminal(stdin)
 	if interactive {

@@ -94,7 +94,7 @@ func (k *Keeper) Apply(ctx context.Context, st *Record, items []Item, isNew bool
 				break
 			}
 			if st.Handoff != nil {
-				f := map[string]any{"message": messageView(it.Message), "handoff": map[string]any{"queue": st.Handoff.Queue, "since": st.Handoff.Since.UTC()}}
+				f := map[string]any{"message": it.Message.View(), "handoff": map[string]any{"queue": st.Handoff.Queue, "since": st.Handoff.Since.UTC()}}
 				k.emit(st, EventMessageReceived, f)
 			}
 			_, err = k.handle(ctx, st, engine.MessageIn{Message: it.Message, ForceFlow: it.ForceFlow, Vars: it.ForceVars})
@@ -318,7 +318,7 @@ func (k *Keeper) log(st *Record, events ...engine.Event) {
 func (k *Keeper) event(st *Record, e engine.Event) {
 	k.log(st, e)
 	if k.OnResult != nil {
-		k.OnResult(nil, e.Record().At, &engine.Result{Events: []engine.Event{e}, Records: []engine.Record{e.Record()}})
+		k.OnResult(nil, e.Record().At, &engine.Result{Events: []engine.Event{e}})
 	}
 }
 

@@ -33,29 +33,6 @@ func contactView(c engine.Contact) *ContactView {
 	return &ContactView{ID: c.ID, Name: c.Name, Language: c.Language, WaID: c.WaID, UserID: c.UserID, Username: c.Username}
 }
 
-// MessageView is an inbound message as events show it.
-type MessageView struct {
-	ID        string         `json:"id"`
-	Type      string         `json:"type"`
-	Text      string         `json:"text,omitempty"`
-	Choice    string         `json:"choice,omitempty"`
-	Media     map[string]any `json:"media,omitempty"`
-	Location  map[string]any `json:"location,omitempty"`
-	Form      map[string]any `json:"form,omitempty"`
-	Timestamp time.Time      `json:"timestamp"`
-}
-
-func messageView(m *engine.Inbound) *MessageView {
-	v := &MessageView{ID: m.ID, Type: m.Type, Text: m.Text, Choice: m.Choice, Form: m.Form, Timestamp: m.Timestamp}
-	if m.Media.ID != "" {
-		v.Media = map[string]any{"id": m.Media.ID, "mime_type": m.Media.MimeType, "caption": m.Media.Caption}
-	}
-	if m.Type == "location" {
-		v.Location = m.Location.Data()
-	}
-	return v
-}
-
 // NewEventOut makes an event out: its id (a random one for ""), its type
 // and time, and the fields of its kind, as the JSON body posted.
 func NewEventOut(id, typ string, at time.Time, contact *ContactView, number string, fields map[string]any) EventOut {

@@ -44,11 +44,11 @@ func (s *Server) campaignFinished(ctx context.Context, c *store.Campaign, n conv
 		at = s.cfg.Now()
 	}
 	currency := s.Engine().Bot().Settings.Pricing.Currency
-	e := conversation.NewEventOut(campaignFinishedID(c.ID), conversation.EventCampaignFinished, at, nil, s.cfg.PhoneNumberID, map[string]any{"campaign": map[string]any{
-		"id": c.ID, "name": c.Name, "flow": c.Flow, "total": c.Total, "rejected": c.Rejected,
-		"started": n.Started, "skipped": map[string]int{"opted_out": n.OptedOut, "busy": n.Busy, "limit": n.Limit},
-		"sent": n.Sent, "delivered": n.Delivered, "read": n.Read, "failed": n.Failed, "cost": costView(n.Cost, currency), "cost_estimated": costView(n.CostEstimated, currency),
-		"created_at": c.CreatedAt, "finished_at": at,
+	e := conversation.NewEventOut(campaignFinishedID(c.ID), at, nil, s.cfg.PhoneNumberID, conversation.CampaignFinishedOut{Campaign: conversation.CampaignSummary{
+		ID: c.ID, Name: c.Name, Flow: c.Flow, Total: c.Total, Rejected: c.Rejected,
+		Started: n.Started, Skipped: map[string]int{"opted_out": n.OptedOut, "busy": n.Busy, "limit": n.Limit},
+		Sent: n.Sent, Delivered: n.Delivered, Read: n.Read, Failed: n.Failed, Cost: costView(n.Cost, currency), CostEstimated: costView(n.CostEstimated, currency),
+		CreatedAt: c.CreatedAt, FinishedAt: at,
 	}})
 	err := s.store.PutEvents(ctx, []store.OutEvent{{ID: e.ID, Key: "campaign:" + c.ID, Order: "0", Type: e.Type, At: e.At, Body: e.Body, NextAt: e.At}})
 	if err != nil {

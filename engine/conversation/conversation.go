@@ -94,8 +94,7 @@ func (k *Keeper) Apply(ctx context.Context, st *Record, items []Item, isNew bool
 				break
 			}
 			if st.Handoff != nil {
-				f := map[string]any{"message": it.Message.View(), "handoff": map[string]any{"queue": st.Handoff.Queue, "since": st.Handoff.Since.UTC()}}
-				k.emit(st, EventMessageReceived, f)
+				k.emit(st, MessageReceivedOut{Message: it.Message.View(), Handoff: HandoffView{Queue: st.Handoff.Queue, Since: st.Handoff.Since.UTC()}})
 			}
 			_, err = k.handle(ctx, st, engine.MessageIn{Message: it.Message, ForceFlow: it.ForceFlow, Vars: it.ForceVars})
 		case ItemStatus:

@@ -1,10 +1,7 @@
 package engine_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -12,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/internal/snapshot"
 )
 
 var updateEvents = flag.Bool("update", false, "write the events' snapshots in testdata/events")
@@ -77,25 +75,7 @@ func TestEventSnapshots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var pretty bytes.Buffer
-		if err := json.Indent(&pretty, b, "", "  "); err != nil {
-			t.Fatalf("%s: %v in %s", name, err, b)
-		}
-		pretty.WriteByte('\n')
-		path := filepath.Join("testdata", "events", name+".json")
-		if *updateEvents {
-			os.MkdirAll(filepath.Dir(path), 0o755)
-			if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (go test ./engine -run EventSnapshots -update writes it)", err)
-		}
-		if pretty.String() != string(want) {
-			t.Errorf("the %s event serializes as\n%s\nthe snapshot %s says\n%s", name, pretty.String(), path, want)
-		}
+		want := snapshot.JSON(t, filepath.Join("testdata", "events", name+".json"), b, *updateEvents)
 		back, err := engine.UnmarshalEvent(want)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

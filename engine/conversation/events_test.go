@@ -1,10 +1,7 @@
 package conversation_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +9,7 @@ import (
 
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
+	"github.com/flowbot/flowbot/internal/snapshot"
 )
 
 var updateOut = flag.Bool("update", false, "write the events out's snapshots in testdata/events_out")
@@ -43,25 +41,7 @@ func TestEventsOutSnapshots(t *testing.T) {
 		if e.Type != b.OutType() || e.ID != "evt_1" {
 			t.Fatalf("%+v", e)
 		}
-		var pretty bytes.Buffer
-		if err := json.Indent(&pretty, e.Body, "", "  "); err != nil {
-			t.Fatalf("%s: %v in %s", e.Type, err, e.Body)
-		}
-		pretty.WriteByte('\n')
-		path := filepath.Join("testdata", "events_out", e.Type+".json")
-		if *updateOut {
-			os.MkdirAll(filepath.Dir(path), 0o755)
-			if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (go test ./engine/conversation -run EventsOut -update writes it)", err)
-		}
-		if pretty.String() != string(want) {
-			t.Errorf("%s posts\n%s\nthe snapshot %s says\n%s", e.Type, pretty.String(), path, want)
-		}
+		snapshot.JSON(t, filepath.Join("testdata", "events_out", e.Type+".json"), e.Body, *updateOut)
 	}
 	// A handoff the record does not hold has no note or since; an empty
 	// note of one it holds is there, empty.

@@ -140,6 +140,13 @@ func (r *Runner) state(id string) store.CampaignState {
 // second counted 502).
 const paceMargin = 0.99
 
+// spacedRate is how many starts (and sends) a second a campaign's slots
+// are spaced for: its rate at the pace it runs at, less paceMargin. The
+// hand-out spaces a batch's starts by it, and SendTurn the sends.
+func spacedRate(rate int, factor float64) float64 {
+	return float64(rate) * factor * paceMargin
+}
+
 // campaignTick is how often the runner looks for batches to claim.
 const campaignTick = 50 * time.Millisecond
 
@@ -278,10 +285,7 @@ func (r *Runner) claim() {
 // pace is the campaign's current share of its rate: after a slow-down it
 // climbs back by half again each rampEvery without throughput errors.
 func (r *Runner) pace(ctx context.Context, k *campaignRun, c store.Campaign, now time.Time) float64 {
-	f := c.Factor
-	if f <= 0 {
-		f = 1
-	}
+	f := c.PaceFactor()
 	if f < 1 && now.Sub(c.SlowedAt) >= rampEvery {
 		up := store.Pace{Factor: min(1, f*1.5), SlowedAt: now}
 		switch err := r.h.Store.SetPace(ctx, c.ID, c.Pace(), up); {
@@ -366,7 +370,7 @@ func (r *Runner) claimNext(ctx context.Context, k *campaignRun) error {
 				}
 			}
 		}
-		rate := float64(c.Rate) * r.pace(ctx, k, snap, now) * paceMargin
+		rate := spacedRate(c.Rate, r.pace(ctx, k, snap, now))
 		dur := time.Duration(float64(to-from) / rate * float64(time.Second))
 		b := store.CampaignBatch{Campaign: c.ID, N: n, Start: start, End: start.Add(dur), By: r.h.Instance, Until: start.Add(dur + leaseSlack)}
 		err := r.h.Store.ClaimBatch(ctx, b)
@@ -636,11 +640,7 @@ func (r *Runner) SendTurn(ctx context.Context, campaign string) bool {
 		r.mu.Unlock()
 		return true
 	}
-	factor := k.c.Factor
-	if factor <= 0 {
-		factor = 1
-	}
-	interval := time.Duration(float64(time.Second) / (float64(k.c.Rate) * factor * paceMargin))
+	interval := time.Duration(float64(time.Second) / spacedRate(k.c.Rate, k.c.PaceFactor()))
 	now := r.h.Now()
 	turn := r.turns[campaign]
 	if turn.Before(now) {

@@ -430,5 +430,5 @@ func currentRate(c *store.Campaign) float64 {
 	if c.State == store.CampaignPaused || c.State == store.CampaignCancelled {
 		return 0
 	}
-	return math.Round(float64(c.Rate)*c.Factor*10) / 10
+	return math.Round(float64(c.Rate)*c.PaceFactor()*10) / 10
 }

@@ -810,15 +810,16 @@ func (s *Server) outbox(c *fiber.Ctx) error {
 // contact's view, the contacts' list): open, when it closes, how long is
 // left while it is open, and the end of a free entry point.
 func windowView(st *conversation.Record, now time.Time) fiber.Map {
-	window := fiber.Map{"open": st.WindowOpen(now)}
-	if !st.LastInbound.IsZero() {
-		window["expires_at"] = st.WindowExpires()
-		if st.WindowOpen(now) {
-			window["left"] = st.WindowExpires().Sub(now).Round(time.Second).String()
+	w := st.WindowAt(now)
+	window := fiber.Map{"open": w.Open}
+	if !w.ExpiresAt.IsZero() {
+		window["expires_at"] = w.ExpiresAt
+		if w.Open {
+			window["left"] = w.Left.Round(time.Second).String()
 		}
 	}
-	if st.FreeAt(now) {
-		window["free_until"] = st.FreeUntil
+	if !w.FreeUntil.IsZero() {
+		window["free_until"] = w.FreeUntil
 	}
 	return window
 }

@@ -110,6 +110,15 @@ type Pace struct {
 	SlowedAt time.Time
 }
 
+// PaceFactor is the share of its rate the campaign runs at now: 1 for
+// one never slowed down.
+func (c *Campaign) PaceFactor() float64 {
+	if c.Factor <= 0 {
+		return 1
+	}
+	return c.Factor
+}
+
 // Pace is the campaign's pace.
 func (c *Campaign) Pace() Pace { return Pace{Factor: c.Factor, SlowedAt: c.SlowedAt} }
 

@@ -168,20 +168,18 @@ func (p *transcript) result(ctx context.Context, ev engine.Input, at time.Time, 
 // windowText shows the customer service window: open, closes in 23h10m;
 // or closed.
 func windowText(st *conversation.Record, at time.Time) string {
-	free := ""
-	if st != nil && st.FreeAt(at) {
-		free = "; free entry point for " + hm(st.FreeUntil.Sub(at))
+	if st == nil {
+		return "closed"
 	}
-	if st == nil || !st.WindowOpen(at) {
+	w := st.WindowAt(at)
+	free := ""
+	if !w.FreeUntil.IsZero() {
+		free = "; free entry point for " + conversation.HoursMinutes(w.FreeUntil.Sub(at))
+	}
+	if !w.Open {
 		return "closed" + free
 	}
-	return "open, closes in " + hm(st.WindowExpires().Sub(at)) + free
-}
-
-// hm shows a duration as 23h10m.
-func hm(d time.Duration) string {
-	d = d.Round(time.Minute)
-	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	return "open, closes in " + conversation.HoursMinutes(w.Left) + free
 }
 
 // how says how a message went out: session, or template NAME(params) CATEGORY.

@@ -35,6 +35,7 @@ import (
 	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
 )
 
@@ -638,7 +639,7 @@ func (p *Playground) agent(c *fiber.Ctx) error {
 func (ch *chat) record(_ engine.Input, at time.Time, res *engine.Result) {
 	st, _ := ch.session.State(context.Background())
 	window := "closed"
-	if st != nil && st.WindowOpen(at) {
+	if st != nil && st.WindowAt(at).Open {
 		window = "open"
 	}
 	for _, o := range res.Outbound {
@@ -665,16 +666,17 @@ func (ch *chat) view(ctx context.Context) fiber.Map {
 	s := ch.session
 	st, _ := s.State(ctx)
 	window := fiber.Map{"open": false}
-	if st != nil && !st.LastInbound.IsZero() {
-		window["expires_at"] = st.WindowExpires()
-	}
-	if st != nil && st.WindowOpen(s.Now) {
-		left := st.WindowExpires().Sub(s.Now).Round(time.Minute)
-		window["open"] = true
-		window["left"] = fmt.Sprintf("%dh%02dm", int(left.Hours()), int(left.Minutes())%60)
-	}
-	if st != nil && st.FreeAt(s.Now) {
-		window["free_until"] = st.FreeUntil
+	if st != nil {
+		w := st.WindowAt(s.Now)
+		if !w.ExpiresAt.IsZero() {
+			window["expires_at"] = w.ExpiresAt
+		}
+		if w.Open {
+			window["open"], window["left"] = true, conversation.HoursMinutes(w.Left)
+		}
+		if !w.FreeUntil.IsZero() {
+			window["free_until"] = w.FreeUntil
+		}
 	}
 	var trace []fiber.Map
 	for _, r := range s.Records {

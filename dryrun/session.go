@@ -48,9 +48,12 @@ type Session struct {
 	// OnResult sees every event's result, in order (transcripts).
 	OnResult func(ev engine.Input, at time.Time, res *engine.Result)
 
-	seq     int
-	keeper  *conversation.Keeper
-	worker  *runtime.Worker
+	seq    int
+	keeper *conversation.Keeper
+	worker *runtime.Worker
+	// timers is the worker's due-work queue, which Advance runs down as
+	// serve's scheduler does, on the virtual clock.
+	timers  *runtime.TimerQueue
 	dropped []error // updates the engine refused in the work in hand
 	// outcome is the outcome of the command in hand, as the worker
 	// reports it applied.
@@ -73,8 +76,10 @@ func NewSession(ctx context.Context, e *engine.Engine, contact engine.Contact, s
 		ClaimTimeout: time.Hour,
 		OnResult:     s.observe,
 	}
+	s.timers = runtime.NewTimerQueue()
 	s.worker = &runtime.Worker{Store: s.Store, Keeper: s.keeper, Sender: accepting{}, Clock: virtualClock{s}, Log: slog.New(slog.DiscardHandler),
 		Instance: "dryrun", ClaimTimeout: time.Hour, RetryLater: time.Minute, Retry: whatsapp.DefaultRetry,
+		Timers: s.timers, SweepInterval: 100 * 365 * 24 * time.Hour, // every next work is registered: no sweep comes
 		Kick: func(string) {}, Notify: func(string) {},
 		Dropped: func(_ string, err error) { s.dropped = append(s.dropped, err) },
 		Applied: func(key string, st *conversation.Record) {
@@ -313,26 +318,33 @@ func (s *Session) Fail(ctx context.Context, o engine.Outbound, code int) error {
 	return err
 }
 
-// Advance moves the virtual clock on by d, firing the timers that fall due
-// on the way, in due order (timers due at the same instant in the order
-// they were set). The clock stands at each timer's due time while it
-// fires.
+// Advance moves the virtual clock on by d, doing the contact's work that
+// falls due on the way, in due order, as serve's scheduler does: from the
+// same due-work queue the worker registers each record's next work in
+// (seeded, as a sweep is, from the store's due work: a test's starting
+// state included). Timers due at the same instant fire in the order they
+// were set; the clock stands at each due time while its work is done.
 func (s *Session) Advance(ctx context.Context, d time.Duration) error {
 	end := s.Now.Add(d)
+	due, err := s.Store.Due(ctx, end, 0)
+	if err != nil {
+		return err
+	}
+	for _, w := range due {
+		s.timers.Add(w.Contact, w.At)
+	}
 	for i := 0; i < 10000; i++ {
-		st, err := s.State(ctx)
-		if err != nil {
-			return err
-		}
-		t, ok := st.NextTimer()
-		if !ok || t.Due.After(end) {
+		at, ok := s.timers.Next()
+		if !ok || at.After(end) {
 			break
 		}
-		if t.Due.After(s.Now) {
-			s.Now = t.Due
+		if at.After(s.Now) {
+			s.Now = at
 		}
-		if _, err := s.apply(ctx); err != nil { // the timers due now fire
-			return err
+		for range s.timers.Due(s.Now) {
+			if _, err := s.apply(ctx); err != nil { // the work due now is done
+				return err
+			}
 		}
 	}
 	s.Now = end

@@ -73,6 +73,20 @@ func (q *TimerQueue) Due(now time.Time) []string {
 	return out
 }
 
+// Next is when the earliest registered work is due; false when none is.
+func (q *TimerQueue) Next() (time.Time, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.h) > 0 {
+		e := q.h[0]
+		if cur, ok := q.at[e.contact]; ok && cur.Equal(e.at) {
+			return e.at, true
+		}
+		heap.Pop(&q.h) // replaced by an earlier entry, which fired
+	}
+	return time.Time{}, false
+}
+
 // Len is how many contacts are registered.
 func (q *TimerQueue) Len() int {
 	q.mu.Lock()

@@ -56,10 +56,9 @@ func NewFront(cfg FrontConfig, servers ...*Server) *Front {
 		f.servers[s.Number()] = s
 		f.numbers = append(f.numbers, s.Number())
 	}
-	f.unknown = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "flowbot_webhook_unknown_number_updates_total", Help: "Webhook updates for a business number no bot here serves (answered 200, started nothing).",
-	})
-	f.reg.MustRegister(f.unknown, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: refusedName, Help: refusedHelp}, []string{"reason"})
+	f.unknown = refused.WithLabelValues("unknown_number")
+	f.reg.MustRegister(refused, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gather := prometheus.Gatherers{f.reg}
 	for _, n := range f.numbers {
 		gather = append(gather, f.servers[n].Gatherer())

@@ -71,7 +71,8 @@ func TestFrontServesSeveralNumbers(t *testing.T) {
 	body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[` +
 		value("111111111111111", "15550001111", "wamid.a", "hello one") + "," +
 		value("222222222222222", "15550001111", "wamid.b", "order") + "," +
-		value("333333333333333", "15550003333", "wamid.c", "nobody") + `]}]}`)
+		value("333333333333333", "15550003333", "wamid.c", "nobody") + "," +
+		value("111111111111111", strings.Repeat("9", 300), "wamid.d", "a sender id no WhatsApp id is") + `]}]}`)
 	req, _ := http.NewRequest("POST", url+"/webhook", bytes.NewReader(body))
 	req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(appSecret, body))
 	resp, err := http.DefaultClient.Do(req)
@@ -156,7 +157,9 @@ func TestFrontServesSeveralNumbers(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`flowbot_webhook_unknown_number_updates_total 1`, `flowbot_inbound_messages_total{number="111111111111111",type="text"} 1`, `flowbot_inbound_messages_total{number="222222222222222",type="text"} 1`} {
+	// One metric of updates refused, the front's (a number nobody
+	// serves) beside each number's own.
+	for _, want := range []string{`flowbot_webhook_updates_refused_total{reason="unknown_number"} 1`, `flowbot_webhook_updates_refused_total{number="111111111111111",reason="long_id"} 1`, `flowbot_inbound_messages_total{number="111111111111111",type="text"} 1`, `flowbot_inbound_messages_total{number="222222222222222",type="text"} 1`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -45,6 +45,14 @@ type metrics struct {
 	cost *prometheus.GaugeVec
 }
 
+// The one metric of webhook updates not queued, counted by a server
+// (every reason) and by a front of several numbers (unknown_number: for a
+// number none of its bots serves).
+const (
+	refusedName = "flowbot_webhook_updates_refused_total"
+	refusedHelp = "Webhook messages and statuses not queued, by reason (long_id: a sender or message id longer than any WhatsApp id; unknown_number: for a business number this server does not serve; group: written in, or sent to, a group)."
+)
+
 func newMetrics(number string, depth func() float64) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -84,7 +92,7 @@ func newMetrics(number string, depth func() float64) *metrics {
 			Name: "flowbot_engine_errors_total", Help: "Error events the engine recorded (failed expressions, failed calls, undeliverable sends).",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flowbot_webhook_updates_refused_total", Help: "Webhook messages and statuses not queued, by reason (long_id: a sender or message id longer than any WhatsApp id; unknown_number: for a business number this server does not serve; group: written in, or sent to, a group).",
+			Name: refusedName, Help: refusedHelp,
 		}, []string{"reason"}),
 		clamped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowbot_timestamps_adjusted_total", Help: "Inbound messages whose WhatsApp timestamp was not believed and that count as received now, by reason (future, stale: older than WhatsApp's 7-day redelivery period).",

@@ -6,10 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +18,7 @@ import (
 	"github.com/flowbot/flowbot/engine"
 	"github.com/flowbot/flowbot/engine/conversation"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/internal/realpayloads"
 	"github.com/flowbot/flowbot/server"
 	"github.com/flowbot/flowbot/server/servertest"
 	"github.com/flowbot/flowbot/store"
@@ -516,18 +517,11 @@ func TestDevelopmentOutbox(t *testing.T) {
 // TestRealPayloads posts the 44 real notifications of ../shared/real-payloads:
 // each is answered 200 and handled without a crash.
 func TestRealPayloads(t *testing.T) {
-	files, _ := filepath.Glob("../../shared/real-payloads/*.json")
-	if len(files) == 0 {
-		t.Skip("no ../shared/real-payloads here")
-	}
+	files := realpayloads.Files(t)
 	r := newRig(t, "testdata/echo")
-	for _, f := range files {
-		body, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if code := r.Post(body); code != 200 {
-			t.Errorf("%s: answered %d", filepath.Base(f), code)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if code := r.Post(files[name]); code != 200 {
+			t.Errorf("%s: answered %d", name, code)
 		}
 	}
 	// Everything queued gets handled: the inbox drains.

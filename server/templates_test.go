@@ -3,12 +3,11 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/flowbot/flowbot/engine"
+	"github.com/flowbot/flowbot/internal/realpayloads"
 )
 
 // TestTemplatePausedByTheAccount checks FLOW_SPEC.md 8.9 on two instances
@@ -26,8 +25,8 @@ func TestTemplatePausedByTheAccount(t *testing.T) {
 		t.Fatalf("the status event was answered %d", code)
 	}
 	// The real notification of another project: a category change.
-	category, err := os.ReadFile(filepath.Join("..", "..", "shared", "real-payloads", "62-template_category_update-pywa.json"))
-	if err == nil && a.Post(category) != 200 {
+	category := realpayloads.File(t, "62-template_category_update-pywa.json")
+	if a.Post(category) != 200 {
 		t.Fatal("the category event was refused")
 	}
 	_, list := b.API("GET", "/api/templates", apiToken, nil)

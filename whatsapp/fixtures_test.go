@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/flowbot/flowbot/internal/realpayloads"
 )
 
 // fixture reads a notification of testdata/webhooks (SOURCES.md says
@@ -91,7 +93,7 @@ func TestFixturesOthersWrote(t *testing.T) {
 // drop: a voice note, a document's name and hash, a shared contact's
 // numbers, an ad's media and welcome message, a reply's context.
 func TestRealPayloadDetails(t *testing.T) {
-	all := realPayloads(t)
+	all := realpayloads.Files(t)
 	parse := func(name string) Message {
 		t.Helper()
 		raw, ok := all[name]

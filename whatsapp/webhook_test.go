@@ -2,12 +2,14 @@ package whatsapp
 
 import (
 	"fmt"
-	"github.com/flowbot/flowbot/flows"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/internal/realpayloads"
 )
 
 func TestSignatureVectors(t *testing.T) {
@@ -44,30 +46,10 @@ func TestParseRejectsNonNotifications(t *testing.T) {
 	}
 }
 
-// realPayloads reads ../shared/real-payloads, notifications taken from
-// other projects' test fixtures; the test is skipped where they are absent.
-func realPayloads(t *testing.T) map[string][]byte {
-	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "real-payloads")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(files) == 0 {
-		t.Skip("no ../shared/real-payloads here")
-	}
-	out := map[string][]byte{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[filepath.Base(f)] = b
-	}
-	return out
-}
-
 func TestParseRealPayloads(t *testing.T) {
 	received := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 	byName := map[string]*Update{}
-	for name, body := range realPayloads(t) {
+	for name, body := range realpayloads.Files(t) {
 		u, err := Parse(body, received)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -250,7 +232,8 @@ func TestParseRealPayloads(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("..", "..", "shared", "real-payloads", "*.json"))
+	dir, _ := realpayloads.Dir()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	for _, p := range files {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
@@ -328,7 +311,7 @@ func TestNumberQualityMaxDaily(t *testing.T) {
 // only: the notification parses, its message and every status are kept,
 // and what could not be read is reported.
 func TestOneBadFieldKeepsTheBatch(t *testing.T) {
-	body, ok := realPayloads(t)["58-multi_message_batch-mixed-messages-statuses-typebot.json"]
+	body, ok := realpayloads.Files(t)["58-multi_message_batch-mixed-messages-statuses-typebot.json"]
 	if !ok {
 		t.Skip("fixture missing")
 	}

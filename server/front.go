@@ -24,7 +24,8 @@ import (
 // metadata.phone_number_id and hands each server its own; updates for a
 // number no bot serves are answered 200, logged and counted. /api/ takes
 // ?number=PHONE_NUMBER_ID (optional with one number); /playground is the
-// first bot's.
+// first bot's. `serve` always listens through a front: a front of one
+// number hands every request to its server.
 type Front struct {
 	servers map[string]*Server
 	numbers []string
@@ -74,6 +75,13 @@ func NewFront(cfg FrontConfig, servers ...*Server) *Front {
 		maxUpload = servers[0].cfg.MaxUploadBytes
 	}
 	limitBodies(f.app, token, maxUpload)
+	if len(servers) == 1 {
+		// A front of one number is that number's server: its webhooks
+		// (read, filtered and counted by it alone), its health, its
+		// metrics, its API and playground, as if it listened itself.
+		f.app.Use(f.route)
+		return f
+	}
 	f.app.Get("/webhook", func(c *fiber.Ctx) error { return f.servers[f.numbers[0]].handshake(c) })
 	f.app.Post("/webhook", f.webhook)
 	f.app.Get("/healthz", f.healthz)
@@ -191,7 +199,7 @@ func (f *Front) Serve(ln net.Listener) error { return f.app.Listener(ln) }
 
 // Shutdown stops taking requests, then shuts every number's server down.
 func (f *Front) Shutdown(ctx context.Context) error {
-	err := f.app.ShutdownWithContext(ctx)
+	err := shutdownHTTP(ctx, f.app, f.cfg.Logger)
 	for _, n := range f.numbers {
 		if e := f.servers[n].Shutdown(ctx); e != nil && err == nil {
 			err = e

@@ -416,21 +416,7 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 //     messages) through all of the above;
 //  5. the instance id is given up, so that a restart takes it at once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	// The HTTP side gets a share of the time: the listener closes at once,
-	// requests in progress finish, but a client's connection that never
-	// sends a request would hold it to the end, and the work in hand
-	// matters more.
-	httpWait := 5 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		httpWait = min(httpWait, time.Until(dl)/3)
-	}
-	hctx, cancel := context.WithTimeout(ctx, httpWait)
-	err := s.app.ShutdownWithContext(hctx)
-	cancel()
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		s.log.Info("shutdown: idle client connections left open; draining the work in hand")
-		err = nil
-	}
+	err := shutdownHTTP(ctx, s.app, s.log)
 	s.sched.Stop()
 	s.handout.Stop()
 	left, werr := s.disp.Close(ctx)
@@ -443,6 +429,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err == nil {
 			err = werr
 		}
+	}
+	return err
+}
+
+// shutdownHTTP stops an app taking requests. The HTTP side gets a share
+// of the time: the listener closes at once, requests in progress finish,
+// but a client's connection that never sends a request would hold it to
+// the end, and the work in hand matters more.
+func shutdownHTTP(ctx context.Context, app *fiber.App, log *slog.Logger) error {
+	httpWait := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		httpWait = min(httpWait, time.Until(dl)/3)
+	}
+	hctx, cancel := context.WithTimeout(ctx, httpWait)
+	defer cancel()
+	err := app.ShutdownWithContext(hctx)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		log.Info("shutdown: idle client connections left open; draining the work in hand")
+		return nil
 	}
 	return err
 }

@@ -211,14 +211,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if apiToken != "" {
 		log.Info("playground at /playground (it asks for FLOWBOT_API_TOKEN once): dry runs only; its HTTP calls answer from no mock, and its edits stay in memory")
 	}
-	type service interface {
-		Serve(net.Listener) error
-		Shutdown(context.Context) error
-	}
-	var svc service = servers[0]
-	if multi {
-		svc = server.NewFront(server.FrontConfig{AppSecret: secret, InsecureSkipSignature: *insecure, Logger: log}, servers...)
-	}
+	// One number or several, serve listens through a front (a front of one
+	// number hands every request to its server).
+	svc := server.NewFront(server.FrontConfig{AppSecret: secret, InsecureSkipSignature: *insecure, Logger: log}, servers...)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		stopAll()

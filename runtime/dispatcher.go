@@ -1,8 +1,13 @@
-// Package runtime is what runs conversations for a host, apart from HTTP:
-// the dispatcher that works on contacts with a fixed pool of workers (one
-// worker per contact at a time), the clock everything waits on, and the
-// queue of contacts with work due soon. flowbot serve runs its
-// conversations on it.
+// Package runtime is what runs conversations for every host, apart from
+// HTTP: the worker that does a contact's work (its queued updates and due
+// timers applied through the record, committed, sent under the instance's
+// claim, drained; Worker), its scheduler, the dispatcher that works on
+// contacts with a fixed pool of workers (one worker per contact at a
+// time), the clock everything waits on, the queue of work due soon, the
+// account's and templates' states (Account), the bot's versions (Bots),
+// the instance lease and the events' poster. `flowbot serve` runs it on
+// the wall clock; the dry run (package dryrun) runs the same worker on a
+// virtual one.
 package runtime
 
 import (

@@ -1,8 +1,10 @@
-// Package server is `flowbot serve`: WhatsApp webhooks in, engine events
-// out, Cloud API requests out, on Fiber. No flow logic lives here: the
-// server queues updates durably, runs each contact's events in order
-// through the engine, commits state and outbound messages together, and
-// sends them.
+// Package server is `flowbot serve`'s HTTP side, on Fiber: WhatsApp
+// webhooks in (signatures, parsing, one ingest into the contacts' queues),
+// the API (auth, idempotency, commands, views, campaigns, analytics),
+// /metrics and /healthz, the playground's mount, and a front for several
+// numbers. No flow logic and no sending live here: the runtime package's
+// worker applies each contact's queued updates through the record,
+// commits, sends and drains.
 package server
 
 import (

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/flowbot/flowbot/actions"
 	"github.com/flowbot/flowbot/dryrun"
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/internal/snapshot"
 )
 
 var update = flag.Bool("update", false, "rewrite the want sections of testdata/cases")
@@ -112,11 +112,9 @@ func TestGolden(t *testing.T) {
 			}
 			fsys := fstest.MapFS{}
 			var casesSrc []byte
-			wantIdx := -1
-			for i, f := range ar.Files {
+			for _, f := range ar.Files {
 				switch f.Name {
 				case "want":
-					wantIdx = i
 				case "cases.yaml":
 					casesSrc = f.Data
 				default:
@@ -137,23 +135,7 @@ func TestGolden(t *testing.T) {
 				b, _ := json.MarshalIndent(out, "", "  ")
 				fmt.Fprintf(&got, "# %s\n%s\n", tc.Name, b)
 			}
-			if *update {
-				if wantIdx < 0 {
-					ar.Files = append(ar.Files, txtar.File{Name: "want"})
-					wantIdx = len(ar.Files) - 1
-				}
-				ar.Files[wantIdx].Data = got.Bytes()
-				if err := os.WriteFile(path, txtar.Format(ar), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if wantIdx < 0 {
-				t.Fatalf("no want section (go test ./actions -update)")
-			}
-			if want := string(ar.Files[wantIdx].Data); got.String() != want {
-				t.Errorf("got:\n%s\nwant:\n%s", got.String(), want)
-			}
+			snapshot.Section(t, path, ar, "want", got.Bytes(), *update)
 		})
 	}
 }

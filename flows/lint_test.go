@@ -3,7 +3,6 @@ package flows_test
 import (
 	"bytes"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/rogpeppe/go-internal/txtar"
 
 	"github.com/flowbot/flowbot/flows"
+	"github.com/flowbot/flowbot/internal/snapshot"
 )
 
 var update = flag.Bool("update", false, "rewrite the want sections of testdata/lint")
@@ -31,10 +31,8 @@ func TestLint(t *testing.T) {
 			}
 			fsys := fstest.MapFS{}
 			files := map[string][]byte{}
-			wantIdx := -1
-			for i, f := range ar.Files {
+			for _, f := range ar.Files {
 				if f.Name == "want" {
-					wantIdx = i
 					continue
 				}
 				fsys[f.Name] = &fstest.MapFile{Data: expand(f.Data)}
@@ -54,23 +52,7 @@ func TestLint(t *testing.T) {
 					t.Errorf("round %d through the cache:\n%s\nwithout:\n%s", round, cached.Error(), diags.Error())
 				}
 			}
-			if *update {
-				if wantIdx < 0 {
-					ar.Files = append(ar.Files, txtar.File{Name: "want"})
-					wantIdx = len(ar.Files) - 1
-				}
-				ar.Files[wantIdx].Data = got.Bytes()
-				if err := os.WriteFile(path, txtar.Format(ar), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if wantIdx < 0 {
-				t.Fatal("no want section (run with -update)")
-			}
-			if want := string(ar.Files[wantIdx].Data); got.String() != want {
-				t.Errorf("diagnostics differ\n--- got\n%s--- want\n%s", got.String(), want)
-			}
+			snapshot.Section(t, path, ar, "want", got.Bytes(), *update)
 		})
 	}
 }
